@@ -12,7 +12,11 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from dynamics.phases import Phases
+    from dynamics.problems import Problem
 
 __all__ = ["main"]
 
@@ -113,7 +117,9 @@ def _add_problem_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def sample_from_args(problem: str, args: argparse.Namespace, seed: int | None = None):  # noqa: ANN201
+def sample_from_args(
+    problem: str, args: argparse.Namespace, seed: int | None = None
+) -> Problem:
     """Build a spec from the problem options (raises SpecError on impossible settings)."""
     from dynamics.problems import AttentionHead, Factorization, Vector
 
@@ -141,6 +147,47 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- predict
+def _crossings_json(crossings: dict) -> dict[str, float | None]:
+    return {f"{f:g}": (None if t is None else float(t)) for f, t in crossings.items()}
+
+
+def _summary_lines(crossings: dict, phases: Phases) -> list[str]:
+    """Readable summary of crossing times and phases (times in t)."""
+    lines = []
+    for f, t in crossings.items():
+        shown = "never reached" if t is None else f"t = {t:.6g}"
+        lines.append(f"  t_{f:g} (L <= {f:g} L_ref): {shown}")
+    lines.extend(f"  {line}" for line in phases.describe().splitlines())
+    return lines
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
+    from dynamics.integrate import predict
+    from dynamics.problems import load
+
+    spec = load(args.spec)
+    started = time.perf_counter()
+    traj = predict(spec, method=args.method, lr=args.lr, t_max=args.t_max,
+                   momentum=args.momentum)
+    seconds = time.perf_counter() - started
+    crossings = traj.crossing_times()
+    phases = traj.phases()
+    if args.json:
+        _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
+                    "lr": args.lr, "l_ref": spec.l_ref, "crossings": _crossings_json(crossings),
+                    "phases": phases.to_dict(), "final_loss": float(traj.loss[-1]),
+                    "t_end": float(traj.t[-1]), "seconds": seconds})
+        return 0
+    lr = "" if args.lr is None else f", η = {args.lr:g}"
+    print(f"{spec.describe()} — method {args.method}{lr} ({seconds:.2f} s)")
+    print(f"  L_ref = {spec.l_ref:.6g}; final loss {traj.loss[-1]:.3g} at t = {traj.t[-1]:.6g}")
+    print("\n".join(_summary_lines(crossings, phases)))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 Command = Callable[[argparse.Namespace], int]
 
@@ -155,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(p, required=True)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
+
+    from dynamics.integrate import METHODS
+
+    p = sub.add_parser("predict", help="integrate the theory: loss curve, crossings, phases")
+    p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    p.add_argument("--method", choices=METHODS, default="flow",
+                   help="flow (reduced when possible), modified, discrete, full, sign")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="step size η (modified, discrete)")
+    p.add_argument("--momentum", type=_nonneg_float, default=0.0,
+                   help="heavy-ball μ (discrete)")
+    p.add_argument("--t-max", type=_positive_float, default=None,
+                   help="end-time cap in t (default automatic)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 
