@@ -103,7 +103,7 @@ def test_each_validation_error_names_the_key(tmp_path, change, message):
 def test_not_an_npz_and_missing_file(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_text("this is not a zip file")
-    with pytest.raises(SpecError, match="not a valid .npz spec file"):
+    with pytest.raises(SpecError, match=r"not a valid \.npz spec file"):
         load(junk)
     with pytest.raises(SpecError, match="no such file"):
         load(tmp_path / "absent.npz")

@@ -1,0 +1,263 @@
+"""Matrix-expression algebra behind :mod:`dynamics.symbolic`: expand, differentiate, reduce, print.
+
+SymPy writes the losses and their gradients as trees of ``MatAdd`` / ``MatMul`` / ``Transpose``
+/ ``Trace`` over ``MatrixSymbol`` leaves. This module works on the *expanded* form of such a
+tree, a sum of terms ``coefficient x chain`` where the chain is a product of leaves (a
+``MatrixSymbol`` or its transpose) and the coefficient a scalar that may hold traces of chains:
+
+* :func:`expand_terms` / :func:`normalize` — distribute every product over every sum and every
+  trace over its argument, merge equal terms (traces brought to a canonical cyclic rotation);
+* :func:`termwise_gradient` — ``sp.diff`` one term at a time (SymPy 1.14 returns 0 for the
+  derivative of a *sum of products of traces*; each product alone is right, DESIGN §3);
+* :func:`directional` — the directional derivative D(e)[Δ] by the product rule over the tree;
+* :class:`Contraction` — the reduction to order parameters: in every chain, each adjacent pair
+  ``Sᵀ R`` of n-row *families* (targets, learned matrices, velocities) becomes the order
+  parameter named for it (``TᵀT -> G``, ``TᵀW -> P``, ``WᵀT -> Pᵀ``, ``WᵀW -> U``, ...); a trace
+  is first rotated so that its chain starts with a k×n factor. A chain whose n-dimension is not
+  contracted this way (an n-row factor left over, or a pair of families of different factors)
+  raises :class:`ReductionError`, so the result provably does not depend on n;
+* :class:`MultiDotPrinter` — NumPy code in which every matrix chain is one
+  ``numpy.linalg.multi_dot`` call (optimal contraction order: ``A Bᵀ Y`` with n-row A, B, Y is
+  evaluated as ``A (Bᵀ Y)`` and never forms an n×n matrix).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from functools import reduce
+
+import sympy as sp
+from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
+from sympy.printing.numpy import NumPyPrinter
+
+__all__ = [
+    "Contraction",
+    "MultiDotPrinter",
+    "ReductionError",
+    "canonical_trace",
+    "directional",
+    "expand_terms",
+    "normalize",
+    "product",
+    "termwise_gradient",
+]
+
+Chain = tuple[MatrixExpr, ...]
+Term = tuple[sp.Expr, Chain]
+
+
+class ReductionError(ValueError):
+    """A chain of n-row families does not contract pairwise into order parameters."""
+
+
+def _transpose_leaf(leaf: MatrixExpr, symmetric: frozenset = frozenset()) -> MatrixExpr:
+    if isinstance(leaf, Transpose):
+        return leaf.arg
+    return leaf if leaf in symmetric else Transpose(leaf)
+
+
+def _base(leaf: MatrixExpr) -> MatrixExpr:
+    return leaf.arg if isinstance(leaf, Transpose) else leaf
+
+
+def product(coeff: sp.Expr, chain: Chain) -> MatrixExpr:
+    """``coeff * chain[0] * chain[1] * ...`` built without ``doit`` (no ``MatPow`` folding)."""
+    factors = chain if coeff == 1 else (coeff, *chain)
+    return factors[0] if len(factors) == 1 else MatMul(*factors)
+
+
+def expand_terms(expr: MatrixExpr) -> list[Term]:
+    """``expr`` as a list of ``(scalar coefficient, chain of leaves)``, products distributed.
+
+    Leaves are ``MatrixSymbol``s and their transposes; transposes of products are pushed to the
+    leaves. Scalar coefficients are returned as they occur (traces inside are not expanded).
+    """
+    if isinstance(expr, MatrixSymbol):
+        return [(sp.S.One, (expr,))]
+    if isinstance(expr, MatAdd):
+        return [term for arg in expr.args for term in expand_terms(arg)]
+    if isinstance(expr, Transpose):
+        return [
+            (coeff, tuple(_transpose_leaf(leaf) for leaf in reversed(chain)))
+            for coeff, chain in expand_terms(expr.arg)
+        ]
+    if isinstance(expr, MatMul):
+        terms: list[Term] = [(sp.S.One, ())]
+        for arg in expr.args:
+            if arg.is_Matrix:
+                terms = [(c1 * c2, ch1 + ch2) for c1, ch1 in terms for c2, ch2 in expand_terms(arg)]
+            else:
+                terms = [(coeff * arg, chain) for coeff, chain in terms]
+        return terms
+    if isinstance(expr, sp.ZeroMatrix):
+        return []
+    raise TypeError(f"cannot expand matrix expression of type {type(expr).__name__}: {expr}")
+
+
+def termwise_gradient(loss: sp.Expr, wrt: MatrixSymbol) -> MatrixExpr:
+    """∂loss/∂wrt by ``sp.diff`` of each term of the trace-expanded loss, summed.
+
+    Differentiating the whole sum at once returns 0 in SymPy 1.14 when the terms are products
+    of traces (the attention loss); each product alone is differentiated correctly.
+    """
+    terms = sp.Add.make_args(normalize(loss))
+    parts = [sp.diff(term, wrt) for term in terms if wrt in term.free_symbols]
+    return normalize(MatAdd(*parts)) if parts else sp.ZeroMatrix(*wrt.shape)
+
+
+def directional(expr: sp.Basic, direction: Mapping[MatrixSymbol, MatrixExpr]) -> sp.Basic:
+    """D(expr)[Δ]: the derivative of ``expr`` along ``direction[W] = ΔW`` (product rule).
+
+    Equals d/dε expr(W + εΔW) at ε = 0; symbols absent from ``direction`` are constants.
+    """
+    if not expr.free_symbols & direction.keys():
+        return sp.ZeroMatrix(*expr.shape) if expr.is_Matrix else sp.S.Zero
+    if isinstance(expr, MatrixSymbol):
+        return direction[expr]
+    if isinstance(expr, (Transpose, Trace)):
+        return expr.func(directional(expr.arg, direction))
+    if isinstance(expr, (MatAdd, sp.Add)):
+        return expr.func(*(directional(arg, direction) for arg in expr.args))
+    if isinstance(expr, (MatMul, sp.Mul)):
+        args = expr.args
+        return (MatAdd if expr.is_Matrix else sp.Add)(
+            *(
+                expr.func(*args[:i], directional(arg, direction), *args[i + 1 :])
+                for i, arg in enumerate(args)
+                if arg.free_symbols & direction.keys()
+            )
+        )
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
+        return expr.exp * expr.base ** (expr.exp - 1) * directional(expr.base, direction)
+    raise TypeError(f"no directional derivative for {type(expr).__name__}: {expr}")
+
+
+def canonical_trace(
+    chain: Chain, big: Iterable[sp.Expr] = (), symmetric: frozenset = frozenset()
+) -> Trace:
+    """Tr(chain) in a canonical form among its cyclic rotations and its transpose's.
+
+    Rotations whose first factor has a row dimension in ``big`` (n) come last, so a trace of
+    n-row families starts with a k×n factor and evaluates without an n×n intermediate.
+    """
+    big = frozenset(big)
+    flipped = tuple(_transpose_leaf(leaf, symmetric) for leaf in reversed(chain))
+    candidates = [c[i:] + c[:i] for c in (chain, flipped) for i in range(len(c))]
+    best = min(candidates, key=lambda c: (c[0].shape[0] in big, tuple(map(sp.srepr, c))))
+    return Trace(product(sp.S.One, best))
+
+
+class Contraction:
+    """Pairwise contraction of n-row families into order parameters.
+
+    Args:
+        pairs: ``{(S, R): order parameter}`` for the product Sᵀ R of two n-row families S, R
+            (both ``MatrixSymbol``s), e.g. ``{(A, X): P_X, (X, A): P_X.T, (X, X): U_X, ...}``.
+        big: the contracted dimension (the symbol n).
+        symmetric: order parameters equal to their transpose (U, G, N), for canonical forms.
+    """
+
+    def __init__(
+        self,
+        pairs: Mapping[tuple[MatrixSymbol, MatrixSymbol], MatrixExpr],
+        big: sp.Symbol,
+        symmetric: Iterable[MatrixSymbol],
+    ) -> None:
+        self.pairs = dict(pairs)
+        self.big = big
+        self.symmetric = frozenset(symmetric)
+        self.families = frozenset(s for pair in self.pairs for s in pair)
+
+    def chain(self, chain: Chain) -> Chain:
+        """Contract every adjacent pair Sᵀ R of families in ``chain`` (left to right)."""
+        out: list[MatrixExpr] = []
+        i = 0
+        while i < len(chain):
+            leaf = chain[i]
+            if _base(leaf) not in self.families:
+                out.append(leaf)
+                i += 1
+                continue
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            if not isinstance(leaf, Transpose) or nxt is None or isinstance(nxt, Transpose):
+                raise ReductionError(f"n-dimension of {leaf} left uncontracted in {chain}")
+            key = (leaf.arg, nxt)
+            if key not in self.pairs:
+                raise ReductionError(f"no order parameter for {leaf}*{nxt} in {chain}")
+            out.append(self.pairs[key])
+            i += 2
+        return tuple(out)
+
+    def trace_chain(self, chain: Chain) -> Chain:
+        """Rotate a trace's chain to start with a transposed family, then contract it."""
+        starts = [i for i, leaf in enumerate(chain) if isinstance(leaf, Transpose)]
+        if any(_base(leaf) in self.families for leaf in chain) and starts:
+            chain = chain[starts[0] :] + chain[: starts[0]]
+        return self.chain(chain)
+
+    def __call__(self, expr: sp.Basic) -> sp.Basic:
+        """The reduced form of a matrix or scalar expression (expanded, equal terms merged)."""
+        return normalize(expr, self)
+
+
+def _identity_chain(chain: Chain) -> Chain:
+    return chain
+
+
+def normalize(expr: sp.Basic, contraction: Contraction | None = None) -> sp.Basic:
+    """Expanded canonical form of a matrix or scalar expression; reduced by ``contraction``.
+
+    Every product is distributed, every trace expanded and brought to :func:`canonical_trace`
+    form, equal chains merged. Without ``contraction`` the chains are kept as they are.
+    """
+    if contraction is None:
+        chain_map: Callable[[Chain], Chain] = _identity_chain
+        trace_map: Callable[[Chain], Chain] = _identity_chain
+        big: frozenset = frozenset()
+        symmetric: frozenset = frozenset()
+    else:
+        chain_map, trace_map = contraction.chain, contraction.trace_chain
+        big, symmetric = frozenset({contraction.big}), contraction.symmetric
+
+    def scalar(e: sp.Expr) -> sp.Expr:
+        if isinstance(e, Trace):
+            return sp.Add(
+                *(
+                    scalar(c) * canonical_trace(trace_map(ch), big, symmetric)
+                    for c, ch in expand_terms(e.arg)
+                )
+            )
+        if e.args:
+            return e.func(*(scalar(arg) for arg in e.args))
+        return e
+
+    if not expr.is_Matrix:
+        return sp.expand(scalar(expr))
+    collected: dict[Chain, sp.Expr] = {}
+    for coeff, chain in expand_terms(expr):
+        key = chain_map(chain)
+        collected[key] = collected.get(key, sp.S.Zero) + scalar(coeff)
+    terms = [(sp.expand(c), ch) for ch, c in collected.items()]
+    terms = [product(c, ch) for c, ch in terms if c != 0]
+    if not terms:
+        return sp.ZeroMatrix(*expr.shape)
+    return terms[0] if len(terms) == 1 else MatAdd(*terms)
+
+
+class MultiDotPrinter(NumPyPrinter):
+    """NumPy printer: matrix chains as ``numpy.linalg.multi_dot``, ``Xᵀ`` as ``X.T``."""
+
+    def _print_MatMul(self, expr: MatMul) -> str:
+        scalars = [a for a in expr.args if not a.is_Matrix]
+        mats = [self._print(a) for a in expr.args if a.is_Matrix]
+        body = mats[0] if len(mats) == 1 else f"{self._module_format('numpy.linalg.multi_dot')}([{', '.join(mats)}])"
+        if not scalars:
+            return body
+        return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"
+
+    def _print_Transpose(self, expr: Transpose) -> str:
+        return f"{self.parenthesize(expr.arg, 1000)}.T"
+
+    def _print_Trace(self, expr: Trace) -> str:
+        return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"

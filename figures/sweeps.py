@@ -1,0 +1,263 @@
+"""Sweeps: map experiment jobs over any executor, caching every result on disk.
+
+A *job* is a pair ``(fn, config)``: a picklable top-level function and the JSON-able dict it
+is called with, ``fn(config) -> result``. A result is any nesting of dicts (string keys),
+lists, numbers, strings, None, numpy arrays and :class:`~dynamics.trajectory.Trajectory`.
+
+Each result is stored under ``cache_dir/<key>.npz``, where the key is the SHA-256 of the
+canonical JSON of ``{function, config, code version}``; the code version hashes the source of
+the job function, of the functions of its own module that it calls (transitively), and of
+the ``dynamics`` and ``validation`` packages. A file is written to a temporary name and moved
+into place with ``os.replace`` as soon as its job finishes, so a run killed midway loses
+nothing already finished, and a rerun recomputes only the jobs whose configuration or code
+changed.
+
+The executor is any :class:`concurrent.futures.Executor`: a local process pool by default,
+a thread pool, or a Dask cluster's ``distributed.Client(address).get_executor()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import FunctionType
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dynamics.trajectory import Trajectory
+
+__all__ = [
+    "CacheStats",
+    "Job",
+    "JobError",
+    "cache_key",
+    "default_executor",
+    "load_result",
+    "run_jobs",
+    "save_result",
+]
+
+Job = tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]
+"""``(fn, config)``: ``fn`` a picklable top-level function, ``config`` a JSON-able dict."""
+
+_PACKAGES = ("dynamics", "validation")
+_TRAJECTORY_FIELDS = tuple(f.name for f in dataclasses.fields(Trajectory))
+
+
+class JobError(RuntimeError):
+    """A job raised; the message names its function and configuration."""
+
+
+@dataclass
+class CacheStats:
+    """Counts of the jobs found in the cache (``hits``) and computed (``misses``)."""
+
+    hits: int = 0
+    misses: int = 0
+    computed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hits": self.hits, "misses": self.misses, "computed": list(self.computed)}
+
+
+def default_executor(workers: int | None = None) -> Executor:
+    """A process pool of ``workers`` (default: the CPU count, at most 2) single-threaded workers.
+
+    Workers are spawned (not forked, which is unsafe with torch's thread pools) and limited
+    to one BLAS/OpenMP thread each, so that the pool uses one core per worker.
+    """
+    count = workers or min(2, os.cpu_count() or 1)
+    return ProcessPoolExecutor(
+        max_workers=count,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_single_threaded,
+    )
+
+
+def _single_threaded() -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+@cache
+def _package_digest() -> str:
+    """SHA-256 of the sources of the theory and experiment packages."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for package in _PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _function_sources(fn: FunctionType, seen: set[str] | None = None) -> list[str]:
+    """Source of ``fn`` and, transitively, of the functions of its module that it names."""
+    seen = set() if seen is None else seen
+    if fn.__qualname__ in seen:
+        return []
+    seen.add(fn.__qualname__)
+    sources = [inspect.getsource(fn)]
+    for name in fn.__code__.co_names:
+        value = fn.__globals__.get(name)
+        if isinstance(value, FunctionType) and value.__module__ == fn.__module__:
+            sources.extend(_function_sources(value, seen))
+    return sources
+
+
+def _function_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def cache_key(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the job's function, config and code version."""
+    code = hashlib.sha256("\n".join(_function_sources(fn)).encode()).hexdigest()  # type: ignore[arg-type]
+    payload = {
+        "function": _function_name(fn),
+        "config": config,
+        "code": [code, _package_digest()],
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _encode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """JSON skeleton of ``obj``; arrays are moved to ``arrays`` and referenced by name."""
+    if isinstance(obj, Trajectory):
+        return {"__trajectory__": {f: _encode(getattr(obj, f), arrays) for f in _TRAJECTORY_FIELDS}}
+    if isinstance(obj, np.ndarray):
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"__array__": name}
+    if isinstance(obj, dict):
+        return {str(k): _encode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, arrays) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot cache a result of type {type(obj).__name__}")
+
+
+def _decode(obj: Any, arrays: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__array__" in obj:
+            return arrays[obj["__array__"]]
+        if "__trajectory__" in obj:
+            return Trajectory(**{k: _decode(v, arrays) for k, v in obj["__trajectory__"].items()})
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def save_result(path: Path, result: Any, config: dict[str, Any] | None = None) -> None:
+    """Write ``result`` to ``path`` (``.npz``) atomically: temporary file, then ``os.replace``."""
+    arrays: dict[str, np.ndarray] = {}
+    meta = json.dumps({"result": _encode(result, arrays), "config": config})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __meta__=np.array(meta), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_result(path: Path) -> Any:
+    """Read a result written by :func:`save_result` (raises OSError/ValueError if unreadable)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("__meta__")))
+    return _decode(meta["result"], arrays)
+
+
+def _cached(path: Path | None) -> tuple[bool, Any]:
+    if path is None or not path.is_file():
+        return False, None
+    try:
+        return True, load_result(path)
+    except (OSError, ValueError, KeyError, EOFError):  # a corrupt file is recomputed
+        return False, None
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
+    progress_label: str | None = None,
+    stats: CacheStats | None = None,
+) -> list[Any]:
+    """Results of ``fn(config)`` for every job, in order; cached jobs are not rerun.
+
+    Args:
+        jobs: ``(fn, config)`` pairs (see module docstring).
+        executor: where the jobs run; default a fresh :func:`default_executor`, shut down
+            afterwards (a given executor is left running).
+        cache_dir: folder of the cache (``None``: no caching).
+        progress_label: label of a progress bar on stderr (``None``: no bar).
+        stats: if given, its hit and miss counts are increased.
+
+    Raises:
+        JobError: after every other job has finished and been cached, if a job raised.
+    """
+    folder = None if cache_dir is None else Path(cache_dir)
+    paths = [None if folder is None else folder / f"{cache_key(fn, c)}.npz" for fn, c in jobs]
+    results: list[Any] = [None] * len(jobs)
+    todo = []
+    for i, path in enumerate(paths):
+        hit, value = _cached(path)
+        if hit:
+            results[i] = value
+        else:
+            todo.append(i)
+    stats = CacheStats() if stats is None else stats
+    stats.hits += len(jobs) - len(todo)
+    bar = tqdm(total=len(jobs), desc=progress_label, disable=progress_label is None,
+               initial=len(jobs) - len(todo), leave=True, dynamic_ncols=True)
+    failure: JobError | None = None
+    if todo:
+        own = executor is None
+        pool = default_executor(min(len(todo), os.cpu_count() or 1)) if own else executor
+        try:
+            futures: dict[Future[Any], int] = {
+                pool.submit(jobs[i][0], jobs[i][1]): i for i in todo
+            }
+            for future in as_completed(futures):
+                i = futures[future]
+                fn, config = jobs[i]
+                try:
+                    results[i] = future.result()
+                except Exception as exc:  # reported once the other jobs have finished
+                    failure = failure or JobError(f"{_function_name(fn)}({config}): {exc!r}")
+                    bar.update()
+                    continue
+                if paths[i] is not None:
+                    save_result(paths[i], results[i], config)
+                stats.misses += 1
+                stats.computed.append(_function_name(fn))
+                bar.update()
+        finally:
+            if own:
+                pool.shutdown(cancel_futures=True)
+            bar.close()
+    else:
+        bar.close()
+    if failure is not None:
+        raise failure
+    return results

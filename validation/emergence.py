@@ -1,0 +1,135 @@
+"""Emergence metrics of per-group loss curves: when, how sharply, and how together.
+
+numpy only. Curves are sampled at times ``t`` (T,) (continuous time t = η·step, or steps,
+whichever the run reports) with per-group losses ``group_loss`` (T, G). Crossing times are
+interpolated linearly in log ℓ between samples (DESIGN §2), and linearly where a sample is
+not positive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+__all__ = [
+    "adjusted_rand",
+    "crossing_time",
+    "drop_times",
+    "emergence_spread",
+    "group_emergence",
+    "loss_dispersion",
+    "summarize_run",
+    "worst_group_loss",
+]
+
+
+def crossing_time(t: np.ndarray, y: np.ndarray, level: float) -> float:
+    """First time y(t) ≤ level, interpolated linearly in log y between samples; NaN if never.
+
+    Returns t[0] when y(t[0]) ≤ level already. Same units as ``t``.
+    """
+    below = np.flatnonzero(y <= level)
+    if below.size == 0:
+        return float("nan")
+    i = below[0]
+    if i == 0:
+        return float(t[0])
+    y0, y1 = y[i - 1], y[i]
+    if y0 > 0 and y1 > 0 and level > 0:
+        y0, y1, level = np.log(y0), np.log(y1), np.log(level)
+    return float(t[i - 1] + (t[i] - t[i - 1]) * (y0 - level) / (y0 - y1))
+
+
+def drop_times(t: np.ndarray, y: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Times at which each fraction f of the curve's own drop is done.
+
+    t_f = first time y ≤ y(t₀) − f·(y(t₀) − y(t_end)) (:func:`crossing_time`); t_0.5 is the
+    half-drop time. NaN for every f when the curve does not drop (y(t_end) ≥ y(t₀)).
+    """
+    start, end = y[0], y[-1]
+    if not end < start:
+        return np.full(len(fractions), np.nan)
+    return np.array([crossing_time(t, y, start - f * (start - end)) for f in fractions])
+
+
+def group_emergence(
+    t: np.ndarray, group_loss: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-group emergence of ``group_loss`` (T, G); each entry of the result is (G,).
+
+    * ``t_threshold``: first time ℓ_g ≤ threshold (scalar or per group).
+    * ``t_half``, ``t_10``, ``t_90``: times when 50 %, 10 %, 90 % of the group's own drop
+      ℓ_g(t₀) − ℓ_g(t_end) is done (:func:`drop_times`); t_half is "the" emergence time.
+    * ``width``: (t_90 − t_10) / t_half, the duration of the drop relative to its time.
+
+    Drop times are NaN for a group that never reaches the threshold (it has not emerged,
+    and its "own drop" is then noise).
+    """
+    levels = np.broadcast_to(np.asarray(threshold, dtype=float), group_loss.shape[1:])
+    fractions = np.array([0.1, 0.5, 0.9])
+    t_threshold = np.array(
+        [crossing_time(t, group_loss[:, g], levels[g]) for g in range(group_loss.shape[1])]
+    )
+    drops = np.array([drop_times(t, group_loss[:, g], fractions) for g in range(len(levels))])
+    drops[np.isnan(t_threshold)] = np.nan
+    t_10, t_half, t_90 = drops.T
+    return {
+        "t_threshold": t_threshold,
+        "t_half": t_half,
+        "t_10": t_10,
+        "t_90": t_90,
+        "width": (t_90 - t_10) / t_half,
+    }
+
+
+def emergence_spread(times: np.ndarray) -> dict[str, float]:
+    """Spread of emergence times across groups (NaNs, i.e. groups not emerged, ignored).
+
+    ``ratio`` = max/min, ``sd_log`` = standard deviation of ln t (population, ddof 0);
+    both NaN with fewer than two finite positive times.
+    """
+    finite = times[np.isfinite(times) & (times > 0)]
+    if finite.size < 2:
+        return {"ratio": float("nan"), "sd_log": float("nan")}
+    return {"ratio": float(finite.max() / finite.min()), "sd_log": float(np.log(finite).std())}
+
+
+def worst_group_loss(group_loss: np.ndarray) -> np.ndarray:
+    """max_g ℓ_g at each sample, (T,)."""
+    return group_loss.max(axis=1)
+
+
+def loss_dispersion(group_loss: np.ndarray) -> np.ndarray:
+    """Standard deviation over groups of ln ℓ_g at each sample, (T,) (ℓ clipped at 1e-300)."""
+    return np.log(np.clip(group_loss, 1e-300, None)).std(axis=1)
+
+
+def adjusted_rand(found: np.ndarray, true: np.ndarray) -> float:
+    """Adjusted Rand index of found group labels against the true ones (1 = identical)."""
+    return float(adjusted_rand_score(true, found))
+
+
+def summarize_run(
+    t: np.ndarray, group_loss: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, float]:
+    """Scalar emergence summary of one run.
+
+    ``t_first``/``t_last`` (earliest and latest half-drop times), ``spread`` (their ratio),
+    ``sd_log_t``, ``width`` (median over groups of (t_90 − t_10)/t_half), ``emerged``
+    (fraction of groups that reached the threshold), ``worst_final`` (max_g ℓ_g at the end),
+    ``dispersion_final`` (sd of ln ℓ_g at the end).
+    """
+    per_group = group_emergence(t, group_loss, threshold)
+    spread = emergence_spread(per_group["t_half"])
+    widths = per_group["width"][np.isfinite(per_group["width"])]
+    emerged = np.isfinite(per_group["t_threshold"])
+    return {
+        "t_first": float(np.nanmin(per_group["t_half"])) if emerged.any() else float("nan"),
+        "t_last": float(np.nanmax(per_group["t_half"])) if emerged.any() else float("nan"),
+        "spread": spread["ratio"],
+        "sd_log_t": spread["sd_log"],
+        "width": float(np.median(widths)) if widths.size else float("nan"),
+        "emerged": float(emerged.mean()),
+        "worst_final": float(worst_group_loss(group_loss)[-1]),
+        "dispersion_final": float(loss_dispersion(group_loss)[-1]),
+    }

@@ -1,0 +1,482 @@
+"""Tasks with known capabilities, one training loop for every loss method, and the comparison.
+
+* :class:`ModesTask`: a deep linear network y = W₂W₁x fitting y = Cx, C = Σ_g s_g u_g v_gᵀ;
+  capability g = singular mode g, its examples are x = v_g. Time in t = η·step.
+* :class:`ParityTask`: multitask sparse parity (Michaud et al. 2023). Time in steps.
+* :func:`train_task`: trains a task with a method from :mod:`validation.grouped`.
+* :func:`compare_methods`: emergence metrics of several methods over seeds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from validation.emergence import adjusted_rand, summarize_run
+from validation.grouped import (
+    ClusterGroupedLoss,
+    GroupDRO,
+    GroupedLoss,
+    LossMethod,
+    MeanLoss,
+    SVDGroupedLoss,
+)
+
+__all__ = [
+    "METHODS",
+    "TASKS",
+    "ModesTask",
+    "ParityMLP",
+    "ParityTask",
+    "TrainResult",
+    "compare_methods",
+    "log_steps",
+    "make_method",
+    "make_task",
+    "train_task",
+]
+
+METHODS = ("mean", "grouped", "cluster", "svd", "dro")
+
+
+def _power_law(count: int, exponent: float) -> np.ndarray:
+    weights = np.arange(1, count + 1, dtype=float) ** -exponent
+    return weights / weights.sum()
+
+
+@dataclass
+class ModesTask:
+    """Deep linear network y = W₂W₁x (W₁: k×n, W₂: n×k) fitting y = Cx, C = Σ_g s_g u_g v_gᵀ.
+
+    U = [u_g], V = [v_g] are random n×G matrices with orthonormal columns (from ``seed``).
+    The dataset is fixed and used as the full batch: N examples, n_g = round(N p_g) (at
+    least 1) of them with x = v_g, target Cx = s_g u_g, label g. Initial weights are i.i.d.
+    N(0, σ²) (``init_std``), small so that each mode emerges abruptly.
+
+    Loss definitions (the order-parameter ODEs are derived from exactly these):
+
+    * per example: ℓ(x) = ½‖W₂W₁x − Cx‖² (sum over the n outputs, no 1/n);
+    * per group:  ℓ_g = (1/n_g) Σ_{x in g} ℓ(x) = ½‖W₂W₁v_g − s_g u_g‖²;
+    * mean loss:  L = (1/N) Σ_x ℓ(x) = Σ_g p̂_g ℓ_g, p̂_g = n_g/N (``frequencies``);
+    * reference:  ℓ_g at W = 0, s_g²/2 (``reference_loss``).
+
+    Variants: ``"modes"`` (equal s_g, power-law p_g ∝ g^−α) and ``"modes-scale"`` (equal
+    p_g, spread s_g); see :func:`make_task`. Under mean-loss gradient flow mode g grows at
+    rate 2 p̂_g s_g during its plateau; under the grouped loss at rate 4 ℓ_g s_g ≈ 2 s_g³.
+    """
+
+    scales: np.ndarray
+    probabilities: np.ndarray
+    n: int = 20
+    hidden: int = 20
+    init_std: float = 1e-3
+    num_examples: int = 256
+    seed: int = 0
+    name: str = "modes"
+    time_unit: str = "t"
+    gradient_params: tuple[str, ...] | None = None
+    """Parameters whose per-example gradients the gradient methods use (None: all)."""
+    left: np.ndarray = field(init=False, repr=False)
+    right: np.ndarray = field(init=False, repr=False)
+    labels: Tensor = field(init=False, repr=False)
+    inputs: Tensor = field(init=False, repr=False)
+    targets: Tensor = field(init=False, repr=False)
+    target_matrix: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scales = np.asarray(self.scales, dtype=float)
+        self.probabilities = np.asarray(self.probabilities, dtype=float)
+        groups = len(self.scales)
+        rng = np.random.default_rng(self.seed)
+        u = np.linalg.qr(rng.standard_normal((self.n, groups)))[0]
+        v = np.linalg.qr(rng.standard_normal((self.n, groups)))[0]
+        self.left, self.right = u, v
+        self.target_matrix = u @ np.diag(self.scales) @ v.T
+        counts = np.maximum(1, np.round(self.num_examples * self.probabilities)).astype(int)
+        self.labels = torch.as_tensor(np.repeat(np.arange(groups), counts))
+        self.inputs = torch.as_tensor(v.T[self.labels.numpy()], dtype=torch.float32)
+        self.targets = self.inputs @ torch.as_tensor(self.target_matrix.T, dtype=torch.float32)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.scales)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """Realised group fractions p̂_g = n_g / N (the weights of the mean loss)."""
+        return np.bincount(self.labels.numpy(), minlength=self.num_groups) / len(self.labels)
+
+    @property
+    def reference_loss(self) -> np.ndarray:
+        """ℓ_g of the zero model, s_g²/2."""
+        return self.scales**2 / 2
+
+    @property
+    def threshold(self) -> np.ndarray:
+        """Emergence threshold per group: half its reference loss (DESIGN t_0.5)."""
+        return self.reference_loss / 2
+
+    def make_model(self, generator: torch.Generator) -> nn.Module:
+        """``Sequential(W₁, W₂)`` without biases, entries N(0, σ²) drawn from ``generator``."""
+        model = nn.Sequential(
+            torch.nn.utils.skip_init(nn.Linear, self.n, self.hidden, bias=False),
+            torch.nn.utils.skip_init(nn.Linear, self.hidden, self.n, bias=False),
+        )
+        for weight in model.parameters():
+            nn.init.normal_(weight, std=self.init_std, generator=generator)
+        return model
+
+    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """The fixed full batch (inputs, targets, labels); ``generator`` is unused."""
+        return self.inputs, self.targets, self.labels
+
+    @staticmethod
+    def per_example_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+        """ℓ = ½‖output − target‖² per row."""
+        return 0.5 * ((outputs - targets) ** 2).sum(dim=1)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> tuple[np.ndarray, None]:
+        """Per-group losses ℓ_g (G,) on the full dataset (no accuracy for regression)."""
+        inputs = self.inputs.to(next(model.parameters()).dtype)
+        losses = self.per_example_loss(model(inputs), self.targets.to(inputs.dtype))
+        sums = np.bincount(self.labels.numpy(), losses.double().numpy(), self.num_groups)
+        return sums / np.bincount(self.labels.numpy(), minlength=self.num_groups), None
+
+
+class ParityMLP(nn.Module):
+    """One-hidden-layer ReLU MLP on x = [task code (T), bits (n)] with two logits.
+
+    h = relu(W_c c + W_b b + β), logits = W_o h + β_o. ``code`` (W_c: h×T) and ``bits``
+    (W_b: h×n) are the column blocks of one first layer on the concatenated input, kept as
+    two parameters so the task-code columns can be chosen for gradient clustering.
+    Initialised like ``nn.Linear`` on the full fan-in, U(±1/√fan_in), from ``generator``.
+    """
+
+    def __init__(self, tasks: int, bits: int, width: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.code = torch.nn.utils.skip_init(nn.Linear, tasks, width, bias=False)
+        self.bits = torch.nn.utils.skip_init(nn.Linear, bits, width)
+        self.out = torch.nn.utils.skip_init(nn.Linear, width, 2)
+        for parameter, fan_in in [
+            (self.code.weight, tasks + bits),
+            (self.bits.weight, tasks + bits),
+            (self.bits.bias, tasks + bits),
+            (self.out.weight, width),
+            (self.out.bias, width),
+        ]:
+            bound = fan_in**-0.5
+            nn.init.uniform_(parameter, -bound, bound, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = torch.relu(self.code(x[:, : self.tasks]) + self.bits(x[:, self.tasks :]))
+        return self.out(hidden)
+
+
+@dataclass
+class ParityTask:
+    """Multitask sparse parity (Michaud et al. 2023, "The Quantization Model of Neural Scaling").
+
+    An example is x = [one-hot(task i) (T), bits b ∈ {0,1}ⁿ], label y = Σ_{j∈S_i} b_j mod 2
+    with S_i a random k-subset of the n bits for task i (from ``seed``). Task i has
+    frequency p_i ∝ i^−α. Batches are fresh each step (drawn from the training generator);
+    per-group loss and accuracy are measured on a fixed evaluation set of ``eval_per_task``
+    examples per task. Model :class:`ParityMLP`, loss cross-entropy (nats); the zero-knowledge
+    reference loss is ln 2. Time unit: steps.
+    """
+
+    tasks: int = 8
+    bits: int = 20
+    k: int = 3
+    alpha: float = 1.0
+    width: int = 128
+    batch_size: int = 512
+    eval_per_task: int = 256
+    seed: int = 0
+    name: str = "parity"
+    time_unit: str = "step"
+    gradient_params: tuple[str, ...] | None = None
+    """Parameters whose per-example gradients the gradient methods use (None: all)."""
+    subsets: Tensor = field(init=False, repr=False)
+    eval_inputs: Tensor = field(init=False, repr=False)
+    eval_targets: Tensor = field(init=False, repr=False)
+    eval_labels: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        generator = torch.Generator().manual_seed(self.seed)
+        self.subsets = torch.stack(
+            [torch.randperm(self.bits, generator=generator)[: self.k] for _ in range(self.tasks)]
+        )
+        labels = torch.arange(self.tasks).repeat_interleave(self.eval_per_task)
+        self.eval_inputs, self.eval_targets = self.examples(labels, generator)
+        self.eval_labels = labels
+
+    @property
+    def num_groups(self) -> int:
+        return self.tasks
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Task frequencies p_i ∝ i^−α."""
+        return _power_law(self.tasks, self.alpha)
+
+    @property
+    def reference_loss(self) -> np.ndarray:
+        """Cross-entropy of a uniform guess, ln 2 per task."""
+        return np.full(self.tasks, np.log(2.0))
+
+    @property
+    def threshold(self) -> np.ndarray:
+        """Emergence threshold per task: half the reference loss, (ln 2)/2."""
+        return self.reference_loss / 2
+
+    def examples(self, labels: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Inputs [one-hot(label), bits] and parity targets for the given task labels."""
+        bits = torch.randint(0, 2, (len(labels), self.bits), generator=generator)
+        targets = bits.gather(1, self.subsets[labels]).sum(dim=1) % 2
+        inputs = torch.cat([F.one_hot(labels, self.tasks), bits], dim=1).float()
+        return inputs, targets
+
+    def make_model(self, generator: torch.Generator) -> nn.Module:
+        return ParityMLP(self.tasks, self.bits, self.width, generator)
+
+    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """A fresh batch (inputs, targets, task labels), tasks drawn with probabilities p_i."""
+        p = torch.as_tensor(self.probabilities)
+        labels = torch.multinomial(p, self.batch_size, replacement=True, generator=generator)
+        return *self.examples(labels, generator), labels
+
+    @staticmethod
+    def per_example_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+        """Cross-entropy per example, in nats."""
+        return F.cross_entropy(outputs, targets, reduction="none")
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task loss and accuracy (T,) on the fixed evaluation set."""
+        outputs = model(self.eval_inputs)
+        losses = self.per_example_loss(outputs, self.eval_targets).double().numpy()
+        correct = (outputs.argmax(dim=1) == self.eval_targets).double().numpy()
+        shape = (self.tasks, self.eval_per_task)
+        return losses.reshape(shape).mean(axis=1), correct.reshape(shape).mean(axis=1)
+
+
+Task = ModesTask | ParityTask
+
+
+@dataclass
+class _Setting:
+    build: Callable[..., Task]
+    steps: int
+    lr: float
+    optimizer: str
+    record: int | Sequence[int] = 1
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> ModesTask:
+    return ModesTask(np.ones(groups), _power_law(groups, alpha), seed=seed, **kwargs)
+
+
+def _modes_scale(
+    seed: int = 0, groups: int = 5, smallest: float = 1.0, largest: float = 3.0, **kwargs: Any
+) -> ModesTask:
+    scales = np.geomspace(largest, smallest, groups)
+    return ModesTask(scales, np.full(groups, 1 / groups), seed=seed, name="modes-scale", **kwargs)
+
+
+TASKS: dict[str, _Setting] = {
+    "modes": _Setting(_modes, steps=4000, lr=0.05, optimizer="sgd"),
+    "modes-scale": _Setting(_modes_scale, steps=4000, lr=0.01, optimizer="sgd"),
+    "parity": _Setting(ParityTask, steps=3000, lr=1e-3, optimizer="adam", record=25),
+}
+"""Default settings per task name: builder, steps, learning rate, optimizer, record."""
+
+
+def make_task(name: str, seed: int = 0, **kwargs: Any) -> Task:
+    """Build task ``name`` (``"modes"``, ``"modes-scale"``, ``"parity"``) from ``seed``."""
+    return TASKS[name].build(seed=seed, **kwargs)
+
+
+def make_method(name: str, task: Task, seed: int = 0, **options: Any) -> LossMethod:
+    """Loss method ``name`` (one of :data:`METHODS`) for ``task``, K = its number of groups."""
+    k = task.num_groups
+    if name == "mean":
+        return MeanLoss(**options)
+    if name == "grouped":
+        return GroupedLoss(k, **options)
+    if name == "dro":
+        return GroupDRO(k, **options)
+    gradient_options = {"params": task.gradient_params, **options}
+    if name == "cluster":
+        return ClusterGroupedLoss(k, task.per_example_loss, seed=seed, **gradient_options)
+    if name == "svd":
+        return SVDGroupedLoss(k, task.per_example_loss, **gradient_options)
+    raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+
+
+def log_steps(steps: int, num: int) -> np.ndarray:
+    """About ``num`` distinct integer steps from 0 to ``steps``, log-spaced after step 1."""
+    return np.unique(np.concatenate([[0], np.geomspace(1, steps, num - 1).round()]).astype(int))
+
+
+@dataclass
+class TrainResult:
+    """Per-group curves of one training run (numpy arrays, one row per recorded step).
+
+    ``time`` is t = η·step when ``time_unit == "t"`` (modes) and the step when ``"step"``
+    (parity). ``group_loss`` (T, G) is ℓ_g before the update of that step;
+    ``group_accuracy`` (T, G) for classification, else None. ``ari`` holds the adjusted
+    Rand index of the found groups against the true ones at each re-clustering
+    (``ari_steps``), empty for methods without found groups.
+    """
+
+    task: str
+    method: str
+    seed: int
+    lr: float
+    time_unit: str
+    steps: np.ndarray
+    time: np.ndarray
+    group_loss: np.ndarray
+    group_accuracy: np.ndarray | None
+    threshold: np.ndarray
+    ari_steps: np.ndarray
+    ari: np.ndarray
+    wall_seconds: float
+
+
+def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
+
+
+def train_task(
+    task: Task,
+    method: str | LossMethod,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    optimizer: str = "sgd",
+    record: int | Sequence[int] = 1,
+    progress: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> TrainResult:
+    """Train ``task`` for ``steps`` steps of ``optimizer`` (``"sgd"`` or ``"adam"``) at rate η = lr.
+
+    ``method`` is a name from :data:`METHODS` or a :class:`~validation.grouped.LossMethod`.
+    ``seed`` sets the initialisation and the batch stream (one ``torch.Generator``).
+    ``record``: every that many steps (int) or the listed steps; the final step is always
+    recorded. A tqdm bar is shown only with ``progress`` and a terminal on stderr.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model = task.make_model(generator).to(dtype)
+    loss_method = make_method(method, task, seed) if isinstance(method, str) else method
+    opt = _optimizer(optimizer, model, lr)
+    if isinstance(record, int):
+        recorded = set(range(0, steps + 1, record))
+    else:
+        recorded = {int(s) for s in record if 0 <= s <= steps}
+    recorded.add(steps)
+    history: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    ari_steps: list[int] = []
+    ari: list[float] = []
+    bar = tqdm(range(steps + 1), disable=not (progress and sys.stderr.isatty()), leave=False)
+    start = time.perf_counter()
+    for step in bar:
+        if step in recorded:
+            history.append((step, *task.evaluate(model)))
+        if step == steps:
+            break
+        inputs, targets, groups = task.batch(generator)
+        inputs = inputs.to(dtype)
+        targets = targets.to(dtype) if targets.is_floating_point() else targets
+        info = loss_method.update(model, (inputs, targets), step)
+        if info.get("reclustered"):
+            ari_steps.append(step)
+            ari.append(adjusted_rand(info["labels"], groups.numpy()))
+        loss, _ = loss_method(task.per_example_loss(model(inputs), targets), groups)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    wall = time.perf_counter() - start
+    recorded_steps = np.array([h[0] for h in history])
+    accuracy = [h[2] for h in history]
+    return TrainResult(
+        task=task.name,
+        method=loss_method.name,
+        seed=seed,
+        lr=lr,
+        time_unit=task.time_unit,
+        steps=recorded_steps,
+        time=recorded_steps * lr if task.time_unit == "t" else recorded_steps.astype(float),
+        group_loss=np.stack([h[1] for h in history]),
+        group_accuracy=None if accuracy[0] is None else np.stack(accuracy),
+        threshold=task.threshold,
+        ari_steps=np.array(ari_steps, dtype=int),
+        ari=np.array(ari),
+        wall_seconds=wall,
+    )
+
+
+def compare_methods(
+    task_name: str,
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = range(5),
+    steps: int | None = None,
+    lr: float | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Emergence metrics of each method on task ``task_name`` over ``seeds``: one row each.
+
+    For every seed the task (``make_task(task_name, seed)``) and the training run
+    (``train_task(..., seed=seed)``) are built from that seed, with the task's default
+    steps, η, optimizer and recording (:data:`TASKS`) unless given. Each row holds the
+    method, the number of seeds, the time unit and, for every metric of
+    :func:`~validation.emergence.summarize_run` plus ``wall_s`` and ``ari_final`` (ARI at
+    the last re-clustering), its mean over seeds (``<metric>``) and standard deviation
+    (``<metric>_sd``, ddof 1). NaN runs (e.g. fewer than two groups emerged) are ignored.
+    """
+    setting = TASKS[task_name]
+    rows = []
+    for method in methods:
+        runs = []
+        for seed in seeds:
+            task = make_task(task_name, seed)
+            result = train_task(
+                task,
+                make_method(method, task, seed, **setting.method_options.get(method, {})),
+                steps=steps or setting.steps,
+                lr=lr or setting.lr,
+                seed=seed,
+                optimizer=setting.optimizer,
+                record=setting.record,
+                progress=progress,
+            )
+            summary = summarize_run(result.time, result.group_loss, result.threshold)
+            summary["wall_s"] = result.wall_seconds
+            summary["ari_final"] = float(result.ari[-1]) if result.ari.size else float("nan")
+            runs.append(summary)
+        row: dict[str, Any] = {
+            "task": task_name, "method": method, "seeds": len(runs), "time_unit": task.time_unit
+        }
+        for metric in runs[0]:
+            values = np.array([run[metric] for run in runs])
+            row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+            finite = values[np.isfinite(values)]
+            row[f"{metric}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else np.nan
+        rows.append(row)
+    return rows
