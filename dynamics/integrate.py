@@ -10,7 +10,7 @@ Methods (all in continuous time t; a gradient step of rate η advances t by η):
               θ_{m+1} = θ_m − η·buf_{m+1}, sampled at every step m at t = η·m.
 ``full``      the full-parameter flow (the check of the reduced one; cross-entropy).
 ``sign``      Adam's small-step limit, dθ/dt = −g/(|g| + ε) per coordinate with g = ∇L + λθ
-              (full parameters).
+              (full parameters); AdamW's: dθ/dt = −g/(|g| + ε) − λθ with g = ∇L.
 
 The end time is automatic: integration proceeds in chunks of doubling length until the loss
 is below ``1e-6·L_ref``, or the state has stopped moving (‖dy/dt‖ < 1e-9·s·‖y‖, s the
@@ -98,6 +98,7 @@ def predict(
     t_max: float | None = None,
     momentum: float = 0.0,
     eps: float = 1e-8,
+    decoupled: bool = False,
 ) -> Trajectory:
     """Integrate ``spec`` from its initial point with ``method`` (see module docstring).
 
@@ -108,6 +109,7 @@ def predict(
         t_max: end-time cap in t (default: automatic, see module docstring).
         momentum: heavy-ball μ for ``discrete``.
         eps: ε of the sign flow (Adam's eps).
+        decoupled: sign flow with AdamW's decoupled decay, dθ/dt = −g/(|g|+ε) − λθ, g = ∇L.
 
     Returns:
         A :class:`Trajectory` with loss, cosines and norms; ``steps`` set for ``discrete``.
@@ -130,11 +132,12 @@ def predict(
     cap = float(t_max) if t_max is not None else 1e6 / s_min
     if method == "discrete":
         return _discrete(spec, float(lr), momentum, cap)
-    return _continuous(spec, method, lr or 0.0, eps, cap, s_max)
+    return _continuous(spec, method, lr or 0.0, eps, cap, s_max, decoupled)
 
 
 def _continuous(
-    spec: Problem, method: str, lr: float, eps: float, cap: float, s_max: float
+    spec: Problem, method: str, lr: float, eps: float, cap: float, s_max: float,
+    decoupled: bool,
 ) -> Trajectory:
     lam = spec.weight_decay
     targets = {name: t for name, (t, _) in spec.factors().items()}
@@ -157,9 +160,11 @@ def _continuous(
         packer = _Packer.of(state)
         if method == "sign":
 
+            coupled, decay = (0.0, lam) if decoupled else (lam, 0.0)
+
             def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-                g = packer.pack(flow.grad(packer.unpack(y), targets, lam))
-                return -g / (np.abs(g) + eps)
+                g = packer.pack(flow.grad(packer.unpack(y), targets, coupled))
+                return -g / (np.abs(g) + eps) - decay * y
         else:
 
             def rhs(_t: float, y: np.ndarray) -> np.ndarray:

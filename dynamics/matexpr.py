@@ -63,7 +63,12 @@ def _base(leaf: MatrixExpr) -> MatrixExpr:
 
 def product(coeff: sp.Expr, chain: Chain) -> MatrixExpr:
     """``coeff * chain[0] * chain[1] * ...`` built without ``doit`` (no ``MatPow`` folding)."""
-    factors = chain if coeff == 1 else (coeff, *chain)
+    if coeff == 1:
+        factors = chain
+    elif coeff.could_extract_minus_sign() and not coeff.is_Number:
+        factors = (sp.S.NegativeOne, -coeff, *chain)  # prints "- c X", not "+ -c X"
+    else:
+        factors = (coeff, *chain)
     return factors[0] if len(factors) == 1 else MatMul(*factors)
 
 
@@ -205,20 +210,22 @@ def _identity_chain(chain: Chain) -> Chain:
     return chain
 
 
-def normalize(expr: sp.Basic, contraction: Contraction | None = None) -> sp.Basic:
+def normalize(
+    expr: sp.Basic, contraction: Contraction | None = None, big: Iterable[sp.Expr] = ()
+) -> sp.Basic:
     """Expanded canonical form of a matrix or scalar expression; reduced by ``contraction``.
 
     Every product is distributed, every trace expanded and brought to :func:`canonical_trace`
-    form, equal chains merged. Without ``contraction`` the chains are kept as they are.
+    form (``big``: the dimensions a trace should not start with), equal chains merged. Without
+    ``contraction`` the chains are kept as they are.
     """
     if contraction is None:
         chain_map: Callable[[Chain], Chain] = _identity_chain
         trace_map: Callable[[Chain], Chain] = _identity_chain
-        big: frozenset = frozenset()
         symmetric: frozenset = frozenset()
     else:
         chain_map, trace_map = contraction.chain, contraction.trace_chain
-        big, symmetric = frozenset({contraction.big}), contraction.symmetric
+        big, symmetric = (contraction.big,), contraction.symmetric
 
     def scalar(e: sp.Expr) -> sp.Expr:
         if isinstance(e, Trace):
@@ -251,7 +258,11 @@ class MultiDotPrinter(NumPyPrinter):
     def _print_MatMul(self, expr: MatMul) -> str:
         scalars = [a for a in expr.args if not a.is_Matrix]
         mats = [self._print(a) for a in expr.args if a.is_Matrix]
-        body = mats[0] if len(mats) == 1 else f"{self._module_format('numpy.linalg.multi_dot')}([{', '.join(mats)}])"
+        body = (
+            mats[0]
+            if len(mats) == 1
+            else f"{self._module_format('numpy.linalg.multi_dot')}([{', '.join(mats)}])"
+        )
         if not scalars:
             return body
         return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"

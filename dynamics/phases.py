@@ -25,7 +25,8 @@ Loss floor
 Smoothed log-log curve
     The samples with ``t > 0`` are mapped to ``x = ln t``, ``y = ln L`` and resampled on a
     uniform x grid of step δ = 0.005 (at least 64 points): the samples are binned on the grid,
-    each non-empty bin gives one knot (median x, median y), and the grid is interpolated
+    a bin of one or two samples keeps them as knots, a denser bin gives one knot (median x,
+    median y) - sparse samples are interpolated, not averaged - and the grid is interpolated
     between knots by the shape-preserving piecewise cubic (PCHIP). The noise ε of y is the
     robust scatter (1.4826·median absolute value / √1.5) of each knot about the straight line
     through its two neighbours. y is then median-filtered (removes spikes, leaves monotone
@@ -80,8 +81,9 @@ Initial decay
     From ``t[0]`` to the start of the first plateau when that is later than ``t[0]`` (else
     there is none). With no plateau there is no drop either: the curve is initial decay plus
     tail, split at the end of the first e-fold, the first time the smoothed loss is e times
-    below its starting value (no tail if never). Its ``rate`` is minus the slope of the least
-    squares line ``ln L = a - rate·t`` through the raw samples, weighted uniformly in t.
+    below its value at the first sample with ``t > 0`` (no tail if never). Its ``rate`` is
+    minus the slope of the least squares line ``ln L = a - rate·t`` through the raw samples,
+    weighted uniformly in t.
 
 Tail
     From the end of the last drop (``t_0.1``) - or, with no plateau, from the end of the
@@ -190,6 +192,38 @@ class Phases:
         out["crossings"] = {str(f): v for f, v in self.crossings.items()}
         return out
 
+    def describe(self) -> str:
+        """Readable summary, one phase a line (times in t, levels also in units of L_ref)."""
+        initial = self.initial
+        lines = [
+            "initial decay: none (the curve starts on a plateau)"
+            if initial is None
+            else f"initial decay: t = {initial.start:.4g} -> {initial.end:.4g}, "
+            f"rate {initial.rate:.4g}"
+        ]
+        if not self.plateaus:
+            lines.append("no plateau, no drop")
+        for k, (plateau, drop) in enumerate(zip(self.plateaus, self.drops, strict=True), 1):
+            lines.append(
+                f"plateau {k}: t = {plateau.start:.4g} -> {plateau.end:.4g} "
+                f"(length {plateau.length:.4g}), level {plateau.level / self.l_ref:.4g} L_ref"
+            )
+            lines.append(
+                f"drop {k}: steepest at t = {drop.time:.4g}, width {drop.width:.4g} "
+                f"(t = {drop.start:.4g} -> {drop.end:.4g}), "
+                f"{drop.level_before / self.l_ref:.4g} -> {drop.level_after / self.l_ref:.4g} L_ref"
+            )
+        tail = self.tail
+        if tail is None:
+            lines.append("tail: none")
+        else:
+            lines.append(
+                f"tail: {tail.kind}, t = {tail.start:.4g} -> {tail.end:.4g}; "
+                f"exponential rate {tail.rate:.4g} (R² {tail.r2_exponential:.4f}), "
+                f"power-law exponent {tail.exponent:.4g} (R² {tail.r2_power:.4f})"
+            )
+        return "\n".join(lines)
+
 
 class _Curve(NamedTuple):
     """Smoothed curve on the uniform ``x = ln t`` grid."""
@@ -242,7 +276,9 @@ def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
     """Crossing times, initial decay, plateaus, drops and tail of the curve ``L(t)``.
 
     ``t`` is continuous time (``t >= 0``, strictly increasing), ``loss`` the loss at those
-    times, ``l_ref`` the loss of the zero model. Definitions in the module docstring.
+    times, ``l_ref`` the loss of the zero model. Definitions in the module docstring. Raises
+    ValueError for NaN or inf, mismatched lengths, decreasing or negative t, ``l_ref <= 0``,
+    or fewer than 3 samples with ``t > 0`` above the loss floor.
     """
     t, loss = _as_curve(t, loss)
     l_ref = _as_l_ref(l_ref)
@@ -259,14 +295,12 @@ def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
     curve = _smooth(np.log(t[positive]), y[positive])
     plateaus, drops = _plateaus_and_drops(curve, float(t[0]))
 
+    tail_start: float | None
     if plateaus:
-        initial_end: float | None = plateaus[0].start
-        tail_start: float | None = drops[-1].end
-    else:
+        initial_end, tail_start = plateaus[0].start, drops[-1].end
+    else:  # no plateau, no drop: the first e-fold is the initial decay, the rest the tail
         efold = _first_below(curve, 0, curve.y[0] - 1.0)
-        initial_end = tail_start = None if efold is None else efold[0]
-        if initial_end is None:
-            initial_end = float(t[-1])
+        initial_end, tail_start = (float(t[-1]), None) if efold is None else (efold[0],) * 2
 
     initial = None
     segment = t <= initial_end
@@ -336,8 +370,15 @@ def _smooth(x: np.ndarray, y: np.ndarray) -> _Curve:
     grid = np.linspace(x[0], x[-1], n_grid)
     step = float(grid[1] - grid[0])
     cuts = np.flatnonzero(np.diff(np.rint((x - x[0]) / step))) + 1
-    knot_x = np.array([np.median(part) for part in np.split(x, cuts)])
-    knot_y = np.array([np.median(part) for part in np.split(y, cuts)])
+    knot_x, knot_y = [], []
+    for part_x, part_y in zip(np.split(x, cuts), np.split(y, cuts), strict=True):
+        if part_x.size <= 2:  # sparse: the samples themselves
+            knot_x.extend(part_x)
+            knot_y.extend(part_y)
+        else:  # dense: one robust point per bin
+            knot_x.append(np.median(part_x))
+            knot_y.append(np.median(part_y))
+    knot_x, knot_y = np.array(knot_x), np.array(knot_y)
 
     noise = 0.0
     if knot_x.size >= 3:
@@ -392,13 +433,16 @@ def _first_below(curve: _Curve, start: int, level: float) -> tuple[float, int] |
 
 def _steepest_time(curve: _Curve, lo: int, hi: int) -> float:
     """Time of the minimum of dL/dt over grid indices ``lo..hi`` (parabolic refinement)."""
-    rate = curve.slope * np.exp(curve.y - curve.x)  # dL/dt up to the constant factor 1
-    j = lo + int(np.argmin(rate[lo : hi + 1]))
-    x = curve.x[j]
-    if 0 < j < rate.size - 1:
-        curvature = rate[j - 1] - 2 * rate[j] + rate[j + 1]
+    index = np.arange(max(lo - 1, 0), min(hi + 2, curve.x.size))
+    log_scale = curve.y[index] - curve.x[index]  # ln(L/t)
+    dloss = curve.slope[index] * np.exp(log_scale - log_scale.max())  # ∝ dL/dt = σ·L/t
+    inner = slice(lo - index[0], hi - index[0] + 1)
+    j = inner.start + int(np.argmin(dloss[inner]))
+    x = curve.x[index[j]]
+    if 0 < j < dloss.size - 1:
+        curvature = dloss[j - 1] - 2 * dloss[j] + dloss[j + 1]
         if curvature > 0:
-            x += 0.5 * (rate[j - 1] - rate[j + 1]) / curvature * curve.step
+            x += 0.5 * (dloss[j - 1] - dloss[j + 1]) / curvature * curve.step
     return math.exp(x)
 
 
@@ -440,7 +484,7 @@ def _plateaus_and_drops(curve: _Curve, t0: float) -> tuple[list[Plateau], list[D
             if t90 - start < PLATEAU_TO_DROP * (t10 - t90):  # rule (ii) fails: too short
                 del groups[k]
                 break
-            plateaus.append(Plateau(start, t90, t90 - start, before_lin))
+            plateaus.append(Plateau(start=start, end=t90, length=t90 - start, level=before_lin))
             drops.append(
                 Drop(
                     time=_steepest_time(curve, max(i90 - 1, 0), i10),
@@ -460,13 +504,15 @@ def _fit_line(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
 
     The weights are the trapezoid-rule cell widths of the samples, so the fit approximates
     the continuous least-squares fit over ``[u[0], u[-1]]`` whatever the sampling. R² is 1
-    for an exactly constant v.
+    for an exactly constant v. Works on u rescaled to [0, 1], so any range of t is safe.
     """
-    du = np.diff(u)
-    w = np.concatenate((du, [0.0])) + np.concatenate(([0.0], du))
-    u_mean = np.average(u, weights=w)
+    span = u[-1] - u[0]
+    z = (u - u[0]) / span
+    dz = np.diff(z)
+    w = np.concatenate((dz, [0.0])) + np.concatenate(([0.0], dz))
+    z_mean = np.average(z, weights=w)
     v_mean = np.average(v, weights=w)
-    slope = np.sum(w * (u - u_mean) * (v - v_mean)) / np.sum(w * (u - u_mean) ** 2)
+    slope = np.sum(w * (z - z_mean) * (v - v_mean)) / np.sum(w * (z - z_mean) ** 2)
     total = np.sum(w * (v - v_mean) ** 2)
-    resid = np.sum(w * (v - v_mean - slope * (u - u_mean)) ** 2)
-    return float(slope), float(1.0 - resid / total) if total > 0 else 1.0
+    resid = np.sum(w * (v - v_mean - slope * (z - z_mean)) ** 2)
+    return float(slope / span), float(1.0 - resid / total) if total > 0 else 1.0

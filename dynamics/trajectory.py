@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .phases import Phases, analyze, crossing_times
+
 __all__ = ["Trajectory", "cosines_and_norms"]
 
 
@@ -86,14 +88,12 @@ class Trajectory:
             cosines[name], norms[name] = cosines_and_norms(p, u, gram[name])
         return cls(t, loss, float(l_ref), cosines, norms, method, steps)
 
-    def crossing_times(self, fractions: tuple[float, ...] = (0.5, 0.1, 0.01)) -> dict:
+    def crossing_times(
+        self, fractions: tuple[float, ...] = (0.5, 0.1, 0.01)
+    ) -> dict[float, float | None]:
         """t_f: first time L ≤ f·L_ref (interpolated in log L; :mod:`dynamics.phases`)."""
-        from .phases import crossing_times
-
         return crossing_times(self.t, self.loss, self.l_ref, fractions)
 
-    def phases(self):  # noqa: ANN201 - returns dynamics.phases.Phases
+    def phases(self) -> Phases:
         """Phase segmentation of the loss curve (:func:`dynamics.phases.analyze`)."""
-        from .phases import analyze
-
         return analyze(self.t, self.loss, self.l_ref)

@@ -200,7 +200,7 @@ def run_jobs(
     jobs: Sequence[Job],
     executor: Executor | None = None,
     cache_dir: str | Path | None = None,
-    progress_label: str | None = None,
+    progress_label: str | tqdm | None = None,
     stats: CacheStats | None = None,
 ) -> list[Any]:
     """Results of ``fn(config)`` for every job, in order; cached jobs are not rerun.
@@ -210,7 +210,8 @@ def run_jobs(
         executor: where the jobs run; default a fresh :func:`default_executor`, shut down
             afterwards (a given executor is left running).
         cache_dir: folder of the cache (``None``: no caching).
-        progress_label: label of a progress bar on stderr (``None``: no bar).
+        progress_label: label of a new progress bar on stderr, or an open ``tqdm`` bar whose
+            total is extended by these jobs (one bar over several calls); ``None``: no bar.
         stats: if given, its hit and miss counts are increased.
 
     Raises:
@@ -228,8 +229,14 @@ def run_jobs(
             todo.append(i)
     stats = CacheStats() if stats is None else stats
     stats.hits += len(jobs) - len(todo)
-    bar = tqdm(total=len(jobs), desc=progress_label, disable=progress_label is None,
-               initial=len(jobs) - len(todo), leave=True, dynamic_ncols=True)
+    own_bar = not isinstance(progress_label, tqdm)
+    if own_bar:
+        bar = tqdm(total=0, desc=progress_label, disable=progress_label is None,
+                   dynamic_ncols=True)
+    else:
+        bar = progress_label
+    bar.total = (bar.total or 0) + len(jobs)
+    bar.update(len(jobs) - len(todo))
     failure: JobError | None = None
     if todo:
         own = executor is None
@@ -255,8 +262,7 @@ def run_jobs(
         finally:
             if own:
                 pool.shutdown(cancel_futures=True)
-            bar.close()
-    else:
+    if own_bar:
         bar.close()
     if failure is not None:
         raise failure
