@@ -16,6 +16,7 @@ tree, a sum of terms ``coefficient x chain`` where the chain is a product of lea
   is first rotated so that its chain starts with a k×n factor. A chain whose n-dimension is not
   contracted this way (an n-row factor left over, or a pair of families of different factors)
   raises :class:`ReductionError`, so the result provably does not depend on n;
+* :func:`latex_form` — negative terms as "- c X" for LaTeX (printing only);
 * :class:`MultiDotPrinter` — NumPy code in which every matrix chain is one
   ``numpy.linalg.multi_dot`` call (optimal contraction order: ``A Bᵀ Y`` with n-row A, B, Y is
   evaluated as ``A (Bᵀ Y)`` and never forms an n×n matrix).
@@ -30,6 +31,7 @@ from functools import reduce
 import sympy as sp
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 
 __all__ = [
     "Contraction",
@@ -38,6 +40,7 @@ __all__ = [
     "canonical_trace",
     "directional",
     "expand_terms",
+    "latex_form",
     "normalize",
     "product",
     "termwise_gradient",
@@ -63,13 +66,22 @@ def _base(leaf: MatrixExpr) -> MatrixExpr:
 
 def product(coeff: sp.Expr, chain: Chain) -> MatrixExpr:
     """``coeff * chain[0] * chain[1] * ...`` built without ``doit`` (no ``MatPow`` folding)."""
-    if coeff == 1:
-        factors = chain
-    elif coeff.could_extract_minus_sign() and not coeff.is_Number:
-        factors = (sp.S.NegativeOne, -coeff, *chain)  # prints "- c X", not "+ -c X"
-    else:
-        factors = (coeff, *chain)
+    factors = chain if coeff == 1 else (coeff, *chain)
     return factors[0] if len(factors) == 1 else MatMul(*factors)
+
+
+def latex_form(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each negative matrix term as ``MatMul(-1, c, ...)`` so LaTeX reads "- c X".
+
+    For printing only: SymPy's ``cse`` mishandles such two-coefficient products (seen in 1.14).
+    """
+    if isinstance(expr, MatAdd):
+        return MatAdd(*(latex_form(arg) for arg in expr.args))
+    if isinstance(expr, MatMul):
+        coeff, *rest = expr.args
+        if not coeff.is_Matrix and not coeff.is_Number and coeff.could_extract_minus_sign():
+            return MatMul(sp.S.NegativeOne, -coeff, *rest)
+    return expr
 
 
 def expand_terms(expr: MatrixExpr) -> list[Term]:
@@ -268,7 +280,7 @@ class MultiDotPrinter(NumPyPrinter):
         return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"
 
     def _print_Transpose(self, expr: Transpose) -> str:
-        return f"{self.parenthesize(expr.arg, 1000)}.T"
+        return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}.T"
 
     def _print_Trace(self, expr: Trace) -> str:
         return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"

@@ -23,6 +23,9 @@ step of rate η advances t by η, DESIGN §2):
    P' = Tᵀ W', U' = W'ᵀW'; with momentum the velocity family M_F = b adds R_F = T_FᵀM_F,
    S_F = W_FᵀM_F, N_F = M_FᵀM_F, which close as well.
 
+The symmetric outputs (U, N and dU/dt) are symmetrised exactly, ½(E + Eᵀ): fed a U with a
+rounding-level antisymmetric part, the derived polynomials amplify it (see ``_Reduced._run``).
+
 Cross-entropy (factorization only, full flow): L = Σ_j p_C,j (log p_C,j − log softmax(z)_j),
 p_C = softmax(c), z = vec(XYᵀ), c = vec(ABᵀ). SymPy's matrix calculus cannot differentiate
 softmax (it returns 0 for the log of a trace), so the derivation has two honest steps:
@@ -60,7 +63,14 @@ import sympy as sp
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
 
 from . import matexpr
-from .matexpr import Contraction, MultiDotPrinter, directional, normalize, termwise_gradient
+from .matexpr import (
+    Contraction,
+    MultiDotPrinter,
+    directional,
+    latex_form,
+    normalize,
+    termwise_gradient,
+)
 
 __all__ = [
     "KINDS",
@@ -150,6 +160,7 @@ class _Reduction:
     velocity: dict[str, MatrixSymbol]  # factor name -> M_F (n×k), empty without momentum
     contract: Contraction
     latex_names: dict[sp.Symbol, str]
+    symmetric: list[str]  # state keys of symmetric matrices (U, N)
 
 
 @cache
@@ -185,8 +196,9 @@ def _reduction(kind: str, velocity: bool) -> _Reduction:
             state |= {rr.name: rr, s.name: s, nn.name: nn}
             pairs |= {(t, m): rr, (m, t): rr.T, (w, m): s, (m, w): s.T, (m, m): nn}
             names |= {m: f"M_{{{f}}}", rr: f"R_{{{f}}}", s: f"S_{{{f}}}", nn: f"N_{{{f}}}"}
-    symmetric = [s for key, s in state.items() if key[0] in "UN"] + list(gram.values())
-    return _Reduction(state, gram, vel, Contraction(pairs, _N, symmetric), names)
+    symmetric = [key for key in state if key[0] in "UN"]
+    contract = Contraction(pairs, _N, [state[key] for key in symmetric] + list(gram.values()))
+    return _Reduction(state, gram, vel, contract, names, symmetric)
 
 
 def _full_latex_names(model: _Model) -> dict[sp.Symbol, str]:
@@ -199,8 +211,11 @@ def _full_latex_names(model: _Model) -> dict[sp.Symbol, str]:
 # --------------------------------------------------------------------------- derivations
 
 
-def _modified(grads: Mapping[str, MatrixExpr], model: _Model) -> dict[str, MatrixExpr]:
-    """dW_F/dt = −g_F − (η/2) D(g_F)[g] (first-order modified equation of GD with step η)."""
+def _flow(model: _Model, modified: bool) -> dict[str, MatrixExpr]:
+    """dW_F/dt = −g_F, or −g_F − (η/2) D(g_F)[g] (first-order modified equation, step η)."""
+    grads = model.gradients()
+    if not modified:
+        return {f: MatMul(-1, g) for f, g in grads.items()}
     along = {model.params[f]: g for f, g in grads.items()}
     return {
         f: MatAdd(MatMul(-1, g), MatMul(-_ETA / 2, directional(g, along))) for f, g in grads.items()
@@ -214,14 +229,15 @@ def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic]) -> dict:
 
 
 def _equations(lhs_rhs: Mapping[str, sp.Basic], names: Mapping[sp.Symbol, str]) -> list[str]:
-    return [f"{lhs} = {sp.latex(rhs, symbol_names=names)}" for lhs, rhs in lhs_rhs.items()]
+    return [
+        f"{lhs} = {sp.latex(latex_form(rhs), symbol_names=names)}" for lhs, rhs in lhs_rhs.items()
+    ]
 
 
 def _derive_full(kind: str, modified: bool) -> dict:
     model = _model(kind)
     grads = model.gradients()
-    flow = _modified(grads, model) if modified else {f: -g for f, g in grads.items()}
-    flow = {f: normalize(e, big=(_N,)) for f, e in flow.items()}
+    flow = {f: normalize(e, big=(_N,)) for f, e in _flow(model, modified).items()}
     args = [*model.params.values(), *model.targets.values(), _LAM]
     programs = {
         "loss": _program(args[:-1], {"L": normalize(model.loss, big=(_N,))}),
@@ -241,38 +257,47 @@ def _derive_full(kind: str, modified: bool) -> dict:
     }
 
 
-def _reduced_loss(model: _Model, red: _Reduction) -> sp.Expr:
-    return red.contract(model.loss)
+def _reduced_payload(
+    kind: str,
+    red: _Reduction,
+    program: str,
+    outs: Mapping[str, sp.Basic],
+    scalars: list[sp.Symbol],
+    lhs: Callable[[str], str],
+) -> dict:
+    """Programs ``loss`` (from P, U, G) and ``program`` (``outs`` from state, G, ``scalars``)
+    with their LaTeX; ``lhs`` turns an order parameter's LaTeX name into the left-hand side."""
+    model = _model(kind)
+    loss = red.contract(model.loss)
+    position = [s for key, s in red.state.items() if key[0] in "PU"]
+    names = red.latex_names
+    return {
+        "programs": {
+            "loss": _program([*position, *red.gram.values()], {"L": loss}),
+            program: _program([*red.state.values(), *red.gram.values(), *scalars], outs),
+        },
+        "latex": _equations({"L": loss}, names)
+        + _equations({lhs(names[red.state[key]]): e for key, e in outs.items()}, names),
+        "meta": {"names": model.names, "state": list(red.state), "symmetric": red.symmetric},
+    }
 
 
 def _derive_reduced(kind: str, modified: bool) -> dict:
     model, red = _model(kind), _reduction(kind, velocity=False)
-    grads = model.gradients()
-    flow = _modified(grads, model) if modified else {f: -g for f, g in grads.items()}
     rates = {}
-    for f, dw in flow.items():
+    for f, dw in _flow(model, modified).items():
         t, w = model.targets[f], model.params[f]
         rates[f"P_{f}"] = red.contract(MatMul(t.T, dw))
         rates[f"U_{f}"] = red.contract(MatAdd(MatMul(Transpose(dw), w), MatMul(w.T, dw)))
-    args = [*red.state.values(), *red.gram.values()]
-    loss = _reduced_loss(model, red)
-    programs = {"loss": _program(args, {"L": loss}), "rhs": _program([*args, _LAM, _ETA], rates)}
-    names = red.latex_names
-    latex = _equations({"L": loss}, names) + _equations(
-        {rf"\frac{{d{names[red.state[key]]}}}{{dt}}": e for key, e in rates.items()}, names
+    return _reduced_payload(
+        kind, red, "rhs", rates, [_LAM, _ETA], lambda name: rf"\frac{{d{name}}}{{dt}}"
     )
-    return {
-        "programs": programs,
-        "latex": latex,
-        "meta": {"names": model.names, "state": list(red.state)},
-    }
 
 
 def _derive_gd(kind: str, momentum: bool) -> dict:
     model, red = _model(kind), _reduction(kind, velocity=momentum)
-    grads = model.gradients()
     updates = {}
-    for f, g in grads.items():
+    for f, g in model.gradients().items():
         t, w = model.targets[f], model.params[f]
         buf = MatAdd(g, MatMul(_MU, red.velocity[f])) if momentum else g
         w_new = MatAdd(w, MatMul(-_ETA, buf))
@@ -282,19 +307,8 @@ def _derive_gd(kind: str, momentum: bool) -> dict:
             updates[f"R_{f}"] = red.contract(MatMul(t.T, buf))
             updates[f"S_{f}"] = red.contract(MatMul(Transpose(w_new), buf))
             updates[f"N_{f}"] = red.contract(MatMul(Transpose(buf), buf))
-    args = [*red.state.values(), *red.gram.values()]
-    loss = _reduced_loss(model, red)
     scalars = [_ETA, _LAM, _MU] if momentum else [_ETA, _LAM]
-    programs = {"loss": _program(args, {"L": loss}), "step": _program([*args, *scalars], updates)}
-    names = red.latex_names
-    latex = _equations({"L": loss}, names) + _equations(
-        {f"{names[red.state[key]]}'": e for key, e in updates.items()}, names
-    )
-    return {
-        "programs": programs,
-        "latex": latex,
-        "meta": {"names": model.names, "state": list(red.state)},
-    }
+    return _reduced_payload(kind, red, "step", updates, scalars, lambda name: f"{name}'")
 
 
 class _EntrySum(sp.Function):
@@ -464,14 +478,13 @@ class _Compiled:
 
     def unpack(self, y: np.ndarray, shapes: Mapping[str, tuple[int, ...]]) -> Arrays:
         """Inverse of :meth:`pack`: ``shapes[key]`` gives each array's shape."""
-        out, start = {}, 0
-        for key in self.keys:
-            size = int(np.prod(shapes[key]))
-            out[key] = np.reshape(y[start : start + size], shapes[key])
-            start += size
-        if start != np.size(y):
-            raise ValueError(f"vector of length {np.size(y)} does not match shapes ({start})")
-        return out
+        sizes = [int(np.prod(shapes[key])) for key in self.keys]
+        if sum(sizes) != np.size(y):
+            raise ValueError(f"vector of length {np.size(y)} does not match shapes ({sum(sizes)})")
+        parts = np.split(np.asarray(y), np.cumsum(sizes)[:-1])
+        return {
+            key: np.reshape(part, shapes[key]) for key, part in zip(self.keys, parts, strict=True)
+        }
 
 
 # --------------------------------------------------------------------------- public classes
@@ -553,9 +566,23 @@ class _Reduced(_Compiled):
         super().__init__(payload, derived)
         self.kind = kind
         self.keys = tuple(payload["meta"]["state"])
+        self._symmetric = tuple(payload["meta"]["symmetric"])
+
+    def _run(self, program: str, values: Mapping[str, object]) -> Arrays:
+        """Run ``program`` and symmetrise its U / N outputs exactly.
+
+        U = WᵀW and N = MᵀM are symmetric by definition, but the derived polynomials, fed a U
+        with a rounding-level antisymmetric part, amplify that part (measured: ×e^0.02 per GD
+        step at η = 0.1, k > r, λ = 0 — the map blows up after ~2000 steps). Symmetrising the
+        outputs, ½(E + Eᵀ), removes that unphysical direction and is exact on physical states.
+        """
+        out = self._programs[program](values)
+        for key in self._symmetric:
+            out[key] = 0.5 * (out[key] + out[key].T)
+        return out
 
     def _values(self, state: Mapping[str, np.ndarray], gram: Mapping[str, np.ndarray]) -> dict:
-        return {k: state[k] for k in self.keys} | {f"G_{f}": gram[f] for f in self.names}
+        return dict(state) | {f"G_{f}": gram[f] for f in self.names}
 
     def loss_value(self, state: Mapping[str, np.ndarray], gram: Mapping[str, np.ndarray]) -> float:
         """The data loss L as a function of the order parameters (no decay term)."""
@@ -583,7 +610,7 @@ class ReducedFlow(_Reduced):
     ) -> Arrays:
         """d(state)/dt per unit t; ``lr`` (η) enters only the modified equation."""
         values = self._values(state, gram) | {"lam": lam, "eta": lr}
-        return self._programs["rhs"](values)
+        return self._run("rhs", values)
 
 
 class ReducedGD(_Reduced):
@@ -611,15 +638,9 @@ class ReducedGD(_Reduced):
         if not self.momentum:
             if mu != 0.0:
                 raise ValueError("mu != 0 needs reduced_gd(kind, momentum=True)")
-            return self._programs["step"](self._values(state, gram) | {"eta": lr, "lam": lam})
-        state = dict(state)
-        for f in self.names:
-            r, k = state[f"P_{f}"].shape
-            state.setdefault(f"R_{f}", np.zeros((r, k)))
-            state.setdefault(f"S_{f}", np.zeros((k, k)))
-            state.setdefault(f"N_{f}", np.zeros((k, k)))
-        values = self._values(state, gram) | {"eta": lr, "lam": lam, "mu": mu}
-        return self._programs["step"](values)
+            return self._run("step", self._values(state, gram) | {"eta": lr, "lam": lam})
+        values = self._values(_with_velocity(state), gram) | {"eta": lr, "lam": lam, "mu": mu}
+        return self._run("step", values)
 
 
 # --------------------------------------------------------------------------- factories
@@ -687,21 +708,37 @@ def reduced_gd(kind: str, momentum: bool = False) -> ReducedGD:
     return _reduced_gd(kind, bool(momentum))
 
 
+def _with_velocity(state: Mapping[str, np.ndarray]) -> Arrays:
+    """``state`` plus zero velocity order parameters R_F, S_F, N_F where absent (M_F = 0)."""
+    out = dict(state)
+    for key in state:
+        if key.startswith("P_"):
+            f, (r, k) = key[2:], state[key].shape
+            out.setdefault(f"R_{f}", np.zeros((r, k)))
+            out.setdefault(f"S_{f}", np.zeros((k, k)))
+            out.setdefault(f"N_{f}", np.zeros((k, k)))
+    return out
+
+
 def state_from_params(
-    params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]
+    params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], momentum: bool = False
 ) -> tuple[Arrays, Arrays]:
-    """``(state, gram)``: P_F = T_FᵀW_F, U_F = W_FᵀW_F and G_F = T_FᵀT_F for every factor F."""
+    """``(state, gram)``: P_F = T_FᵀW_F, U_F = W_FᵀW_F and G_F = T_FᵀT_F for every factor F.
+
+    With ``momentum`` the state also holds the velocity order parameters of M_F = 0 (R_F, S_F,
+    N_F zero), the start of :meth:`ReducedGD.step` with momentum (first step b = g).
+    """
     state, gram = {}, {}
     for f, w in params.items():
         t = np.asarray(targets[f], dtype=np.float64)
         w = np.asarray(w, dtype=np.float64)
         state[f"P_{f}"], state[f"U_{f}"], gram[f] = t.T @ w, w.T @ w, t.T @ t
-    return state, gram
+    return (_with_velocity(state) if momentum else state), gram
 
 
-def state_from_spec(spec: object) -> tuple[Arrays, Arrays]:
-    """``(state, gram)`` at a problem spec's initial point (:mod:`dynamics.problems`)."""
+def state_from_spec(spec: object, momentum: bool = False) -> tuple[Arrays, Arrays]:
+    """``(state, gram)`` at a problem spec's initial point (:mod:`dynamics.problems`); see
+    :func:`state_from_params` for ``momentum``."""
     factors = spec.factors()  # type: ignore[attr-defined]
-    return state_from_params(
-        {f: w for f, (_, w) in factors.items()}, {f: t for f, (t, _) in factors.items()}
-    )
+    params = {f: w for f, (_, w) in factors.items()}
+    return state_from_params(params, {f: t for f, (t, _) in factors.items()}, momentum)

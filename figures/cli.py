@@ -188,6 +188,37 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- report
+def _cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from figures.report import build_report, resolve_sections
+
+    resolve_sections(args.only)  # a bad --only is a usage error before anything starts
+    started = time.perf_counter()
+    client = None
+    executor = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError("--scheduler needs Dask: pip install -e \".[dask]\"") from None
+        client = Client(args.scheduler)
+        executor = client.get_executor()
+    try:
+        record = build_report(args.out, quick=args.quick, only=args.only, executor=executor,
+                              cache_dir=args.cache)
+    finally:
+        if client is not None:
+            client.close()
+    cache = record["cache"]
+    print(f"wrote {args.out / 'index.html'}: {cache['misses']} jobs computed, "
+          f"{cache['hits']} from the cache; total wall time {time.perf_counter() - started:.1f} s")
+    for slug, error in record["errors"].items():
+        print(f"scurve report: section {slug} failed: {error}", file=sys.stderr)
+    return 1 if record["errors"] else 0
+
+
 # --------------------------------------------------------------------------- main
 Command = Callable[[argparse.Namespace], int]
 
@@ -217,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("report", help="run every experiment and write an offline HTML report")
+    p.add_argument("--out", type=Path, default=Path("scurve-report"),
+                   help="output folder (default scurve-report)")
+    p.add_argument("--quick", action="store_true",
+                   help="small problems and few seeds (about 2 minutes on 2 cores)")
+    p.add_argument("--only", default=None, metavar="SECTION",
+                   help="section number or name (comma-separated for several)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="result cache folder (default OUT/cache)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the jobs on a Dask cluster (needs the [dask] extra)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -9,13 +9,15 @@
 * :func:`render_equation` — a LaTeX equation as a PNG (matplotlib mathtext; works offline).
 
 Every function returns a :class:`matplotlib.figure.Figure`; :func:`save_png` writes it.
+Drawing and saving hold one lock, so report sections may run in threads.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec
@@ -29,6 +31,7 @@ from matplotlib.patches import Patch
 from dynamics.trajectory import Trajectory
 
 P = ParamSpec("P")
+_DRAWING = threading.RLock()  # matplotlib's global state: one thread draws at a time
 
 __all__ = [
     "DPI",
@@ -40,11 +43,13 @@ __all__ = [
     "plot_trajectories",
     "render_equation",
     "save_png",
+    "trajectory_rows",
 ]
 
 # ----------------------------------------------------------------------------- style
 DPI = 110
-PANEL_SIZE = (4.3, 3.3)  # inches per panel
+PANEL_SIZE = (4.3, 2.9)  # inches per panel (axes with their labels)
+LEGEND_COLUMNS = 5
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22")
 FACTOR_LINES = ("-", "--", ":", "-.")  # theory: one line style per factor
@@ -54,6 +59,7 @@ EXPERIMENT_WIDTH = 0.8
 MARKER_SIZE = 4.0
 MARK_EVERY = 0.07  # experiment markers, spaced by this fraction of the axes diagonal
 PLATEAU_ALPHA = 0.10
+LOSS_AXIS_FLOOR = 1e-12  # L / L_ref below this is float64 rounding noise: the axis stops here
 MAX_VECTORS = 3  # above this many learned vectors per factor: median and 10-90 % band
 TIME_LABEL = "t  (= η · step)"
 RC = {
@@ -80,6 +86,8 @@ class Series:
     label: str
     theory: bool = True
     color: int = 0
+    phases: dict | None = None
+    """``Phases.to_dict()`` of the full-resolution run; None: analysed from ``trajectory``."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,8 @@ class ScalingPanel:
     """One scaling plot: t_0.5 (or another time, in t) against a parameter.
 
     ``x``, ``mean``, ``sd``: measured points (mean ± sd over seeds); ``line_x``, ``line_y``:
-    the closed form; ``extra`` optional second measured set (label, mean) drawn hollow, e.g.
-    the integrated theory.
+    the closed form (optional); ``extra``: an optional second measured set
+    ``(label, mean, sd)`` drawn hollow.
     """
 
     title: str
@@ -96,21 +104,22 @@ class ScalingPanel:
     x: np.ndarray
     mean: np.ndarray
     sd: np.ndarray
-    line_x: np.ndarray
-    line_y: np.ndarray
-    line_label: str
+    line_x: np.ndarray | None = None
+    line_y: np.ndarray | None = None
+    line_label: str = ""
     point_label: str = "training (mean ± sd over seeds)"
-    extra: tuple[str, np.ndarray] | None = None
+    extra: tuple[str, np.ndarray, np.ndarray] | None = None
     log_x: bool = True
-    ylabel: str = "t_0.5  (t)"
+    ylabel: str = r"$t_{0.5}$  (t)"
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG at :data:`DPI` and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    with _DRAWING:
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
     return path
 
 
@@ -119,24 +128,32 @@ def _styled(fn: Callable[P, Figure]) -> Callable[P, Figure]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
-        with plt.rc_context(RC):
+        with _DRAWING, plt.rc_context(RC):
             return fn(*args, **kwargs)
 
     return wrapper
 
 
-def _figure(panels: int, rows: int = 1) -> tuple[Figure, np.ndarray]:
-    size = (PANEL_SIZE[0] * panels, PANEL_SIZE[1] * rows)
-    fig, axes = plt.subplots(rows, panels, figsize=size, squeeze=False)
+def _figure(columns: int, rows: int = 1, legend: Sequence[Line2D | Patch] = (),
+            title: str = "") -> tuple[Figure, np.ndarray]:
+    """Panels on a fixed grid with fixed margins (in inches), legend below, title above.
+
+    Fixed margins instead of ``tight_layout``/``bbox_inches="tight"``: every figure is drawn
+    once, when it is saved.
+    """
+    legend_rows = -(-len(legend) // LEGEND_COLUMNS)
+    top, bottom = (0.55 if title else 0.3), 0.55 + 0.24 * legend_rows
+    width = PANEL_SIZE[0] * columns
+    height = PANEL_SIZE[1] * rows + top + bottom
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=0.32, hspace=0.55)
+    if legend:
+        fig.legend(handles=list(legend), loc="lower center", ncol=LEGEND_COLUMNS,
+                   frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1, y=1 - 0.12 / height, va="top")
     return fig, axes
-
-
-def _vectors(values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Per-vector curves of a (T, k) array, or its median with a 10-90 % band if k is large."""
-    if values.shape[1] <= MAX_VECTORS:
-        return [values[:, l] for l in range(values.shape[1])], None
-    low, mid, high = np.percentile(values, [10, 50, 90], axis=1)
-    return [mid], np.stack([low, high])
 
 
 def _alignment(cosines: np.ndarray) -> np.ndarray:
@@ -144,18 +161,72 @@ def _alignment(cosines: np.ndarray) -> np.ndarray:
     return np.max(np.abs(cosines), axis=1)
 
 
-def _draw(ax: plt.Axes, t: np.ndarray, y: np.ndarray, color: str, theory: bool, style: int,
-          band: np.ndarray | None = None) -> None:
+@dataclass(frozen=True)
+class _Curve:
+    panel: int  # 0 loss, 1 alignment, 2 norms
+    factor: str
+    name: str  # "L/L_ref", "vector l" or "median"
+    t: np.ndarray
+    y: np.ndarray
+    band: np.ndarray | None = None  # (2, T): 10 % and 90 % quantiles over learned vectors
+
+
+PANELS = ("loss", "alignment", "norm")
+
+
+def _curves(traj: Trajectory, log_time: bool) -> Iterator[_Curve]:
+    """The curves drawn for one trajectory (the figure and its data file share them).
+
+    Up to :data:`MAX_VECTORS` learned vectors per factor one by one, more as their median
+    with a 10-90 % band.
+    """
+    keep = traj.t > 0 if log_time else np.ones(traj.t.shape, bool)
+    t = traj.t[keep]
+    yield _Curve(0, "", "L/L_ref", t, traj.loss[keep] / traj.l_ref)
+    for name in traj.cosines:
+        for panel, values in ((1, _alignment(traj.cosines[name])), (2, traj.norms[name])):
+            values = values[keep]
+            if values.shape[1] <= MAX_VECTORS:
+                for l in range(values.shape[1]):
+                    yield _Curve(panel, name, f"vector {l}", t, values[:, l])
+            else:
+                low, mid, high = np.percentile(values, [10, 50, 90], axis=1)
+                yield _Curve(panel, name, "median", t, mid, np.stack([low, high]))
+
+
+def trajectory_rows(series: Sequence[Series], log_time: bool = False) -> list[dict[str, object]]:
+    """Every number :func:`plot_trajectories` draws, one row per point (long format).
+
+    Columns: series, source (theory/training), panel, factor, curve, t, value; a band adds
+    rows with curve ``p10`` and ``p90``.
+    """
+    rows: list[dict[str, object]] = []
+    for s in series:
+        source = "theory" if s.theory else "training"
+        for c in _curves(s.trajectory, log_time):
+            named = [(c.name, c.y)]
+            if c.band is not None:
+                named += [("p10", c.band[0]), ("p90", c.band[1])]
+            for curve, ys in named:
+                rows.extend({"series": s.label, "source": source, "panel": PANELS[c.panel],
+                             "factor": c.factor, "curve": curve, "t": float(t), "value": float(y)}
+                            for t, y in zip(c.t, ys, strict=True))
+    return rows
+
+
+def _draw(ax: plt.Axes, c: _Curve, color: str, theory: bool, style: int,
+          size: float = MARKER_SIZE) -> None:
     if theory:
-        ax.plot(t, y, color=color, lw=THEORY_WIDTH, ls=FACTOR_LINES[style % 4], alpha=0.9)
-        if band is not None:
-            ax.fill_between(t, band[0], band[1], color=color, alpha=0.15, lw=0)
+        ax.plot(c.t, c.y, color=color, lw=THEORY_WIDTH, ls=FACTOR_LINES[style % 4], alpha=0.9)
+        if c.band is not None:
+            ax.fill_between(c.t, c.band[0], c.band[1], color=color, alpha=0.15, lw=0)
     else:
-        ax.plot(t, y, color=color, lw=EXPERIMENT_WIDTH, ls="-", marker=FACTOR_MARKERS[style % 4],
-                ms=MARKER_SIZE, mfc="none", mew=0.9, markevery=MARK_EVERY)
-        if band is not None:
-            ax.plot(t, band[0], color=color, lw=0.6, ls=":")
-            ax.plot(t, band[1], color=color, lw=0.6, ls=":")
+        ax.plot(c.t, c.y, color=color, lw=EXPERIMENT_WIDTH, ls="-",
+                marker=FACTOR_MARKERS[style % 4], ms=size, mfc="none", mew=0.9,
+                markevery=MARK_EVERY)
+        if c.band is not None:
+            for edge in c.band:
+                ax.plot(c.t, edge, color=color, lw=0.6, ls=":")
 
 
 @_styled
@@ -169,69 +240,74 @@ def plot_trajectories(
 
     Alignment of learned vector l is max_j |cos(target j, learned l)|; norms are ‖w_l‖. Up
     to :data:`MAX_VECTORS` learned vectors per factor are drawn one by one, more as their
-    median with a 10-90 % band. Factors are told apart by line style (theory) or marker
-    (experiment). Plateaus of the theory curves (of the experiment ones if there is no theory)
-    are shaded in the series colour and their drops marked by dotted lines. ``log_time``
-    puts t on a log axis (samples at t = 0 are left out).
+    median with a 10-90 % band (dotted edges for training). Factors are told apart by line
+    style (theory) or marker (training). Plateaus of the theory curves (of the training ones
+    if there is no theory) are shaded in the series colour and their drops marked by dotted
+    lines. ``log_time`` puts t on a log axis (samples at t = 0 are left out).
     """
-    fig, axes = _figure(3)
-    ax_loss, ax_cos, ax_norm = axes[0]
-    factors: list[str] = []
-    many = False
     shaded = any(s.theory for s in series)
-    drew_phase = False
+    phases = [(s, _phases(s)) for s in series if shade_phases and s.theory == shaded]
+    factors = list(dict.fromkeys(name for s in series for name in s.trajectory.cosines))
+    many = any(v.shape[1] > MAX_VECTORS for s in series for v in s.trajectory.norms.values())
+    plateaus = any(p is not None and p["plateaus"] for _, p in phases)
+    fig, axes = _figure(3, legend=_legend_handles(series, factors, many, plateaus), title=title)
+    later = sum(not s.theory for s in series)  # training series still to draw
     for s in series:
-        traj, color = s.trajectory, PALETTE[s.color % len(PALETTE)]
-        keep = traj.t > 0 if log_time else np.ones(traj.t.shape, bool)
-        t = traj.t[keep]
-        _draw(ax_loss, t, traj.loss[keep] / traj.l_ref, color, s.theory, 0)
-        for name in traj.cosines:
-            if name not in factors:
-                factors.append(name)
-            style = factors.index(name)
-            for ax, values in ((ax_cos, _alignment(traj.cosines[name])),
-                               (ax_norm, traj.norms[name])):
-                curves, band = _vectors(values[keep])
-                many = many or band is not None
-                for curve in curves:
-                    _draw(ax, t, curve, color, s.theory, style, band)
-        if shade_phases and s.theory == shaded:
-            drew_phase = _shade(axes[0], traj, color) or drew_phase
+        color = PALETTE[s.color % len(PALETTE)]
+        # earlier training series get bigger markers, so that coinciding ones stay visible
+        later -= not s.theory
+        size = MARKER_SIZE + (0 if s.theory else 1.5 * later)
+        for c in _curves(s.trajectory, log_time):
+            _draw(axes[0][c.panel], c, color, s.theory,
+                  factors.index(c.factor) if c.factor else 0, size)
+    for s, p in phases:
+        if p is not None:
+            _shade(axes[0], p, PALETTE[s.color % len(PALETTE)])
+    ax_loss, ax_cos, ax_norm = axes[0]
     ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("L / L_ref")
+    lowest = min((float(np.min(s.trajectory.loss / s.trajectory.l_ref)) for s in series),
+                 default=1.0)
+    ax_loss.set_ylabel(r"$L\,/\,L_{\mathrm{ref}}$")
+    if lowest < LOSS_AXIS_FLOOR:  # below: float64 rounding noise
+        ax_loss.set_ylim(bottom=LOSS_AXIS_FLOOR)
+        ax_loss.set_ylabel(r"$L\,/\,L_{\mathrm{ref}}$ (axis cut at "
+                           f"$10^{{{np.log10(LOSS_AXIS_FLOOR):.0f}}}$)")
     ax_loss.set_title("loss")
-    ax_cos.set_ylabel("max_j |cos(truth_j, learned_l)|")
+    ax_cos.set_ylabel(r"$\max_j\,|\cos(\mathrm{truth}_j,\,w_l)|$")
     ax_cos.set_ylim(-0.02, 1.04)
     ax_cos.set_title("alignment with the truth")
     ax_norm.set_yscale("log")
-    ax_norm.set_ylabel("‖learned_l‖")
+    ax_norm.set_ylabel(r"$\|w_l\|$")
     ax_norm.set_title("norms of the learned vectors")
+    first = min((float(s.trajectory.t[s.trajectory.t > 0].min(initial=np.inf)) for s in series),
+                default=np.inf)
+    last = max((float(s.trajectory.t[-1]) for s in series), default=1.0)
     for ax in axes[0]:
         ax.set_xlabel(TIME_LABEL)
         if log_time:
             ax.set_xscale("log")
-    handles = _legend_handles(series, factors, many, drew_phase)
-    columns = 5
-    fig.legend(handles=handles, loc="lower center", ncol=columns, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1)
-    rows = -(-len(handles) // columns)
-    fig.tight_layout(rect=(0, 0.06 * rows + 0.01, 1, 1))
+            if np.isfinite(first) and last > first:  # shading from t = 0 must not widen it
+                ax.set_xlim(first / 1.3, last * 1.3)
     return fig
 
 
-def _shade(axes: Sequence[plt.Axes], traj: Trajectory, color: str) -> bool:
-    """Shade the plateaus of ``traj`` and mark its drops; True if there was any."""
+def _phases(s: Series) -> dict | None:
+    """The phases of a series: given, or analysed from its trajectory (None if impossible)."""
+    if s.phases is not None:
+        return s.phases
     try:
-        phases = traj.phases()
-    except ValueError:  # too few samples for the analysis
-        return False
+        return s.trajectory.phases().to_dict()
+    except ValueError:  # too few usable samples for the analysis
+        return None
+
+
+def _shade(axes: Sequence[plt.Axes], phases: dict, color: str) -> None:
+    """Shade the plateaus and mark the drops (``Phases.to_dict()`` form) on every panel."""
     for ax in axes:
-        for plateau in phases.plateaus:
-            ax.axvspan(plateau.start, plateau.end, color=color, alpha=PLATEAU_ALPHA, lw=0)
-        for drop in phases.drops:
-            ax.axvline(drop.time, color=color, ls=":", lw=1.0)
-    return bool(phases.plateaus)
+        for plateau in phases["plateaus"]:
+            ax.axvspan(plateau["start"], plateau["end"], color=color, alpha=PLATEAU_ALPHA, lw=0)
+        for drop in phases["drops"]:
+            ax.axvline(drop["time"], color=color, ls=":", lw=1.0)
 
 
 def _legend_handles(series: Sequence[Series], factors: list[str], many: bool,
@@ -266,26 +342,27 @@ def _legend_handles(series: Sequence[Series], factors: list[str], many: bool,
 def plot_scaling(panels: Sequence[ScalingPanel], title: str = "", columns: int = 3) -> Figure:
     """Measured plateau times (points, mean ± sd) on their closed-form lines, one panel each."""
     rows = int(np.ceil(len(panels) / columns))
-    fig, axes = _figure(min(columns, len(panels)), rows)
+    fig, axes = _figure(min(columns, len(panels)), rows, title=title)
     for ax, panel in zip(axes.ravel(), panels, strict=False):
-        ax.plot(panel.line_x, panel.line_y, color=PALETTE[0], lw=THEORY_WIDTH,
-                label=panel.line_label)
+        if panel.line_x is not None:
+            ax.plot(panel.line_x, panel.line_y, color=PALETTE[0], lw=THEORY_WIDTH,
+                    label=panel.line_label)
         ax.errorbar(panel.x, panel.mean, yerr=panel.sd, fmt="o", color=PALETTE[1],
                     ms=MARKER_SIZE + 1, capsize=3, label=panel.point_label)
         if panel.extra is not None:
-            ax.plot(panel.x, panel.extra[1], "s", mfc="none", color=PALETTE[2],
-                    ms=MARKER_SIZE + 3, label=panel.extra[0])
+            label, mean, sd = panel.extra
+            ax.errorbar(panel.x, mean, yerr=sd, fmt="s", mfc="none", color=PALETTE[2],
+                        ms=MARKER_SIZE + 2, capsize=3, label=label)
         if panel.log_x:
             ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(panel.x, [f"{x:g}" for x in panel.x])
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.set_title(panel.title)
         ax.legend(frameon=False, loc="best")
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1)
-    fig.tight_layout()
     return fig
 
 
@@ -294,44 +371,68 @@ def plot_groups(
     panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
     group_labels: Sequence[str],
     time_label: str = TIME_LABEL,
-    ylabel: str = "ℓ_g / ℓ_g(0)",
+    ylabel: str = r"$\ell_g\,/\,\ell_{\mathrm{ref},g}$",
     title: str = "",
 ) -> Figure:
     """Per-capability curves: one panel per ``(method, t (T,), group values (T, G))``.
 
-    One colour per group (the same in every panel), y on a log axis.
+    One colour per group (the same in every panel), y on a log axis, one time range.
     """
     columns = min(len(panels), 3)
     rows = int(np.ceil(len(panels) / columns))
-    fig, axes = _figure(columns, rows)
+    handles = [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.5, label=label)
+               for g, label in enumerate(group_labels)]
+    fig, axes = _figure(columns, rows, legend=handles, title=title)
+    end = max(float(t[-1]) for _, t, _ in panels)
     for ax, (name, t, values) in zip(axes.ravel(), panels, strict=False):
         for g in range(values.shape[1]):
             ax.plot(t, values[:, g], color=PALETTE[g % len(PALETTE)], lw=1.5)
+        ax.set_xlim(0, end)  # one time axis for every method: shorter runs end early
         ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel(time_label)
         ax.set_ylabel(ylabel)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    handles = [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.5, label=label)
-               for g, label in enumerate(group_labels)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False,
-               bbox_to_anchor=(0.5, -0.01))
-    if title:
-        fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1)
-    fig.tight_layout(rect=(0, 0.07 / rows + 0.02, 1, 1))
     return fig
 
 
-def render_equation(latex: str, fontsize: int = 13) -> bytes:
-    """PNG bytes of ``latex`` typeset by matplotlib mathtext (raises ValueError if it can't)."""
+def _wrap_latex(latex: str, width: int) -> list[str]:
+    """Split ``latex`` at top-level `` + ``/`` - `` into lines of at most ~``width`` chars."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(latex):
+        if latex.startswith(("\\left", "{"), i):
+            depth += 1
+        elif latex.startswith(("\\right", "}"), i):
+            depth -= 1
+        elif depth == 0 and latex.startswith((" + ", " - "), i) and i > start:
+            pieces.append(latex[start:i])
+            start = i + 1
+        i += 1
+    pieces.append(latex[start:])
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + len(piece) > width:
+            lines.append(r"\quad " + piece)
+        else:
+            lines[-1] += " " + piece
+    return lines
+
+
+def render_equation(latex: str, fontsize: int = 15, width: int = 150) -> bytes:
+    """PNG bytes of ``latex`` typeset by matplotlib mathtext (raises ValueError if it can't).
+
+    Long equations are broken at top-level signs into lines of about ``width`` characters
+    of LaTeX source.
+    """
+    text = "\n".join(f"${line}$" for line in _wrap_latex(latex, width))
     buffer = io.BytesIO()
-    with plt.rc_context({"mathtext.fontset": "cm"}):
+    with _DRAWING, plt.rc_context({"mathtext.fontset": "cm"}):
         fig = plt.figure(figsize=(0.01, 0.01))
         try:
-            fig.text(0, 0, f"${latex}$", fontsize=fontsize)
+            fig.text(0, 0, text, fontsize=fontsize)
             fig.savefig(buffer, dpi=DPI, format="png", bbox_inches="tight", pad_inches=0.05,
-                        transparent=False, facecolor="white")
+                        facecolor="white")
         finally:
             plt.close(fig)
     return buffer.getvalue()

@@ -5,12 +5,12 @@ is called with, ``fn(config) -> result``. A result is any nesting of dicts (stri
 lists, numbers, strings, None, numpy arrays and :class:`~dynamics.trajectory.Trajectory`.
 
 Each result is stored under ``cache_dir/<key>.npz``, where the key is the SHA-256 of the
-canonical JSON of ``{function, config, code version}``; the code version hashes the source of
-the job function, of the functions of its own module that it calls (transitively), and of
-the ``dynamics`` and ``validation`` packages. A file is written to a temporary name and moved
-into place with ``os.replace`` as soon as its job finishes, so a run killed midway loses
-nothing already finished, and a rerun recomputes only the jobs whose configuration or code
-changed.
+canonical JSON of ``{function, config, code version}``. The code version hashes the source of
+the job function and of the functions of its own module that it calls (transitively), the
+values of the module constants they use, and the sources of the ``dynamics`` and
+``validation`` packages. A file is written to a temporary name and moved into place with
+``os.replace`` as soon as its job finishes, so a run killed midway loses nothing already
+finished, and a rerun recomputes only the jobs whose configuration or code changed.
 
 The executor is any :class:`concurrent.futures.Executor`: a local process pool by default,
 a thread pool, or a Dask cluster's ``distributed.Client(address).get_executor()``.
@@ -25,12 +25,13 @@ import json
 import multiprocessing
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any
 
 import numpy as np
@@ -62,11 +63,23 @@ class JobError(RuntimeError):
 
 @dataclass
 class CacheStats:
-    """Counts of the jobs found in the cache (``hits``) and computed (``misses``)."""
+    """Counts of the jobs found in the cache (``hits``) and computed (``misses``).
+
+    Safe to share between threads that run jobs concurrently (:meth:`count`).
+    """
 
     hits: int = 0
     misses: int = 0
     computed: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, hits: int = 0, computed: str | None = None) -> None:
+        """Add ``hits`` cache hits, and one miss for a job of function ``computed``."""
+        with self._lock:
+            self.hits += hits
+            if computed is not None:
+                self.misses += 1
+                self.computed.append(computed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses, "computed": list(self.computed)}
@@ -103,17 +116,29 @@ def _package_digest() -> str:
     return digest.hexdigest()
 
 
+def _names(code: CodeType) -> set[str]:
+    """Global names used by ``code`` and the code objects nested in it (comprehensions)."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names(const)
+    return names
+
+
 def _function_sources(fn: FunctionType, seen: set[str] | None = None) -> list[str]:
-    """Source of ``fn`` and, transitively, of the functions of its module that it names."""
+    """Source of ``fn`` and, transitively, of the functions of its module that it names,
+    with the values of the module-level constants (numbers, strings, tuples) they use."""
     seen = set() if seen is None else seen
     if fn.__qualname__ in seen:
         return []
     seen.add(fn.__qualname__)
     sources = [inspect.getsource(fn)]
-    for name in fn.__code__.co_names:
+    for name in sorted(_names(fn.__code__)):
         value = fn.__globals__.get(name)
         if isinstance(value, FunctionType) and value.__module__ == fn.__module__:
             sources.extend(_function_sources(value, seen))
+        elif isinstance(value, (int, float, str, tuple)):
+            sources.append(f"{name} = {value!r}")
     return sources
 
 
@@ -228,7 +253,7 @@ def run_jobs(
         else:
             todo.append(i)
     stats = CacheStats() if stats is None else stats
-    stats.hits += len(jobs) - len(todo)
+    stats.count(hits=len(jobs) - len(todo))
     own_bar = not isinstance(progress_label, tqdm)
     if own_bar:
         bar = tqdm(total=0, desc=progress_label, disable=progress_label is None,
@@ -256,8 +281,7 @@ def run_jobs(
                     continue
                 if paths[i] is not None:
                     save_result(paths[i], results[i], config)
-                stats.misses += 1
-                stats.computed.append(_function_name(fn))
+                stats.count(computed=_function_name(fn))
                 bar.update()
         finally:
             if own:

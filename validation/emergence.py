@@ -2,14 +2,15 @@
 
 numpy only. Curves are sampled at times ``t`` (T,) (continuous time t = η·step, or steps,
 whichever the run reports) with per-group losses ``group_loss`` (T, G). Crossing times are
-interpolated linearly in log ℓ between samples (DESIGN §2), and linearly where a sample is
-not positive.
+interpolated linearly in ln ℓ between samples (DESIGN §2).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
+
+from dynamics.phases import crossing_times
 
 __all__ = [
     "adjusted_rand",
@@ -24,20 +25,14 @@ __all__ = [
 
 
 def crossing_time(t: np.ndarray, y: np.ndarray, level: float) -> float:
-    """First time y(t) ≤ level, interpolated linearly in log y between samples; NaN if never.
+    """First time y(t) ≤ level, interpolated linearly in ln y between samples; NaN if never.
 
-    Returns t[0] when y(t[0]) ≤ level already. Same units as ``t``.
+    t[0] when y(t[0]) ≤ level already; same units as ``t``. This is
+    :func:`dynamics.phases.crossing_times` with L_ref = level and f = 1 (one function for
+    theory and experiment, DESIGN §2); ``level`` must be positive.
     """
-    below = np.flatnonzero(y <= level)
-    if below.size == 0:
-        return float("nan")
-    i = below[0]
-    if i == 0:
-        return float(t[0])
-    y0, y1 = y[i - 1], y[i]
-    if y0 > 0 and y1 > 0 and level > 0:
-        y0, y1, level = np.log(y0), np.log(y1), np.log(level)
-    return float(t[i - 1] + (t[i] - t[i - 1]) * (y0 - level) / (y0 - y1))
+    time = crossing_times(t, y, level, fractions=(1.0,))[1.0]
+    return float("nan") if time is None else time
 
 
 def drop_times(t: np.ndarray, y: np.ndarray, fractions: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ Methods (ℓ_n the loss of example n, ℓ_g = mean of ℓ_n over the examples of
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -85,9 +86,7 @@ class LossMethod:
         """Called by the training loop before the loss of ``batch`` at ``step``; no-op here."""
         return {}
 
-    def __call__(
-        self, losses: Tensor, groups: Tensor | None = None
-    ) -> tuple[Tensor, Diagnostics]:
+    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         """Scalar training loss from per-example ``losses`` (N,) and group labels (N,)."""
         raise NotImplementedError
 
@@ -97,9 +96,7 @@ class MeanLoss(LossMethod):
 
     name = "mean"
 
-    def __call__(
-        self, losses: Tensor, groups: Tensor | None = None
-    ) -> tuple[Tensor, Diagnostics]:
+    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         return losses.mean(), {}
 
 
@@ -193,12 +190,14 @@ def cluster_unit_gradients(
     n_init: int = 10,
     seed: int = 0,
     sign_invariant: bool = False,
+    affinity: Literal["angular", "cosine"] = "angular",
 ) -> np.ndarray:
     """Cluster unit gradients ĝ_n (rows of ``unit``) into ``num_groups`` labels (N,).
 
     ``"kmeans"``: k-means on ĝ_n (``n_init`` restarts). ``"spectral"``: spectral clustering
-    on the angular affinity A_nm = 1 − arccos(cos_nm)/π, cos_nm = ĝ_n·ĝ_m; with
-    ``sign_invariant`` the affinity uses |cos_nm|, so g and −g (e.g. the two labels of a
+    on an affinity of c_nm = ĝ_n·ĝ_m: ``"angular"`` A_nm = 1 − arccos(c_nm)/π (orthogonal
+    pairs get 1/2), ``"cosine"`` A_nm = max(c_nm, 0) (orthogonal pairs get 0). With
+    ``sign_invariant`` c_nm is replaced by |c_nm|, so g and −g (e.g. the two labels of a
     binary task, whose gradients differ by the sign of p − y) count as one direction.
     """
     points = unit.detach().double().cpu().numpy()
@@ -209,11 +208,20 @@ def cluster_unit_gradients(
     if algorithm != "spectral":
         raise ValueError(f"unknown clustering algorithm {algorithm!r}")
     cos = np.clip(points @ points.T, -1.0, 1.0)
-    affinity = 1.0 - np.arccos(np.abs(cos) if sign_invariant else cos) / math.pi
+    cos = np.abs(cos) if sign_invariant else cos
+    if affinity == "angular":
+        affinity_matrix = 1.0 - np.arccos(cos) / math.pi
+    elif affinity == "cosine":
+        affinity_matrix = np.maximum(cos, 0.0)
+    else:
+        raise ValueError(f"unknown affinity {affinity!r}")
     spectral = SpectralClustering(
         num_groups, affinity="precomputed", n_init=n_init, random_state=seed
     )
-    return spectral.fit_predict(affinity)
+    with warnings.catch_warnings():
+        # A disconnected affinity graph is the ideal case here: mutually orthogonal groups.
+        warnings.filterwarnings("ignore", "Graph is not fully connected", UserWarning)
+        return spectral.fit_predict(affinity_matrix)
 
 
 def cluster_centroids(
@@ -307,7 +315,8 @@ class _GradientMethod(LossMethod):
         )
         return unit_rows(flatten_grads(grads))
 
-    def _due(self, step: int) -> bool:
+    def _refresh_due(self, step: int) -> bool:
+        """Whether ``step`` refreshes the clusters or directions; records it when it does."""
         due = self._refreshed_at is None or step - self._refreshed_at >= self.refresh_every
         if due:
             self._refreshed_at = step
@@ -338,9 +347,11 @@ class ClusterGroupedLoss(_GradientMethod):
         params: Sequence[str] | None = None,
         chunk_size: int | None = None,
         sign_invariant: bool = False,
+        affinity: Literal["angular", "cosine"] = "angular",
         seed: int = 0,
     ) -> None:
         super().__init__(per_example_loss, recluster_every, params, chunk_size)
+        self.affinity = affinity
         self.grouped = GroupedLoss(num_groups)
         self.algorithm = algorithm
         self.n_init = n_init
@@ -351,11 +362,11 @@ class ClusterGroupedLoss(_GradientMethod):
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
         unit = self._unit_gradients(model, batch)
-        reclustered = self._due(step)
+        reclustered = self._refresh_due(step)
         k, sign_invariant = self.grouped.num_groups, self.sign_invariant
         if reclustered:
             labels = cluster_unit_gradients(
-                unit, k, self.algorithm, self.n_init, self.seed, sign_invariant
+                unit, k, self.algorithm, self.n_init, self.seed, sign_invariant, self.affinity
             )
             if self.centroids is None:
                 self.centroids = torch.zeros(k, unit.shape[1], dtype=unit.dtype)
@@ -407,7 +418,7 @@ class SVDGroupedLoss(_GradientMethod):
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
         g = self._unit_gradients(model, batch).double() / math.sqrt(batch[0].shape[0])
-        recomputed = self._due(step)
+        recomputed = self._refresh_due(step)
         if recomputed:
             self.directions = gradient_svd(g, self.num_directions)[2]
         coefficients = g @ self.directions

@@ -2,27 +2,31 @@
 
 :func:`train` trains exactly the problem in a spec, or S specs of identical shapes (S seeds of
 one problem definition, or one spec repeated under a per-seed learning rate), with SGD, SGD
-with momentum, Adam or AdamW (:mod:`validation.optim`, torch.optim's update rules). The
-learned factors of all seeds are one tensor ``w`` of shape [S, F, n, k] (the spec's F factors,
-n x k each): every product is a batched matmul, every update one in-place tensor operation,
-and nothing is read back to the host before the run ends (except for the progress bar).
+with momentum, Adam or AdamW (:mod:`validation.optim`, torch.optim's update rules). All seeds
+advance together: every product is one batched matmul over seeds and factors, every update
+one in-place tensor operation, and nothing is read back to the host before the run ends (the
+progress bar, when shown, reads the loss every 1 % of the steps).
 
-Loss and gradient. Every MSE problem's loss is a function of the order parameters
-P_f = T_fᵀW_f, U_f = W_fᵀW_f and the zero model's loss L_ref (DESIGN §3):
+Loss and gradient. Each factor f keeps Z_f = [T_fᵀ; W_fᵀ], its r target and k learned
+vectors as rows. One batched matmul gives all order parameters, Mᵀ_f = W_fᵀZ_fᵀ = [P_fᵀ | U_f]
+(P = TᵀW, U = WᵀW), and every MSE loss is a function of them (DESIGN §3):
 
     vector         ½‖a − x‖²        = L_ref − P + ½U
     factorization  ½‖ABᵀ − XYᵀ‖²    = L_ref − ⟨P_X,P_Y⟩ + ½⟨U_X,U_Y⟩
     attention      ½‖M⊗N − M̃⊗Ñ‖²  = L_ref − ⟨P_Q,P_K⟩⟨P_O,P_V⟩ + ½⟨U_Q,U_K⟩⟨U_O,U_V⟩
 
-(⟨·,·⟩ the Frobenius inner product), so the gradient is the chain rule through them,
-∂L/∂W_f = T_f ∂L/∂P_f + W_f (∂L/∂U_f + ∂L/∂U_fᵀ): four small batched matmuls a step, never the
-n x n residual. Cross-entropy (factorization only): L = KL(softmax(vec C) ‖ softmax(vec Z)),
-Z = XYᵀ, with ∂L/∂Z = softmax(vec Z) − softmax(vec C), ∂L/∂X = (∂L/∂Z)Y, ∂L/∂Y = (∂L/∂Z)ᵀX.
-These analytic gradients are checked against autograd in the tests. The loss and the order
-parameters are evaluated in float64 from the current parameters whatever the training dtype
-(a float32 run's loss is resolved to ~1e-16·L_ref instead of drowning in cancellation at
-~1e-7·L_ref); the gradient and all optimizer arithmetic run in the training dtype. The loss
-is the data loss, without the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
+(⟨·,·⟩ the Frobenius inner product, L_ref = ½‖target‖²). The chain rule through them is one
+more batched matmul: (∂L/∂W_f)ᵀ = D_fᵀZ_f with D_f = [∂L/∂P_f; ∂L/∂U_f + ∂L/∂U_fᵀ], so a step
+never forms the n x n residual. Cross-entropy (factorization only): L = KL(p ‖ q) with
+p = softmax(vec C), q = softmax(vec Z), Z = XYᵀ; ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y,
+∂L/∂Y = (∂L/∂Z)ᵀX. The tests check these analytic gradients against autograd. The loss is the
+data loss, without the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
+
+Precision. Training runs in the training dtype. Because the MSE loss is a difference of
+order-parameter terms of size ~L_ref, a float32 loss is resolved only to ~1e-7·L_ref (it
+may even dip below 0 near convergence); so at every record step the loss and the order
+parameters are measured again in float64 from the current parameters (~1e-16·L_ref). The
+trajectories hold these measurements; ``record="all"`` makes every step one.
 
 Time is continuous, t = η·step for each seed (DESIGN §2). The loss is kept at every step
 (exact crossing times); the order parameters at :func:`record_steps`. A seed whose loss is
@@ -47,7 +51,7 @@ from tqdm import tqdm
 from dynamics.problems import Factorization, Problem
 from dynamics.trajectory import Trajectory
 
-from .optim import OPTIMIZERS, make_optimizer
+from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
 
 __all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
 
@@ -135,10 +139,12 @@ class TrainResult:
         device, dtype: where and in which dtype it ran.
         config: the configuration.
         final_loss: (S,) loss after the last step (a diverged seed's: at its divergence).
-        loss: (S, steps + 1) loss at every step; NaN after a seed's divergence step.
+        loss: (S, steps + 1) loss at every step, in float64 at the record steps and in
+            the training dtype between them; NaN after a seed's divergence step.
+        lr: (S,) step size η of each seed (its sample m is at t = η·m).
         steps: (R,) the record steps.
-        order: ``{factor: (P (S, R, r, k), U (S, R, k, k))}`` recorded order parameters
-            P = TᵀW, U = WᵀW (float64).
+        order: ``{factor: (P (S, R, r, k), U (S, R, k, k))}``: P = TᵀW, U = WᵀW at the
+            record steps, measured in float64.
         params: ``{factor: (S, n, k)}`` parameters after the last step (float64).
         messages: one line per diverged seed.
     """
@@ -152,6 +158,7 @@ class TrainResult:
     config: TrainConfig
     final_loss: np.ndarray = field(repr=False)
     loss: np.ndarray = field(repr=False)
+    lr: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
     order: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     params: dict[str, np.ndarray] = field(repr=False)
@@ -164,8 +171,7 @@ class TrainResult:
         from dynamics.phases import crossing_times
 
         out = []
-        for traj, loss in zip(self.trajectories, self.loss, strict=True):
-            lr = traj.t[1] / traj.steps[1] if traj.t.size > 1 else 0.0
+        for traj, loss, lr in zip(self.trajectories, self.loss, self.lr, strict=True):
             keep = np.isfinite(loss)
             out.append(crossing_times(lr * np.flatnonzero(keep), loss[keep], traj.l_ref,
                                       fractions))
@@ -186,103 +192,115 @@ def record_steps(steps: int, record: str = "log") -> np.ndarray:
     return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
 
 
-def _inner(a: Tensor, b: Tensor) -> Tensor:
-    """Frobenius inner product over the last two axes."""
-    return (a * b).sum((-2, -1))
+class _Squares:
+    """MSE loss and Dᵀ = [(∂L/∂P)ᵀ | ∂L/∂U + ∂L/∂Uᵀ] per factor from Mᵀ = [Pᵀ | U].
 
-
-def _vector(p: Tensor, u: Tensor, l_ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """L = ½‖a − x‖² = L_ref − P + ½U;  ∂L/∂P = −1,  ∂L/∂U + ∂L/∂Uᵀ = 1."""
-    loss = l_ref - p.flatten(1).sum(1) + 0.5 * u.flatten(1).sum(1)
-    return loss, -torch.ones_like(p), torch.ones_like(u)
-
-
-def _factorization(p: Tensor, u: Tensor, l_ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """L = ½‖ABᵀ − XYᵀ‖² = L_ref − ⟨P_X,P_Y⟩ + ½⟨U_X,U_Y⟩.
-
-    ∂L/∂P_X = −P_Y and ∂L/∂U_X + ∂L/∂U_Xᵀ = U_Y (likewise with X and Y swapped).
+    The factors pair into circuits (X with Y; Q with K and O with V; the vector's x with the
+    constant 1) and L = L_ref − Π_c⟨P_c,P′_c⟩ + ½Π_c⟨U_c,U′_c⟩, so a factor whose partner is f′
+    has D = [−a P_f′; b U_f′], where a and b are the products of the other circuits'
+    ⟨P,P′⟩ and ⟨U,U′⟩ (1 with a single circuit). Works in the dtype of ``l_ref``.
     """
-    loss = l_ref - _inner(p[:, 0], p[:, 1]) + 0.5 * _inner(u[:, 0], u[:, 1])
-    return loss, -p.flip(1), u.flip(1)
 
+    def __init__(self, n_factors: int, r: int, k: int, l_ref: Tensor):
+        self.n_factors, self.r, self.l_ref = n_factors, r, l_ref
+        on = {"dtype": l_ref.dtype, "device": l_ref.device}
+        self.ones = torch.ones(len(l_ref), 1, k, r + k, **on)  # the vector's constant partner
+        self.sign = torch.tensor([-1.0] * r + [1.0] * k, **on)  # P columns −, U columns +
+        # one circuit: L − L_ref = −⟨P,P′⟩ + ½⟨U,U′⟩ = Σ weight·Mᵀ⊙Dᵀ over all factors (each
+        # pair counted once per factor, hence the division by n_factors)
+        weight = torch.tensor([1.0] * r + [0.5] * k, **on) / n_factors
+        self.weight = weight.repeat(n_factors * k)
 
-def _attention(p: Tensor, u: Tensor, l_ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """L = ½‖M⊗N − M̃⊗Ñ‖² = L_ref − ⟨M,M̃⟩⟨N,Ñ⟩ + ½‖M̃‖²‖Ñ‖².
-
-    With ⟨M,M̃⟩ = ⟨P_Q,P_K⟩, ‖M̃‖² = ⟨U_Q,U_K⟩, ⟨N,Ñ⟩ = ⟨P_O,P_V⟩, ‖Ñ‖² = ⟨U_O,U_V⟩:
-    ∂L/∂P_Q = −⟨N,Ñ⟩P_K and ∂L/∂U_Q + ∂L/∂U_Qᵀ = ‖Ñ‖²U_K (likewise for K, O, V).
-    """
-    overlap = _inner(p[:, 0::2], p[:, 1::2])  # (S, 2): ⟨M,M̃⟩, ⟨N,Ñ⟩
-    norm = _inner(u[:, 0::2], u[:, 1::2])  # (S, 2): ‖M̃‖², ‖Ñ‖²
-    loss = l_ref - overlap.prod(1) + 0.5 * norm.prod(1)
-    other, partner = [1, 1, 0, 0], [1, 0, 3, 2]  # per factor Q, K, O, V
-    return (loss, -overlap[:, other, None, None] * p[:, partner],
-            norm[:, other, None, None] * u[:, partner])
-
-
-MSE = {"vector": _vector, "factorization": _factorization, "attention": _attention}
+    def __call__(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """Mᵀ (S, F, k, r + k) → loss (S,), Dᵀ (S, F, k, r + k)."""
+        if self.n_factors == 1:
+            partner = self.ones
+        elif self.n_factors == 2:
+            partner = m.flip(1)  # (X, Y) → (Y, X)
+        else:
+            partner = m.unflatten(1, (2, 2)).flip(2).flatten(1, 2)  # (Q, K, O, V) → (K, Q, V, O)
+        if self.n_factors < 4:
+            d = partner * self.sign
+            return torch.mv((m * d).flatten(1), self.weight).add_(self.l_ref), d
+        products = m[:, 0::2] * partner[:, 0::2]  # (S, 2, k, r + k)
+        overlap = products[..., : self.r].sum((-2, -1))  # (S, 2): ⟨P_Q,P_K⟩, ⟨P_O,P_V⟩
+        norm = products[..., self.r :].sum((-2, -1))  # (S, 2): ⟨U_Q,U_K⟩, ⟨U_O,U_V⟩
+        loss = self.l_ref - overlap.prod(1) + 0.5 * norm.prod(1)
+        other = [1, 1, 0, 0]  # the other circuit of Q, K, O, V
+        coef = torch.where(self.sign < 0, -overlap[:, other, None, None],
+                           norm[:, other, None, None])
+        return loss, partner * coef
 
 
 class _Batch:
-    """S specs of one shape on a device: targets T (S, F, n, r), parameters w (S, F, n, k)."""
+    """S specs of one shape on a device, as Z = [Tᵀ; Wᵀ] per factor: (S, F, r + k, n).
+
+    The parameters ``w`` (S, F, k, n), the learned vectors as rows, are a view of ``z`` that
+    the optimizer updates in place. ``z64`` holds the exact targets and, when the training
+    dtype is not float64, a float64 copy of ``w`` made for each exact measurement.
+    """
 
     def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype):
         factors = [list(spec.factors().values()) for spec in specs]
-        self.t64 = torch.tensor(np.array([[t for t, _ in fs] for fs in factors]), dtype=F64,
-                                device=device)
-        self.t = self.t64.to(dtype)
-        self.w = torch.tensor(np.array([[w for _, w in fs] for fs in factors]), dtype=dtype,
-                              device=device)
-        self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        self.mse = MSE[specs[0].kind] if getattr(specs[0], "loss", "mse") == "mse" else None
-        if self.mse is None:  # cross-entropy: log softmax(vec C), C = ABᵀ
-            self.log_p = torch.log_softmax((self.t64[:, 0] @ self.t64[:, 1].mT).flatten(1), 1)
+        self.z64 = torch.tensor(np.array([[np.concatenate(f, 1).T for f in fs] for fs in factors]),
+                                dtype=F64, device=device)
+        self.z = self.z64.to(dtype)  # the same tensor when dtype is float64
+        self.r = factors[0][0][0].shape[1]
+        self.w = self.z[:, :, self.r :]
+        self.views = {}  # per dtype: w, and Z, W, Zᵀ with seeds and factors flattened
+        for z in (self.z, self.z64):
+            z3 = z.flatten(0, 1)
+            self.views[z.dtype] = (z[:, :, self.r :], z3, z3[:, self.r :], z3.mT)
+        l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
+        self.l_ref = l_ref
+        n_factors, k = self.w.shape[1:3]
+        self.squares = _Squares(n_factors, self.r, k, l_ref) if getattr(specs[0], "loss", "mse") == "mse" else None
+        if self.squares is None:  # cross-entropy: p = softmax(vec C), C = ABᵀ
+            t = self.z64[:, :, : self.r]
+            self.log_p = torch.log_softmax((t[:, 0].mT @ t[:, 1]).flatten(1), 1)
             self.p = self.log_p.exp()
 
-    def evaluate(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Loss (S,) and P, U (float64), ∂L/∂w (S, F, n, k) in the training dtype."""
-        w64 = self.w.to(F64)
-        p, u = self.t64.mT @ w64, w64.mT @ w64
-        if self.mse is None:
-            loss, grad = self._cross_entropy(w64)
-        else:
-            loss, dp, du = self.mse(p, u, self.l_ref)
-            grad = self.t @ dp.to(self.w.dtype) + self.w @ du.to(self.w.dtype)
-        return loss, grad, p, u
-
-    def _cross_entropy(self, w64: Tensor) -> tuple[Tensor, Tensor]:
-        """KL(softmax(vec C) ‖ softmax(vec Z)), Z = XYᵀ, and its gradient (X, Y)."""
-        log_q = torch.log_softmax((w64[:, 0] @ w64[:, 1].mT).flatten(1), 1)
-        loss = (self.p * (self.log_p - log_q)).sum(1)
-        dz = (log_q.exp() - self.p).view(-1, self.w.shape[2], self.w.shape[2]).to(self.w.dtype)
-        x, y = self.w[:, 0], self.w[:, 1]
-        return loss, torch.stack((dz @ y, dz.mT @ x), 1)
+    def evaluate(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Loss (S,) and Mᵀ = [Pᵀ | U] (S, F, k, r + k) in float64; (∂L/∂W)ᵀ like ``w``."""
+        w64, z64, w3, z3t = self.views[F64]
+        if z64 is not self.z:
+            w64.copy_(self.w)
+        m = torch.bmm(w3, z3t).view(*w64.shape[:3], -1)
+        if self.squares is not None:
+            loss, d = self.squares(m)
+            d = d.to(self.z.dtype).flatten(0, 1)
+            return loss, m, torch.bmm(d, self.z.flatten(0, 1)).view_as(self.w)
+        log_q = torch.log_softmax((w64[:, 0].mT @ w64[:, 1]).flatten(1), 1)
+        loss = (self.p * (self.log_p - log_q)).sum(1)  # KL(p ‖ q), q = softmax(vec XYᵀ)
+        dz = (log_q.exp() - self.p).view(-1, w64.shape[-1], w64.shape[-1]).to(self.z.dtype)
+        return loss, m, torch.stack((self.w[:, 1] @ dz.mT, self.w[:, 0] @ dz), 1)  # ∂L/∂Z = q − p
 
 
-def _loop(batch: _Batch, optimizer, lr: Tensor, limit: Tensor, steps: int,
-          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """The training loop. Returns the loss (steps + 1, S) and P, U at the record steps."""
-    (n_seeds, n_factors, _, k), r = batch.w.shape, batch.t.shape[-1]
-    on_device = {"dtype": F64, "device": batch.w.device}
-    losses = torch.empty(steps + 1, n_seeds, **on_device)
-    ps = torch.empty(len(rec), n_seeds, n_factors, r, k, **on_device)
-    us = torch.empty(len(rec), n_seeds, n_factors, k, k, **on_device)
+def _loop(batch: _Batch, optimizer: SGD | Adam, lr: Tensor, limit: Tensor, steps: int,
+          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor]:
+    """The training loop. Returns the loss (steps + 1, S) and Mᵀ at the record steps."""
+    losses = torch.empty(steps + 1, len(limit), dtype=F64, device=limit.device)
+    ms = None
+    alive, step_size = torch.empty_like(limit), torch.empty_like(lr)  # reused every step
     slot = {int(step): i for i, step in enumerate(rec)}
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     for step in range(steps + 1):
-        loss, grad, p, u = batch.evaluate()
-        losses[step] = loss
+        loss, m, grad = batch.evaluate()
         if step in slot:
-            ps[slot[step]], us[slot[step]] = p, u
+            ms = m.new_empty(len(rec), *m.shape) if ms is None else ms
+            ms[slot[step]] = m
+        losses[step] = loss
         if step == steps:
             break
-        optimizer.step(grad, lr * (loss <= limit).view(-1, 1, 1, 1))  # diverged: η = 0
+        torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
+        optimizer.step(grad, torch.mul(lr, alive.view_as(lr), out=step_size))
         if progress and (step + 1) % every == 0:
             bar.update(every)
             bar.set_postfix(loss=f"{losses[step].nanmean().item():.4g}")
+    bar.update(steps - bar.n)
     bar.close()
-    return losses, ps, us
+    return losses, ms
 
 
 def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Problem]:
@@ -327,10 +345,11 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     """
     config = config or TrainConfig()
     specs = _prepare(specs, config)
-    lr_host = np.broadcast_to(np.asarray(config.lr, dtype=np.float64), (len(specs),)) \
-        if np.ndim(config.lr) == 0 or len(config.lr) == len(specs) else None
-    if lr_host is None:
-        raise ValueError(f"lr: got {len(config.lr)} step sizes for {len(specs)} specs")
+    lr_host = np.asarray(config.lr, dtype=np.float64)
+    if lr_host.ndim == 0:
+        lr_host = np.full(len(specs), float(lr_host))
+    elif lr_host.size != len(specs):
+        raise ValueError(f"lr: got {lr_host.size} step sizes for {len(specs)} specs")
     device, dtype = _device(config.device), DTYPES[config.dtype]
     rec = record_steps(config.steps, config.record)
     show = config.progress and sys.stderr.isatty()
@@ -342,22 +361,22 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
             if decay.any() else None
         optimizer = make_optimizer(config.optimizer, batch.w, config.momentum, config.betas,
                                    config.eps, wd)
+        limit = (DIVERGENCE * batch.l_ref).to(dtype)
         start = time.perf_counter()
-        losses, ps, us = _loop(batch, optimizer, lr, DIVERGENCE * batch.l_ref, config.steps,
-                               rec, show)
+        losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
         loss = losses.T.cpu().numpy()
         seconds = time.perf_counter() - start
-        ps = ps.transpose(0, 1).cpu().numpy()
-        us = us.transpose(0, 1).cpu().numpy()
-        final = batch.w.to(F64).cpu().numpy()
-    return _result(specs, config, lr_host, rec, loss, ps, us, final, seconds, device)
+        ms = ms.transpose(0, 1).cpu().numpy()  # (S, R, F, k, r + k) = [Pᵀ | U]
+        final = batch.w.mT.to(F64).cpu().numpy()  # (S, F, n, k)
+    r = batch.r
+    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss,
+                   ms[..., :r].swapaxes(-1, -2), ms[..., r:], final, seconds, device)
 
 
-def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, rec: np.ndarray,
-            loss: np.ndarray, ps: np.ndarray, us: np.ndarray, final: np.ndarray,
-            seconds: float, device: torch.device) -> TrainResult:
+def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
+            rec: np.ndarray, loss: np.ndarray, ps: np.ndarray, us: np.ndarray,
+            final: np.ndarray, seconds: float, device: torch.device) -> TrainResult:
     """Host-side bookkeeping: divergence, NaN after it, one Trajectory per seed."""
-    limit = DIVERGENCE * np.array([spec.l_ref for spec in specs])
     names = list(specs[0].factors())
     diverged, messages, trajectories = [], [], []
     final_loss = loss[:, -1].copy()
@@ -382,6 +401,6 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, rec: np.n
     return TrainResult(
         trajectories=trajectories, diverged=diverged, seconds=seconds,
         steps_per_second=config.steps / seconds, device=str(device), dtype=config.dtype,
-        config=config, final_loss=final_loss, loss=loss, steps=rec,
+        config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec,
         order={name: (ps[:, :, f], us[:, :, f]) for f, name in enumerate(names)},
         params={name: final[:, f] for f, name in enumerate(names)}, messages=messages)

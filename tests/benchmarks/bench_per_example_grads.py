@@ -1,0 +1,77 @@
+"""Per-example gradients: torch.func (vmap of grad) against a loop of backward calls.
+
+Model: the default multitask-parity MLP (all its parameters); loss: cross-entropy. Prints
+both times (best of ``--repeats``, after a warm-up call), their ratio measured in this run,
+and the largest difference between the two results. One torch thread by default (the
+machine may be shared, and a busy machine makes multi-threaded kernels stall). Run as
+
+    python -m tests.benchmarks.bench_per_example_grads
+    python tests/benchmarks/bench_per_example_grads.py --examples 4096 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+
+from validation.grouped import flatten_grads, per_example_grads
+from validation.tasks import ParityTask
+
+
+def best_time(function: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
+    """Shortest wall time of ``repeats`` calls (after one warm-up call) and the last result."""
+    result = function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def measure(n: int, repeats: int) -> float:
+    """Print the two timings at N = ``n`` examples and return their ratio loop / vmap."""
+    task = ParityTask(batch_size=n)
+    generator = torch.Generator().manual_seed(0)
+    model = task.make_model(generator)
+    inputs, targets, _ = task.batch(generator)
+
+    def vectorised() -> torch.Tensor:
+        return flatten_grads(per_example_grads(model, task.per_example_loss, inputs, targets))
+
+    def loop() -> torch.Tensor:
+        rows = []
+        for i in range(n):
+            model.zero_grad(set_to_none=True)
+            task.per_example_loss(model(inputs[i : i + 1]), targets[i : i + 1]).sum().backward()
+            rows.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        return torch.stack(rows)
+
+    t_vmap, g_vmap = best_time(vectorised, repeats)
+    t_loop, g_loop = best_time(loop, repeats)
+    ratio = t_loop / t_vmap
+    params = sum(p.numel() for p in model.parameters())
+    threads = torch.get_num_threads()
+    print(f"per-example gradients, N = {n}, M = {params} parameters, {threads} thread(s)")
+    print(f"torch.func vmap(grad): {t_vmap * 1e3:8.1f} ms")
+    print(f"loop of backward:      {t_loop * 1e3:8.1f} ms")
+    difference = (g_vmap - g_loop).abs().max().item()
+    print(f"ratio loop / vmap:     {ratio:8.1f}x   (max |difference| {difference:.1e})")
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=1024, help="N (default 1024)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    measure(args.examples, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Closed forms of dynamics.theory: exact identities, derived constants, and each law checked
+against the integrated reduced flow (``predict(spec, "flow")``) with its measured error range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad, solve_ivp
+from scipy.special import k0e, polygamma
+
+from dynamics import theory as th
+from dynamics.integrate import predict
+from dynamics.problems import AttentionHead, Factorization, Vector
+
+# ------------------------------------------------------------------------------------------
+# Helpers: specs with a known exact solution
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal(n)
+    return v / np.linalg.norm(v)
+
+
+def aligned_factorization(n: int, s: float, w0: float, lam: float = 0.0) -> Factorization:
+    """Rank 1, X0 = √w₀ u, Y0 = √w₀ v: the logistic w(t) is the exact solution."""
+    rng = np.random.default_rng(0)
+    u, v = _unit(rng, n)[:, None], _unit(rng, n)[:, None]
+    return Factorization(A=u * math.sqrt(s), B=v * math.sqrt(s), X0=u * math.sqrt(w0),
+                         Y0=v * math.sqrt(w0), weight_decay=lam)
+
+
+def aligned_head(d: int, s_m: float, s_n: float, p0: float) -> AttentionHead:
+    """Rank-1 head with all four learned vectors p₀·(their unit target direction)."""
+    rng = np.random.default_rng(1)
+    units = [_unit(rng, d)[:, None] for _ in range(4)]
+    roots = [math.sqrt(s_m)] * 2 + [math.sqrt(s_n)] * 2
+    targets = [e * r for e, r in zip(units, roots, strict=True)]
+    return AttentionHead(*targets, *[e * p0 for e in units])
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+# ------------------------------------------------------------------------------------------
+# Rank-1 logistic: exact identities (no ODE solver)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 1.5])
+def test_logistic_solves_its_ode(lam):
+    s, w0 = 1.0, 1e-3
+    t = np.linspace(0, 20, 2001)
+    w = th.logistic_w(t, s, w0, lam)
+    h = 1e-6
+    dw = (th.logistic_w(t + h, s, w0, lam) - th.logistic_w(t - h, s, w0, lam)) / (2 * h)
+    np.testing.assert_allclose(dw, 2 * w * (s - lam - w), rtol=1e-6, atol=1e-8)
+    assert w[0] == pytest.approx(w0)
+    np.testing.assert_allclose(th.logistic_loss(t, s, w0, lam), 0.5 * (s - w) ** 2, rtol=1e-9,
+                               atol=1e-16)
+
+
+@pytest.mark.parametrize("f", [0.5, 0.1, 0.01])
+@pytest.mark.parametrize("w0", [1e-6, 1e-2, 3.5])
+def test_logistic_crossing_hits_the_level(f, w0):
+    s, lam = 2.0, 0.01
+    t_f = th.logistic_crossing(f, s, w0, lam)
+    if w0 > s * (1 + math.sqrt(f)) and s - lam < s * (1 + math.sqrt(f)):
+        assert t_f > 0  # falling from above
+    assert th.logistic_loss(t_f, s, w0, lam) == pytest.approx(f * 0.5 * s**2, rel=1e-9)
+
+
+def test_logistic_half_time_is_designs_formula():
+    s, w0 = 1.5, 1e-5
+    design = math.log((math.sqrt(2) - 1) * (s / w0 - 1)) / (2 * s)
+    assert th.logistic_crossing(0.5, s, w0) == pytest.approx(design, rel=1e-12)
+
+
+def test_no_learning_when_decay_exceeds_signal():
+    """λ ≥ s: w decays to 0; and s − λ ≤ w_f: the level is out of reach."""
+    assert th.logistic_crossing(0.5, 1.0, 1e-3, weight_decay=1.0) == math.inf
+    assert th.logistic_crossing(0.5, 1.0, 1e-3, weight_decay=1.2) == math.inf
+    assert th.logistic_crossing(0.5, 1.0, 1e-3, weight_decay=0.75) == math.inf  # 0.25 < 0.29
+    assert th.logistic_crossing(0.5, 1.0, 1e-3, weight_decay=0.5) < math.inf
+    assert th.plateau_time(1.0, 1e-3, weight_decay=1.0) == math.inf
+    t = np.linspace(0, 50, 11)
+    assert th.logistic_w(t, 1.0, 1e-3, weight_decay=1.0)[-1] == pytest.approx(1e-3 / 1.1)
+    assert th.logistic_w(t, 1.0, 1e-3, weight_decay=1.2)[-1] < 1e-3 * math.exp(-0.4 * 50)
+
+
+# ------------------------------------------------------------------------------------------
+# The random-init plateau law: constants derived from the initial overlap distribution
+
+
+def test_plateau_constant_is_designs_039_and_seed_sd_111():
+    assert th.PLATEAU_CONSTANT == pytest.approx(0.38899, abs=1e-5)
+    assert th.plateau_constant(0.5, 1) == pytest.approx(th.PLATEAU_CONSTANT, rel=1e-12)
+    assert th.SEED_SD == pytest.approx(1.11072, abs=1e-5)
+    assert th.plateau_time_sd(1.0) == pytest.approx(th.SEED_SD, rel=1e-12)
+    assert th.plateau_time_sd(2.0, 1, weight_decay=0.5) == pytest.approx(th.SEED_SD / 1.5)
+    s, sigma = 2.0, 1e-3
+    expected = (math.log(2 * s / sigma**2) + th.PLATEAU_CONSTANT) / (2 * s)
+    assert th.plateau_time(s, sigma) == pytest.approx(expected, rel=1e-12)
+    n, eps = 400, 0.02
+    fixed = (math.log(2 * n * s / eps**2) + th.PLATEAU_CONSTANT) / (2 * s)
+    assert th.plateau_time_fixed_norm(s, eps, n) == pytest.approx(fixed, rel=2 * eps**2 / s)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_plateau_law_from_overlap_distribution(k):
+    """The law is the seed average of the logistic time with w₀ = |m|², m ~ N(0, σ²/2 I_k).
+
+    Monte Carlo of the derivation itself (no ODE): mean and sd of t_½ over 2·10⁵ draws.
+    """
+    rng = np.random.default_rng(0)
+    s, sigma = 1.0, 1e-4
+    m = rng.standard_normal((200_000, k)) * sigma / math.sqrt(2)
+    w0 = np.sum(m**2, axis=1)
+    t = np.log((math.sqrt(2) - 1) * (s / w0 - 1)) / (2 * s)
+    se = t.std() / math.sqrt(t.size)
+    assert abs(t.mean() - th.plateau_time(s, sigma, model_rank=k)) < 4 * se
+    assert t.std() == pytest.approx(math.sqrt(polygamma(1, k / 2)) / (2 * s), rel=0.01)
+
+
+def test_staircase_times_reduce_to_rank_one_law():
+    """Mode midpoint (level ½) = plateau law with ln((1 − √f)/√f) replaced by 0."""
+    s, sigma = 1.3, 1e-3
+    mid = th.staircase_times([s], sigma, level=0.5)[0]
+    shift = math.log(math.sqrt(2) - 1) / (2 * s)
+    assert mid + shift == pytest.approx(th.plateau_time(s, sigma), rel=1e-12)
+    times = th.staircase_times([1.0, 4.0, 2.0], 1e-3)
+    assert times[1] < times[2] < times[0]
+    assert th.staircase_times([1.0, 4.0], 1e-3, model_rank=1)[0] == math.inf
+
+
+# ------------------------------------------------------------------------------------------
+# Attention head: constants and the small-init blow-up (no predict)
+
+
+def test_attention_constant_is_the_bessel_integral():
+    def integrand(x: float) -> float:  # cosh(4x) K_0(x)^4 = ½(1 + e^{-8x}) (e^x K_0(x))^4
+        return 0.5 * (1 + math.exp(-8 * x)) * k0e(x) ** 4
+
+    value = sum(quad(integrand, a, b, limit=400)[0] for a, b in [(0, 1), (1, math.inf)])
+    assert 2 / math.pi**2 * value == pytest.approx(th.ATTENTION_CONSTANT, rel=1e-9)
+
+
+def test_attention_blowup_balanced_is_designs_law():
+    S, p0 = 3.0, 0.02
+    assert th.attention_blowup_time([p0] * 4, S) == pytest.approx(1 / (2 * S * p0**2), rel=1e-9)
+    exact = th.attention_balanced_crossing(0.5, S, p0)
+    shift = (math.atanh(math.sqrt(1 - math.sqrt(0.5))) - 1 / math.sqrt(1 - math.sqrt(0.5)))
+    assert exact == pytest.approx(1 / (2 * S * p0**2) + shift / (2 * S**1.5), abs=p0**2)
+
+
+@pytest.mark.parametrize("overlaps", [[0.3, 1.0, -0.7, 1.4], [0.9, 1.2, 0.5, -0.05],
+                                      [1.0, 0.4, 0.6, 2.0]])
+def test_attention_blowup_matches_the_cubic_ode(overlaps):
+    """T from the quadrature = blow-up time of da/dt = S·bcd (cyclic), integrated directly."""
+    S = 2.0
+
+    def rhs(_t: float, a: np.ndarray) -> np.ndarray:
+        return S * np.array([np.prod(np.delete(a, i)) for i in range(4)])
+
+    def big(_t: float, a: np.ndarray) -> float:
+        return float(np.max(np.abs(a))) - 1e4
+
+    big.terminal = True  # type: ignore[attr-defined]
+    sol = solve_ivp(rhs, (0, 100), np.array(overlaps), method="DOP853", rtol=1e-12,
+                    atol=1e-14, events=big)
+    expected = th.attention_blowup_time(overlaps, S)
+    assert sol.t[-1] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_attention_constant_by_monte_carlo():
+    """E[τ]σ² over Gaussian overlaps = κ; median 2.93. (Var τ is log-divergent: wide CI.)"""
+    rng = np.random.default_rng(0)
+    tau = np.array([2 * th.attention_blowup_time(g, 1.0) for g in rng.standard_normal((20000, 4))])
+    assert tau.mean() == pytest.approx(th.ATTENTION_CONSTANT, rel=0.03)
+    assert np.median(tau) == pytest.approx(th.ATTENTION_MEDIAN, rel=0.03)

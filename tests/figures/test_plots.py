@@ -1,0 +1,80 @@
+"""Plots: one trajectory drawing for theory and experiment, its data rows, equations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dynamics.trajectory import Trajectory
+from figures.plots import (
+    MAX_VECTORS,
+    ScalingPanel,
+    Series,
+    _wrap_latex,
+    plot_groups,
+    plot_scaling,
+    plot_trajectories,
+    render_equation,
+    save_png,
+    trajectory_rows,
+)
+
+PNG = b"\x89PNG"
+
+
+def _logistic(k: int = 1, samples: int = 200) -> Trajectory:
+    """Rank-1 logistic w(t) = s/(1 + (s/w0 − 1)e^{−2st}), s = 1: a plateau, then a drop."""
+    t = np.linspace(0.0, 12.0, samples)
+    w = 1.0 / (1.0 + (1e5 - 1.0) * np.exp(-2.0 * t))
+    cos = np.repeat(np.sqrt(w / (w + 1e-4))[:, None, None], k, axis=2)
+    norms = np.repeat(np.sqrt(w + 1e-4 * np.exp(-t))[:, None], k, axis=1)
+    return Trajectory(t, 0.5 * (1.0 - w) ** 2 + 1e-20, 0.5, {"X": cos, "Y": cos},
+                      {"X": norms, "Y": norms}, "flow")
+
+
+def test_theory_and_training_on_three_panels(tmp_path):
+    theory, trained = _logistic(), _logistic(samples=40)
+    fig = plot_trajectories([Series(theory, "σ=1e-3"), Series(trained, "σ=1e-3", False)],
+                            "rank 1")
+    axes = fig.axes
+    assert len(axes) == 3
+    assert axes[0].get_yscale() == "log" and axes[2].get_yscale() == "log"
+    assert all("t" in ax.get_xlabel() for ax in axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"σ=1e-3", "theory", "training", "factor X", "factor Y"} <= set(labels)
+    assert "plateau (shaded)" in labels  # the logistic has a plateau, and it is shaded
+    assert axes[0].get_ylim()[0] >= 1e-12  # rounding noise below the floor is cut
+    path = save_png(fig, tmp_path / "f.png")
+    assert path.read_bytes()[:4] == PNG
+
+
+def test_data_rows_are_the_drawn_curves():
+    few, many = _logistic(k=1, samples=30), _logistic(k=MAX_VECTORS + 1, samples=30)
+    rows = trajectory_rows([Series(few, "a"), Series(many, "b", False)])
+    curves = {(r["series"], r["panel"], r["factor"], r["curve"]) for r in rows}
+    # a: loss + (alignment, norm) x 2 factors x 1 vector; b: the same with median, p10, p90
+    assert len([c for c in curves if c[0] == "a"]) == 1 + 2 * 2
+    assert len([c for c in curves if c[0] == "b"]) == 1 + 2 * 2 * 3
+    assert len(rows) == 30 * (5 + 13)
+    assert {r["source"] for r in rows} == {"theory", "training"}
+
+
+def test_scaling_and_group_figures():
+    x = np.array([1e-3, 1e-2, 1e-1])
+    panel = ScalingPanel("σ", "σ", x, np.log(1 / x), 0.1 * x, x, np.log(1 / x), "closed form",
+                         extra=("other", np.log(1 / x), 0 * x))
+    fig = plot_scaling([panel, panel], "t_0.5")
+    assert sum(ax.get_visible() for ax in fig.axes) == 2
+    t = np.linspace(0, 1, 10)
+    fig = plot_groups([("mean", t, np.exp(-np.outer(t, [1, 2])))], ["g0", "g1"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["g0", "g1"]
+
+
+def test_equations_render_and_wrap_at_top_level_signs():
+    assert render_equation(r"\frac{dP}{dt} = G_{A} Q - P V")[:4] == PNG
+    long = r"x = " + " + ".join([r"\left(a - b\right) c"] * 12)
+    lines = _wrap_latex(long, 60)
+    assert len(lines) > 1
+    assert all(line.count(r"\left") == line.count(r"\right") for line in lines)
+    with pytest.raises(ValueError):
+        render_equation(r"\frac{")

@@ -1,0 +1,272 @@
+"""Tests of validation.train: torch.optim semantics, batching, divergence, losses, records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import log_softmax
+
+from dynamics.phases import crossing_times
+from dynamics.problems import AttentionHead, Factorization, Vector
+from dynamics.trajectory import cosines_and_norms
+from validation.train import DIVERGENCE, TrainConfig, _Batch, record_steps, train
+
+TORCH_OPTIM = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD,
+               "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def specs_of(kind: str, seed: int = 0, **kw) -> Vector | Factorization | AttentionHead:
+    """Small specs of every kind with a moderate init (no long plateau in 200 steps)."""
+    if kind == "vector":
+        return Vector.sample(7, init=0.3, seed=seed, **kw)
+    if kind == "attention":
+        return AttentionHead.sample(4, 2, model_rank=3, init=0.3, seed=seed, **kw)
+    loss = "ce" if kind == "ce" else "mse"
+    scale = 20.0 if loss == "ce" else 1.0
+    return Factorization.sample(8, 2, model_rank=3, init=0.3, scale=scale, loss=loss,
+                                seed=seed, **kw)
+
+
+def direct_loss(kind: str, targets: list, params: list):
+    """The loss written directly from the spec's definition (torch or numpy arrays)."""
+    xp = torch if isinstance(params[0], torch.Tensor) else np
+    if kind == "vector":
+        return 0.5 * ((targets[0] - params[0]) ** 2).sum()
+    if kind == "attention":
+        q, k, o, v = targets
+        qm, km, om, vm = params
+        diff = xp.kron(q @ k.T, o @ v.T) - xp.kron(qm @ km.T, om @ vm.T)
+        return 0.5 * (diff**2).sum()
+    c, z = targets[0] @ targets[1].T, params[0] @ params[1].T
+    if kind == "factorization":
+        return 0.5 * ((c - z) ** 2).sum()
+    if xp is np:
+        log_p, log_q = log_softmax(c.ravel()), log_softmax(z.ravel())
+    else:
+        log_p, log_q = torch.log_softmax(c.flatten(), 0), torch.log_softmax(z.flatten(), 0)
+    return (xp.exp(log_p) * (log_p - log_q)).sum()
+
+
+def torch_optim_run(spec, kind: str, config: TrainConfig) -> tuple[list, np.ndarray]:
+    """The per-seed loop by hand: nn.Parameters, torch.optim, float64; loss at every step."""
+    factors = spec.factors()
+    targets = [torch.tensor(t) for t, _ in factors.values()]
+    params = [torch.nn.Parameter(torch.tensor(w)) for _, w in factors.values()]
+    kwargs = {"lr": config.lr, "weight_decay": spec.weight_decay}
+    if config.optimizer in ("sgd", "momentum"):
+        kwargs["momentum"] = config.momentum
+    else:
+        kwargs.update(betas=config.betas, eps=config.eps)
+    opt = TORCH_OPTIM[config.optimizer](params, **kwargs)
+    losses = []
+    for _ in range(config.steps):
+        opt.zero_grad()
+        loss = direct_loss(kind, targets, params)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    losses.append(direct_loss(kind, targets, params).item())
+    return [p.detach().numpy() for p in params], np.array(losses)
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "optimizer", "lr", "momentum", "decay"),
+    [
+        ("factorization", "sgd", 0.1, 0.0, 0.0),
+        ("factorization", "sgd", 0.1, 0.0, 0.05),
+        ("factorization", "momentum", 0.05, 0.8, 0.05),
+        ("factorization", "adam", 0.01, 0.0, 0.05),
+        ("factorization", "adamw", 0.01, 0.0, 0.05),
+        ("attention", "momentum", 0.05, 0.5, 0.01),
+        ("attention", "adamw", 0.01, 0.0, 0.1),
+        ("vector", "adam", 0.01, 0.0, 0.1),
+        ("ce", "sgd", 0.5, 0.0, 0.01),
+        ("ce", "adam", 0.01, 0.0, 0.01),
+    ],
+)
+def test_optimizers_equal_torch_optim(kind, optimizer, lr, momentum, decay):
+    spec = specs_of(kind, weight_decay=decay)
+    config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, steps=200,
+                         dtype="float64", device="cpu")
+    result = train(spec, config)
+    params, losses = torch_optim_run(spec, kind, config)
+    for name, want in zip(spec.factors(), params, strict=True):
+        assert rel(result.params[name][0], want) < 1e-12
+    assert rel(result.loss[0], losses) < 1e-12
+    assert result.diverged == []
+
+
+@pytest.mark.parametrize("kind", ["vector", "factorization", "ce", "attention"])
+def test_gradient_equals_autograd(kind):
+    spec = specs_of(kind, seed=3)
+    batch = _Batch([spec], torch.device("cpu"), torch.float64)
+    loss, _, grad = batch.evaluate()
+    targets = [torch.tensor(t) for t, _ in spec.factors().values()]
+    params = [torch.tensor(w, requires_grad=True) for _, w in spec.factors().values()]
+    want = direct_loss(kind, targets, params)
+    want_grads = torch.autograd.grad(want, params)
+    assert abs(loss.item() - want.item()) <= 1e-12 * spec.l_ref
+    for f, g in enumerate(want_grads):
+        assert rel(grad[0, f].T, g) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["vector", "factorization", "ce", "attention"])
+def test_losses_equal_numpy_formulas(kind):
+    spec = specs_of(kind, seed=5)
+    result = train(spec, TrainConfig(lr=0.01, steps=20, dtype="float64", device="cpu"))
+    targets = [t for t, _ in spec.factors().values()]
+    start = direct_loss(kind, targets, [w for _, w in spec.factors().values()])
+    end = direct_loss(kind, targets, [result.params[name][0] for name in spec.factors()])
+    assert result.loss[0, 0] == pytest.approx(start, rel=1e-12)
+    assert result.loss[0, -1] == pytest.approx(end, rel=1e-12)
+    assert result.final_loss[0] == result.loss[0, -1]
+
+
+def test_float32_loss_is_measured_in_float64():
+    spec = specs_of("factorization")
+    result = train(spec, TrainConfig(lr=0.1, steps=3000, device="cpu"))
+    targets = [t for t, _ in spec.factors().values()]
+    end = direct_loss("factorization", targets, [result.params[n][0] for n in spec.factors()])
+    assert result.dtype == "float32"
+    assert 0 < result.final_loss[0] < 1e-10 * spec.l_ref  # far below float32 cancellation
+    assert result.final_loss[0] == pytest.approx(end, rel=1e-6)
+
+
+def test_batched_seeds_equal_separate_runs():
+    specs = [specs_of("factorization", seed=s) for s in range(4)]
+    config = TrainConfig(optimizer="adam", lr=[0.01, 0.02, 0.005, 0.01], steps=150,
+                         dtype="float64", device="cpu")
+    batched = train(specs, config)
+    for s, spec in enumerate(specs):
+        alone = train(spec, TrainConfig(**{**config.__dict__, "lr": config.lr[s]}))
+        assert rel(batched.loss[s], alone.loss[0]) < 1e-12
+        for name in spec.factors():
+            assert rel(batched.params[name][s], alone.params[name][0]) < 1e-12
+            assert rel(batched.order[name][0][s], alone.order[name][0][0]) < 1e-12
+        np.testing.assert_allclose(batched.trajectories[s].t, alone.trajectories[0].t * 1.0)
+        assert np.array_equal(batched.trajectories[s].t, config.lr[s] * batched.steps)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_divergence_stops_one_seed_only(dtype):
+    specs = [specs_of("factorization", seed=s) for s in range(3)]
+    base = TrainConfig(lr=0.05, steps=300, dtype=dtype, device="cpu")
+    healthy = train(specs, base)
+    with pytest.warns(RuntimeWarning, match="seed 1 diverged at step"):
+        result = train(specs, TrainConfig(**{**base.__dict__, "lr": [0.05, 40.0, 0.05]}))
+    [(seed, step, value)] = result.diverged
+    assert seed == 1 and 0 < step < 300
+    assert not value <= DIVERGENCE * specs[1].l_ref
+    assert np.all(result.loss[1, :step] <= DIVERGENCE * specs[1].l_ref)
+    assert np.isnan(result.loss[1, step + 1:]).all() and result.final_loss[1] == value
+    assert result.trajectories[1].steps.max() < step
+    assert "seed 1" in result.messages[0] and f"step {step}" in result.messages[0]
+    for s in (0, 2):  # the others: bitwise what they do without the diverging seed
+        assert np.array_equal(result.loss[s], healthy.loss[s])
+        assert np.array_equal(result.params["X"][s], healthy.params["X"][s])
+
+
+def test_runs_are_bitwise_deterministic():
+    specs = [specs_of("attention", seed=s) for s in range(3)]
+    config = TrainConfig(optimizer="adamw", lr=0.01, steps=100, weight_decay=0.01, device="cpu")
+    a, b = train(specs, config), train(specs, config)
+    assert np.array_equal(a.loss, b.loss)
+    for name in a.params:
+        assert np.array_equal(a.params[name], b.params[name])
+        assert np.array_equal(a.order[name][0], b.order[name][0])
+
+
+def test_recorded_order_parameters_equal_numpy():
+    spec = specs_of("attention", seed=2)
+    result = train(spec, TrainConfig(lr=0.02, steps=50, dtype="float64", device="cpu"))
+    for name, (t, w0) in spec.factors().items():
+        p, u = result.order[name]
+        w = result.params[name][0]
+        np.testing.assert_allclose(p[0, 0], t.T @ w0, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(u[0, 0], w0.T @ w0, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(p[0, -1], t.T @ w, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(u[0, -1], w.T @ w, rtol=1e-13, atol=1e-15)
+        cos, norms = cosines_and_norms(p[0], u[0], t.T @ t)
+        np.testing.assert_array_equal(result.trajectories[0].cosines[name], cos)
+        np.testing.assert_array_equal(result.trajectories[0].norms[name], norms)
+
+
+def test_record_steps():
+    steps = record_steps(10_000)
+    assert steps[0] == 0 and steps[-1] == 10_000
+    assert np.all(np.diff(steps) > 0) and set(range(101)) <= set(steps)
+    assert 300 < steps.size <= 501
+    assert np.array_equal(record_steps(5), np.arange(6))
+    assert np.array_equal(record_steps(300, "all"), np.arange(301))
+
+
+def test_record_all_gives_every_step_and_exact_crossings():
+    spec = specs_of("factorization", seed=4)
+    config = TrainConfig(lr=0.05, steps=400, dtype="float64", device="cpu")
+    logged = train(spec, config)
+    full = train(spec, TrainConfig(**{**config.__dict__, "record": "all"}))
+    traj = full.trajectories[0]
+    assert np.array_equal(traj.steps, np.arange(401)) and np.array_equal(traj.t, 0.05 * traj.steps)
+    assert np.array_equal(traj.loss, full.loss[0])
+    exact = crossing_times(traj.t, traj.loss, spec.l_ref)
+    assert logged.crossing_times()[0] == exact == traj.crossing_times()
+    assert np.array_equal(logged.trajectories[0].steps, record_steps(400))
+
+
+def test_config_and_specs_validation():
+    spec = specs_of("factorization")
+    for bad in ({"optimizer": "rmsprop"}, {"steps": 0}, {"lr": 0.0}, {"lr": -1.0},
+                {"lr": float("nan")}, {"dtype": "float16"}, {"record": "some"},
+                {"device": "tpu"}, {"momentum": 1.0}, {"optimizer": "adam", "momentum": 0.9},
+                {"betas": (0.9, 1.0)}, {"eps": 0.0}, {"weight_decay": -1.0}, {"loss": "l1"}):
+        with pytest.raises(ValueError, match=list(bad)[-1]):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="cross-entropy"):
+        train(specs_of("attention"), TrainConfig(loss="ce", steps=1))
+    with pytest.raises(ValueError, match="does not match"):
+        train([spec, Factorization.sample(8, 2, model_rank=2, seed=1)], TrainConfig(steps=1))
+    with pytest.raises(ValueError, match="does not match"):
+        train([spec, specs_of("ce")], TrainConfig(steps=1))
+    with pytest.raises(ValueError, match="step sizes"):
+        train([spec, spec], TrainConfig(lr=[0.1, 0.1, 0.1], steps=1))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            train(spec, TrainConfig(device="cuda", steps=1))
+    assert TrainConfig(optimizer="momentum").momentum == 0.9
+
+
+def test_overrides_and_defaults():
+    spec = specs_of("factorization", weight_decay=0.3)
+    config = TrainConfig(lr=0.1, steps=10, weight_decay=0.0, loss="ce", dtype="float64")
+    result = train(spec, config)
+    ce_spec = Factorization(spec.A, spec.B, spec.X0, spec.Y0, weight_decay=0.0, loss="ce")
+    assert result.trajectories[0].l_ref == ce_spec.l_ref
+    assert np.array_equal(result.loss, train(ce_spec, TrainConfig(lr=0.1, steps=10,
+                                                                  dtype="float64")).loss)
+    assert result.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert result.trajectories[0].method == "sgd"
+
+
+def test_progress_bar_is_silent_off_a_terminal(capfd):
+    train(specs_of("vector"), TrainConfig(steps=200, progress=True, device="cpu"))
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["factorization", "ce", "attention"])
+def test_cuda_equals_cpu(kind):
+    specs = [specs_of(kind, seed=s, weight_decay=0.01) for s in range(3)]
+    config = TrainConfig(optimizer="adamw", lr=[0.01, 0.02, 0.03], steps=100, dtype="float64",
+                         device="cpu")
+    cpu = train(specs, config)
+    gpu = train(specs, TrainConfig(**{**config.__dict__, "device": "cuda"}))
+    assert gpu.device.startswith("cuda")
+    assert rel(gpu.loss, cpu.loss) < 1e-10
+    for name in cpu.params:
+        assert rel(gpu.params[name], cpu.params[name]) < 1e-10
