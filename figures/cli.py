@@ -117,6 +117,19 @@ def _add_problem_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """Optimizer options shared by ``train`` and ``compare``."""
+    from validation.optim import OPTIMIZERS
+
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    p.add_argument("--lr", type=_positive_float, required=True, help="step size η (t = η·step)")
+    p.add_argument("--momentum", type=_nonneg_float, default=0.0,
+                   help="heavy-ball μ (default 0; 0.9 for --optimizer momentum)")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help="float32 (default of train) or float64 (default of compare)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+
+
 def sample_from_args(
     problem: str, args: argparse.Namespace, seed: int | None = None
 ) -> Problem:
@@ -188,6 +201,172 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- derive
+def _cmd_derive(args: argparse.Namespace) -> int:
+    from dynamics import symbolic
+
+    if args.rank is not None:
+        title = f"reduced gradient flow, r = k = {args.rank}, component by component"
+        blocks = {title: symbolic.component_equations(args.problem, args.rank,
+                                                      latex=args.latex)}
+    else:
+        blocks = {
+            "loss and full-parameter gradient flow (MSE)": symbolic.full_flow(args.problem),
+            "reduced order-parameter flow (P = TᵀW, U = WᵀW, G = TᵀT)":
+                symbolic.reduced_flow(args.problem),
+            "exact reduced map of one GD step of rate η":
+                symbolic.reduced_gd(args.problem),
+            "exact reduced map of one GD step with heavy-ball momentum μ":
+                symbolic.reduced_gd(args.problem, momentum=True),
+            "first-order modified equation for step η, reduced":
+                symbolic.reduced_flow(args.problem, modified=True),
+        }
+        if args.problem == "factorization":
+            blocks["cross-entropy, full-parameter flow"] = symbolic.full_flow(
+                args.problem, loss="ce")
+        blocks = {k: v.latex() if args.latex else v.text() for k, v in blocks.items()}
+    for title, lines in blocks.items():
+        print(f"# {title}")
+        print("\n".join(lines))
+        print()
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: float | None):
+    from validation.train import TrainConfig
+
+    # compare without --steps: a placeholder, compare() picks the steps from the prediction
+    return TrainConfig(optimizer=args.optimizer, lr=args.lr, steps=args.steps or 1,
+                       momentum=args.momentum, weight_decay=weight_decay, loss=loss,
+                       dtype=args.dtype, device=args.device,
+                       progress=not getattr(args, "json", False))
+
+
+def _train_specs(args: argparse.Namespace) -> list[Problem]:
+    from dynamics.problems import load
+
+    if args.spec is not None and args.problem is not None:
+        raise UsageError("give either SPEC.npz or --problem, not both")
+    if args.spec is not None:
+        if args.seeds != 1:
+            raise UsageError("--seeds needs --problem (a spec file is one seed)")
+        return [load(args.spec)]
+    if args.problem is None:
+        raise UsageError("give a spec file (SPEC.npz) or --problem factorization|attention")
+    if args.n is None:
+        raise UsageError("--problem needs --n")
+    args.weight_decay = args.weight_decay or 0.0
+    args.loss = args.loss or "mse"
+    return [sample_from_args(args.problem, args, seed=args.seed + i) for i in range(args.seeds)]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import warnings
+
+    from validation.train import train
+
+    from_file = args.spec is not None
+    loss, weight_decay = args.loss, args.weight_decay  # overrides of a spec file's values
+    specs = _train_specs(args)
+    config = _train_config(args, loss if from_file else None,
+                           weight_decay if from_file else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = train(specs, config)
+    crossings = result.crossing_times()
+    seeds = []
+    for i, (traj, cross) in enumerate(zip(result.trajectories, crossings, strict=True)):
+        seeds.append({"seed": i if from_file else args.seed + i,
+                      "crossings": _crossings_json(cross), "phases": traj.phases().to_dict(),
+                      "final_loss": float(result.final_loss[i])})
+    if args.json:
+        single = len(seeds) == 1
+        _emit_json({
+            "problem": specs[0].describe(), "optimizer": config.optimizer, "lr": args.lr,
+            "steps": config.steps, "device": result.device, "dtype": result.dtype,
+            "crossings": seeds[0]["crossings"] if single else [s["crossings"] for s in seeds],
+            "phases": seeds[0]["phases"] if single else [s["phases"] for s in seeds],
+            "final_loss": seeds[0]["final_loss"] if single else [s["final_loss"]
+                                                                for s in seeds],
+            "steps_per_second": result.steps_per_second,
+            "seed_steps_per_second": result.steps_per_second * len(seeds),
+            "seconds": result.seconds, "diverged": [
+                {"seed": seeds[i]["seed"], "step": step, "loss": value}
+                for i, step, value in result.diverged],
+        })
+    else:
+        print(f"{specs[0].describe()} — {config.optimizer}, η = {args.lr:g}, "
+              f"{config.steps} steps, {len(specs)} seed(s) on {result.device} "
+              f"({result.dtype}): {result.seconds:.2f} s, "
+              f"{result.steps_per_second * len(specs):.4g} seed-steps/s")
+        for s, traj, cross in zip(seeds, result.trajectories, crossings, strict=True):
+            print(f"seed {s['seed']}: final loss {s['final_loss']:.4g} "
+                  f"(L_ref = {traj.l_ref:.4g})")
+            print("\n".join(_summary_lines(cross, traj.phases())))
+    for i, step, value in result.diverged:
+        print(f"scurve train: seed {seeds[i]['seed']} diverged at step {step} "
+              f"(t = {step * args.lr:.4g}): loss {value:.4g}", file=sys.stderr)
+    return EXIT_DIVERGED if result.diverged else 0
+
+
+# --------------------------------------------------------------------------- compare
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from dynamics.problems import load
+    from validation.compare import compare
+
+    spec = load(args.spec)
+    config = _train_config(args, None, None)
+    comparison = compare(spec, config, steps=args.steps)
+    if args.json:
+        _emit_json({"spec": str(args.spec), "problem": spec.describe(), **comparison.to_dict()})
+        return 0
+    print(f"{spec.describe()} — {config.optimizer}, η = {args.lr:g}, "
+          f"{comparison.train_result.config.steps} steps ({config.dtype})")
+    fractions = list(comparison.crossings["experiment"])
+    print(f"  {'':<12}" + "".join(f"{'t_' + format(f, 'g'):>14}" for f in fractions)
+          + "  verdict")
+    for name, cross in comparison.crossings.items():
+        times = "".join(f"{'—' if cross[f] is None else format(cross[f], '.6g'):>14}"
+                        for f in fractions)
+        verdict = comparison.verdicts.get(name, "")
+        print(f"  {name:<12}{times}  {verdict}")
+    for name, errors in comparison.relative_errors.items():
+        shown = ", ".join(f"t_{f:g}: {'—' if e is None else format(e, '.2e')}"
+                          for f, e in errors.items())
+        print(f"  relative error of {name}: {shown}")
+    for note in comparison.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+# --------------------------------------------------------------------------- grouped
+def _cmd_grouped(args: argparse.Namespace) -> int:
+    from validation.tasks import run_grouped
+
+    summary = run_grouped(args.task, args.method, seeds=range(args.seed, args.seed + args.seeds),
+                          steps=args.steps, lr=args.lr, progress=not args.json)
+    if args.json:
+        _emit_json(summary)
+        return 0
+    unit = summary["time_unit"]
+    print(f"{args.task} — method {args.method}, {args.seeds} seed(s), "
+          f"{summary['seconds']:.1f} s")
+    for seed, times in zip(summary["seeds"], summary["emergence_times"], strict=True):
+        shown = ", ".join("—" if t is None else f"{t:.4g}" for t in _jsonable(times))
+        print(f"  seed {seed}: emergence times ({unit}) per group: {shown}")
+    print(f"  spread (max/min emergence time): {_fmt_list(summary['spread'])}")
+    print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(summary['widths'])}")
+    print(f"  worst-group final loss: {_fmt_list(summary['worst_group_final'])}")
+    if "ari" in summary:
+        print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(summary['ari'])}")
+    return 0
+
+
+def _fmt_list(values: Sequence[float | None]) -> str:
+    return ", ".join("—" if v is None else f"{v:.4g}" for v in _jsonable(list(values)))
+
+
 # --------------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
     import time
@@ -248,6 +427,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("derive", help="print the SymPy-derived equations of a problem")
+    p.add_argument("problem", choices=("factorization", "attention", "vector"))
+    p.add_argument("--rank", type=_positive_int, default=None,
+                   help="write the reduced flow component by component for r = k = RANK")
+    p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+    p.set_defaults(func=_cmd_derive)
+
+    p = sub.add_parser("train", help="train a spec (or S sampled seeds) with PyTorch, batched")
+    p.add_argument("spec", type=Path, nargs="?", default=None, help="problem spec file (.npz)")
+    p.add_argument("--problem", choices=("factorization", "attention", "vector"), default=None,
+                   help="sample --seeds problems instead of reading SPEC.npz")
+    _add_problem_options(p, required=False)
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="number of seeds S (seeds SEED..SEED+S-1), trained at once")
+    _add_training_options(p)
+    p.add_argument("--steps", type=_positive_int, required=True, help="number of steps N")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    # with SPEC.npz, --weight-decay and --loss override the spec's only when given
+    p.set_defaults(func=_cmd_train, weight_decay=None, loss=None, dtype="float32")
+
+    p = sub.add_parser("compare", help="train a spec and compare with every applicable theory")
+    p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    _add_training_options(p)
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="number of steps (default: past the predicted t_0.01)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_cmd_compare, dtype="float64")
+
+    from validation.tasks import METHODS as GROUP_METHODS
+    from validation.tasks import TASKS
+
+    p = sub.add_parser("grouped", help="train a capability task with a (grouped) loss method")
+    p.add_argument("--task", choices=tuple(TASKS), required=True)
+    p.add_argument("--method", choices=GROUP_METHODS, default="mean")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="training steps (default: the task's)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate η (default: the task's)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_cmd_grouped)
+
     p = sub.add_parser("report", help="run every experiment and write an offline HTML report")
     p.add_argument("--out", type=Path, default=Path("scurve-report"),
                    help="output folder (default scurve-report)")
@@ -265,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scurve`` console command; returns the exit status."""
+    from dynamics.integrate import IntegrationError
     from dynamics.problems import SpecError
 
     parser = build_parser()
@@ -274,9 +497,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SpecError, ValueError) as exc:
         print(f"scurve {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except IntegrationError as exc:
+        print(f"scurve {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"scurve {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. ``scurve train ... | head``: the reader left
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

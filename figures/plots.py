@@ -37,6 +37,7 @@ __all__ = [
     "DPI",
     "PALETTE",
     "ScalingPanel",
+    "ScalingSet",
     "Series",
     "plot_groups",
     "plot_scaling",
@@ -91,25 +92,30 @@ class Series:
 
 
 @dataclass(frozen=True)
-class ScalingPanel:
-    """One scaling plot: t_0.5 (or another time, in t) against a parameter.
+class ScalingSet:
+    """Measured points of a scaling panel (mean ± sd over seeds) and their closed forms.
 
-    ``x``, ``mean``, ``sd``: measured points (mean ± sd over seeds); ``line_x``, ``line_y``:
-    the closed form (optional); ``extra``: an optional second measured set
-    ``(label, mean, sd)`` drawn hollow.
+    ``lines``: ``(label, x, y)`` closed-form curves, drawn in the set's colour (solid, then
+    dashed, dash-dotted) under the points.
     """
 
-    title: str
-    xlabel: str
+    label: str
     x: np.ndarray
     mean: np.ndarray
     sd: np.ndarray
-    line_x: np.ndarray | None = None
-    line_y: np.ndarray | None = None
-    line_label: str = ""
-    point_label: str = "training (mean ± sd over seeds)"
-    extra: tuple[str, np.ndarray, np.ndarray] | None = None
+    lines: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()
+
+
+@dataclass(frozen=True)
+class ScalingPanel:
+    """One scaling plot: t_0.5 (or another time, in t) against a parameter, one colour per
+    :class:`ScalingSet` (filled circles for the first set, hollow squares, triangles after)."""
+
+    title: str
+    xlabel: str
+    sets: tuple[ScalingSet, ...]
     log_x: bool = True
+    log_y: bool = False
     ylabel: str = r"$t_{0.5}$  (t)"
 
 
@@ -338,29 +344,43 @@ def _legend_handles(series: Sequence[Series], factors: list[str], many: bool,
     return handles
 
 
+SCALING_LINES = ("-", "--", "-.")
+SCALING_MARKERS = ("o", "s", "^")
+
+
 @_styled
 def plot_scaling(panels: Sequence[ScalingPanel], title: str = "", columns: int = 3) -> Figure:
-    """Measured plateau times (points, mean ± sd) on their closed-form lines, one panel each."""
+    """Measured plateau times (points, mean ± sd) on their closed-form lines, one panel each.
+
+    A set's points and its lines share a colour; the x ticks are the measured x values.
+    """
     rows = int(np.ceil(len(panels) / columns))
-    fig, axes = _figure(min(columns, len(panels)), rows, title=title)
+    handles = [Line2D([], [], color="k", lw=THEORY_WIDTH, label="closed form (line)"),
+               Line2D([], [], color="k", ls="none", marker="o", ms=MARKER_SIZE + 1,
+                      label="training: mean ± sd over seeds (points)")]
+    fig, axes = _figure(min(columns, len(panels)), rows, legend=handles, title=title)
     for ax, panel in zip(axes.ravel(), panels, strict=False):
-        if panel.line_x is not None:
-            ax.plot(panel.line_x, panel.line_y, color=PALETTE[0], lw=THEORY_WIDTH,
-                    label=panel.line_label)
-        ax.errorbar(panel.x, panel.mean, yerr=panel.sd, fmt="o", color=PALETTE[1],
-                    ms=MARKER_SIZE + 1, capsize=3, label=panel.point_label)
-        if panel.extra is not None:
-            label, mean, sd = panel.extra
-            ax.errorbar(panel.x, mean, yerr=sd, fmt="s", mfc="none", color=PALETTE[2],
-                        ms=MARKER_SIZE + 2, capsize=3, label=label)
+        ticks: list[float] = []
+        for i, data in enumerate(panel.sets):
+            color = PALETTE[i % len(PALETTE)]
+            for j, (label, x, y) in enumerate(data.lines):
+                ax.plot(x, y, color=color, lw=THEORY_WIDTH, ls=SCALING_LINES[j % 3],
+                        alpha=0.8, label=label)
+            ax.errorbar(data.x, data.mean, yerr=data.sd, fmt=SCALING_MARKERS[i % 3],
+                        color=color, mfc=color if i == 0 else "none", mew=1.2,
+                        ms=MARKER_SIZE + 1.5, capsize=3, label=data.label, zorder=3)
+            ticks.extend(float(v) for v in data.x)
         if panel.log_x:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks(panel.x, [f"{x:g}" for x in panel.x])
+        if panel.log_y:
+            ax.set_yscale("log")
+        ticks = sorted(set(ticks))
+        ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks])
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.set_title(panel.title)
-        ax.legend(frameon=False, loc="best")
+        ax.legend(frameon=False, loc="best", fontsize=RC["legend.fontsize"] - 1)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     return fig
@@ -373,22 +393,46 @@ def plot_groups(
     time_label: str = TIME_LABEL,
     ylabel: str = r"$\ell_g\,/\,\ell_{\mathrm{ref},g}$",
     title: str = "",
+    theory: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> Figure:
     """Per-capability curves: one panel per ``(method, t (T,), group values (T, G))``.
 
-    One colour per group (the same in every panel), y on a log axis, one time range.
+    One colour per group (the same in every panel); every panel on the same log y range and
+    time range, so that methods compare at a glance. ``theory`` (one ``(t, values)`` or None
+    per panel) is drawn solid and thick under the training curves, which then get markers.
     """
     columns = min(len(panels), 3)
     rows = int(np.ceil(len(panels) / columns))
-    handles = [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.5, label=label)
-               for g, label in enumerate(group_labels)]
+    theory = list(theory) if theory is not None else [None] * len(panels)
+    with_theory = any(th is not None for th in theory)
+    handles: list = [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.5, label=label)
+                     for g, label in enumerate(group_labels)]
+    if with_theory:
+        handles += [Line2D([], [], color="k", lw=THEORY_WIDTH + 1, alpha=0.35, label="theory"),
+                    Line2D([], [], color="k", lw=EXPERIMENT_WIDTH, marker="o", mfc="none",
+                           ms=MARKER_SIZE, label="training")]
     fig, axes = _figure(columns, rows, legend=handles, title=title)
     end = max(float(t[-1]) for _, t, _ in panels)
-    for ax, (name, t, values) in zip(axes.ravel(), panels, strict=False):
+    values_all = [v[np.isfinite(v) & (v > 0)] for _, _, v in panels]
+    values_all = [v for v in values_all if v.size]
+    low = min((float(v.min()) for v in values_all), default=1e-3)
+    high = max((float(v.max()) for v in values_all), default=1.0)
+    low = max(low, LOSS_AXIS_FLOOR)
+    for ax, (name, t, values), th in zip(axes.ravel(), panels, theory, strict=False):
+        if th is not None:
+            th_t, th_values = th
+            for g in range(th_values.shape[1]):
+                ax.plot(th_t, th_values[:, g], color=PALETTE[g % len(PALETTE)],
+                        lw=THEORY_WIDTH + 1, alpha=0.35)
         for g in range(values.shape[1]):
-            ax.plot(t, values[:, g], color=PALETTE[g % len(PALETTE)], lw=1.5)
+            if with_theory:
+                ax.plot(t, values[:, g], color=PALETTE[g % len(PALETTE)], lw=EXPERIMENT_WIDTH,
+                        marker="o", ms=MARKER_SIZE - 1, mfc="none", markevery=MARK_EVERY)
+            else:
+                ax.plot(t, values[:, g], color=PALETTE[g % len(PALETTE)], lw=1.5)
         ax.set_xlim(0, end)  # one time axis for every method: shorter runs end early
         ax.set_yscale("log")
+        ax.set_ylim(low / 2, high * 2)
         ax.set_title(name)
         ax.set_xlabel(time_label)
         ax.set_ylabel(ylabel)

@@ -10,7 +10,9 @@ the job function and of the functions of its own module that it calls (transitiv
 values of the module constants they use, and the sources of the ``dynamics`` and
 ``validation`` packages. A file is written to a temporary name and moved into place with
 ``os.replace`` as soon as its job finishes, so a run killed midway loses nothing already
-finished, and a rerun recomputes only the jobs whose configuration or code changed.
+finished, and a rerun recomputes only the jobs whose configuration or code changed. A job
+asked for twice while it runs (the same job in two report sections, which run in threads) is
+submitted once and shared.
 
 The executor is any :class:`concurrent.futures.Executor`: a local process pool by default,
 a thread pool, or a Dask cluster's ``distributed.Client(address).get_executor()``.
@@ -55,6 +57,8 @@ Job = tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]
 
 _PACKAGES = ("dynamics", "validation")
 _TRAJECTORY_FIELDS = tuple(f.name for f in dataclasses.fields(Trajectory))
+_IN_FLIGHT: dict[tuple[int, str], Future[Any]] = {}  # (executor id, cache key) -> its future
+_IN_FLIGHT_LOCK = threading.Lock()
 
 
 class JobError(RuntimeError):
@@ -243,7 +247,8 @@ def run_jobs(
         JobError: after every other job has finished and been cached, if a job raised.
     """
     folder = None if cache_dir is None else Path(cache_dir)
-    paths = [None if folder is None else folder / f"{cache_key(fn, c)}.npz" for fn, c in jobs]
+    keys = [cache_key(fn, c) for fn, c in jobs]
+    paths = [None if folder is None else folder / f"{key}.npz" for key in keys]
     results: list[Any] = [None] * len(jobs)
     todo = []
     for i, path in enumerate(paths):
@@ -266,24 +271,47 @@ def run_jobs(
     if todo:
         own = executor is None
         pool = default_executor(min(len(todo), os.cpu_count() or 1)) if own else executor
+        owned: list[tuple[int, str]] = []  # in-flight registry entries this call created
         try:
-            futures: dict[Future[Any], int] = {
-                pool.submit(jobs[i][0], jobs[i][1]): i for i in todo
-            }
+            futures: dict[Future[Any], list[int]] = {}
+            mine: set[Future[Any]] = set()  # submitted by this call (it caches their results)
+            local: dict[str, Future[Any]] = {}  # the same job twice in this call: run once
+            with _IN_FLIGHT_LOCK:
+                for i in todo:
+                    # a job already running for another caller on the same executor (another
+                    # report section) is shared, not submitted twice
+                    entry = (id(pool), keys[i])
+                    future = local.get(keys[i]) or (None if own else _IN_FLIGHT.get(entry))
+                    if future is None:
+                        future = pool.submit(jobs[i][0], jobs[i][1])
+                        mine.add(future)
+                        if not own:
+                            _IN_FLIGHT[entry] = future
+                            owned.append(entry)
+                    local[keys[i]] = future
+                    futures.setdefault(future, []).append(i)
             for future in as_completed(futures):
-                i = futures[future]
-                fn, config = jobs[i]
+                indices = futures[future]
+                fn, config = jobs[indices[0]]
                 try:
-                    results[i] = future.result()
+                    value = future.result()
                 except Exception as exc:  # reported once the other jobs have finished
                     failure = failure or JobError(f"{_function_name(fn)}({config}): {exc!r}")
-                    bar.update()
+                    bar.update(len(indices))
                     continue
-                if paths[i] is not None:
-                    save_result(paths[i], results[i], config)
-                stats.count(computed=_function_name(fn))
-                bar.update()
+                for i in indices:
+                    results[i] = value
+                if future in mine:
+                    if paths[indices[0]] is not None:
+                        save_result(paths[indices[0]], value, config)
+                    stats.count(hits=len(indices) - 1, computed=_function_name(fn))
+                else:  # computed by another caller, which caches it
+                    stats.count(hits=len(indices))
+                bar.update(len(indices))
         finally:
+            with _IN_FLIGHT_LOCK:
+                for entry in owned:
+                    _IN_FLIGHT.pop(entry, None)
             if own:
                 pool.shutdown(cancel_futures=True)
     if own_bar:

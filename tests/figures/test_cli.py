@@ -54,3 +54,101 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     assert len(lines) == 1, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "spec.npz"
+    assert main(["sample", "factorization", "--n", "30", "--rank", "2", "--init", "1e-3",
+                 "--seed", "3", "-o", str(path)]) == 0
+    return path
+
+
+def _json(capsys):
+    import json
+
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out  # exactly one JSON object on stdout
+    return json.loads(out[0])
+
+
+def test_help_lists_every_subcommand():
+    out = _run("--help").stdout
+    for command in ("sample", "derive", "predict", "train", "compare", "grouped", "report"):
+        assert command in out
+
+
+def test_predict_json_has_crossings_phases_and_seconds(spec_path, capsys):
+    assert main(["predict", str(spec_path), "--method", "discrete", "--lr", "0.05",
+                 "--json"]) == 0
+    out = _json(capsys)
+    assert set(out["crossings"]) == {"0.5", "0.1", "0.01"}
+    assert out["crossings"]["0.5"] < out["crossings"]["0.1"] < out["crossings"]["0.01"]
+    assert out["method"] == "discrete" and out["seconds"] > 0 and "plateaus" in out["phases"]
+
+
+def test_train_json_equals_the_discrete_prediction(spec_path, capsys):
+    """float64 SGD from the spec file reproduces the exact reduced GD map's crossings."""
+    assert main(["predict", str(spec_path), "--method", "discrete", "--lr", "0.05",
+                 "--json"]) == 0
+    theory = _json(capsys)["crossings"]
+    assert main(["train", str(spec_path), "--lr", "0.05", "--steps", "600",
+                 "--dtype", "float64", "--json"]) == 0
+    out = _json(capsys)
+    for f in ("0.5", "0.1", "0.01"):
+        assert out["crossings"][f] == pytest.approx(theory[f], rel=1e-6)
+    assert out["final_loss"] < 1e-3 and out["steps_per_second"] > 0
+    assert out["diverged"] == []
+
+
+def test_train_several_seeds_reports_per_seed(capsys):
+    assert main(["train", "--problem", "attention", "--n", "8", "--rank", "1", "--init", "0.3",
+                 "--seeds", "3", "--lr", "0.05", "--steps", "50", "--json"]) == 0
+    out = _json(capsys)
+    assert len(out["crossings"]) == len(out["final_loss"]) == len(out["phases"]) == 3
+    assert len(set(out["final_loss"])) == 3  # three different seeds
+
+
+def test_train_divergence_exits_1_naming_seed_step_and_loss(spec_path):
+    out = _run("train", str(spec_path), "--lr", "5", "--steps", "100", "--json")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert "diverged" in line and "seed 0" in line and "step" in line and "loss" in line
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--device", "cuda"),
+        ("--optimizer", "lbfgs"),
+        ("--steps", "0"),
+        ("--lr", "0"),
+        ("--lr", "-0.1"),
+        ("--seeds", "2"),
+    ],
+)
+def test_train_bad_arguments_exit_2(spec_path, extra):
+    import torch
+
+    if extra == ("--device", "cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    args = {"--lr": "0.01", "--steps": "5"}
+    args.update(dict([extra]))
+    flat = [x for kv in args.items() for x in kv]
+    out = _run("train", str(spec_path), *flat)
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_train_needs_a_spec_or_a_problem():
+    out = _run("train", "--lr", "0.1", "--steps", "5")
+    assert out.returncode == 2 and "--problem" in out.stderr
+
+
+def test_compare_json_verdicts(spec_path, capsys):
+    assert main(["compare", str(spec_path), "--lr", "0.05", "--json"]) == 0
+    out = _json(capsys)
+    assert out["verdicts"]["discrete"] == "agrees"
+    assert max(out["relative_errors"]["discrete"].values()) < 1e-6
+    assert set(out["verdicts"]) == {"discrete", "modified", "flow"}
