@@ -156,10 +156,23 @@ def _clean(sym: _Symbols, expr: sp.Basic, contract: bool = False) -> sp.Basic:
     return normalize(expr)
 
 
-def _lambdify(args: Sequence[sp.Basic], outs: Mapping[str, sp.Basic]) -> Callable[..., dict]:
-    fn = sp.lambdify(
-        list(args), list(outs.values()), printer=MultiDotPrinter, cse=True, dummify=False
-    )
+class _ChainPrinter(MultiDotPrinter):
+    """Matrix chains as left-to-right ``@`` products: the reduced equations hold only G×k and
+    k×k matrices, for which ``multi_dot``'s ordering search costs more than it saves."""
+
+    def _print_MatMul(self, expr: MatMul) -> str:
+        scalars = [a for a in expr.args if not a.is_Matrix]
+        mats = [self.parenthesize(a, 50) for a in expr.args if a.is_Matrix]
+        body = mats[0] if len(mats) == 1 else f"({' @ '.join(mats)})"
+        if not scalars:
+            return body
+        return f"{self.parenthesize(sp.Mul(*scalars), 50)}*{body}"
+
+
+def _lambdify(
+    args: Sequence[sp.Basic], outs: Mapping[str, sp.Basic], printer: type = _ChainPrinter
+) -> Callable[..., dict]:
+    fn = sp.lambdify(list(args), list(outs.values()), printer=printer, cse=True, dummify=False)
     names = tuple(outs)
 
     def run(*values: object) -> dict:
@@ -199,7 +212,7 @@ class ModesDynamics:
         self.reduced_loss = _clean(sym, loss, contract=True)
         state, gram = list(sym.state.values()), list(sym.gram.values())
         diag = [sym.S, sym.D]
-        self._grad = _lambdify([sym.X, sym.Y, sym.A, sym.B, *diag], grads)
+        self._grad = _lambdify([sym.X, sym.Y, sym.A, sym.B, *diag], grads, MultiDotPrinter)
         self._rhs = _lambdify([*state, *gram, *diag], rates)
         self._step = _lambdify([*state, *gram, *diag, _ETA], steps)
         self._errors = _lambdify([*state, *gram, sym.S], {"E": self.errors})

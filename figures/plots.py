@@ -248,11 +248,13 @@ def plot_trajectories(
     to :data:`MAX_VECTORS` learned vectors per factor are drawn one by one, more as their
     median with a 10-90 % band (dotted edges for training). Factors are told apart by line
     style (theory) or marker (training). Plateaus of the theory curves (of the training ones
-    if there is no theory) are shaded in the series colour and their drops marked by dotted
-    lines. ``log_time`` puts t on a log axis (samples at t = 0 are left out).
+    for a setting without theory) are shaded in the series colour and their drops marked by
+    dotted lines. ``log_time`` puts t on a log axis (samples at t = 0 are left out).
     """
-    shaded = any(s.theory for s in series)
-    phases = [(s, _phases(s)) for s in series if shade_phases and s.theory == shaded]
+    with_theory = {s.color for s in series if s.theory}
+    # shade each setting once: its theory's phases, or its training's when it has no theory
+    phases = [(s, _phases(s)) for s in series
+              if shade_phases and (s.theory or s.color not in with_theory)]
     factors = list(dict.fromkeys(name for s in series for name in s.trajectory.cosines))
     many = any(v.shape[1] > MAX_VECTORS for s in series for v in s.trajectory.norms.values())
     plateaus = any(p is not None and p["plateaus"] for _, p in phases)

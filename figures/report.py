@@ -903,22 +903,34 @@ def _section_optimizers(ctx: Context) -> SectionResult:
                     spec, optimizer, lr, round(t_max[name] / lr), **options)))
     results = ctx.run([(job_train, c) for _, c in configs])
     got = {key: r["runs"][0] for (key, _), r in zip(configs, results, strict=True)}
+    # SGD's theory: the gradient flow from the same spec (the same jobs as section 4's)
+    flows = ctx.run([(job_predict, {"spec": {"kind": "factorization", "n": n, "rank": rank,
+                                             "init": sigma, "seed": 0},
+                                    "method": "flow", "t_max": 30.0 if rank == n else 200.0})
+                     for sigma in sigmas for rank in ranks])
+    flow = dict(zip([(sigma, rank) for sigma in sigmas for rank in ranks], flows, strict=True))
     blocks: list[Block] = [TextBlock(
-        "Training only (float64, full batch); time t = η·step with each optimizer's own η, "
-        "on a log axis. Adam's small-step theory is the sign flow (scurve compare). "
+        "Float64, full batch; time t = η·step with each optimizer's own η, on a log axis. "
+        "Theory (solid): the gradient flow from the same initialisation, SGD's small-step "
+        "limit; Adam's is the sign flow (scurve predict --method sign), not drawn here. "
         f"Bumps: local maxima of an alignment curve with prominence ≥ {BUMP_PROMINENCE}.")]
     rows = []
     for sigma in sigmas:
         for rank in ranks:
             runs = {name: got[(sigma, rank, name)] for name in OPTIMIZERS}
-            series = [Series(run["trajectory"], f"{name} (η={OPTIMIZERS[name][1]:g})", False, i,
-                             run["phases"]) for i, (name, run) in enumerate(runs.items())]
+            theory = flow[(sigma, rank)]
+            series = [Series(theory["trajectory"], f"SGD (η={OPTIMIZERS['SGD'][1]:g})", True, 0,
+                             theory["phases"])]
+            series += [Series(run["trajectory"], f"{name} (η={OPTIMIZERS[name][1]:g})", False,
+                              i, run["phases"]) for i, (name, run) in enumerate(runs.items())]
             fig = plots.plot_trajectories(series, f"n = {n}, rank {rank}, σ = {sigma:g}",
                                           log_time=True)
             blocks.append(ctx.figure(
                 fig, f"sigma{sigma:g}-rank{rank}", f"SGD, Adam and AdamW (λ = 0.1, decoupled) "
-                f"at rank {rank}, n = {n}, σ = {sigma:g}; plateaus of the training curves "
-                "shaded.", plots.trajectory_rows(series, log_time=True)))
+                f"at rank {rank}, n = {n}, σ = {sigma:g}: training (markers) and the gradient "
+                "flow from the same initialisation (solid, SGD's theory); plateaus shaded "
+                "(SGD: of the flow; Adam, AdamW: of the training curves).",
+                plots.trajectory_rows(series, log_time=True)))
             for name, run in runs.items():
                 row = {"σ": sigma, **_run_row(f"r={rank}", name, run)}
                 row["bumps per vector"] = row["bumps"] / sum(
@@ -994,30 +1006,45 @@ def _section_cross_entropy(ctx: Context) -> SectionResult:
                     "scale": c * n / math.sqrt(rank), "loss": "ce"}
             configs.append((c, rank, _train_config(spec, "sgd", lr, steps)))
     results = ctx.run([(job_train, cfg) for _, _, cfg in configs])
+    # theory: the full-parameter gradient flow (no closure); at full rank it is too stiff for
+    # this report's budget (minutes per run at n = 100), so it is drawn below full rank only
+    flows = iter(ctx.run([(job_predict, {"spec": cfg["spec"], "method": "flow",
+                                         "t_max": lr * steps})
+                          for _, rank, cfg in configs if rank != n]))
     blocks: list[Block] = [TextBlock(
-        "L = KL(softmax(vec C) ‖ softmax(vec XYᵀ)); no closure, so training only (float64 "
-        f"full-batch SGD, η = {lr:.3g}); the full-parameter flow is available from "
-        "scurve predict --method full. Target entries have std ≈ c (softmax far from "
-        "uniform for c ≳ 1).")]
+        "L = KL(softmax(vec C) ‖ softmax(vec XYᵀ)). No closure: the theory (solid) is the "
+        "full-parameter gradient flow from the same initialisation, drawn for ranks below n "
+        f"(at rank n it is too stiff for this report's budget); training (markers) is float64 "
+        f"full-batch SGD, η = {lr:.3g}. Target entries have std ≈ c (softmax far from uniform "
+        "for c ≳ 1).")]
     rows, got = [], {}
     for c in entry_scales:
         series = []
         for i, (cc, rank, _) in enumerate(configs):
+            theory = next(flows) if rank != n else None
             if cc != c:
                 continue
             result = results[i]
             run = result["runs"][0]
             got[(c, rank)] = (run, bool(result["diverged"]))
-            series.append(Series(run["trajectory"], f"r={rank}", False, len(series),
-                                 run["phases"]))
+            color = len({s.color for s in series})
+            if theory is not None:
+                series.append(Series(theory["trajectory"], f"r={rank}", True, color,
+                                     theory["phases"]))
+                rows.append({**_run_row(f"c={c:g}, r={rank}", "theory", theory),
+                             "diverged": None})
+            series.append(Series(run["trajectory"], f"r={rank}", False, color, run["phases"]))
             rows.append({**_run_row(f"c={c:g}, r={rank}", "training", run),
                          "diverged": bool(result["diverged"])})
         fig = plots.plot_trajectories(series, f"Cross-entropy, n = {n}, entry scale c = {c:g}",
                                       log_time=True)
         blocks.append(ctx.figure(fig, f"c{c:g}", f"Cross-entropy at ranks "
                                  f"{', '.join(map(str, ranks))}, n = {n}, c = {c:g}, "
-                                 f"σ = 1e-2, η = {lr:.3g}; plateaus of the training curves "
-                                 "shaded.", plots.trajectory_rows(series, log_time=True)))
+                                 f"σ = 1e-2, η = {lr:.3g}: full-parameter flow (solid, ranks "
+                                 f"< {n}) and SGD training (markers) from the same "
+                                 "initialisation; plateaus shaded (of the flow where drawn, "
+                                 "else of the training curve).",
+                                 plots.trajectory_rows(series, log_time=True)))
     blocks.append(ctx.table("table", "Phases per rank and target scale (times in t)", rows))
     passed, parts = [], []
     for c in entry_scales:

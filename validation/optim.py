@@ -15,7 +15,9 @@ g = ∂L/∂θ and λ the weight decay (a per-seed tensor too, or ``None`` for n
     θ ← θ(1 − ηλ), then the Adam step with λ = 0.
 
 A step of size η advances continuous time by η (t = η·step, DESIGN §2). The updates run in
-place on tensors that do not require gradients (or under ``torch.no_grad()``).
+place on tensors that do not require gradients (or under ``torch.no_grad()``). Plain SGD is
+linear in g, so a caller that can scale the gradient's own computation (the trainer folds −η
+and λθ into its last matmul) may hand over u = −η(g + λθ) and save the separate update op.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ class SGD:
         if self.buffer is not None:
             grad = self.buffer.mul_(self.momentum).add_(grad)
         self.param.addcmul_(grad, lr, value=-1)
+
+    @property
+    def linear(self) -> bool:
+        """Whether a step is θ ← θ + u with u = −η(g + λθ) (no momentum): then the caller may
+        compute u itself, folding −η and λθ into the gradient's computation, and :meth:`apply`
+        it."""
+        return self.buffer is None
+
+    def apply(self, update: Tensor) -> None:
+        """θ ← θ + u, for u = −η(g + λθ) computed by the caller (only when :attr:`linear`)."""
+        self.param.add_(update)
 
 
 class Adam:

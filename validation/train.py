@@ -17,16 +17,20 @@ vectors as rows. One batched matmul gives all order parameters, Mᵀ_f = W_fᵀZ
 
 (⟨·,·⟩ the Frobenius inner product, L_ref = ½‖target‖²). The chain rule through them is one
 more batched matmul: (∂L/∂W_f)ᵀ = D_fᵀZ_f with D_f = [∂L/∂P_f; ∂L/∂U_f + ∂L/∂U_fᵀ], so a step
-never forms the n x n residual. Cross-entropy (factorization only): L = KL(p ‖ q) with
-p = softmax(vec C), q = softmax(vec Z), Z = XYᵀ; ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y,
-∂L/∂Y = (∂L/∂Z)ᵀX. The tests check these analytic gradients against autograd. The loss is the
-data loss, without the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
+never forms the n x n residual. Coupled weight decay enters D_f too (λW_fᵀ = λ[0 | I]Z_f), and
+plain SGD scales D_f by −η, so its whole step is two batched matmuls and ~8 small in-place
+ops. Cross-entropy (factorization only): L = KL(p ‖ q) with p = softmax(vec C),
+q = softmax(vec Z), Z = XYᵀ; ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y, ∂L/∂Y = (∂L/∂Z)ᵀX. The
+tests check these analytic gradients against autograd. The loss is the data loss, without
+the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
 
-Precision. Training runs in the training dtype. Because the MSE loss is a difference of
-order-parameter terms of size ~L_ref, a float32 loss is resolved only to ~1e-7·L_ref (it
-may even dip below 0 near convergence); so at every record step the loss and the order
-parameters are measured again in float64 from the current parameters (~1e-16·L_ref). The
-trajectories hold these measurements; ``record="all"`` makes every step one.
+Precision. Training runs in the training dtype: loss, gradient and update. Because the MSE
+loss is a difference of order-parameter terms of size ~L_ref, a float32 loss is resolved only
+to ~1e-7·L_ref (it may even dip below 0 near convergence); so at every record step the loss
+and the order parameters are measured again in float64 from the current parameters
+(~1e-16·L_ref), a side measurement that does not change the run. The trajectories hold these
+measurements; ``record="all"`` makes every step one. Between record steps the every-step
+loss is the training dtype's (enough for crossing times down to f ~ 1e-5).
 
 Time is continuous, t = η·step for each seed (DESIGN §2). The loss is kept at every step
 (exact crossing times); the order parameters at :func:`record_steps`. A seed whose loss is
@@ -193,114 +197,208 @@ def record_steps(steps: int, record: str = "log") -> np.ndarray:
 
 
 class _Squares:
-    """MSE loss and Dᵀ = [(∂L/∂P)ᵀ | ∂L/∂U + ∂L/∂Uᵀ] per factor from Mᵀ = [Pᵀ | U].
+    """The MSE objective of S specs, from the order parameters Mᵀ = [Pᵀ | U] of every factor.
 
     The factors pair into circuits (X with Y; Q with K and O with V; the vector's x with the
     constant 1) and L = L_ref − Π_c⟨P_c,P′_c⟩ + ½Π_c⟨U_c,U′_c⟩, so a factor whose partner is f′
-    has D = [−a P_f′; b U_f′], where a and b are the products of the other circuits'
-    ⟨P,P′⟩ and ⟨U,U′⟩ (1 with a single circuit). Works in the dtype of ``l_ref``.
+    has Dᵀ = [(∂L/∂P)ᵀ | ∂L/∂U + ∂L/∂Uᵀ] = [−a P_f′ᵀ | b U_f′], where a and b are the products
+    of the other circuits' ⟨P,P′⟩ and ⟨U,U′⟩ (1 with a single circuit). The coupled weight decay
+    λW = [0 | λI]·Z joins Dᵀ as λ·[0 | I], and a scale s (the step −η of plain SGD) joins it
+    too, so that one batched matmul (s·Dᵀ)·Z gives s·(∂L/∂W + λW)ᵀ. All in the dtype of ``z``.
     """
 
-    def __init__(self, n_factors: int, r: int, k: int, l_ref: Tensor):
-        self.n_factors, self.r, self.l_ref = n_factors, r, l_ref
-        on = {"dtype": l_ref.dtype, "device": l_ref.device}
-        self.ones = torch.ones(len(l_ref), 1, k, r + k, **on)  # the vector's constant partner
+    def __init__(self, z: Tensor, r: int, l_ref: Tensor, decay: Tensor | None):
+        self.z, self.r = z, r
+        s, self.n_factors, rk, _ = z.shape
+        k = rk - r
+        on = {"dtype": z.dtype, "device": z.device}
+        self.w = z[:, :, r:]
+        self.z3, self.w3 = z.flatten(0, 1), z.flatten(0, 1)[:, r:]  # (S·F, ·, n) views
+        self.l_ref = l_ref.to(**on)
+        self.m = torch.empty(s, self.n_factors, k, rk, **on)  # Mᵀ of the last loss()
+        self.d = torch.empty_like(self.m)
+        self.g = torch.empty_like(self.w)
         self.sign = torch.tensor([-1.0] * r + [1.0] * k, **on)  # P columns −, U columns +
-        # one circuit: L − L_ref = −⟨P,P′⟩ + ½⟨U,U′⟩ = Σ weight·Mᵀ⊙Dᵀ over all factors (each
-        # pair counted once per factor, hence the division by n_factors)
-        weight = torch.tensor([1.0] * r + [0.5] * k, **on) / n_factors
-        self.weight = weight.repeat(n_factors * k)
+        # L − L_ref = Σ over one factor of each circuit pair: Mᵀ_f ⊙ Mᵀ_f′ ⊙ (sign · [1 | ½])
+        self.weight = (self.sign * torch.tensor([1.0] * r + [0.5] * k, **on)).repeat(k)
+        self.pair = torch.empty(s, k * rk, **on)
+        self.coef = torch.empty(s, 1, rk, **on)
+        eye = torch.cat([torch.zeros(k, r, **on), torch.eye(k, **on)], 1)  # [0 | I]
+        self.decay = None if decay is None else decay.to(**on).view(-1, 1, 1) * eye  # (S, k, J)
+        self.scaled_decay = None if decay is None else torch.empty_like(self.decay)
+        self.ones = torch.ones(s, k, rk, **on)  # the vector's constant partner
+        # views made once (a step is a few small ops; making views costs as much as they do)
+        self.z3t, self.g3, self.d3 = self.z3.mT, self.g.flatten(0, 1), self.d.flatten(0, 1)
+        self.d_f = self.d.unbind(1)
+        self.buffer = self.m
+        self.views = self._views(self.m)
 
-    def __call__(self, m: Tensor) -> tuple[Tensor, Tensor]:
-        """Mᵀ (S, F, k, r + k) → loss (S,), Dᵀ (S, F, k, r + k)."""
+    def _views(self, m: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Of Mᵀ (S, F, k, r + k): flattened (S·F, k, r + k); each factor's partner's Mᵀ."""
+        partner = [m[:, 1], m[:, 0]] if self.n_factors == 2 else [self.ones]
+        return m.flatten(0, 1), partner, self.pair.view_as(m[:, 0])
+
+    def loss(self, out: Tensor, order: Tensor | None = None) -> Tensor:
+        """L (S,) into ``out``; Mᵀ (S, F, k, r + k) into ``order`` (else a buffer)."""
+        self.m = m = self.buffer if order is None else order
+        m3, self.partner, pair = self.views if order is None else self._views(m)
+        torch.bmm(self.w3, self.z3t, out=m3)
         if self.n_factors == 1:
-            partner = self.ones
-        elif self.n_factors == 2:
-            partner = m.flip(1)  # (X, Y) → (Y, X)
+            return torch.addmv(self.l_ref, m.flatten(1), self.weight, out=out)
+        if self.n_factors == 2:  # pair = Mᵀ_Y ⊙ Mᵀ_X
+            torch.mul(self.partner[0], self.partner[1], out=pair)
+            return torch.addmv(self.l_ref, self.pair, self.weight, out=out)
+        products = m[:, 0::2] * m[:, 1::2]  # (S, 2, k, r + k): circuits (Q, K) and (O, V)
+        self.overlap = products[..., : self.r].sum((-2, -1))  # ⟨P_Q,P_K⟩, ⟨P_O,P_V⟩
+        self.norm = products[..., self.r :].sum((-2, -1))  # ⟨U_Q,U_K⟩, ⟨U_O,U_V⟩
+        loss = self.l_ref - self.overlap.prod(1) + 0.5 * self.norm.prod(1)
+        return out.copy_(loss)
+
+    def gradient(self, scale: Tensor | None = None) -> Tensor:
+        """s·(∂L/∂W + λW) like ``w`` (S, F, k, n) at the point of the last :meth:`loss`.
+
+        ``scale``: s (S,) per seed, or None for s = 1.
+        """
+        m, d = self.m, self.d
+        coef, decay = self.sign, self.decay
+        if scale is not None:
+            coef = torch.mul(self.sign, scale.view(-1, 1, 1), out=self.coef)
+            if decay is not None:
+                decay = torch.mul(decay, scale.view(-1, 1, 1), out=self.scaled_decay)
+        if self.n_factors == 4:  # (Q, K, O, V): partner (K, Q, V, O), other circuit's terms
+            other = [1, 1, 0, 0]
+            coef = coef.view(-1, 1, 1, coef.shape[-1]) * torch.where(
+                self.sign < 0, self.overlap[:, other, None, None], self.norm[:, other, None, None])
+            partner = m.unflatten(1, (2, 2)).flip(2).flatten(1, 2)
+            d = partner * coef if decay is None else torch.addcmul(decay[:, None], partner, coef)
         else:
-            partner = m.unflatten(1, (2, 2)).flip(2).flatten(1, 2)  # (Q, K, O, V) → (K, Q, V, O)
-        if self.n_factors < 4:
-            d = partner * self.sign
-            return torch.mv((m * d).flatten(1), self.weight).add_(self.l_ref), d
-        products = m[:, 0::2] * partner[:, 0::2]  # (S, 2, k, r + k)
-        overlap = products[..., : self.r].sum((-2, -1))  # (S, 2): ⟨P_Q,P_K⟩, ⟨P_O,P_V⟩
-        norm = products[..., self.r :].sum((-2, -1))  # (S, 2): ⟨U_Q,U_K⟩, ⟨U_O,U_V⟩
-        loss = self.l_ref - overlap.prod(1) + 0.5 * norm.prod(1)
-        other = [1, 1, 0, 0]  # the other circuit of Q, K, O, V
-        coef = torch.where(self.sign < 0, -overlap[:, other, None, None],
-                           norm[:, other, None, None])
-        return loss, partner * coef
+            # D_f = partner ⊙ coef (+ decay)
+            for p, d_f in zip(self.partner, self.d_f, strict=True):
+                if decay is None:
+                    torch.mul(p, coef, out=d_f)
+                else:
+                    torch.addcmul(decay, p, coef, out=d_f)
+        torch.bmm(d.flatten(0, 1) if d is not self.d else self.d3, self.z3, out=self.g3)
+        return self.g
+
+
+class _CrossEntropy:
+    """The cross-entropy objective (factorization): L = KL(p ‖ q), p = softmax(vec ABᵀ),
+    q = softmax(vec XYᵀ); ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y, ∂L/∂Y = (∂L/∂Z)ᵀX; + λW coupled."""
+
+    def __init__(self, z: Tensor, r: int, decay: Tensor | None):
+        self.z, self.r = z, r
+        self.w = z[:, :, r:]
+        self.z3, self.w3 = z.flatten(0, 1), z.flatten(0, 1)[:, r:]
+        t = z[:, :, :r].to(F64)
+        self.log_p = torch.log_softmax((t[:, 0].mT @ t[:, 1]).flatten(1), 1).to(z.dtype)
+        self.p = self.log_p.exp()
+        self.decay = None if decay is None else decay.to(z.dtype).view(-1, 1, 1, 1)
+
+    def loss(self, out: Tensor, order: Tensor | None = None) -> Tensor:
+        """L (S,) into ``out``; Mᵀ = [Pᵀ | U] (S, F, k, r + k) into ``order`` if given."""
+        log_q = torch.log_softmax((self.w[:, 0].mT @ self.w[:, 1]).flatten(1), 1)
+        self.dz = (log_q.exp() - self.p).view(-1, self.w.shape[-1], self.w.shape[-1])
+        if order is not None:
+            torch.bmm(self.w3, self.z3.mT, out=order.view(-1, *order.shape[2:]))
+        return torch.sum(self.p * (self.log_p - log_q), 1, out=out)
+
+    def gradient(self, scale: Tensor | None = None) -> Tensor:
+        """s·(∂L/∂W + λW) like ``w`` at the point of the last :meth:`loss` (s = 1 if None)."""
+        g = torch.stack((self.w[:, 1] @ self.dz.mT, self.w[:, 0] @ self.dz), 1)
+        if self.decay is not None:
+            g.addcmul_(self.w, self.decay)
+        return g if scale is None else g.mul_(scale.view(-1, 1, 1, 1))
 
 
 class _Batch:
     """S specs of one shape on a device, as Z = [Tᵀ; Wᵀ] per factor: (S, F, r + k, n).
 
     The parameters ``w`` (S, F, k, n), the learned vectors as rows, are a view of ``z`` that
-    the optimizer updates in place. ``z64`` holds the exact targets and, when the training
-    dtype is not float64, a float64 copy of ``w`` made for each exact measurement.
+    the optimizer updates in place. ``objective`` evaluates loss and gradient in the training
+    dtype; ``exact`` measures loss and order parameters in float64 (the same object when
+    training in float64; otherwise it works on ``z64``, exact targets and a float64 copy of
+    ``w`` made by :meth:`measure`).
     """
 
-    def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype):
+    def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype,
+                 coupled_decay: bool = True):
         factors = [list(spec.factors().values()) for spec in specs]
         self.z64 = torch.tensor(np.array([[np.concatenate(f, 1).T for f in fs] for fs in factors]),
                                 dtype=F64, device=device)
         self.z = self.z64.to(dtype)  # the same tensor when dtype is float64
         self.r = factors[0][0][0].shape[1]
         self.w = self.z[:, :, self.r :]
-        self.views = {}  # per dtype: w, and Z, W, Zᵀ with seeds and factors flattened
-        for z in (self.z, self.z64):
-            z3 = z.flatten(0, 1)
-            self.views[z.dtype] = (z[:, :, self.r :], z3, z3[:, self.r :], z3.mT)
-        l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        self.l_ref = l_ref
-        n_factors, k = self.w.shape[1:3]
-        self.squares = _Squares(n_factors, self.r, k, l_ref) if getattr(specs[0], "loss", "mse") == "mse" else None
-        if self.squares is None:  # cross-entropy: p = softmax(vec C), C = ABᵀ
-            t = self.z64[:, :, : self.r]
-            self.log_p = torch.log_softmax((t[:, 0].mT @ t[:, 1]).flatten(1), 1)
-            self.p = self.log_p.exp()
+        self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
+        lam = np.array([spec.weight_decay for spec in specs])
+        decay = torch.tensor(lam, dtype=F64, device=device) if coupled_decay and lam.any() \
+            else None
+        self.cross_entropy = getattr(specs[0], "loss", "mse") == "ce"
+
+        def objective(z: Tensor) -> _Squares | _CrossEntropy:
+            if self.cross_entropy:
+                return _CrossEntropy(z, self.r, decay)
+            return _Squares(z, self.r, self.l_ref, decay)
+
+        self.objective = objective(self.z)
+        self.exact = self.objective if dtype == F64 else objective(self.z64)
 
     def evaluate(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Loss (S,) and Mᵀ = [Pᵀ | U] (S, F, k, r + k) in float64; (∂L/∂W)ᵀ like ``w``."""
-        w64, z64, w3, z3t = self.views[F64]
-        if z64 is not self.z:
-            w64.copy_(self.w)
-        m = torch.bmm(w3, z3t).view(*w64.shape[:3], -1)
-        if self.squares is not None:
-            loss, d = self.squares(m)
-            d = d.to(self.z.dtype).flatten(0, 1)
-            return loss, m, torch.bmm(d, self.z.flatten(0, 1)).view_as(self.w)
-        log_q = torch.log_softmax((w64[:, 0].mT @ w64[:, 1]).flatten(1), 1)
-        loss = (self.p * (self.log_p - log_q)).sum(1)  # KL(p ‖ q), q = softmax(vec XYᵀ)
-        dz = (log_q.exp() - self.p).view(-1, w64.shape[-1], w64.shape[-1]).to(self.z.dtype)
-        return loss, m, torch.stack((self.w[:, 1] @ dz.mT, self.w[:, 0] @ dz), 1)  # ∂L/∂Z = q − p
+        """Loss (S,), Mᵀ = [Pᵀ | U] (S, F, k, r + k) and ∂L/∂W + λW (coupled decay) like
+        ``w``, in the training dtype, at the current point."""
+        on = {"dtype": self.z.dtype, "device": self.z.device}
+        loss, order = torch.empty(len(self.z), **on), torch.empty(*self.w.shape[:3],
+                                                                    self.z.shape[2], **on)
+        self.objective.loss(loss, order)
+        return loss, order, self.objective.gradient()
+
+    def measure(self, loss: Tensor, order: Tensor) -> None:
+        """Loss (S,) and Mᵀ (S, F, k, r + k) in float64 at the current point, into the args."""
+        if self.exact is not self.objective:
+            self.exact.w.copy_(self.w)
+        self.exact.loss(loss, order)
 
 
 def _loop(batch: _Batch, optimizer: SGD | Adam, lr: Tensor, limit: Tensor, steps: int,
-          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor]:
-    """The training loop. Returns the loss (steps + 1, S) and Mᵀ at the record steps."""
-    losses = torch.empty(steps + 1, len(limit), dtype=F64, device=limit.device)
-    ms = None
-    alive, step_size = torch.empty_like(limit), torch.empty_like(lr)  # reused every step
-    slot = {int(step): i for i, step in enumerate(rec)}
+          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The training loop: loss at every step in the training dtype, (S,) lr and limit.
+
+    Returns the loss (steps + 1, S), and the float64 loss (R, S) and Mᵀ (R, S, F, k, r + k)
+    at the record steps. Plain SGD folds −η into the gradient's last matmul (one update op).
+    """
+    objective, exact, on = batch.objective, batch.exact, {"device": lr.device}
+    losses = torch.empty(steps + 1, len(lr), dtype=lr.dtype, **on)
+    rec_losses = torch.empty(len(rec), len(lr), dtype=F64, **on)
+    orders = torch.empty(len(rec), *batch.w.shape[:3], batch.z.shape[2], dtype=F64, **on)
+    alive, scale = torch.empty_like(lr), torch.empty_like(lr)  # reused every step
+    slots = {int(step): i for i, step in enumerate(rec)}
+    fold = isinstance(optimizer, SGD) and optimizer.linear
+    step_size = -lr if fold else lr
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     for step in range(steps + 1):
-        loss, m, grad = batch.evaluate()
-        if step in slot:
-            ms = m.new_empty(len(rec), *m.shape) if ms is None else ms
-            ms[slot[step]] = m
-        losses[step] = loss
+        slot = slots.get(step)
+        if slot is not None and exact is objective:  # float64: the step's own evaluation
+            loss = objective.loss(losses[step], orders[slot])
+            rec_losses[slot] = loss
+        else:
+            loss = objective.loss(losses[step])
+            if slot is not None:
+                batch.measure(rec_losses[slot], orders[slot])
         if step == steps:
             break
         torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
-        optimizer.step(grad, torch.mul(lr, alive.view_as(lr), out=step_size))
+        torch.mul(step_size, alive, out=scale)  # η, or −η when folded; 0 once diverged
+        if fold:
+            optimizer.apply(objective.gradient(scale))  # θ ← θ − η(∂L/∂θ + λθ)
+        else:
+            optimizer.step(objective.gradient(), scale.view(-1, 1, 1, 1))
         if progress and (step + 1) % every == 0:
             bar.update(every)
             bar.set_postfix(loss=f"{losses[step].nanmean().item():.4g}")
     bar.update(steps - bar.n)
     bar.close()
-    return losses, ms
+    return losses, rec_losses, orders
 
 
 def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Problem]:
@@ -353,38 +451,44 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     device, dtype = _device(config.device), DTYPES[config.dtype]
     rec = record_steps(config.steps, config.record)
     show = config.progress and sys.stderr.isatty()
+    decoupled = config.optimizer == "adamw"
     with torch.inference_mode():
-        batch = _Batch(specs, device, dtype)
-        lr = torch.tensor(lr_host, dtype=dtype, device=device).view(-1, 1, 1, 1)
+        batch = _Batch(specs, device, dtype, coupled_decay=not decoupled)
+        lr = torch.tensor(lr_host, dtype=dtype, device=device)
         decay = np.array([spec.weight_decay for spec in specs])
         wd = torch.tensor(decay, dtype=dtype, device=device).view(-1, 1, 1, 1) \
-            if decay.any() else None
+            if decoupled and decay.any() else None  # coupled decay is in the gradient
         optimizer = make_optimizer(config.optimizer, batch.w, config.momentum, config.betas,
                                    config.eps, wd)
         limit = (DIVERGENCE * batch.l_ref).to(dtype)
         start = time.perf_counter()
-        losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
-        loss = losses.T.cpu().numpy()
+        losses, rec_losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
+        raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
+        loss = raw.copy()
+        loss[:, rec] = rec_losses.T.cpu().numpy()  # float64 measurements at the record steps
         ms = ms.transpose(0, 1).cpu().numpy()  # (S, R, F, k, r + k) = [Pᵀ | U]
         final = batch.w.mT.to(F64).cpu().numpy()  # (S, F, n, k)
     r = batch.r
-    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss,
+    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw,
                    ms[..., :r].swapaxes(-1, -2), ms[..., r:], final, seconds, device)
 
 
 def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
-            rec: np.ndarray, loss: np.ndarray, ps: np.ndarray, us: np.ndarray,
-            final: np.ndarray, seconds: float, device: torch.device) -> TrainResult:
-    """Host-side bookkeeping: divergence, NaN after it, one Trajectory per seed."""
+            rec: np.ndarray, loss: np.ndarray, raw: np.ndarray, ps: np.ndarray,
+            us: np.ndarray, final: np.ndarray, seconds: float,
+            device: torch.device) -> TrainResult:
+    """Host-side bookkeeping: divergence (from ``raw``, the loss the loop tested), NaN after
+    it, one Trajectory per seed."""
     names = list(specs[0].factors())
     diverged, messages, trajectories = [], [], []
     final_loss = loss[:, -1].copy()
     for seed, spec in enumerate(specs):
-        bad = np.flatnonzero(~(loss[seed] <= limit[seed]))
+        bad = np.flatnonzero(~(raw[seed] <= limit[seed]))
         end = int(bad[0]) if bad.size else config.steps + 1
         if bad.size:
-            value = float(loss[seed, end])
+            value = float(raw[seed, end])
+            loss[seed, end] = value
             diverged.append((seed, end, value))
             messages.append(f"seed {seed} diverged at step {end} (t = {end * lr[seed]:.4g}): "
                             f"loss {value:.4g} (limit {DIVERGENCE:g}·L_ref = {limit[seed]:.4g})")
