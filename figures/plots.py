@@ -60,6 +60,8 @@ EXPERIMENT_WIDTH = 0.8
 MARKER_SIZE = 4.0
 MARK_EVERY = 0.07  # experiment markers, spaced by this fraction of the axes diagonal
 PLATEAU_ALPHA = 0.10
+BAND_ROW = 0.035  # several shaded settings: height of each one's plateau row (axes fraction)
+BAND_ALPHA = 0.45
 LOSS_AXIS_FLOOR = 1e-12  # L / L_ref below this is float64 rounding noise: the axis stops here
 MAX_VECTORS = 3  # above this many learned vectors per factor: median and 10-90 % band
 TIME_LABEL = "t  (= η · step)"
@@ -257,8 +259,9 @@ def plot_trajectories(
               if shade_phases and (s.theory or s.color not in with_theory)]
     factors = list(dict.fromkeys(name for s in series for name in s.trajectory.cosines))
     many = any(v.shape[1] > MAX_VECTORS for s in series for v in s.trajectory.norms.values())
-    plateaus = any(p is not None and p["plateaus"] for _, p in phases)
-    fig, axes = _figure(3, legend=_legend_handles(series, factors, many, plateaus), title=title)
+    shaded = [(s, p) for s, p in phases if p is not None and p["plateaus"]]
+    fig, axes = _figure(3, legend=_legend_handles(series, factors, many, len(shaded)),
+                        title=title)
     later = sum(not s.theory for s in series)  # training series still to draw
     for s in series:
         color = PALETTE[s.color % len(PALETTE)]
@@ -270,7 +273,8 @@ def plot_trajectories(
                   factors.index(c.factor) if c.factor else 0, size)
     for s, p in phases:
         if p is not None:
-            _shade(axes[0], p, PALETTE[s.color % len(PALETTE)])
+            row = next((i for i, (t, _) in enumerate(shaded) if t is s), 0)
+            _shade(axes[0], p, PALETTE[s.color % len(PALETTE)], row, len(shaded))
     ax_loss, ax_cos, ax_norm = axes[0]
     ax_loss.set_yscale("log")
     lowest = min((float(np.min(s.trajectory.loss / s.trajectory.l_ref)) for s in series),
@@ -291,6 +295,8 @@ def plot_trajectories(
                 default=np.inf)
     last = max((float(s.trajectory.t[-1]) for s in series), default=1.0)
     for ax in axes[0]:
+        if len(shaded) > 1:
+            _headroom(ax, BAND_ROW * len(shaded) + 0.02)
         ax.set_xlabel(TIME_LABEL)
         if log_time:
             ax.set_xscale("log")
@@ -309,17 +315,42 @@ def _phases(s: Series) -> dict | None:
         return None
 
 
-def _shade(axes: Sequence[plt.Axes], phases: dict, color: str) -> None:
-    """Shade the plateaus and mark the drops (``Phases.to_dict()`` form) on every panel."""
+def _shade(axes: Sequence[plt.Axes], phases: dict, color: str, row: int = 0,
+           rows: int = 1) -> None:
+    """Shade the plateaus and mark the drops (``Phases.to_dict()`` form) on every panel.
+
+    One shaded setting (``rows == 1``): its plateaus span the full height. Several: each
+    setting's plateaus fill its own row of a band at the top of the panel (row 0 on top; the
+    band is kept free of data by :func:`_headroom`), so that they never overlap.
+    """
+    top = 1.0 - row * BAND_ROW
     for ax in axes:
         for plateau in phases["plateaus"]:
-            ax.axvspan(plateau["start"], plateau["end"], color=color, alpha=PLATEAU_ALPHA, lw=0)
+            if rows == 1:
+                ax.axvspan(plateau["start"], plateau["end"], color=color, alpha=PLATEAU_ALPHA,
+                           lw=0)
+            else:
+                ax.axvspan(plateau["start"], plateau["end"], ymin=top - BAND_ROW * 0.8,
+                           ymax=top, color=color, alpha=BAND_ALPHA, lw=0)
         for drop in phases["drops"]:
             ax.axvline(drop["time"], color=color, ls=":", lw=1.0)
 
 
+def _headroom(ax: plt.Axes, fraction: float) -> None:
+    """Raise the top of the y axis so that the data fill the lower 1 − ``fraction`` of it
+    (ticks stay within the data's range)."""
+    low, high = ax.get_ylim()
+    ticks = [t for t in ax.get_yticks() if low <= t <= high * (1 + 1e-9)]
+    if ax.get_yscale() == "log":
+        a, b = np.log10(low), np.log10(high)
+        ax.set_ylim(low, 10 ** (a + (b - a) / (1 - fraction)))
+    else:
+        ax.set_ylim(low, low + (high - low) / (1 - fraction))
+    ax.set_yticks(ticks)
+
+
 def _legend_handles(series: Sequence[Series], factors: list[str], many: bool,
-                    phases: bool) -> list:
+                    shaded: int) -> list:
     handles: list = []
     seen: set[tuple[str, int]] = set()
     for s in series:
@@ -340,8 +371,12 @@ def _legend_handles(series: Sequence[Series], factors: list[str], many: bool,
     if many:
         handles.append(Patch(color="gray", alpha=0.3,
                              label="median over learned vectors, 10–90 % band"))
-    if phases:
+    if shaded == 1:
         handles.append(Patch(color="gray", alpha=0.25, label="plateau (shaded)"))
+    elif shaded > 1:
+        handles.append(Patch(color="gray", alpha=BAND_ALPHA,
+                             label="plateaus (top rows, one per setting)"))
+    if shaded:
         handles.append(Line2D([], [], color="gray", ls=":", label="drop (steepest fall)"))
     return handles
 

@@ -47,6 +47,7 @@ __all__ = [
     "job_equations",
     "job_predict",
     "job_task",
+    "job_task_theory",
     "job_train",
     "resolve_sections",
     "summarize",
@@ -215,6 +216,25 @@ def job_task(config: dict[str, Any]) -> dict[str, Any]:
     return {"time": result.time, "time_unit": result.time_unit, "group_loss": result.group_loss,
             "steps": int(result.steps[-1]),
             "reference": np.asarray(task.reference_loss, dtype=float), "summary": summary,
+            "seconds": result.wall_seconds}
+
+
+def job_task_theory(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The theory of one grouped-loss run (:func:`validation.tasks.predict_task`): the derived
+    per-group flow from the same initial weights, at the run's record steps. Same config as
+    :func:`job_task`; None for a task without theory (not a modes task)."""
+    from validation.emergence import summarize_run
+    from validation.tasks import TASKS, ModesTask, make_task, predict_task
+
+    setting = TASKS[config["task"]]
+    task = make_task(config["task"], config["seed"])
+    if not isinstance(task, ModesTask):
+        return None
+    result = predict_task(task, config["method"], steps=config.get("steps") or setting.steps,
+                          lr=setting.lr, seed=config["seed"], record=setting.record)
+    return {"time": result.time, "group_loss": result.group_loss,
+            "reference": np.asarray(task.reference_loss, dtype=float),
+            "summary": summarize_run(result.time, result.group_loss, result.threshold),
             "seconds": result.wall_seconds}
 
 
@@ -689,7 +709,7 @@ def _section_weight_decay(ctx: Context) -> SectionResult:
     n = ctx.pick(20, 10)
     lambdas = ctx.pick((0.0, 0.1, 0.3, 0.5), (0.0, 0.3))
     settings = [
-        {"name": f"λ={lam:g}", "lr": 0.01, "t_max": 200.0,
+        {"name": f"λ={lam:g}", "lr": 0.01, "t_max": 40.0,
          "spec": {"kind": "factorization", "n": n, "rank": 1, "init": 0.05,
                   "singular_values": [1.0], "weight_decay": lam, "seed": 0}}
         for lam in lambdas
@@ -996,8 +1016,11 @@ def _section_cross_entropy(ctx: Context) -> SectionResult:
     n = ctx.pick(100, 30)
     ranks = (2, 10, n) if not ctx.quick else (2, 5, n)
     entry_scales = ctx.pick((0.5, 1.0), (1.0,))
-    lr = (n / 30) ** 2  # the softmax spreads over n² entries: its curvature falls like 1/n²
-    steps = ctx.pick(6000, 3000)
+    # the softmax spreads over n² entries, so its curvature falls like 1/n²: η ∝ n², and a
+    # quarter of (n/30)², at which rank 2 with c = 1 still trains stably (at (n/30)² it
+    # oscillates: edge of stability, not the flow)
+    lr = (n / 30) ** 2 / 4
+    steps = ctx.pick(16000, 8000)
     configs = []
     for c in entry_scales:
         for rank in ranks:
@@ -1099,57 +1122,98 @@ def _section_equations(ctx: Context) -> SectionResult:
     return SectionResult(blocks, [], {"equations": equations})
 
 
+def _theory_available() -> bool:
+    """Whether :mod:`validation.tasks` can predict a run from :mod:`dynamics.modes`."""
+    import validation.tasks as tasks
+
+    return hasattr(tasks, "predict_task") and hasattr(tasks, "THEORY")
+
+
 def _section_grouped(ctx: Context) -> SectionResult:
     from validation.tasks import METHODS, TASKS
 
-    tasks = ("modes", "modes-scale", "parity")
+    tasks = tuple(TASKS)
     cheap = ctx.pick(tuple(m for m in METHODS if m not in GRADIENT_METHODS), ("mean", "grouped"))
     seeds = ctx.pick((0, 1, 2), (0,))
     configs = [{"task": task, "method": method, "seed": seed,
                 "steps": ctx.pick(None, TASKS[task].steps // 4)}
                for task in tasks for method in cheap for seed in seeds]
     # per-example gradients every step: ~0.04 s a step on the modes tasks, ~0.3 s on parity
-    gradient_steps = ctx.pick({"modes": 1500, "modes-scale": 1500}, {"modes": 200})
+    gradient_steps = ctx.pick({"modes": 1000, "modes-scale": 1000}, {"modes": 200})
+    gradient_steps = {task: steps for task, steps in gradient_steps.items() if task in TASKS}
     configs += [{"task": task, "method": method, "seed": 0, "steps": steps}
                 for task, steps in gradient_steps.items() for method in GRADIENT_METHODS]
-    results = ctx.run([(job_task, c) for c in configs])
+    # theory of the runs drawn (seed 0), where the task has one (dynamics.modes)
+    theory_configs = []
+    if _theory_available():
+        from validation.tasks import THEORY
+
+        theory_configs = [c for c in configs if c["seed"] == seeds[0] and c["method"] in THEORY]
+    results = ctx.run([(job_task, c) for c in configs]
+                      + [(job_task_theory, c) for c in theory_configs])
+    theory = {(c["task"], c["method"]): r for c, r in
+              zip(theory_configs, results[len(configs):], strict=True) if r is not None}
+    results = results[:len(configs)]
     blocks: list[Block] = [TextBlock(
         f"Methods {', '.join(cheap)}: task defaults (validation.tasks.TASKS), seeds "
         f"{list(seeds)}. Methods {', '.join(GRADIENT_METHODS)} compute per-example gradients "
         "at every step, so they run on " + ", ".join(
             f"{task} for {steps} steps" for task, steps in gradient_steps.items())
-        + ", seed 0 only (parity: ~0.3 s a step, beyond this report's budget).")]
+        + ", seed 0 only (parity: ~0.3 s a step, beyond this report's budget). "
+        + ("Theory (modes tasks, thick translucent lines): the derived per-capability flow of "
+           "dynamics.modes from the same initial weights (validation.tasks.predict_task; "
+           "cluster is predicted as the grouped loss with the true groups, svd under the "
+           "approximation of orthogonal per-capability gradients)." if theory else
+           "Theory of the per-capability curves: pending (needs dynamics.modes and "
+           "validation.tasks.predict_task)."))]
     table = []
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for config, result in zip(configs, results, strict=True):
         by_task.setdefault(config["task"], {}).setdefault(config["method"], []).append(result)
     for task, per_method in by_task.items():
-        panels = []
+        panels, curves = [], []
         for method, runs in per_method.items():
             first = runs[0]
             panels.append((method, first["time"], first["group_loss"] / first["reference"]))
-            row: dict[str, Any] = {"task": task, "method": method, "seeds": len(runs),
-                                   "steps": first["steps"]}
+            predicted = theory.get((task, method))
+            curves.append(None if predicted is None else
+                          (predicted["time"], predicted["group_loss"] / predicted["reference"]))
+            row: dict[str, Any] = {"task": task, "method": method, "source": "training",
+                                   "seeds": len(runs), "steps": first["steps"]}
             for metric in runs[0]["summary"]:
                 values = np.array([r["summary"][metric] for r in runs], dtype=float)
                 row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else None
             table.append(row)
+            if predicted is not None:
+                table.append({"task": task, "method": method, "source": "theory", "seeds": 1,
+                              "steps": first["steps"], **{
+                                  k: (float(v) if np.isfinite(v) else None)
+                                  for k, v in predicted["summary"].items()}})
         unit = per_method["mean"][0]["time_unit"]
         groups = per_method["mean"][0]["group_loss"].shape[1]
         fig = plots.plot_groups(panels, [f"capability {g}" for g in range(groups)],
                                 time_label=plots.TIME_LABEL if unit == "t" else "step",
-                                title=f"Task {task}: per-capability loss, seed {seeds[0]}")
-        rows = [{"method": m, "t": t, **{f"group {g}": v for g, v in enumerate(vals)}}
+                                title=f"Task {task}: per-capability loss, seed {seeds[0]}",
+                                theory=curves)
+        rows = [{"method": m, "source": "training", "t": t,
+                 **{f"group {g}": v for g, v in enumerate(vals)}}
                 for m, ts, values in panels for t, vals in zip(ts, values, strict=True)]
+        rows += [{"method": m, "source": "theory", "t": t,
+                  **{f"group {g}": v for g, v in enumerate(vals)}}
+                 for (m, _, _), th in zip(panels, curves, strict=True) if th is not None
+                 for t, vals in zip(th[0], th[1], strict=True)]
         blocks.append(ctx.figure(fig, task, f"Task {task}: loss ℓ_g of each capability g, "
                                  "relative to the zero-knowledge loss ℓ_ref,g (s_g²/2 for the "
                                  f"modes tasks, ln 2 for parity), per loss method (seed "
-                                 f"{seeds[0]}).", rows))
-    blocks.append(ctx.table("metrics", "Emergence metrics (mean over seeds; spread = "
-                            "t_last/t_first of the half-drop times, width = median "
-                            "(t_90 − t_10)/t_half, ari_final = adjusted Rand index of the found "
-                            "groups)", table))
-    lookup = {(r["task"], r["method"]): r for r in table}
+                                 f"{seeds[0]})" + ("; theory thick and translucent, training "
+                                                   "thin with markers." if any(
+                                                       c is not None for c in curves) else "."),
+                                 rows))
+    blocks.append(ctx.table("metrics", "Emergence metrics (training: mean over seeds; theory: "
+                            "seed 0. spread = t_last/t_first of the half-drop times, width = "
+                            "median (t_90 − t_10)/t_half, ari_final = adjusted Rand index of "
+                            "the found groups)", table))
+    lookup = {(r["task"], r["method"]): r for r in table if r["source"] == "training"}
     parts, passed = [], []
     for task in tasks:
         mean, grouped = lookup[(task, "mean")], lookup[(task, "grouped")]

@@ -111,8 +111,9 @@ def verdict(
     times = {name: c.crossing_times(fractions) for name, c in curves.items()}
     errors = _relative_errors(*times.values())
     notes = []
+    pairs = list(times.items())
     for f in fractions:
-        for (name, t), (other, t_other) in (list(times.items()), list(times.items())[::-1]):
+        for (name, t), (other, t_other) in (pairs, pairs[::-1]):
             end = float(curves[other].t[-1])
             if t[f] is not None and t_other[f] is None and end >= t[f]:
                 notes.append(f"{name} reaches {f:g}·L_ref at t = {t[f]:.4g}, {other} has not "

@@ -15,6 +15,7 @@ Methods (ℓ_n the loss of example n, ℓ_g = mean of ℓ_n over the examples of
 
 * :class:`MeanLoss`            L = (1/N) Σ_n ℓ_n
 * :class:`GroupedLoss`         L = Σ_g ℓ_g²            (∇L = Σ_g 2 ℓ_g ∇ℓ_g)
+* :class:`PowerGroupedLoss`    L = Σ_g (ℓ_g + ε)^γ     (γ = ½: "root", ∇L = Σ_g ∇ℓ_g / 2√(ℓ_g + ε))
 * :class:`GroupDRO`            L = Σ_g q_g ℓ_g,  q_g ∝ q_g exp(η ℓ_g) each call
 * :class:`ClusterGroupedLoss`  Σ_g ℓ_g² over groups found by clustering per-example gradients
 * :class:`SVDGroupedLoss`      L = Σ_i (σ_i Σ_n ℓ_n α̂_i(n))², from the SVD of the gradients
@@ -42,6 +43,7 @@ __all__ = [
     "LossMethod",
     "MeanLoss",
     "PerExampleLoss",
+    "PowerGroupedLoss",
     "SVDGroupedLoss",
     "assign_to_centroids",
     "cluster_centroids",
@@ -118,6 +120,31 @@ class GroupedLoss(LossMethod):
             raise ValueError("GroupedLoss needs group labels")
         means, present = group_means(losses, groups, self.num_groups)
         return (means[present] ** 2).sum(), _group_diagnostics(means, present)
+
+
+class PowerGroupedLoss(LossMethod):
+    """L = Σ_g (ℓ_g + ε)^γ over the groups present; γ = ½ (the default) is the "root" loss.
+
+    ∇L = Σ_g γ(ℓ_g + ε)^{γ−1} ∇ℓ_g: each group weighted by a power of its own loss. γ = 1, ε = 0
+    is the unweighted sum of group means, γ = 2, ε = 0 the grouped loss. On the modes task a
+    capability's strength grows at rate λ_g ∝ s_g^{2γ−1} during its plateau independently of its
+    frequency (:func:`dynamics.modes.plateau_rates`): γ = ½ is the one power at which every
+    capability grows at the same rate √2, whatever its frequency and scale. ε (loss units)
+    keeps the gradient bounded as ℓ_g → 0; diagnostics as :class:`GroupedLoss`.
+    """
+
+    def __init__(self, num_groups: int, power: float = 0.5, eps: float = 1e-2) -> None:
+        self.num_groups = num_groups
+        self.power = power
+        self.eps = eps
+        self.name = "root" if power == 0.5 else f"power-{power:g}"
+
+    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
+        if groups is None:
+            raise ValueError("PowerGroupedLoss needs group labels")
+        means, present = group_means(losses, groups, self.num_groups)
+        loss = ((means[present] + self.eps) ** self.power).sum()
+        return loss, _group_diagnostics(means, present)
 
 
 class GroupDRO(LossMethod):

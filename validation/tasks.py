@@ -4,14 +4,18 @@
   capability g = singular mode g, its examples are x = v_g. Time in t = η·step.
 * :class:`ParityTask`: multitask sparse parity (Michaud et al. 2023). Time in steps.
 * :func:`train_task`: trains a task with a method from :mod:`validation.grouped`.
-* :func:`compare_methods`: emergence metrics of several methods over seeds.
+* :func:`predict_task`: the same run predicted by :mod:`dynamics.modes` (modes tasks).
+* :func:`compare_methods`: emergence metrics of several methods over seeds;
+  :func:`emergence_table` runs it for several tasks (with theory columns for the modes tasks)
+  and :func:`table_markdown` formats the rows.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,30 +25,50 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from validation.emergence import adjusted_rand, summarize_run
+from dynamics.modes import ROOT_EPS, ModesProblem, predict_groups
+from validation.emergence import adjusted_rand, group_emergence, summarize_run
 from validation.grouped import (
     ClusterGroupedLoss,
     GroupDRO,
     GroupedLoss,
     LossMethod,
     MeanLoss,
+    PowerGroupedLoss,
     SVDGroupedLoss,
 )
 
 __all__ = [
     "METHODS",
     "TASKS",
+    "THEORY",
     "ModesTask",
     "ParityMLP",
     "ParityTask",
     "TaskResult",
     "compare_methods",
+    "emergence_table",
     "make_method",
     "make_task",
+    "predict_task",
+    "table_markdown",
     "train_task",
 ]
 
-METHODS = ("mean", "grouped", "cluster", "svd", "dro")
+METHODS = ("mean", "grouped", "cluster", "svd", "dro", "root")
+"""Loss methods by name: :mod:`validation.grouped`'s MeanLoss, GroupedLoss,
+ClusterGroupedLoss, SVDGroupedLoss, GroupDRO and PowerGroupedLoss with γ = ½ ("root")."""
+
+THEORY = {
+    "mean": "mean",
+    "grouped": "grouped",
+    "cluster": "grouped",
+    "svd": "svd",
+    "dro": "dro",
+    "root": "root",
+}
+"""Training method -> the :mod:`dynamics.modes` method that predicts it on a modes task.
+``cluster`` is the grouped loss once its clusters are the true modes (ARI 1, measured);
+``svd`` is predicted under the approximation of orthogonal per-capability gradients."""
 
 
 def _power_law(count: int, exponent: float) -> np.ndarray:
@@ -123,6 +147,12 @@ class ModesTask:
     def threshold(self) -> np.ndarray:
         """Emergence threshold per group: half its reference loss (DESIGN t_0.5)."""
         return self.reference_loss / 2
+
+    def problem(self, model: nn.Module) -> ModesProblem:
+        """The run as a :class:`dynamics.modes.ModesProblem` (float64), from ``model``'s weights:
+        X₀ = W₂, Y₀ = W₁ᵀ, targets A = [u_g], B = [v_g], weights p̂_g of the mean loss."""
+        w1, w2 = (p.detach().double().cpu().numpy() for p in model.parameters())
+        return ModesProblem(self.scales, self.frequencies, self.left, self.right, w2, w1.T)
 
     def make_model(self, generator: torch.Generator) -> nn.Module:
         """``Sequential(W₁, W₂)`` without biases, entries N(0, σ²) drawn from ``generator``."""
@@ -342,6 +372,8 @@ def make_method(name: str, task: Task, seed: int = 0, **options: Any) -> LossMet
         return GroupedLoss(k, **options)
     if name == "dro":
         return GroupDRO(k, **options)
+    if name == "root":
+        return PowerGroupedLoss(k, **{"power": 0.5, "eps": ROOT_EPS, **options})
     gradient_options = {"params": task.gradient_params, **options}
     if name == "cluster":
         return ClusterGroupedLoss(k, task.per_example_loss, seed=seed, **gradient_options)
@@ -384,6 +416,27 @@ def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
 
 
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op torch threads (None: leave as is), restored afterwards."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _recorded_steps(steps: int, record: int | Sequence[int]) -> set[int]:
+    if isinstance(record, int):
+        recorded = set(range(0, steps + 1, record))
+    else:
+        recorded = {int(s) for s in record if 0 <= s <= steps}
+    recorded.add(steps)
+    return recorded
+
+
 def train_task(
     task: Task,
     method: str | LossMethod,
@@ -394,6 +447,7 @@ def train_task(
     record: int | Sequence[int] = 1,
     progress: bool = False,
     dtype: torch.dtype = torch.float32,
+    threads: int | None = 1,
 ) -> TaskResult:
     """Train ``task`` for ``steps`` steps of ``optimizer`` (``"sgd"``/``"adam"``), rate η = lr.
 
@@ -402,17 +456,30 @@ def train_task(
     ``record``: every that many steps (int) or the listed steps (e.g. log-spaced ones from
     :func:`validation.train.record_steps`); the final step is always recorded. A tqdm bar
     is shown only with ``progress`` and a terminal on stderr. Wall time excludes nothing
-    but the model's construction (evaluation at the record steps is included).
+    but the model's construction (evaluation at the record steps is included). ``threads``:
+    torch intra-op threads during the run (default 1: these models are small, and on a busy
+    2-core machine two threads made a modes run 40x slower, measured); None leaves it as is.
     """
+    with _torch_threads(threads):
+        return _train(task, method, steps, lr, seed, optimizer, record, progress, dtype)
+
+
+def _train(
+    task: Task,
+    method: str | LossMethod,
+    steps: int,
+    lr: float,
+    seed: int,
+    optimizer: str,
+    record: int | Sequence[int],
+    progress: bool,
+    dtype: torch.dtype,
+) -> TaskResult:
     generator = torch.Generator().manual_seed(seed)
     model = task.make_model(generator).to(dtype)
     loss_method = make_method(method, task, seed) if isinstance(method, str) else method
     opt = _optimizer(optimizer, model, lr)
-    if isinstance(record, int):
-        recorded = set(range(0, steps + 1, record))
-    else:
-        recorded = {int(s) for s in record if 0 <= s <= steps}
-    recorded.add(steps)
+    recorded = _recorded_steps(steps, record)
     history: list[tuple[int, np.ndarray, np.ndarray | None]] = []
     ari_steps: list[int] = []
     ari: list[float] = []
@@ -454,6 +521,67 @@ def train_task(
     )
 
 
+def predict_task(
+    task: ModesTask,
+    method: str,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    record: int | Sequence[int] = 1,
+    discrete: bool = False,
+    **options: Any,
+) -> TaskResult:
+    """The run ``train_task(task, method, steps, lr, seed, "sgd", record)`` predicted by theory.
+
+    The initial weights are drawn exactly as :func:`train_task` draws them (same ``seed``);
+    :func:`dynamics.modes.predict_groups` then integrates the derived order-parameter flow of
+    ``THEORY[method]`` (``discrete``: the exact full-batch GD map of rate ``lr``) and
+    samples ℓ_g at the recorded t = η·step. ``options`` go to ``predict_groups`` (``eps``,
+    ``dro_step``). ``wall_seconds`` is the integration time; ``ari`` is empty.
+    """
+    if not isinstance(task, ModesTask):
+        raise TypeError("theory exists for the modes tasks only")
+    model = task.make_model(torch.Generator().manual_seed(seed))
+    recorded = np.array(sorted(_recorded_steps(steps, record)))
+    prediction = predict_groups(
+        task.problem(model), THEORY[method], recorded * lr, lr=lr, discrete=discrete, **options
+    )
+    return TaskResult(
+        task=task.name,
+        method=f"{method} (theory{', GD map' if discrete else ''})",
+        seed=seed,
+        lr=lr,
+        time_unit=task.time_unit,
+        steps=recorded,
+        time=recorded * lr,
+        group_loss=prediction.group_loss,
+        group_accuracy=None,
+        threshold=task.threshold,
+        ari_steps=np.array([], dtype=int),
+        ari=np.array([]),
+        wall_seconds=prediction.seconds,
+    )
+
+
+def _summary(result: TaskResult) -> dict[str, float]:
+    summary = summarize_run(result.time, result.group_loss, result.threshold, result.group_accuracy)
+    summary["wall_s"] = result.wall_seconds
+    summary["ari_final"] = float(result.ari[-1]) if result.ari.size else float("nan")
+    summary["ari_min"] = float(result.ari.min()) if result.ari.size else float("nan")
+    return summary
+
+
+def _aggregate(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Mean over seeds (``<metric>``) and sd, ddof 1 (``<metric>_sd``); NaNs ignored."""
+    row: dict[str, float] = {}
+    for metric in runs[0]:
+        values = np.array([run[metric] for run in runs], dtype=float)
+        finite = values[np.isfinite(values)]
+        row[metric] = float(finite.mean()) if finite.size else float("nan")
+        row[f"{metric}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    return row
+
+
 def compare_methods(
     task_name: str,
     methods: Sequence[str] = METHODS,
@@ -461,6 +589,8 @@ def compare_methods(
     steps: int | None = None,
     lr: float | None = None,
     progress: bool = False,
+    theory: bool = False,
+    threads: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Emergence metrics of each method on task ``task_name`` over ``seeds``: one row each.
 
@@ -468,40 +598,109 @@ def compare_methods(
     (``train_task(..., seed=seed)``) are built from that seed, with the task's default
     steps, η, optimizer and recording (:data:`TASKS`) unless given. Each row holds the
     method, the number of seeds, the time unit and, for every metric of
-    :func:`~validation.emergence.summarize_run` plus ``wall_s`` and ``ari_final`` (ARI at
-    the last re-clustering), its mean over seeds (``<metric>``) and standard deviation
-    (``<metric>_sd``, ddof 1). NaN runs (e.g. fewer than two groups emerged) are ignored.
+    :func:`~validation.emergence.summarize_run` plus ``wall_s``, ``ari_final`` (ARI at the
+    last re-clustering) and ``ari_min`` (lowest ARI over the run), its mean over seeds
+    (``<metric>``) and standard deviation (``<metric>_sd``, ddof 1). NaN values (e.g. a
+    spread with fewer than two groups emerged) are left out of the mean and sd.
+
+    With ``theory`` (modes tasks only) every run is also predicted (:func:`predict_task`,
+    the flow) and the row gets ``theory_<metric>`` (mean over seeds) for ``spread``,
+    ``width``, ``t_first``, ``t_last`` and ``worst_final``, and ``theory_error``: the largest
+    relative difference |t_pred − t_train|/t_train of a group's threshold time, over groups
+    and seeds.
     """
     setting = TASKS[task_name]
+    steps = steps or setting.steps
+    lr = lr or setting.lr
     rows = []
     for method in methods:
-        runs = []
+        runs, predicted, errors = [], [], []
         for seed in seeds:
             task = make_task(task_name, seed)
             result = train_task(
-                task,
-                method,
-                steps=steps or setting.steps,
-                lr=lr or setting.lr,
-                seed=seed,
-                optimizer=setting.optimizer,
-                record=setting.record,
-                progress=progress,
-            )
-            summary = summarize_run(result.time, result.group_loss, result.threshold)
-            summary["wall_s"] = result.wall_seconds
-            summary["ari_final"] = float(result.ari[-1]) if result.ari.size else float("nan")
-            runs.append(summary)
+                task, method, steps=steps, lr=lr, seed=seed, optimizer=setting.optimizer,
+                record=setting.record, progress=progress, threads=threads,
+            )  # fmt: skip
+            runs.append(_summary(result))
+            if theory:
+                with _torch_threads(threads):
+                    prediction = predict_task(task, method, steps, lr, seed, setting.record)
+                predicted.append(_summary(prediction))
+                t_pred = group_emergence(prediction.time, prediction.group_loss, task.threshold)
+                t_train = group_emergence(result.time, result.group_loss, task.threshold)
+                ratio = t_pred["t_threshold"] / t_train["t_threshold"]
+                errors.extend(np.abs(ratio[np.isfinite(ratio)] - 1))
         row: dict[str, Any] = {
             "task": task_name,
             "method": method,
             "seeds": len(runs),
             "time_unit": task.time_unit,
+            "steps": steps,
+            "lr": lr,
+            **_aggregate(runs),
         }
-        for metric in runs[0]:
-            values = np.array([run[metric] for run in runs])
-            row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
-            finite = values[np.isfinite(values)]
-            row[f"{metric}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else np.nan
+        if theory:
+            aggregated = _aggregate(predicted)
+            for metric in ("spread", "width", "t_first", "t_last", "worst_final"):
+                row[f"theory_{metric}"] = aggregated[metric]
+            row["theory_error"] = float(max(errors)) if errors else float("nan")
         rows.append(row)
     return rows
+
+
+def emergence_table(
+    task_names: Sequence[str] = ("modes", "modes-scale", "parity"),
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = range(5),
+    theory: bool = True,
+    progress: bool = False,
+    steps: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`compare_methods` for every task in ``task_names`` (rows concatenated), with the
+    theory columns for the modes tasks when ``theory``; ``steps`` overrides the task defaults
+    per task name."""
+    rows = []
+    for name in task_names:
+        rows += compare_methods(
+            name, methods, seeds, steps=(steps or {}).get(name), progress=progress,
+            theory=theory and name.startswith("modes"),
+        )  # fmt: skip
+    return rows
+
+
+def _pm(row: Mapping[str, Any], metric: str, digits: int = 3) -> str:
+    value, sd = row.get(metric, float("nan")), row.get(f"{metric}_sd", float("nan"))
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = f"{value:.{digits}g}"
+    return text if sd is None or not np.isfinite(sd) else f"{text} ± {sd:.2g}"
+
+
+def table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of :func:`compare_methods` / :func:`emergence_table` as a markdown table.
+
+    Columns: task, method, seeds, spread t_last/t_first of the half-drop times (± sd over
+    seeds), sd of ln t_half, median width (t_90 − t_10)/t_half of the loss, median width of
+    the accuracy rise (classification), fraction emerged, worst-group final loss, wall time
+    per run, final ARI of the found groups, and — for the modes tasks — the spread predicted
+    by theory and the largest relative error of a predicted emergence time.
+    """
+    header = (
+        "| task | method | seeds | spread t_last/t_first | sd ln t | width (loss) "
+        "| width (accuracy) | emerged | worst-group final loss | wall s/run | ARI final "
+        "| spread (theory) | max theory error |"
+    )
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    for row in rows:
+        theory_spread = row.get("theory_spread", float("nan"))
+        error = row.get("theory_error", float("nan"))
+        cells = [
+            str(row["task"]), str(row["method"]), str(row["seeds"]),
+            _pm(row, "spread"), _pm(row, "sd_log_t", 2), _pm(row, "width", 2),
+            _pm(row, "acc_width", 2), _pm(row, "emerged", 2), _pm(row, "worst_final"),
+            _pm(row, "wall_s", 2), _pm(row, "ari_final", 2),
+            f"{theory_spread:.3g}" if np.isfinite(theory_spread) else "–",
+            f"{100 * error:.2g} %" if np.isfinite(error) else "–",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

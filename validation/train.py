@@ -40,6 +40,7 @@ go on, and the result names it with its step and loss.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -425,6 +426,33 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
     return out
 
 
+SMALL_WORK = 2**23  # multiply-adds per step below which a CPU run uses one thread
+
+
+@contextlib.contextmanager
+def _threads(batch: _Batch, device: torch.device):
+    """One torch CPU thread while a step is small (< SMALL_WORK multiply-adds), then restore.
+
+    A step is a few batched matmuls of ~1e5-1e6 multiply-adds and small ops; splitting them
+    over threads gains little, and where the cores are shared, each parallel region can wait
+    a whole scheduler tick for a descheduled thread (measured: 10-300x slower on 2 busy
+    cores). ``torch.set_num_threads`` is process-wide: the previous value is put back.
+    """
+    s, f, k, n = batch.w.shape
+    work = s * f * k * batch.z.shape[2] * n * 2
+    if batch.cross_entropy:
+        work += s * n * n * k * 3
+    before = torch.get_num_threads()
+    small = device.type == "cpu" and work < SMALL_WORK and before > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -462,7 +490,8 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
                                    config.eps, wd)
         limit = (DIVERGENCE * batch.l_ref).to(dtype)
         start = time.perf_counter()
-        losses, rec_losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
+        with _threads(batch, device):
+            losses, rec_losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
         loss = raw.copy()

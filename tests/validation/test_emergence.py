@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from validation.emergence import (
+    accuracy_emergence,
     adjusted_rand,
     crossing_time,
     drop_times,
@@ -77,3 +78,21 @@ def test_summarize_run_of_logistic_curves():
     assert summary["width"] == pytest.approx((0.2 + 0.1) / 2, abs=1e-6)
     assert summary["emerged"] == 1.0
     assert summary["worst_final"] == pytest.approx(loss[-1].max())
+
+
+def test_accuracy_emergence_of_linear_rises():
+    # accuracy rises linearly from 0.5 at t = 10 + g to 1.0 at t = 20 + g (group g)
+    t = np.arange(0.0, 40.5, 0.5)
+    acc = np.stack([np.clip(0.5 + 0.05 * (t - 10 - g), 0.5, 1.0) for g in (0, 4)], axis=1)
+    rise = accuracy_emergence(t, acc)
+    np.testing.assert_allclose(rise["t_lo"], [12.0, 16.0])  # 0.6 = chance + 0.2·(1 − chance)
+    np.testing.assert_allclose(rise["t_mid"], [15.0, 19.0])
+    np.testing.assert_allclose(rise["t_hi"], [18.0, 22.0])
+    np.testing.assert_allclose(rise["width"], [6 / 15, 6 / 19])
+    flat = accuracy_emergence(t, np.full((t.size, 1), 0.55))
+    assert np.isnan(flat["t_mid"]).all()
+    loss = logistic_drops(t, [15.0, 19.0])
+    summary = summarize_run(t, loss, threshold=0.5, group_accuracy=acc)
+    assert summary["acc_width"] == pytest.approx(np.median([6 / 15, 6 / 19]))
+    assert summary["acc_spread"] == pytest.approx(19 / 15)
+    assert np.isnan(summarize_run(t, loss, threshold=0.5)["acc_width"])

@@ -11,6 +11,7 @@ from validation.grouped import (
     GroupDRO,
     GroupedLoss,
     MeanLoss,
+    PowerGroupedLoss,
     SVDGroupedLoss,
     cluster_unit_gradients,
     flatten_grads,
@@ -71,6 +72,26 @@ def test_grouped_loss_skips_and_reports_absent_groups():
     assert info["absent"] == [1, 3]
     assert torch.isnan(info["group_loss"][[1, 3]]).all()
     torch.testing.assert_close(info["group_loss"][[0, 2]], torch.tensor([2.0, 4.0]))
+
+
+@pytest.mark.parametrize("power, eps", [(0.5, 1e-2), (2.0, 0.0), (1.0, 0.0)])
+def test_power_grouped_loss_value_and_gradient_equal_the_formula(power, eps):
+    theta = torch.tensor([0.3, -1.2, 2.0, 0.5, 1.1, -0.4], requires_grad=True)
+    groups = torch.tensor([0, 0, 1, 1, 1, 3])  # group 2 absent
+    method = PowerGroupedLoss(4, power=power, eps=eps)
+    loss, info = method(theta**2, groups)
+    (grad,) = torch.autograd.grad(loss, theta)
+    t = theta.detach()
+    ell = torch.stack([(t[:2] ** 2).mean(), (t[2:5] ** 2).mean(), (t[5:] ** 2).mean()])
+    assert loss.item() == pytest.approx(((ell + eps) ** power).sum().item())
+    # dL/dθ_n = γ (ℓ_g + ε)^(γ−1) · 2θ_n / n_g
+    owner, sizes = torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([2.0, 3.0, 1.0])
+    expected = power * ((ell + eps) ** (power - 1))[owner] * 2 * t / sizes[owner]
+    torch.testing.assert_close(grad, expected)
+    assert info["absent"] == [2]
+    assert method.name == {0.5: "root", 2.0: "power-2", 1.0: "power-1"}[power]
+    if power == 2.0:  # γ = 2, ε = 0 is the grouped loss
+        assert loss.item() == pytest.approx(GroupedLoss(4)(theta**2, groups)[0].item())
 
 
 def test_dro_weights_follow_exponentiated_gradient_and_loss_uses_them():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -48,11 +50,12 @@ def direct_loss(kind: str, targets: list, params: list):
     return (xp.exp(log_p) * (log_p - log_q)).sum()
 
 
-def torch_optim_run(spec, kind: str, config: TrainConfig) -> tuple[list, np.ndarray]:
-    """The per-seed loop by hand: nn.Parameters, torch.optim, float64; loss at every step."""
+def torch_optim_run(spec, kind: str, config: TrainConfig,
+                    dtype: torch.dtype = torch.float64) -> tuple[list, np.ndarray]:
+    """The per-seed loop by hand: nn.Parameters, torch.optim (float64); loss at every step."""
     factors = spec.factors()
-    targets = [torch.tensor(t) for t, _ in factors.values()]
-    params = [torch.nn.Parameter(torch.tensor(w)) for _, w in factors.values()]
+    targets = [torch.tensor(t, dtype=dtype) for t, _ in factors.values()]
+    params = [torch.nn.Parameter(torch.tensor(w, dtype=dtype)) for _, w in factors.values()]
     kwargs = {"lr": config.lr, "weight_decay": spec.weight_decay}
     if config.optimizer in ("sgd", "momentum"):
         kwargs["momentum"] = config.momentum
@@ -86,8 +89,14 @@ def rel(a, b) -> float:
         ("attention", "momentum", 0.05, 0.5, 0.01),
         ("attention", "adamw", 0.01, 0.0, 0.1),
         ("vector", "adam", 0.01, 0.0, 0.1),
+        ("factorization", "sgd", 0.05, 0.6, 0.0),  # optimizer "sgd" with μ > 0: heavy ball
+        ("attention", "sgd", 0.05, 0.0, 0.02),
+        ("vector", "momentum", 0.1, 0.7, 0.1),
+        ("vector", "sgd", 0.1, 0.0, 0.0),
         ("ce", "sgd", 0.5, 0.0, 0.01),
+        ("ce", "momentum", 0.2, 0.9, 0.0),
         ("ce", "adam", 0.01, 0.0, 0.01),
+        ("ce", "adamw", 0.01, 0.0, 0.05),
     ],
 )
 def test_optimizers_equal_torch_optim(kind, optimizer, lr, momentum, decay):
@@ -100,6 +109,42 @@ def test_optimizers_equal_torch_optim(kind, optimizer, lr, momentum, decay):
         assert rel(result.params[name][0], want) < 1e-12
     assert rel(result.loss[0], losses) < 1e-12
     assert result.diverged == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "optimizer", "betas", "eps"),
+    [
+        ("factorization", "adam", (0.8, 0.99), 1e-3),
+        ("attention", "adamw", (0.5, 0.9), 1e-6),
+        ("ce", "adam", (0.0, 0.5), 0.1),
+    ],
+)
+def test_adam_hyperparameters_equal_torch_optim(kind, optimizer, betas, eps):
+    spec = specs_of(kind, weight_decay=0.03)
+    config = TrainConfig(optimizer=optimizer, lr=0.02, betas=betas, eps=eps, steps=150,
+                         dtype="float64", device="cpu")
+    result = train(spec, config)
+    params, losses = torch_optim_run(spec, kind, config)
+    # m/(√v + ε) turns the rounding of a near-zero gradient entry into an O(1) change of its
+    # step, so the two gradient formulas agree a little less closely than for SGD
+    for name, want in zip(spec.factors(), params, strict=True):
+        assert rel(result.params[name][0], want) < 1e-10
+    assert rel(result.loss[0], losses) < 1e-10
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+def test_float32_follows_torch_optim_in_float32(optimizer):
+    """The default dtype: parameters, gradients and state in float32 (rounding-level agreement
+    with torch.optim run in float32, far closer than to a float64 run would allow if not)."""
+    spec = specs_of("factorization", weight_decay=0.01)
+    config = TrainConfig(optimizer=optimizer, lr=0.05 if optimizer in ("sgd", "momentum")
+                         else 0.01, steps=200, device="cpu")
+    assert config.dtype == "float32"
+    result = train(spec, config)
+    params, losses = torch_optim_run(spec, "factorization", config, torch.float32)
+    for name, want in zip(spec.factors(), params, strict=True):
+        assert want.dtype == np.float32 and rel(result.params[name][0], want) < 1e-5
+    assert rel(result.loss[0], losses) < 1e-5
 
 
 @pytest.mark.parametrize("kind", ["vector", "factorization", "ce", "attention"])
@@ -153,13 +198,22 @@ def test_batched_seeds_equal_separate_runs():
         assert np.array_equal(batched.trajectories[s].t, config.lr[s] * batched.steps)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_divergence_stops_one_seed_only(dtype):
-    specs = [specs_of("factorization", seed=s) for s in range(3)]
-    base = TrainConfig(lr=0.05, steps=300, dtype=dtype, device="cpu")
+@pytest.mark.parametrize(("dtype", "optimizer", "kind", "big"), [
+    ("float32", "sgd", "factorization", 40.0),
+    ("float64", "sgd", "factorization", 40.0),
+    ("float32", "momentum", "factorization", 40.0),
+    ("float32", "adam", "factorization", 30.0),
+    ("float64", "sgd", "attention", 40.0),
+    ("float32", "sgd", "ce", 1e5),
+])
+def test_divergence_stops_one_seed_only(dtype, optimizer, kind, big):
+    specs = [specs_of(kind, seed=s) for s in range(3)]
+    lr = 0.01 if optimizer == "adam" else 0.05
+    base = TrainConfig(optimizer=optimizer, lr=lr, steps=300, dtype=dtype, device="cpu")
     healthy = train(specs, base)
+    assert healthy.diverged == [] and healthy.messages == []
     with pytest.warns(RuntimeWarning, match="seed 1 diverged at step"):
-        result = train(specs, TrainConfig(**{**base.__dict__, "lr": [0.05, 40.0, 0.05]}))
+        result = train(specs, TrainConfig(**{**base.__dict__, "lr": [lr, big, lr]}))
     [(seed, step, value)] = result.diverged
     assert seed == 1 and 0 < step < 300
     assert not value <= DIVERGENCE * specs[1].l_ref
@@ -167,14 +221,22 @@ def test_divergence_stops_one_seed_only(dtype):
     assert np.isnan(result.loss[1, step + 1:]).all() and result.final_loss[1] == value
     assert result.trajectories[1].steps.max() < step
     assert "seed 1" in result.messages[0] and f"step {step}" in result.messages[0]
+    assert f"loss {value:.4g}" in result.messages[0]
     for s in (0, 2):  # the others: bitwise what they do without the diverging seed
         assert np.array_equal(result.loss[s], healthy.loss[s])
-        assert np.array_equal(result.params["X"][s], healthy.params["X"][s])
+        for name in healthy.params:
+            assert np.array_equal(result.params[name][s], healthy.params[name][s])
 
 
-def test_runs_are_bitwise_deterministic():
-    specs = [specs_of("attention", seed=s) for s in range(3)]
-    config = TrainConfig(optimizer="adamw", lr=0.01, steps=100, weight_decay=0.01, device="cpu")
+@pytest.mark.parametrize(("kind", "optimizer", "dtype"), [
+    ("attention", "adamw", "float32"),
+    ("factorization", "sgd", "float32"),
+    ("ce", "momentum", "float64"),
+])
+def test_runs_are_bitwise_deterministic(kind, optimizer, dtype):
+    specs = [specs_of(kind, seed=s) for s in range(3)]
+    config = TrainConfig(optimizer=optimizer, lr=0.01, steps=100, weight_decay=0.01,
+                         dtype=dtype, device="cpu")
     a, b = train(specs, config), train(specs, config)
     assert np.array_equal(a.loss, b.loss)
     for name in a.params:
@@ -256,6 +318,29 @@ def test_overrides_and_defaults():
 def test_progress_bar_is_silent_off_a_terminal(capfd):
     train(specs_of("vector"), TrainConfig(steps=200, progress=True, device="cpu"))
     assert capfd.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train(specs_of("factorization"), TrainConfig(steps=300, progress=True, device="cpu"))
+    err = capsys.readouterr().err
+    assert "step/s" in err and "loss=" in err and "300/300" in err
+    train(specs_of("factorization"), TrainConfig(steps=300, progress=False, device="cpu"))
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["factorization", "ce"])
+def test_float32_every_step_loss_and_thread_count(kind):
+    """Between record steps the loss is the float32 one: close to a float64 run's; the run
+    leaves torch's thread setting as it found it."""
+    threads = torch.get_num_threads()
+    spec = specs_of(kind, seed=8)
+    config = TrainConfig(lr=0.2 if kind == "ce" else 0.05, steps=1000, device="cpu")
+    result = train(spec, config)
+    assert torch.get_num_threads() == threads
+    assert np.setdiff1d(np.arange(1001), result.steps).size > 400
+    again = train(spec, TrainConfig(**{**config.__dict__, "dtype": "float64"}))
+    np.testing.assert_allclose(result.loss[0], again.loss[0], rtol=1e-4, atol=1e-6 * spec.l_ref)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
