@@ -9,6 +9,7 @@ from dynamics.trajectory import Trajectory
 from figures.plots import (
     MAX_VECTORS,
     ScalingPanel,
+    ScalingSet,
     Series,
     _wrap_latex,
     plot_groups,
@@ -59,15 +60,40 @@ def test_data_rows_are_the_drawn_curves():
     assert {r["source"] for r in rows} == {"theory", "training"}
 
 
+def test_several_settings_get_one_plateau_row_each_above_the_data():
+    slow, fast = _logistic(), _logistic()
+    fast = Trajectory(fast.t / 2, fast.loss, fast.l_ref, fast.cosines, fast.norms, "flow")
+    fig = plot_trajectories([Series(slow, "slow"), Series(fast, "fast", color=1)])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "plateaus (top rows, one per setting)" in labels
+    loss_ax = fig.axes[0]
+    spans = [p for p in loss_ax.patches if p.get_alpha() and p.get_alpha() > 0.3]
+    assert len(spans) == 2  # one row per setting, in the band above the data
+    top = max(float(np.max(s.loss / s.l_ref)) for s in (slow, fast))
+    low, high = np.log10(loss_ax.get_ylim())
+    assert (np.log10(top) - low) / (high - low) < 1 - 2 * 0.035  # the band holds no data
+
+
 def test_scaling_and_group_figures():
     x = np.array([1e-3, 1e-2, 1e-1])
-    panel = ScalingPanel("σ", "σ", x, np.log(1 / x), 0.1 * x, x, np.log(1 / x), "closed form",
-                         extra=("other", np.log(1 / x), 0 * x))
+    line = ("closed form", np.geomspace(1e-3, 1e-1, 20), np.log(1 / np.geomspace(1e-3, 1e-1, 20)))
+    panel = ScalingPanel("σ", "σ", (ScalingSet("measured", x, np.log(1 / x), 0.1 * x, (line,)),
+                                    ScalingSet("other", x, np.log(2 / x), 0 * x)))
     fig = plot_scaling([panel, panel], "t_0.5")
     assert sum(ax.get_visible() for ax in fig.axes) == 2
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["closed form", "measured", "other"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.001", "0.01", "0.1"]
     t = np.linspace(0, 1, 10)
-    fig = plot_groups([("mean", t, np.exp(-np.outer(t, [1, 2])))], ["g0", "g1"])
+    fig = plot_groups([("mean", t, np.exp(-np.outer(t, [1, 2]))),
+                       ("grouped", t[:5], np.exp(-np.outer(t[:5], [9, 9])))], ["g0", "g1"])
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["g0", "g1"]
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()  # one y range for every method
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+    fig = plot_groups([("mean", t, np.exp(-np.outer(t, [1, 2])))], ["g0", "g1"],
+                      theory=[(t, np.exp(-np.outer(t, [1, 2])))])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["g0", "g1", "theory",
+                                                                  "training"]
 
 
 def test_equations_render_and_wrap_at_top_level_signs():
