@@ -293,7 +293,7 @@ class ModesDynamics:
 
 @cache
 def modes_dynamics() -> ModesDynamics:
-    """The derived :class:`ModesDynamics` (derived once per process, ~1 s)."""
+    """The derived :class:`ModesDynamics` (derived once per process, 1–3 s)."""
     return ModesDynamics()
 
 

@@ -58,7 +58,8 @@ FACTOR_MARKERS = ("o", "s", "^", "D")  # experiment: one marker per factor
 THEORY_WIDTH = 1.8
 EXPERIMENT_WIDTH = 0.8
 MARKER_SIZE = 4.0
-MARK_EVERY = 0.07  # experiment markers, spaced by this fraction of the axes diagonal
+MARK_EVERY = 0.07  # markers of the group curves, spaced by this fraction of the axes diagonal
+MARKS = 14  # markers per training curve, evenly spaced along the time axis
 PLATEAU_ALPHA = 0.10
 BAND_ROW = 0.035  # several shaded settings: height of each one's plateau row (axes fraction)
 BAND_ALPHA = 0.45
@@ -222,8 +223,27 @@ def trajectory_rows(series: Sequence[Series], log_time: bool = False) -> list[di
     return rows
 
 
+def _marks(t: np.ndarray, span: tuple[float, float], log_time: bool, offset: float = 0.0,
+           count: int = MARKS) -> list[int]:
+    """Indices of ``t`` (sorted) nearest to ``count`` times evenly spaced along the time axis
+    over ``span`` (in log t on a log axis), shifted by ``offset`` of a spacing: markers evenly
+    spread in x however the samples are spaced or the curve wiggles."""
+    if t.size == 0:
+        return []
+
+    def axis(x: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(x, span[0])) if log_time else x
+    lo, hi = axis(np.array(span, dtype=float))
+    step = (hi - lo) / count if hi > lo else 1.0
+    targets = lo + step * (np.arange(count + 1) + offset)
+    u = axis(t)
+    index = np.clip(np.searchsorted(u, targets), 0, t.size - 1)
+    inside = (targets >= u[0] - step / 2) & (targets <= u[-1] + step / 2)
+    return sorted(set(index[inside].tolist()))
+
+
 def _draw(ax: plt.Axes, c: _Curve, color: str, theory: bool, style: int,
-          size: float = MARKER_SIZE) -> None:
+          size: float = MARKER_SIZE, marks: list[int] | None = None) -> None:
     if theory:
         ax.plot(c.t, c.y, color=color, lw=THEORY_WIDTH, ls=FACTOR_LINES[style % 4], alpha=0.9)
         if c.band is not None:
@@ -231,7 +251,7 @@ def _draw(ax: plt.Axes, c: _Curve, color: str, theory: bool, style: int,
     else:
         ax.plot(c.t, c.y, color=color, lw=EXPERIMENT_WIDTH, ls="-",
                 marker=FACTOR_MARKERS[style % 4], ms=size, mfc="none", mew=0.9,
-                markevery=MARK_EVERY)
+                markevery=MARK_EVERY if marks is None else marks)
         if c.band is not None:
             for edge in c.band:
                 ax.plot(c.t, edge, color=color, lw=0.6, ls=":")
@@ -262,15 +282,24 @@ def plot_trajectories(
     shaded = [(s, p) for s, p in phases if p is not None and p["plateaus"]]
     fig, axes = _figure(3, legend=_legend_handles(series, factors, many, len(shaded)),
                         title=title)
-    later = sum(not s.theory for s in series)  # training series still to draw
+    training = sum(not s.theory for s in series)
+    later = training  # training series still to draw
+    positive = [s.trajectory.t[s.trajectory.t > 0] for s in series]
+    span = (min((float(t.min()) for t in positive if t.size), default=1.0),
+            max((float(s.trajectory.t[-1]) for s in series), default=1.0))
+    if not log_time:
+        span = (0.0, span[1])
     for s in series:
         color = PALETTE[s.color % len(PALETTE)]
-        # earlier training series get bigger markers, so that coinciding ones stay visible
+        # earlier training series get bigger markers, so that coinciding ones stay visible;
+        # their markers are staggered along t
         later -= not s.theory
         size = MARKER_SIZE + (0 if s.theory else 1.5 * later)
         for c in _curves(s.trajectory, log_time):
+            marks = None if s.theory else _marks(c.t, span, log_time,
+                                                 (training - 1 - later) / max(training, 1))
             _draw(axes[0][c.panel], c, color, s.theory,
-                  factors.index(c.factor) if c.factor else 0, size)
+                  factors.index(c.factor) if c.factor else 0, size, marks)
     for s, p in phases:
         if p is not None:
             row = next((i for i, (t, _) in enumerate(shaded) if t is s), 0)

@@ -781,11 +781,10 @@ def _scaling_theory(title: str, xs: np.ndarray, specs: list[list[dict[str, Any]]
     if title.startswith("init"):
         return ((law, fine, np.array([theory.plateau_time(1.0, v, n=n) for v in fine])),)
     if title.startswith("n at fixed σ"):
-        return ((law, fine, np.array([theory.plateau_time(1.0, sigma, n=round(m))
-                                      for m in fine])),)
+        return ((law, fine, np.array([theory.plateau_time(1.0, sigma, n=m) for m in fine])),)
     if title.startswith("n at fixed init"):
         return (("σ = ε/√n: (1/2s)[ln(2ns/ε²) + 0.389]", fine,
-                 np.array([theory.plateau_time_fixed_norm(1.0, eps, round(m)) for m in fine])),)
+                 np.array([theory.plateau_time_fixed_norm(1.0, eps, m) for m in fine])),)
     if title.startswith("rank"):
         means = [np.mean([theory.crossing_time(make_spec(spec)) for spec in seeds])
                  for seeds in specs]
@@ -882,7 +881,10 @@ def _section_scaling(ctx: Context) -> SectionResult:
                    "σ = ε/√n); for the ranks, the staircase of independent logistic modes of "
                    "the same seeds' specs; for η, the flow's law (η → 0) and the same law at "
                    "GD's linear-phase growth rate s_η = ln(1 + ηs)/η. Settings not swept: "
-                   f"rank 1, s = 1, n = {n}, σ = {sigma:g}, η = {lr:g}, λ = 0.", rows),
+                   f"rank 1, s = 1, n = {n}, σ = {sigma:g}, η = {lr:g}, λ = 0.", rows + [
+                       {"sweep": title, "x": float(x), f"closed form: {label}": float(y)}
+                       for title, data in sets.items() for label, xs, ys in data.lines
+                       for x, y in zip(xs, ys, strict=True)]),
         ctx.table("table", "t_0.5 (in t) per sweep point, measured and closed form", rows)]
     gauss_t = sets[rank_gauss].mean
     equal_t = sets[rank_equal].mean
@@ -1334,7 +1336,7 @@ def _stem(section: Section) -> str:
 
 
 def _save_section(out: Path, section: Section, result: SectionResult, quick: bool,
-                  seconds: float) -> None:
+                  seconds: float, command: str) -> None:
     """Write the section's HTML fragment (``sections/``) and its claims and data (``data/``).
 
     The page is assembled from the fragments on disk, so ``--only`` refreshes its sections
@@ -1347,7 +1349,7 @@ def _save_section(out: Path, section: Section, result: SectionResult, quick: boo
         f"<h2 id='{section.slug}'>{section.number}. {html.escape(section.title)}</h2>",
         *(block.html() for block in result.blocks),
         f"<p class='small'>Built {stamp} by a {'quick' if quick else 'full'} run in "
-        f"{seconds:.1f} s.</p>"])
+        f"{seconds:.1f} s; regenerate this section: <code>{html.escape(command)}</code></p>"])
     (out / "sections").mkdir(exist_ok=True)
     (out / "sections" / f"{_stem(section)}.html").write_text(fragment, encoding="utf-8")
     record = {"quick": quick, "built": stamp, "seconds": seconds, "reasons": reasons,
@@ -1422,7 +1424,7 @@ def _run_section(ctx: Context) -> tuple[str | None, float]:
     finally:
         ctx.bar.close()
     seconds = time.perf_counter() - started
-    _save_section(ctx.out, ctx.section, result, ctx.quick, seconds)
+    _save_section(ctx.out, ctx.section, result, ctx.quick, seconds, ctx.command)
     return error, seconds
 
 

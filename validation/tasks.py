@@ -26,7 +26,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from dynamics.modes import ROOT_EPS, ModesProblem, predict_groups
-from validation.emergence import adjusted_rand, group_emergence, summarize_run
+from validation.emergence import (
+    adjusted_rand,
+    emergence_spread,
+    group_emergence,
+    summarize_run,
+)
 from validation.grouped import (
     ClusterGroupedLoss,
     GroupDRO,
@@ -406,6 +411,37 @@ class TaskResult:
     ari_steps: np.ndarray
     ari: np.ndarray
     wall_seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready emergence summary (plain floats and lists; NaN for "never").
+
+        ``emergence_times``: per group, t_half (half of its own drop); ``threshold_times``:
+        first ℓ_g ≤ threshold; ``widths``: (t_90 − t_10)/t_half per group; ``spread``:
+        max/min of ``emergence_times``; ``worst_group_final``: max_g ℓ_g at the end;
+        ``seconds``: wall time; ``ari`` / ``ari_steps``: found groups against the true ones
+        at each re-clustering; ``summary``: :func:`~validation.emergence.summarize_run`.
+        Times in ``time_unit``.
+        """
+        per_group = group_emergence(self.time, self.group_loss, self.threshold)
+        return {
+            "task": self.task,
+            "method": self.method,
+            "seed": self.seed,
+            "lr": self.lr,
+            "time_unit": self.time_unit,
+            "steps": int(self.steps[-1]),
+            "emergence_times": per_group["t_half"].tolist(),
+            "threshold_times": per_group["t_threshold"].tolist(),
+            "widths": per_group["width"].tolist(),
+            "spread": emergence_spread(per_group["t_half"])["ratio"],
+            "worst_group_final": float(self.group_loss[-1].max()),
+            "seconds": self.wall_seconds,
+            "ari": self.ari.tolist(),
+            "ari_steps": self.ari_steps.tolist(),
+            "summary": summarize_run(
+                self.time, self.group_loss, self.threshold, self.group_accuracy
+            ),
+        }
 
 
 def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import shlex
 
 import pytest
 
@@ -64,7 +66,35 @@ def test_rerun_with_the_same_cache_recomputes_nothing(report, capsys):
     assert main(["report", "--quick", "--out", str(report), "--only", "1,rank-1,11"]) == 0
     record = json.loads((report / "data" / "run.json").read_text())
     assert record["cache"]["misses"] == 0 and record["cache"]["hits"] > 0
-    assert "total wall time" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "total wall time" in out
+    for bar in (" 1. scalar-vector", " 2. rank-1", "11. equations"):  # one bar per section
+        assert bar in err
+
+
+def test_the_command_under_each_figure_regenerates_it(report):
+    page = (report / "index.html").read_text()
+    commands = {html.unescape(c) for c in re.findall(r"regenerate: <code>([^<]+)</code>", page)}
+    slugs = {s.slug for s in SECTIONS if s.slug != "equations"}  # equations: no figure
+    assert {shlex.split(c)[3] for c in commands} == slugs
+    command = next(c for c in commands if "--only rank-1 " in c)
+    assert shlex.split(command)[:2] == ["scurve", "report"]
+    figure = report / "figures" / "02-rank-1-curves.png"
+    before = figure.stat().st_mtime_ns
+    assert main(shlex.split(command)[1:]) == 0
+    assert figure.stat().st_mtime_ns > before
+    assert json.loads((report / "data" / "run.json").read_text())["cache"]["misses"] == 0
+
+
+def test_report_jobs_run_on_a_dask_cluster(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["report", "--quick", "--out", str(tmp_path), "--only", "scalar-vector",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    record = json.loads((tmp_path / "data" / "run.json").read_text())
+    assert record["cache"]["misses"] > 0 and not record["errors"]
+    assert (tmp_path / "figures" / "01-scalar-vector-curves.png").is_file()
 
 
 @pytest.mark.parametrize("only", ["12", "nonsense", ","])

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +23,16 @@ def _power(config: dict) -> dict:
     """A job: x ** p for x = 0..n-1, and the thread it ran on."""
     return {"values": np.arange(config["n"]) ** config["p"],
             "thread": threading.current_thread().name}
+
+
+_CALLS: list[int] = []
+
+
+def _slow_counted(config: dict) -> dict:
+    """A job that takes a while and counts its calls."""
+    _CALLS.append(config["n"])
+    time.sleep(0.3)
+    return {"n": config["n"]}
 
 
 def _fails(config: dict) -> dict:
@@ -101,3 +118,58 @@ def test_dask_executor_on_a_local_cluster(tmp_path):
                        stats=stats)
     assert out[0]["values"].tolist() == [0, 1, 4]
     assert stats.misses == 1
+
+
+def test_a_job_running_for_one_caller_is_shared_with_another(tmp_path):
+    _CALLS.clear()
+    jobs = [(_slow_counted, {"n": 7}), (_slow_counted, {"n": 7})]  # twice in one call, too
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(2) as callers:
+        stats = [CacheStats(), CacheStats()]
+        futures = [callers.submit(run_jobs, jobs, pool, tmp_path, None, st) for st in stats]
+        results = [f.result() for f in futures]
+    assert _CALLS == [7]  # computed once for the four requests
+    assert all(r == [{"n": 7}, {"n": 7}] for r in results)
+    assert sum(st.misses for st in stats) == 1 and sum(st.hits for st in stats) == 3
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+
+_KILLED_RUN = """
+import json, os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from figures.sweeps import CacheStats, run_jobs
+
+def job(config):
+    if config["slow"] and not os.environ.get("FAST"):
+        time.sleep(120)
+    return {"i": config["i"]}
+
+stats = CacheStats()
+with ThreadPoolExecutor(2) as pool:
+    run_jobs([(job, {"i": 0, "slow": False}), (job, {"i": 1, "slow": True})], pool,
+             sys.argv[1], stats=stats)
+print(json.dumps(stats.to_dict()))
+"""
+
+
+def test_a_run_killed_midway_keeps_every_finished_job(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(_KILLED_RUN))
+    cache = tmp_path / "cache"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = subprocess.Popen([sys.executable, str(script), str(cache)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(cache.glob("*.npz")):  # the fast job has finished and been cached
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.1)
+    finally:
+        run.kill()  # SIGKILL: no clean-up code runs
+        run.wait()
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = subprocess.run([sys.executable, str(script), str(cache)], capture_output=True,
+                           text=True, env={**env, "FAST": "1"}, check=True)
+    stats = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (stats["hits"], stats["misses"]) == (1, 1)  # only the unfinished job is redone
+    assert not list(cache.glob(".tmp-*"))

@@ -1,5 +1,7 @@
 """Tasks are deterministic and correct; one training loop serves every method."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -97,6 +99,11 @@ def test_train_task_runs_every_method_deterministically(method):
         assert result.ari.size >= 1 and result.ari[0] == pytest.approx(1.0)
     else:
         assert result.ari.size == 0
+    summary = result.summary()
+    json.dumps(summary)  # JSON-ready
+    assert len(summary["emergence_times"]) == 3 and summary["steps"] == 30
+    assert summary["worst_group_final"] == pytest.approx(result.group_loss[-1].max())
+    assert len(summary["ari"]) == result.ari.size
 
 
 def test_train_task_on_parity_records_accuracy_in_steps():
