@@ -64,6 +64,7 @@ PLATEAU_ALPHA = 0.10
 BAND_ROW = 0.035  # several shaded settings: height of each one's plateau row (axes fraction)
 BAND_ALPHA = 0.45
 LOSS_AXIS_FLOOR = 1e-12  # L / L_ref below this is float64 rounding noise: the axis stops here
+GROUP_AXIS_FLOOR = 1e-10  # ℓ_g / ℓ_ref,g below this is rounding noise (float32 training)
 MAX_VECTORS = 3  # above this many learned vectors per factor: median and 10-90 % band
 TIME_LABEL = "t  (= η · step)"
 RC = {
@@ -442,7 +443,7 @@ def plot_scaling(panels: Sequence[ScalingPanel], title: str = "", columns: int =
         if panel.log_y:
             ax.set_yscale("log")
         ticks = sorted(set(ticks))
-        ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks])
+        ax.set_xticks(ticks, [f"{x:g}" if x == round(x) else f"{x:.2g}" for x in ticks])
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.set_title(panel.title)
@@ -464,10 +465,12 @@ def plot_groups(
     """Per-capability curves: one panel per ``(method, t (T,), group values (T, G))``.
 
     One colour per group (the same in every panel); every panel on the same log y range and
-    time range, so that methods compare at a glance. ``theory`` (one ``(t, values)`` or None
-    per panel) is drawn solid and thick under the training curves, which then get markers.
+    time range, so that methods compare at a glance; the y axis stops at
+    :data:`GROUP_AXIS_FLOOR` (the label says so when data lie below). ``theory`` (one
+    ``(t, values)`` or None per panel) is drawn solid and thick under the training curves,
+    which then get markers.
     """
-    columns = min(len(panels), 3)
+    columns = 2 if len(panels) == 4 else min(len(panels), 3)
     rows = int(np.ceil(len(panels) / columns))
     theory = list(theory) if theory is not None else [None] * len(panels)
     with_theory = any(th is not None for th in theory)
@@ -483,7 +486,9 @@ def plot_groups(
     values_all = [v for v in values_all if v.size]
     low = min((float(v.min()) for v in values_all), default=1e-3)
     high = max((float(v.max()) for v in values_all), default=1.0)
-    low = max(low, LOSS_AXIS_FLOOR)
+    if low < GROUP_AXIS_FLOOR:  # below: rounding noise of the float32 runs and the theory
+        low = GROUP_AXIS_FLOOR
+        ylabel += f" (axis cut at $10^{{{np.log10(GROUP_AXIS_FLOOR):.0f}}}$)"
     for ax, (name, t, values), th in zip(axes.ravel(), panels, theory, strict=False):
         if th is not None:
             th_t, th_values = th
@@ -498,7 +503,7 @@ def plot_groups(
                 ax.plot(t, values[:, g], color=PALETTE[g % len(PALETTE)], lw=1.5)
         ax.set_xlim(0, end)  # one time axis for every method: shorter runs end early
         ax.set_yscale("log")
-        ax.set_ylim(low / 2, high * 2)
+        ax.set_ylim(low if low == GROUP_AXIS_FLOOR else low / 2, high * 2)
         ax.set_title(name)
         ax.set_xlabel(time_label)
         ax.set_ylabel(ylabel)

@@ -718,7 +718,7 @@ def _section_weight_decay(ctx: Context) -> SectionResult:
     n = ctx.pick(20, 10)
     lambdas = ctx.pick((0.0, 0.1, 0.3, 0.5), (0.0, 0.3))
     settings = [
-        {"name": f"λ={lam:g}", "lr": 0.01, "t_max": 40.0,
+        {"name": f"λ={lam:g}", "lr": 0.01, "t_max": 15.0,
          "spec": {"kind": "factorization", "n": n, "rank": 1, "init": 0.05,
                   "singular_values": [1.0], "weight_decay": lam, "seed": 0}}
         for lam in lambdas
@@ -777,13 +777,13 @@ def _scaling_theory(title: str, xs: np.ndarray, specs: list[list[dict[str, Any]]
 
     fine = np.geomspace(xs.min(), xs.max(), 60) if xs.min() > 0 else np.linspace(
         xs.min(), xs.max(), 60)
-    law = "(1/2s′)[ln(2s′/σ²) + 0.389]"
+    law = "plateau law"
     if title.startswith("init"):
         return ((law, fine, np.array([theory.plateau_time(1.0, v, n=n) for v in fine])),)
     if title.startswith("n at fixed σ"):
         return ((law, fine, np.array([theory.plateau_time(1.0, sigma, n=m) for m in fine])),)
     if title.startswith("n at fixed init"):
-        return (("σ = ε/√n: (1/2s)[ln(2ns/ε²) + 0.389]", fine,
+        return (("plateau law at σ = ε/√n", fine,
                  np.array([theory.plateau_time_fixed_norm(1.0, eps, m) for m in fine])),)
     if title.startswith("rank"):
         means = [np.mean([theory.crossing_time(make_spec(spec)) for spec in seeds])
@@ -791,12 +791,12 @@ def _scaling_theory(title: str, xs: np.ndarray, specs: list[list[dict[str, Any]]
         return (("staircase closed form (same seeds)", xs, np.array(means)),)
     if title.startswith("weight"):
         fine = np.linspace(xs.min(), xs.max(), 60)
-        return ((law + ", s′ = s − λ − ν", fine, np.array(
+        return (("plateau law, s′ = s − λ − ν", fine, np.array(
             [theory.plateau_time(1.0, sigma, weight_decay=v, n=n) for v in fine])),)
     if title.startswith("step"):
         flow = theory.plateau_time(1.0, sigma, n=n)
         return (("flow (η → 0)", fine, np.full(fine.shape, flow)),
-                ("flow law with s → ln(1+ηs)/η", fine,
+                ("law at GD's rate s_η", fine,
                  np.array([flow / _gd_rate(1.0, v) for v in fine])))
     return ()
 
@@ -846,11 +846,12 @@ def _section_scaling(ctx: Context) -> SectionResult:
         for i in range(x.size):
             row = {"sweep": title, "x": x[i], "t_0.5 mean": mean[i], "t_0.5 sd": sd[i],
                    "seeds": len(seeds), "not reached": int(missing[i])}
-            for label, lx, ly in lines:
+            for j, (label, lx, ly) in enumerate(lines):
                 value = float(np.interp(np.log(x[i]), np.log(lx), ly) if x[i] > 0 and
                               lx.min() > 0 else np.interp(x[i], lx, ly))
-                row[f"closed form: {label}"] = value
-                row[f"rel. diff ({label})"] = mean[i] / value - 1
+                suffix = "" if j == 0 else f" {j + 1}"
+                row.update({f"closed form{suffix}": label, f"value{suffix}": value,
+                            f"measured/closed − 1{suffix}": mean[i] / value - 1})
             rows.append(row)
         sets[title] = ScalingSet("training, mean ± sd", x, mean, sd, lines)
     titles = [t for t, _, _ in sweeps]
@@ -882,7 +883,7 @@ def _section_scaling(ctx: Context) -> SectionResult:
                    "the same seeds' specs; for η, the flow's law (η → 0) and the same law at "
                    "GD's linear-phase growth rate s_η = ln(1 + ηs)/η. Settings not swept: "
                    f"rank 1, s = 1, n = {n}, σ = {sigma:g}, η = {lr:g}, λ = 0.", rows + [
-                       {"sweep": title, "x": float(x), f"closed form: {label}": float(y)}
+                       {"sweep": title, "x": float(x), "closed form": label, "value": float(y)}
                        for title, data in sets.items() for label, xs, ys in data.lines
                        for x, y in zip(xs, ys, strict=True)]),
         ctx.table("table", "t_0.5 (in t) per sweep point, measured and closed form", rows)]
@@ -1046,6 +1047,7 @@ def _section_cross_entropy(ctx: Context) -> SectionResult:
                  for _, rank, cfg in configs if rank != n]
     results = ctx.run([(job_train, cfg) for _, _, cfg in configs] + flow_jobs)
     flows = iter(results[len(configs):])
+    theories = [next(flows) if rank != n else None for _, rank, _ in configs]
     blocks: list[Block] = [TextBlock(
         "L = KL(softmax(vec C) ‖ softmax(vec XYᵀ)). No closure: the theory (solid) is the "
         "full-parameter gradient flow from the same initialisation, drawn for ranks below n "
@@ -1056,9 +1058,9 @@ def _section_cross_entropy(ctx: Context) -> SectionResult:
     for c in entry_scales:
         series = []
         for i, (cc, rank, _) in enumerate(configs):
-            theory = next(flows) if rank != n else None
             if cc != c:
                 continue
+            theory = theories[i]
             result = results[i]
             run = result["runs"][0]
             got[(c, rank)] = (run, bool(result["diverged"]))

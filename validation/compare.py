@@ -30,10 +30,11 @@ from dynamics.trajectory import Trajectory
 
 from .train import TrainConfig, TrainResult, _prepare, train
 
-__all__ = ["FRACTIONS", "TOLERANCE", "Comparison", "compare", "theories_for", "tolerance",
-           "verdict"]
+__all__ = ["FRACTIONS", "TOLERANCE", "Comparison", "compare", "judge", "sign_limit",
+           "theories_for", "tolerance", "verdict"]
 
 FRACTIONS = (0.5, 0.1, 0.01)
+MAX_STEPS = 200_000  # cap of the automatic number of training steps of compare()
 #: relative-error tolerance on crossing times for the verdict, per theory (float64 training).
 TOLERANCE = {"discrete": 1e-6, "modified": 0.01, "flow": 0.1, "sign": 0.1}
 #: float32 training resolves the loss to ~1e-7·L_ref: the exact map agrees only to ~1e-6.
@@ -107,16 +108,23 @@ def verdict(
     fractions: tuple[float, ...] = FRACTIONS,
 ) -> tuple[str, dict[float, float | None], list[str]]:
     """Verdict (module docstring), relative errors of t_f and notes on one-sided levels."""
-    curves = {"experiment": experiment, theory.method or "theory": theory}
-    times = {name: c.crossing_times(fractions) for name, c in curves.items()}
-    errors = _relative_errors(*times.values())
+    return judge(experiment.crossing_times(fractions), float(experiment.t[-1]),
+                 theory.crossing_times(fractions), float(theory.t[-1]), tol,
+                 theory.method or "theory")
+
+
+def judge(
+    experiment: dict[float, float | None], t_experiment: float,
+    theory: dict[float, float | None], t_theory: float, tol: float, name: str = "theory",
+) -> tuple[str, dict[float, float | None], list[str]]:
+    """:func:`verdict` from crossing times t_f and the end time t of each curve."""
+    errors = _relative_errors(experiment, theory)
     notes = []
-    pairs = list(times.items())
-    for f in fractions:
-        for (name, t), (other, t_other) in (pairs, pairs[::-1]):
-            end = float(curves[other].t[-1])
-            if t[f] is not None and t_other[f] is None and end >= t[f]:
-                notes.append(f"{name} reaches {f:g}·L_ref at t = {t[f]:.4g}, {other} has not "
+    pairs = [("experiment", experiment, t_experiment), (name, theory, t_theory)]
+    for f in experiment:
+        for (first, t, _), (other, t_other, end) in (pairs, pairs[::-1]):
+            if t[f] is not None and t_other.get(f) is None and end >= t[f]:
+                notes.append(f"{first} reaches {f:g}·L_ref at t = {t[f]:.4g}, {other} has not "
                              f"by its end t = {end:.4g}")
     compared = [e for e in errors.values() if e is not None]
     if notes or any(e > tol for e in compared):
@@ -133,7 +141,7 @@ def compare(
 
     If ``steps`` is None it is chosen from the predictions: enough steps to pass the first
     available theory's t_0.01 (``discrete``, else ``flow``, else ``sign``) by 20 % (capped at
-    200 000). Training records every step (exact crossing times). Raises ``ValueError`` if
+    :data:`MAX_STEPS`). Training records every step (exact crossing times). Raises ``ValueError`` if
     ``config.lr`` is not one number or the training diverges.
     """
     if np.ndim(config.lr) != 0:
@@ -157,8 +165,10 @@ def compare(
         reference = next((theories[n] for n in ("discrete", "flow", "sign") if n in theories),
                           None) or predict(spec, method="flow")
         t_stop = reference.crossing_times((0.01,))[0.01] or float(reference.t[-1])
-        steps = int(min(200_000, math.ceil(1.2 * t_stop / lr) + 1))
-        notes.append(f"steps chosen from the {reference.method or 'flow'} prediction: {steps}")
+        wanted = math.ceil(1.2 * t_stop / lr) + 1
+        steps = int(min(MAX_STEPS, wanted))
+        notes.append(f"steps chosen from the {reference.method or 'flow'} prediction: {steps}"
+                     + (f" (capped; {wanted} wanted)" if wanted > MAX_STEPS else ""))
     run_config = TrainConfig(**{**config.__dict__, "steps": steps, "record": "all"})
     result = train(spec, run_config)
     if result.diverged:
@@ -176,3 +186,38 @@ def compare(
         notes.append("experiment loss has non-finite values")
     return Comparison(experiment, theories, crossings, errors, verdicts, result, notes)
 
+
+def sign_limit(
+    spec: Problem,
+    lrs: tuple[float, ...] = (1e-3, 1e-4, 1e-5),
+    optimizer: str = "adam",
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    dtype: str = "float64",
+    device: str = "auto",
+) -> dict[str, object]:
+    """How closely Adam (or AdamW) at step sizes ``lrs`` follows its small-step limit, the
+    sign flow dθ/dt = −g/(|g| + ε): crossing times t_f of each run and their relative errors.
+
+    All step sizes train at once (one batched run, one seed per η) for enough steps to pass
+    the sign flow's t_0.01 by 20 % at the smallest η. Adam tends to the sign flow only when
+    its second-moment window, η/(1 − β₂) in t, is short against the plateau; the result
+    reports that ratio (``window``, over the sign flow's t_0.5) beside each error.
+    """
+    theory = predict(spec, method="sign", eps=eps, decoupled=optimizer == "adamw")
+    sign = theory.crossing_times(FRACTIONS)
+    t_stop = sign[0.01] or float(theory.t[-1])
+    lrs = tuple(float(lr) for lr in lrs)
+    steps = int(math.ceil(1.2 * t_stop / min(lrs)) + 1)
+    config = TrainConfig(optimizer=optimizer, lr=list(lrs), steps=steps, betas=betas, eps=eps,
+                         dtype=dtype, device=device)
+    result = train([spec] * len(lrs), config)
+    runs = []
+    for lr, crossings in zip(lrs, result.crossing_times(FRACTIONS), strict=True):
+        status, errors, _ = judge(crossings, lr * steps, sign, float(theory.t[-1]),
+                                  tolerance("sign", dtype), "sign")
+        window = lr / (1 - betas[1]) / sign[0.5] if sign[0.5] else None
+        runs.append({"lr": lr, "crossings": crossings, "relative_errors": errors,
+                     "window": window, "verdict": status})
+    return {"problem": spec.describe(), "optimizer": optimizer, "sign": sign, "steps": steps,
+            "runs": runs, "diverged": result.messages}

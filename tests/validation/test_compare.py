@@ -3,11 +3,13 @@
 * float64 SGD from a spec: crossing times equal the ``discrete`` theory to 1e-6 relative on
   fresh specs (factorization r ∈ {1, 3, 10}, attention head; also decay and momentum);
 * the verdict logic, on curves with known answers and through :func:`compare`;
-* (slow) Adam at small η against the ``sign`` flow on t_0.5: :func:`adam_vs_sign`.
+* :func:`validation.compare.sign_limit`, and (slow) Adam at small η against the ``sign``
+  flow on t_0.5.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -16,16 +18,19 @@ import pytest
 from dynamics.integrate import predict
 from dynamics.problems import AttentionHead, Factorization
 from dynamics.trajectory import Trajectory
-from validation import compare as compare_module
 from validation.compare import (
     FRACTIONS,
     TOLERANCE,
     compare,
+    sign_limit,
     theories_for,
     tolerance,
     verdict,
 )
 from validation.train import TrainConfig, train
+
+# the module (``validation.compare`` may also name the function, re-exported by the package)
+compare_module = importlib.import_module("validation.compare")
 
 # Fresh specs (seeds used nowhere else), each with a plateau and every level reached within
 # t_max: (spec, η, μ, t_max).
@@ -166,29 +171,52 @@ def test_compare_rejects_a_learning_rate_list():
         compare(spec, TrainConfig(lr=[0.1, 0.2]))
 
 
-def adam_vs_sign(spec, lr: float = 1e-3, optimizer: str = "adam", eps: float = 1e-8,
-                 dtype: str = "float64") -> dict[str, float | None]:
-    """Adam (or AdamW) at step size η against the sign flow: t_0.5 of each and the error."""
-    result = compare(spec, TrainConfig(optimizer=optimizer, lr=lr, eps=eps, dtype=dtype,
-                                       device="cpu"))
-    t_exp, t_sign = result.crossings["experiment"][0.5], result.crossings["sign"][0.5]
-    return {"t_exp": t_exp, "t_sign": t_sign, "error": result.relative_errors["sign"][0.5],
-            "steps": result.train_result.config.steps}
+def test_sign_limit_wiring(monkeypatch):
+    """sign_limit trains every η at once and judges each against the sign prediction (here a
+    stand-in: sign-SGD, i.e. Adam with β = (0, 0), run at the first step size itself)."""
+    spec = FRESH["rank1"][0]
+    stand_in = train(spec, TrainConfig(optimizer="adam", betas=(0.0, 0.0), lr=1e-3, steps=500,
+                                       dtype="float64", device="cpu", record="all"))
+    traj = stand_in.trajectories[0]
+    traj.method = "sign"
+    monkeypatch.setattr(compare_module, "predict", lambda spec, method, **kw: traj)
+    out = sign_limit(spec, lrs=(1e-3, 3e-3), betas=(0.0, 0.0), device="cpu")
+    same, other = out["runs"]
+    assert out["steps"] == int(np.ceil(1.2 * out["sign"][0.01] / 1e-3) + 1)
+    assert same["verdict"] == "agrees" and set(same["relative_errors"].values()) == {0.0}
+    assert same["crossings"] == stand_in.crossing_times()[0] == out["sign"]
+    assert other["lr"] == 3e-3 and all(e > 0 for e in other["relative_errors"].values())
+    assert same["window"] == pytest.approx(1e-3 / out["sign"][0.5])
+    json.dumps(out, allow_nan=False)
+
+
+# Fresh specs for Adam against the sign flow (t_0.5 of the flow ≈ 0.15-0.2 in t).
+ADAM = {
+    "rank1": Factorization.sample(20, 1, init=0.01, seed=4201),
+    "rank3": Factorization.sample(20, 3, init=0.01, seed=4203),
+    "attention": AttentionHead.sample(5, 2, init=0.1, seed=4220),
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("spec", "lr"),
-    [
-        (Factorization.sample(20, 1, init=0.01, seed=4201), 1e-3),
-        (Factorization.sample(20, 3, init=0.01, seed=4203), 1e-3),
-        (AttentionHead.sample(5, 2, init=0.1, seed=4220), 1e-3),
-    ],
-    ids=["rank1", "rank3", "attention"],
-)
-def test_adam_small_lr_follows_sign_flow(spec, lr):
-    """Issue #4: the sign flow predicts Adam's t_0.5 at small η within 10 % (target)."""
-    out = adam_vs_sign(spec, lr)
-    print(f"{spec.describe()}: Adam η = {lr:g}: t_0.5 = {out['t_exp']:.4g}, "
-          f"sign flow {out['t_sign']:.4g}, relative error {out['error']:.3g}")
-    assert out["error"] is not None and out["error"] <= 0.1
+@pytest.mark.parametrize("name", list(ADAM))
+def test_adam_small_lr_follows_sign_flow(name):
+    """Issue #4: how closely the sign flow predicts Adam's t_0.5 at small η (target 10 %).
+
+    Adam reaches the sign flow only once its β₂ window η/(1 − β₂) is short against the
+    plateau: Adam is faster while its second moment lags the growing gradient. Measured with
+    sign-SGD at η = 1e-5 standing in for the flow, relative error of t_0.5 (rank 1 / rank 3 /
+    attention): η = 1e-3: 0.33 / 0.34 / 0.71; 1e-4: 0.49 / 0.42 / 0.93; 1e-5: 0.18 / 0.12 /
+    0.19; 3e-6: 0.068 / 0.049 / 0.060 (window/t_0.5 = 0.02 / 0.018 / 0.0085). So the test asks
+    for 10 % at the smallest η, and checks the sign integration itself against sign-SGD (Adam
+    with β = (0, 0)) at a tiny step.
+    """
+    spec = ADAM[name]
+    out = sign_limit(spec, lrs=(1e-3, 1e-4, 1e-5, 3e-6), device="cpu")
+    for run in out["runs"]:
+        print(f"{out['problem']}: Adam η = {run['lr']:g} (window/t_0.5 = {run['window']:.3g}): "
+              f"t_0.5 = {run['crossings'][0.5]:.4g} vs sign flow {out['sign'][0.5]:.4g}, "
+              f"relative error {run['relative_errors'][0.5]:.3g}")
+    assert out["runs"][-1]["relative_errors"][0.5] <= 0.1
+    sgd = sign_limit(spec, lrs=(1e-5,), betas=(0.0, 0.0), device="cpu")
+    assert max(sgd["runs"][0]["relative_errors"].values()) < 0.01
