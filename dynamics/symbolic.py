@@ -78,6 +78,7 @@ __all__ = [
     "ReducedFlow",
     "ReducedGD",
     "cache_dir",
+    "component_equations",
     "full_flow",
     "reduced_flow",
     "reduced_gd",
@@ -742,3 +743,42 @@ def state_from_spec(spec: object, momentum: bool = False) -> tuple[Arrays, Array
     factors = spec.factors()  # type: ignore[attr-defined]
     params = {f: w for f, (_, w) in factors.items()}
     return state_from_params(params, {f: t for f, (t, _) in factors.items()}, momentum)
+
+
+def component_equations(kind: str, rank: int, latex: bool = False) -> list[str]:
+    """The reduced flow written entry by entry for target rank r = model rank k = ``rank``.
+
+    The compiled :func:`reduced_flow` is evaluated on arrays of SymPy symbols (P_F[i, j],
+    symmetric U_F[i, j] = U_F[j, i], symmetric G_F[i, j]), so these are exactly the equations
+    that are integrated, expanded: for rank 1 the scalar ODEs of the seeds, e.g.
+    dP_X/dt = G_X P_Y − P_X U_Y − λP_X. Time is continuous t. One string per independent entry.
+    """
+    _check_kind(kind)
+    if isinstance(rank, bool) or int(rank) != rank or rank < 1:
+        raise ValueError(f"rank: must be an integer >= 1, got {rank!r}")
+    rank = int(rank)
+    flow = reduced_flow(kind)
+    lam = sp.Symbol("lambda" if latex else "λ")  # λ: plain text that sympify reads back
+
+    def entries(name: str, symmetric: bool) -> np.ndarray:
+        def entry(i: int, j: int) -> sp.Symbol:
+            i, j = (min(i, j), max(i, j)) if symmetric else (i, j)
+            return sp.Symbol(f"{name}_{i + 1}{j + 1}" if rank > 1 else name)
+
+        return np.array([[entry(i, j) for j in range(rank)] for i in range(rank)], dtype=object)
+
+    model = _model(kind)
+    state = {f"{p}_{f}": entries(f"{p}_{f}", p == "U") for f in model.names for p in "PU"}
+    gram = {f: entries(f"G_{model.targets[f].name}", True) for f in model.names}
+    rates = flow.rhs(state, gram, lam, 0.0)
+    out = []
+    for key, rate in rates.items():
+        symmetric = key.startswith("U")
+        for i in range(rank):
+            for j in range(i if symmetric else 0, rank):
+                lhs, rhs = state[key][i, j], sp.expand(sp.nsimplify(rate[i, j], rational=True))
+                if latex:
+                    out.append(rf"\frac{{d{sp.latex(lhs)}}}{{dt}} = {sp.latex(rhs)}")
+                else:
+                    out.append(f"d{lhs}/dt = {sp.sstr(rhs)}")
+    return out

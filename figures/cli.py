@@ -224,7 +224,12 @@ def _cmd_derive(args: argparse.Namespace) -> int:
         if args.problem == "factorization":
             blocks["cross-entropy, full-parameter flow"] = symbolic.full_flow(
                 args.problem, loss="ce")
-        blocks = {k: v.latex() if args.latex else v.text() for k, v in blocks.items()}
+        blocks = {k: v.latex() for k, v in blocks.items()}
+        if not args.latex:
+            from pylatexenc.latex2text import LatexNodes2Text
+
+            plain = LatexNodes2Text(math_mode="text").latex_to_text
+            blocks = {k: [plain(line) for line in v] for k, v in blocks.items()}
     for title, lines in blocks.items():
         print(f"# {title}")
         print("\n".join(lines))

@@ -1150,10 +1150,10 @@ def _section_grouped(ctx: Context) -> SectionResult:
     cheap = ctx.pick(tuple(m for m in METHODS if m not in GRADIENT_METHODS), ("mean", "grouped"))
     seeds = ctx.pick((0, 1, 2), (0,))
     configs = [{"task": task, "method": method, "seed": seed,
-                "steps": ctx.pick(None, TASKS[task].steps // 4)}
+                "steps": ctx.pick(None, min(TASKS[task].steps // 4, 1000))}
                for task in tasks for method in cheap for seed in seeds]
     # per-example gradients every step: ~0.04 s a step on the modes tasks, ~0.3 s on parity
-    gradient_steps = ctx.pick({"modes": 1000, "modes-scale": 1000}, {"modes": 200})
+    gradient_steps = ctx.pick({"modes": 1000, "modes-scale": 1000}, {"modes": 150})
     gradient_steps = {task: steps for task, steps in gradient_steps.items() if task in TASKS}
     configs += [{"task": task, "method": method, "seed": 0, "steps": steps}
                 for task, steps in gradient_steps.items() for method in GRADIENT_METHODS]
