@@ -347,24 +347,55 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- grouped
 def _cmd_grouped(args: argparse.Namespace) -> int:
-    from validation.tasks import run_grouped
+    import time
 
-    summary = run_grouped(args.task, args.method, seeds=range(args.seed, args.seed + args.seeds),
-                          steps=args.steps, lr=args.lr, progress=not args.json)
+    from validation.emergence import group_emergence, summarize_run
+    from validation.tasks import TASKS, make_task, train_task
+
+    setting = TASKS[args.task]
+    steps, lr = args.steps or setting.steps, args.lr or setting.lr
+    started = time.perf_counter()
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    per_seed: dict[str, list] = {key: [] for key in (
+        "emergence_times", "half_drop_times", "widths", "spread", "width", "worst_group_final",
+        "ari", "ari_steps")}
+    for seed in seeds:
+        task = make_task(args.task, seed)
+        result = train_task(task, args.method, steps=steps, lr=lr, seed=seed,
+                            optimizer=setting.optimizer, record=setting.record,
+                            progress=not args.json)
+        groups = group_emergence(result.time, result.group_loss, result.threshold)
+        summary = summarize_run(result.time, result.group_loss, result.threshold)
+        per_seed["emergence_times"].append(groups["t_threshold"])
+        per_seed["half_drop_times"].append(groups["t_half"])
+        per_seed["widths"].append(groups["width"])
+        per_seed["spread"].append(summary["spread"])
+        per_seed["width"].append(summary["width"])
+        per_seed["worst_group_final"].append(summary["worst_final"])
+        per_seed["ari"].append(result.ari)
+        per_seed["ari_steps"].append(result.ari_steps)
+    out = {"task": args.task, "method": args.method, "seeds": seeds, "steps": steps, "lr": lr,
+           "optimizer": setting.optimizer, "time_unit": result.time_unit,
+           **{k: v for k, v in per_seed.items() if not k.startswith("ari")},
+           "seconds": time.perf_counter() - started}
+    if args.method in ("cluster", "svd"):
+        out["ari"] = [float(a[-1]) if a.size else None for a in per_seed["ari"]]
+        out["ari_over_training"] = [{"steps": s, "ari": a} for s, a in
+                                    zip(per_seed["ari_steps"], per_seed["ari"], strict=True)]
     if args.json:
-        _emit_json(summary)
+        _emit_json(out)
         return 0
-    unit = summary["time_unit"]
-    print(f"{args.task} — method {args.method}, {args.seeds} seed(s), "
-          f"{summary['seconds']:.1f} s")
-    for seed, times in zip(summary["seeds"], summary["emergence_times"], strict=True):
-        shown = ", ".join("—" if t is None else f"{t:.4g}" for t in _jsonable(times))
-        print(f"  seed {seed}: emergence times ({unit}) per group: {shown}")
-    print(f"  spread (max/min emergence time): {_fmt_list(summary['spread'])}")
-    print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(summary['widths'])}")
-    print(f"  worst-group final loss: {_fmt_list(summary['worst_group_final'])}")
-    if "ari" in summary:
-        print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(summary['ari'])}")
+    unit = out["time_unit"]
+    print(f"{args.task} — method {args.method}, {len(seeds)} seed(s), {steps} steps of "
+          f"{setting.optimizer} at η = {lr:g}, {out['seconds']:.1f} s")
+    for seed, times in zip(seeds, out["emergence_times"], strict=True):
+        print(f"  seed {seed}: emergence time per group ({unit}, loss below its threshold): "
+              f"{_fmt_list(times)}")
+    print(f"  spread (max/min half-drop time): {_fmt_list(out['spread'])}")
+    print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(out['width'])}")
+    print(f"  worst-group final loss: {_fmt_list(out['worst_group_final'])}")
+    if "ari" in out:
+        print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(out['ari'])}")
     return 0
 
 

@@ -177,3 +177,19 @@ def test_derive_rank_1_is_the_scalar_system_of_design(capsys):
     assert set(rates) == set(design)
     for key, expected in design.items():
         assert sp.simplify(rates[key] - expected) == 0, key
+
+
+def test_grouped_json_has_the_emergence_metrics(capsys):
+    assert main(["grouped", "--task", "modes", "--method", "svd", "--seeds", "2",
+                 "--steps", "150", "--json"]) == 0
+    out = _json(capsys)
+    for key in ("emergence_times", "spread", "widths", "worst_group_final", "seconds", "ari"):
+        assert key in out
+    assert len(out["emergence_times"]) == len(out["ari"]) == 2
+    assert len(out["emergence_times"][0]) == 5  # five capability groups
+    assert all(0 <= a <= 1 for a in out["ari"] if a is not None)
+
+
+def test_grouped_bad_task_exits_2():
+    out = _run("grouped", "--task", "nope")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
