@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from dynamics.phases import Phases
     from dynamics.problems import Problem
+    from dynamics.trajectory import Trajectory
 
 __all__ = ["main"]
 
@@ -283,7 +284,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seeds = []
     for i, (traj, cross) in enumerate(zip(result.trajectories, crossings, strict=True)):
         seeds.append({"seed": i if from_file else args.seed + i,
-                      "crossings": _crossings_json(cross), "phases": traj.phases().to_dict(),
+                      "crossings": _crossings_json(cross), "phases": _phases_or_none(traj),
                       "final_loss": float(result.final_loss[i])})
     if args.json:
         single = len(seeds) == 1
@@ -308,21 +309,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for s, traj, cross in zip(seeds, result.trajectories, crossings, strict=True):
             print(f"seed {s['seed']}: final loss {s['final_loss']:.4g} "
                   f"(L_ref = {traj.l_ref:.4g})")
-            print("\n".join(_summary_lines(cross, traj.phases())))
+            if s["phases"] is None:
+                print("  too few samples before it diverged for a phase analysis")
+            else:
+                print("\n".join(_summary_lines(cross, traj.phases())))
     for i, step, value in result.diverged:
         print(f"scurve train: seed {seeds[i]['seed']} diverged at step {step} "
               f"(t = {step * args.lr:.4g}): loss {value:.4g}", file=sys.stderr)
     return EXIT_DIVERGED if result.diverged else 0
 
 
+def _phases_or_none(traj: Trajectory) -> dict | None:
+    """Phases of a run, or None when it diverged before giving enough samples to analyse."""
+    try:
+        return traj.phases().to_dict()
+    except ValueError:  # too few finite samples before the divergence
+        return None
+
+
 # --------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
     from dynamics.problems import load
-    from validation.compare import compare
+    from validation.compare import TrainingDiverged, compare
 
     spec = load(args.spec)
     config = _train_config(args, None, None)
-    comparison = compare(spec, config, steps=args.steps)
+    try:
+        comparison = compare(spec, config, steps=args.steps)
+    except TrainingDiverged as exc:
+        print(f"scurve compare: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
     if args.json:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), **comparison.to_dict()})
         return 0
@@ -347,41 +363,28 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- grouped
 def _cmd_grouped(args: argparse.Namespace) -> int:
+    """Train a capability task with a loss method, S seeds; metrics of TaskResult.summary()."""
     import time
 
-    from validation.emergence import group_emergence, summarize_run
     from validation.tasks import TASKS, make_task, train_task
 
     setting = TASKS[args.task]
     steps, lr = args.steps or setting.steps, args.lr or setting.lr
     started = time.perf_counter()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    per_seed: dict[str, list] = {key: [] for key in (
-        "emergence_times", "half_drop_times", "widths", "spread", "width", "worst_group_final",
-        "ari", "ari_steps")}
-    for seed in seeds:
-        task = make_task(args.task, seed)
-        result = train_task(task, args.method, steps=steps, lr=lr, seed=seed,
-                            optimizer=setting.optimizer, record=setting.record,
-                            progress=not args.json)
-        groups = group_emergence(result.time, result.group_loss, result.threshold)
-        summary = summarize_run(result.time, result.group_loss, result.threshold)
-        per_seed["emergence_times"].append(groups["t_threshold"])
-        per_seed["half_drop_times"].append(groups["t_half"])
-        per_seed["widths"].append(groups["width"])
-        per_seed["spread"].append(summary["spread"])
-        per_seed["width"].append(summary["width"])
-        per_seed["worst_group_final"].append(summary["worst_final"])
-        per_seed["ari"].append(result.ari)
-        per_seed["ari_steps"].append(result.ari_steps)
+    runs = [train_task(make_task(args.task, seed), args.method, steps=steps, lr=lr, seed=seed,
+                       optimizer=setting.optimizer, record=setting.record,
+                       progress=not args.json).summary() for seed in seeds]
+    per_seed = ("emergence_times", "threshold_times", "widths", "spread", "worst_group_final")
     out = {"task": args.task, "method": args.method, "seeds": seeds, "steps": steps, "lr": lr,
-           "optimizer": setting.optimizer, "time_unit": result.time_unit,
-           **{k: v for k, v in per_seed.items() if not k.startswith("ari")},
+           "optimizer": setting.optimizer, "time_unit": runs[0]["time_unit"],
+           **{key: [run[key] for run in runs] for key in per_seed},
+           "summary": [run["summary"] for run in runs],
            "seconds": time.perf_counter() - started}
     if args.method in ("cluster", "svd"):
-        out["ari"] = [float(a[-1]) if a.size else None for a in per_seed["ari"]]
-        out["ari_over_training"] = [{"steps": s, "ari": a} for s, a in
-                                    zip(per_seed["ari_steps"], per_seed["ari"], strict=True)]
+        out["ari"] = [run["ari"][-1] if run["ari"] else None for run in runs]
+        out["ari_over_training"] = [{"steps": run["ari_steps"], "ari": run["ari"]}
+                                    for run in runs]
     if args.json:
         _emit_json(out)
         return 0
@@ -389,10 +392,11 @@ def _cmd_grouped(args: argparse.Namespace) -> int:
     print(f"{args.task} — method {args.method}, {len(seeds)} seed(s), {steps} steps of "
           f"{setting.optimizer} at η = {lr:g}, {out['seconds']:.1f} s")
     for seed, times in zip(seeds, out["emergence_times"], strict=True):
-        print(f"  seed {seed}: emergence time per group ({unit}, loss below its threshold): "
+        print(f"  seed {seed}: emergence time per group ({unit}, half of its own drop): "
               f"{_fmt_list(times)}")
-    print(f"  spread (max/min half-drop time): {_fmt_list(out['spread'])}")
-    print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(out['width'])}")
+    print(f"  spread (max/min emergence time): {_fmt_list(out['spread'])}")
+    widths = [run["summary"]["width"] for run in runs]
+    print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(widths)}")
     print(f"  worst-group final loss: {_fmt_list(out['worst_group_final'])}")
     if "ari" in out:
         print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(out['ari'])}")

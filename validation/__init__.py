@@ -12,11 +12,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "TrainingDiverged": "compare",
+    "table_markdown": "tasks",
+    "emergence_table": "tasks",
+    "predict_task": "tasks",
+    "PowerGroupedLoss": "grouped",
     "TrainConfig": "train",
     "TrainResult": "train",
-    "train": "train",
     "Comparison": "compare",
-    "compare": "compare",
     "ClusterGroupedLoss": "grouped",
     "GroupDRO": "grouped",
     "GroupedLoss": "grouped",
@@ -35,15 +38,18 @@ __all__ = [
     "GroupDRO",
     "GroupedLoss",
     "MeanLoss",
+    "PowerGroupedLoss",
     "SVDGroupedLoss",
     "TrainConfig",
     "TrainResult",
-    "compare",
+    "TrainingDiverged",
     "compare_methods",
+    "emergence_table",
     "make_task",
     "per_example_grads",
+    "predict_task",
     "summarize_run",
-    "train",
+    "table_markdown",
     "train_task",
 ]
 

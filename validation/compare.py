@@ -30,8 +30,18 @@ from dynamics.trajectory import Trajectory
 
 from .train import TrainConfig, TrainResult, _prepare, train
 
-__all__ = ["FRACTIONS", "TOLERANCE", "Comparison", "compare", "judge", "sign_limit",
-           "theories_for", "tolerance", "verdict"]
+__all__ = [
+    "FRACTIONS",
+    "TOLERANCE",
+    "Comparison",
+    "TrainingDiverged",
+    "compare",
+    "judge",
+    "sign_limit",
+    "theories_for",
+    "tolerance",
+    "verdict",
+]
 
 FRACTIONS = (0.5, 0.1, 0.01)
 MAX_STEPS = 200_000  # cap of the automatic number of training steps of compare()
@@ -46,6 +56,10 @@ def tolerance(theory: str, dtype: str = "float64") -> float:
     if dtype == "float32" and theory in FLOAT32_TOLERANCE:
         return FLOAT32_TOLERANCE[theory]
     return TOLERANCE[theory]
+
+
+class TrainingDiverged(ValueError):
+    """The experiment of a comparison diverged (names seed, step and loss)."""
 
 
 def theories_for(optimizer: str, momentum: float = 0.0, loss: str = "mse") -> tuple[str, ...]:
@@ -173,7 +187,7 @@ def compare(
     result = train(spec, run_config)
     if result.diverged:
         seed, step, value = result.diverged[0]
-        raise ValueError(f"training diverged (seed {seed}, step {step}, loss {value:.3g})")
+        raise TrainingDiverged(f"training diverged (seed {seed}, step {step}, loss {value:.3g})")
     experiment = result.trajectories[0]
     crossings = {"experiment": experiment.crossing_times(FRACTIONS)}
     errors, verdicts = {}, {}

@@ -193,3 +193,10 @@ def test_grouped_json_has_the_emergence_metrics(capsys):
 def test_grouped_bad_task_exits_2():
     out = _run("grouped", "--task", "nope")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_train_all_seeds_diverging_still_exits_1():
+    out = _run("train", "--problem", "factorization", "--n", "20", "--rank", "3", "--seeds",
+               "2", "--lr", "50", "--steps", "50")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.count("diverged") == 2
