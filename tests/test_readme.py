@@ -16,10 +16,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test_command in ci
 
 
-def test_python_example_runs_and_theory_matches_experiment(capsys):
-    example = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+def test_python_examples_run_and_theory_matches_experiment(capsys):
     namespace: dict = {}
-    exec(compile(example, "README.md", "exec"), namespace)
+    for example in re.findall(r"```python\n(.*?)```", README, re.S):
+        exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["loss"].item() > 0 and set(namespace["info"]) >= {"absent"}
     theory, run = namespace["theory"], namespace["run"]
     for f, t in theory.crossing_times().items():
         assert abs(run.crossing_times()[0][f] - t) <= 1e-6 * t
