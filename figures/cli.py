@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from figures.jsonable import jsonable
+
 if TYPE_CHECKING:
     from dynamics.phases import Phases
     from dynamics.problems import Problem
@@ -76,26 +78,7 @@ def _float_list(text: str) -> list[float]:
 
 def _emit_json(obj: object) -> None:
     """Exactly one JSON object on stdout (NaN/inf are not JSON: they become null)."""
-    print(json.dumps(_jsonable(obj), allow_nan=False))
-
-
-def _jsonable(obj: object) -> object:
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    print(json.dumps(jsonable(obj), allow_nan=False))
 
 
 # --------------------------------------------------------------------------- sample
@@ -404,7 +387,7 @@ def _cmd_grouped(args: argparse.Namespace) -> int:
 
 
 def _fmt_list(values: Sequence[float | None]) -> str:
-    return ", ".join("—" if v is None else f"{v:.4g}" for v in _jsonable(list(values)))
+    return ", ".join("—" if v is None else f"{v:.4g}" for v in jsonable(list(values)))
 
 
 # --------------------------------------------------------------------------- report

@@ -37,6 +37,7 @@ from dynamics.trajectory import Trajectory
 
 from . import plots
 from .claims import ClaimResult, claims_table, verdict
+from .jsonable import jsonable
 from .plots import ScalingPanel, ScalingSet, Series
 from .sweeps import CacheStats, Job, default_executor, run_jobs
 
@@ -1357,7 +1358,7 @@ def _save_section(out: Path, section: Section, result: SectionResult, quick: boo
     record = {"quick": quick, "built": stamp, "seconds": seconds, "reasons": reasons,
               "claims": [c.__dict__ for c in result.claims], **result.data}
     (out / "data" / f"{_stem(section)}.json").write_text(
-        json.dumps(_jsonable(record), indent=1, ensure_ascii=False))
+        json.dumps(jsonable(record), indent=1, ensure_ascii=False))
 
 
 def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
@@ -1392,20 +1393,6 @@ def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
         f"<hr><p class='small'>{html.escape(footer)}</p></body></html>"])
     (out / "index.html").write_text(page, encoding="utf-8")
     return claims
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    return obj
 
 
 def _run_section(ctx: Context) -> tuple[str | None, float]:

@@ -8,59 +8,27 @@ Public names are imported lazily on first use, so importing the package is cheap
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dynamics.exports import lazy_exports
 
 _EXPORTS = {
-    "TrainingDiverged": "compare",
-    "table_markdown": "tasks",
-    "emergence_table": "tasks",
-    "predict_task": "tasks",
-    "PowerGroupedLoss": "grouped",
-    "TrainConfig": "train",
-    "TrainResult": "train",
-    "Comparison": "compare",
     "ClusterGroupedLoss": "grouped",
+    "Comparison": "compare",
     "GroupDRO": "grouped",
     "GroupedLoss": "grouped",
     "MeanLoss": "grouped",
+    "PowerGroupedLoss": "grouped",
     "SVDGroupedLoss": "grouped",
-    "per_example_grads": "grouped",
-    "make_task": "tasks",
-    "train_task": "tasks",
+    "TrainConfig": "train",
+    "TrainResult": "train",
+    "TrainingDiverged": "compare",
     "compare_methods": "tasks",
+    "emergence_table": "tasks",
+    "make_task": "tasks",
+    "per_example_grads": "grouped",
+    "predict_task": "tasks",
     "summarize_run": "emergence",
+    "table_markdown": "tasks",
+    "train_task": "tasks",
 }
 
-__all__ = [
-    "ClusterGroupedLoss",
-    "Comparison",
-    "GroupDRO",
-    "GroupedLoss",
-    "MeanLoss",
-    "PowerGroupedLoss",
-    "SVDGroupedLoss",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "compare_methods",
-    "emergence_table",
-    "make_task",
-    "per_example_grads",
-    "predict_task",
-    "summarize_run",
-    "table_markdown",
-    "train_task",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
