@@ -19,14 +19,6 @@ from dynamics.modes import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_problem(
     seed: int = 0,
     scales=(1.0, 1.5, 2.0),

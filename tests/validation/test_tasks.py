@@ -23,15 +23,6 @@ from validation.tasks import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: with 2 intra-op threads on a busy 2-core machine torch is ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_modes(seed: int = 0) -> ModesTask:
     return ModesTask(
         np.array([1.0, 2.0, 1.5]),
