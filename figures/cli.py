@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from dynamics.problems import KINDS
 from figures.jsonable import jsonable
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+PROBLEMS = tuple(KINDS)  # factorization, attention, vector: the spec kinds
 EXIT_DIVERGED = 1
 
 
@@ -431,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("sample", help="sample a problem spec (.npz) from a seed")
-    p.add_argument("problem", choices=("factorization", "attention", "vector"))
+    p.add_argument("problem", choices=PROBLEMS)
     _add_problem_options(p, required=True)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
@@ -451,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("derive", help="print the SymPy-derived equations of a problem")
-    p.add_argument("problem", choices=("factorization", "attention", "vector"))
+    p.add_argument("problem", choices=PROBLEMS)
     p.add_argument("--rank", type=_positive_int, default=None,
                    help="write the reduced flow component by component for r = k = RANK")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
@@ -459,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a spec (or S sampled seeds) with PyTorch, batched")
     p.add_argument("spec", type=Path, nargs="?", default=None, help="problem spec file (.npz)")
-    p.add_argument("--problem", choices=("factorization", "attention", "vector"), default=None,
+    p.add_argument("--problem", choices=PROBLEMS, default=None,
                    help="sample --seeds problems instead of reading SPEC.npz")
     _add_problem_options(p, required=False)
     p.add_argument("--seeds", type=_positive_int, default=1,
