@@ -89,6 +89,14 @@ __all__ = [
     "attention_blowup_time",
     "attention_overlaps",
     "attention_plateau_time",
+    "chain_crossing",
+    "chain_law",
+    "chain_law_slope",
+    "chain_local_slope",
+    "chain_loss",
+    "chain_plateau_time",
+    "chain_time",
+    "chain_u",
     "crossing_time",
     "initial_strengths",
     "logistic_crossing",
@@ -423,6 +431,220 @@ def attention_plateau_time(S: float, sigma: float, f: float = 0.5) -> float:
     if not 0 < f < 1:
         raise ValueError(f"f must be in (0, 1), got {f}")
     return ATTENTION_CONSTANT / (2 * S * sigma**2) + _attention_saturation(f, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth-D chain: the balanced aligned mode
+
+
+def _depth(depth: int) -> int:
+    if int(depth) != depth or depth < 2:
+        raise ValueError(f"depth must be an integer >= 2, got {depth}")
+    return int(depth)
+
+
+def _chain_j(y: float, log_r: float, depth: int) -> float:
+    """J_D(y) = ∫_0^y z dz/(1 − z^D) (y ≠ 1), with log_r = ln|1 − y^D| passed exactly.
+
+    Roots of unity ω_k = e^{2πik/D}: z/(1 − z^D) = −(1/D)Σ_k ω_k²/(z − ω_k), so
+    J_D(y) = −(1/D)[ln|1 − y| + Re Σ_{k=1}^{D−1} ω_k² ln(1 − y ω̄_k)] (each log on its
+    principal branch, continuous for y ∈ (0, ∞)), with ln|1 − y| = log_r − ln Σ_{j<D} y^j.
+    Below y = ½ the series Σ_m y^{mD+2}/(mD+2) is used (the logs cancel to O(y²) there).
+    D = 3: (1/3)[−ln(1 − y) + ½ln(1 + y + y²) − √3(atan((2y + 1)/√3) − π/6)];
+    D = 4: ½ atanh y².
+    """
+    if y < 0.5:
+        terms = [y ** (m * depth + 2) / (m * depth + 2) for m in range(64 // depth + 2)]
+        return math.fsum(reversed(terms))
+    omega = np.exp(2j * np.pi * np.arange(1, depth) / depth)
+    rest = float(np.sum(omega**2 * np.log(1 - y * np.conj(omega))).real)
+    near = log_r - math.log(math.fsum(y**j for j in range(depth)))
+    return -(near + rest) / depth
+
+
+def _chain_f(x: float, log_r: float, depth: int) -> float:
+    """Antiderivative of the time in units s = 1, D ≥ 3: F(y) = ∫ dy/(y^{D−1}(1 − y^D)).
+
+    y = x^{1/D}, x = u/s, log_r = ln|1 − x|; 1/(y^{D−1}(1 − y^D)) = y^{−(D−1)} + y/(1 − y^D), so
+    F(y) = −1/((D − 2)y^{D−2}) + J_D(y) (:func:`_chain_j`).
+    """
+    y = x ** (1 / depth)
+    return -1 / ((depth - 2) * y ** (depth - 2)) + _chain_j(y, log_r, depth)
+
+
+def _chain_time(x0: float, log_r0: float, x1: float, log_r1: float, depth: int) -> float:
+    """Time (s = 1) of u̇ = D u^{2−2/D}(1 − u) from x0 to x1 (log_r = ln|1 − x|), D ≥ 3."""
+    return _chain_f(x1, log_r1, depth) - _chain_f(x0, log_r0, depth)
+
+
+def chain_time(u0: float, u1: float, s: float, depth: int) -> float:
+    """Time for the balanced aligned depth-D mode to go from u0 to u1 (in t).
+
+    The mode: all D factors of X M₁⋯M_{D−2} Yᵀ along one target mode of strength s, each
+    factor's scalar a, product u = a^D; ȧ = a^{D−1}(s − a^D) gives (Saxe et al. 2014;
+    Arora et al. 2018)
+
+        du/dt = D u^{2−2/D} (s − u),
+        t(u0 → u1) = ∫_{u0}^{u1} du / (D u^{2−2/D}(s − u)) = s^{−(2−2/D)} [F(y1) − F(y0)],
+
+    y = (u/s)^{1/D}, F(y) = −1/((D − 2)y^{D−2}) + J_D(y), J_D(y) = ∫_0^y z dz/(1 − z^D) in
+    closed form for every integer D by partial fractions over the D-th roots of unity
+    (:func:`_chain_j`; D = 4: ½ atanh y²). D = 2 is the logistic dw/dt = 2w(s − w)
+    (:func:`logistic_w`). u0, u1 > 0 on the same side of s, in the direction of motion
+    (towards s); ``inf`` if u1 = s.
+    """
+    depth = _depth(depth)
+    if s <= 0 or u0 <= 0 or u1 <= 0:
+        raise ValueError(f"need s, u0, u1 > 0 (got s={s}, u0={u0}, u1={u1})")
+    if u1 == u0:
+        return 0.0
+    if u1 == s:
+        return math.inf
+    if (u0 < s) != (u1 < s) or (u1 < u0) != (u0 > s):
+        raise ValueError(f"u1={u1} is not reached from u0={u0}: u moves towards s={s}")
+    if depth == 2:
+        return _logistic_time(u0, u1, s)
+    t = _chain_time(u0 / s, math.log(abs(s - u0) / s), u1 / s, math.log(abs(s - u1) / s), depth)
+    return t / s ** (2 - 2 / depth)
+
+
+def chain_crossing(f: float, s: float, u0: float, depth: int) -> float:
+    """Exact t_f of the balanced aligned depth-D mode: first t with ½(s − u)² ≤ f·½s².
+
+    L_ref = ½s² (the zero model); the level is u_f = s(1 − √f) rising from u0 < u_f, or
+    s(1 + √f) falling from above; t_f = :func:`chain_time` (u0 → u_f). D = 2 is
+    :func:`logistic_crossing`. 0 if L(0) ≤ f·L_ref, ``inf`` for u0 = 0 (a saddle).
+    """
+    depth = _depth(depth)
+    if not 0 < f < 1:
+        raise ValueError(f"f must be in (0, 1), got {f}")
+    if u0 < 0:
+        raise ValueError(f"u0 = a^D must be >= 0 for a balanced aligned start (got {u0})")
+    if depth == 2:
+        return logistic_crossing(f, s, u0)
+    root = math.sqrt(f)
+    if s * (1 - root) <= u0 <= s * (1 + root):
+        return 0.0
+    if u0 == 0:
+        return math.inf
+    sign = 1.0 if u0 < s else -1.0
+    t = _chain_time(u0 / s, math.log(abs(s - u0) / s), 1 - sign * root, math.log(root), depth)
+    return t / s ** (2 - 2 / depth)
+
+
+def _chain_logit(t: np.ndarray, s: float, u0: float, depth: int) -> tuple[np.ndarray, float]:
+    """φ(t) with u = s/(1 + εe^{−φ}), ε = sign(s − u0), solving t(u0 → u(φ)) = t by Newton.
+
+    dt/dφ = 1/(D s u^{1−2/D}) > 0; t(φ) is concave (u0 < s) or convex (u0 > s), so Newton
+    from φ(0) converges monotonically (after at most one overshoot).
+    """
+    eps = 1.0 if u0 < s else -1.0
+    phi0 = math.log(u0 / abs(s - u0))
+    x0, log_r0 = u0 / s, math.log(abs(s - u0) / s)
+    scale = s ** (2 - 2 / depth)
+    phi = np.full(t.shape, phi0)
+    for _ in range(200):
+        e = eps * np.exp(-phi)
+        x, log_r = 1 / (1 + e), -phi - np.log1p(e)  # ln|1 − x| without underflow in the tail
+        now = np.array([_chain_time(x0, log_r0, xi, li, depth) for xi, li in
+                        zip(x.ravel(), log_r.ravel(), strict=True)]).reshape(t.shape) / scale
+        step = (t - now) * depth * s * (s * x) ** (1 - 2 / depth)
+        if eps < 0:  # convex: keep φ > 0 (u finite) on the overshoot
+            step = np.maximum(step, -0.5 * phi)
+        phi = phi + step
+        if np.all(np.abs(step) <= 1e-14 * np.maximum(1.0, np.abs(phi))):
+            break
+    return phi, eps
+
+
+def chain_u(t: ArrayLike, s: float, u0: float, depth: int) -> np.ndarray:
+    """u(t) of du/dt = D u^{2−2/D}(s − u) from u0 (t in continuous time, u in units of s).
+
+    The inverse of :func:`chain_time`, solved in φ = ln(u/|s − u|) by Newton to ~1e-14 per
+    sample (D ≥ 3; D = 2 is the logistic :func:`logistic_w`). u0 = 0 and u0 = s are fixed
+    points.
+    """
+    depth = _depth(depth)
+    t = np.asarray(t, dtype=np.float64)
+    if np.any(t < 0):
+        raise ValueError("t must be >= 0")
+    if depth == 2:
+        return logistic_w(t, s, u0)
+    if u0 == 0 or u0 == s:
+        return np.full(t.shape, float(u0))
+    phi, eps = _chain_logit(t, s, u0, depth)
+    return s / (1 + eps * np.exp(-phi))
+
+
+def chain_loss(t: ArrayLike, s: float, u0: float, depth: int) -> np.ndarray:
+    """Loss ½(s − u(t))² of the balanced aligned depth-D mode (L_ref = ½s²), from
+    :func:`chain_u` without cancellation (s − u = s·εe^{−φ}/(1 + εe^{−φ}))."""
+    depth = _depth(depth)
+    t = np.asarray(t, dtype=np.float64)
+    if depth == 2:
+        return logistic_loss(t, s, u0)
+    if u0 == 0 or u0 == s:
+        return np.full(t.shape, 0.5 * (s - u0) ** 2)
+    phi, eps = _chain_logit(t, s, u0, depth)
+    e = eps * np.exp(-phi)
+    return 0.5 * (s * e / (1 + e)) ** 2
+
+
+def chain_law(f: float, s: float, depth: int) -> tuple[float, float]:
+    """(C, K) of the small-init law t_f = C·g_D(σ) + K − σ²/(2s²) + O(σ^{D+2}).
+
+    Per-factor init scale σ (balanced aligned, a0 = σ, u0 = σ^D). From
+    t_f = s^{−(2−2/D)}[F(y_f) − F(y0)] with y0 = σ/s^{1/D} and F(y0) = −1/((D − 2)y0^{D−2}) +
+    y0²/2 + O(y0^{D+2}):
+
+        D ≥ 3: g_D(σ) = σ^{−(D−2)},  C = 1/((D − 2)s),  K = s^{−(2−2/D)} F(y_f),
+        D = 2: g_2(σ) = ln(1/σ),     C = 1/s,            K = (1/2s) ln(s(1 − √f)/√f),
+
+    y_f = (1 − √f)^{1/D} (D = 2: the logistic's expansion, same −σ²/(2s²) term). So t ∝
+    σ^{−(D−2)} at depth D ≥ 3 — a power of 1/σ, not its logarithm — and each halving of σ
+    multiplies the plateau by 2^{D−2} as σ → 0.
+    """
+    depth = _depth(depth)
+    if not 0 < f < 1:
+        raise ValueError(f"f must be in (0, 1), got {f}")
+    root = math.sqrt(f)
+    if depth == 2:
+        return 1 / s, math.log(s * (1 - root) / root) / (2 * s)
+    offset = _chain_f(1 - root, math.log(root), depth) / s ** (2 - 2 / depth)
+    return 1 / ((depth - 2) * s), offset
+
+
+def chain_plateau_time(f: float, s: float, sigma: float, depth: int) -> float:
+    """Small-init t_f of the balanced aligned depth-D mode, per-factor init σ (u0 = σ^D).
+
+    t_f ≈ C·g_D(σ) + K − σ²/(2s²) (:func:`chain_law`), error O(σ^{D+2}) against the exact
+    :func:`chain_crossing`: D ≥ 3: σ^{−(D−2)}/((D − 2)s) + K; D = 2: (1/s)ln(1/σ) + K.
+    """
+    depth = _depth(depth)
+    c, k = chain_law(f, s, depth)
+    g = math.log(1 / sigma) if depth == 2 else sigma ** (-(depth - 2))
+    return c * g + k - sigma**2 / (2 * s**2)
+
+
+def chain_law_slope(depth: int) -> float:
+    """Predicted slope of ln t_f against ln σ as σ → 0: −(D − 2).
+
+    0 at D = 2, where the law is logarithmic (t_f ≈ (1/s) ln(1/σ)): the local slope there is
+    −1/(s·t_f) → 0, never a power (:func:`chain_local_slope`).
+    """
+    return -float(_depth(depth) - 2)
+
+
+def chain_local_slope(f: float, s: float, sigma: float, depth: int) -> float:
+    """d ln t_f / d ln σ of the exact balanced aligned t_f at per-factor init σ (u0 = σ^D).
+
+    With dt_f/du0 = −1/(D u0^{2−2/D}(s − u0)) and du0/dσ = Dσ^{D−1}:
+    d ln t_f/d ln σ = −σ^{2−D}/(t_f (s − σ^D)); → −(D − 2) as σ → 0 for D ≥ 3 and
+    −1/(t_f(s − σ²)) at D = 2.
+    """
+    depth = _depth(depth)
+    u0 = sigma**depth
+    return -(sigma ** (2 - depth)) / (chain_crossing(f, s, u0, depth) * (s - u0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ against the integrated reduced flow (``predict(spec, "flow")``) with its measure
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -181,6 +182,173 @@ def test_attention_constant_by_monte_carlo():
     tau = np.array([2 * th.attention_blowup_time(g, 1.0) for g in rng.standard_normal((20000, 4))])
     assert tau.mean() == pytest.approx(th.ATTENTION_CONSTANT, rel=0.03)
     assert np.median(tau) == pytest.approx(th.ATTENTION_MEDIAN, rel=0.03)
+
+
+# ------------------------------------------------------------------------------------------
+# Depth-D chain: the balanced aligned mode du/dt = D u^{2−2/D}(s − u), against solve_ivp of
+# the scalar ODE written here (rtol 1e-10, DOP853)
+
+CHAIN_CASES = [(2, 1.0, 1e-4), (3, 1.0, 1e-4), (3, 2.5, 1e-6), (4, 0.7, 1e-3), (5, 1.3, 1e-2),
+               (6, 1.0, 0.05)]
+
+
+def _chain_rhs(depth: int, s: float):
+    def rhs(_t: float, u: np.ndarray) -> np.ndarray:
+        return depth * np.abs(u) ** (2 - 2 / depth) * (s - u)
+
+    return rhs
+
+
+def _logit_rhs(depth: int, s: float):
+    """The same ODE for z = ln(u/(s − u)): dz/dt = D s u^{1−2/D}, u = s/(1 + e^{−z}); the
+    residual s − u = s e^{−z}/(1 + e^{−z}) keeps its digits in the tail, where u ≈ s."""
+    def rhs(_t: float, z: np.ndarray) -> np.ndarray:
+        return depth * s * (s / (1 + np.exp(-z))) ** (1 - 2 / depth)
+
+    return rhs
+
+
+def _level_event(level: float):
+    def event(_t: float, u: np.ndarray) -> float:
+        return float(u[0]) - level
+
+    return event
+
+
+@pytest.mark.parametrize(("depth", "s", "u0"), CHAIN_CASES)
+def test_chain_crossings_match_the_ode(depth, s, u0):
+    """t_f for f = 0.9, 0.5, 0.1, 0.01 (u_f = s(1 − √f)) = the ODE's event times, 1e-8 rel."""
+    fractions = (0.9, 0.5, 0.1, 0.01)
+    events = [_level_event(s * (1 - math.sqrt(f))) for f in fractions]
+    t_end = 2 * th.chain_crossing(0.01, s, u0, depth)
+    sol = solve_ivp(_chain_rhs(depth, s), (0, t_end), [u0], method="DOP853", rtol=1e-10,
+                    atol=1e-14 * u0, events=events)
+    for f, hits in zip(fractions, sol.t_events, strict=True):
+        assert th.chain_crossing(f, s, u0, depth) == pytest.approx(hits[0], rel=1e-8)
+        level = s * (1 - math.sqrt(f))
+        assert th.chain_time(u0, level, s, depth) == pytest.approx(hits[0], rel=1e-8)
+
+
+@pytest.mark.parametrize(("depth", "s", "u0"), CHAIN_CASES)
+def test_chain_curve_matches_the_ode(depth, s, u0):
+    """u(t) and the loss ½(s − u)² from the inversion = the ODE's solution to 1e-8 relative,
+    out to 3·t_0.01 (the loss there is ~1e-8·L_ref or far below)."""
+    t_end = 3 * th.chain_crossing(0.01, s, u0, depth)
+    t = np.linspace(0, t_end, 400)
+    u = solve_ivp(_chain_rhs(depth, s), (0, t_end), [u0], method="DOP853", rtol=1e-10,
+                  atol=1e-14 * u0, t_eval=t).y[0]
+    z = solve_ivp(_logit_rhs(depth, s), (0, t_end), [math.log(u0 / (s - u0))], method="DOP853",
+                  rtol=1e-10, atol=1e-12, t_eval=t).y[0]
+    np.testing.assert_allclose(th.chain_u(t, s, u0, depth), u, rtol=1e-8)
+    residual = s * np.exp(-z) / (1 + np.exp(-z))  # s − u
+    np.testing.assert_allclose(th.chain_loss(t, s, u0, depth), 0.5 * residual**2, rtol=1e-8)
+
+
+@pytest.mark.parametrize("depth", [3, 4, 5])
+def test_chain_from_above_matches_the_ode(depth):
+    """Starting above s (u0 = 3s): u falls to s; time, curve and t_f (level s(1 + √f))."""
+    s, u0 = 0.8, 2.4
+    t = np.linspace(0, 4.0, 200)
+    u = solve_ivp(_chain_rhs(depth, s), (0, 4.0), [u0], method="DOP853", rtol=1e-10,
+                  atol=1e-14, t_eval=t, events=_level_event(s * (1 + math.sqrt(0.5))))
+    np.testing.assert_allclose(th.chain_u(t, s, u0, depth), u.y[0], rtol=1e-8)
+    assert th.chain_crossing(0.5, s, u0, depth) == pytest.approx(u.t_events[0][0], rel=1e-8)
+    assert th.chain_time(u0, 1.2 * s, s, depth) == pytest.approx(
+        quad(lambda x: 1 / (depth * x ** (2 - 2 / depth) * (s - x)), u0, 1.2 * s,
+             epsabs=0, epsrel=1e-13)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("depth", [3, 4, 7])
+def test_chain_time_is_the_integral(depth):
+    """Closed form (roots of unity) = scipy quad of ∫du/(D u^{2−2/D}(s − u)), 1e-10 rel."""
+    s = 1.7
+    for u0, u1 in [(1e-6, 0.5 * s), (1e-3, 0.99 * s), (0.3, 1 - 1e-9), (0.6 * s, 0.61 * s)]:
+        pieces = np.geomspace(u0, u1, 12)
+        expected = sum(quad(lambda x: 1 / (depth * x ** (2 - 2 / depth) * (s - x)), a, b,
+                            epsabs=0, epsrel=1e-13)[0] for a, b in itertools.pairwise(pieces))
+        assert th.chain_time(u0, u1, s, depth) == pytest.approx(expected, rel=1e-10)
+
+
+def test_chain_depth_3_and_4_closed_forms():
+    """The partial fractions by hand: D = 3 (atan) and D = 4 (atanh), from u → 0 to u_½."""
+    s, u0 = 1.0, 1e-4
+    for depth, j in [
+        (3, lambda y: (-math.log(1 - y) + 0.5 * math.log(1 + y + y * y)
+                       - math.sqrt(3) * (math.atan((2 * y + 1) / math.sqrt(3)) - math.pi / 6)) / 3),
+        (4, lambda y: 0.5 * math.atanh(y * y)),
+    ]:
+        def antiderivative(y: float, depth: int = depth, j=j) -> float:
+            return -1 / ((depth - 2) * y ** (depth - 2)) + j(y)
+
+        y0, y_half = u0 ** (1 / depth), (1 - math.sqrt(0.5)) ** (1 / depth)
+        expected = antiderivative(y_half) - antiderivative(y0)
+        assert th.chain_crossing(0.5, s, u0, depth) == pytest.approx(expected, rel=1e-12)
+
+
+def test_chain_depth_2_is_the_logistic():
+    """D = 2 reuses the logistic closed forms: w(t), L(t) and t_f."""
+    s, w0 = 1.5, 1e-5
+    t = np.linspace(0, 20, 101)
+    np.testing.assert_array_equal(th.chain_u(t, s, w0, 2), th.logistic_w(t, s, w0))
+    np.testing.assert_array_equal(th.chain_loss(t, s, w0, 2), th.logistic_loss(t, s, w0))
+    for f in (0.9, 0.5, 0.1):
+        assert th.chain_crossing(f, s, w0, 2) == th.logistic_crossing(f, s, w0)
+    design = math.log((math.sqrt(2) - 1) * (s / w0 - 1)) / (2 * s)  # DESIGN §3
+    assert th.chain_time(w0, s * (1 - math.sqrt(0.5)), s, 2) == pytest.approx(design, rel=1e-12)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+def test_chain_small_init_law(depth):
+    """Per-factor init σ (u0 = σ^D): the ratio per halving of σ → 2^{D−2} (D = 2: the
+    difference → ln 2/s, logarithmic); the leading constant is the blow-up time of the linear
+    phase ȧ = s a^{D−1}, a(t)^{−(D−2)} = σ^{−(D−2)} − (D − 2)s t, i.e. 1/((D − 2)s σ^{D−2});
+    the three-term law matches the exact t_f to O(σ^{D+2})."""
+    s = 1.3
+    for sigma in (1e-3, 1e-2, 0.1):
+        exact = th.chain_crossing(0.5, s, sigma**depth, depth)
+        law = th.chain_plateau_time(0.5, s, sigma, depth)
+        assert law == pytest.approx(exact, abs=10 * sigma ** (depth + 2) + 1e-12 * exact)
+    sigma = 1e-3
+    t1 = th.chain_crossing(0.5, s, sigma**depth, depth)
+    t2 = th.chain_crossing(0.5, s, (sigma / 2) ** depth, depth)
+    if depth == 2:
+        assert t2 - t1 == pytest.approx(math.log(2) / s, rel=1e-5)
+        assert th.chain_law(0.5, s, 2)[0] == pytest.approx(1 / s)
+    else:
+        assert t2 / t1 == pytest.approx(2 ** (depth - 2), rel=10 * sigma ** (depth - 2))
+        blowup = 1 / ((depth - 2) * s * sigma ** (depth - 2))
+        c, k = th.chain_law(0.5, s, depth)
+        assert c * sigma ** (-(depth - 2)) == pytest.approx(blowup, rel=1e-14)
+        assert t1 - blowup == pytest.approx(k, abs=1e-6)  # the O(1) offset
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_chain_slopes(depth):
+    """Local slope d ln t_½/d ln σ = a centred difference of the exact t_½; → −(D − 2)."""
+    s, h = 1.0, 1e-4
+    assert th.chain_law_slope(depth) == -(depth - 2)
+    for sigma in (1e-3, 0.05, 0.3):
+        def log_t(x: float) -> float:
+            return math.log(th.chain_crossing(0.5, s, math.exp(x) ** depth, depth))
+
+        numeric = (log_t(math.log(sigma) + h) - log_t(math.log(sigma) - h)) / (2 * h)
+        assert th.chain_local_slope(0.5, s, sigma, depth) == pytest.approx(numeric, rel=1e-6)
+    small = th.chain_local_slope(0.5, s, 1e-4, depth)
+    if depth > 2:
+        assert small == pytest.approx(-(depth - 2), abs=2e-4)
+    else:  # logarithmic: slope −1/(s t_½) → 0 like 1/ln(1/σ), never a power
+        tiny = th.chain_local_slope(0.5, s, 1e-8, depth)
+        assert -0.12 < small < tiny < -0.05
+
+
+def test_chain_bad_input():
+    with pytest.raises(ValueError, match="depth"):
+        th.chain_time(0.1, 0.5, 1.0, 1)
+    with pytest.raises(ValueError, match="not reached"):
+        th.chain_time(0.5, 0.1, 1.0, 3)
+    assert th.chain_crossing(0.5, 1.0, 0.0, 3) == math.inf
+    assert th.chain_crossing(0.5, 1.0, 0.5, 3) == 0.0
+    np.testing.assert_array_equal(th.chain_u([0.0, 5.0], 1.0, 0.0, 4), [0.0, 0.0])
 
 
 # ------------------------------------------------------------------------------------------
