@@ -1,30 +1,99 @@
-"""The seeds' claims (DESIGN §4) and their verdicts, computed from the report's data.
+"""The seeds' claims (DESIGN §4): where each one holds, computed from the report's data.
 
-Each report section measures the claims it backs and returns a :class:`ClaimResult` per claim:
-the numbers behind it, the settings they were measured at, and a verdict from
-:func:`verdict` over the checks it ran (thresholds are stated where each check is made, in
-:mod:`figures.report`). A claim whose section did not run, or whose data could not be
-produced, is reported as ``"not measured"`` with the reason — never guessed.
+Every claim hinges on settings the seeds do not state (init scale σ above all), so a claim is
+judged on a **map**: a grid over the parameters it hinges on (:class:`ClaimMap`, axes
+:class:`Axis`), each cell holding the fraction of seeds at which the claim's test holds there
+(NaN: not measured or not applicable). From a map, :func:`map_verdict` gives the verdict and
+:func:`boundary` the region in words ("holds for σ ≥ 0.03 at n = 100; fails below"); a claim
+judged on several maps (claim 8: plateau, bumps, AdamW) combines them with
+:func:`claim_verdict`.
+
+The tests of the cells are functions of this module too, on the plain dicts the report
+computes per run (``figures.report.summarize``): :func:`s_curve_checks` (claims 2, 3),
+:func:`rank_10_checks` / :func:`full_rank_checks` (4), :func:`attention_checks` (6),
+:func:`weight_decay_checks` (7), :func:`bumps_as_claimed` (10), :func:`ce_checks` (9),
+:func:`grouped_checks` (11). Thresholds are module constants, stated in the check names
+(:data:`CHECKS`). Verdict logic never looks at display strings.
+
+A claim whose section did not run is ``"not measured"`` with the reason, never guessed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
 
 __all__ = [
+    "CHECKS",
     "CLAIMS",
+    "HOLDS",
+    "IN_PART",
     "NOT_MEASURED",
+    "NOT_SUPPORTED",
+    "SUPPORTED",
     "VERDICTS",
+    "Axis",
     "Claim",
+    "ClaimMap",
     "ClaimResult",
+    "attention_checks",
+    "boundary",
+    "bumps_as_claimed",
+    "ce_checks",
+    "claim_verdict",
     "claims_table",
+    "exponential_checks",
+    "full_rank_checks",
+    "grouped_checks",
+    "map_verdict",
+    "rank_10_checks",
+    "s_curve_checks",
     "verdict",
+    "weight_decay_checks",
 ]
 
-SUPPORTED, NOT_SUPPORTED, MIXED, NOT_MEASURED = (
-    "supported", "not supported", "mixed", "not measured")
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, MIXED, NOT_MEASURED)
+SUPPORTED, NOT_SUPPORTED, IN_PART, NOT_MEASURED = (
+    "supported", "not supported", "holds in part", "not measured")
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, IN_PART, NOT_MEASURED)
+HOLDS = 0.5  # a cell holds when the test holds at more than this fraction of its seeds
+
+# thresholds of the cell tests
+DECAY_DROP = 0.9  # initial decay: the first plateau sits ≤ 90 % of the starting loss
+SHARP = 0.5  # sharp drop: 90 → 10 % width ≤ ½ of its time
+LEVELLED = 0.01  # levels off: final L ≤ 1 % of L_ref
+ALIGN_GAIN = 0.3  # alignment grows by ≥ 0.3
+NORM_SHRINK, NORM_GROW = 0.9, 2.0  # norms: min ≤ 0.9·init, then end ≥ 2·min
+SMEAR = 1.5  # rank 10's relative fall duration ≥ 1.5 × rank 1's
+SPAN_ALIGN = 0.9  # rank n spans the truth without aligning: mean alignment ≤ 0.9
+EXP_R2 = 0.999  # exponential decay: ln L linear in t with R² ≥ 0.999
+ATTN_ALIGN = (0.75, 1.25)  # the last factor aligns within ±25 % of t_0.5
+LONGER = 1.05  # "longer" / "later": ≥ 5 % more
+SIZE_TOL = 0.05  # solution size ‖XYᵀ‖ = s − λ within 5 %
+IN_GROWTH = 0.8  # bumps "during growth": ≥ 80 % of them
+STRUGGLES = 0.01  # rank 10 "struggles": final L/L_ref ≥ 1 % and > 10 × rank 2's
+ARI_FOUND = 0.5  # found groups match the capabilities: adjusted Rand index ≥ 0.5
+
+CHECKS = {  # short key: what it tests (thresholds above)
+    "decay": f"initial decay (first plateau ≤ {DECAY_DROP:g} × the starting loss)",
+    "plateau": "a plateau",
+    "sharp": f"sharp drop (90→10 % width ≤ {SHARP:g} × its time)",
+    "levels": f"levels off (final L ≤ {LEVELLED:g} L_ref)",
+    "aligns": f"alignment with the truth grows (by ≥ {ALIGN_GAIN:g})",
+    "norms": f"norms shrink (min ≤ {NORM_SHRINK:g}·init), then grow (end ≥ {NORM_GROW:g}·min)",
+    "smeared": f"drop smeared (relative 90→10 % duration ≥ {SMEAR:g} × rank 1's)",
+    "no plateau": "no plateau",
+    "power tail": "exponential start, then a power-law tail",
+    "spans": f"spans the truth (final L ≤ {LEVELLED:g} L_ref) without aligning (mean "
+             f"alignment ≤ {SPAN_ALIGN:g})",
+    "exponential": f"ln L linear in t (R² ≥ {EXP_R2})",
+    "aligned at drop": f"last factor aligns at {ATTN_ALIGN[0]:g}–{ATTN_ALIGN[1]:g} × t_0.5",
+    "later": f"plateau ends later than at λ = 0 (t_0.5 ≥ {LONGER:g} ×), or never",
+    "smaller": f"solution ‖XYᵀ‖ = max(s − λ, 0) within {SIZE_TOL:.0%}",
+}
 
 
 @dataclass(frozen=True)
@@ -38,12 +107,19 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """A measured claim: ``numbers`` (what was measured), ``settings``, ``verdict``."""
+    """A judged claim.
+
+    ``numbers``: one or two plain sentences with the numbers that decide it; ``region``: where
+    it holds, in words (:func:`boundary`); ``settings``: seeds and settings; ``thumbnail``: the
+    map's PNG, relative to the report folder ("" if none).
+    """
 
     number: int
     verdict: str
     numbers: str
     settings: str = ""
+    region: str = ""
+    thumbnail: str = ""
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -71,20 +147,315 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+# =============================================================================== maps
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a map: a symbol (``"σ"``), its values in order, and a label for plots.
+
+    ``numeric`` axes get interval sentences ("σ ≥ 0.03"); others list their values.
+    """
+
+    name: str
+    values: tuple[Any, ...]
+    label: str = ""
+    log: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        return all(isinstance(v, (int, float, np.integer, np.floating))
+                   and not isinstance(v, bool) for v in self.values)
+
+    def fmt(self, value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return f"{float(value):g}"
+        return str(value)
+
+
+@dataclass
+class ClaimMap:
+    """Where one test of a claim holds: ``holds[i, j]`` at ``y.values[i]``, ``x.values[j]``.
+
+    ``holds`` is the fraction of seeds at which the test holds (1.0 / 0.0 for one seed), NaN
+    where it was not measured or does not apply. ``notes`` (same shape, optional) annotate
+    cells, e.g. with the elements that failed. ``test`` says in words what a cell tests.
+    """
+
+    test: str
+    x: Axis
+    y: Axis
+    holds: np.ndarray
+    settings: str = ""
+    seeds: int = 1
+    notes: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
+                                                                 len(self.x.values))
+        if self.notes is not None:
+            self.notes = np.asarray(self.notes, dtype=object).reshape(self.holds.shape)
+
+    @property
+    def measured(self) -> np.ndarray:
+        return np.isfinite(self.holds)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean grid: the test holds at more than :data:`HOLDS` of the seeds (NaN: False)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.measured, self.holds > HOLDS, False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per cell (for ``data/``): y, x, fraction holding, holds, note."""
+        out = []
+        for i, yv in enumerate(self.y.values):
+            for j, xv in enumerate(self.x.values):
+                value = self.holds[i, j]
+                out.append({"map": self.name or self.test, self.y.name: yv, self.x.name: xv,
+                            "fraction holding": None if not np.isfinite(value) else value,
+                            "holds": None if not np.isfinite(value) else bool(value > HOLDS),
+                            "note": "" if self.notes is None else str(self.notes[i, j] or "")})
+        return out
+
+
+def map_verdict(m: ClaimMap) -> str:
+    """``supported`` where every measured cell holds, ``not supported`` where none does,
+    ``holds in part`` otherwise; ``not measured`` without a measured cell."""
+    measured = m.measured
+    if not measured.any():
+        return NOT_MEASURED
+    ok = m.ok[measured]
+    if ok.all():
+        return SUPPORTED
+    return NOT_SUPPORTED if not ok.any() else IN_PART
+
+
+def _run_phrase(axis: Axis, ok: Sequence[bool]) -> str:
+    """Where a 1-D row of cells (ordered along ``axis``) holds, in words."""
+    values = list(axis.values)
+    name = axis.name
+    hold = [v for v, k in zip(values, ok, strict=True) if k]
+    fail = [v for v, k in zip(values, ok, strict=True) if not k]
+    fmt = axis.fmt
+    if not fail:
+        span = f" ({fmt(values[0])}–{fmt(values[-1])})" if len(values) > 1 else ""
+        return f"holds at every {name} tested{span}"
+    if not hold:
+        return f"fails at every {name} tested"
+    idx = [i for i, k in enumerate(ok) if k]
+    contiguous = idx == list(range(idx[0], idx[-1] + 1))
+    if axis.numeric and contiguous:
+        lo, hi = values[idx[0]], values[idx[-1]]
+        if idx[-1] == len(values) - 1:
+            return f"holds for {name} ≥ {fmt(lo)}; fails below"
+        if idx[0] == 0:
+            return f"holds for {name} ≤ {fmt(hi)}; fails above"
+        return f"holds for {fmt(lo)} ≤ {name} ≤ {fmt(hi)}; fails outside"
+    return (f"holds at {name} = {', '.join(fmt(v) for v in hold)}; fails at "
+            f"{', '.join(fmt(v) for v in fail)}")
+
+
+def boundary(m: ClaimMap) -> str:
+    """Where ``m`` holds, in words: one phrase per row of ``y`` (rows alike are merged).
+
+    Unmeasured cells are left out of their row. Example: "holds for σ ≥ 0.03 at n = 100;
+    fails below; holds at every σ tested (0.001–1) at n = 1000".
+    """
+    phrases: dict[str, list[Any]] = {}
+    for i, yv in enumerate(m.y.values):
+        keep = m.measured[i]
+        if not keep.any():
+            continue
+        axis = Axis(m.x.name, tuple(v for v, k in zip(m.x.values, keep, strict=True) if k),
+                    m.x.label, m.x.log)
+        phrases.setdefault(_run_phrase(axis, list(m.ok[i][keep])), []).append(yv)
+    if not phrases:
+        return "not measured"
+    measured_rows = [yv for i, yv in enumerate(m.y.values) if m.measured[i].any()]
+    parts = []
+    for phrase, rows in phrases.items():
+        if len(m.y.values) == 1:
+            parts.append(phrase)
+        elif len(phrases) == 1 and len(rows) == len(measured_rows) and len(rows) > 1:
+            where = f"at every {m.y.name} ({', '.join(m.y.fmt(v) for v in rows)})"
+            head, _, tail = phrase.partition(";")
+            parts.append(f"{head} {where}" + (f";{tail}" if tail else ""))
+        else:
+            where = f"at {m.y.name} = {', '.join(m.y.fmt(v) for v in rows)}"
+            head, _, tail = phrase.partition(";")
+            parts.append(f"{head} {where}" + (f";{tail}" if tail else ""))
+    return "; ".join(parts)
+
+
+def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[str, str]:
+    """(verdict, region) of a claim judged on several maps (each a part of the claim).
+
+    Supported when every map is; not supported when no map holds anywhere; else ``holds in
+    part``. The region joins each map's :func:`boundary`, prefixed by its test when there
+    are several maps.
+    """
+    verdicts = [map_verdict(m) for m in maps]
+    measured = [v for v in verdicts if v != NOT_MEASURED]
+    if not measured:
+        result = NOT_MEASURED
+    elif all(v == SUPPORTED for v in measured):
+        result = SUPPORTED
+    elif all(v == NOT_SUPPORTED for v in measured):
+        result = NOT_SUPPORTED
+    else:
+        result = IN_PART
+    if len(maps) == 1:
+        return result, boundary(maps[0])
+    return result, " | ".join(f"{m.test}: {boundary(m)}" for m in maps)
+
+
 def verdict(checks: Iterable[bool]) -> str:
-    """``supported`` if every check holds, ``not supported`` if none does, else ``mixed``."""
+    """``supported`` if every check holds, ``not supported`` if none does, else ``holds in
+    part``; ``not measured`` without checks."""
     checks = [bool(c) for c in checks]
     if not checks:
         return NOT_MEASURED
     if all(checks):
         return SUPPORTED
-    return NOT_SUPPORTED if not any(checks) else MIXED
+    return NOT_SUPPORTED if not any(checks) else IN_PART
+
+
+# =============================================================================== cell tests
+# ``run``: the dict of ``figures.report.summarize`` — "phases" (Phases.to_dict() or None),
+# "factors" (per factor: alignment_start/end, norm_min_ratio, norm_growth, bumps,
+# bumps_in_growth, vectors, t_align), "crossings" ({"0.5": t or None, ...}), "loss_start",
+# "final_loss", "l_ref".
+
+
+def _phases(run: Mapping[str, Any]) -> dict[str, Any]:
+    return run.get("phases") or {"initial": None, "plateaus": [], "drops": [], "tail": None}
+
+
+def _t(run: Mapping[str, Any], f: float = 0.5) -> float:
+    value = run["crossings"].get(f"{f:g}")
+    return math.nan if value is None else float(value)
+
+
+def s_curve_checks(run: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 2's elements on one run (keys of :data:`CHECKS`): decay, plateau, sharp,
+    levels, aligns, norms (the last two for every factor)."""
+    ph = _phases(run)
+    plateaus, drops = ph["plateaus"], ph["drops"]
+    factors = list(run["factors"].values())
+    return {
+        "decay": bool(plateaus) and plateaus[0]["level"] <= DECAY_DROP * run["loss_start"],
+        "plateau": bool(plateaus),
+        "sharp": bool(drops) and drops[0]["width"] <= SHARP * drops[0]["time"],
+        "levels": run["final_loss"] <= LEVELLED * run["l_ref"],
+        "aligns": bool(factors) and all(
+            f["alignment_end"] - f["alignment_start"] >= ALIGN_GAIN for f in factors),
+        "norms": bool(factors) and all(
+            f["norm_min_ratio"] <= NORM_SHRINK and f["norm_growth"] >= NORM_GROW
+            for f in factors),
+    }
+
+
+def smear(run: Mapping[str, Any]) -> float:
+    """Relative duration of the fall, (t_0.1 − t_0.9)/t_0.5."""
+    return (_t(run, 0.1) - _t(run, 0.9)) / _t(run, 0.5)
+
+
+def rank_10_checks(run: Mapping[str, Any], rank_1: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 4, rank 10: a plateau, and a drop smeared relative to rank 1's at the same σ."""
+    with np.errstate(invalid="ignore"):
+        smeared = bool(smear(run) >= SMEAR * smear(rank_1))
+    return {"plateau": bool(_phases(run)["plateaus"]), "smeared": smeared}
+
+
+def full_rank_checks(run: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 4, rank n: no plateau, exponential then power-law tail, spans without aligning."""
+    ph = _phases(run)
+    tail = ph.get("tail") or {}
+    factors = list(run["factors"].values())
+    align = float(np.mean([f["alignment_end"] for f in factors])) if factors else math.nan
+    return {
+        "no plateau": not ph["plateaus"],
+        "power tail": ph.get("initial") is not None and tail.get("kind") == "power",
+        "spans": run["final_loss"] <= LEVELLED * run["l_ref"] and align <= SPAN_ALIGN,
+    }
+
+
+def exponential_checks(r2: float, run: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 1: ln L linear in t (R² of the fit ``r2``) and no plateau."""
+    return {"exponential": bool(r2 >= EXP_R2), "no plateau": not _phases(run)["plateaus"]}
+
+
+def attention_checks(run: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 6: a plateau, and the last of the factors aligns at the drop (±25 % of t_0.5)."""
+    aligned = [f["t_align"] for f in run["factors"].values() if f["t_align"] is not None]
+    ratio = max(aligned, default=math.nan) / _t(run)
+    return {"plateau": bool(_phases(run)["plateaus"]),
+            "aligned at drop": bool(ATTN_ALIGN[0] <= ratio <= ATTN_ALIGN[1])}
+
+
+def weight_decay_checks(t_half: float, t_half_0: float, size: float, s: float,
+                        lam: float) -> dict[str, bool]:
+    """Claim 7 at one λ > 0 against λ = 0 from the same init: the plateau ends later
+    (``t_half`` ≥ 1.05 ``t_half_0``; never, NaN, counts as later), and the learned product's
+    size ``size`` = ‖XYᵀ‖ is max(s − λ, 0) within 5 % (absolute 5 % of s when it is 0)."""
+    later = (not math.isfinite(t_half)) or t_half >= LONGER * t_half_0
+    expected = max(s - lam, 0.0)
+    smaller = abs(size - expected) <= SIZE_TOL * max(expected, s if expected == 0 else 0)
+    return {"later": bool(later), "smaller": bool(smaller)}
+
+
+def bumps_as_claimed(run: Mapping[str, Any], rank: int) -> bool:
+    """Claim 10 on one run: rank 1 — no bumps; rank > 1 — bumps, ≥ 80 % of them in growth."""
+    factors = run["factors"].values()
+    total = sum(f["bumps"] for f in factors)
+    growth = sum(f["bumps_in_growth"] for f in factors)
+    if rank == 1:
+        return total == 0
+    return total > 0 and growth >= IN_GROWTH * total
+
+
+def bumps_per_vector(run: Mapping[str, Any]) -> float:
+    factors = run["factors"].values()
+    return sum(f["bumps"] for f in factors) / max(1, sum(f["vectors"] for f in factors))
+
+
+def ce_checks(rank_2: Mapping[str, Any], rank_10: Mapping[str, Any],
+              full: Mapping[str, Any], full_diverged: bool) -> dict[str, bool]:
+    """Claim 9 at one setting: rank 2 has ≥ 2 plateaus; rank 10 struggles (final L/L_ref ≥ 1 %
+    and > 10 × rank 2's); full rank unchanged from MSE (no plateau, did not diverge)."""
+    def final(run: Mapping[str, Any]) -> float:
+        return run["final_loss"] / run["l_ref"]
+
+    return {
+        "two plateaus": len(_phases(rank_2)["plateaus"]) >= 2,
+        "struggles": final(rank_10) >= STRUGGLES and final(rank_10) > 10 * final(rank_2),
+        "unchanged": not _phases(full)["plateaus"] and not full_diverged,
+    }
+
+
+def grouped_checks(mean: Mapping[str, Any], grouped: Mapping[str, Any]) -> dict[str, bool]:
+    """Claim 11 on emergence summaries (``spread``: t_last/t_first, ``width``: median
+    relative drop width): grouped loss closer in time (smaller spread) and more gradual
+    (larger width) than the mean loss. A missing (None/NaN) value fails."""
+    def num(summary: Mapping[str, Any], key: str) -> float:
+        value = summary.get(key)
+        return math.nan if value is None else float(value)
+
+    closer = num(grouped, "spread") < num(mean, "spread")
+    wider = num(grouped, "width") > num(mean, "width")
+    return {"closer": bool(closer), "wider": bool(wider)}
+
+
+# =============================================================================== the table
 
 
 def claims_table(
     results: Mapping[int, ClaimResult], reasons: Mapping[str, str] | None = None
 ) -> list[dict[str, object]]:
-    """One row per claim of DESIGN §4: number, claim, section, verdict, numbers, settings.
+    """One row per claim of DESIGN §4: number, claim, section, verdict, region, numbers,
+    settings, thumbnail.
 
     ``reasons`` maps a section slug to why it produced no result (not run, failed, pending);
     a claim without a result gets verdict ``not measured`` and that reason as its numbers.
@@ -96,7 +467,42 @@ def claims_table(
         if result is None:
             why = reasons.get(claim.section, "section not run")
             result = ClaimResult(claim.number, NOT_MEASURED, why)
-        row = {"claim": claim.number, "text": claim.text, "section": claim.section}
+        row: dict[str, object] = {"claim": claim.number, "text": claim.text,
+                                  "section": claim.section}
         row.update({k: v for k, v in asdict(result).items() if k != "number"})
         rows.append(row)
     return rows
+
+
+README_BEGIN = "<!-- claims table: generated by `scurve report --readme README.md`; do not edit -->"
+README_END = "<!-- end of claims table -->"
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def claims_markdown(rows: Sequence[Mapping[str, object]]) -> str:
+    """The claims table in Markdown (the README's, between :data:`README_BEGIN` and
+    :data:`README_END`): number, claim, verdict, where it holds, the deciding numbers."""
+    lines = ["| # | claim | verdict | where it holds | what the data show |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['claim']} | {_cell(r['text'])} | {_cell(r['verdict'])} | "
+                     f"{_cell(r.get('region') or '–')} | {_cell(r['numbers'])} |")
+    return "\n".join(lines)
+
+
+def replace_readme_table(readme: str, table: str) -> str:
+    """``readme`` with the text between the markers replaced by ``table``.
+
+    Raises ValueError if the markers are missing."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError("README: claims-table markers not found "
+                         f"({README_BEGIN!r} … {README_END!r})")
+    return readme[:start + len(README_BEGIN)] + "\n" + table + "\n" + readme[end:]
+
+
+__all__ += ["README_BEGIN", "README_END", "claims_markdown", "replace_readme_table",
+            "bumps_per_vector", "smear"]
