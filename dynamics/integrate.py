@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,10 +76,12 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from . import symbolic
-from .problems import Factorization, Problem
+from .matexpr import ReductionError
+from .model import Model
+from .problems import Problem
 from .trajectory import Trajectory
 
-__all__ = ["METHODS", "RECORDS", "SIGN_STEP", "IntegrationError", "predict"]
+__all__ = ["METHODS", "RECORDS", "SIGN_STEP", "IntegrationError", "NotReducedWarning", "predict"]
 
 METHODS = ("flow", "modified", "discrete", "full", "sign")
 RECORDS = ("all", "log")
@@ -108,6 +111,11 @@ class _Packer:
     keys: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
 
+    @property
+    def size(self) -> int:
+        """Number of scalar state variables."""
+        return int(sum(np.prod(shape) for shape in self.shapes))
+
     @classmethod
     def of(cls, arrays: dict[str, np.ndarray]) -> _Packer:
         return cls(tuple(arrays), tuple(np.shape(arrays[k]) for k in arrays))
@@ -122,37 +130,6 @@ class _Packer:
             out[key] = y[start : start + size].reshape(shape)
             start += size
         return out
-
-
-def _singular_scale(spec: Problem) -> tuple[float, float]:
-    """(largest, smallest nonzero) learning-rate scale of the target.
-
-    Factorization: the singular values of C = ABᵀ. Attention head: those of each circuit
-    (M = QKᵀ, N = OVᵀ) times the other circuit's norm (the circuit's effective target).
-    Vector: 1 (the flow is dx/dt = a − x).
-    """
-    targets = [t for t, _ in spec.factors().values()]
-    if len(targets) == 1:
-        return 1.0, 1.0
-    pairs = zip(targets[::2], targets[1::2], strict=True)
-    circuits = [_product_singular_values(a, b) for a, b in pairs]
-    if len(circuits) == 2:
-        norms = [float(np.linalg.norm(c)) for c in circuits]
-        circuits = [circuits[0] * norms[1], circuits[1] * norms[0]]
-    s = np.concatenate(circuits)
-    s = s[s > 1e-12 * s.max()]
-    return float(s.max()), float(s.min())
-
-
-def _product_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Singular values of a bᵀ (a, b: n x r) without forming the n x n product: with
-    a = Q_a R_a, b = Q_b R_b they are those of the r x r matrix R_a R_bᵀ."""
-    return np.linalg.svd(np.linalg.qr(a, mode="r") @ np.linalg.qr(b, mode="r").T,
-                         compute_uv=False)
-
-
-def _uses_reduced(spec: Problem, method: str) -> bool:
-    return method in ("flow", "modified", "discrete") and getattr(spec, "loss", "mse") == "mse"
 
 
 def predict(
@@ -199,13 +176,16 @@ def predict(
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     if momentum and method != "discrete":
         raise ValueError("momentum is only modelled by the 'discrete' method")
-    if method == "modified" and getattr(spec, "loss", "mse") == "ce":
-        raise ValueError("cross-entropy has no reduced dynamics: use --method flow|full|sign")
+    model = spec.model
+    if method in ("modified", "discrete") and model.cross_entropy():
+        what = "modified equation" if method == "modified" else "reduced GD map"
+        raise ValueError(f"cross-entropy has no {what}: use --method flow|full|sign, or train "
+                         "it with 'scurve train'")
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     if record is not None and record not in RECORDS:
         raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
-    s_max, s_min = _singular_scale(spec)
+    s_max, s_min = spec.rate_scale()
     cap = float(t_max) if t_max is not None else 1e6 / s_min
     if method == "discrete":
         return _discrete(spec, float(lr), momentum, cap, record or "all")
@@ -214,75 +194,86 @@ def predict(
     return _continuous(spec, method, lr or 0.0, cap, s_max)
 
 
-def _targets_and_gram(spec: Problem) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    targets = {name: t for name, (t, _) in spec.factors().items()}
-    return targets, {name: t.T @ t for name, t in targets.items()}
+class NotReducedWarning(UserWarning):
+    """The model's dynamics do not close in order parameters: the full flow is integrated."""
 
 
-def _order_parameters(
-    params: dict[str, np.ndarray], targets: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """P_F = T_FᵀW_F and U_F = W_FᵀW_F of full parameters."""
-    state = {}
-    for name, w in params.items():
-        state[f"P_{name}"] = targets[name].T @ w
-        state[f"U_{name}"] = w.T @ w
-    return state
+def _reduced(spec: Problem, derive: Callable[[], symbolic._Reduced]) -> symbolic._Reduced | None:
+    """The reduced flow/map of ``spec``'s model, or None (with a one-line warning naming the
+    term that does not close) when it does not close."""
+    try:
+        return derive()
+    except ReductionError as exc:
+        warnings.warn(f"{spec.model.name}: no reduced dynamics ({exc}); integrating the full "
+                      "parameters instead (exact, but the state grows with the large dimensions)",
+                      NotReducedWarning, stacklevel=4)
+        return None
+
+
+def _full_overlaps(model: Model, values: dict[str, np.ndarray]
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{W: (TᵀW, WᵀW, TᵀT)}`` from full parameters, for the model's ``targets``."""
+    return {w: (values[t].T @ values[w], values[w].T @ values[w], values[t].T @ values[t])
+            for w, t in model.targets.items()}
 
 
 def _trajectory(
     t: np.ndarray,
     losses: list[float] | np.ndarray,
-    states: list[dict[str, np.ndarray]],
+    overlaps: list[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
     spec: Problem,
-    gram: dict[str, np.ndarray],
     method: str,
+    state_size: int,
     steps: np.ndarray | None = None,
 ) -> Trajectory:
-    order = {
-        name: (np.array([s[f"P_{name}"] for s in states]),
-               np.array([s[f"U_{name}"] for s in states]))
-        for name in gram
-    }
-    return Trajectory.from_order_parameters(t, np.asarray(losses, dtype=np.float64), spec.l_ref,
+    first = overlaps[0] if overlaps else {}
+    order = {w: (np.array([o[w][0] for o in overlaps]), np.array([o[w][1] for o in overlaps]))
+             for w in first}
+    gram = {w: first[w][2] for w in first}
+    traj = Trajectory.from_order_parameters(t, np.asarray(losses, dtype=np.float64), spec.l_ref,
                                             order, gram, method=method, steps=steps)
+    traj.state_size = state_size
+    return traj
 
 
 # --------------------------------------------------------------------------- continuous
 
 
 def _continuous(spec: Problem, method: str, lr: float, cap: float, s_max: float) -> Trajectory:
-    lam = spec.weight_decay
-    targets, gram = _targets_and_gram(spec)
-    if _uses_reduced(spec, method):
-        flow = symbolic.reduced_flow(spec.kind, modified=method == "modified")
-        state, _ = symbolic.state_from_spec(spec)
+    lam, model, values = spec.weight_decay, spec.model, spec.values()
+    reduced = None
+    if method in ("flow", "modified") and not model.cross_entropy():
+        modified = method == "modified"
+        reduced = _reduced(spec, lambda: symbolic.reduced_flow(model, modified=modified))
+    if reduced is not None:
+        flow = reduced
+        state, consts = flow.initial(values)
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(flow.rhs(packer.unpack(y), gram, lam, lr))
+            return packer.pack(flow.rhs(packer.unpack(y), consts, lam, lr))
 
-        def observe(y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        def observe(y: np.ndarray) -> tuple[float, dict]:
             st = packer.unpack(y)
-            return flow.loss_value(st, gram), st
+            return flow.loss_value(st, consts), flow.overlaps(st, consts)
     else:
-        full = symbolic.full_flow(spec.kind, loss=getattr(spec, "loss", "mse"),
-                                  modified=method == "modified")
-        state = {name: w for name, (_, w) in spec.factors().items()}
+        full = symbolic.full_flow(model, modified=method == "modified")
+        state = {w: values[w] for w in model.learned_names}
+        fixed = {c: values[c] for c in model.constant_names}
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(full.rhs(packer.unpack(y), targets, lam, lr))
+            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam, lr))
 
-        def observe(y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-            params = packer.unpack(y)
-            return full.loss_value(params, targets, lam), _order_parameters(params, targets)
+        def observe(y: np.ndarray) -> tuple[float, dict]:
+            params = packer.unpack(y) | fixed
+            return full.loss_value(params), _full_overlaps(model, params)
 
     t_grid, ys = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref, cap,
                                s_max)
     observed = [observe(y) for y in ys]
-    return _trajectory(t_grid, [v for v, _ in observed], [st for _, st in observed], spec, gram,
-                       method)
+    return _trajectory(t_grid, [v for v, _ in observed], [o for _, o in observed], spec, method,
+                       packer.size)
 
 
 def _solve_chunks(
@@ -458,26 +449,76 @@ class _Stall:
         return stalled
 
 
+class _FullGD:
+    """Full-batch GD (torch.optim.SGD semantics) on the full parameters, the fallback of the
+    exact reduced map: b' = μb + g, W' = W − ηb', g from the derived :class:`FullFlow`."""
+
+    def __init__(self, spec: Problem, momentum: bool) -> None:
+        self.model, values = spec.model, spec.values()
+        self.full = symbolic.full_flow(self.model)
+        self.fixed = {c: values[c] for c in self.model.constant_names}
+        self.momentum = momentum
+        state = {w: values[w] for w in self.model.learned_names}
+        if momentum:
+            state |= {f"b_{w}": np.zeros_like(values[w]) for w in self.model.learned_names}
+        self.state = state
+
+    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
+        params = {w: state[w] for w in self.model.learned_names}
+        grads = self.full.grad(params | self.fixed, lam)
+        out = {}
+        for w, g in grads.items():
+            buf = mu * state[f"b_{w}"] + g if self.momentum else g
+            out[w] = state[w] - lr * buf
+            if self.momentum:
+                out[f"b_{w}"] = buf
+        return out
+
+    def loss(self, state: dict) -> float:
+        return self.full.loss_value({w: state[w] for w in self.model.learned_names} | self.fixed)
+
+    def overlaps(self, state: dict) -> dict:
+        return _full_overlaps(self.model, dict(state) | self.fixed)
+
+
+class _ReducedGD:
+    """The exact reduced GD map behind the same interface as :class:`_FullGD`."""
+
+    def __init__(self, spec: Problem, gd: symbolic.ReducedGD) -> None:
+        self.gd = gd
+        self.state, self.consts = gd.initial(spec.values())
+
+    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
+        return self.gd.step(state, self.consts, lr, lam, mu)
+
+    def loss(self, state: dict) -> float:
+        return self.gd.loss_value(state, self.consts)
+
+    def overlaps(self, state: dict) -> dict:
+        return self.gd.overlaps(state, self.consts)
+
+
 def _discrete(spec: Problem, lr: float, momentum: float, cap: float, record: str) -> Trajectory:
-    """Iterate the exact reduced GD map, t = η·m; keep every step (or a log-spaced subset).
+    """Iterate the exact reduced GD map, t = η·m (the full-parameter GD where it does not
+    close); keep every step (or a log-spaced subset).
 
     Stops below the loss level, or when the state has stopped changing (relative change of
-    the order parameters in one step below 1e-13, i.e. rounding; or their norm fell below
-    1e-12 of the initial one), or at the cap.
+    the state in one step below 1e-13, i.e. rounding; or its norm fell below 1e-12 of the
+    initial one), or at the cap.
     """
-    if isinstance(spec, Factorization) and spec.loss != "mse":
-        raise ValueError("cross-entropy has no reduced GD map: train it with 'scurve train'")
-    gd = symbolic.reduced_gd(spec.kind, momentum=momentum > 0)
-    state, gram = symbolic.state_from_spec(spec, momentum=momentum > 0)
+    model = spec.model
+    gd = _reduced(spec, lambda: symbolic.reduced_gd(model, momentum=momentum > 0))
+    process = _ReducedGD(spec, gd) if gd is not None else _FullGD(spec, momentum > 0)
+    state = process.state
     lam, l_ref = spec.weight_decay, spec.l_ref
     max_steps = int(min(MAX_STEPS, np.ceil(cap / lr)))
     rec = _Recorder(record == "all", l_ref)
-    value = gd.loss_value(state, gram)
+    value = process.loss(state)
     rec.add(0, 0.0, value, state)
     norm0 = _norm(state) or 1.0
     for step in range(1, max_steps + 1):
-        new = gd.step(state, gram, lr, lam, momentum)
-        value = gd.loss_value(new, gram)
+        new = process.step(state, lr, lam, momentum)
+        value = process.loss(new)
         if not np.isfinite(value) or value > 1e12 * l_ref:
             raise IntegrationError(f"{spec.describe()}: method 'discrete' (GD, η = {lr:g}) "
                                    f"diverged at step {step} (t = {step * lr:.6g}, loss "
@@ -489,8 +530,9 @@ def _discrete(spec: Problem, lr: float, momentum: float, cap: float, record: str
         if value < LOSS_STOP * l_ref or moved <= 1e-13 * size or size < 1e-12 * norm0:
             break
     rec.finish()
-    return _trajectory(np.array(rec.steps) * lr, rec.loss, rec.states, spec, gram, "discrete",
-                       steps=np.array(rec.steps))
+    size = int(sum(np.size(v) for v in process.state.values()))
+    return _trajectory(np.array(rec.steps) * lr, rec.loss, [process.overlaps(s) for s in
+                       rec.states], spec, "discrete", size, steps=np.array(rec.steps))
 
 
 def _norm(state: dict[str, np.ndarray]) -> float:
@@ -502,23 +544,20 @@ def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -
 
     θ_{m+1} = θ_m − h_m·[g/(|g| + ε) + λ_d θ_m], g = ∇L + λ_c θ_m (λ_c = λ, λ_d = 0; AdamW:
     λ_c = 0, λ_d = λ), h_m = κ·min(rms θ_m, θ_*·clip(10√(L/L_ref), 10⁻², 1)), t_{m+1} = t_m + h_m.
+    θ_* is the rms entry of the model's constants (the size of the solution).
     """
-    lam, l_ref = spec.weight_decay, spec.l_ref
+    lam, l_ref, model, values = spec.weight_decay, spec.l_ref, spec.model, spec.values()
     coupled, decay = (0.0, lam) if decoupled else (lam, 0.0)
-    loss_kind = getattr(spec, "loss", "mse")
-    full = symbolic.full_flow(spec.kind, loss=loss_kind)
-    reduced = symbolic.reduced_flow(spec.kind) if loss_kind == "mse" else None
-    targets, gram = _targets_and_gram(spec)
-    params = {name: np.array(w, dtype=np.float64) for name, (_, w) in spec.factors().items()}
+    full = symbolic.full_flow(model)
+    fixed = {c: values[c] for c in model.constant_names}
+    params = {w: np.array(values[w], dtype=np.float64) for w in model.learned_names}
     size = sum(w.size for w in params.values())
-    entries = np.concatenate([t.ravel() for t in targets.values()])
+    entries = np.concatenate([t.ravel() for t in fixed.values()])
     scale = float(np.sqrt(np.mean(entries**2)))  # θ_*
 
-    def observe() -> tuple[float, dict[str, np.ndarray]]:
-        state = _order_parameters(params, targets)
-        if reduced is not None:
-            return reduced.loss_value(state, gram), state
-        return full.loss_value(params, targets), state
+    def observe() -> tuple[float, dict]:
+        both = params | fixed
+        return full.loss_value(both), _full_overlaps(model, both)
 
     rec, stall = _Recorder(record == "all", l_ref), _Stall(params)
     t, value, state = 0.0, *observe()
@@ -528,7 +567,7 @@ def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -
         gain, floor = SIGN_REACH
         reach = scale * min(1.0, max(floor, gain * math.sqrt(max(value, 0.0) / l_ref)))
         h = min(SIGN_STEP * max(min(rms, reach), 1e-12 * scale), cap - t)
-        grads = full.grad(params, targets, coupled)
+        grads = full.grad(params | fixed, coupled)
         for name, w in params.items():
             g = grads[name]
             w -= h * (g / (np.abs(g) + eps) + decay * w)
@@ -540,4 +579,4 @@ def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -
         if value < LOSS_STOP * l_ref or t >= cap or stall(step, h, value, params):
             break
     rec.finish()
-    return _trajectory(np.array(rec.t), rec.loss, rec.states, spec, gram, "sign")
+    return _trajectory(np.array(rec.t), rec.loss, rec.states, spec, "sign", size)

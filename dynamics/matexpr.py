@@ -17,6 +17,9 @@ tree, a sum of terms ``coefficient x chain`` where the chain is a product of lea
   contracted this way (an n-row factor left over, or a pair of families of different factors)
   raises :class:`ReductionError`, so the result provably does not depend on n;
 * :func:`latex_form` — negative terms as "- c X" for LaTeX (printing only);
+* :class:`PairReducer` — the reduction of any model: every large inner dimension of a chain
+  summed by a pair of leaves, which becomes an order parameter created on first use;
+* :class:`TorchChainPrinter` — the same programs as PyTorch source batched over seeds;
 * :class:`MultiDotPrinter` — NumPy code in which every matrix chain is one
   ``numpy.linalg.multi_dot`` call (optimal contraction order: ``A Bᵀ Y`` with n-row A, B, Y is
   evaluated as ``A (Bᵀ Y)`` and never forms an n×n matrix).
@@ -36,8 +39,11 @@ from sympy.printing.precedence import PRECEDENCE
 __all__ = [
     "Contraction",
     "MultiDotPrinter",
+    "PairReducer",
     "ReductionError",
+    "TorchChainPrinter",
     "canonical_trace",
+    "chain_str",
     "directional",
     "expand_terms",
     "latex_form",
@@ -183,6 +189,7 @@ class Contraction:
     ) -> None:
         self.pairs = dict(pairs)
         self.big = big
+        self.large = (big,)
         self.symmetric = frozenset(symmetric)
         self.families = frozenset(s for pair in self.pairs for s in pair)
 
@@ -234,19 +241,20 @@ def normalize(
     if contraction is None:
         chain_map: Callable[[Chain], Chain] = _identity_chain
         trace_map: Callable[[Chain], Chain] = _identity_chain
-        symmetric: frozenset = frozenset()
     else:
         chain_map, trace_map = contraction.chain, contraction.trace_chain
-        big, symmetric = (contraction.big,), contraction.symmetric
+        big = contraction.large
+
+    def symmetric() -> frozenset:  # read after the chain's contraction (pairs appear lazily)
+        return frozenset() if contraction is None else contraction.symmetric
 
     def scalar(e: sp.Expr) -> sp.Expr:
         if isinstance(e, Trace):
-            return sp.Add(
-                *(
-                    scalar(c) * canonical_trace(trace_map(ch), big, symmetric)
-                    for c, ch in expand_terms(e.arg)
-                )
-            )
+            terms = []
+            for c, ch in expand_terms(e.arg):
+                reduced = trace_map(ch)
+                terms.append(scalar(c) * canonical_trace(reduced, big, symmetric()))
+            return sp.Add(*terms)
         if e.args:
             return e.func(*(scalar(arg) for arg in e.args))
         return e
@@ -284,3 +292,140 @@ class MultiDotPrinter(NumPyPrinter):
 
     def _print_Trace(self, expr: Trace) -> str:
         return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"
+
+
+def _leaf_name(leaf: MatrixExpr) -> str:
+    return f"{leaf.arg.name}t" if isinstance(leaf, Transpose) else leaf.name
+
+
+def chain_str(chain: Chain) -> str:
+    """A chain as text, ``A.T*X`` (for messages)."""
+    return "*".join(f"{leaf.arg.name}.T" if isinstance(leaf, Transpose) else leaf.name
+                    for leaf in chain)
+
+
+class PairReducer:
+    """Contraction of every large inner dimension of a chain into an order parameter.
+
+    In a chain of leaves ``l_0 l_1 ⋯`` (``MatrixSymbol``s or their transposes), each inner
+    dimension between ``l_i`` and ``l_{i+1}`` that is one of ``large`` is summed over by the
+    pair ``l_i l_{i+1}``, which becomes one symbol, the *order parameter* (``Aᵀ X`` -> ``At_X``,
+    ``X_d X_dᵀ`` -> ``Xd_Xdt``), created on first use. A pair and its transpose are one symbol
+    (the canonical orientation orders the two (matrix, contracted axis) entries by name); a pair
+    of a matrix with itself along one axis (``XᵀX``) is symmetric. A trace is rotated to start
+    after a small dimension first. A chain in which two large dimensions meet in one leaf
+    (``Xᵀ C X`` with C n×n), a pair that would itself be large, or a trace with no small
+    dimension, raises :class:`ReductionError` naming the chain: its value then depends on more
+    than pairwise contractions and the reduction does not close.
+
+    ``defs[s] = (left leaf, right leaf)`` defines each created symbol ``s`` = left · right.
+    """
+
+    def __init__(self, large: Iterable[sp.Expr], names: Iterable[str] = ()) -> None:
+        self.large = tuple(large)
+        self._large = frozenset(self.large)
+        self.defs: dict[MatrixSymbol, tuple[MatrixExpr, MatrixExpr]] = {}
+        self._by_key: dict[tuple, MatrixSymbol] = {}
+        self._symmetric: set[MatrixSymbol] = set()
+        self._taken = set(names)
+
+    @property
+    def symmetric(self) -> frozenset:
+        return frozenset(self._symmetric)
+
+    def is_large(self, dim: sp.Expr) -> bool:
+        return dim in self._large
+
+    def pair(self, left: MatrixExpr, right: MatrixExpr) -> MatrixExpr:
+        """The order parameter ``left · right`` (a symbol or its transpose)."""
+        e1 = (_base(left).name, 0 if isinstance(left, Transpose) else 1, _base(left))
+        e2 = (_base(right).name, 1 if isinstance(right, Transpose) else 0, _base(right))
+        flip = e1[:2] > e2[:2]
+        a, b = (e2, e1) if flip else (e1, e2)
+        key = (a[:2], b[:2])
+        sym = self._by_key.get(key)
+        if sym is None:
+            lhs = Transpose(a[2]) if a[1] == 0 else a[2]
+            rhs = b[2] if b[1] == 0 else Transpose(b[2])
+            name = f"{_leaf_name(lhs)}_{_leaf_name(rhs)}"
+            while name in self._taken:
+                name += "_"
+            self._taken.add(name)
+            sym = MatrixSymbol(name, lhs.shape[0], rhs.shape[1])
+            self._by_key[key] = sym
+            self.defs[sym] = (lhs, rhs)
+            if a[:2] == b[:2]:
+                self._symmetric.add(sym)
+        return Transpose(sym) if flip and sym not in self._symmetric else sym
+
+    def chain(self, chain: Chain) -> Chain:
+        """Every large inner dimension of ``chain`` contracted (see the class docstring)."""
+        out: list[MatrixExpr] = []
+        last = len(chain) - 1
+        i = 0
+        while i <= last:
+            if i < last and self.is_large(chain[i].shape[1]):
+                left, right = chain[i], chain[i + 1]
+                twice = right if i + 1 < last and self.is_large(right.shape[1]) else None
+                if twice is None and self.is_large(left.shape[0]):
+                    twice = left
+                if twice is not None or self.is_large(right.shape[1]):
+                    raise ReductionError(
+                        f"term {chain_str(chain)}: {_leaf_name(twice or right)} carries a large "
+                        "dimension on both sides, so it does not reduce to pairwise contractions")
+                out.append(self.pair(left, right))
+                i += 2
+            else:
+                out.append(chain[i])
+                i += 1
+        return tuple(out)
+
+    def trace_chain(self, chain: Chain) -> Chain:
+        """Rotate a trace's chain to start after a small dimension, then contract it."""
+        start = next((i for i, leaf in enumerate(chain) if not self.is_large(leaf.shape[0])),
+                     None)
+        if start is None:
+            raise ReductionError(f"term tr({chain_str(chain)}): every dimension of the trace is "
+                                 "large, so it does not reduce to pairwise contractions")
+        return self.chain(chain[start:] + chain[:start])
+
+    def __call__(self, expr: sp.Basic) -> sp.Basic:
+        """The reduced form of a matrix or scalar expression (expanded, equal terms merged)."""
+        return normalize(expr, self)
+
+
+class TorchChainPrinter(MultiDotPrinter):
+    """PyTorch source for tensors batched over a leading seed axis.
+
+    A matrix is a tensor (S, rows, cols), a scalar one of shape (S, 1, 1) (so products of
+    scalars and matrices broadcast per seed). Chains print as ``_chain(a, b, ...)`` (the
+    runtime picks the cheapest multiplication order from the shapes, as ``multi_dot`` does),
+    ``Xᵀ`` as ``X.mT``, ``tr(a b ⋯ z)`` as ``_trace(a, b, ..., z)`` (Σ of (a b ⋯)⊙zᵀ, no
+    square product formed), elementary functions as ``torch.exp`` etc. The helpers ``_chain``,
+    ``_trace`` and ``_entry_sum`` (Σ of the entries of each seed's matrix, shape (S, 1, 1))
+    are supplied by the runtime (:mod:`validation.programs`).
+    """
+
+    printmethod = "_torchcode"
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        if fqn.startswith("numpy."):
+            fqn = "torch." + fqn.removeprefix("numpy.")
+        return super()._module_format(fqn, register)
+
+    def _print_MatMul(self, expr: MatMul) -> str:
+        scalars = [a for a in expr.args if not a.is_Matrix]
+        mats = [self._print(a) for a in expr.args if a.is_Matrix]
+        body = mats[0] if len(mats) == 1 else f"_chain({', '.join(mats)})"
+        if not scalars:
+            return body
+        return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"
+
+    def _print_Transpose(self, expr: Transpose) -> str:
+        return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}.mT"
+
+    def _print_Trace(self, expr: Trace) -> str:
+        arg = expr.arg
+        if isinstance(arg, MatMul) and all(a.is_Matrix for a in arg.args):
+            return f"_trace({', '.join(self._print(a) for a in arg.args)})"
+        return f"_trace({self._print(arg)})"

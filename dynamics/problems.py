@@ -20,21 +20,35 @@ round trip; loading validates every key and raises :class:`SpecError` naming it.
 
 from __future__ import annotations
 
+import math
 import zipfile
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import sympy as sp
+
+from .model import Model, ModelError
+from .model import entry as model_entry
+from .model import get as get_model
 
 __all__ = [
     "AttentionHead",
+    "Chain",
     "Factorization",
+    "ModelSpec",
     "Problem",
     "SpecError",
     "Vector",
+    "check_arrays",
     "load",
+    "sample_model",
     "save",
+    "values_of",
+    "zero_loss",
 ]
 
 LOSSES = ("mse", "ce")
@@ -108,25 +122,35 @@ def _target_factors(
 
 @dataclass(frozen=True, eq=False)
 class _Spec:
-    """Shared behaviour: factors, L_ref, equality, npz round trip."""
+    """Shared behaviour: the model, its values, L_ref, equality, npz round trip.
+
+    ``arrays()`` holds the spec file's arrays by key; ``values()`` the same by the model's
+    symbol names (a stacked key such as the chain's ``M0`` split into M1, M2, ...).
+    """
 
     kind: ClassVar[str]
-    target_keys: ClassVar[tuple[str, ...]]
-    init_keys: ClassVar[tuple[str, ...]]
-
-    def factors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{factor name: (target T (n x r), initial learned W (n x k))}`` in a fixed order.
-
-        The factor name is the learned parameter's: ``x``; ``X``, ``Y``; ``Q``, ``K``, ``O``,
-        ``V`` (the init key without its trailing ``0``).
-        """
-        return {
-            ik.removesuffix("0"): (getattr(self, tk), getattr(self, ik))
-            for tk, ik in zip(self.target_keys, self.init_keys, strict=True)
-        }
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in (*self.target_keys, *self.init_keys)}
+        return {k: getattr(self, k) for k in self.model.spec_keys()}
+
+    @property
+    def model(self) -> Model:
+        """The :class:`dynamics.model.Model` whose loss this spec instantiates."""
+        return get_model(self.kind, self._selection())
+
+    def _selection(self) -> dict[str, object]:
+        """What a model family reads to pick its member (the factorization's ``loss``, ...)."""
+        return {}
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Every constant and initial learned matrix by symbol name (float64)."""
+        return values_of(self.model, self.arrays())
+
+    def factors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{learned name: (its target T, its initial value W)}`` for the model's ``targets``
+        (x <- a; X <- A, Y <- B; Q <- Q⋆, ...), in the model's order."""
+        values = self.values()
+        return {w: (values[t], values[w]) for w, t in self.model.targets.items()}
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"kind": self.kind}
@@ -138,17 +162,115 @@ class _Spec:
         if type(self) is not type(other):
             return NotImplemented
         a, b = self.to_dict(), other.to_dict()  # type: ignore[union-attr]
-        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
 
     __hash__ = None  # type: ignore[assignment]
 
     @property
     def l_ref(self) -> float:
-        """Loss of the zero model, ½‖target‖² (DESIGN §2)."""
-        raise NotImplementedError
+        """Loss of the zero model (every learned matrix 0; DESIGN §2)."""
+        return zero_loss(self.model, self.values())
+
+    @property
+    def n(self) -> int:
+        """Size of the first large dimension (rows of the learned factors)."""
+        return _dims(self.model, self.values()).get(str(self.model.large[0]), 0) \
+            if self.model.large else 0
+
+    def rate_scale(self) -> tuple[float, float]:
+        """(largest, smallest) rate scale of the dynamics, in 1/t, for step and end-time
+        choices of the integrators. Generic models: √(2 L_ref) for both (the size of a target
+        whose zero-model loss is L_ref)."""
+        s = math.sqrt(2.0 * self.l_ref) if self.l_ref > 0 else 1.0
+        return s, s
 
     def describe(self) -> str:
-        raise NotImplementedError
+        dims = ", ".join(f"{d}={v}" for d, v in _dims(self.model, self.values()).items())
+        return f"{self.kind} {dims} λ={self.weight_decay:g}"  # type: ignore[attr-defined]
+
+
+def _equal(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return bool(np.array_equal(a, b))
+
+
+def values_of(model: Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Symbol name -> array for ``model`` from spec ``arrays`` (stacked keys split)."""
+    out = {}
+    for name in model.symbols:
+        key = model.key(name)
+        if isinstance(key, tuple):
+            out[name] = np.asarray(arrays[key[0]], dtype=np.float64)[key[1]]
+        else:
+            out[name] = np.asarray(arrays[key], dtype=np.float64)
+    return out
+
+
+def _dims(model: Model, values: Mapping[str, np.ndarray]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, sym in model.symbols.items():
+        for d, size in zip(sym.shape, np.shape(values[name]), strict=False):
+            if not d.is_Integer:
+                out.setdefault(str(d), int(size))
+    return out
+
+
+def check_arrays(model: Model, arrays: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """Validate spec ``arrays`` against ``model``: every key present, numeric, finite, and every
+    dimension consistent. Raises :class:`SpecError` naming the key (and both shapes)."""
+    out: dict[str, np.ndarray] = {}
+    for key in model.spec_keys():
+        if key not in arrays:
+            what = [n for n in model.symbols if model.key(n) in (key,) or
+                    (isinstance(model.key(n), tuple) and model.key(n)[0] == key)]
+            role = "initial value of learned" if what and what[0] in model.learned_names \
+                else "constant"
+            raise SpecError(f"missing key {key!r} ({role} {what[0] if what else key} of model "
+                            f"{model.name!r})")
+        arr = np.asarray(arrays[key])
+        if not np.issubdtype(arr.dtype, np.number):
+            raise SpecError(f"{key}: expected a numeric array, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise SpecError(f"{key}: contains non-finite values")
+        out[key] = arr
+    bound: dict[sp.Expr, tuple[int, str, tuple]] = {}
+    for name, sym in model.symbols.items():
+        key = model.key(name)
+        stacked = isinstance(key, tuple)
+        arr = out[key[0] if stacked else key]
+        if stacked:
+            if arr.ndim != 3 or key[1] >= arr.shape[0]:
+                raise SpecError(f"{key[0]}: expected a stack of {len(sym.shape)}-d arrays, "
+                                f"got shape {arr.shape}")
+            arr = arr[key[1]]
+        label = key[0] if stacked else key
+        if arr.ndim != 2:
+            raise SpecError(f"{label}: expected a 2-d array ({sym.shape[0]} x {sym.shape[1]}), "
+                            f"got shape {arr.shape}")
+        for d, size in zip(sym.shape, arr.shape, strict=True):
+            if d.is_Integer and int(d) != size:
+                raise SpecError(f"{label}: shape {arr.shape}, but dimension {d} is fixed")
+            if d in bound and bound[d][0] != size:
+                other_size, other, other_shape = bound[d]
+                raise SpecError(f"{label}: shape {arr.shape} disagrees with {other} "
+                                f"{other_shape} on {d} ({size} vs {other_size})")
+            bound.setdefault(d, (size, label, arr.shape))
+    return out
+
+
+@cache
+def _zero_loss_program(model: Model) -> object:
+    from .symbolic import full_flow
+
+    return full_flow(model)
+
+
+def zero_loss(model: Model, values: Mapping[str, np.ndarray]) -> float:
+    """L at every learned matrix 0: the reference level L_ref of DESIGN §2."""
+    zero = {k: (np.zeros_like(v) if k in model.learned_names else v) for k, v in values.items()}
+    return _zero_loss_program(model).loss_value(zero)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,8 +286,6 @@ class Vector(_Spec):
     weight_decay: float = 0.0
 
     kind: ClassVar[str] = "vector"
-    target_keys: ClassVar[tuple[str, ...]] = ("a",)
-    init_keys: ClassVar[tuple[str, ...]] = ("x0",)
 
     def __post_init__(self) -> None:
         a = _as_matrix("a", np.reshape(self.a, (-1, 1)))
@@ -183,6 +303,10 @@ class Vector(_Spec):
     @property
     def l_ref(self) -> float:
         return 0.5 * float(np.sum(self.a**2))
+
+    def rate_scale(self) -> tuple[float, float]:
+        """1 (the flow is dx/dt = a − x)."""
+        return 1.0, 1.0
 
     @classmethod
     def sample(
@@ -216,8 +340,6 @@ class Factorization(_Spec):
     loss: str = "mse"
 
     kind: ClassVar[str] = "factorization"
-    target_keys: ClassVar[tuple[str, ...]] = ("A", "B")
-    init_keys: ClassVar[tuple[str, ...]] = ("X0", "Y0")
 
     def __post_init__(self) -> None:
         mats = {k: _as_matrix(k, getattr(self, k)) for k in ("A", "B", "X0", "Y0")}
@@ -234,6 +356,9 @@ class Factorization(_Spec):
         if self.loss not in LOSSES:
             raise SpecError(f"loss: unknown loss {self.loss!r} (expected one of {LOSSES})")
 
+    def _selection(self) -> dict[str, object]:
+        return {"loss": self.loss}
+
     @property
     def n(self) -> int:
         return self.A.shape[0]
@@ -245,6 +370,10 @@ class Factorization(_Spec):
     @property
     def k(self) -> int:
         return self.X0.shape[1]
+
+    def rate_scale(self) -> tuple[float, float]:
+        """(largest, smallest nonzero) singular value of the target C = A Bᵀ."""
+        return _scale_of(_product_singular_values(self.A, self.B))
 
     @property
     def target(self) -> np.ndarray:
@@ -323,17 +452,16 @@ class AttentionHead(_Spec):
     weight_decay: float = 0.0
 
     kind: ClassVar[str] = "attention"
-    target_keys: ClassVar[tuple[str, ...]] = ("Q", "K", "O", "V")
-    init_keys: ClassVar[tuple[str, ...]] = ("Q0", "K0", "O0", "V0")
 
     def __post_init__(self) -> None:
-        mats = {k: _as_matrix(k, getattr(self, k)) for k in (*self.target_keys, *self.init_keys)}
+        targets, inits = ("Q", "K", "O", "V"), ("Q0", "K0", "O0", "V0")
+        mats = {k: _as_matrix(k, getattr(self, k)) for k in (*targets, *inits)}
         d, h = mats["Q"].shape
         hm = mats["Q0"].shape[1]
-        for key in self.target_keys:
+        for key in targets:
             if mats[key].shape != (d, h):
                 raise SpecError(f"{key}: shape {mats[key].shape}, expected ({d}, {h})")
-        for key in self.init_keys:
+        for key in inits:
             if mats[key].shape != (d, hm):
                 raise SpecError(f"{key}: shape {mats[key].shape}, expected ({d}, {hm})")
         for key, value in mats.items():
@@ -355,6 +483,13 @@ class AttentionHead(_Spec):
     @property
     def k(self) -> int:
         return self.Q0.shape[1]
+
+    def rate_scale(self) -> tuple[float, float]:
+        """Singular values of each circuit (M = QKᵀ, N = OVᵀ) times the other circuit's norm
+        (the circuit's effective target): (largest, smallest nonzero)."""
+        m, nn = (_product_singular_values(self.Q, self.K), _product_singular_values(self.O, self.V))
+        norms = float(np.linalg.norm(m)), float(np.linalg.norm(nn))
+        return _scale_of(np.concatenate([m * norms[1], nn * norms[0]]))
 
     @property
     def l_ref(self) -> float:
@@ -396,10 +531,195 @@ class AttentionHead(_Spec):
         return f"attention d={self.d} h={self.h} h'={self.k} λ={self.weight_decay:g}"
 
 
-Problem = Vector | Factorization | AttentionHead
+@dataclass(frozen=True, eq=False)
+class Chain(_Spec):
+    """Depth-D chain: fit C = A Bᵀ (rank r) with X M₁⋯M_{D−2} Yᵀ (X, Y n x k, M_i k x k).
+
+    L = ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² + ½λ(‖X‖² + Σ‖M_i‖² + ‖Y‖²); ``M0`` stacks the middle
+    factors' initial values, shape (D−2, k, k) (D = 2, an empty stack, is the factorization).
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    X0: np.ndarray
+    Y0: np.ndarray
+    M0: np.ndarray
+    weight_decay: float = 0.0
+
+    kind: ClassVar[str] = "chain"
+
+    def __post_init__(self) -> None:
+        mats = {k: _as_matrix(k, getattr(self, k)) for k in ("A", "B", "X0", "Y0")}
+        n, r = mats["A"].shape
+        if mats["B"].shape != (n, r):
+            raise SpecError(f"B: shape {mats['B'].shape} does not match A {(n, r)}")
+        k = mats["X0"].shape[1]
+        for key in ("X0", "Y0"):
+            if mats[key].shape != (n, k):
+                raise SpecError(f"{key}: shape {mats[key].shape}, expected ({n}, {k})")
+        m0 = np.asarray(self.M0, dtype=np.float64)
+        if m0.size == 0:
+            m0 = m0.reshape(0, k, k)
+        if m0.ndim != 3 or m0.shape[1:] != (k, k):
+            raise SpecError(f"M0: shape {m0.shape}, expected (D-2, {k}, {k})")
+        if not np.all(np.isfinite(m0)):
+            raise SpecError("M0: contains non-finite values")
+        for key, value in {**mats, "M0": m0}.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
+
+    def _selection(self) -> dict[str, object]:
+        return {"M0": self.M0}
+
+    @property
+    def depth(self) -> int:
+        return self.M0.shape[0] + 2
+
+    def rate_scale(self) -> tuple[float, float]:
+        """(largest, smallest nonzero) singular value of the target C = A Bᵀ."""
+        return _scale_of(_product_singular_values(self.A, self.B))
+
+    @property
+    def r(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def k(self) -> int:
+        return self.X0.shape[1]
+
+    @property
+    def l_ref(self) -> float:
+        ga, gb = self.A.T @ self.A, self.B.T @ self.B
+        return 0.5 * float(np.sum(ga * gb))
+
+    @classmethod
+    def sample(
+        cls,
+        n: int,
+        rank: int,
+        model_rank: int | None = None,
+        depth: int = 3,
+        init: float = 1e-2,
+        singular_values: list[float] | None = None,
+        scale: float = 1.0,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ) -> Chain:
+        """Sample a spec from ``seed``: the target as :meth:`Factorization.sample`; X0, Y0
+        (n x k) and each M_i (k x k) i.i.d. N(0, init²)."""
+        n = _check_int("n", n)
+        rank = _check_int("rank", rank)
+        depth = _check_int("depth", depth, low=2)
+        k = rank if model_rank is None else _check_int("model_rank", model_rank)
+        if rank > n or k > n:
+            raise SpecError(f"rank: ranks ({rank}, {k}) exceed n = {n}")
+        init = _check_nonneg("init", init)
+        scale = _check_positive("scale", scale)
+        rng = np.random.default_rng(seed)
+        a, b = _target_factors(rng, n, rank, singular_values, scale)
+        x0, y0 = (rng.standard_normal((n, k)) * init for _ in range(2))
+        m0 = rng.standard_normal((depth - 2, k, k)) * init
+        return cls(A=a, B=b, X0=x0, Y0=y0, M0=m0, weight_decay=weight_decay)
+
+    def describe(self) -> str:
+        return (f"chain D={self.depth} n={self.n} r={self.r} k={self.k} "
+                f"λ={self.weight_decay:g}")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec(_Spec):
+    """A spec of any registered model (:mod:`dynamics.model`): ``kind`` = the model's name,
+    ``data`` = its arrays by spec key (constants, initial values of learned matrices)."""
+
+    name: str
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        model = _model_or_spec_error(self.name, self.data)
+        object.__setattr__(self, "data", check_arrays(model, self.data))
+        object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def _selection(self) -> dict[str, object]:
+        return dict(self.data)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.data)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.name, **self.data, "weight_decay": self.weight_decay}
+
+
+def _model_or_spec_error(kind: str, data: Mapping[str, object]) -> Model:
+    try:
+        return get_model(kind, data)
+    except ModelError as exc:
+        raise SpecError(f"kind: {exc}") from None
+
+
+def sample_model(
+    model: Model | str,
+    dims: Mapping[str, int],
+    init: float = 1e-2,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+) -> ModelSpec:
+    """A spec of ``model`` with dimensions ``dims`` (symbol name -> size) from ``seed``.
+
+    Constants: i.i.d. N(0, 1/m) entries, m the product of the sizes of the *large* dimensions
+    in the constant's shape (1 if none), so contractions over a large dimension are O(1).
+    Learned matrices: i.i.d. N(0, init²) (per-coordinate std ``init``). Stacked keys are drawn
+    entry by entry in the model's order.
+    """
+    model = model if isinstance(model, Model) else get_model(model)
+    init = _check_nonneg("init", init)
+    sizes: dict[str, int] = {}
+    for d in model.dims:
+        if str(d) not in dims:
+            raise SpecError(f"dims: missing size of {d} (model {model.name!r} has dimensions "
+                            f"{', '.join(map(str, model.dims))})")
+        sizes[str(d)] = _check_int(f"dims {d}", dims[str(d)])
+    extra = sorted(set(dims) - set(sizes))
+    if extra:
+        raise SpecError(f"dims: model {model.name!r} has no dimension {extra[0]!r}")
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, list | np.ndarray] = {}
+    for sym in (*model.constants, *model.learned):
+        shape = tuple(int(d) if d.is_Integer else sizes[str(d)] for d in sym.shape)
+        if sym in model.learned:
+            value = rng.standard_normal(shape) * init
+        else:
+            m = int(np.prod([sizes[str(d)] for d in sym.shape if d in model.large] or [1]))
+            value = rng.standard_normal(shape) / np.sqrt(m)
+        key = model.key(sym.name)
+        if isinstance(key, tuple):
+            arrays.setdefault(key[0], []).append(value)  # type: ignore[union-attr]
+        else:
+            arrays[key] = value
+    data = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    return ModelSpec(model.name, data, weight_decay=weight_decay)
+
+
+Problem = Vector | Factorization | AttentionHead | Chain | ModelSpec
 KINDS: dict[str, type[_Spec]] = {
-    cls.kind: cls for cls in (Vector, Factorization, AttentionHead)
+    cls.kind: cls for cls in (Vector, Factorization, AttentionHead, Chain)
 }
+
+
+def _product_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Singular values of a bᵀ (a, b: n x r) without forming the n x n product: with
+    a = Q_a R_a, b = Q_b R_b they are those of the r x r matrix R_a R_bᵀ."""
+    return np.linalg.svd(np.linalg.qr(a, mode="r") @ np.linalg.qr(b, mode="r").T,
+                         compute_uv=False)
+
+
+def _scale_of(s: np.ndarray) -> tuple[float, float]:
+    s = s[s > 1e-12 * s.max()] if s.size and s.max() > 0 else np.ones(1)
+    return float(s.max()), float(s.min())
 
 
 def _check_nonneg(name: str, value: float) -> float:
@@ -427,7 +747,11 @@ def save(spec: Problem, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> Problem:
-    """Read and validate a spec file; raises :class:`SpecError` naming the bad key."""
+    """Read and validate a spec file; raises :class:`SpecError` naming the bad key.
+
+    A built-in kind becomes its class (:data:`KINDS`); any other registered model (a user's
+    ``--model FILE.py``) a :class:`ModelSpec`.
+    """
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such file")
@@ -439,28 +763,31 @@ def load(path: str | Path) -> Problem:
     if "kind" not in content:
         raise SpecError(f"{path}: missing key 'kind'")
     kind = str(content.pop("kind"))
-    if kind not in KINDS:
-        raise SpecError(f"kind: unknown kind {kind!r} (expected one of {sorted(KINDS)})")
-    cls = KINDS[kind]
     kwargs: dict[str, object] = {}
-    for key in (*cls.target_keys, *cls.init_keys):
-        if key not in content:
-            raise SpecError(f"{path}: missing key {key!r} for kind {kind!r}")
-        kwargs[key] = content.pop(key)
     if "weight_decay" in content:
         wd = content.pop("weight_decay")
         if wd.shape != ():
             raise SpecError("weight_decay: expected a scalar")
         kwargs["weight_decay"] = float(wd)
+    cls = KINDS.get(kind)
+    if cls is None:
+        try:
+            model_entry(kind)
+        except ModelError as exc:
+            raise SpecError(f"kind: {exc}") from None
+        return ModelSpec(kind, content, **kwargs)  # type: ignore[arg-type]
     if "loss" in content:
         if cls is not Factorization:
             raise SpecError(f"loss: only factorization specs take a loss, not {kind!r}")
         kwargs["loss"] = str(content.pop("loss"))
-    if content:
-        raise SpecError(f"{min(content)}: unexpected key for kind {kind!r}")
-    for key in (*cls.target_keys, *cls.init_keys):
-        arr = np.asarray(kwargs[key])
+    keys = [f.name for f in fields(cls) if f.name not in ("weight_decay", "loss")]
+    for key in keys:
+        if key not in content:
+            raise SpecError(f"{path}: missing key {key!r} for kind {kind!r}")
+        arr = np.asarray(content[key])
         if not np.issubdtype(arr.dtype, np.number):
             raise SpecError(f"{key}: expected a numeric array, got dtype {arr.dtype}")
+        kwargs[key] = content.pop(key)
+    if content:
+        raise SpecError(f"{min(content)}: unexpected key for kind {kind!r}")
     return cls(**kwargs)  # type: ignore[arg-type]
-

@@ -1,48 +1,46 @@
-"""Symbolic dynamics: SymPy derives every flow and map from the loss, written once.
+"""Symbolic dynamics: SymPy derives every flow, map and training program from a model's loss.
 
-Each loss is one SymPy expression over ``MatrixSymbol`` targets T_F (n×r) and learned factors
-W_F (n×k) with symbolic n, r, k (DESIGN §3):
+A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.catalog`) is a scalar
+loss L over learned matrices W and constants. Weight decay adds ½λ Σ_W ‖W‖². In continuous time
+t (a gradient step of rate η advances t by η, DESIGN §2) SymPy derives:
 
-* ``vector``:        L = ½‖a − x‖²  (a, x: n×1);
-* ``factorization``: L = ½ tr[(ABᵀ − XYᵀ)ᵀ(ABᵀ − XYᵀ)]  (targets A, B; learned X, Y);
-* ``attention``:     L = ½[‖M‖²‖N‖² − 2⟨M,M̃⟩⟨N,Ñ⟩ + ‖M̃‖²‖Ñ‖²], M = Q⋆K⋆ᵀ, N = O⋆V⋆ᵀ (targets),
-  M̃ = QKᵀ, Ñ = OVᵀ (learned), ⟨A,B⟩ = tr(AᵀB).
-
-Weight decay adds ½λ Σ_F ‖W_F‖². From these SymPy derives, in continuous time t (a gradient
-step of rate η advances t by η, DESIGN §2):
-
-1. :func:`full_flow` — dW_F/dt = −g_F with g_F = ∂L/∂W_F + λW_F (``sp.diff`` term by term,
+1. :func:`full_flow` — dW/dt = −g_W, g_W = ∂L/∂W + λW (``sp.diff`` term by term,
    :func:`dynamics.matexpr.termwise_gradient`); with ``modified=True`` the first-order modified
-   equation dθ/dt = −g − (η/2) D(g)[g], D(g)[g] = ∇²(L + ½λ‖θ‖²) g the directional derivative
-   of the gradient along itself (product rule over the expression tree).
-2. :func:`reduced_flow` — the same in the order parameters P_F = T_FᵀW_F (r×k), U_F = W_FᵀW_F
-   (k×k), constants G_F = T_FᵀT_F: dP_F/dt = T_Fᵀ dW_F/dt, dU_F/dt = (dW_F/dt)ᵀW_F + W_Fᵀ dW_F/dt,
-   expanded and contracted pairwise (:class:`dynamics.matexpr.Contraction`); L reduces alike.
+   equation of GD with step η, dθ/dt = −g − (η/2) D(g)[g], D(g)[g] = ∇²(L + ½λ‖θ‖²) g the
+   directional derivative of the gradient along itself (product rule over the expression tree).
+2. :func:`reduced_flow` — the same flow in the *order parameters*: the contractions over every
+   ``large`` dimension of the matrices that carry it (:class:`dynamics.matexpr.PairReducer`;
+   for the factorization Aᵀ X, Bᵀ Y, Xᵀ X, Yᵀ Y with constants Aᵀ A, Bᵀ B), plus the small
+   learned matrices themselves. The state is found by closure: the order parameters of the
+   contracted loss, then those of their rates d(MᵀN)/dt = (dM/dt)ᵀN + Mᵀ dN/dt, until no new
+   one appears. A term that does not reduce to pairwise contractions (an n×n constant between
+   two n-row factors) raises :class:`dynamics.matexpr.ReductionError` naming it.
 3. :func:`reduced_gd` — one step of full-batch gradient descent with torch.optim.SGD semantics
-   (b' = μb + g, b = g at the first step; W' = W − ηb'), exactly, in the order parameters:
-   P' = Tᵀ W', U' = W'ᵀW'; with momentum the velocity family M_F = b adds R_F = T_FᵀM_F,
-   S_F = W_FᵀM_F, N_F = M_FᵀM_F, which close as well.
+   (b' = μb + g, b = g at the first step; W' = W − ηb') exactly, in order parameters found the
+   same way (with momentum the velocity b_W is one more matrix family).
+4. :func:`training_program` — loss and every g_W as PyTorch source batched over seeds
+   (:class:`dynamics.matexpr.TorchChainPrinter`), which :mod:`validation.train` runs.
 
-The symmetric outputs (U, N and dU/dt) are symmetrised exactly, ½(E + Eᵀ): fed a U with a
-rounding-level antisymmetric part, the derived polynomials amplify it (see ``_Reduced._run``).
+Symmetric order parameters (MᵀM) are symmetrised exactly on output, ½(E + Eᵀ): fed a state
+with a rounding-level antisymmetric part, the derived polynomials amplify it (``_Reduced._run``).
 
-Cross-entropy (factorization only, full flow): L = Σ_j p_C,j (log p_C,j − log softmax(z)_j),
-p_C = softmax(c), z = vec(XYᵀ), c = vec(ABᵀ). SymPy's matrix calculus cannot differentiate
-softmax (it returns 0 for the log of a trace), so the derivation has two honest steps:
-(i) ∂L/∂z_i by ``sp.diff`` of the indexed sum above (``IndexedBase``, symbolic length m),
-evaluated and tidied to softmax(z)_i − softmax(c)_i; (ii) the matrix chain rule through
-Z = XYᵀ by ``sp.diff`` of the linearisation tr(EᵀXYᵀ) with E = ∂L/∂Z held fixed: ∂L/∂X = EY,
-∂L/∂Y = EᵀX. Step (i) is compiled elementwise (indexed sums become ``numpy.sum``); since L
-and ∂L/∂z are invariant under z → z + const, z and c are shifted by their maxima first.
+Cross-entropy (a model with ``logits=(Z, C)``; full flow only): L = Σ_j p_C,j (log p_C,j −
+log softmax(z)_j), p_C = softmax(c), z = vec Z, c = vec C. SymPy's matrix calculus cannot
+differentiate softmax, so the derivation has two honest steps: (i) ∂L/∂z_i by ``sp.diff`` of the
+indexed sum above (``IndexedBase``, symbolic length m), tidied to softmax(z)_i − softmax(c)_i;
+(ii) the chain rule through Z by ``sp.diff`` of the linearisation tr(EᵀZ) with E = ∂L/∂Z held
+fixed (for Z = XYᵀ: ∂L/∂X = EY, ∂L/∂Y = EᵀX). Since L and ∂L/∂z are invariant under
+z -> z + const, z and c are shifted by their maxima first.
 
 Every result comes as LaTeX (``.latex()``) and as NumPy code from ``sp.lambdify`` (``cse=True``,
-:class:`dynamics.matexpr.MultiDotPrinter`: matrix chains via ``numpy.linalg.multi_dot``, so
-no n×n matrix is formed for the MSE losses). Derivations are cached in memory and on disk in
-``$SCURVE_CACHE`` (default ``~/.cache/scurve/symbolic``) as JSON holding the generated source
-and LaTeX, keyed by a hash of the loss's ``srepr``, the derivation kind and the code version
-(a hash of this module's and :mod:`dynamics.matexpr`'s source and the SymPy version), written
-atomically. The cached source is executed on load (trust the cache directory like any bytecode
-cache). ``.derived`` tells whether this process derived the object or loaded it.
+:class:`dynamics.matexpr.MultiDotPrinter`: matrix chains via ``numpy.linalg.multi_dot``, so no
+n×n matrix is formed unless the loss holds one). Derivations are cached in memory and on disk in
+``$SCURVE_CACHE`` (default ``~/.cache/scurve/symbolic``) as JSON holding the generated source,
+LaTeX and the state's definition, keyed by a hash of the model (``srepr`` of its loss and
+symbols), the derivation kind and the code version (a hash of this module's and
+:mod:`dynamics.matexpr`'s source and the SymPy version), written atomically. The cached source
+is executed on load (trust the cache directory like any bytecode cache). ``.derived`` tells
+whether this process derived the object or loaded it.
 """
 
 from __future__ import annotations
@@ -54,7 +52,6 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -64,169 +61,92 @@ from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol,
 
 from . import matexpr
 from .matexpr import (
-    Contraction,
     MultiDotPrinter,
+    PairReducer,
+    ReductionError,
+    TorchChainPrinter,
     directional,
     latex_form,
     normalize,
     termwise_gradient,
 )
+from .model import Model
+from .model import get as get_model
 
 __all__ = [
-    "KINDS",
     "FullFlow",
     "ReducedFlow",
     "ReducedGD",
+    "ReductionError",
+    "TrainingProgram",
     "cache_dir",
     "component_equations",
     "full_flow",
     "reduced_flow",
     "reduced_gd",
-    "state_from_params",
-    "state_from_spec",
+    "resolve",
+    "training_program",
 ]
 
-KINDS = ("vector", "factorization", "attention")
-
-_N, _R, _K = sp.symbols("n r k", integer=True, positive=True)
 _LAM, _ETA, _MU = sp.symbols("lam eta mu", real=True)
 _SCALAR_LATEX = {_LAM: r"\lambda", _ETA: r"\eta", _MU: r"\mu"}
 
 Arrays = dict[str, np.ndarray]
 
 
-# --------------------------------------------------------------------------- the models
-
-
-def _inner(a: MatrixExpr, b: MatrixExpr) -> sp.Expr:
-    """Frobenius inner product ⟨a, b⟩ = tr(aᵀb)."""
-    return Trace(a.T * b)
-
-
-@dataclass(frozen=True)
-class _Model:
-    """A loss written once: factor name -> target T_F and learned W_F, data loss L."""
-
-    kind: str
-    targets: dict[str, MatrixSymbol]
-    params: dict[str, MatrixSymbol]
-    loss: sp.Expr
-    target_latex: dict[str, str]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.params)
-
-    def gradients(self) -> dict[str, MatrixExpr]:
-        """g_F = ∂L/∂W_F + λW_F (the gradient of L + ½λ Σ‖W_F‖²)."""
-        return {
-            f: normalize(MatAdd(termwise_gradient(self.loss, w), MatMul(_LAM, w)), big=(_N,))
-            for f, w in self.params.items()
-        }
-
-
-@cache
-def _model(kind: str) -> _Model:
-    if kind == "vector":
-        a, x = MatrixSymbol("a", _N, 1), MatrixSymbol("x", _N, 1)
-        return _Model(kind, {"x": a}, {"x": x}, _inner(a - x, a - x) / 2, {"x": "a"})
-    if kind == "factorization":
-        a, b = MatrixSymbol("A", _N, _R), MatrixSymbol("B", _N, _R)
-        x, y = MatrixSymbol("X", _N, _K), MatrixSymbol("Y", _N, _K)
-        d = a * b.T - x * y.T
-        return _Model(
-            kind, {"X": a, "Y": b}, {"X": x, "Y": y}, _inner(d, d) / 2, {"X": "A", "Y": "B"}
-        )
-    if kind == "attention":
-        names = ("Q", "K", "O", "V")
-        t = {f: MatrixSymbol(f"{f}s", _N, _R) for f in names}
-        w = {f: MatrixSymbol(f, _N, _K) for f in names}
-        m, nn = t["Q"] * t["K"].T, t["O"] * t["V"].T
-        mt, nt = w["Q"] * w["K"].T, w["O"] * w["V"].T
-        loss = (
-            _inner(m, m) * _inner(nn, nn)
-            - 2 * _inner(m, mt) * _inner(nn, nt)
-            + _inner(mt, mt) * _inner(nt, nt)
-        ) / 2
-        return _Model(kind, t, w, loss, {f: rf"{f}^{{\star}}" for f in names})
-    raise ValueError(f"unknown kind {kind!r} (expected one of {KINDS})")
-
-
-@dataclass(frozen=True)
-class _Reduction:
-    """Order-parameter symbols of a model and the contraction that produces them."""
-
-    state: dict[str, MatrixSymbol]  # "P_X", "U_X" (+ "R_X", "S_X", "N_X" with velocity)
-    gram: dict[str, MatrixSymbol]  # factor name -> G_F
-    velocity: dict[str, MatrixSymbol]  # factor name -> M_F (n×k), empty without momentum
-    contract: Contraction
-    latex_names: dict[sp.Symbol, str]
-    symmetric: list[str]  # state keys of symmetric matrices (U, N)
-
-
-@cache
-def _reduction(kind: str, velocity: bool) -> _Reduction:
-    model = _model(kind)
-    state, gram, vel, pairs, names = {}, {}, {}, {}, dict(_SCALAR_LATEX)
-    for f in model.names:
-        t, w = model.targets[f], model.params[f]
-        r, k = t.shape[1], w.shape[1]
-        p, u, g = (
-            MatrixSymbol(f"P_{f}", r, k),
-            MatrixSymbol(f"U_{f}", k, k),
-            MatrixSymbol(f"G_{f}", r, r),
-        )
-        state |= {p.name: p, u.name: u}
-        gram[f] = g
-        pairs |= {(t, t): g, (t, w): p, (w, t): p.T, (w, w): u}
-        names |= {
-            t: model.target_latex[f],
-            w: f,
-            p: f"P_{{{f}}}",
-            u: f"U_{{{f}}}",
-            g: f"G_{{{model.target_latex[f]}}}",
-        }
-        if velocity:
-            m = MatrixSymbol(f"M_{f}", *w.shape)
-            rr, s, nn = (
-                MatrixSymbol(f"R_{f}", r, k),
-                MatrixSymbol(f"S_{f}", k, k),
-                MatrixSymbol(f"N_{f}", k, k),
-            )
-            vel[f] = m
-            state |= {rr.name: rr, s.name: s, nn.name: nn}
-            pairs |= {(t, m): rr, (m, t): rr.T, (w, m): s, (m, w): s.T, (m, m): nn}
-            names |= {m: f"M_{{{f}}}", rr: f"R_{{{f}}}", s: f"S_{{{f}}}", nn: f"N_{{{f}}}"}
-    symmetric = [key for key in state if key[0] in "UN"]
-    contract = Contraction(pairs, _N, [state[key] for key in symmetric] + list(gram.values()))
-    return _Reduction(state, gram, vel, contract, names, symmetric)
-
-
-def _full_latex_names(model: _Model) -> dict[sp.Symbol, str]:
-    names = dict(_SCALAR_LATEX)
-    for f in model.names:
-        names |= {model.targets[f]: model.target_latex[f], model.params[f]: f}
-    return names
+def resolve(model: Model | str, loss: str | None = None) -> Model:
+    """A :class:`Model` from itself or a registered kind (``loss`` picks "mse"/"ce")."""
+    if isinstance(model, Model):
+        return model
+    return get_model(model, {"loss": loss} if loss else {})
 
 
 # --------------------------------------------------------------------------- derivations
 
 
-def _flow(model: _Model, modified: bool) -> dict[str, MatrixExpr]:
-    """dW_F/dt = −g_F, or −g_F − (η/2) D(g_F)[g] (first-order modified equation, step η)."""
-    grads = model.gradients()
+def _gradients(model: Model, extra: MatrixSymbol | None = None) -> dict[str, MatrixExpr]:
+    """g_W = ∂L/∂W + λW for every learned W (cross-entropy: ∂tr(EᵀZ)/∂W + λW, E = ``extra``)."""
+    loss = model.loss if extra is None else Trace(extra.T * model.logits[0])
+    return {
+        w.name: normalize(MatAdd(termwise_gradient(loss, w), MatMul(_LAM, w)), big=model.large)
+        for w in model.learned
+    }
+
+
+def _flow(model: Model, modified: bool) -> dict[str, MatrixExpr]:
+    """dW/dt = −g_W, or −g_W − (η/2) D(g_W)[g] (first-order modified equation, step η)."""
+    grads = _gradients(model)
     if not modified:
         return {f: MatMul(-1, g) for f, g in grads.items()}
-    along = {model.params[f]: g for f, g in grads.items()}
+    along = {w: grads[w.name] for w in model.learned}
     return {
         f: MatAdd(MatMul(-1, g), MatMul(-_ETA / 2, directional(g, along))) for f, g in grads.items()
     }
 
 
-def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic]) -> dict:
-    """NumPy source of ``outs`` as a function of ``args`` (lambdify, cse, multi_dot chains)."""
-    fn = sp.lambdify(args, list(outs.values()), printer=MultiDotPrinter, cse=True, dummify=False)
+def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic], printer: type = MultiDotPrinter
+             ) -> dict:
+    """Source of ``outs`` as a function of ``args`` (lambdify, cse, chain printer)."""
+    fn = sp.lambdify(args, list(outs.values()), printer=printer, cse=True, dummify=False)
     return {"args": [str(a) for a in args], "outs": list(outs), "source": inspect.getsource(fn)}
+
+
+def _latex_names(model: Model, reducer: PairReducer | None = None,
+                 velocity: Mapping[str, MatrixSymbol] | None = None) -> dict[sp.Symbol, str]:
+    """LaTeX of every symbol: the model's names, b_W for velocities, (Aᵀ X) for pairs."""
+    names: dict[sp.Symbol, str] = dict(_SCALAR_LATEX)
+    for sym in (*model.learned, *model.constants):
+        names[sym] = model.latex.get(sym.name, sym.name)
+    for w, b in (velocity or {}).items():
+        names[b] = f"b_{{{names[model.symbols[w]]}}}"
+
+    def leaf(x: MatrixExpr) -> str:
+        base = matexpr._base(x)
+        return names[base] + (r"^{\top}" if isinstance(x, Transpose) else "")
+
+    for sym, (left, right) in (reducer.defs.items() if reducer else ()):
+        names[sym] = f"({leaf(left)} {leaf(right)})"
+    return names
 
 
 def _equations(lhs_rhs: Mapping[str, sp.Basic], names: Mapping[sp.Symbol, str]) -> list[str]:
@@ -235,83 +155,153 @@ def _equations(lhs_rhs: Mapping[str, sp.Basic], names: Mapping[sp.Symbol, str]) 
     ]
 
 
-def _derive_full(kind: str, modified: bool) -> dict:
-    model = _model(kind)
-    grads = model.gradients()
-    flow = {f: normalize(e, big=(_N,)) for f, e in _flow(model, modified).items()}
-    args = [*model.params.values(), *model.targets.values(), _LAM]
+def _derive_full(model: Model, modified: bool) -> dict:
+    grads = _gradients(model)
+    flow = {f: normalize(e, big=model.large) for f, e in _flow(model, modified).items()}
+    args = [*model.learned, *model.constants, _LAM]
     programs = {
-        "loss": _program(args[:-1], {"L": normalize(model.loss, big=(_N,))}),
+        "loss": _program(args[:-1], {"L": normalize(model.loss, big=model.large)}),
         "grad": _program(args, grads),
     }
     if modified:
         programs["rhs"] = _program([*args, _ETA], flow)
-    names = _full_latex_names(model)
+    names = _latex_names(model)
     latex = _equations({"L": model.loss}, names) + _equations(
-        {rf"\frac{{d{f}}}{{dt}}": e for f, e in flow.items()}, names
+        {rf"\frac{{d{names[model.symbols[f]]}}}{{dt}}": e for f, e in flow.items()}, names
     )
-    symbols = {f: [model.targets[f].name, model.params[f].name] for f in model.names}
-    return {
-        "programs": programs,
-        "latex": latex,
-        "meta": {"names": model.names, "symbols": symbols},
-    }
+    return {"programs": programs, "latex": latex, "meta": {"learned": list(model.learned_names)}}
 
 
-def _reduced_payload(
-    kind: str,
-    red: _Reduction,
-    program: str,
-    outs: Mapping[str, sp.Basic],
-    scalars: list[sp.Symbol],
-    lhs: Callable[[str], str],
-) -> dict:
-    """Programs ``loss`` (from P, U, G) and ``program`` (``outs`` from state, G, ``scalars``)
-    with their LaTeX; ``lhs`` turns an order parameter's LaTeX name into the left-hand side."""
-    model = _model(kind)
-    loss = red.contract(model.loss)
-    position = [s for key, s in red.state.items() if key[0] in "PU"]
-    names = red.latex_names
+def _dynamic(model: Model, reducer: PairReducer, velocity: Mapping[str, MatrixSymbol]
+             ) -> Callable[[MatrixSymbol], bool]:
+    moving = set(model.learned) | set(velocity.values())
+
+    def is_dynamic(sym: MatrixSymbol) -> bool:
+        if sym in reducer.defs:
+            return any(matexpr._base(leaf) in moving for leaf in reducer.defs[sym])
+        return sym in moving
+
+    return is_dynamic
+
+
+def _close(model: Model, reducer: PairReducer, loss: sp.Expr,
+           value_of: Callable[[MatrixSymbol], sp.Basic],
+           velocity: Mapping[str, MatrixSymbol]) -> dict[MatrixSymbol, sp.Basic]:
+    """The closed state: start from the order parameters (and small learned matrices) of the
+    reduced ``loss``, add every dynamic symbol that an output needs, until none is new."""
+    is_dynamic = _dynamic(model, reducer, velocity)
+    queue = [m for m in model.learned if model.is_small(m)]
+    queue += sorted((a for a in loss.atoms(MatrixSymbol) if is_dynamic(a)), key=str)
+    outputs: dict[MatrixSymbol, sp.Basic] = {}
+    while queue:
+        sym = queue.pop(0)
+        if sym in outputs:
+            continue
+        outputs[sym] = expr = value_of(sym)
+        atoms = expr.atoms(MatrixSymbol) if isinstance(expr, sp.Basic) else set()
+        queue += sorted((a for a in atoms if is_dynamic(a) and a not in outputs), key=str)
+    return dict(sorted(outputs.items(), key=lambda kv: (kv[0] not in model.learned, str(kv[0]))))
+
+
+def _leaf_sub(leaf: MatrixExpr, values: Mapping[MatrixSymbol, MatrixExpr]) -> MatrixExpr | None:
+    base = matexpr._base(leaf)
+    if base not in values:
+        return None
+    value = values[base]
+    return Transpose(value) if isinstance(leaf, Transpose) else value
+
+
+def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
+                     outputs: Mapping[MatrixSymbol, sp.Basic], program: str,
+                     scalars: list[sp.Symbol], lhs: Callable[[str], str],
+                     velocity: Mapping[str, MatrixSymbol]) -> dict:
+    """Programs ``loss`` (state, constants) and ``program`` (``outputs``) with LaTeX and the
+    state's definition (pairs, shapes) for numeric evaluation."""
+    state = list(outputs)
+    is_dynamic = _dynamic(model, reducer, velocity)
+    used = set(loss.atoms(MatrixSymbol))
+    for expr in outputs.values():
+        used |= expr.atoms(MatrixSymbol)
+    consts = sorted((s for s in used if s in reducer.defs and not is_dynamic(s)), key=str)
+    consts += [c for c in model.constants if c in used and c not in consts]  # small constants
+    position = [s for s in state if s in loss.atoms(MatrixSymbol) or s in model.learned]
+    names = _latex_names(model, reducer, velocity)
+    pairs = {}
+    for sym in (*state, *consts):
+        if sym in reducer.defs:
+            left, right = reducer.defs[sym]
+            pairs[sym.name] = [matexpr._base(left).name, isinstance(left, Transpose),
+                               matexpr._base(right).name, isinstance(right, Transpose)]
     return {
         "programs": {
-            "loss": _program([*position, *red.gram.values()], {"L": loss}),
-            program: _program([*red.state.values(), *red.gram.values(), *scalars], outs),
+            "loss": _program([*position, *consts], {"L": loss}),
+            program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()}),
         },
         "latex": _equations({"L": loss}, names)
-        + _equations({lhs(names[red.state[key]]): e for key, e in outs.items()}, names),
-        "meta": {"names": model.names, "state": list(red.state), "symmetric": red.symmetric},
+        + _equations({lhs(names[s]): e for s, e in outputs.items()}, names),
+        "meta": {
+            "learned": list(model.learned_names),
+            "state": [s.name for s in state],
+            "position": [s.name for s in position],
+            "consts": [s.name for s in consts],
+            "pairs": pairs,
+            "symmetric": [s.name for s in (*state, *consts) if s in reducer.symmetric],
+            "velocity": {b.name: w for w, b in velocity.items()},
+        },
     }
 
 
-def _derive_reduced(kind: str, modified: bool) -> dict:
-    model, red = _model(kind), _reduction(kind, velocity=False)
-    rates = {}
-    for f, dw in _flow(model, modified).items():
-        t, w = model.targets[f], model.params[f]
-        rates[f"P_{f}"] = red.contract(MatMul(t.T, dw))
-        rates[f"U_{f}"] = red.contract(MatAdd(MatMul(Transpose(dw), w), MatMul(w.T, dw)))
-    return _reduced_payload(
-        kind, red, "rhs", rates, [_LAM, _ETA], lambda name: rf"\frac{{d{name}}}{{dt}}"
-    )
+def _reducer(model: Model) -> PairReducer:
+    return PairReducer(model.large, names=model.symbols)
 
 
-def _derive_gd(kind: str, momentum: bool) -> dict:
-    model, red = _model(kind), _reduction(kind, velocity=momentum)
-    updates = {}
-    for f, g in model.gradients().items():
-        t, w = model.targets[f], model.params[f]
-        buf = MatAdd(g, MatMul(_MU, red.velocity[f])) if momentum else g
-        w_new = MatAdd(w, MatMul(-_ETA, buf))
-        updates[f"P_{f}"] = red.contract(MatMul(t.T, w_new))
-        updates[f"U_{f}"] = red.contract(MatMul(Transpose(w_new), w_new))
+def _derive_reduced(model: Model, modified: bool) -> dict:
+    reducer = _reducer(model)
+    flow = _flow(model, modified)
+    rates = {model.symbols[f]: e for f, e in flow.items()}
+    loss = reducer(model.loss)
+
+    def rate_of(sym: MatrixSymbol) -> sp.Basic:
+        if sym in rates:  # a small learned matrix
+            return reducer(rates[sym])
+        left, right = reducer.defs[sym]
+        parts = []
+        dl, dr = _leaf_sub(left, rates), _leaf_sub(right, rates)
+        if dl is not None:
+            parts.append(MatMul(dl, right))
+        if dr is not None:
+            parts.append(MatMul(left, dr))
+        return reducer(MatAdd(*parts))
+
+    outputs = _close(model, reducer, loss, rate_of, {})
+    return _reduced_payload(model, reducer, loss, outputs, "rhs", [_LAM, _ETA],
+                            lambda name: rf"\frac{{d{name}}}{{dt}}", {})
+
+
+def _derive_gd(model: Model, momentum: bool) -> dict:
+    reducer = _reducer(model)
+    grads = _gradients(model)
+    velocity = {w.name: MatrixSymbol(f"b_{w.name}", *w.shape) for w in model.learned} \
+        if momentum else {}
+    new: dict[MatrixSymbol, MatrixExpr] = {}
+    for w in model.learned:
+        buf = MatAdd(grads[w.name], MatMul(_MU, velocity[w.name])) if momentum else grads[w.name]
+        new[w] = MatAdd(w, MatMul(-_ETA, buf))
         if momentum:
-            updates[f"R_{f}"] = red.contract(MatMul(t.T, buf))
-            updates[f"S_{f}"] = red.contract(MatMul(Transpose(w_new), buf))
-            updates[f"N_{f}"] = red.contract(MatMul(Transpose(buf), buf))
+            new[velocity[w.name]] = buf
+    loss = reducer(model.loss)
+
+    def new_of(sym: MatrixSymbol) -> sp.Basic:
+        if sym in new:  # a small learned matrix or its velocity
+            return reducer(new[sym])
+        left, right = reducer.defs[sym]
+        sub = [_leaf_sub(x, new) or x for x in (left, right)]
+        return reducer(MatMul(*sub))
+
+    outputs = _close(model, reducer, loss, new_of, velocity)
     scalars = [_ETA, _LAM, _MU] if momentum else [_ETA, _LAM]
-    return _reduced_payload(kind, red, "step", updates, scalars, lambda name: f"{name}'")
-
-
+    return _reduced_payload(model, reducer, loss, outputs, "step", scalars,
+                            lambda name: f"{name}'", velocity)
 class _EntrySum(sp.Function):
     """Σ of all entries of an array expression: an index sum Σ_l f(x_l) after vectorising."""
 
@@ -319,6 +309,9 @@ class _EntrySum(sp.Function):
 
     def _numpycode(self, printer: MultiDotPrinter) -> str:
         return f"{printer._module_format('numpy.sum')}({printer._print(self.args[0])})"
+
+    def _torchcode(self, printer: TorchChainPrinter) -> str:
+        return f"_entry_sum({printer._print(self.args[0])})"
 
 
 def _vectorise(expr: sp.Expr) -> sp.Expr:
@@ -352,9 +345,10 @@ def _tidy_sums(expr: sp.Expr, dummy: sp.Idx) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Sum), tidy)
 
 
+
 @cache
-def _ce_model() -> tuple[sp.Expr, sp.Expr, sp.Expr, dict[str, MatrixSymbol], sp.Idx]:
-    """Cross-entropy written once: the indexed KL loss, ∂L/∂z_i derived, and the chain rule."""
+def _ce_calculus() -> tuple[sp.Expr, sp.Expr, sp.Idx]:
+    """Cross-entropy written once: the indexed KL loss and ∂L/∂z_i derived by ``sp.diff``."""
     m = sp.Symbol("m", integer=True, positive=True)
     i, j, l = (sp.Idx(s, m) for s in "ijl")
     z, c = sp.IndexedBase("z"), sp.IndexedBase("c")
@@ -368,38 +362,54 @@ def _ce_model() -> tuple[sp.Expr, sp.Expr, sp.Expr, dict[str, MatrixSymbol], sp.
         (derivative, condition), *_ = derivative.args
         if condition.subs(i, m - 1) is not sp.true:
             raise ValueError(f"unexpected branch condition {condition}")
-    derivative = _tidy_sums(derivative, l)
-    e = MatrixSymbol("E", _N, _N)
-    model = _model("factorization")
-    x, y = model.params["X"], model.params["Y"]
-    linear = Trace(e.T * x * y.T)
-    return loss, derivative, linear, {"E": e, "X": x, "Y": y}, i
+    return loss, _tidy_sums(derivative, l), i
 
 
-def _derive_ce() -> dict:
-    loss, derivative, linear, mats, i = _ce_model()
+def _derive_ce(model: Model) -> dict:
+    loss, derivative, i = _ce_calculus()
+    zsym, csym = model.logits
+    e = MatrixSymbol("E", *zsym.shape)
     z, c = sp.symbols("z c")
-    grads = {
-        f: normalize(MatAdd(termwise_gradient(linear, mats[f]), MatMul(_LAM, mats[f])), big=(_N,))
-        for f in ("X", "Y")
-    }
+    grads = _gradients(model, extra=e)
+    args = [*model.learned, *model.constants]
     programs = {
-        "loss": _program([z, c], {"L": _vectorise(loss)}),
+        "logits": _program(args, {"Z": zsym, "C": csym}),
+        "ce_loss": _program([z, c], {"L": _vectorise(loss)}),
         "dz": _program([z, c], {"E": _vectorise(derivative)}),
-        "grad": _program([mats["X"], mats["Y"], mats["E"], _LAM], grads),
+        "grad": _program([*args, e, _LAM], grads),
     }
     plain = {idx: sp.Symbol(idx.name) for idx in (loss.atoms(sp.Idx) | derivative.atoms(sp.Idx))}
+    names = _latex_names(model)
     latex = [
         f"L = {sp.latex(loss.xreplace(plain))}",
         rf"E_{{{i.name}}} = \frac{{\partial L}}{{\partial z_{{{i.name}}}}} = "
         f"{sp.latex(derivative.xreplace(plain))}",
-        *_equations({rf"\frac{{d{f}}}{{dt}}": -g for f, g in grads.items()}, _SCALAR_LATEX),
+        *_equations({rf"\frac{{d{names[model.symbols[f]]}}}{{dt}}": MatMul(-1, g)
+                     for f, g in grads.items()}, names | {e: "E"}),
     ]
-    symbols = {"X": ["A", "X"], "Y": ["B", "Y"]}
-    return {"programs": programs, "latex": latex, "meta": {"names": ["X", "Y"], "symbols": symbols}}
+    return {"programs": programs, "latex": latex, "meta": {"learned": list(model.learned_names)}}
 
 
-# --------------------------------------------------------------------------- caching
+def _derive_training(model: Model) -> dict:
+    """PyTorch source: ``train`` gives (L − L(0), g_W...) batched over seeds (MSE models), or
+    the cross-entropy pieces (``logits``, ``ce`` = (L, E), ``grad``)."""
+    args = [*model.learned, *model.constants]
+    if model.cross_entropy():
+        loss, derivative, _ = _ce_calculus()
+        zsym = model.logits[0]
+        e = MatrixSymbol("E", *zsym.shape)
+        z, c = sp.symbols("z c")
+        return {"programs": {
+            "logits": _program(args, {"Z": zsym}, TorchChainPrinter),
+            "ce": _program([z, c], {"L": _vectorise(loss), "E": _vectorise(derivative)},
+                           TorchChainPrinter),
+            "grad": _program([*args, e, _LAM], _gradients(model, extra=e), TorchChainPrinter),
+        }, "latex": [], "meta": {"learned": list(model.learned_names)}}
+    terms = sp.Add.make_args(normalize(model.loss, big=model.large))
+    varying = sp.Add(*(t for t in terms if t.atoms(MatrixSymbol) & set(model.learned)))
+    outs = {"L": varying, **_gradients(model)}
+    return {"programs": {"train": _program([*args, _LAM], outs, TorchChainPrinter)},
+            "latex": [], "meta": {"learned": list(model.learned_names)}}
 
 
 def cache_dir() -> Path:
@@ -445,7 +455,7 @@ def _load_or_derive(
 
 
 class _Program:
-    """A compiled program: ``values`` (by argument name) -> ``{output name: value}``."""
+    """A compiled NumPy program: ``values`` (by argument name) -> ``{output name: value}``."""
 
     def __init__(self, spec: Mapping) -> None:
         self.args, self.outs = tuple(spec["args"]), tuple(spec["outs"])
@@ -458,16 +468,27 @@ class _Program:
         return dict(zip(self.outs, result, strict=True))
 
 
+def _key_exprs(model: Model) -> tuple:
+    body = model.loss if model.loss is not None else sp.Tuple(*model.logits)
+    return (body, sp.Tuple(*model.learned), sp.Tuple(*model.constants), sp.Tuple(*model.large))
+
+
 class _Compiled:
-    """Shared behaviour: compiled programs, LaTeX, flat packing for ``solve_ivp``."""
+    """Shared behaviour: compiled programs, LaTeX, packing for ``solve_ivp``."""
 
     keys: tuple[str, ...]
 
-    def __init__(self, payload: Mapping, derived: bool) -> None:
-        self.names: tuple[str, ...] = tuple(payload["meta"]["names"])
+    def __init__(self, model: Model, payload: Mapping, derived: bool) -> None:
+        self.model = model
+        self.names: tuple[str, ...] = tuple(payload["meta"]["learned"])
         self.derived = derived
-        self._programs = {k: _Program(v) for k, v in payload["programs"].items()}
+        self._programs = {k: _Program(v) for k, v in payload["programs"].items()
+                          if k not in ("train",)}
         self._latex = list(payload["latex"])
+
+    @property
+    def kind(self) -> str:
+        return self.model.name
 
     def latex(self) -> list[str]:
         """The derived equations as LaTeX strings (``lhs = rhs``)."""
@@ -492,293 +513,294 @@ class _Compiled:
 
 
 class FullFlow(_Compiled):
-    """Gradient flow of all parameters, dW_F/dt = −g_F, g_F = ∂L/∂W_F + λW_F.
+    """Gradient flow of all parameters, dW/dt = −g_W, g_W = ∂L/∂W + λW (continuous time t).
 
     With ``modified`` the first-order modified equation of GD with step η:
-    dθ/dt = −g − (η/2)∇²(L + ½λ‖θ‖²) g. ``params`` and ``targets`` are keyed by factor name
-    (``targets[F]`` is T_F, so ``spec.factors()`` maps directly); time is continuous t.
+    dθ/dt = −g − (η/2)∇²(L + ½λ‖θ‖²) g. ``values`` hold every learned matrix and constant by
+    symbol name; the state is the learned matrices (:attr:`keys`).
     """
 
-    def __init__(self, kind: str, loss: str, modified: bool, payload: Mapping, derived: bool):
-        super().__init__(payload, derived)
-        self.kind, self.loss, self.modified = kind, loss, modified
+    def __init__(self, model: Model, modified: bool, payload: Mapping, derived: bool):
+        super().__init__(model, payload, derived)
+        self.modified = modified
         self.keys = self.names
-        self._symbols = {f: tuple(s) for f, s in payload["meta"]["symbols"].items()}
 
-    def _values(self, params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]) -> dict:
-        values = {}
-        for f, (target, learned) in self._symbols.items():
-            values[target], values[learned] = targets[f], params[f]
-        return values
+    def loss_value(self, values: Mapping[str, np.ndarray]) -> float:
+        """The data loss L (DESIGN §2), *without* the decay term ½λ‖θ‖²."""
+        return float(self._programs["loss"](values)["L"])
 
-    def loss_value(
-        self, params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], lam: float = 0.0
-    ) -> float:
-        """The data loss L (DESIGN §2), *without* the decay term ½λ‖θ‖².
+    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
+        """g_W = ∂L/∂W + λW for every learned W."""
+        return self._programs["grad"](dict(values) | {"lam": lam})
 
-        ``lam`` is accepted for symmetry with :meth:`grad` and does not change the value.
-        """
-        return float(self._programs["loss"](self._values(params, targets))["L"])
-
-    def grad(
-        self, params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], lam: float
-    ) -> Arrays:
-        """g_F = ∂L/∂W_F + λW_F for every factor."""
-        return self._programs["grad"](self._values(params, targets) | {"lam": lam})
-
-    def rhs(
-        self,
-        params: Mapping[str, np.ndarray],
-        targets: Mapping[str, np.ndarray],
-        lam: float,
-        lr: float = 0.0,
-    ) -> Arrays:
-        """dW_F/dt (per unit t): −g_F, minus (lr/2)·D(g_F)[g] if :attr:`modified`."""
+    def rhs(self, values: Mapping[str, np.ndarray], lam: float, lr: float = 0.0) -> Arrays:
+        """dW/dt (per unit t): −g_W, minus (lr/2)·D(g_W)[g] if :attr:`modified`."""
         if not self.modified:
-            return {f: -g for f, g in self.grad(params, targets, lam).items()}
-        values = self._values(params, targets) | {"lam": lam, "eta": lr}
-        return self._programs["rhs"](values)
+            return {f: -g for f, g in self.grad(values, lam).items()}
+        return self._programs["rhs"](dict(values) | {"lam": lam, "eta": lr})
 
 
 class _CrossEntropyFlow(FullFlow):
-    """Cross-entropy flow: E = ∂L/∂Z from the derived elementwise program, then g = chain rule."""
+    """Cross-entropy flow: E = ∂L/∂Z from the derived elementwise program, then the chain rule."""
 
-    def _values(self, params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]) -> dict:
-        z, c = self._logits(params, targets)
-        return super()._values(params, targets) | self._programs["dz"]({"z": z, "c": c})
-
-    @staticmethod
-    def _logits(params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]) -> tuple:
-        z, c = params["X"] @ params["Y"].T, targets["X"] @ targets["Y"].T
+    def _logits(self, values: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        out = self._programs["logits"](values)
+        z, c = np.asarray(out["Z"]), np.asarray(out["C"])
         return z - z.max(), c - c.max()
 
-    def loss_value(
-        self, params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], lam: float = 0.0
-    ) -> float:
-        """KL(softmax(vec ABᵀ) ‖ softmax(vec XYᵀ)), without the decay term."""
-        z, c = self._logits(params, targets)
-        return float(self._programs["loss"]({"z": z, "c": c})["L"])
+    def loss_value(self, values: Mapping[str, np.ndarray]) -> float:
+        """KL(softmax(vec C) ‖ softmax(vec Z)), without the decay term."""
+        z, c = self._logits(values)
+        return float(self._programs["ce_loss"]({"z": z, "c": c})["L"])
+
+    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
+        z, c = self._logits(values)
+        e = self._programs["dz"]({"z": z, "c": c})["E"]
+        return self._programs["grad"](dict(values) | {"E": e, "lam": lam})
+
+
+def pair_value(values: Mapping[str, np.ndarray], pair: list) -> np.ndarray:
+    """left · right of a pair definition ``[left base, transposed?, right base, transposed?]``."""
+    b1, t1, b2, t2 = pair
+    left, right = np.asarray(values[b1], dtype=np.float64), np.asarray(values[b2],
+                                                                      dtype=np.float64)
+    return (left.T if t1 else left) @ (right.T if t2 else right)
 
 
 class _Reduced(_Compiled):
-    """Shared by the reduced flow and map: state/gram arguments and the reduced loss."""
+    """Shared by the reduced flow and map: the state's definition, its initial value, the loss.
 
-    def __init__(self, kind: str, payload: Mapping, derived: bool) -> None:
-        super().__init__(payload, derived)
-        self.kind = kind
-        self.keys = tuple(payload["meta"]["state"])
-        self._symmetric = tuple(payload["meta"]["symmetric"])
+    The state (:attr:`keys`) holds the dynamic order parameters (pairs with a learned matrix or
+    velocity) and the small learned matrices; :attr:`constants` the pairs of constants (e.g.
+    ``At_A`` = AᵀA) and small constants, computed once from the spec.
+    """
+
+    def __init__(self, model: Model, payload: Mapping, derived: bool) -> None:
+        super().__init__(model, payload, derived)
+        meta = payload["meta"]
+        self.keys = tuple(meta["state"])
+        self.constants = tuple(meta["consts"])
+        self.pairs = {k: list(v) for k, v in meta["pairs"].items()}
+        self._symmetric = tuple(k for k in meta["symmetric"] if k in self.keys)
+        self.velocity = dict(meta["velocity"])
+        self._lookup = {tuple(v): k for k, v in self.pairs.items()}
+
+    def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+        """``(state, constants)`` at the point ``values`` (learned and constants by symbol name);
+        velocities start at 0 (the first step then has b = g, as torch's SGD)."""
+        full = dict(values)
+        for b, w in self.velocity.items():
+            full[b] = np.zeros_like(np.asarray(values[w], dtype=np.float64))
+
+        def value(key: str) -> np.ndarray:
+            if key in self.pairs:
+                return pair_value(full, self.pairs[key])
+            return np.array(full[key], dtype=np.float64)
+
+        return {k: value(k) for k in self.keys}, {k: value(k) for k in self.constants}
+
+    def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``{W: (P = TᵀW, U = WᵀW, G = TᵀT)}`` for each learned W with a target T (model
+        ``targets``) whose three pairs the state holds."""
+        both = dict(state) | dict(consts)
+
+        def find(a: str, b: str) -> np.ndarray | None:
+            key = self._lookup.get((a, True, b, False))
+            if key is not None and key in both:
+                return both[key]
+            key = self._lookup.get((b, True, a, False))
+            return both[key].T if key is not None and key in both else None
+
+        out = {}
+        for w, t in self.model.targets.items():
+            p, u, g = find(t, w), find(w, w), find(t, t)
+            if p is not None and u is not None and g is not None:
+                out[w] = (p, u, g)
+        return out
 
     def _run(self, program: str, values: Mapping[str, object]) -> Arrays:
-        """Run ``program`` and symmetrise its U / N outputs exactly.
+        """Run ``program`` and symmetrise its symmetric outputs exactly.
 
-        U = WᵀW and N = MᵀM are symmetric by definition, but the derived polynomials, fed a U
-        with a rounding-level antisymmetric part, amplify that part (measured: ×e^0.02 per GD
-        step at η = 0.1, k > r, λ = 0 — the map blows up after ~2000 steps). Symmetrising the
-        outputs, ½(E + Eᵀ), removes that unphysical direction and is exact on physical states.
+        MᵀM is symmetric by definition, but the derived polynomials, fed a state with a
+        rounding-level antisymmetric part, amplify that part (measured: ×e^0.02 per GD step at
+        η = 0.1, k > r, λ = 0 — the map blows up after ~2000 steps). Symmetrising the outputs,
+        ½(E + Eᵀ), removes that unphysical direction and is exact on physical states.
         """
         out = self._programs[program](values)
         for key in self._symmetric:
             out[key] = 0.5 * (out[key] + out[key].T)
         return out
 
-    def _values(self, state: Mapping[str, np.ndarray], gram: Mapping[str, np.ndarray]) -> dict:
-        return dict(state) | {f"G_{f}": gram[f] for f in self.names}
-
-    def loss_value(self, state: Mapping[str, np.ndarray], gram: Mapping[str, np.ndarray]) -> float:
+    def loss_value(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]
+                   ) -> float:
         """The data loss L as a function of the order parameters (no decay term)."""
-        return float(self._programs["loss"](self._values(state, gram))["L"])
+        return float(self._programs["loss"](dict(state) | dict(consts))["L"])
 
 
 class ReducedFlow(_Reduced):
-    """Gradient flow in the order parameters P_F = T_FᵀW_F, U_F = W_FᵀW_F (G_F = T_FᵀT_F fixed).
+    """Gradient flow in the order parameters (module docstring, item 2), closed for any size of
+    the large dimensions; the same ``modified`` choice as :class:`FullFlow`."""
 
-    dP_F/dt = T_Fᵀ dW_F/dt and dU_F/dt = (dW_F/dt)ᵀW_F + W_Fᵀ dW_F/dt with dW_F/dt from
-    :class:`FullFlow` (the same ``modified`` choice), closed in (P, U, G) for any n.
-    State keys ``"P_F"``, ``"U_F"``; gram keys are factor names.
-    """
-
-    def __init__(self, kind: str, modified: bool, payload: Mapping, derived: bool) -> None:
-        super().__init__(kind, payload, derived)
+    def __init__(self, model: Model, modified: bool, payload: Mapping, derived: bool) -> None:
+        super().__init__(model, payload, derived)
         self.modified = modified
 
-    def rhs(
-        self,
-        state: Mapping[str, np.ndarray],
-        gram: Mapping[str, np.ndarray],
-        lam: float,
-        lr: float = 0.0,
-    ) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
+            lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t; ``lr`` (η) enters only the modified equation."""
-        values = self._values(state, gram) | {"lam": lam, "eta": lr}
-        return self._run("rhs", values)
+        return self._run("rhs", dict(state) | dict(consts) | {"lam": lam, "eta": lr})
 
 
 class ReducedGD(_Reduced):
     """One full-batch GD step (torch.optim.SGD semantics) exactly in the order parameters.
 
-    g = ∇L + λθ; b' = μb + g; W' = W − ηb'; a step advances t by η. State keys ``"P_F"``,
-    ``"U_F"`` and, with ``momentum``, the velocity's ``"R_F"`` = T_FᵀM_F, ``"S_F"`` = W_FᵀM_F,
-    ``"N_F"`` = M_FᵀM_F (M_F = b). A state without them starts from M = 0, so the first step
-    has b' = μ·0 + g = g, exactly torch's first step (which sets buf = g).
+    g = ∇L + λθ; b' = μb + g; W' = W − ηb'; a step advances t by η. With ``momentum`` the
+    state also holds the velocity's pairs (``b_W``); :meth:`initial` starts them at b = 0, so the
+    first step has b' = g, exactly torch's first step (which sets buf = g).
     """
 
-    def __init__(self, kind: str, momentum: bool, payload: Mapping, derived: bool) -> None:
-        super().__init__(kind, payload, derived)
+    def __init__(self, model: Model, momentum: bool, payload: Mapping, derived: bool) -> None:
+        super().__init__(model, payload, derived)
         self.momentum = momentum
 
-    def step(
-        self,
-        state: Mapping[str, np.ndarray],
-        gram: Mapping[str, np.ndarray],
-        lr: float,
-        lam: float,
-        mu: float = 0.0,
-    ) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
+             lam: float, mu: float = 0.0) -> Arrays:
         """The state after one step of rate ``lr`` (η), decay ``lam`` (λ), momentum ``mu`` (μ)."""
+        values = dict(state) | dict(consts) | {"eta": lr, "lam": lam}
         if not self.momentum:
             if mu != 0.0:
-                raise ValueError("mu != 0 needs reduced_gd(kind, momentum=True)")
-            return self._run("step", self._values(state, gram) | {"eta": lr, "lam": lam})
-        values = self._values(_with_velocity(state), gram) | {"eta": lr, "lam": lam, "mu": mu}
-        return self._run("step", values)
+                raise ValueError("mu != 0 needs reduced_gd(model, momentum=True)")
+            return self._run("step", values)
+        return self._run("step", values | {"mu": mu})
+
+
+class TrainingProgram:
+    """The PyTorch source of a model's loss and gradients (run by :mod:`validation.train`).
+
+    ``programs[name] = {"args", "outs", "source"}``: ``train`` (MSE models) returns
+    L − L(0) (the loss minus its value at zero learned matrices, i.e. minus L_ref for a
+    polynomial loss) and g_W = ∂L/∂W + λW; cross-entropy models have ``logits`` (Z), ``ce``
+    ((L, E = ∂L/∂Z) of shifted logits) and ``grad`` (g_W given E).
+    """
+
+    def __init__(self, model: Model, payload: Mapping, derived: bool) -> None:
+        self.model = model
+        self.programs = dict(payload["programs"])
+        self.derived = derived
 
 
 # --------------------------------------------------------------------------- factories
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r} (expected one of {KINDS})")
-
-
 @cache
-def _full_flow(kind: str, loss: str, modified: bool) -> FullFlow:
-    if loss == "ce":
-        ce_loss, _, linear, _, _ = _ce_model()
-        payload, derived = _load_or_derive("full-ce", (ce_loss, linear), _derive_ce)
-        return _CrossEntropyFlow(kind, loss, modified, payload, derived)
-    derivation = f"full-{kind}-{'modified' if modified else 'plain'}"
-    payload, derived = _load_or_derive(
-        derivation, (_model(kind).loss,), lambda: _derive_full(kind, modified)
-    )
-    return FullFlow(kind, loss, modified, payload, derived)
+def _cached(kind: str, model: Model, flag: bool) -> object:
+    if kind == "full":
+        if model.cross_entropy():
+            if flag:
+                raise ValueError("cross-entropy: plain gradient flow only (no modified equation)")
+            payload, derived = _load_or_derive("full-ce", _key_exprs(model),
+                                               lambda: _derive_ce(model))
+            return _CrossEntropyFlow(model, False, payload, derived)
+        payload, derived = _load_or_derive(f"full-{'modified' if flag else 'plain'}",
+                                           _key_exprs(model), lambda: _derive_full(model, flag))
+        return FullFlow(model, flag, payload, derived)
+    if kind == "torch":
+        payload, derived = _load_or_derive("torch", _key_exprs(model),
+                                           lambda: _derive_training(model))
+        return TrainingProgram(model, payload, derived)
+    if model.cross_entropy():
+        raise ReductionError(f"model {model.name!r}: cross-entropy has no reduced dynamics")
+    if kind == "reduced":
+        payload, derived = _load_or_derive(f"reduced-{'modified' if flag else 'plain'}",
+                                           _key_exprs(model), lambda: _derive_reduced(model, flag))
+        return ReducedFlow(model, flag, payload, derived)
+    if kind == "gd":
+        payload, derived = _load_or_derive(f"gd-{'momentum' if flag else 'plain'}",
+                                           _key_exprs(model), lambda: _derive_gd(model, flag))
+        return ReducedGD(model, flag, payload, derived)
+    raise ValueError(f"unknown derivation {kind!r}")
 
 
-def full_flow(kind: str, loss: str = "mse", modified: bool = False) -> FullFlow:
-    """The derived full-parameter flow of problem ``kind`` (see :class:`FullFlow`).
+def full_flow(model: Model | str, loss: str | None = None, modified: bool = False) -> FullFlow:
+    """The derived full-parameter flow of ``model`` (see :class:`FullFlow`); a kind string is
+    resolved among the registered models (``loss="ce"``: the factorization's cross-entropy)."""
+    return _cached("full", resolve(model, loss), bool(modified))  # type: ignore[return-value]
 
-    ``loss="ce"`` (cross-entropy) exists for ``kind="factorization"`` only, without
-    ``modified``.
+
+def reduced_flow(model: Model | str, modified: bool = False) -> ReducedFlow:
+    """The derived order-parameter flow of ``model``; raises :class:`ReductionError` (naming
+    the term) when it does not close."""
+    return _cached("reduced", resolve(model), bool(modified))  # type: ignore[return-value]
+
+
+def reduced_gd(model: Model | str, momentum: bool = False) -> ReducedGD:
+    """The derived exact GD map of ``model`` in order parameters (see :class:`ReducedGD`)."""
+    return _cached("gd", resolve(model), bool(momentum))  # type: ignore[return-value]
+
+
+def training_program(model: Model | str, loss: str | None = None) -> TrainingProgram:
+    """The derived PyTorch programs of ``model`` (see :class:`TrainingProgram`)."""
+    return _cached("torch", resolve(model, loss), False)  # type: ignore[return-value]
+
+
+def component_equations(model: Model | str, rank: int, latex: bool = False) -> list[str]:
+    """The reduced flow written entry by entry, every dimension symbol set to ``rank``.
+
+    The compiled :func:`reduced_flow` is evaluated on arrays of SymPy symbols (symmetric order
+    parameters with X_ij = X_ji), so these are exactly the equations that are integrated,
+    expanded: for the rank-1 factorization the scalar ODEs of the seeds, e.g.
+    dAt_X/dt = At_A·Bt_Y − At_X·Yt_Y − λ·At_X. Time is continuous t. One string per
+    independent entry.
     """
-    _check_kind(kind)
-    if loss not in ("mse", "ce"):
-        raise ValueError(f"unknown loss {loss!r} (expected 'mse' or 'ce')")
-    if loss == "ce" and (kind != "factorization" or modified):
-        raise ValueError("cross-entropy: factorization only, plain gradient flow only")
-    return _full_flow(kind, loss, bool(modified))
-
-
-@cache
-def _reduced_flow(kind: str, modified: bool) -> ReducedFlow:
-    derivation = f"reduced-{kind}-{'modified' if modified else 'plain'}"
-    payload, derived = _load_or_derive(
-        derivation, (_model(kind).loss,), lambda: _derive_reduced(kind, modified)
-    )
-    return ReducedFlow(kind, modified, payload, derived)
-
-
-def reduced_flow(kind: str, modified: bool = False) -> ReducedFlow:
-    """The derived order-parameter flow of problem ``kind`` (MSE; see :class:`ReducedFlow`)."""
-    _check_kind(kind)
-    return _reduced_flow(kind, bool(modified))
-
-
-@cache
-def _reduced_gd(kind: str, momentum: bool) -> ReducedGD:
-    derivation = f"gd-{kind}-{'momentum' if momentum else 'plain'}"
-    payload, derived = _load_or_derive(
-        derivation, (_model(kind).loss,), lambda: _derive_gd(kind, momentum)
-    )
-    return ReducedGD(kind, momentum, payload, derived)
-
-
-def reduced_gd(kind: str, momentum: bool = False) -> ReducedGD:
-    """The derived exact GD map of problem ``kind`` (MSE; see :class:`ReducedGD`)."""
-    _check_kind(kind)
-    return _reduced_gd(kind, bool(momentum))
-
-
-def _with_velocity(state: Mapping[str, np.ndarray]) -> Arrays:
-    """``state`` plus zero velocity order parameters R_F, S_F, N_F where absent (M_F = 0)."""
-    out = dict(state)
-    for key in state:
-        if key.startswith("P_"):
-            f, (r, k) = key[2:], state[key].shape
-            out.setdefault(f"R_{f}", np.zeros((r, k)))
-            out.setdefault(f"S_{f}", np.zeros((k, k)))
-            out.setdefault(f"N_{f}", np.zeros((k, k)))
-    return out
-
-
-def state_from_params(
-    params: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], momentum: bool = False
-) -> tuple[Arrays, Arrays]:
-    """``(state, gram)``: P_F = T_FᵀW_F, U_F = W_FᵀW_F and G_F = T_FᵀT_F for every factor F.
-
-    With ``momentum`` the state also holds the velocity order parameters of M_F = 0 (R_F, S_F,
-    N_F zero), the start of :meth:`ReducedGD.step` with momentum (first step b = g).
-    """
-    state, gram = {}, {}
-    for f, w in params.items():
-        t = np.asarray(targets[f], dtype=np.float64)
-        w = np.asarray(w, dtype=np.float64)
-        state[f"P_{f}"], state[f"U_{f}"], gram[f] = t.T @ w, w.T @ w, t.T @ t
-    return (_with_velocity(state) if momentum else state), gram
-
-
-def state_from_spec(spec: object, momentum: bool = False) -> tuple[Arrays, Arrays]:
-    """``(state, gram)`` at a problem spec's initial point (:mod:`dynamics.problems`); see
-    :func:`state_from_params` for ``momentum``."""
-    factors = spec.factors()  # type: ignore[attr-defined]
-    params = {f: w for f, (_, w) in factors.items()}
-    return state_from_params(params, {f: t for f, (t, _) in factors.items()}, momentum)
-
-
-def component_equations(kind: str, rank: int, latex: bool = False) -> list[str]:
-    """The reduced flow written entry by entry for target rank r = model rank k = ``rank``.
-
-    The compiled :func:`reduced_flow` is evaluated on arrays of SymPy symbols (P_F[i, j],
-    symmetric U_F[i, j] = U_F[j, i], symmetric G_F[i, j]), so these are exactly the equations
-    that are integrated, expanded: for rank 1 the scalar ODEs of the seeds, e.g.
-    dP_X/dt = G_X P_Y − P_X U_Y − λP_X. Time is continuous t. One string per independent entry.
-    """
-    _check_kind(kind)
     if isinstance(rank, bool) or int(rank) != rank or rank < 1:
         raise ValueError(f"rank: must be an integer >= 1, got {rank!r}")
     rank = int(rank)
-    flow = reduced_flow(kind)
+    flow = reduced_flow(model)
+    model = flow.model
     lam = sp.Symbol("lambda" if latex else "λ")  # λ: plain text that sympify reads back
+    symmetric = {k for k, (b1, t1, b2, t2) in flow.pairs.items() if b1 == b2 and t1 != t2}
+    shapes = _shapes_at(model, flow, rank)
 
-    def entries(name: str, symmetric: bool) -> np.ndarray:
+    def entries(name: str) -> np.ndarray:
+        rows, cols = shapes[name]
+
         def entry(i: int, j: int) -> sp.Symbol:
-            i, j = (min(i, j), max(i, j)) if symmetric else (i, j)
-            return sp.Symbol(f"{name}_{i + 1}{j + 1}" if rank > 1 else name)
+            if name in symmetric:
+                i, j = min(i, j), max(i, j)
+            return sp.Symbol(f"{name}_{i + 1}{j + 1}" if rows * cols > 1 else name)
 
-        return np.array([[entry(i, j) for j in range(rank)] for i in range(rank)], dtype=object)
+        return np.array([[entry(i, j) for j in range(cols)] for i in range(rows)], dtype=object)
 
-    model = _model(kind)
-    state = {f"{p}_{f}": entries(f"{p}_{f}", p == "U") for f in model.names for p in "PU"}
-    gram = {f: entries(f"G_{model.targets[f].name}", True) for f in model.names}
-    rates = flow.rhs(state, gram, lam, 0.0)
+    state = {key: entries(key) for key in flow.keys}
+    consts = {key: entries(key) for key in flow.constants}
+    rates = flow.rhs(state, consts, lam, 0.0)
     out = []
     for key, rate in rates.items():
-        symmetric = key.startswith("U")
-        for i in range(rank):
-            for j in range(i if symmetric else 0, rank):
+        rows, cols = shapes[key]
+        for i in range(rows):
+            for j in range(i if key in symmetric else 0, cols):
                 lhs, rhs = state[key][i, j], sp.expand(sp.nsimplify(rate[i, j], rational=True))
                 if latex:
                     out.append(rf"\frac{{d{sp.latex(lhs)}}}{{dt}} = {sp.latex(rhs)}")
                 else:
                     out.append(f"d{lhs}/dt = {sp.sstr(rhs)}")
+    return out
+
+
+def _shapes_at(model: Model, flow: _Reduced, size: int) -> dict[str, tuple[int, int]]:
+    """Shapes of the state and constants with every dimension symbol set to ``size``."""
+
+    def dim(d: sp.Expr) -> int:
+        return int(d) if d.is_Integer else size
+
+    sym = model.symbols
+    out = {}
+    for key in (*flow.keys, *flow.constants):
+        if key in flow.pairs:
+            b1, t1, b2, t2 = flow.pairs[key]
+            s1, s2 = sym[b1].shape, sym[b2].shape
+            out[key] = (dim(s1[1] if t1 else s1[0]), dim(s2[0] if t2 else s2[1]))
+        else:
+            out[key] = tuple(dim(d) for d in sym[key].shape)
     return out

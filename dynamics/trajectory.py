@@ -55,6 +55,8 @@ class Trajectory:
         norms: ``{factor: (T, k) array}``.
         method: what produced it (``"flow"``, ``"discrete"``, ``"sgd"``, ...).
         steps: optional integer step numbers of the samples (discrete processes).
+        state_size: number of scalar state variables of the ODE or map that produced it
+            (0 for a training run).
     """
 
     t: np.ndarray
@@ -64,6 +66,7 @@ class Trajectory:
     norms: dict[str, np.ndarray] = field(default_factory=dict)
     method: str = ""
     steps: np.ndarray | None = None
+    state_size: int = 0
 
     def __post_init__(self) -> None:
         self.t = np.asarray(self.t, dtype=np.float64)

@@ -1,0 +1,313 @@
+"""Models: a loss written once, from which scurve derives, predicts and trains (DESIGN §5).
+
+A :class:`Model` is a scalar SymPy expression over ``MatrixSymbol``s together with the
+matrices that are learned, the ones that are fixed (targets, data), and the dimension symbols
+that may be huge::
+
+    import sympy as sp
+    from dynamics.model import Model
+
+    n, r, k = sp.symbols("n r k", integer=True, positive=True)
+    A, B = sp.MatrixSymbol("A", n, r), sp.MatrixSymbol("B", n, r)
+    X, Y = sp.MatrixSymbol("X", n, k), sp.MatrixSymbol("Y", n, k)
+    E = A * B.T - X * Y.T
+    MODEL = Model("mine", loss=sp.Trace(E.T * E) / 2, learned=[X, Y], constants=[A, B],
+                  large=[n])
+
+From it :mod:`dynamics.symbolic` derives the full gradient flow, the modified equation and the
+exact GD step; the reduced (order-parameter) versions when they close in the contractions over
+the ``large`` dimensions; and the batched torch program the trainer runs. A spec file for the
+model (:mod:`dynamics.problems`) holds ``kind`` = the model's name, every constant under its
+symbol's name and the initial value of every learned matrix under its name + ``0`` (``keys``
+renames them; a key ``(name, i)`` is entry i of a stacked array). Weight decay λ adds
+½λ Σ_W ‖W‖² over the learned matrices (the spec's ``weight_decay``).
+
+Cross-entropy. With ``logits=(Z, C)`` (two matrix expressions of one shape, Z depending on the
+learned matrices, C on the constants only) the loss is L = KL(softmax(vec C) ‖ softmax(vec Z));
+``loss`` must then be left ``None``. SymPy differentiates it in two steps (its matrix calculus
+cannot differentiate softmax; :mod:`dynamics.symbolic`).
+
+Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; every
+error (the file fails to import, has no ``MODEL``, the model is malformed) is a
+:class:`ModelError` with one line saying what and where.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr, MatrixSymbol
+
+__all__ = [
+    "Family",
+    "Model",
+    "ModelError",
+    "get",
+    "known",
+    "load_file",
+    "register",
+]
+
+Key = str | tuple[str, int]
+
+
+class ModelError(ValueError):
+    """A model (or model file) is malformed; the message is one line naming what and where."""
+
+
+def _symbols_of(expr: sp.Basic) -> set[MatrixSymbol]:
+    return {s for s in expr.atoms(MatrixSymbol)}
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A loss over matrix symbols (module docstring).
+
+    Args:
+        name: the spec ``kind``.
+        loss: scalar SymPy expression (traces, products, transposes, sums, scalar powers and
+            products of traces) of ``learned`` and ``constants``; ``None`` with ``logits``.
+        learned: the trained matrices. One whose shape holds no ``large`` symbol is *small*:
+            it is its own state in the reduced dynamics.
+        constants: every fixed matrix (targets, data).
+        large: the dimension symbols that may be huge (contracted away by the reduction).
+        keys: spec key of a symbol, by symbol name (default: a constant's own name, a learned
+            matrix's name + ``"0"``); ``(key, i)`` is entry i of a stacked array.
+        targets: ``{learned name: constant name}``: the target whose columns the learned
+            matrix's columns are compared with (cosines and norms in trajectories; optional).
+        logits: ``(Z, C)`` for the cross-entropy loss KL(softmax(vec C) ‖ softmax(vec Z)).
+        latex: LaTeX names of symbols, by symbol name (default: the name).
+        description: one line for ``--help`` and listings.
+    """
+
+    name: str
+    loss: sp.Expr | None
+    learned: Sequence[MatrixSymbol]
+    constants: Sequence[MatrixSymbol]
+    large: Sequence[sp.Symbol]
+    keys: Mapping[str, Key] = field(default_factory=dict)
+    targets: Mapping[str, str] = field(default_factory=dict)
+    logits: tuple[MatrixExpr, MatrixExpr] | None = None
+    latex: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        fix = object.__setattr__
+        fix(self, "learned", tuple(self.learned))
+        fix(self, "constants", tuple(self.constants))
+        fix(self, "large", tuple(self.large))
+        fix(self, "keys", dict(self.keys))
+        fix(self, "targets", dict(self.targets))
+        fix(self, "latex", dict(self.latex))
+        self._check()
+
+    # ------------------------------------------------------------------ validation
+
+    def _check(self) -> None:
+        where = f"model {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ModelError(f"model name must be an identifier-like string, got {self.name!r}")
+        for role, mats in (("learned", self.learned), ("constants", self.constants)):
+            for m in mats:
+                if not isinstance(m, MatrixSymbol):
+                    raise ModelError(f"{where}: {role} entry {m!r} is not a sympy MatrixSymbol")
+        if not self.learned:
+            raise ModelError(f"{where}: needs at least one learned matrix")
+        names = [m.name for m in (*self.learned, *self.constants)]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ModelError(f"{where}: symbol {dup[0]!r} declared twice")
+        for s in self.large:
+            if not isinstance(s, sp.Symbol):
+                raise ModelError(f"{where}: large entry {s!r} is not a sympy Symbol")
+        declared = set(self.learned) | set(self.constants)
+        if self.logits is not None:
+            if self.loss is not None:
+                raise ModelError(f"{where}: give either loss or logits, not both")
+            z, c = self.logits
+            if not (getattr(z, "is_Matrix", False) and getattr(c, "is_Matrix", False)):
+                raise ModelError(f"{where}: logits must be two matrix expressions (Z, C)")
+            if z.shape != c.shape:
+                raise ModelError(f"{where}: logits Z {z.shape} and C {c.shape} differ in shape")
+            if _symbols_of(c) & set(self.learned):
+                raise ModelError(f"{where}: target logits C must not depend on learned matrices")
+            exprs = [z, c]
+        else:
+            if not isinstance(self.loss, sp.Basic):
+                raise ModelError(f"{where}: loss must be a sympy expression, got "
+                                 f"{type(self.loss).__name__}")
+            if getattr(self.loss, "is_Matrix", False):
+                shape = self.loss.shape
+                raise ModelError(f"{where}: loss is a {shape[0]}x{shape[1]} matrix, not a scalar "
+                                 "(wrap it in sp.Trace)")
+            exprs = [self.loss]
+        used = set().union(*(_symbols_of(e) for e in exprs))
+        undeclared = sorted(m.name for m in used - declared)
+        if undeclared:
+            raise ModelError(f"{where}: loss mentions {undeclared[0]!r}, declared neither "
+                             "learned nor constant")
+        for m in self.learned:
+            if m not in used:
+                raise ModelError(f"{where}: the loss does not depend on learned matrix {m.name!r}")
+        stray = sorted(str(s) for e in exprs for s in e.free_symbols
+                       if not isinstance(s, MatrixSymbol) and s not in self.dims)
+        if stray:
+            raise ModelError(f"{where}: loss mentions scalar symbol {stray[0]!r}; scalars must be "
+                             "numbers (put parameters in a 1x1 constant)")
+        for m in (*self.learned, *self.constants):
+            for d in m.shape:
+                if not (d.is_Integer or isinstance(d, sp.Symbol)):
+                    raise ModelError(f"{where}: dimension {d} of {m.name} must be a symbol or "
+                                     "an integer")
+        for name, target in self.targets.items():
+            if name not in self.learned_names or target not in self.constant_names:
+                raise ModelError(f"{where}: targets maps {name!r} -> {target!r}, not a learned "
+                                 "matrix and a constant")
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def learned_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.learned)
+
+    @property
+    def constant_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.constants)
+
+    @property
+    def symbols(self) -> dict[str, MatrixSymbol]:
+        """Every matrix symbol by name, learned first."""
+        return {m.name: m for m in (*self.learned, *self.constants)}
+
+    @property
+    def dims(self) -> tuple[sp.Symbol, ...]:
+        """The dimension symbols of every matrix, in order of appearance."""
+        out: list[sp.Symbol] = []
+        for m in (*self.learned, *self.constants):
+            out += [d for d in m.shape if isinstance(d, sp.Symbol) and d not in out]
+        return tuple(out)
+
+    def is_small(self, m: MatrixSymbol) -> bool:
+        """A matrix whose shape holds no large dimension (its own reduced state)."""
+        return not any(d in self.large for d in m.shape)
+
+    def key(self, name: str) -> Key:
+        """Spec key of symbol ``name`` (module docstring)."""
+        if name in self.keys:
+            return self.keys[name]
+        return name + "0" if name in self.learned_names else name
+
+    def spec_keys(self) -> list[str]:
+        """Every spec key the model needs (stacked keys once), constants first."""
+        out: list[str] = []
+        for m in (*self.constants, *self.learned):
+            key = self.key(m.name)
+            key = key[0] if isinstance(key, tuple) else key
+            if key not in out:
+                out.append(key)
+        return out
+
+    def cross_entropy(self) -> bool:
+        return self.logits is not None
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, learned={list(self.learned_names)}, " \
+               f"constants={list(self.constant_names)}, large={list(self.large)})"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Several models under one spec ``kind``; ``select(spec arrays, options)`` picks one.
+
+    E.g. the depth-D chain (D read off the stacked middle factors) or the factorization's MSE
+    and cross-entropy losses (the spec's ``loss``).
+    """
+
+    name: str
+    select: Callable[[Mapping[str, object]], Model]
+    keys: tuple[str, ...]  # every spec key a member may need
+    options: tuple[str, ...] = ()  # scalar spec entries the selection reads (e.g. "loss")
+    description: str = ""
+
+
+_REGISTRY: dict[str, Model | Family] = {}
+_FILES: dict[str, str] = {}  # model name -> the file that registered it
+
+
+def register(model: Model | Family, source: str = "") -> Model | Family:
+    """Make ``model`` known under its name (a later model of the same name replaces it)."""
+    _REGISTRY[model.name] = model
+    if source:
+        _FILES[model.name] = source
+    return model
+
+
+def known() -> list[str]:
+    """Names of every known model (built-ins first)."""
+    _builtins()
+    return list(_REGISTRY)
+
+
+def get(kind: str, spec: Mapping[str, object] | None = None) -> Model:
+    """The model of spec ``kind``; a family picks its member from the spec's arrays/options."""
+    _builtins()
+    entry = _REGISTRY.get(kind)
+    if entry is None:
+        raise ModelError(f"unknown kind {kind!r} (known models: {', '.join(_REGISTRY)}; load "
+                         "your own with --model FILE.py)")
+    if isinstance(entry, Family):
+        return entry.select(spec or {})
+    return entry
+
+
+def entry(kind: str) -> Model | Family:
+    """The registered model or family of ``kind`` (no selection)."""
+    _builtins()
+    if kind not in _REGISTRY:
+        get(kind)  # raises the one-line error
+    return _REGISTRY[kind]
+
+
+def _builtins() -> None:
+    if "factorization" not in _REGISTRY:
+        from . import catalog  # noqa: F401  (registers the built-in models)
+
+
+def load_file(path: str | Path) -> Model:
+    """Import ``path`` and register its ``MODEL``; raises :class:`ModelError` (one line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    name = f"_scurve_model_{abs(hash(str(path.resolve())))}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ModelError(f"{path}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except Exception as exc:  # the user's code: report where it failed, in one line
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        line = f" (line {frames[-1].lineno})" if frames else ""
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"{path}{line}: import failed: {type(exc).__name__}: {message}") from None
+    model = getattr(module, "MODEL", None)
+    if model is None:
+        raise ModelError(f"{path}: defines no MODEL (expected MODEL = Model(...))")
+    if not isinstance(model, Model):
+        raise ModelError(f"{path}: MODEL is a {type(model).__name__}, not a dynamics.model.Model")
+    register(model, str(path))
+    return model
+
+
+def load_files(paths: Iterable[str | Path]) -> list[Model]:
+    """:func:`load_file` for each path."""
+    return [load_file(p) for p in paths]
