@@ -406,7 +406,7 @@ class TorchChainPrinter(MultiDotPrinter):
     are supplied by the runtime (:mod:`validation.programs`).
     """
 
-    printmethod = "_torchcode"
+    _module = "torch"  # NumPyPrinter: printmethod "_torchcode", module prefix
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
         if fqn.startswith("numpy."):

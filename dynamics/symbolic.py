@@ -302,6 +302,8 @@ def _derive_gd(model: Model, momentum: bool) -> dict:
     scalars = [_ETA, _LAM, _MU] if momentum else [_ETA, _LAM]
     return _reduced_payload(model, reducer, loss, outputs, "step", scalars,
                             lambda name: f"{name}'", velocity)
+
+
 class _EntrySum(sp.Function):
     """Σ of all entries of an array expression: an index sum Σ_l f(x_l) after vectorising."""
 
