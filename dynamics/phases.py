@@ -1,17 +1,22 @@
 """Phases of a loss curve: crossing times, initial decay, plateaus, drops and tail.
 
-One analysis serves every loss curve, theory or experiment: smooth dense samples on a
-log-spaced time grid, or a training run logged at every step (or at log-spaced plus linear
-steps), possibly noisy (float32, SGD) and non-monotone.
+Two analyses. :func:`analyze` reads the *shape* of any loss curve, theory or experiment:
+smooth dense samples on a log-spaced time grid, or a training run logged at every step (or
+at log-spaced plus linear steps), possibly noisy (float32, SGD) and non-monotone.
+:func:`mechanistic_phases` reads the *mechanism* of a factorization curve from its order
+parameters (cosines and norms of the learned vectors): when the off-target part has decayed
+and when each target mode is learned. Both return a :class:`Phases`, so they can be shown
+side by side.
 
 Conventions (DESIGN §2). Time is continuous training time ``t`` (``t = η·step``); every
 returned time is in units of ``t``, every rate in ``1/t``, every level in units of the loss.
-``L_ref`` is the loss of the zero model. All definitions use only ``ln t`` and ``ln L``, so
-the analysis is invariant under ``t -> c·t`` (times scale by c, rates by 1/c) and under
-``L, L_ref -> c·L, c·L_ref`` (levels scale by c, nothing else changes).
+``L_ref`` is the loss of the zero model. The shape analysis uses only ``ln L``, ratios of
+rates ``d ln L/dt`` and products (time x rate), so it is invariant under ``t -> c·t`` (times
+scale by c, rates by 1/c) and under ``L, L_ref -> c·L, c·L_ref`` (levels scale by c,
+nothing else changes).
 
-Definitions
------------
+Shape definitions (:func:`analyze`)
+-----------------------------------
 Crossing time
     ``t_f`` is the first time ``L(t) <= f·L_ref``, interpolated linearly in ``ln L`` between
     the two samples that bracket it; ``t[0]`` if the first sample is already below, ``None``
@@ -22,7 +27,7 @@ Loss floor
     sample at or below the floor counts as "the loss has reached zero": the crossing times keep
     it (with the floored logarithm), the phase analysis leaves it out.
 
-Smoothed log-log curve
+Smoothed curve
     The samples with ``t > 0`` are mapped to ``x = ln t``, ``y = ln L`` and resampled on a
     uniform x grid of step δ = 0.005 (at least 64 points): the samples are binned on the grid,
     a bin of one or two samples keeps them as knots, a denser bin gives one knot (median x,
@@ -31,45 +36,56 @@ Smoothed log-log curve
     robust scatter (1.4826·median absolute value / √1.5) of each knot about the straight line
     through its two neighbours. y is then median-filtered (removes spikes, leaves monotone
     stretches untouched) and Savitzky-Golay smoothed (cubic) over a half-window
-    ``h = max(3δ, (24 ε² δ / θ²)^(1/3))``, at most one e-fold of time: the least width at which
-    the noise of the smoothed slope is below θ/4. A noise-free theory curve is therefore left
-    practically untouched. The local log-log slope is ``σ(t) = d ln L / d ln t`` of the
-    smoothed curve; ``L_end`` is the smoothed loss at the last sample.
+    ``h = max(3δ, (24 ε² δ / θ²)^(1/3))``, θ = 0.1, at most one e-fold of time: the least width
+    at which the noise of the smoothed log-log slope ``d ln L/d ln t`` is below θ/4. A
+    noise-free theory curve is therefore left practically untouched. From the smoothed curve:
+    the *rate* ``r(t) = -d ln L/dt`` (in 1/t; the log-log slope divided by -t), the *later
+    rate* ``R⁺(t) = max_{t' >= t} r(t')``, the fastest fall still to come, and ``L_end``, the
+    smoothed loss at the last sample.
 
 Plateau
-    A *flat run* is a maximal stretch of the grid on which ``|σ| < θ = 0.1`` (the loss changes
-    by less than about 10 % per e-fold of time, while drops have ``|σ| >> 1`` and the power-law
-    tails of interest ``|σ| >~ 0.5``) that spans at least 0.1 e-fold (it ends at least 1.105
-    times its start time); shorter runs are noise. Consecutive flat runs whose levels differ
-    by less than a factor ``R = 1.25`` are grouped (a noise excursion does not split a
-    plateau); the *level* of a group is the median of the smoothed loss over its flat runs,
-    weighted uniformly in t (so it does not depend on how densely the start is sampled). A
-    group is a plateau when
+    A *flat run* is a maximal stretch of the grid on which the curve is slow next to what
+    follows, ``|r(t)| < α·R⁺(t)`` with ``α = 0.1`` (the loss falls at under a tenth of the
+    fastest rate it will reach later), that spans at least 0.1 e-fold of time (it ends at
+    least 1.105 times its start time); shorter runs are noise. Consecutive flat runs whose
+    levels differ by less than a factor ``R = 1.25`` are grouped (a noise excursion does not
+    split a plateau). The *level* of a group is the smoothed loss at its flattest point, the
+    grid point of least ``|r|``. A group is a plateau when
 
     (i)  the next level (the next group's, or ``L_end`` after the last group) is at least a
          factor R lower, so that a drop follows; a flat stretch at the final level, or a curve
          stopped during a plateau, has none. Otherwise the group is merged with the next one,
          or, being the last, discarded;
-    (ii) it lasts at least half as long as the drop that ends it:
-         ``end - start >= κ·width``, ``κ = 1/2``. Otherwise it is discarded.
+    (ii) it lasts at least one e-fold time of the fastest fall that follows:
+         ``(end - start)·R⁺(t_flat) >= ρ = 1``, ``t_flat`` its flattest point. Otherwise it is
+         discarded (this removes the short slow stretches that noise in ``r`` makes at the
+         first few samples of a training run).
 
     (Groups are re-examined until every one passes.) A plateau *starts* when its first flat
-    run starts, except that the first plateau starts at ``t[0]`` when the starting loss is
-    within a factor R of its level (the curve starts on the plateau), and a later plateau
-    starts no earlier than the preceding drop ends. It *ends* at ``t_0.9`` of its drop.
+    run starts; the first plateau starts at ``t[0]`` instead when its first run starts at the
+    first sample with ``t > 0``, or when the curve has not fallen before it by a factor
+    ``D = 1.1`` (the larger of ``L(t[0])`` and the smoothed loss at the first positive sample is
+    below ``D`` times the level: no initial decay worth the name); a later plateau starts no
+    earlier than the preceding drop ends. A plateau *ends* at ``t_0.9`` of its drop.
 
-    Why (ii): on a ``ln t`` axis the start of every smooth curve is flat
-    (``σ = t·d ln L/dt -> 0`` as ``t -> 0``), so flatness alone would call the first instants
-    of ``exp(-r t)`` a plateau. In linear time that decay stays within 10 % of its start for
-    ``ln(1/0.9)/r``, only 0.05 of its 90 %->10 % width ``ln 9/r``, and the power law
-    ``(1 + t)^-a`` does likewise (0.02). The rank-1 logistic (drop width ``ln 40/(2s)``)
-    passes from ``s/w0 ≈ 60`` on, once its loss has stayed near ``L_ref`` for half a drop
-    width. θ, R and κ are dimensionless, so the rules keep the scale invariance.
+    Why rates, and why in linear time. A plateau is a stretch where the loss is slow compared
+    with the drop that ends it, so flatness is judged by the ratio ``r/R⁺``, which does not
+    change under ``t -> c·t``. The former rule, ``|d ln L/d ln t| < θ`` on a log-t axis, judged
+    flatness by ``t·r``; it missed the short shoulders at ``t ~ 1`` that follow a fast initial
+    decay (``t·r`` is not small for long there), and the later steps of a staircase, which are
+    long in t but short in ln t. Any log-convex decay - a pure exponential (``r`` constant),
+    a power law ``(1 + t)^-a`` (``r = a/(1 + t)`` decreasing), any sum of exponentials - has
+    ``R⁺(t) = r(t)`` and so no flat run at all: a plateau needs the rate to rise tenfold
+    later. For the rank-1 logistic from ``w0`` (``r = 4w`` rising to ``4s``) the flat run is
+    ``w < s/10``, and (ii) requires ``s/w0 >~ 30``. For a staircase of modes learned one after
+    another the k-th flat run lies between the (k-1)-th mode's remnant decay and the k-th
+    mode's rise, at the level ``½Σ_{i>=k} s_i²`` (i counting from 1). α, R, D and ρ are
+    dimensionless, so the rules keep the scale invariance.
 
 Drop
     The fall that ends a plateau of level ``ℓ_b`` and leads to the next level ``ℓ_a`` (the
     next plateau's, or ``L_end``). With ``L_q = ℓ_a + q·(ℓ_b - ℓ_a)``, ``t_0.9`` is the first
-    time after the plateau's last flat run at which the smoothed loss is ``<= L_0.9`` and
+    time after the plateau's flattest point at which the smoothed loss is ``<= L_0.9`` and
     ``t_0.1`` the first time after that at which it is ``<= L_0.1`` (linear interpolation in
     ``ln L`` between grid points); ``width = t_0.1 - t_0.9``. The drop's *time* is that of the
     steepest fall, the minimum of ``dL/dt`` over ``[t_0.9, t_0.1]`` (parabolic refinement on
@@ -93,11 +109,60 @@ Tail
     weighting; ``kind`` names the one with the larger R² (a tie goes to the exponential).
     Fitted over the whole tail, the parameters are effective ones: ``(1 + t)^-a`` gives an
     exponent slightly below a when the tail starts near ``t ~ 1``.
+
+Mechanistic definitions (:func:`mechanistic_phases`)
+----------------------------------------------------
+For the factorization ``L = ½‖C - X Yᵀ‖²`` with target ``C = A Bᵀ = Σ_j s_j u_j v_jᵀ``,
+``u_j = a_j/‖a_j‖``, ``v_j = b_j/‖b_j‖``, ``s_j = ‖a_j‖‖b_j‖`` (exact when the columns of A
+are orthogonal and those of B too: rank 1, or a spec with ``singular_values``; for i.i.d.
+random A, B of rank > 1 the directions are orthogonal only to ``O(1/√n)``). From the cosines
+``c^X_jl``, ``c^Y_jl`` and norms ``‖x_l‖``, ``‖y_l‖`` of :class:`dynamics.trajectory.Trajectory`:
+
+Overlaps
+    ``p_jl = c^X_jl ‖x_l‖ = u_jᵀ x_l`` and ``q_jl = c^Y_jl ‖y_l‖ = v_jᵀ y_l``; the model in
+    the target's basis ``M_jj' = Σ_l p_jl q_j'l = u_jᵀ X Yᵀ v_j'``; mode j's learned strength
+    ``w_j = M_jj`` (``p·q``, the square of the geometric-mean on-target overlap ``√(p q)``).
+
+On- and off-target loss
+    ``L = L_on + L_off`` exactly, with the on-target residual ``L_on = ½‖diag(s) - M‖²`` (the
+    loss of the model projected onto the target's row and column spaces) and the off-target
+    loss ``L_off = L - L_on = ½‖X Yᵀ - P_U X Yᵀ P_V‖²`` (what the learned vectors' components
+    outside the target spaces contribute). The loss must be this squared error alone (no
+    weight-decay penalty).
+
+Initial decay
+    From ``t[0]`` to the first time ``L_off <= ε·L_on``, ``ε = 0.1`` (interpolated linearly in
+    t): the decay ends when the off-target part of the loss has shrunk to a tenth of the
+    on-target residual. None when that holds at ``t[0]`` (a small start has no decay); ends
+    at ``t[-1]`` if never. ``rate`` as for the shape (least squares of ``ln L`` on t).
+
+Mode learning
+    Mode j is *learned* between ``t^start_j``, the first time ``w_j >= (1 - √0.9)·s_j``
+    (``≈ 0.051·s_j``, overlap ``√(p q) ≈ 0.23·√s_j``), and ``t^end_j``, the first time
+    ``w_j >= (1 - √0.1)·s_j`` (``≈ 0.684·s_j``, overlap ``≈ 0.83·√s_j``): the mode's own
+    residual ``½(s_j - w_j)²`` has fallen to 90 % and to 10 % of ``½s_j²``, the mechanistic
+    counterparts of ``t_0.9`` and ``t_0.1``. Its *time* is the first time ``w_j >= s_j/3``,
+    where the logistic ``w = s/(1 + (s/w0 - 1)e^{-2st})`` falls fastest in L. Each first time
+    is interpolated linearly in t; ``t[0]`` if already so at the start, None if never.
+
+Plateaus and drops
+    Modes are taken in order of ``t^start``; a mode whose ``t^start`` comes before the
+    previous group's ``t^end`` joins that group (modes learned together make one drop). A
+    group whose ``t^start`` is later than both the end of the initial decay (``t[0]`` if
+    none) and the previous group's ``t^end`` has a plateau from the later of those two to
+    its ``t^start``, and a drop from its first ``t^start`` to its last ``t^end`` whose time
+    is the strongest mode's time. Levels: before a group, ``½Σ s_j²`` over the modes not
+    learned before it; after it, the same without the group's modes (the incremental-
+    learning levels; modes never learned stay in every level). A group without a plateau
+    (its learning began during the decay or the previous drop: no S-curve) has no drop entry
+    either, as in the shape analysis; its modes stay listed in ``modes``. The tail starts at
+    the last drop's end and is fitted as for the shape.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -107,16 +172,33 @@ from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
-__all__ = ["Decay", "Drop", "Phases", "Plateau", "Tail", "analyze", "crossing_times"]
+__all__ = [
+    "Decay",
+    "Drop",
+    "MechanisticPhases",
+    "ModeLearning",
+    "Phases",
+    "Plateau",
+    "Tail",
+    "analyze",
+    "crossing_times",
+    "mechanistic_phases",
+]
 
 LOSS_FLOOR = 1e-150  # floor of L / L_ref before taking logarithms
 GRID_STEP = 0.005  # δ: spacing of the ln t grid
 MIN_GRID = 64  # least number of grid points
-FLAT_SLOPE = 0.1  # θ: |d ln L / d ln t| below which the curve is flat
+FLAT_SLOPE = 0.1  # θ: target precision of the smoothed log-log slope (sets the window)
+MAX_HALF_WINDOW = 1.0  # largest smoothing half-window, in e-folds of time
+RATE_RATIO = 0.1  # α: flat where |r| < α·R⁺ (r = -d ln L/dt, R⁺ its largest later value)
 MIN_FLAT_SPAN = 0.1  # least length of a flat run, in e-folds of time
 DROP_RATIO = 1.25  # R: least factor by which a drop lowers the loss
-PLATEAU_TO_DROP = 0.5  # κ: least plateau length, in units of the drop's width
-MAX_HALF_WINDOW = 1.0  # largest smoothing half-window, in e-folds of time
+DECAY_RATIO = 1.1  # D: least factor by which an initial decay lowers the loss
+MIN_PLATEAU_EFOLDS = 1.0  # ρ: least plateau length, in units of 1/R⁺
+OFF_TARGET_RATIO = 0.1  # ε: the mechanistic decay ends when L_off <= ε·L_on
+MODE_START = 1 - math.sqrt(0.9)  # w_j/s_j where mode j's plateau ends (residual 90 %)
+MODE_TIME = 1 / 3  # w_j/s_j of the logistic's steepest fall in L
+MODE_END = 1 - math.sqrt(0.1)  # w_j/s_j where mode j's drop ends (residual 10 %)
 
 
 @dataclass(frozen=True)
@@ -225,6 +307,55 @@ class Phases:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ModeLearning:
+    """When target mode ``mode`` (strength ``strength`` = s_j) is learned (times in t).
+
+    ``start``, ``time`` and ``end`` are the first times the learned strength
+    ``w_j = u_jᵀ X Yᵀ v_j`` reaches ``(1 - √0.9)·s_j``, ``s_j/3`` and ``(1 - √0.1)·s_j``
+    (None if never); ``initial`` is ``w_j/s_j`` at ``t[0]``, ``final`` at ``t[-1]``.
+    """
+
+    mode: int
+    strength: float
+    start: float | None
+    time: float | None
+    end: float | None
+    initial: float
+    final: float
+
+
+@dataclass(frozen=True)
+class MechanisticPhases(Phases):
+    """Phases from the order parameters (module docstring, "Mechanistic definitions").
+
+    The :class:`Phases` fields mean what they mean for the shape, with boundaries set by
+    the mechanism; ``modes`` lists every target mode in order of index; ``off_target`` is
+    ``L_off/L_on`` at ``t[0]``.
+    """
+
+    modes: list[ModeLearning]
+    off_target: float
+
+    def describe(self) -> str:
+        """The :class:`Phases` summary, then one line per mode (times in t)."""
+        lines = [
+            f"mechanism: off-target loss {self.off_target:.3g} x on-target at the start; "
+            f"decay ends when below {OFF_TARGET_RATIO:g} x",
+            super().describe(),
+        ]
+
+        def when(value: float | None) -> str:
+            return "never" if value is None else f"{value:.4g}"
+
+        for m in self.modes:
+            lines.append(
+                f"mode {m.mode} (s = {m.strength:.4g}): w/s {m.initial:.3g} -> {m.final:.3g}; "
+                f"learning t = {when(m.start)} -> {when(m.end)}, steepest {when(m.time)}"
+            )
+        return "\n".join(lines)
+
+
 class _Curve(NamedTuple):
     """Smoothed curve on the uniform ``x = ln t`` grid."""
 
@@ -232,13 +363,16 @@ class _Curve(NamedTuple):
     y: np.ndarray  # smoothed ln L
     slope: np.ndarray  # d ln L / d ln t of the smoothed curve
     step: float  # grid spacing
+    rate: np.ndarray  # r = -d ln L / dt of the smoothed curve
+    later: np.ndarray  # R⁺: the largest r at or after each grid point
 
 
 class _Group(NamedTuple):
     """Flat runs (inclusive grid index pairs) grouped into one candidate plateau."""
 
     runs: list[tuple[int, int]]
-    level: float  # ln of the level
+    level: float  # ln of the level: smoothed ln L at the flattest point
+    flattest: int  # grid index of the flattest point (least |r|)
 
 
 def crossing_times(
@@ -293,7 +427,8 @@ def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
             f"analyze needs at least 3 samples with t > 0 and loss > {LOSS_FLOOR:g}·l_ref"
         )
     curve = _smooth(np.log(t[positive]), y[positive])
-    plateaus, drops = _plateaus_and_drops(curve, float(t[0]))
+    y_start = max(float(y[0]), float(curve.y[0]))
+    plateaus, drops = _plateaus_and_drops(curve, float(t[0]), y_start)
 
     tail_start: float | None
     if plateaus:
@@ -301,34 +436,154 @@ def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
     else:  # no plateau, no drop: the first e-fold is the initial decay, the rest the tail
         efold = _first_below(curve, 0, curve.y[0] - 1.0)
         initial_end, tail_start = (float(t[-1]), None) if efold is None else (efold[0],) * 2
-
-    initial = None
-    segment = t <= initial_end
-    if initial_end > t[0] and np.count_nonzero(segment) >= 2:
-        slope, _ = _fit_line(t[segment], y[segment])
-        initial = Decay(start=float(t[0]), end=float(initial_end), rate=-slope)
-
-    tail = None
-    if tail_start is not None and np.count_nonzero(t >= tail_start) >= 3:
-        segment = t >= tail_start
-        rate, r2_exp = _fit_line(t[segment], y[segment])
-        exponent, r2_pow = _fit_line(np.log(t[segment]), y[segment])
-        tail = Tail(
-            start=float(tail_start),
-            end=float(t[-1]),
-            kind="exponential" if r2_exp >= r2_pow else "power",
-            rate=-rate,
-            exponent=-exponent,
-            r2_exponential=r2_exp,
-            r2_power=r2_pow,
-        )
     return Phases(
         l_ref=l_ref,
         crossings=crossings,
-        initial=initial,
+        initial=_decay(t, y, initial_end),
         plateaus=plateaus,
         drops=drops,
-        tail=tail,
+        tail=_tail(t, y, tail_start),
+    )
+
+
+def mechanistic_phases(
+    t: ArrayLike,
+    loss: ArrayLike,
+    cosines: Mapping[str, ArrayLike],
+    norms: Mapping[str, ArrayLike],
+    s: ArrayLike,
+    factors: Sequence[str] = ("X", "Y"),
+) -> MechanisticPhases:
+    """Phases of a factorization curve from its order parameters (module docstring).
+
+    ``t`` (T,) continuous time, ``loss`` (T,) the squared-error loss ½‖C - X Yᵀ‖² (no
+    penalty), ``cosines[f]`` (T, r, k) the cosine between target direction j and learned
+    vector l of factor f, ``norms[f]`` (T, k) the learned vectors' norms (as carried by
+    :class:`dynamics.trajectory.Trajectory`), ``s`` (r,) the target's singular values
+    ``s_j = ‖a_j‖‖b_j‖`` (for a spec: ``norm(A, axis=0) * norm(B, axis=0)``), ``factors``
+    the names of the left and right factor. ``l_ref = ½Σ s_j²``. Raises ValueError on
+    inconsistent shapes or values.
+    """
+    t, loss = _as_curve(t, loss)
+    s = np.atleast_1d(np.asarray(s, dtype=np.float64))
+    if s.ndim != 1 or not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(f"s must be a 1-D array of finite positive values (got {s})")
+    if len(factors) != 2:
+        raise ValueError(f"factors must name the left and right factor (got {factors!r})")
+    p, q = (
+        np.asarray(cosines[f], dtype=np.float64) * np.asarray(norms[f], dtype=np.float64)[:, None, :]
+        for f in factors
+    )
+    if p.shape != q.shape or p.shape[:2] != (t.size, s.size):
+        raise ValueError(
+            f"cosines and norms must have shapes (T, r, k) and (T, k) with T = {t.size}, "
+            f"r = {s.size} (got overlaps {p.shape} and {q.shape})"
+        )
+    model = np.einsum("tjl,tml->tjm", p, q)  # M = Uᵀ X Yᵀ V, (T, r, r)
+    strength = np.diagonal(model, axis1=1, axis2=2)  # w_j, (T, r)
+    residual = model.copy()
+    residual[:, np.arange(s.size), np.arange(s.size)] -= s
+    on_target = 0.5 * np.sum(residual**2, axis=(1, 2))
+    off_target = loss - on_target
+    l_ref = 0.5 * float(np.sum(s**2))
+    y = np.log(np.maximum(loss, _floor(l_ref)))
+
+    decay_end = _first_time(t, OFF_TARGET_RATIO * on_target - off_target)
+    decay_end = float(t[-1]) if decay_end is None else decay_end
+    modes = [
+        ModeLearning(
+            mode=j,
+            strength=float(s[j]),
+            start=_first_time(t, strength[:, j] - MODE_START * s[j]),
+            time=_first_time(t, strength[:, j] - MODE_TIME * s[j]),
+            end=_first_time(t, strength[:, j] - MODE_END * s[j]),
+            initial=float(strength[0, j] / s[j]),
+            final=float(strength[-1, j] / s[j]),
+        )
+        for j in range(s.size)
+    ]
+
+    groups: list[list[ModeLearning]] = []
+    for mode in sorted((m for m in modes if m.start is not None), key=lambda m: m.start):
+        last_end = groups[-1][-1].end if groups else None
+        if groups and (last_end is None or mode.start < last_end):
+            groups[-1].append(mode)
+        else:
+            groups.append([mode])
+    plateaus: list[Plateau] = []
+    drops: list[Drop] = []
+    unlearned = {m.mode for m in modes}
+    previous_end = decay_end
+    for group in groups:
+        level_before = 0.5 * sum(s[j] ** 2 for j in unlearned)
+        unlearned -= {m.mode for m in group}
+        level_after = 0.5 * sum(s[j] ** 2 for j in unlearned)
+        start, ends = group[0].start, [m.end for m in group]
+        end = None if None in ends else max(ends)
+        if start > previous_end and end is not None:
+            strongest = max(group, key=lambda m: m.strength)
+            plateaus.append(Plateau(previous_end, start, start - previous_end, level_before))
+            drops.append(
+                Drop(
+                    time=strongest.time if strongest.time is not None else start,
+                    width=end - start,
+                    start=start,
+                    end=end,
+                    level_before=level_before,
+                    level_after=level_after,
+                )
+            )
+        if end is None:
+            break
+        previous_end = max(previous_end, end)
+
+    return MechanisticPhases(
+        l_ref=l_ref,
+        crossings=crossing_times(t, loss, l_ref),
+        initial=_decay(t, y, decay_end),
+        plateaus=plateaus,
+        drops=drops,
+        tail=_tail(t, y, drops[-1].end) if drops else None,
+        modes=modes,
+        off_target=float(off_target[0] / on_target[0]) if on_target[0] > 0 else math.inf,
+    )
+
+
+def _first_time(t: np.ndarray, g: np.ndarray) -> float | None:
+    """First time ``g >= 0`` (linear interpolation in t); ``t[0]`` if at once, None if never."""
+    above = np.flatnonzero(g >= 0)
+    if above.size == 0:
+        return None
+    i = int(above[0])
+    if i == 0:
+        return float(t[0])
+    return float(t[i - 1] + (t[i] - t[i - 1]) * (-g[i - 1]) / (g[i] - g[i - 1]))
+
+
+def _decay(t: np.ndarray, y: np.ndarray, end: float) -> Decay | None:
+    """Initial decay on ``[t[0], end]`` with its least-squares rate; None if too short."""
+    segment = t <= end
+    if end <= t[0] or np.count_nonzero(segment) < 2:
+        return None
+    slope, _ = _fit_line(t[segment], y[segment])
+    return Decay(start=float(t[0]), end=float(end), rate=-slope)
+
+
+def _tail(t: np.ndarray, y: np.ndarray, start: float | None) -> Tail | None:
+    """Tail on ``[start, t[-1]]``: exponential and power-law fits; None if < 3 samples."""
+    if start is None or np.count_nonzero(t >= start) < 3:
+        return None
+    segment = t >= start
+    rate, r2_exp = _fit_line(t[segment], y[segment])
+    exponent, r2_pow = _fit_line(np.log(t[segment]), y[segment])
+    return Tail(
+        start=float(start),
+        end=float(t[-1]),
+        kind="exponential" if r2_exp >= r2_pow else "power",
+        rate=-rate,
+        exponent=-exponent,
+        r2_exponential=r2_exp,
+        r2_power=r2_pow,
     )
 
 
@@ -393,26 +648,28 @@ def _smooth(x: np.ndarray, y: np.ndarray) -> _Curve:
     raw = median_filter(resampled, size=window, mode="nearest")
     smooth = savgol_filter(raw, window, 3, mode="interp")
     slope = savgol_filter(raw, window, 3, deriv=1, delta=step, mode="interp")
-    return _Curve(x=grid, y=smooth, slope=slope, step=step)
+    rate = -slope * np.exp(-grid)
+    later = np.maximum.accumulate(rate[::-1])[::-1]
+    return _Curve(x=grid, y=smooth, slope=slope, step=step, rate=rate, later=later)
 
 
 def _flat_runs(curve: _Curve) -> list[tuple[int, int]]:
-    """Maximal grid stretches with ``|σ| < θ`` spanning at least ``MIN_FLAT_SPAN`` e-folds."""
-    flat = np.concatenate(([False], np.abs(curve.slope) < FLAT_SLOPE, [False]))
+    """Maximal grid stretches that are slow next to what follows, spanning >= MIN_FLAT_SPAN.
+
+    Slow: ``|r| < α·R⁺`` with ``r = -d ln L/dt`` and ``R⁺`` its largest later value.
+    """
+    rate, later = curve.rate, curve.later
+    flat = np.concatenate(([False], (np.abs(rate) < RATE_RATIO * later) & (later > 0), [False]))
     edges = np.flatnonzero(np.diff(flat.astype(np.int8)))
     runs = zip(edges[::2], edges[1::2] - 1, strict=True)
     return [(int(a), int(b)) for a, b in runs if curve.x[b] - curve.x[a] >= MIN_FLAT_SPAN]
 
 
-def _group_level(curve: _Curve, runs: list[tuple[int, int]]) -> float:
-    """ln of a group's level: median of the smoothed ln L over its flat runs, uniform in t.
-
-    On the ln t grid a point stands for a time interval proportional to t = exp(x).
-    """
+def _group(curve: _Curve, runs: list[tuple[int, int]]) -> _Group:
+    """Group of flat runs; its level is the smoothed ln L at its flattest point (least |r|)."""
     index = np.concatenate([np.arange(a, b + 1) for a, b in runs])
-    order = np.argsort(curve.y[index])
-    weights = np.cumsum(np.exp(curve.x[index][order] - curve.x[index].max()))
-    return float(curve.y[index][order][np.searchsorted(weights, 0.5 * weights[-1])])
+    flattest = int(index[np.argmin(np.abs(curve.rate[index]))])
+    return _Group(runs, float(curve.y[flattest]), flattest)
 
 
 def _first_below(curve: _Curve, start: int, level: float) -> tuple[float, int] | None:
@@ -446,17 +703,18 @@ def _steepest_time(curve: _Curve, lo: int, hi: int) -> float:
     return math.exp(x)
 
 
-def _plateaus_and_drops(curve: _Curve, t0: float) -> tuple[list[Plateau], list[Drop]]:
+def _plateaus_and_drops(
+    curve: _Curve, t0: float, y0: float
+) -> tuple[list[Plateau], list[Drop]]:
     """Plateaus and the drops that end them, by the rules (i) and (ii) of the module."""
     log_ratio = math.log(DROP_RATIO)
     groups: list[_Group] = []
     for run in _flat_runs(curve):
-        level = _group_level(curve, [run])
-        if groups and level > groups[-1].level - log_ratio:
-            runs = [*groups[-1].runs, run]
-            groups[-1] = _Group(runs, _group_level(curve, runs))
+        group = _group(curve, [run])
+        if groups and group.level > groups[-1].level - log_ratio:
+            groups[-1] = _group(curve, [*groups[-1].runs, run])
         else:
-            groups.append(_Group([run], level))
+            groups.append(group)
 
     while True:
         plateaus: list[Plateau] = []
@@ -466,7 +724,7 @@ def _plateaus_and_drops(curve: _Curve, t0: float) -> tuple[list[Plateau], list[D
             if group.level - after < log_ratio:  # rule (i) fails: no drop follows
                 if k + 1 < len(groups):
                     runs = group.runs + groups[k + 1].runs
-                    groups[k : k + 2] = [_Group(runs, _group_level(curve, runs))]
+                    groups[k : k + 2] = [_group(curve, runs)]
                 else:
                     del groups[k]
                 break
@@ -474,14 +732,14 @@ def _plateaus_and_drops(curve: _Curve, t0: float) -> tuple[list[Plateau], list[D
             q90 = math.log(after_lin + 0.9 * (before_lin - after_lin))
             q10 = math.log(after_lin + 0.1 * (before_lin - after_lin))
             # Both exist: the next group, or the last grid point, lies at or below `after`.
-            t90, i90 = _first_below(curve, group.runs[-1][1], q90)
+            t90, i90 = _first_below(curve, group.flattest, q90)
             t10, i10 = _first_below(curve, i90, q10)
             start = math.exp(curve.x[group.runs[0][0]])
-            if k == 0 and curve.y[0] <= group.level + log_ratio:
+            if k == 0 and (group.runs[0][0] == 0 or y0 < group.level + math.log(DECAY_RATIO)):
                 start = t0
             elif drops:
                 start = max(start, drops[-1].end)
-            if t90 - start < PLATEAU_TO_DROP * (t10 - t90):  # rule (ii) fails: too short
+            if (t90 - start) * curve.later[group.flattest] < MIN_PLATEAU_EFOLDS:  # (ii) fails
                 del groups[k]
                 break
             plateaus.append(Plateau(start=start, end=t90, length=t90 - start, level=before_lin))
