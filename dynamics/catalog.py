@@ -101,7 +101,7 @@ def _select_factorization(spec: Mapping[str, object]) -> Model:
 def _select_chain(spec: Mapping[str, object]) -> Model:
     m0 = spec.get("M0")
     if m0 is None:
-        return chain(2)
+        return chain(int(spec.get("depth") or 3))  # type: ignore[call-overload]
     m0 = np.asarray(m0)
     if m0.ndim != 3:
         raise ModelError(f"M0: expected a (D-2) x k x k array, got shape {m0.shape}")
@@ -109,8 +109,9 @@ def _select_chain(spec: Mapping[str, object]) -> Model:
 
 
 register(VECTOR)
-register(Family("factorization", _select_factorization, ("A", "B", "X0", "Y0"), ("loss",),
+register(Family("factorization", _select_factorization, ("A", "B", "X0", "Y0"),
+                (("mean squared error", {"loss": "mse"}), ("cross-entropy", {"loss": "ce"})),
                 FACTORIZATION.description))
 register(ATTENTION)
-register(Family("chain", _select_chain, ("A", "B", "X0", "Y0", "M0"), (),
+register(Family("chain", _select_chain, ("A", "B", "X0", "Y0", "M0"), (("depth 3", {"depth": 3}),),
                 "depth-D chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² (M0 stacked (D−2) x k x k)"))

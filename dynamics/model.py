@@ -223,16 +223,17 @@ class Model:
 
 @dataclass(frozen=True)
 class Family:
-    """Several models under one spec ``kind``; ``select(spec arrays, options)`` picks one.
+    """Several models under one spec ``kind``; ``select(spec entries)`` picks one.
 
-    E.g. the depth-D chain (D read off the stacked middle factors) or the factorization's MSE
-    and cross-entropy losses (the spec's ``loss``).
+    E.g. the depth-D chain (D read off the stacked middle factors ``M0``, or an option
+    ``depth``) or the factorization's MSE and cross-entropy losses (the spec's ``loss``).
+    ``variants``: ``(label, selection)`` pairs that ``scurve derive`` shows by default.
     """
 
     name: str
     select: Callable[[Mapping[str, object]], Model]
     keys: tuple[str, ...]  # every spec key a member may need
-    options: tuple[str, ...] = ()  # scalar spec entries the selection reads (e.g. "loss")
+    variants: tuple[tuple[str, Mapping[str, object]], ...] = ()
     description: str = ""
 
 

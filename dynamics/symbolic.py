@@ -133,7 +133,8 @@ def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic], printer: type =
 
 def _latex_names(model: Model, reducer: PairReducer | None = None,
                  velocity: Mapping[str, MatrixSymbol] | None = None) -> dict[sp.Symbol, str]:
-    """LaTeX of every symbol: the model's names, b_W for velocities, (Aᵀ X) for pairs."""
+    """LaTeX of every symbol: the model's names, b_W for velocities, Aᵀ X for pairs (read
+    as a product, which is what they are)."""
     names: dict[sp.Symbol, str] = dict(_SCALAR_LATEX)
     for sym in (*model.learned, *model.constants):
         names[sym] = model.latex.get(sym.name, sym.name)
@@ -145,7 +146,7 @@ def _latex_names(model: Model, reducer: PairReducer | None = None,
         return names[base] + (r"^{\top}" if isinstance(x, Transpose) else "")
 
     for sym, (left, right) in (reducer.defs.items() if reducer else ()):
-        names[sym] = f"({leaf(left)} {leaf(right)})"
+        names[sym] = f"{leaf(left)} {leaf(right)}"
     return names
 
 
@@ -238,7 +239,8 @@ def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
             program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()}),
         },
         "latex": _equations({"L": loss}, names)
-        + _equations({lhs(names[s]): e for s, e in outputs.items()}, names),
+        + _equations({lhs(f"({names[s]})" if " " in names[s] else names[s]): e
+                      for s, e in outputs.items()}, names),
         "meta": {
             "learned": list(model.learned_names),
             "state": [s.name for s in state],
@@ -251,6 +253,15 @@ def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
     }
 
 
+def _reduced_loss(model: Model, reducer: PairReducer) -> sp.Expr:
+    """The loss in order parameters; the terms with learned matrices are reduced first, so a
+    :class:`ReductionError` names a term that matters for the dynamics."""
+    for term in sp.Add.make_args(normalize(model.loss, big=model.large)):
+        if term.atoms(MatrixSymbol) & set(model.learned):
+            reducer(term)
+    return reducer(model.loss)
+
+
 def _reducer(model: Model) -> PairReducer:
     return PairReducer(model.large, names=model.symbols)
 
@@ -259,7 +270,7 @@ def _derive_reduced(model: Model, modified: bool) -> dict:
     reducer = _reducer(model)
     flow = _flow(model, modified)
     rates = {model.symbols[f]: e for f, e in flow.items()}
-    loss = reducer(model.loss)
+    loss = _reduced_loss(model, reducer)
 
     def rate_of(sym: MatrixSymbol) -> sp.Basic:
         if sym in rates:  # a small learned matrix
@@ -289,7 +300,7 @@ def _derive_gd(model: Model, momentum: bool) -> dict:
         new[w] = MatAdd(w, MatMul(-_ETA, buf))
         if momentum:
             new[velocity[w.name]] = buf
-    loss = reducer(model.loss)
+    loss = _reduced_loss(model, reducer)
 
     def new_of(sym: MatrixSymbol) -> sp.Basic:
         if sym in new:  # a small learned matrix or its velocity

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-PROBLEMS = tuple(KINDS)  # factorization, attention, vector: the spec kinds
+PROBLEMS = tuple(KINDS)  # the built-in spec kinds with samplers (vector, factorization, ...)
 EXIT_DIVERGED = 1
 
 
@@ -100,6 +101,8 @@ def _add_problem_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--weight-decay", type=_nonneg_float, default=0.0, help="λ (default 0)")
     p.add_argument("--loss", choices=("mse", "ce"), default="mse",
                    help="factorization loss (default mse)")
+    p.add_argument("--depth", type=_positive_int, default=3,
+                   help="chain depth D >= 2 (default 3): X M_1 ... M_{D-2} Y^T")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -119,28 +122,87 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 def sample_from_args(
     problem: str, args: argparse.Namespace, seed: int | None = None
 ) -> Problem:
-    """Build a spec from the problem options (raises SpecError on impossible settings)."""
-    from dynamics.problems import AttentionHead, Factorization, Vector
+    """Build a spec from the problem options (raises SpecError on impossible settings).
+
+    With ``--dims`` any model (built-in or ``--model FILE.py``) is sampled by
+    :func:`dynamics.problems.sample_model`; otherwise the built-in samplers take --n, --rank...
+    """
+    from dynamics.problems import AttentionHead, Chain, Factorization, Vector, sample_model
 
     seed = args.seed if seed is None else seed
+    dims = getattr(args, "dims", None)
+    if dims is not None:
+        return sample_model(_model_named(problem, args), dims, init=args.init, seed=seed,
+                            weight_decay=args.weight_decay)
+    if problem not in KINDS:
+        raise UsageError(f"model {problem!r} has no built-in sampler: give --dims "
+                         "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
+    if args.n is None:
+        raise UsageError(f"sample {problem} needs --n (or --dims)")
+    if problem != "factorization" and args.loss != "mse":
+        raise UsageError("--loss ce is only available for factorization")
     if problem == "vector":
         return Vector.sample(args.n, init=args.init, scale=args.scale,
                              weight_decay=args.weight_decay, seed=seed)
     if problem == "attention":
-        if args.loss != "mse":
-            raise UsageError("--loss ce is only available for factorization")
         return AttentionHead.sample(args.n, args.rank, args.model_rank, init=args.init,
                                     singular_values=args.singular_values, scale=args.scale,
                                     weight_decay=args.weight_decay, seed=seed)
+    if problem == "chain":
+        return Chain.sample(args.n, args.rank, args.model_rank, depth=args.depth,
+                            init=args.init, singular_values=args.singular_values,
+                            scale=args.scale, weight_decay=args.weight_decay, seed=seed)
     return Factorization.sample(args.n, args.rank, args.model_rank, init=args.init,
                                 singular_values=args.singular_values, scale=args.scale,
                                 weight_decay=args.weight_decay, loss=args.loss, seed=seed)
 
 
+def _dims(text: str) -> dict[str, int]:
+    """``n=50,r=2,k=2`` -> {"n": 50, "r": 2, "k": 2}."""
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=SIZE,..., got {text!r}")
+        out[name.strip()] = _positive_int(value.strip())
+    return out
+
+
+def _load_models(args: argparse.Namespace) -> list[str]:
+    """Register every ``--model FILE.py``; the names of the models loaded."""
+    from dynamics.model import load_file
+
+    return [load_file(path).name for path in getattr(args, "model", None) or []]
+
+
+def _problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
+    """The positional PROBLEM, or the model of the one --model file when it is omitted."""
+    from dynamics.model import known
+
+    problem = args.problem
+    if problem is None:
+        if len(loaded) != 1:
+            raise UsageError("give the problem (a built-in or the name of a --model file's "
+                             f"model); known: {', '.join(known())}")
+        problem = loaded[0]
+    if problem not in known():
+        raise UsageError(f"unknown problem {problem!r} (known: {', '.join(known())}; load "
+                         "your own with --model FILE.py)")
+    return problem
+
+
+def _model_named(problem: str, args: argparse.Namespace):  # -> Model
+    from dynamics.model import get
+
+    return get(problem, {"loss": getattr(args, "loss", None) or "mse",
+                         "depth": getattr(args, "depth", None)})
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from dynamics.problems import save
 
-    spec = sample_from_args(args.problem, args)
+    problem = _problem_name(args, _load_models(args))
+    spec = sample_from_args(problem, args)
     path = save(spec, args.output)
     print(f"wrote {path}: {spec.describe()}, L_ref = {spec.l_ref:.6g}")
     return 0
@@ -161,16 +223,31 @@ def _summary_lines(crossings: dict, phases: Phases) -> list[str]:
     return lines
 
 
+def _notices(command: str, caught: list[warnings.WarningMessage]) -> None:
+    """Each NotReducedWarning as one line on stderr (the others as they are)."""
+    from dynamics.integrate import NotReducedWarning
+
+    for w in caught:
+        if issubclass(w.category, NotReducedWarning):
+            print(f"scurve {command}: note: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import time
 
     from dynamics.integrate import predict
     from dynamics.problems import load
 
+    _load_models(args)
     spec = load(args.spec)
     started = time.perf_counter()
-    traj = predict(spec, method=args.method, lr=args.lr, t_max=args.t_max,
-                   momentum=args.momentum)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traj = predict(spec, method=args.method, lr=args.lr, t_max=args.t_max,
+                       momentum=args.momentum)
+    _notices("predict", caught)
     seconds = time.perf_counter() - started
     crossings = traj.crossing_times()
     phases = traj.phases()
@@ -178,44 +255,70 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
                     "lr": args.lr, "l_ref": spec.l_ref, "crossings": _crossings_json(crossings),
                     "phases": phases.to_dict(), "final_loss": float(traj.loss[-1]),
-                    "t_end": float(traj.t[-1]), "seconds": seconds})
+                    "t_end": float(traj.t[-1]), "state_size": traj.state_size,
+                    "seconds": seconds})
         return 0
     lr = "" if args.lr is None else f", η = {args.lr:g}"
-    print(f"{spec.describe()} — method {args.method}{lr} ({seconds:.2f} s)")
+    print(f"{spec.describe()} — method {args.method}{lr}, {traj.state_size} state variables "
+          f"({seconds:.2f} s)")
     print(f"  L_ref = {spec.l_ref:.6g}; final loss {traj.loss[-1]:.3g} at t = {traj.t[-1]:.6g}")
     print("\n".join(_summary_lines(crossings, phases)))
     return 0
 
 
 # --------------------------------------------------------------------------- derive
-def _cmd_derive(args: argparse.Namespace) -> int:
+def _derivations(model) -> dict[str, object]:  # model: dynamics.model.Model
+    """Title -> derived object (or the one-line reason it does not exist) for ``model``."""
     from dynamics import symbolic
 
+    if model.cross_entropy():
+        return {"cross-entropy, full-parameter flow": symbolic.full_flow(model)}
+    blocks: dict[str, object] = {"loss and full-parameter gradient flow": symbolic.full_flow(model)}
+    reduced = {
+        "reduced order-parameter flow (contractions over the large dimensions)":
+            lambda: symbolic.reduced_flow(model),
+        "exact reduced map of one GD step of rate η": lambda: symbolic.reduced_gd(model),
+        "exact reduced map of one GD step with heavy-ball momentum μ":
+            lambda: symbolic.reduced_gd(model, momentum=True),
+        "first-order modified equation for step η, reduced":
+            lambda: symbolic.reduced_flow(model, modified=True),
+    }
+    for title, derive in reduced.items():
+        try:
+            blocks[title] = derive()
+        except symbolic.ReductionError as exc:
+            blocks["no reduced dynamics"] = f"the model does not close: {exc}"
+            blocks["first-order modified equation for step η, full parameters"] = \
+                symbolic.full_flow(model, modified=True)
+            break
+    return blocks
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    from dynamics import symbolic
+    from dynamics.model import Family, entry, get
+
+    problem = _problem_name(args, _load_models(args))
     if args.rank is not None:
-        title = f"reduced gradient flow, r = k = {args.rank}, component by component"
-        blocks = {title: symbolic.component_equations(args.problem, args.rank,
-                                                      latex=args.latex)}
+        title = f"reduced gradient flow, every dimension = {args.rank}, component by component"
+        blocks: dict[str, list[str]] = {title: symbolic.component_equations(
+            _model_named(problem, args), args.rank, latex=args.latex)}
     else:
-        blocks = {
-            "loss and full-parameter gradient flow (MSE)": symbolic.full_flow(args.problem),
-            "reduced order-parameter flow (P = TᵀW, U = WᵀW, G = TᵀT)":
-                symbolic.reduced_flow(args.problem),
-            "exact reduced map of one GD step of rate η":
-                symbolic.reduced_gd(args.problem),
-            "exact reduced map of one GD step with heavy-ball momentum μ":
-                symbolic.reduced_gd(args.problem, momentum=True),
-            "first-order modified equation for step η, reduced":
-                symbolic.reduced_flow(args.problem, modified=True),
-        }
-        if args.problem == "factorization":
-            blocks["cross-entropy, full-parameter flow"] = symbolic.full_flow(
-                args.problem, loss="ce")
-        blocks = {k: v.latex() for k, v in blocks.items()}
+        family = entry(problem)
+        variants = family.variants if isinstance(family, Family) and args.loss is None \
+            else (("", {}),)
+        objects: dict[str, object] = {}
+        for label, selection in variants:
+            model = get(problem, selection) if label else _model_named(problem, args)
+            for title, obj in _derivations(model).items():
+                objects[f"{title} ({label})" if label else title] = obj
+        blocks = {k: ([v] if isinstance(v, str) else v.latex()) for k, v in objects.items()}
         if not args.latex:
             from pylatexenc.latex2text import LatexNodes2Text
 
             plain = LatexNodes2Text(math_mode="text").latex_to_text
-            blocks = {k: [plain(line) for line in v] for k, v in blocks.items()}
+            blocks = {k: [line if isinstance(objects[k], str) else plain(line) for line in v]
+                      for k, v in blocks.items()}
     for title, lines in blocks.items():
         print(f"# {title}")
         print("\n".join(lines))
@@ -244,9 +347,8 @@ def _train_specs(args: argparse.Namespace) -> list[Problem]:
             raise UsageError("--seeds needs --problem (a spec file is one seed)")
         return [load(args.spec)]
     if args.problem is None:
-        raise UsageError("give a spec file (SPEC.npz) or --problem factorization|attention")
-    if args.n is None:
-        raise UsageError("--problem needs --n")
+        raise UsageError("give a spec file (SPEC.npz) or --problem NAME")
+    _problem_name(args, [])
     args.weight_decay = args.weight_decay or 0.0
     args.loss = args.loss or "mse"
     return [sample_from_args(args.problem, args, seed=args.seed + i) for i in range(args.seeds)]
@@ -257,6 +359,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from validation.train import train
 
+    _load_models(args)
     from_file = args.spec is not None
     loss, weight_decay = args.loss, args.weight_decay  # overrides of a spec file's values
     specs = _train_specs(args)
@@ -317,6 +420,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from dynamics.problems import load
     from validation.compare import TrainingDiverged, compare
 
+    _load_models(args)
     spec = load(args.spec)
     config = _train_config(args, None, None)
     try:
@@ -432,9 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("sample", help="sample a problem spec (.npz) from a seed")
-    p.add_argument("problem", choices=PROBLEMS)
-    _add_problem_options(p, required=True)
+    model_help = ("Python file defining MODEL = dynamics.model.Model(...) (repeatable); its "
+                  "model becomes a known problem / spec kind")
+    p = sub.add_parser(
+        "sample", help="sample a problem spec (.npz) from a seed",
+        description="Built-ins take --n/--rank/...: targets with i.i.d. Gaussian factors (or "
+        "--singular-values), learned factors N(0, init²). With --dims NAME=SIZE,... any model "
+        "(also --model FILE.py) is sampled: each constant i.i.d. N(0, 1/m), m the product of "
+        "its large dimensions (1 if none); each learned matrix i.i.d. N(0, init²).")
+    p.add_argument("problem", nargs="?", default=None,
+                   help=f"{', '.join(PROBLEMS)} or a --model file's model (default: that model)")
+    p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
+    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+                   help="sizes of the model's dimension symbols, e.g. n=50,r=2,k=2")
+    _add_problem_options(p, required=False)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
 
@@ -442,27 +557,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="integrate the theory: loss curve, crossings, phases")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--method", choices=METHODS, default="flow",
-                   help="flow (reduced when possible), modified, discrete, full, sign")
+                   help="flow (reduced when it closes, else full, with a note), modified, "
+                   "discrete, full, sign")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="step size η (modified, discrete)")
     p.add_argument("--momentum", type=_nonneg_float, default=0.0,
                    help="heavy-ball μ (discrete)")
     p.add_argument("--t-max", type=_positive_float, default=None,
                    help="end-time cap in t (default automatic)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout (with state_size: scalar state variables)")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("derive", help="print the SymPy-derived equations of a problem")
-    p.add_argument("problem", choices=PROBLEMS)
+    p.add_argument("problem", nargs="?", default=None,
+                   help=f"{', '.join(PROBLEMS)} or a --model file's model (default: that model)")
+    p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--rank", type=_positive_int, default=None,
-                   help="write the reduced flow component by component for r = k = RANK")
+                   help="write the reduced flow component by component, every dimension = RANK")
+    p.add_argument("--loss", choices=("mse", "ce"), default=None,
+                   help="factorization: only this loss (default: both)")
+    p.add_argument("--depth", type=_positive_int, default=3, help="chain depth (default 3)")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
     p.set_defaults(func=_cmd_derive)
 
     p = sub.add_parser("train", help="train a spec (or S sampled seeds) with PyTorch, batched")
     p.add_argument("spec", type=Path, nargs="?", default=None, help="problem spec file (.npz)")
-    p.add_argument("--problem", choices=PROBLEMS, default=None,
-                   help="sample --seeds problems instead of reading SPEC.npz")
+    p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
+    p.add_argument("--problem", default=None, metavar="NAME",
+                   help=f"sample --seeds problems ({', '.join(PROBLEMS)}, or a --model file's "
+                   "model with --dims) instead of reading SPEC.npz")
+    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+                   help="with --problem: sizes of the model's dimension symbols")
     _add_problem_options(p, required=False)
     p.add_argument("--seeds", type=_positive_int, default=1,
                    help="number of seeds S (seeds SEED..SEED+S-1), trained at once")
@@ -474,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train a spec and compare with every applicable theory")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     _add_training_options(p)
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="number of steps (default: past the predicted t_0.01)")

@@ -157,10 +157,11 @@ def test_compare_json_verdicts(spec_path, capsys):
 def test_derive_prints_every_derived_family(capsys):
     assert main(["derive", "factorization"]) == 0
     out = capsys.readouterr().out
-    assert "dP_X/dt" in out and "P_X'" in out and "dX/dt" in out and "cross-entropy" in out
+    assert "d(A^⊤ X)/dt" in out and "(A^⊤ X)'" in out and "dX/dt" in out
+    assert "cross-entropy" in out and "momentum" in out and "modified" in out
     assert "\\frac" not in out  # plain text by default
     assert main(["derive", "attention", "--latex"]) == 0
-    assert "\\frac{dP_{Q}}{dt}" in capsys.readouterr().out
+    assert "\\frac{d(Q^{\\top} Q)}{dt}" in capsys.readouterr().out
 
 
 def test_derive_rank_1_is_the_scalar_system_of_design(capsys):
@@ -170,10 +171,11 @@ def test_derive_rank_1_is_the_scalar_system_of_design(capsys):
     assert main(["derive", "factorization", "--rank", "1"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("d")]
     rates = {lhs.strip(): sp.sympify(rhs) for lhs, rhs in (line.split("=") for line in lines)}
-    g_a, g_b, p, q, u, v, lam = sp.symbols("G_A G_B P_X P_Y U_X U_Y λ")
-    design = {"dP_X/dt": g_a * q - p * v - lam * p, "dP_Y/dt": g_b * p - q * u - lam * q,
-              "dU_X/dt": 2 * p * q - 2 * u * v - 2 * lam * u,
-              "dU_Y/dt": 2 * p * q - 2 * u * v - 2 * lam * v}
+    # order parameters named by their contraction: G_A = AᵀA, P = AᵀX, Q = BᵀY, U = XᵀX, ...
+    g_a, g_b, p, q, u, v, lam = sp.symbols("At_A Bt_B At_X Bt_Y Xt_X Yt_Y λ")
+    design = {"dAt_X/dt": g_a * q - p * v - lam * p, "dBt_Y/dt": g_b * p - q * u - lam * q,
+              "dXt_X/dt": 2 * p * q - 2 * u * v - 2 * lam * u,
+              "dYt_Y/dt": 2 * p * q - 2 * u * v - 2 * lam * v}
     assert set(rates) == set(design)
     for key, expected in design.items():
         assert sp.simplify(rates[key] - expected) == 0, key
