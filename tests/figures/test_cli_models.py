@@ -130,7 +130,7 @@ def test_spec_of_unknown_kind_and_bad_shapes_exit_2(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", **bad)
     assert main(["predict", str(tmp_path / "bad.npz"), "--model", str(model)]) == 2
     line = _one_error_line(capsys)
-    assert "Y0" in line and "(7, 2)" in line and "A (8, 1)" in line, line  # both shapes
+    assert "Y0" in line and "(7, 2)" in line and "X0 (8, 2)" in line, line  # both shapes
     missing = {k: v for k, v in arrays.items() if k != "B"}
     np.savez(tmp_path / "missing.npz", **missing)
     assert main(["predict", str(tmp_path / "missing.npz"), "--model", str(model)]) == 2
