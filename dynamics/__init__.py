@@ -11,7 +11,13 @@ from .exports import lazy_exports
 
 _EXPORTS = {
     "AttentionHead": "problems",
+    "Chain": "problems",
     "Factorization": "problems",
+    "Model": "model",
+    "ModelError": "model",
+    "ModelSpec": "problems",
+    "NotReducedWarning": "integrate",
+    "ReductionError": "symbolic",
     "IntegrationError": "integrate",
     "METHODS": "integrate",
     "ModesProblem": "modes",
@@ -25,13 +31,15 @@ _EXPORTS = {
     "crossing_times": "phases",
     "full_flow": "symbolic",
     "load": "problems",
+    "load_file": "model",
     "modes_dynamics": "modes",
     "predict": "integrate",
     "predict_groups": "modes",
     "reduced_flow": "symbolic",
     "reduced_gd": "symbolic",
+    "sample_model": "problems",
     "save": "problems",
-    "state_from_spec": "symbolic",
+    "training_program": "symbolic",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
