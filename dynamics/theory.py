@@ -632,7 +632,7 @@ def chain_law_slope(depth: int) -> float:
     0 at D = 2, where the law is logarithmic (t_f ≈ (1/s) ln(1/σ)): the local slope there is
     −1/(s·t_f) → 0, never a power (:func:`chain_local_slope`).
     """
-    return -float(_depth(depth) - 2)
+    return float(2 - _depth(depth))
 
 
 def chain_local_slope(f: float, s: float, sigma: float, depth: int) -> float:
