@@ -49,17 +49,20 @@ Plateau
     fastest rate it will reach later), that spans at least 0.1 e-fold of time (it ends at
     least 1.105 times its start time); shorter runs are noise. Consecutive flat runs whose
     levels differ by less than a factor ``R = 1.25`` are grouped (a noise excursion does not
-    split a plateau). The *level* of a group is the smoothed loss at its flattest point, the
-    grid point of least ``|r|``. A group is a plateau when
+    split a plateau). The group's *flattest point* ``t_flat`` is its grid point of least
+    ``|r|``; its *level* is the median, uniform in t, of the smoothed loss over its *core*, the
+    grid points where ``|r| <= (α/4)·R⁺(t_flat)`` (the smoothed loss at ``t_flat`` when the
+    core has fewer than two points): the loss where the curve is flattest, robust to the noise
+    of ``r``. A group is a plateau when
 
     (i)  the next level (the next group's, or ``L_end`` after the last group) is at least a
          factor R lower, so that a drop follows; a flat stretch at the final level, or a curve
          stopped during a plateau, has none. Otherwise the group is merged with the next one,
          or, being the last, discarded;
-    (ii) it lasts at least one e-fold time of the fastest fall that follows:
-         ``(end - start)·R⁺(t_flat) >= ρ = 1``, ``t_flat`` its flattest point. Otherwise it is
-         discarded (this removes the short slow stretches that noise in ``r`` makes at the
-         first few samples of a training run).
+    (ii) it lasts at least two e-fold times of the fastest fall that follows:
+         ``(end - start)·R⁺(t_flat) >= ρ = 2``. Otherwise it is discarded (this removes the
+         short slow stretches that noise in ``r`` makes at the first samples of a training
+         run, and the brief hesitation of a sigmoid that starts just below its top).
 
     (Groups are re-examined until every one passes.) A plateau *starts* when its first flat
     run starts; the first plateau starts at ``t[0]`` instead when its first run starts at the
@@ -77,9 +80,12 @@ Plateau
     a power law ``(1 + t)^-a`` (``r = a/(1 + t)`` decreasing), any sum of exponentials - has
     ``R⁺(t) = r(t)`` and so no flat run at all: a plateau needs the rate to rise tenfold
     later. For the rank-1 logistic from ``w0`` (``r = 4w`` rising to ``4s``) the flat run is
-    ``w < s/10``, and (ii) requires ``s/w0 >~ 30``. For a staircase of modes learned one after
-    another the k-th flat run lies between the (k-1)-th mode's remnant decay and the k-th
-    mode's rise, at the level ``½Σ_{i>=k} s_i²`` (i counting from 1). α, R, D and ρ are
+    ``w < s/10``, and (ii), ``4s·t_0.9 >= 2``, requires ``s/w0 >~ 35`` (measured; the
+    estimate with the level at ``L(0)`` is ``ln(0.054·s/w0) >= 1``, ``s/w0 >= 50``; the core's
+    level lies a little lower, so ``t_0.9`` comes a little later). For a staircase of modes
+    learned one after another the k-th flat run lies between the (k-1)-th mode's remnant
+    decay and the k-th mode's rise, at the level ``½Σ_{i>=k} s_i²`` (i counting from 1).
+    α, R, D and ρ are
     dimensionless, so the rules keep the scale invariance.
 
 Drop
@@ -191,10 +197,11 @@ MIN_GRID = 64  # least number of grid points
 FLAT_SLOPE = 0.1  # θ: target precision of the smoothed log-log slope (sets the window)
 MAX_HALF_WINDOW = 1.0  # largest smoothing half-window, in e-folds of time
 RATE_RATIO = 0.1  # α: flat where |r| < α·R⁺ (r = -d ln L/dt, R⁺ its largest later value)
+CORE_RATIO = 0.025  # α/4: a plateau's level is its median where |r| <= α/4·R⁺
 MIN_FLAT_SPAN = 0.1  # least length of a flat run, in e-folds of time
 DROP_RATIO = 1.25  # R: least factor by which a drop lowers the loss
 DECAY_RATIO = 1.1  # D: least factor by which an initial decay lowers the loss
-MIN_PLATEAU_EFOLDS = 1.0  # ρ: least plateau length, in units of 1/R⁺
+MIN_PLATEAU_EFOLDS = 2.0  # ρ: least plateau length, in units of 1/R⁺(t_flat)
 OFF_TARGET_RATIO = 0.1  # ε: the mechanistic decay ends when L_off <= ε·L_on
 MODE_START = 1 - math.sqrt(0.9)  # w_j/s_j where mode j's plateau ends (residual 90 %)
 MODE_TIME = 1 / 3  # w_j/s_j of the logistic's steepest fall in L
@@ -471,7 +478,8 @@ def mechanistic_phases(
     if len(factors) != 2:
         raise ValueError(f"factors must name the left and right factor (got {factors!r})")
     p, q = (
-        np.asarray(cosines[f], dtype=np.float64) * np.asarray(norms[f], dtype=np.float64)[:, None, :]
+        np.asarray(cosines[f], dtype=np.float64)
+        * np.asarray(norms[f], dtype=np.float64)[:, None, :]
         for f in factors
     )
     if p.shape != q.shape or p.shape[:2] != (t.size, s.size):
@@ -666,10 +674,18 @@ def _flat_runs(curve: _Curve) -> list[tuple[int, int]]:
 
 
 def _group(curve: _Curve, runs: list[tuple[int, int]]) -> _Group:
-    """Group of flat runs; its level is the smoothed ln L at its flattest point (least |r|)."""
+    """Group of flat runs, its flattest point (least |r|) and its level (module docstring)."""
     index = np.concatenate([np.arange(a, b + 1) for a, b in runs])
-    flattest = int(index[np.argmin(np.abs(curve.rate[index]))])
-    return _Group(runs, float(curve.y[flattest]), flattest)
+    rate = np.abs(curve.rate[index])
+    flattest = int(index[np.argmin(rate)])
+    core = index[rate <= CORE_RATIO * curve.later[flattest]]
+    if core.size < 2:
+        return _Group(runs, float(curve.y[flattest]), flattest)
+    # median uniform in t: on the ln t grid a point stands for a time interval ∝ t = e^x
+    order = np.argsort(curve.y[core])
+    weights = np.cumsum(np.exp(curve.x[core][order] - curve.x[core].max()))
+    level = float(curve.y[core][order][np.searchsorted(weights, 0.5 * weights[-1])])
+    return _Group(runs, level, flattest)
 
 
 def _first_below(curve: _Curve, start: int, level: float) -> tuple[float, int] | None:
@@ -703,9 +719,7 @@ def _steepest_time(curve: _Curve, lo: int, hi: int) -> float:
     return math.exp(x)
 
 
-def _plateaus_and_drops(
-    curve: _Curve, t0: float, y0: float
-) -> tuple[list[Plateau], list[Drop]]:
+def _plateaus_and_drops(curve: _Curve, t0: float, y0: float) -> tuple[list[Plateau], list[Drop]]:
     """Plateaus and the drops that end them, by the rules (i) and (ii) of the module."""
     log_ratio = math.log(DROP_RATIO)
     groups: list[_Group] = []
