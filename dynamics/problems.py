@@ -41,6 +41,7 @@ __all__ = [
     "Factorization",
     "ModelSpec",
     "Problem",
+    "SampleOptions",
     "SpecError",
     "Vector",
     "check_arrays",
@@ -56,6 +57,29 @@ LOSSES = ("mse", "ce")
 
 class SpecError(ValueError):
     """A problem spec (arguments or ``.npz`` file) is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """The command line's problem options (``scurve sample``), one set for every built-in:
+    each spec class's :meth:`sample_from` reads the ones it has (``n`` is d for the attention
+    head, ``rank`` its head dimension h, ``model_rank`` h′)."""
+
+    n: int
+    rank: int = 1
+    model_rank: int | None = None
+    init: float = 1e-3
+    singular_values: list[float] | None = None
+    scale: float = 1.0
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    depth: int = 3
+    seed: int = 0
+
+    def only_mse(self, kind: str) -> None:
+        if self.loss != "mse":
+            raise SpecError(f"loss: --loss {self.loss} is only available for factorization, "
+                            f"not {kind}")
 
 
 def _as_matrix(name: str, value: object, ndim: int = 2) -> np.ndarray:
@@ -320,6 +344,13 @@ class Vector(_Spec):
         a = rng.standard_normal((n, 1)) * scale / np.sqrt(n)
         return cls(a=a, x0=rng.standard_normal((n, 1)) * init, weight_decay=weight_decay)
 
+    @classmethod
+    def sample_from(cls, o: SampleOptions) -> Vector:
+        """:meth:`sample` from the command line's options."""
+        o.only_mse(cls.kind)
+        return cls.sample(o.n, init=o.init, scale=o.scale, weight_decay=o.weight_decay,
+                          seed=o.seed)
+
     def describe(self) -> str:
         return f"vector n={self.n} λ={self.weight_decay:g}"
 
@@ -425,6 +456,13 @@ class Factorization(_Spec):
         y0 = rng.standard_normal((n, k)) * init
         return cls(A=a, B=b, X0=x0, Y0=y0, weight_decay=weight_decay, loss=loss)
 
+    @classmethod
+    def sample_from(cls, o: SampleOptions) -> Factorization:
+        """:meth:`sample` from the command line's options."""
+        return cls.sample(o.n, o.rank, o.model_rank, init=o.init,
+                          singular_values=o.singular_values, scale=o.scale,
+                          weight_decay=o.weight_decay, loss=o.loss, seed=o.seed)
+
     def describe(self) -> str:
         return (
             f"factorization n={self.n} r={self.r} k={self.k} loss={self.loss} "
@@ -527,6 +565,14 @@ class AttentionHead(_Spec):
         inits = [rng.standard_normal((d, hm)) * init for _ in range(4)]
         return cls(q, k, o, v, *inits, weight_decay=weight_decay)
 
+    @classmethod
+    def sample_from(cls, o: SampleOptions) -> AttentionHead:
+        """:meth:`sample` from the command line's options (n is d, rank the head dim h)."""
+        o.only_mse(cls.kind)
+        return cls.sample(o.n, o.rank, o.model_rank, init=o.init,
+                          singular_values=o.singular_values, scale=o.scale,
+                          weight_decay=o.weight_decay, seed=o.seed)
+
     def describe(self) -> str:
         return f"attention d={self.d} h={self.h} h'={self.k} λ={self.weight_decay:g}"
 
@@ -620,6 +666,14 @@ class Chain(_Spec):
         x0, y0 = (rng.standard_normal((n, k)) * init for _ in range(2))
         m0 = rng.standard_normal((depth - 2, k, k)) * init
         return cls(A=a, B=b, X0=x0, Y0=y0, M0=m0, weight_decay=weight_decay)
+
+    @classmethod
+    def sample_from(cls, o: SampleOptions) -> Chain:
+        """:meth:`sample` from the command line's options."""
+        o.only_mse(cls.kind)
+        return cls.sample(o.n, o.rank, o.model_rank, depth=o.depth, init=o.init,
+                          singular_values=o.singular_values, scale=o.scale,
+                          weight_decay=o.weight_decay, seed=o.seed)
 
     def describe(self) -> str:
         return (f"chain D={self.depth} n={self.n} r={self.r} k={self.k} "

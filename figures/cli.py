@@ -127,7 +127,7 @@ def sample_from_args(
     With ``--dims`` any model (built-in or ``--model FILE.py``) is sampled by
     :func:`dynamics.problems.sample_model`; otherwise the built-in samplers take --n, --rank...
     """
-    from dynamics.problems import AttentionHead, Chain, Factorization, Vector, sample_model
+    from dynamics.problems import SampleOptions, sample_model
 
     seed = args.seed if seed is None else seed
     dims = getattr(args, "dims", None)
@@ -139,22 +139,11 @@ def sample_from_args(
                          "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
     if args.n is None:
         raise UsageError(f"sample {problem} needs --n (or --dims)")
-    if problem != "factorization" and args.loss != "mse":
-        raise UsageError("--loss ce is only available for factorization")
-    if problem == "vector":
-        return Vector.sample(args.n, init=args.init, scale=args.scale,
-                             weight_decay=args.weight_decay, seed=seed)
-    if problem == "attention":
-        return AttentionHead.sample(args.n, args.rank, args.model_rank, init=args.init,
-                                    singular_values=args.singular_values, scale=args.scale,
-                                    weight_decay=args.weight_decay, seed=seed)
-    if problem == "chain":
-        return Chain.sample(args.n, args.rank, args.model_rank, depth=args.depth,
+    options = SampleOptions(n=args.n, rank=args.rank, model_rank=args.model_rank,
                             init=args.init, singular_values=args.singular_values,
-                            scale=args.scale, weight_decay=args.weight_decay, seed=seed)
-    return Factorization.sample(args.n, args.rank, args.model_rank, init=args.init,
-                                singular_values=args.singular_values, scale=args.scale,
-                                weight_decay=args.weight_decay, loss=args.loss, seed=seed)
+                            scale=args.scale, weight_decay=args.weight_decay, loss=args.loss,
+                            depth=args.depth, seed=seed)
+    return KINDS[problem].sample_from(options)  # type: ignore[attr-defined]
 
 
 def _dims(text: str) -> dict[str, int]:
