@@ -1,21 +1,24 @@
-"""Problem specs: the toy problems whose learning dynamics scurve derives, predicts and trains.
+"""Problem specs: the constants and initial values of a model (DESIGN §2, §5).
 
-Every problem is a set of *factors*. A factor pairs a learned ``n x k`` matrix ``W`` (the
-columns are the learned vectors) with its target ``n x r`` matrix ``T`` (the columns are the
-target directions); the loss depends on the factors only through the products ``T^T T``,
-``T^T W`` and ``W^T W`` (DESIGN §3), which is why the reduced dynamics close.
+A spec instantiates a :class:`dynamics.model.Model`: ``spec.model`` is the loss, written once
+(:mod:`dynamics.catalog` for the built-ins), ``spec.values()`` every constant and initial
+learned matrix by symbol name. The built-ins keep their classes, samplers and spec keys:
 
-=================  ===================================  ====================================
-problem            factors (learned <- target)          loss (½ x sum of squares, DESIGN §2)
-=================  ===================================  ====================================
-``Vector``         ``x <- a`` (n x 1)                   ½‖a − x‖²
-``Factorization``  ``X <- A``, ``Y <- B`` (n x k, n x r)  ½‖A Bᵀ − X Yᵀ‖² (+ cross-entropy)
-``AttentionHead``  ``Q0<-Q, K0<-K, O0<-O, V0<-V``       ½‖(QKᵀ)⊗(OVᵀ) − (Q̃K̃ᵀ)⊗(ÕṼᵀ)‖²
-=================  ===================================  ====================================
+=================  ====================================  ===================================
+spec class         learned <- targets (spec keys)        loss (½ x sum of squares, DESIGN §2)
+=================  ====================================  ===================================
+``Vector``         ``x0`` <- ``a`` (n x 1)                ½‖a − x‖²
+``Factorization``  ``X0``, ``Y0`` <- ``A``, ``B``          ½‖A Bᵀ − X Yᵀ‖² (or cross-entropy)
+``AttentionHead``  ``Q0``, ``K0``, ``O0``, ``V0`` <- ``Q``…  ½‖(QKᵀ)⊗(OVᵀ) − (Q̃K̃ᵀ)⊗(ÕṼᵀ)‖²
+``Chain``          ``X0``, ``Y0``, ``M0`` <- ``A``, ``B``    ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖²
+=================  ====================================  ===================================
 
-Weight decay λ adds ½λ‖θ‖² to the loss, so the gradient flow gains −λθ. Specs are sampled
-from an explicit seed and saved to / loaded from ``.npz`` files (DESIGN §2) with an exact
-round trip; loading validates every key and raises :class:`SpecError` naming it.
+Any other registered model (a user's ``--model FILE.py``) has a :class:`ModelSpec`: ``kind`` =
+the model's name, each constant under its symbol's name, each learned matrix's initial value
+under its name + ``0``; :func:`sample_model` draws one. Weight decay λ adds ½λ‖θ‖² to the loss,
+so the gradient flow gains −λθ. Specs are sampled from an explicit seed and saved to / loaded
+from ``.npz`` files with an exact round trip; loading validates every key and raises
+:class:`SpecError` naming it (and both shapes when two disagree).
 """
 
 from __future__ import annotations
