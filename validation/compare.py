@@ -161,8 +161,8 @@ def compare(
     if np.ndim(config.lr) != 0:
         raise ValueError(f"lr: compare trains one spec with one step size, got {config.lr!r}")
     lr = float(config.lr)
-    loss = config.loss or getattr(spec, "loss", "mse")
     spec = _prepare([spec], config)[0]  # with the config's λ and loss: the spec trained
+    loss = "ce" if spec.model.cross_entropy() else "mse"
     names = theories_for(config.optimizer, config.momentum, loss)
     theories: dict[str, Trajectory] = {}
     for name in names:
