@@ -59,10 +59,12 @@ Plateau
          factor R lower, so that a drop follows; a flat stretch at the final level, or a curve
          stopped during a plateau, has none. Otherwise the group is merged with the next one,
          or, being the last, discarded;
-    (ii) it lasts at least two e-fold times of the fastest fall that follows:
-         ``(end - start)·R⁺(t_flat) >= ρ = 2``. Otherwise it is discarded (this removes the
-         short slow stretches that noise in ``r`` makes at the first samples of a training
-         run, and the brief hesitation of a sigmoid that starts just below its top).
+    (ii) it lasts at least one e-fold time of the fastest fall that follows,
+         ``(end - start)·R⁺(t_flat) >= ρ = 1``, and the first plateau at least two,
+         ``ρ₁ = 2``. Otherwise it is discarded. A later plateau is framed by the drop before
+         it and the drop after it; the first one has only the curve's start before it, where
+         noise in ``r`` is largest (the first samples of a training run make short slow
+         stretches) and where a sigmoid that starts just below its top hesitates briefly.
 
     (Groups are re-examined until every one passes.) A plateau *starts* when its first flat
     run starts; the first plateau starts at ``t[0]`` instead when its first run starts at the
@@ -80,12 +82,12 @@ Plateau
     a power law ``(1 + t)^-a`` (``r = a/(1 + t)`` decreasing), any sum of exponentials - has
     ``R⁺(t) = r(t)`` and so no flat run at all: a plateau needs the rate to rise tenfold
     later. For the rank-1 logistic from ``w0`` (``r = 4w`` rising to ``4s``) the flat run is
-    ``w < s/10``, and (ii), ``4s·t_0.9 >= 2``, requires ``s/w0 >~ 35`` (measured; the
+    ``w < s/10``, and (ii), ``4s·t_0.9 >= ρ₁ = 2``, requires ``s/w0 >~ 35`` (measured; the
     estimate with the level at ``L(0)`` is ``ln(0.054·s/w0) >= 1``, ``s/w0 >= 50``; the core's
     level lies a little lower, so ``t_0.9`` comes a little later). For a staircase of modes
     learned one after another the k-th flat run lies between the (k-1)-th mode's remnant
     decay and the k-th mode's rise, at the level ``½Σ_{i>=k} s_i²`` (i counting from 1).
-    α, R, D and ρ are
+    α, R, D, ρ and ρ₁ are
     dimensionless, so the rules keep the scale invariance.
 
 Drop
@@ -201,7 +203,8 @@ CORE_RATIO = 0.025  # α/4: a plateau's level is its median where |r| <= α/4·R
 MIN_FLAT_SPAN = 0.1  # least length of a flat run, in e-folds of time
 DROP_RATIO = 1.25  # R: least factor by which a drop lowers the loss
 DECAY_RATIO = 1.1  # D: least factor by which an initial decay lowers the loss
-MIN_PLATEAU_EFOLDS = 2.0  # ρ: least plateau length, in units of 1/R⁺(t_flat)
+MIN_FIRST_PLATEAU_EFOLDS = 2.0  # ρ₁: least length of the first plateau, in units of 1/R⁺
+MIN_PLATEAU_EFOLDS = 1.0  # ρ: least length of a later plateau, in units of 1/R⁺(t_flat)
 OFF_TARGET_RATIO = 0.1  # ε: the mechanistic decay ends when L_off <= ε·L_on
 MODE_START = 1 - math.sqrt(0.9)  # w_j/s_j where mode j's plateau ends (residual 90 %)
 MODE_TIME = 1 / 3  # w_j/s_j of the logistic's steepest fall in L
@@ -753,7 +756,8 @@ def _plateaus_and_drops(curve: _Curve, t0: float, y0: float) -> tuple[list[Plate
                 start = t0
             elif drops:
                 start = max(start, drops[-1].end)
-            if (t90 - start) * curve.later[group.flattest] < MIN_PLATEAU_EFOLDS:  # (ii) fails
+            least = MIN_PLATEAU_EFOLDS if drops else MIN_FIRST_PLATEAU_EFOLDS
+            if (t90 - start) * curve.later[group.flattest] < least:  # rule (ii) fails
                 del groups[k]
                 break
             plateaus.append(Plateau(start=start, end=t90, length=t90 - start, level=before_lin))
