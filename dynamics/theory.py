@@ -60,6 +60,18 @@ so t_f = T + (atanh x_f − 1/x_f)/(2S^{3/2}) + O(x₀). Random init (overlaps i
 so "p₀²" of DESIGN's law is σ²/κ on average; the seed distribution is wide (median of τσ² =
 2.93, sd of ln τ = 1.00, Var τ log-divergent). The law is a power of 1/σ, not its logarithm.
 
+Depth-D chain, balanced aligned mode (X M₁⋯M_{D−2} Yᵀ, every factor's scalar a, u = a^D)
+-----------------------------------------------------------------------------------------
+ȧ = a^{D−1}(s − a^D), so du/dt = D u^{2−2/D}(s − u) (Saxe et al. 2014; Arora et al. 2018) and,
+with y = (u/s)^{1/D},
+
+    t(u0 → u1) = s^{−(2−2/D)} [F(y1) − F(y0)],   F(y) = −1/((D − 2)y^{D−2}) + ∫_0^y z dz/(1 − z^D)
+
+(the last integral in closed form over the D-th roots of unity; D = 2 is the logistic above).
+From a per-factor start σ (u0 = σ^D): t_f = σ^{−(D−2)}/((D − 2)s) + K_D(f, s) − σ²/(2s²) +
+O(σ^{D+2}) for D ≥ 3 — the blow-up time of the linear phase ȧ = s a^{D−1} plus a constant —
+and (1/s) ln(1/σ) + K_2 at D = 2: each halving of σ multiplies the plateau by 2^{D−2}.
+
 Vector (no product): x(t) = a/(1 + λ) + (x0 − a/(1 + λ)) e^{−(1+λ)t}: pure exponential decay.
 
 Measured errors against the integrated reduced flow (``predict(spec, "flow")``) are in each
@@ -443,7 +455,7 @@ def _depth(depth: int) -> int:
     return int(depth)
 
 
-def _chain_j(y: float, log_r: float, depth: int) -> float:
+def _chain_j(y: ArrayLike, log_r: ArrayLike, depth: int) -> np.ndarray:
     """J_D(y) = ∫_0^y z dz/(1 − z^D) (y ≠ 1), with log_r = ln|1 − y^D| passed exactly.
 
     Roots of unity ω_k = e^{2πik/D}: z/(1 − z^D) = −(1/D)Σ_k ω_k²/(z − ω_k), so
@@ -451,28 +463,34 @@ def _chain_j(y: float, log_r: float, depth: int) -> float:
     principal branch, continuous for y ∈ (0, ∞)), with ln|1 − y| = log_r − ln Σ_{j<D} y^j.
     Below y = ½ the series Σ_m y^{mD+2}/(mD+2) is used (the logs cancel to O(y²) there).
     D = 3: (1/3)[−ln(1 − y) + ½ln(1 + y + y²) − √3(atan((2y + 1)/√3) − π/6)];
-    D = 4: ½ atanh y².
+    D = 4: ½ atanh y². Vectorised over y.
     """
-    if y < 0.5:
-        terms = [y ** (m * depth + 2) / (m * depth + 2) for m in range(64 // depth + 2)]
-        return math.fsum(reversed(terms))
+    y = np.asarray(y, dtype=np.float64)
+    log_r = np.broadcast_to(np.asarray(log_r, dtype=np.float64), y.shape)
+    out = np.empty(y.shape)
+    low = y < 0.5
+    powers = np.arange(64 // depth + 2)[::-1] * depth + 2  # smallest terms first
+    out[low] = np.sum(y[low, None] ** powers / powers, axis=-1)
+    high = y[~low]
     omega = np.exp(2j * np.pi * np.arange(1, depth) / depth)
-    rest = float(np.sum(omega**2 * np.log(1 - y * np.conj(omega))).real)
-    near = log_r - math.log(math.fsum(y**j for j in range(depth)))
-    return -(near + rest) / depth
+    rest = np.sum(omega**2 * np.log(1 - high[:, None] * np.conj(omega)), axis=-1).real
+    near = log_r[~low] - np.log(np.sum(high[:, None] ** np.arange(depth), axis=-1))
+    out[~low] = -(near + rest) / depth
+    return out
 
 
-def _chain_f(x: float, log_r: float, depth: int) -> float:
+def _chain_f(x: ArrayLike, log_r: ArrayLike, depth: int) -> np.ndarray:
     """Antiderivative of the time in units s = 1, D ≥ 3: F(y) = ∫ dy/(y^{D−1}(1 − y^D)).
 
     y = x^{1/D}, x = u/s, log_r = ln|1 − x|; 1/(y^{D−1}(1 − y^D)) = y^{−(D−1)} + y/(1 − y^D), so
     F(y) = −1/((D − 2)y^{D−2}) + J_D(y) (:func:`_chain_j`).
     """
-    y = x ** (1 / depth)
+    y = np.asarray(x, dtype=np.float64) ** (1 / depth)
     return -1 / ((depth - 2) * y ** (depth - 2)) + _chain_j(y, log_r, depth)
 
 
-def _chain_time(x0: float, log_r0: float, x1: float, log_r1: float, depth: int) -> float:
+def _chain_time(x0: float, log_r0: float, x1: ArrayLike, log_r1: ArrayLike,
+                depth: int) -> np.ndarray:
     """Time (s = 1) of u̇ = D u^{2−2/D}(1 − u) from x0 to x1 (log_r = ln|1 − x|), D ≥ 3."""
     return _chain_f(x1, log_r1, depth) - _chain_f(x0, log_r0, depth)
 
@@ -505,7 +523,7 @@ def chain_time(u0: float, u1: float, s: float, depth: int) -> float:
     if depth == 2:
         return _logistic_time(u0, u1, s)
     t = _chain_time(u0 / s, math.log(abs(s - u0) / s), u1 / s, math.log(abs(s - u1) / s), depth)
-    return t / s ** (2 - 2 / depth)
+    return float(t) / s ** (2 - 2 / depth)
 
 
 def chain_crossing(f: float, s: float, u0: float, depth: int) -> float:
@@ -529,32 +547,41 @@ def chain_crossing(f: float, s: float, u0: float, depth: int) -> float:
         return math.inf
     sign = 1.0 if u0 < s else -1.0
     t = _chain_time(u0 / s, math.log(abs(s - u0) / s), 1 - sign * root, math.log(root), depth)
-    return t / s ** (2 - 2 / depth)
+    return float(t) / s ** (2 - 2 / depth)
 
 
 def _chain_logit(t: np.ndarray, s: float, u0: float, depth: int) -> tuple[np.ndarray, float]:
     """φ(t) with u = s/(1 + εe^{−φ}), ε = sign(s − u0), solving t(u0 → u(φ)) = t by Newton.
 
     dt/dφ = 1/(D s u^{1−2/D}) > 0; t(φ) is concave (u0 < s) or convex (u0 > s), so Newton
-    from φ(0) converges monotonically (after at most one overshoot).
+    from φ(0) converges monotonically (after at most one overshoot). A sample is done when its
+    step is below 1e-14·max(1, |φ|) or its time residual is at the rounding level of t(φ)
+    (a few ulps of |F(y0)|, the largest term of the difference).
     """
     eps = 1.0 if u0 < s else -1.0
     phi0 = math.log(u0 / abs(s - u0))
     x0, log_r0 = u0 / s, math.log(abs(s - u0) / s)
     scale = s ** (2 - 2 / depth)
-    phi = np.full(t.shape, phi0)
-    for _ in range(200):
-        e = eps * np.exp(-phi)
-        x, log_r = 1 / (1 + e), -phi - np.log1p(e)  # ln|1 − x| without underflow in the tail
-        now = np.array([_chain_time(x0, log_r0, xi, li, depth) for xi, li in
-                        zip(x.ravel(), log_r.ravel(), strict=True)]).reshape(t.shape) / scale
-        step = (t - now) * depth * s * (s * x) ** (1 - 2 / depth)
-        if eps < 0:  # convex: keep φ > 0 (u finite) on the overshoot
-            step = np.maximum(step, -0.5 * phi)
-        phi = phi + step
-        if np.all(np.abs(step) <= 1e-14 * np.maximum(1.0, np.abs(phi))):
+    noise = 64 * np.finfo(np.float64).eps * (abs(float(_chain_f(x0, log_r0, depth))) / scale
+                                             + np.abs(t))
+    flat = t.ravel()
+    phi = np.full(flat.shape, phi0)
+    todo = np.arange(flat.size)
+    for _ in range(100):
+        if todo.size == 0:
             break
-    return phi, eps
+        p = phi[todo]
+        e = eps * np.exp(-p)
+        x, log_r = 1 / (1 + e), -p - np.log1p(e)  # ln|1 − x| without underflow in the tail
+        residual = flat[todo] - _chain_time(x0, log_r0, x, log_r, depth) / scale
+        step = residual * depth * s * (s * x) ** (1 - 2 / depth)
+        if eps < 0:  # convex: keep φ > 0 (u finite) on the overshoot
+            step = np.maximum(step, -0.5 * p)
+        phi[todo] = p + step
+        done = (np.abs(step) <= 1e-14 * np.maximum(1.0, np.abs(p))) | (
+            np.abs(residual) <= noise.ravel()[todo])
+        todo = todo[~done]
+    return phi.reshape(t.shape), eps
 
 
 def chain_u(t: ArrayLike, s: float, u0: float, depth: int) -> np.ndarray:
@@ -610,7 +637,7 @@ def chain_law(f: float, s: float, depth: int) -> tuple[float, float]:
     root = math.sqrt(f)
     if depth == 2:
         return 1 / s, math.log(s * (1 - root) / root) / (2 * s)
-    offset = _chain_f(1 - root, math.log(root), depth) / s ** (2 - 2 / depth)
+    offset = float(_chain_f(1 - root, math.log(root), depth)) / s ** (2 - 2 / depth)
     return 1 / ((depth - 2) * s), offset
 
 

@@ -185,13 +185,13 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
             anchor_label = "(1/s) ln(1/σ) law (predicted)"
         else:
             anchor = theory_t[0] * (fine / sigmas[0]) ** predicted
-            anchor_label = f"slope {predicted:g} (predicted)"
+            anchor_label = f"slope −{depth - 2} (predicted)"
         label = (f"training, fitted slope {fit_train:.3f}" if with_training
                  else "training: not run")
         lines = ((f"flow (same seeds), fitted slope {fit_theory:.3f}", sigmas, theory_t),
                  (anchor_label, fine, anchor))
         ratio_theory, ratio_train = theory_t[1] / theory_t[0], train_t[1] / train_t[0]
-        title = (f"D = {depth}: predicted slope {predicted:g}" if depth > 2 else
+        title = (f"D = {depth}: predicted slope −{depth - 2}" if depth > 2 else
                  "D = 2: logarithmic (predicted slope → 0)")
         panels.append(ScalingPanel(title, "σ (per entry of X0, M_i0, Y0)", (ScalingSet(
             label, sigmas, train_t, np.zeros_like(train_t), lines),), log_x=True, log_y=True))
@@ -214,8 +214,9 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
                 fit_slope(sigmas, theory_t, log_y=False) if depth == 2 else None,
         })
     fig = plots.plot_scaling(panels, f"Plateau end t_0.5 against the init scale σ (rank 1, "
-                                     f"s = {S:g}, n = {N}, k = 1; geometric mean of "
-                                     f"{len(seeds)} seed{'s' * (len(seeds) > 1)})", columns=3)
+                                     f"s = {S:g}, n = {N}, k = 1; " + (
+                                         f"geometric mean of {len(seeds)} seeds)"
+                                         if len(seeds) > 1 else "seed 0)"), columns=3)
     _relabel(fig, len(seeds))
     caption = (f"t_0.5 (first t with L ≤ ½L_ref) against the per-entry init σ of X0, M_i0, Y0 "
                f"on log-log axes, seeds {seeds} (the same draws scaled by σ), rank-1 target "
@@ -235,6 +236,7 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
 def _relabel(fig: Any, seeds: int) -> None:
     """Replace plot_scaling's shared legend (closed form / mean ± sd) by what is drawn here."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from . import plots
 
@@ -246,10 +248,15 @@ def _relabel(fig: Any, seeds: int) -> None:
             Line2D([], [], color="k", lw=plots.THEORY_WIDTH, ls="--",
                    label="predicted law through the flow's smallest-σ point"),
             Line2D([], [], color="k", ls="none", marker="o", ms=plots.MARKER_SIZE + 1,
-                   label=f"training (SGD, float64): geometric mean over {seeds} seed"
-                         + "s" * (seeds > 1))]
+                   label="training (SGD, float64)" + (
+                       f": geometric mean over {seeds} seeds" if seeds > 1 else ""))]
         fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        for ax in fig.axes:  # times as plain numbers on the log axes (3, 4, 20, 100, ...)
+            low, high = ax.get_ylim()
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain if high < 10 * low else NullFormatter())
 
 
 def _balanced(ctx: Context) -> tuple[list, dict[str, Any]]:
