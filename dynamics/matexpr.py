@@ -32,7 +32,15 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
 
 import sympy as sp
-from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
+from sympy.matrices.expressions import (
+    MatAdd,
+    MatMul,
+    MatPow,
+    MatrixExpr,
+    MatrixSymbol,
+    Trace,
+    Transpose,
+)
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
@@ -113,6 +121,9 @@ def expand_terms(expr: MatrixExpr) -> list[Term]:
             else:
                 terms = [(coeff * arg, chain) for coeff, chain in terms]
         return terms
+    if isinstance(expr, MatPow) and expr.exp.is_Integer and expr.exp > 0:
+        # SymPy folds tr(EᵀE) of a symmetric E (e.g. A Aᵀ − X Xᵀ) into tr(E²)
+        return expand_terms(MatMul(*[expr.base] * int(expr.exp)))
     if isinstance(expr, sp.ZeroMatrix):
         return []
     raise TypeError(f"cannot expand matrix expression of type {type(expr).__name__}: {expr}")
@@ -275,20 +286,21 @@ def normalize(
 class MultiDotPrinter(NumPyPrinter):
     """NumPy printer: matrix chains as ``numpy.linalg.multi_dot``, ``Xᵀ`` as ``X.T``."""
 
+    transpose = ".T"
+
+    def _chain(self, mats: list[str]) -> str:
+        return f"{self._module_format('numpy.linalg.multi_dot')}([{', '.join(mats)}])"
+
     def _print_MatMul(self, expr: MatMul) -> str:
         scalars = [a for a in expr.args if not a.is_Matrix]
         mats = [self._print(a) for a in expr.args if a.is_Matrix]
-        body = (
-            mats[0]
-            if len(mats) == 1
-            else f"{self._module_format('numpy.linalg.multi_dot')}([{', '.join(mats)}])"
-        )
+        body = mats[0] if len(mats) == 1 else self._chain(mats)
         if not scalars:
             return body
         return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"
 
     def _print_Transpose(self, expr: Transpose) -> str:
-        return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}.T"
+        return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}{self.transpose}"
 
     def _print_Trace(self, expr: Trace) -> str:
         return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"
@@ -413,16 +425,10 @@ class TorchChainPrinter(MultiDotPrinter):
             fqn = "torch." + fqn.removeprefix("numpy.")
         return super()._module_format(fqn, register)
 
-    def _print_MatMul(self, expr: MatMul) -> str:
-        scalars = [a for a in expr.args if not a.is_Matrix]
-        mats = [self._print(a) for a in expr.args if a.is_Matrix]
-        body = mats[0] if len(mats) == 1 else f"_chain({', '.join(mats)})"
-        if not scalars:
-            return body
-        return f"{self.parenthesize(reduce(operator.mul, scalars), 50)}*{body}"
+    transpose = ".mT"
 
-    def _print_Transpose(self, expr: Transpose) -> str:
-        return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}.mT"
+    def _chain(self, mats: list[str]) -> str:
+        return f"_chain({', '.join(mats)})"
 
     def _print_Trace(self, expr: Trace) -> str:
         arg = expr.arg

@@ -376,17 +376,7 @@ class Factorization(_Spec):
     kind: ClassVar[str] = "factorization"
 
     def __post_init__(self) -> None:
-        mats = {k: _as_matrix(k, getattr(self, k)) for k in ("A", "B", "X0", "Y0")}
-        n, r = mats["A"].shape
-        if mats["B"].shape != (n, r):
-            raise SpecError(f"B: shape {mats['B'].shape} does not match A {(n, r)}")
-        k = mats["X0"].shape[1]
-        for key in ("X0", "Y0"):
-            if mats[key].shape != (n, k):
-                raise SpecError(f"{key}: shape {mats[key].shape}, expected ({n}, {k})")
-        for key, value in mats.items():
-            object.__setattr__(self, key, value)
-        object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
+        _set_factor_pair(self)
         if self.loss not in LOSSES:
             raise SpecError(f"loss: unknown loss {self.loss!r} (expected one of {LOSSES})")
 
@@ -598,14 +588,7 @@ class Chain(_Spec):
     kind: ClassVar[str] = "chain"
 
     def __post_init__(self) -> None:
-        mats = {k: _as_matrix(k, getattr(self, k)) for k in ("A", "B", "X0", "Y0")}
-        n, r = mats["A"].shape
-        if mats["B"].shape != (n, r):
-            raise SpecError(f"B: shape {mats['B'].shape} does not match A {(n, r)}")
-        k = mats["X0"].shape[1]
-        for key in ("X0", "Y0"):
-            if mats[key].shape != (n, k):
-                raise SpecError(f"{key}: shape {mats[key].shape}, expected ({n}, {k})")
+        k = _set_factor_pair(self)
         m0 = np.asarray(self.M0, dtype=np.float64)
         if m0.size == 0:
             m0 = m0.reshape(0, k, k)
@@ -613,9 +596,7 @@ class Chain(_Spec):
             raise SpecError(f"M0: shape {m0.shape}, expected (D-2, {k}, {k})")
         if not np.all(np.isfinite(m0)):
             raise SpecError("M0: contains non-finite values")
-        for key, value in {**mats, "M0": m0}.items():
-            object.__setattr__(self, key, value)
-        object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
+        object.__setattr__(self, "M0", m0)
 
     def _selection(self) -> dict[str, object]:
         return {"M0": self.M0}
@@ -765,6 +746,23 @@ Problem = Vector | Factorization | AttentionHead | Chain | ModelSpec
 KINDS: dict[str, type[_Spec]] = {
     cls.kind: cls for cls in (Vector, Factorization, AttentionHead, Chain)
 }
+
+
+def _set_factor_pair(spec: _Spec) -> int:
+    """Validate and store a spec's target pair A, B (n x r) and learned pair X0, Y0 (n x k)
+    and its weight decay (factorization, chain); returns k."""
+    mats = {k: _as_matrix(k, getattr(spec, k)) for k in ("A", "B", "X0", "Y0")}
+    n, r = mats["A"].shape
+    if mats["B"].shape != (n, r):
+        raise SpecError(f"B: shape {mats['B'].shape} does not match A {(n, r)}")
+    k = mats["X0"].shape[1]
+    for key in ("X0", "Y0"):
+        if mats[key].shape != (n, k):
+            raise SpecError(f"{key}: shape {mats[key].shape}, expected ({n}, {k})")
+    for key, value in mats.items():
+        object.__setattr__(spec, key, value)
+    object.__setattr__(spec, "weight_decay", _check_decay(spec.weight_decay))
+    return k
 
 
 def _product_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
