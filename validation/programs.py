@@ -1,0 +1,863 @@
+"""Programs: run the PyTorch source that :mod:`dynamics.symbolic` generates from a model's loss.
+
+:func:`dynamics.symbolic.training_program` prints a model's loss and gradients as PyTorch source
+(:class:`dynamics.matexpr.TorchChainPrinter`): every matrix a tensor (S, rows, cols) batched over
+seeds, every scalar one of shape (S, 1, 1), and three helpers this module supplies —
+
+    _chain(m₁, …, m_k)   m₁ m₂ ⋯ m_k, multiplied in the cheapest order for the shapes (the
+                         ``numpy.linalg.multi_dot`` dynamic programme; the order is memoised
+                         per tuple of shapes, two factors are just ``a @ b``)
+    _trace(m₁, …, m_k)   tr(m₁ ⋯ m_k) = Σ((m₁ ⋯ m_{k−1}) ⊙ m_kᵀ) over the last two axes, (S, 1, 1)
+    _entry_sum(x)        Σ of the entries of each seed's matrix, (S, 1, 1)
+
+Two ways to run it, with one meaning:
+
+* :func:`function` executes the source as written, with the helpers above (the reference).
+* :class:`Graph` and :class:`Plan` execute the *same source* once with symbolic stand-ins, which
+  records it as an expression graph, then compile that graph into one flat function per run:
+  subexpressions that depend only on constants (and λ) are evaluated once, in float64, before
+  the run (e.g. C's softmax for the cross-entropy, λ + 1, AᵀA where a chain needs it); a λ that
+  is 0 for every seed drops out; every matrix chain and trace of the whole program is split into
+  binary products by the ``multi_dot`` dynamic programme with products that another chain
+  already needs (or its transpose) costing nothing, so e.g. the factorization's four gradient
+  chains and two loss traces share the four contractions AᵀX, BᵀY, XᵀX, YᵀY; traces are taken
+  at their cheapest rotation and split, Σ(W₁ ⊙ W₂ᵀ); gradient sums accumulate in place into the
+  caller's buffers. The result is ordinary Python over torch calls (``Plan.source``), so a step
+  costs a handful of batched matmuls and small in-place ops with no per-step planning.
+
+:func:`objective` builds the graph of a model's training objective — L − L(0) and
+g_W = ∂L/∂W + λW for the MSE-type models (the ``train`` program), or for a cross-entropy model
+Z (``logits``), z = Z − max Z and c = C − max C per seed, (L, E) (``ce``) and g_W (``grad``),
+C = the model's target logits computed once from the constants.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dynamics import symbolic
+from dynamics.model import Model
+
+__all__ = ["Graph", "Node", "Plan", "function", "namespace", "objective"]
+
+F64 = torch.float64
+
+
+# --------------------------------------------------------------------------- eager helpers
+
+
+@functools.lru_cache(maxsize=4096)
+def _order(dims: tuple[int, ...]) -> tuple[Any, int]:
+    """Cheapest parenthesisation of a chain with dimensions ``dims`` (d₀ x d₁, d₁ x d₂, ...):
+    (tree, multiply-adds); a tree is a factor index or a pair of trees."""
+    m = len(dims) - 1
+    cost = [[0] * m for _ in range(m)]
+    split = [[0] * m for _ in range(m)]
+    for length in range(2, m + 1):
+        for i in range(m - length + 1):
+            j = i + length - 1
+            cost[i][j] = math.inf
+            for s in range(i, j):
+                c = cost[i][s] + cost[s + 1][j] + dims[i] * dims[s + 1] * dims[j + 1]
+                if c < cost[i][j]:
+                    cost[i][j], split[i][j] = c, s
+
+    def tree(i: int, j: int) -> Any:
+        return i if i == j else (tree(i, split[i][j]), tree(split[i][j] + 1, j))
+
+    return tree(0, m - 1), cost[0][m - 1]
+
+
+def _chain(*mats: Tensor) -> Tensor:
+    """m₁ m₂ ⋯ m_k of (S, ·, ·) tensors in the cheapest order (memoised per shapes)."""
+    if len(mats) == 1:
+        return mats[0]
+    if len(mats) == 2:
+        return mats[0] @ mats[1]
+    tree, _ = _order((mats[0].shape[-2], *(m.shape[-1] for m in mats)))
+
+    def run(t: Any) -> Tensor:
+        return mats[t] if isinstance(t, int) else run(t[0]) @ run(t[1])
+
+    return run(tree)
+
+
+def _trace(*mats: Tensor) -> Tensor:
+    """tr(m₁ ⋯ m_k) per seed, (S, 1, 1): Σ((m₁ ⋯ m_{k−1}) ⊙ m_kᵀ); one argument: Σ diag."""
+    if len(mats) == 1:
+        return torch.diagonal(mats[0], 0, -2, -1).sum(-1, keepdim=True).unsqueeze(-1)
+    return (_chain(*mats[:-1]) * mats[-1].mT).sum((-2, -1), keepdim=True)
+
+
+def _entry_sum(x: Tensor) -> Tensor:
+    """Σ of the entries of each seed's matrix, (S, 1, 1)."""
+    return x.sum((-2, -1), keepdim=True)
+
+
+def namespace() -> dict[str, Any]:
+    """The globals generated source runs in: the helpers and ``torch``."""
+    return {"_chain": _chain, "_trace": _trace, "_entry_sum": _entry_sum, "torch": torch}
+
+
+def _load(source: str, names: dict[str, Any]) -> Any:
+    exec(compile(source, "<scurve.training-program>", "exec"), names)
+    return names["_lambdifygenerated"]
+
+
+def function(program: Mapping[str, Any]) -> Any:
+    """A generated program (``{"args", "outs", "source"}``) as a callable:
+    ``values`` by argument name -> ``{output name: tensor}``, run as written (eager)."""
+    fn = _load(program["source"], namespace())
+    args, outs = tuple(program["args"]), tuple(program["outs"])
+
+    def call(values: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return dict(zip(outs, fn(*(values[a] for a in args)), strict=True))
+
+    return call
+
+
+# --------------------------------------------------------------------------- graph
+
+
+class Node:
+    """One value of a program: a matrix (``shape`` = (rows, cols)) or a scalar (``None``).
+
+    ``op`` is one of leaf, num, add, mul, pow, fn, T, chain, trace, esum, amax; ``args`` its
+    operands (nodes; for chain/trace a tuple of (node, transposed) factors). ``const``: depends
+    on constants only (evaluated once before a run).
+    """
+
+    __slots__ = ("args", "const", "id", "op", "shape", "value")
+
+    def __init__(self, id: int, op: str, args: tuple, shape: tuple[int, int] | None,
+                 const: bool, value: Any = None):
+        self.id, self.op, self.args, self.shape, self.const = id, op, args, shape, const
+        self.value = value  # leaf: its name; num: the number
+
+    def __repr__(self) -> str:
+        return f"Node({self.id}, {self.op}, shape={self.shape})"
+
+
+def _broadcast(*shapes: tuple[int, int] | None) -> tuple[int, int] | None:
+    mats = {s for s in shapes if s is not None}
+    if len(mats) > 1:
+        raise ValueError(f"elementwise operation on matrices of shapes {sorted(mats)}")
+    return mats.pop() if mats else None
+
+
+class _Value:
+    """A symbolic stand-in for a tensor while the generated source is executed."""
+
+    __slots__ = ("g", "node")
+    __array_priority__ = 1000
+
+    def __init__(self, g: Graph, node: Node):
+        self.g, self.node = g, node
+
+    def _wrap(self, other: Any) -> Node:
+        if isinstance(other, _Value):
+            return other.node
+        return self.g.num(other)
+
+    def __add__(self, o): return _Value(self.g, self.g.add(self.node, self._wrap(o)))
+    def __radd__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.node))
+    def __sub__(self, o): return _Value(self.g, self.g.add(self.node, self.g.neg(self._wrap(o))))
+    def __rsub__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.g.neg(self.node)))
+    def __mul__(self, o): return _Value(self.g, self.g.mul(self.node, self._wrap(o)))
+    def __rmul__(self, o): return _Value(self.g, self.g.mul(self._wrap(o), self.node))
+    def __neg__(self): return _Value(self.g, self.g.neg(self.node))
+    def __pos__(self): return self
+
+    def __truediv__(self, o):
+        return _Value(self.g, self.g.mul(self.node, self.g.pow(self._wrap(o), -1)))
+
+    def __rtruediv__(self, o):
+        return _Value(self.g, self.g.mul(self._wrap(o), self.g.pow(self.node, -1)))
+
+    def __pow__(self, e):
+        if isinstance(e, _Value):
+            raise ValueError("powers with a tensor exponent are not supported")
+        return _Value(self.g, self.g.pow(self.node, e))
+
+    def __matmul__(self, o): return _Value(self.g, self.g.chain(self.node, self._wrap(o)))
+
+    @property
+    def mT(self):  # noqa: N802 (torch's name)
+        return _Value(self.g, self.g.transpose(self.node))
+
+    T = mT
+
+
+class _TorchStandIn:
+    """``torch`` while tracing: its elementwise functions record a node."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+
+    def __getattr__(self, name: str):
+        if not callable(getattr(torch, name, None)):
+            raise AttributeError(name)
+
+        def fn(x: _Value) -> _Value:
+            return _Value(x.g, x.g.fn(name, x.node))
+
+        return fn
+
+
+class Graph:
+    """An expression graph with structural sharing (equal subexpressions are one node)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._keys: dict[tuple, Node] = {}
+        self.inputs: dict[str, Node] = {}
+        self.constants: dict[str, tuple[Node, Tensor]] = {}  # name -> (node, float64 value)
+
+    # ------------------------------------------------------------------ building
+
+    def _node(self, op: str, args: tuple, shape, const: bool, value: Any = None,
+              key: tuple | None = None) -> Node:
+        key = key or (op, tuple(a.id if isinstance(a, Node) else
+                                (a[0].id, a[1]) if isinstance(a, tuple) else a for a in args),
+                      value)
+        node = self._keys.get(key)
+        if node is None:
+            node = Node(len(self.nodes), op, args, shape, const, value)
+            self.nodes.append(node)
+            self._keys[key] = node
+        return node
+
+    def input(self, name: str, shape: tuple[int, int]) -> Node:
+        """A learned matrix (varies every step), bound to a tensor when a :class:`Plan` runs."""
+        node = self._node("leaf", (), tuple(shape), False, name)
+        self.inputs[name] = node
+        return node
+
+    def constant(self, name: str, value: Tensor) -> Node:
+        """A fixed value (S, rows, cols), or a scalar (S, 1, 1) when ``value.ndim`` is 1."""
+        value = value.to(F64)
+        shape = None if value.ndim == 1 else tuple(value.shape[1:])
+        node = self._node("leaf", (), shape, True, "const:" + name)
+        self.constants[name] = (node, value.view(-1, 1, 1) if shape is None else value)
+        return node
+
+    def num(self, x: float) -> Node:
+        if isinstance(x, Node):
+            return x
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
+            raise ValueError(f"unexpected operand {x!r} in a generated program")
+        return self._node("num", (), None, True, float(x))
+
+    def neg(self, x: Node) -> Node:
+        return self.mul(self.num(-1.0), x)
+
+    def add(self, *xs: Node) -> Node:
+        terms: list[Node] = []
+        for x in xs:
+            terms += list(x.args) if x.op == "add" else [x]
+        number = sum(t.value for t in terms if t.op == "num")
+        consts = [t for t in terms if t.const and t.op != "num"]
+        rest = [t for t in terms if not t.const]
+        if len(consts) > 1 or (consts and number):
+            consts = [self._make("add", consts + ([self.num(number)] if number else []))]
+        elif number:
+            consts = [self.num(number)]
+        terms = consts + rest
+        if not terms:
+            return self.num(0.0)
+        return terms[0] if len(terms) == 1 else self._make("add", terms)
+
+    def mul(self, *xs: Node) -> Node:
+        factors: list[Node] = []
+        for x in xs:
+            factors += list(x.args) if x.op == "mul" else [x]
+        number = math.prod(f.value for f in factors if f.op == "num")
+        if number == 0:
+            return self.num(0.0)
+        consts = [f for f in factors if f.const and f.op != "num"]
+        rest = [f for f in factors if not f.const]
+        if len(consts) > 1:
+            consts = [self._make("mul", consts)]
+        factors = consts + rest
+        if not factors:
+            return self.num(number)
+        if number != 1:
+            if len(factors) == 1 and factors[0].const:
+                return self._make("mul", [self.num(number), factors[0]])
+            factors = [self.num(number), *factors]
+        return factors[0] if len(factors) == 1 else self._make("mul", factors)
+
+    def _make(self, op: str, args: list[Node]) -> Node:
+        args = sorted(args, key=lambda a: a.id)
+        shape = _broadcast(*(a.shape for a in args))
+        return self._node(op, tuple(args), shape, all(a.const for a in args))
+
+    def pow(self, x: Node, e: float) -> Node:
+        if x.op == "num":
+            return self.num(x.value ** e)
+        if e == 1:
+            return x
+        return self._node("pow", (x,), x.shape, x.const, float(e))
+
+    def fn(self, name: str, x: Node) -> Node:
+        if x.op == "num":
+            return self.num(float(getattr(torch, name)(torch.tensor(x.value, dtype=F64))))
+        return self._node("fn", (x,), x.shape, x.const, name)
+
+    def transpose(self, x: Node) -> Node:
+        if x.shape is None:
+            return x
+        if x.op == "T":
+            return x.args[0]
+        if x.op == "chain":
+            return self._chain_of(tuple((f, not t) for f, t in reversed(x.args)))
+        return self._node("T", (x,), (x.shape[1], x.shape[0]), x.const)
+
+    @staticmethod
+    def _factors(xs: Sequence[Node]) -> list[tuple[Node, bool]]:
+        out: list[tuple[Node, bool]] = []
+        for x in xs:
+            if x.op == "chain":
+                out += list(x.args)
+            elif x.op == "T":
+                out.append((x.args[0], True))
+            else:
+                out.append((x, False))
+        return out
+
+    def _chain_of(self, factors: tuple[tuple[Node, bool], ...]) -> Node:
+        if len(factors) == 1:
+            f, t = factors[0]
+            return self.transpose(f) if t else f
+        shapes = [(f.shape[::-1] if t else f.shape) for f, t in factors]
+        for a, b in zip(shapes, shapes[1:]):
+            if a[1] != b[0]:
+                raise ValueError(f"chain of mismatched shapes {shapes}")
+        return self._node("chain", factors, (shapes[0][0], shapes[-1][1]),
+                          all(f.const for f, _ in factors))
+
+    def chain(self, *xs: Node) -> Node:
+        scalars = [x for x in xs if x.shape is None]
+        mats = [x for x in xs if x.shape is not None]
+        body = self._chain_of(tuple(self._factors(mats)))
+        return self.mul(*scalars, body) if scalars else body
+
+    def trace(self, *xs: Node) -> Node:
+        if len(xs) == 1 and xs[0].op == "add":  # tr is linear
+            return self.add(*(self.trace(t) for t in xs[0].args))
+        if len(xs) == 1 and xs[0].op == "mul" and sum(f.shape is not None
+                                                       for f in xs[0].args) == 1:
+            scalars = [f for f in xs[0].args if f.shape is None]
+            (mat,) = [f for f in xs[0].args if f.shape is not None]
+            return self.mul(*scalars, self.trace(mat))
+        factors = tuple(self._factors(xs))
+        shapes = [(f.shape[::-1] if t else f.shape) for f, t in factors]
+        if shapes[0][0] != shapes[-1][1]:
+            raise ValueError(f"trace of a non-square product {shapes}")
+        return self._node("trace", factors, None, all(f.const for f, _ in factors))
+
+    def entry_sum(self, x: Node) -> Node:
+        return self._node("esum", (x,), None, x.const)
+
+    def amax(self, x: Node) -> Node:
+        """max over each seed's entries, (S, 1, 1)."""
+        return self._node("amax", (x,), None, x.const)
+
+    def call(self, program: Mapping[str, Any], args: Mapping[str, Node]) -> dict[str, Node]:
+        """Execute generated ``program`` on nodes ``args`` (by argument name): output nodes."""
+        names = {"_chain": lambda *m: _Value(self, self.chain(*(v.node for v in m))),
+                 "_trace": lambda *m: _Value(self, self.trace(*(v.node for v in m))),
+                 "_entry_sum": lambda x: _Value(self, self.entry_sum(x.node)),
+                 "torch": _TorchStandIn(self)}
+        fn = _load(program["source"], names)
+        result = fn(*(_Value(self, args[a]) for a in program["args"]))
+        return {name: (r.node if isinstance(r, _Value) else self.num(r))
+                for name, r in zip(program["outs"], result, strict=True)}
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, node: Node, values: Mapping[int, Tensor]) -> Tensor:
+        """Eager value of ``node`` (the helpers' semantics); ``values`` by leaf node id."""
+        memo: dict[int, Tensor] = dict(values)
+
+        def ev(x: Node) -> Tensor | float:
+            if x.id in memo:
+                return memo[x.id]
+            a = [ev(y) for y in x.args] if x.op not in ("chain", "trace") else \
+                [ev(f).mT if t else ev(f) for f, t in x.args]
+            out = {
+                "num": lambda: x.value,
+                "add": lambda: functools.reduce(lambda p, q: p + q, a),
+                "mul": lambda: functools.reduce(lambda p, q: p * q, a),
+                "pow": lambda: a[0] ** x.value,
+                "fn": lambda: getattr(torch, x.value)(a[0]),
+                "T": lambda: a[0].mT,
+                "chain": lambda: _chain(*a),
+                "trace": lambda: _trace(*a),
+                "esum": lambda: _entry_sum(a[0]),
+                "amax": lambda: a[0].amax((-2, -1), keepdim=True),
+            }[x.op]()
+            memo[x.id] = out
+            return out
+
+        return ev(node)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+Word = tuple[tuple[int, bool], ...]  # a product of factors (node id, transposed)
+
+
+def _flip(word: Word) -> Word:
+    return tuple((i, not t) for i, t in reversed(word))
+
+
+class Plan:
+    """``outputs`` of a :class:`Graph` compiled into one flat function (module docstring).
+
+    Args:
+        graph: the graph; its constants are evaluated here in float64, then cast to ``dtype``.
+        outputs: output name -> node.
+        inputs: learned name -> tensor (S, rows, cols) of ``dtype`` that the function reads
+            (updated in place by the caller between calls).
+        out: output name -> a contiguous tensor to write that (matrix) output into; outputs
+            not named here are returned.
+
+    ``plan()`` runs a step and returns ``{output name: tensor}`` (scalars (S, 1, 1)). ``macs``:
+    multiply-adds of the matmuls of one call; ``source``: the compiled step.
+    """
+
+    def __init__(self, graph: Graph, outputs: Mapping[str, Node], inputs: Mapping[str, Tensor],
+                 out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64):
+        self.graph, self.dtype = graph, dtype
+        out = dict(out or {})
+        first = next(iter(inputs.values()))
+        self.device = first.device
+        self.seeds = first.shape[0]
+        self.macs = 0
+        self._lines: list[str] = []
+        self._bound: dict[str, Any] = {}
+        self._refs: dict[int, tuple[str, bool]] = {}  # node id -> (variable, transposed)
+        self._words: dict[Word, tuple[str, bool]] = {}  # computed products this step
+        self._plans: dict[Word, tuple[tuple, int]] = {}  # product -> (factors, top split)
+        self._traces: dict[int, tuple[int, int] | None] = {}
+        self._count = 0
+        self._leaf_values = {node.id: value.to(self.device) for node, value in
+                             graph.constants.values()}
+        for name, node in graph.inputs.items():
+            if name in inputs:
+                self._bind(node, inputs[name], f"in_{_ident(name)}")
+        order = self._topological(outputs.values())
+        for node in order:  # choose every product first, so that later chains can reuse
+            if node.op == "chain" and not node.const:
+                self._plan(node.args)
+            elif node.op == "trace" and not node.const:
+                self._traces[node.id] = self._plan_trace(node.args)
+        results = {}
+        for name, node in outputs.items():
+            if name in out:
+                self._into(node, out[name], f"out_{_ident(name)}")
+            else:
+                results[name] = self._ref(node)
+        returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
+        args = ", ".join(f"{k}={k}" for k in self._bound)
+        body = "\n".join(f"    {line}" for line in self._lines) or "    pass"
+        self.source = f"def _step({args}):\n{body}\n    return {{{returned}}}\n"
+        names = {"torch": torch, "_bmm": torch.bmm, **self._bound}
+        exec(compile(self.source, "<scurve.plan>", "exec"), names)
+        self._fn = names["_step"]
+
+    def __call__(self) -> dict[str, Tensor]:
+        return self._fn()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _topological(self, roots: Any) -> list[Node]:
+        seen: set[int] = set()
+        order: list[Node] = []
+
+        def visit(x: Node) -> None:
+            if x.id in seen:
+                return
+            seen.add(x.id)
+            if not x.const:
+                for a in x.args:
+                    visit(a[0] if isinstance(a, tuple) else a)
+            order.append(x)
+
+        for root in roots:
+            visit(root)
+        return order
+
+    def _var(self, prefix: str = "v") -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def _bind(self, node: Node | None, value: Any, name: str | None = None) -> tuple[str, bool]:
+        name = name or self._var("c")
+        self._bound[name] = value
+        if node is not None:
+            self._refs[node.id] = (name, False)
+        return (name, False)
+
+    def _emit(self, expr: str, prefix: str = "v") -> tuple[str, bool]:
+        var = self._var(prefix)
+        self._lines.append(f"{var} = {expr}")
+        return (var, False)
+
+    @staticmethod
+    def _use(ref: tuple[str, bool]) -> str:
+        return f"{ref[0]}.mT" if ref[1] else ref[0]
+
+    def _constant(self, node: Node) -> tuple[str, bool]:
+        value = self.graph.evaluate(node, self._leaf_values)
+        if not isinstance(value, Tensor):
+            return (repr(float(value)), False)
+        value = value.to(self.dtype)
+        if value.ndim == 3 and value.shape[0] == 1 and self.seeds > 1:
+            value = value.expand(self.seeds, *value.shape[1:]).contiguous()
+        return self._bind(node, value)
+
+    # ------------------------------------------------------------------ products
+
+    def _shape(self, f: tuple[Node, bool]) -> tuple[int, int]:
+        node, t = f
+        return node.shape[::-1] if t else node.shape
+
+    @staticmethod
+    def _word(factors: Sequence[tuple[Node, bool]]) -> Word:
+        return tuple((f.id, t) for f, t in factors)
+
+    def _free(self, factors: Sequence[tuple[Node, bool]]) -> bool:
+        """A product that costs nothing more: one factor, planned already (or its transpose),
+        or constant (computed before the run)."""
+        word = self._word(factors)
+        return len(word) == 1 or word in self._plans or _flip(word) in self._plans \
+            or all(f.const for f, _ in factors)
+
+    def _best(self, factors: Sequence[tuple[Node, bool]]) -> tuple[dict, float]:
+        """The multi_dot programme over ``factors`` where planned products cost nothing:
+        ({(i, j): split or None (free)}, multiply-adds)."""
+        m = len(factors)
+        dims = [self._shape(factors[0])[0]] + [self._shape(f)[1] for f in factors]
+        cost: dict[tuple[int, int], float] = {}
+        split: dict[tuple[int, int], int | None] = {}
+        for length in range(1, m + 1):
+            for i in range(m - length + 1):
+                j = i + length - 1
+                if self._free(factors[i:j + 1]):
+                    cost[i, j], split[i, j] = 0, None
+                    continue
+                best, where = math.inf, None
+                for s in range(i, j):
+                    c = cost[i, s] + cost[s + 1, j] + dims[i] * dims[s + 1] * dims[j + 1]
+                    if c < best:
+                        best, where = c, s
+                cost[i, j], split[i, j] = best, where
+        return split, cost[0, m - 1]
+
+    def _plan(self, factors: Sequence[tuple[Node, bool]]) -> None:
+        """Choose the products of ``factors`` (those not free yet) and record each one's top
+        split, so that every later chain may reuse them."""
+        split, _ = self._best(factors)
+
+        def mark(i: int, j: int) -> None:
+            s = split[i, j]
+            if s is None:
+                return
+            self._plans.setdefault(self._word(factors[i:j + 1]),
+                                   (tuple(factors[i:j + 1]), s - i))
+            mark(i, s)
+            mark(s + 1, j)
+
+        mark(0, len(factors) - 1)
+
+    def _plan_trace(self, factors: Sequence[tuple[Node, bool]]) -> tuple[int, int] | None:
+        """tr(f₁ ⋯ f_m) = Σ(W₁ ⊙ W₂ᵀ) at the cheapest rotation and split: (rotation, split)."""
+        m = len(factors)
+        if m == 1:
+            return None
+        best = None
+        for rot in range(m):
+            fs = list(factors[rot:]) + list(factors[:rot])
+            for s in range(1, m):
+                c1 = self._best(fs[:s])[1] if s > 1 else 0
+                c2 = self._best(fs[s:])[1] if m - s > 1 else 0
+                rows, cols = self._shape(fs[0])[0], self._shape(fs[s - 1])[1]
+                c = c1 + c2 + rows * cols / 4  # an elementwise product is cheaper than a MAC
+                if best is None or c < best[0]:
+                    best = (c, rot, s)
+        _, rot, s = best
+        fs = list(factors[rot:]) + list(factors[:rot])
+        self._plan(fs[:s])
+        self._plan(fs[s:])
+        return rot, s
+
+    def _operands(self, factors: Sequence[tuple[Node, bool]]
+                  ) -> tuple[tuple[str, bool], tuple[str, bool]]:
+        """The two operands of the planned top product of ``factors`` (counting its MACs)."""
+        word = self._word(factors)
+        if word not in self._plans and _flip(word) not in self._plans:
+            self._plan(factors)
+        if word in self._plans:
+            fs, s = self._plans[word]
+            a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
+        else:  # (a b)ᵀ = bᵀ aᵀ
+            fs, s = self._plans[_flip(word)]
+            a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
+            a, b = (b[0], not b[1]), (a[0], not a[1])
+        rows = self._shape(factors[0])[0]
+        cols = self._shape(factors[-1])[1]
+        inner = self._shape(fs[s])[1]
+        self.macs += self.seeds * rows * inner * cols
+        return a, b
+
+    def _value(self, factors: Sequence[tuple[Node, bool]]) -> tuple[str, bool]:
+        """The product of ``factors`` (each product computed once per step)."""
+        if len(factors) == 1:
+            var, t = self._ref(factors[0][0])
+            return (var, t != factors[0][1])
+        word = self._word(factors)
+        if word in self._words:
+            return self._words[word]
+        if _flip(word) in self._words:
+            var, t = self._words[_flip(word)]
+            return (var, not t)
+        if all(f.const for f, _ in factors):
+            ref = self._constant(self.graph._chain_of(tuple(factors)))
+        else:
+            a, b = self._operands(factors)
+            ref = self._emit(f"_bmm({self._use(a)}, {self._use(b)})", "w")
+        self._words[word] = ref
+        return ref
+
+    def _top(self, node: Node) -> tuple[tuple[str, bool], tuple[str, bool]] | None:
+        """Operands of a chain node's last product, or None when its value exists already."""
+        word = self._word(node.args)
+        if word in self._words or _flip(word) in self._words:
+            return None
+        return self._operands(node.args)
+
+    # ------------------------------------------------------------------ nodes
+
+    def _ref(self, node: Node) -> tuple[str, bool]:
+        if node.id in self._refs:
+            return self._refs[node.id]
+        if node.op == "num":
+            return (repr(node.value), False)
+        if node.const:
+            return self._constant(node)
+        ref = getattr(self, f"_op_{node.op}")(node)
+        self._refs[node.id] = ref
+        return ref
+
+    def _op_leaf(self, node: Node) -> tuple[str, bool]:
+        raise ValueError(f"program input {node.value!r} has no tensor")
+
+    def _op_T(self, node: Node) -> tuple[str, bool]:
+        var, t = self._ref(node.args[0])
+        return (var, not t)
+
+    def _op_chain(self, node: Node) -> tuple[str, bool]:
+        return self._value(node.args)
+
+    def _op_trace(self, node: Node) -> tuple[str, bool]:
+        plan = self._traces.get(node.id, None if len(node.args) == 1 else
+                                self._plan_trace(node.args))
+        if plan is None:
+            x = self._use(self._value(node.args))
+            return self._emit(f"torch.diagonal({x}, 0, -2, -1).sum(-1, keepdim=True)"
+                              ".unsqueeze(-1)")
+        rot, s = plan
+        fs = list(node.args[rot:]) + list(node.args[:rot])
+        a = self._value(fs[:s])
+        var, t = self._value(fs[s:])
+        return self._emit(f"({self._use(a)} * {self._use((var, not t))})"
+                          ".sum((-2, -1), keepdim=True)")
+
+    def _op_esum(self, node: Node) -> tuple[str, bool]:
+        return self._emit(f"{self._use(self._ref(node.args[0]))}.sum((-2, -1), keepdim=True)")
+
+    def _op_amax(self, node: Node) -> tuple[str, bool]:
+        return self._emit(f"{self._use(self._ref(node.args[0]))}.amax((-2, -1), keepdim=True)")
+
+    def _op_fn(self, node: Node) -> tuple[str, bool]:
+        return self._emit(f"torch.{node.value}({self._use(self._ref(node.args[0]))})")
+
+    def _op_pow(self, node: Node) -> tuple[str, bool]:
+        x, e = self._use(self._ref(node.args[0])), node.value
+        special = {2.0: f"{x}.square()", -1.0: f"{x}.reciprocal()", 0.5: f"{x}.sqrt()"}
+        return self._emit(special.get(e, f"{x} ** {e!r}"))
+
+    def _op_mul(self, node: Node) -> tuple[str, bool]:
+        number = 1.0
+        num, den = [], []
+        for f in node.args:
+            if f.op == "num":
+                number *= f.value
+            elif f.op == "pow" and f.value == -1.0 and not f.const:
+                den.append(self._use(self._ref(f.args[0])))
+            else:
+                num.append(self._use(self._ref(f)))
+        expr = " * ".join(num) if num else "1.0"
+        for d in den:
+            expr = f"({expr}) / {d}" if num else f"{d}.reciprocal()"
+            num = num or [expr]
+        if number != 1.0:
+            expr = f"({expr}) * {number!r}" if num or den else repr(number)
+        return self._emit(expr)
+
+    def _terms(self, node: Node) -> list[tuple[float, list[Node], Node]]:
+        """A sum as terms c · Π scalars · core (core: one matrix or scalar node)."""
+        out = []
+        for term in (node.args if node.op == "add" else (node,)):
+            c, scalars, core = 1.0, [], []
+            if term.op == "mul" and sum(f.shape is not None for f in term.args) <= 1 \
+                    and term.shape is not None:
+                for f in term.args:
+                    if f.op == "num":
+                        c *= f.value
+                    elif f.shape is None:
+                        scalars.append(f)
+                    else:
+                        core.append(f)
+                out.append((c, scalars, core[0]))
+            elif term.op == "mul" and term.args[0].op == "num" and len(term.args) == 2:
+                out.append((term.args[0].value, [], term.args[1]))
+            else:
+                out.append((1.0, [], term))
+        return out
+
+    def _scalar(self, scalars: list[Node], c: float = 1.0) -> str | None:
+        if not scalars:
+            return None
+        ref = self._ref(scalars[0] if len(scalars) == 1 else self.graph.mul(*scalars))
+        if c != 1.0:
+            ref = self._emit(f"{self._use(ref)} * {c!r}")
+        return self._use(ref)
+
+    def _op_add(self, node: Node) -> tuple[str, bool]:
+        acc = None
+        for c, scalars, core in self._terms(node):
+            x = self._use(self._ref(core))
+            s = self._scalar(scalars)
+            if s is not None:
+                x = f"{x} * {s}"
+            if acc is None:
+                acc = x if c == 1.0 else f"({x}) * {c!r}"
+            else:
+                acc = f"torch.add({acc}, {x}, alpha={c!r})" if c != 1.0 else f"{acc} + {x}"
+        return self._emit(acc)
+
+    def _into(self, node: Node, buffer: Tensor, name: str) -> None:
+        """Write matrix ``node`` into ``buffer`` each step: gradient sums accumulate in place."""
+        buf = self._bind(None, buffer, name)[0]
+        if node.const:
+            value = self._ref(node)
+            self._lines.append(f"{buf}.copy_({self._use(value)})")
+            return
+        terms = self._terms(node) if node.op == "add" else [(1.0, [], node)]
+        terms = [t for t in terms if t[2].shape is not None] + \
+            [t for t in terms if t[2].shape is None]
+
+        def plain_chain(t: tuple) -> bool:
+            return t[2].op == "chain" and t[0] == 1.0 and not t[1] and not t[2].const
+        first = next((t for t in terms if plain_chain(t)), terms[0])
+        terms.remove(first)
+        c, scalars, core = first
+        top = self._top(core) if core.op == "chain" and not core.const else None
+        if top is not None:
+            self._lines.append(f"_bmm({self._use(top[0])}, {self._use(top[1])}, out={buf})")
+            s = self._scalar(scalars, c)
+            if s is not None:
+                self._lines.append(f"{buf}.mul_({s})")
+            elif c != 1.0:
+                self._lines.append(f"{buf}.mul_({c!r})")
+        else:
+            x = self._use(self._ref(core))
+            s = self._scalar(scalars, c)
+            if s is not None:
+                self._lines.append(f"torch.mul({x}, {s}, out={buf})")
+            elif c != 1.0:
+                self._lines.append(f"torch.mul({x}, {c!r}, out={buf})")
+            else:
+                self._lines.append(f"{buf}.copy_({x})")
+        for c, scalars, core in terms:
+            top = self._top(core) if core.op == "chain" and not core.const else None
+            if top is not None:
+                x = self._emit(f"_bmm({self._use(top[0])}, {self._use(top[1])})", "t")[0]
+            else:
+                x = self._use(self._ref(core))
+            s = self._scalar(scalars)
+            if s is not None:
+                self._lines.append(f"{buf}.addcmul_({x}, {s}, value={c!r})")
+            elif c == 1.0:
+                self._lines.append(f"{buf}.add_({x})")
+            elif c == -1.0:
+                self._lines.append(f"{buf}.sub_({x})")
+            else:
+                self._lines.append(f"{buf}.add_({x}, alpha={c!r})")
+
+
+def _ident(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
+              constants: Mapping[str, Tensor], lam: Tensor | None,
+              gradients: bool = True) -> tuple[Graph, dict[str, Node]]:
+    """The graph of ``model``'s training objective for S seeds.
+
+    Args:
+        shapes: (rows, cols) of each learned matrix (the inputs).
+        constants: each constant (S, rows, cols), float64.
+        lam: (S,) coupled weight decay λ, or None (λ = 0: its terms drop out).
+        gradients: also the gradients g_W = ∂L/∂W + λW (outputs by learned name).
+
+    Returns ``(graph, outputs)``: output ``L`` is L − L(0) for MSE-type models (add L_ref) and
+    the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy model.
+    """
+    programs = symbolic.training_program(model).programs
+    g = Graph()
+    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
+    for name in model.constant_names:
+        args[name] = g.constant(name, constants[name])
+    args["lam"] = g.num(0.0) if lam is None or not bool(torch.any(lam != 0)) else \
+        g.constant("lam", lam)
+    if not model.cross_entropy():
+        outs = g.call(programs["train"], args)
+        return g, outs if gradients else {"L": outs["L"]}
+    z = g.call(programs["logits"], args)["Z"]
+    c = g.constant("C", _target_logits(model, constants, shapes))
+    ce = g.call(programs["ce"], {"z": g.add(z, g.neg(g.amax(z))),
+                                 "c": g.add(c, g.neg(g.amax(c)))})
+    outs = {"L": ce["L"]}
+    if gradients:
+        outs |= g.call(programs["grad"], args | {"E": ce["E"]})
+    return g, outs
+
+
+def _target_logits(model: Model, constants: Mapping[str, Tensor],
+                   shapes: Mapping[str, tuple[int, int]]) -> Tensor:
+    """C of a cross-entropy model per seed, (S, ·, ·) float64, by the derived numpy program."""
+    logits = symbolic.full_flow(model)._programs["logits"]
+    host = {k: v.detach().cpu().numpy() for k, v in constants.items()}
+    seeds = next(iter(host.values())).shape[0]
+    out = []
+    for s in range(seeds):
+        values = {k: v[s] for k, v in host.items()}
+        values |= {k: np.zeros(shape) for k, shape in shapes.items()}
+        out.append(np.asarray(logits(values)["C"], dtype=np.float64))
+    device = next(iter(constants.values())).device
+    return torch.tensor(np.array(out), dtype=F64, device=device)
