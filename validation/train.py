@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import sys
 import time
 import warnings
@@ -56,6 +57,7 @@ from tqdm import tqdm
 from dynamics.problems import Factorization, Problem
 from dynamics.trajectory import Trajectory
 
+from . import programs
 from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
 
 __all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
@@ -197,203 +199,130 @@ def record_steps(steps: int, record: str = "log") -> np.ndarray:
     return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
 
 
-class _Squares:
-    """The MSE objective of S specs, from the order parameters Mᵀ = [Pᵀ | U] of every factor.
+class _Objective:
+    """S specs of one model on a device: parameters, the compiled objective, the measurements.
 
-    The factors pair into circuits (X with Y; Q with K and O with V; the vector's x with the
-    constant 1) and L = L_ref − Π_c⟨P_c,P′_c⟩ + ½Π_c⟨U_c,U′_c⟩, so a factor whose partner is f′
-    has Dᵀ = [(∂L/∂P)ᵀ | ∂L/∂U + ∂L/∂Uᵀ] = [−a P_f′ᵀ | b U_f′], where a and b are the products
-    of the other circuits' ⟨P,P′⟩ and ⟨U,U′⟩ (1 with a single circuit). The coupled weight decay
-    λW = [0 | λI]·Z joins Dᵀ as λ·[0 | I], and a scale s (the step −η of plain SGD) joins it
-    too, so that one batched matmul (s·Dᵀ)·Z gives s·(∂L/∂W + λW)ᵀ. All in the dtype of ``z``.
-    """
-
-    def __init__(self, z: Tensor, r: int, l_ref: Tensor, decay: Tensor | None):
-        self.z, self.r = z, r
-        s, self.n_factors, rk, _ = z.shape
-        k = rk - r
-        on = {"dtype": z.dtype, "device": z.device}
-        self.w = z[:, :, r:]
-        self.z3, self.w3 = z.flatten(0, 1), z.flatten(0, 1)[:, r:]  # (S·F, ·, n) views
-        self.l_ref = l_ref.to(**on)
-        self.m = torch.empty(s, self.n_factors, k, rk, **on)  # Mᵀ of the last loss()
-        self.d = torch.empty_like(self.m)
-        self.g = torch.empty_like(self.w)
-        self.sign = torch.tensor([-1.0] * r + [1.0] * k, **on)  # P columns −, U columns +
-        # L − L_ref = Σ over one factor of each circuit pair: Mᵀ_f ⊙ Mᵀ_f′ ⊙ (sign · [1 | ½])
-        self.weight = (self.sign * torch.tensor([1.0] * r + [0.5] * k, **on)).repeat(k)
-        self.pair = torch.empty(s, k * rk, **on)
-        self.coef = torch.empty(s, 1, rk, **on)
-        eye = torch.cat([torch.zeros(k, r, **on), torch.eye(k, **on)], 1)  # [0 | I]
-        self.decay = None if decay is None else decay.to(**on).view(-1, 1, 1) * eye  # (S, k, J)
-        self.scaled_decay = None if decay is None else torch.empty_like(self.decay)
-        self.ones = torch.ones(s, k, rk, **on)  # the vector's constant partner
-        # views made once (a step is a few small ops; making views costs as much as they do)
-        self.z3t, self.g3, self.d3 = self.z3.mT, self.g.flatten(0, 1), self.d.flatten(0, 1)
-        self.d_f = self.d.unbind(1)
-        self.buffer = self.m
-        self.views = self._views(self.m)
-
-    def _views(self, m: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
-        """Of Mᵀ (S, F, k, r + k): flattened (S·F, k, r + k); each factor's partner's Mᵀ."""
-        partner = [m[:, 1], m[:, 0]] if self.n_factors == 2 else [self.ones]
-        return m.flatten(0, 1), partner, self.pair.view_as(m[:, 0])
-
-    def loss(self, out: Tensor, order: Tensor | None = None) -> Tensor:
-        """L (S,) into ``out``; Mᵀ (S, F, k, r + k) into ``order`` (else a buffer)."""
-        self.m = m = self.buffer if order is None else order
-        m3, self.partner, pair = self.views if order is None else self._views(m)
-        torch.bmm(self.w3, self.z3t, out=m3)
-        if self.n_factors == 1:
-            return torch.addmv(self.l_ref, m.flatten(1), self.weight, out=out)
-        if self.n_factors == 2:  # pair = Mᵀ_Y ⊙ Mᵀ_X
-            torch.mul(self.partner[0], self.partner[1], out=pair)
-            return torch.addmv(self.l_ref, self.pair, self.weight, out=out)
-        products = m[:, 0::2] * m[:, 1::2]  # (S, 2, k, r + k): circuits (Q, K) and (O, V)
-        self.overlap = products[..., : self.r].sum((-2, -1))  # ⟨P_Q,P_K⟩, ⟨P_O,P_V⟩
-        self.norm = products[..., self.r :].sum((-2, -1))  # ⟨U_Q,U_K⟩, ⟨U_O,U_V⟩
-        loss = self.l_ref - self.overlap.prod(1) + 0.5 * self.norm.prod(1)
-        return out.copy_(loss)
-
-    def gradient(self, scale: Tensor | None = None) -> Tensor:
-        """s·(∂L/∂W + λW) like ``w`` (S, F, k, n) at the point of the last :meth:`loss`.
-
-        ``scale``: s (S,) per seed, or None for s = 1.
-        """
-        m, d = self.m, self.d
-        coef, decay = self.sign, self.decay
-        if scale is not None:
-            coef = torch.mul(self.sign, scale.view(-1, 1, 1), out=self.coef)
-            if decay is not None:
-                decay = torch.mul(decay, scale.view(-1, 1, 1), out=self.scaled_decay)
-        if self.n_factors == 4:  # (Q, K, O, V): partner (K, Q, V, O), other circuit's terms
-            other = [1, 1, 0, 0]
-            coef = coef.view(-1, 1, 1, coef.shape[-1]) * torch.where(
-                self.sign < 0, self.overlap[:, other, None, None], self.norm[:, other, None, None])
-            partner = m.unflatten(1, (2, 2)).flip(2).flatten(1, 2)
-            d = partner * coef if decay is None else torch.addcmul(decay[:, None], partner, coef)
-        else:
-            # D_f = partner ⊙ coef (+ decay)
-            for p, d_f in zip(self.partner, self.d_f, strict=True):
-                if decay is None:
-                    torch.mul(p, coef, out=d_f)
-                else:
-                    torch.addcmul(decay, p, coef, out=d_f)
-        torch.bmm(d.flatten(0, 1) if d is not self.d else self.d3, self.z3, out=self.g3)
-        return self.g
-
-
-class _CrossEntropy:
-    """The cross-entropy objective (factorization): L = KL(p ‖ q), p = softmax(vec ABᵀ),
-    q = softmax(vec XYᵀ); ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y, ∂L/∂Y = (∂L/∂Z)ᵀX; + λW coupled."""
-
-    def __init__(self, z: Tensor, r: int, decay: Tensor | None):
-        self.z, self.r = z, r
-        self.w = z[:, :, r:]
-        self.z3, self.w3 = z.flatten(0, 1), z.flatten(0, 1)[:, r:]
-        t = z[:, :, :r].to(F64)
-        self.log_p = torch.log_softmax((t[:, 0].mT @ t[:, 1]).flatten(1), 1).to(z.dtype)
-        self.p = self.log_p.exp()
-        self.decay = None if decay is None else decay.to(z.dtype).view(-1, 1, 1, 1)
-
-    def loss(self, out: Tensor, order: Tensor | None = None) -> Tensor:
-        """L (S,) into ``out``; Mᵀ = [Pᵀ | U] (S, F, k, r + k) into ``order`` if given."""
-        log_q = torch.log_softmax((self.w[:, 0].mT @ self.w[:, 1]).flatten(1), 1)
-        self.dz = (log_q.exp() - self.p).view(-1, self.w.shape[-1], self.w.shape[-1])
-        if order is not None:
-            torch.bmm(self.w3, self.z3.mT, out=order.view(-1, *order.shape[2:]))
-        return torch.sum(self.p * (self.log_p - log_q), 1, out=out)
-
-    def gradient(self, scale: Tensor | None = None) -> Tensor:
-        """s·(∂L/∂W + λW) like ``w`` at the point of the last :meth:`loss` (s = 1 if None)."""
-        g = torch.stack((self.w[:, 1] @ self.dz.mT, self.w[:, 0] @ self.dz), 1)
-        if self.decay is not None:
-            g.addcmul_(self.w, self.decay)
-        return g if scale is None else g.mul_(scale.view(-1, 1, 1, 1))
-
-
-class _Batch:
-    """S specs of one shape on a device, as Z = [Tᵀ; Wᵀ] per factor: (S, F, r + k, n).
-
-    The parameters ``w`` (S, F, k, n), the learned vectors as rows, are a view of ``z`` that
-    the optimizer updates in place. ``objective`` evaluates loss and gradient in the training
-    dtype; ``exact`` measures loss and order parameters in float64 (the same object when
-    training in float64; otherwise it works on ``z64``, exact targets and a float64 copy of
-    ``w`` made by :meth:`measure`).
+    The learned matrices live in one flat buffer ``theta`` (each matrix W a contiguous block
+    (S, rows, cols), ``w[name]`` its view) that the optimizer updates in place, the gradient
+    g_W = ∂L/∂W + λW (coupled decay) in a buffer ``grad`` of the same layout, written by the
+    compiled programs (:class:`validation.programs.Plan`) in the training dtype; ``seed_of``
+    gives each entry's seed (per-seed step sizes act on the flat buffer in one operation).
+    ``offset`` is what turns the programs' L into the loss: L_ref for the MSE-type models,
+    whose program gives L − L(0); nothing for cross-entropy. ``measure`` takes the loss and the
+    order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
     """
 
     def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype,
                  coupled_decay: bool = True):
-        factors = [list(spec.factors().values()) for spec in specs]
-        self.z64 = torch.tensor(np.array([[np.concatenate(f, 1).T for f in fs] for fs in factors]),
-                                dtype=F64, device=device)
-        self.z = self.z64.to(dtype)  # the same tensor when dtype is float64
-        self.r = factors[0][0][0].shape[1]
-        self.w = self.z[:, :, self.r :]
+        model = specs[0].model
+        values = [spec.values() for spec in specs]
+        self.names = model.learned_names
+        self.shapes = {name: tuple(values[0][name].shape) for name in self.names}
+        s = len(specs)
+        on = {"dtype": dtype, "device": device}
+        sizes = [s * math.prod(self.shapes[name]) for name in self.names]
+        self.theta = torch.empty(sum(sizes), **on)
+        self.grad = torch.empty_like(self.theta)
+        self.w, self.g = self._views(self.theta), self._views(self.grad)
+        for name in self.names:
+            self.w[name].copy_(torch.tensor(np.array([v[name] for v in values])))
+        self.seed_of = torch.cat([torch.arange(s, device=device).repeat_interleave(
+            math.prod(self.shapes[name])) for name in self.names])
+        consts = {name: torch.tensor(np.array([v[name] for v in values]), dtype=F64,
+                                     device=device) for name in model.constant_names}
+        lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
+            if coupled_decay else None
+        self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam),
+                                  inputs=self.w, out=self.g, dtype=dtype)
+        self.macs = self.plan.macs
         self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        lam = np.array([spec.weight_decay for spec in specs])
-        decay = torch.tensor(lam, dtype=F64, device=device) if coupled_decay and lam.any() \
-            else None
-        self.cross_entropy = getattr(specs[0], "loss", "mse") == "ce"
+        self.cross_entropy = model.cross_entropy()
+        self.offset = None if self.cross_entropy else self.l_ref.to(dtype)
+        if dtype == F64:
+            self.exact, self.w64 = None, self.w
+        else:  # the float64 measurement: the loss program alone, on a float64 copy
+            self.theta64 = torch.empty(len(self.theta), dtype=F64, device=device)
+            self.w64 = self._views(self.theta64)
+            self.exact = programs.Plan(*programs.objective(model, self.shapes, consts, None,
+                                                           gradients=False),
+                                       inputs=self.w64, dtype=F64)
+        self.targets = {name: consts[t] for name, t in model.targets.items()}
+        self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
 
-        def objective(z: Tensor) -> _Squares | _CrossEntropy:
-            if self.cross_entropy:
-                return _CrossEntropy(z, self.r, decay)
-            return _Squares(z, self.r, self.l_ref, decay)
+    def _views(self, flat: Tensor) -> dict[str, Tensor]:
+        """Each learned matrix's block of a flat buffer, as (S, rows, cols)."""
+        out, offset = {}, 0
+        seeds = flat.numel() // sum(math.prod(sh) for sh in self.shapes.values())
+        for name in self.names:
+            size = seeds * math.prod(self.shapes[name])
+            out[name] = flat[offset:offset + size].view(seeds, *self.shapes[name])
+            offset += size
+        return out
 
-        self.objective = objective(self.z)
-        self.exact = self.objective if dtype == F64 else objective(self.z64)
+    def step(self, out: Tensor) -> Tensor:
+        """Loss (S,) into ``out`` and the gradient into ``grad``, at the current parameters."""
+        loss = self.plan()["L"].view(-1)
+        if self.offset is None:
+            return out.copy_(loss)
+        return torch.add(loss, self.offset, out=out)
 
-    def evaluate(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Loss (S,), Mᵀ = [Pᵀ | U] (S, F, k, r + k) and ∂L/∂W + λW (coupled decay) like
-        ``w``, in the training dtype, at the current point."""
-        on = {"dtype": self.z.dtype, "device": self.z.device}
-        loss, order = torch.empty(len(self.z), **on), torch.empty(*self.w.shape[:3],
-                                                                    self.z.shape[2], **on)
-        self.objective.loss(loss, order)
-        return loss, order, self.objective.gradient()
+    def evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
+        loss = self.step(torch.empty(len(self.l_ref), dtype=self.theta.dtype,
+                                     device=self.theta.device))
+        return loss, {name: g.clone() for name, g in self.g.items()}
 
-    def measure(self, loss: Tensor, order: Tensor) -> None:
-        """Loss (S,) and Mᵀ (S, F, k, r + k) in float64 at the current point, into the args."""
-        if self.exact is not self.objective:
-            self.exact.w.copy_(self.w)
-        self.exact.loss(loss, order)
+    def measure(self, loss: Tensor, orders: dict[str, tuple[Tensor, Tensor]], slot: int,
+                step_loss: Tensor) -> None:
+        """Float64 loss into ``loss`` (S,) and P, U into ``orders[name]`` at ``slot``; the
+        float64 run's own ``step_loss`` is that loss already."""
+        if self.exact is None:
+            loss.copy_(step_loss)
+        else:
+            self.theta64.copy_(self.theta)
+            value = self.exact()["L"].view(-1)
+            torch.add(value, self.l_ref, out=loss) if not self.cross_entropy \
+                else loss.copy_(value)
+        for name, target in self.targets.items():
+            w = self.w64[name]
+            p, u = orders[name]
+            torch.bmm(target.mT, w, out=p[slot])
+            torch.bmm(w.mT, w, out=u[slot])
 
 
-def _loop(batch: _Batch, optimizer: SGD | Adam, lr: Tensor, limit: Tensor, steps: int,
-          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tensor, steps: int,
+          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, dict]:
     """The training loop: loss at every step in the training dtype, (S,) lr and limit.
 
-    Returns the loss (steps + 1, S), and the float64 loss (R, S) and Mᵀ (R, S, F, k, r + k)
-    at the record steps. Plain SGD folds −η into the gradient's last matmul (one update op).
+    Returns the loss (steps + 1, S), and the float64 loss (R, S) and order parameters
+    ``{name: (P (R, S, r, k), U (R, S, k, k))}`` at the record steps.
     """
-    objective, exact, on = batch.objective, batch.exact, {"device": lr.device}
-    losses = torch.empty(steps + 1, len(lr), dtype=lr.dtype, **on)
-    rec_losses = torch.empty(len(rec), len(lr), dtype=F64, **on)
-    orders = torch.empty(len(rec), *batch.w.shape[:3], batch.z.shape[2], dtype=F64, **on)
+    on = {"device": lr.device}
+    s = len(lr)
+    losses = torch.empty(steps + 1, s, dtype=lr.dtype, **on)
+    rec_losses = torch.empty(len(rec), s, dtype=F64, **on)
+    orders = {name: (torch.empty(len(rec), *t.shape[:1], t.shape[2], objective.shapes[name][1],
+                                 dtype=F64, **on),
+                     torch.empty(len(rec), s, objective.shapes[name][1],
+                                 objective.shapes[name][1], dtype=F64, **on))
+              for name, t in objective.targets.items()}
     alive, scale = torch.empty_like(lr), torch.empty_like(lr)  # reused every step
+    scale_flat = torch.empty_like(objective.theta)
+    seed_of, grad = objective.seed_of, objective.grad
     slots = {int(step): i for i, step in enumerate(rec)}
-    fold = isinstance(optimizer, SGD) and optimizer.linear
-    step_size = -lr if fold else lr
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     for step in range(steps + 1):
+        loss = objective.step(losses[step])
         slot = slots.get(step)
-        if slot is not None and exact is objective:  # float64: the step's own evaluation
-            loss = objective.loss(losses[step], orders[slot])
-            rec_losses[slot] = loss
-        else:
-            loss = objective.loss(losses[step])
-            if slot is not None:
-                batch.measure(rec_losses[slot], orders[slot])
+        if slot is not None:
+            objective.measure(rec_losses[slot], orders, slot, loss)
         if step == steps:
             break
         torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
-        torch.mul(step_size, alive, out=scale)  # η, or −η when folded; 0 once diverged
-        if fold:
-            optimizer.apply(objective.gradient(scale))  # θ ← θ − η(∂L/∂θ + λθ)
-        else:
-            optimizer.step(objective.gradient(), scale.view(-1, 1, 1, 1))
+        torch.mul(lr, alive, out=scale)  # η, 0 once diverged
+        torch.index_select(scale, 0, seed_of, out=scale_flat)
+        optimizer.step(grad, scale_flat)
         if progress and (step + 1) % every == 0:
             bar.update(every)
             bar.set_postfix(loss=f"{losses[step].nanmean().item():.4g}")
@@ -417,12 +346,14 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
         if config.loss is not None and isinstance(spec, Factorization):
             changes["loss"] = config.loss
         out.append(dataclasses.replace(spec, **changes) if changes else spec)
-    shape = [(s.kind, getattr(s, "loss", "mse"), [w.shape + t.shape for t, w in
-              s.factors().values()]) for s in out]
-    if any(sh != shape[0] for sh in shape):
-        bad = next(i for i, sh in enumerate(shape) if sh != shape[0])
-        raise ValueError(f"specs: spec {bad} ({out[bad].describe()}) does not match spec 0 "
-                         f"({out[0].describe()}) in kind, loss or shape")
+    def signature(spec: Problem) -> tuple:
+        return spec.model, [(k, v.shape) for k, v in spec.values().items()]
+
+    first = signature(out[0])
+    for i, spec in enumerate(out[1:], 1):
+        if signature(spec) != first:
+            raise ValueError(f"specs: spec {i} ({spec.describe()}) does not match spec 0 "
+                             f"({out[0].describe()}) in kind, loss or shape")
     return out
 
 
@@ -430,7 +361,7 @@ SMALL_WORK = 2**23  # multiply-adds per step below which a CPU run uses one thre
 
 
 @contextlib.contextmanager
-def _threads(batch: _Batch, device: torch.device):
+def _threads(work: int, device: torch.device):
     """One torch CPU thread while a step is small (< SMALL_WORK multiply-adds), then restore.
 
     A step is a few batched matmuls of ~1e5-1e6 multiply-adds and small ops; splitting them
@@ -438,10 +369,6 @@ def _threads(batch: _Batch, device: torch.device):
     a whole scheduler tick for a descheduled thread (measured: 10-300x slower on 2 busy
     cores). ``torch.set_num_threads`` is process-wide: the previous value is put back.
     """
-    s, f, k, n = batch.w.shape
-    work = s * f * k * batch.z.shape[2] * n * 2
-    if batch.cross_entropy:
-        work += s * n * n * k * 3
     before = torch.get_num_threads()
     small = device.type == "cpu" and work < SMALL_WORK and before > 1
     if small:
@@ -481,35 +408,35 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     show = config.progress and sys.stderr.isatty()
     decoupled = config.optimizer == "adamw"
     with torch.inference_mode():
-        batch = _Batch(specs, device, dtype, coupled_decay=not decoupled)
+        objective = _Objective(specs, device, dtype, coupled_decay=not decoupled)
         lr = torch.tensor(lr_host, dtype=dtype, device=device)
         decay = np.array([spec.weight_decay for spec in specs])
-        wd = torch.tensor(decay, dtype=dtype, device=device).view(-1, 1, 1, 1) \
+        wd = torch.tensor(decay, dtype=dtype, device=device)[objective.seed_of] \
             if decoupled and decay.any() else None  # coupled decay is in the gradient
-        optimizer = make_optimizer(config.optimizer, batch.w, config.momentum, config.betas,
-                                   config.eps, wd)
-        limit = (DIVERGENCE * batch.l_ref).to(dtype)
+        optimizer = make_optimizer(config.optimizer, objective.theta, config.momentum,
+                                   config.betas, config.eps, wd)
+        limit = (DIVERGENCE * objective.l_ref).to(dtype)
         start = time.perf_counter()
-        with _threads(batch, device):
-            losses, rec_losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, show)
+        with _threads(objective.macs, device):
+            losses, rec_losses, orders = _loop(objective, optimizer, lr, limit, config.steps,
+                                               rec, show)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
         loss = raw.copy()
         loss[:, rec] = rec_losses.T.cpu().numpy()  # float64 measurements at the record steps
-        ms = ms.transpose(0, 1).cpu().numpy()  # (S, R, F, k, r + k) = [Pᵀ | U]
-        final = batch.w.mT.to(F64).cpu().numpy()  # (S, F, n, k)
-    r = batch.r
-    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw,
-                   ms[..., :r].swapaxes(-1, -2), ms[..., r:], final, seconds, device)
+        order = {name: (p.transpose(0, 1).cpu().numpy(), u.transpose(0, 1).cpu().numpy())
+                 for name, (p, u) in orders.items()}  # (S, R, ·, ·)
+        final = {name: w.to(F64).cpu().numpy() for name, w in objective.w.items()}
+    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw, order,
+                   objective.gram, final, seconds, device)
 
 
 def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
-            rec: np.ndarray, loss: np.ndarray, raw: np.ndarray, ps: np.ndarray,
-            us: np.ndarray, final: np.ndarray, seconds: float,
-            device: torch.device) -> TrainResult:
+            rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
+            order: dict[str, tuple[np.ndarray, np.ndarray]], gram: list[dict[str, np.ndarray]],
+            final: dict[str, np.ndarray], seconds: float, device: torch.device) -> TrainResult:
     """Host-side bookkeeping: divergence (from ``raw``, the loss the loop tested), NaN after
     it, one Trajectory per seed."""
-    names = list(specs[0].factors())
     diverged, messages, trajectories = [], [], []
     final_loss = loss[:, -1].copy()
     for seed, spec in enumerate(specs):
@@ -524,16 +451,14 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np
             loss[seed, end + 1:] = np.nan
             final_loss[seed] = value
         keep = rec < end
-        order = {name: (ps[seed, keep, f], us[seed, keep, f]) for f, name in enumerate(names)}
-        gram = {name: t.T @ t for name, (t, _) in spec.factors().items()}
+        mine = {name: (p[seed, keep], u[seed, keep]) for name, (p, u) in order.items()}
         trajectories.append(Trajectory.from_order_parameters(
-            lr[seed] * rec[keep], loss[seed, rec[keep]], spec.l_ref, order, gram,
+            lr[seed] * rec[keep], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
             method=config.optimizer, steps=rec[keep]))
     if messages:
         warnings.warn("; ".join(messages), RuntimeWarning, stacklevel=3)
     return TrainResult(
         trajectories=trajectories, diverged=diverged, seconds=seconds,
         steps_per_second=config.steps / seconds, device=str(device), dtype=config.dtype,
-        config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec,
-        order={name: (ps[:, :, f], us[:, :, f]) for f, name in enumerate(names)},
-        params={name: final[:, f] for f, name in enumerate(names)}, messages=messages)
+        config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec, order=order,
+        params=final, messages=messages)
