@@ -39,9 +39,14 @@ Smoothed curve
     ``h = max(3δ, (24 ε² δ / θ²)^(1/3))``, θ = 0.1, at most one e-fold of time: the least width
     at which the noise of the smoothed log-log slope ``d ln L/d ln t`` is below θ/4. A
     noise-free theory curve is therefore left practically untouched. From the smoothed curve:
-    the *rate* ``r(t) = -d ln L/dt`` (in 1/t; the log-log slope divided by -t), the *later
-    rate* ``R⁺(t) = max_{t' >= t} r(t')``, the fastest fall still to come, and ``L_end``, the
-    smoothed loss at the last sample.
+    the *rate* ``r(t) = -d ln L/dt`` (in 1/t; the log-log slope divided by -t); the *later
+    rate* ``R⁺(t) = max_{t' >= t} r_low(t')``, the fastest fall still to come, where
+    ``r_low = r - 3·σ_r`` is a lower bound of the rate: ``σ_r(t) = ε·‖c(t)‖·√max(1, Δ/δ)/t``,
+    ``c(t)`` the Savitzky-Golay slope coefficients at that grid point (larger in the last
+    half-window at either edge), Δ the local spacing of the knots (noise of a sparse stretch
+    is spread over several grid points). Without noise ``R⁺`` is the largest later rate
+    itself; with noise it is not inflated by the large noise of ``r`` at small t (where
+    ``σ_r ∝ 1/t``) or at the edges. ``L_end`` is the smoothed loss at the last sample.
 
 Plateau
     A *flat run* is a maximal stretch of the grid on which the curve is slow next to what
@@ -200,6 +205,7 @@ FLAT_SLOPE = 0.1  # θ: target precision of the smoothed log-log slope (sets the
 MAX_HALF_WINDOW = 1.0  # largest smoothing half-window, in e-folds of time
 RATE_RATIO = 0.1  # α: flat where |r| < α·R⁺ (r = -d ln L/dt, R⁺ its largest later value)
 CORE_RATIO = 0.025  # α/4: a plateau's level is its median where |r| <= α/4·R⁺
+RATE_NOISE_Z = 3.0  # R⁺ is taken from r - 3·(noise of r)
 MIN_FLAT_SPAN = 0.1  # least length of a flat run, in e-folds of time
 DROP_RATIO = 1.25  # R: least factor by which a drop lowers the loss
 DECAY_RATIO = 1.1  # D: least factor by which an initial decay lowers the loss
@@ -660,8 +666,36 @@ def _smooth(x: np.ndarray, y: np.ndarray) -> _Curve:
     smooth = savgol_filter(raw, window, 3, mode="interp")
     slope = savgol_filter(raw, window, 3, deriv=1, delta=step, mode="interp")
     rate = -slope * np.exp(-grid)
-    later = np.maximum.accumulate(rate[::-1])[::-1]
+    # R⁺ from a lower bound of r: r minus RATE_NOISE_Z times the noise of the smoothed slope
+    # (ε times the norm of the Savitzky-Golay slope coefficients at each position, more where
+    # knots are sparser than the grid) divided by t
+    spread = _slope_coefficient_norms(window, n_grid, step)
+    if knot_x.size >= 2:
+        gaps = np.interp(grid, 0.5 * (knot_x[1:] + knot_x[:-1]), np.diff(knot_x))
+        spread = spread * np.sqrt(np.maximum(1.0, gaps / step))
+    rate_low = rate - RATE_NOISE_Z * noise * spread * np.exp(-grid)
+    later = np.maximum.accumulate(rate_low[::-1])[::-1]
     return _Curve(x=grid, y=smooth, slope=slope, step=step, rate=rate, later=later)
+
+
+def _slope_coefficient_norms(window: int, n_grid: int, step: float) -> np.ndarray:
+    """‖c‖₂ of the cubic Savitzky-Golay slope coefficients at each grid point.
+
+    The cubic fitted to a window has slope coefficients ``(0, 1, 2u, 3u²)·pinv(V)/step`` at
+    offset u from the window's centre (V the window's Vandermonde matrix); interior points
+    use u = 0, the ``window // 2`` points at each edge (``mode="interp"``) their own offset.
+    """
+    half = window // 2
+    u = np.arange(window, dtype=np.float64) - half
+    fit = np.linalg.pinv(np.vander(u, 4, increasing=True))  # (4, window)
+    offsets = np.arange(-half, 1, dtype=np.float64)  # left edge ... centre
+    basis = np.stack([np.zeros_like(offsets), np.ones_like(offsets), 2 * offsets, 3 * offsets**2])
+    edge = np.linalg.norm(basis.T @ fit, axis=1) / step  # (half + 1,)
+    norms = np.full(n_grid, edge[-1])
+    k = min(half, n_grid // 2)
+    norms[:k] = edge[:k]
+    norms[n_grid - k :] = edge[:k][::-1]
+    return norms
 
 
 def _flat_runs(curve: _Curve) -> list[tuple[int, int]]:
