@@ -89,7 +89,7 @@ from scipy.integrate import quad
 from scipy.optimize import brentq
 from scipy.special import digamma, polygamma
 
-from .problems import AttentionHead, Factorization, Problem, Vector
+from .problems import AttentionHead, Chain, Factorization, Problem, Vector
 from .trajectory import Trajectory
 
 __all__ = [
@@ -101,11 +101,13 @@ __all__ = [
     "attention_blowup_time",
     "attention_overlaps",
     "attention_plateau_time",
+    "chain_blowup_time",
     "chain_crossing",
     "chain_law",
     "chain_law_slope",
     "chain_local_slope",
     "chain_loss",
+    "chain_overlaps",
     "chain_plateau_time",
     "chain_time",
     "chain_u",
@@ -411,10 +413,22 @@ def attention_blowup_time(overlaps: ArrayLike, S: float) -> float:
     a = np.asarray(overlaps, dtype=np.float64)
     if a.shape != (4,):
         raise ValueError(f"expected the four overlaps (a, b, c, d), got shape {a.shape}")
+    return _blowup_tau(a) / (2 * S)
+
+
+def _blowup_tau(a: np.ndarray) -> float:
+    """τ = 2S·T of the blow-up of da_i/dt = S Π_{j≠i} a_j (m ≥ 3 overlaps a_i).
+
+    d(a_i²)/dt = 2S Π_j a_j for every i, so a_i² − a_j² is conserved and τ = ∫ dz/√Π_i(z + e_i),
+    e_i = a_i² − min a_j²; with z = u² the integrand is smooth: τ = ∫ 2du/√Π_{j≠min}(u² + e_j)
+    from √min a_j² to ∞ (Π a > 0), plus twice the integral from 0 to √min a_j² (Π a ≤ 0:
+    the smallest overlap first shrinks through 0). ``inf`` if two overlaps vanish together
+    (Π a ≤ 0 with two smallest |a_i| equal: a saddle, never left).
+    """
     sq = a**2
     low = int(np.argmin(sq))
     e = np.delete(sq - sq[low], low)
-    if np.count_nonzero(a) < 4 and np.count_nonzero(e == 0) > 0:
+    if np.prod(a) <= 0 and np.count_nonzero(e == 0) > 0:
         return math.inf
 
     def integrand(u: float) -> float:
@@ -424,7 +438,7 @@ def attention_blowup_time(overlaps: ArrayLike, S: float) -> float:
     tau = quad(integrand, u0, math.inf, epsabs=0.0, epsrel=1e-10, limit=200)[0]
     if np.prod(a) <= 0:
         tau += 2 * quad(integrand, 0.0, u0, epsabs=0.0, epsrel=1e-10, limit=200)[0]
-    return tau / (2 * S)
+    return tau
 
 
 def _attention_saturation(f: float, S: float) -> float:
@@ -653,6 +667,35 @@ def chain_plateau_time(f: float, s: float, sigma: float, depth: int) -> float:
     return c * g + k - sigma**2 / (2 * s**2)
 
 
+def chain_overlaps(spec: Chain) -> tuple[np.ndarray, float]:
+    """((uᵀX0, M_1, ..., M_{D−2}, vᵀY0), s) of a rank-1 chain with k = 1.
+
+    C = A Bᵀ = s u vᵀ with s = ‖A‖‖B‖, u = A/‖A‖, v = B/‖B‖; the middle factors are scalars.
+    """
+    if spec.r != 1 or spec.k != 1:
+        raise ValueError(f"closed form needs a rank-1 chain with k = 1 (got r={spec.r}, "
+                         f"k={spec.k})")
+    norm_a, norm_b = float(np.linalg.norm(spec.A)), float(np.linalg.norm(spec.B))
+    a = [float(spec.A[:, 0] @ spec.X0[:, 0]) / norm_a, *spec.M0.reshape(-1).tolist(),
+         float(spec.B[:, 0] @ spec.Y0[:, 0]) / norm_b]
+    return np.array(a), norm_a * norm_b
+
+
+def chain_blowup_time(overlaps: ArrayLike, s: float) -> float:
+    """Small-init plateau T of the rank-1, k = 1 chain of depth D = len(overlaps) ≥ 3.
+
+    At small init each overlap (uᵀX, M_1, ..., M_{D−2}, vᵀY) grows as ȧ_i = s Π_{j≠i} a_j
+    (the rest of the flow is smaller by O(init²)); T is its blow-up time,
+    T = (1/2s) ∫ dz/√Π_i(z + e_i), e_i = a_i² − min a_j² (as the attention head's, which is
+    D = 4). Balanced (all a_i = a0): T = 1/((D − 2)s a0^{D−2}), the leading term of
+    :func:`chain_law`; t_f ≈ T + K_D(f, s) (:func:`crossing_time`).
+    """
+    a = np.asarray(overlaps, dtype=np.float64)
+    if a.ndim != 1 or a.size < 3:
+        raise ValueError(f"expected D >= 3 overlaps, got shape {a.shape}")
+    return _blowup_tau(a) / (2 * s)
+
+
 def chain_law_slope(depth: int) -> float:
     """Predicted slope of ln t_f against ln σ as σ → 0: −(D − 2).
 
@@ -709,6 +752,15 @@ def crossing_time(spec: Problem, f: float = 0.5) -> float:
     if isinstance(spec, AttentionHead):
         overlaps, S = attention_overlaps(spec)
         return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
+    if isinstance(spec, Chain):
+        if spec.depth == 2:
+            spec = Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
+                                 weight_decay=spec.weight_decay)
+        elif spec.weight_decay:
+            raise ValueError("the chain's closed form (D >= 3) is for weight decay 0")
+        else:
+            overlaps, s = chain_overlaps(spec)
+            return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
     level = f * spec.l_ref
     if isinstance(spec, Vector):
         rate = 1 + spec.weight_decay

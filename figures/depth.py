@@ -155,10 +155,10 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
 
     from . import plots
     from .plots import ScalingPanel, ScalingSet
-    from .report import _missing, job_predict
+    from .report import _missing, job_predict, make_spec
 
     grid = SIGMAS[ctx.pick("full", "quick")]
-    seeds = list(range(ctx.pick(4, 1)))
+    seeds = list(range(ctx.pick(3, 1)))
     points = [(depth, sigma) for depth in DEPTHS for sigma in grid[depth]]
     flows = iter(ctx.run([(job_predict, {"spec": _spec(depth, sigma, seed), "method": "flow"})
                           for depth, sigma in points for seed in seeds]))
@@ -177,8 +177,11 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
         theory_t = np.array([_geomean(flow[(depth, s)]) for s in sigmas])
         train_t = np.array([_geomean(trained[(depth, s)]) for s in sigmas])
         predicted = law.chain_law_slope(depth)
-        balanced = np.array([law.chain_crossing(0.5, S, s**depth, depth) for s in sigmas])
+        closed = {s: [law.crossing_time(make_spec(_spec(depth, s, seed)), 0.5) for seed in seeds]
+                  for s in sigmas}
+        closed_t = np.array([_geomean(closed[s]) for s in sigmas])
         fit_theory, fit_train = fit_slope(sigmas, theory_t), fit_slope(sigmas, train_t)
+        fit_closed = fit_slope(sigmas, closed_t)
         fine = np.geomspace(sigmas[0], sigmas[-1], 40)
         if depth == 2:  # logarithmic: t = t(σ_min) + (1/s) ln(σ_min/σ)
             anchor = theory_t[0] + np.log(sigmas[0] / fine) / S
@@ -188,7 +191,8 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
             anchor_label = f"slope −{depth - 2} (predicted)"
         label = (f"training, fitted slope {fit_train:.3f}" if with_training
                  else "training: not run")
-        lines = ((f"flow (same seeds), fitted slope {fit_theory:.3f}", sigmas, theory_t),
+        lines = ((f"flow, fitted slope {fit_theory:.3f}", sigmas, theory_t),
+                 (f"closed form, fitted slope {fit_closed:.3f}", sigmas, closed_t),
                  (anchor_label, fine, anchor))
         ratio_theory, ratio_train = theory_t[1] / theory_t[0], train_t[1] / train_t[0]
         title = (f"D = {depth}: predicted slope −{depth - 2}" if depth > 2 else
@@ -197,16 +201,19 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
             label, sigmas, train_t, np.zeros_like(train_t), lines),), log_x=True, log_y=True))
         for i, sigma in enumerate(sigmas):
             rows.append({"D": depth, "σ": float(sigma), "t_0.5 training (geomean)": train_t[i],
-                         "t_0.5 flow (geomean)": theory_t[i], "t_0.5 balanced closed form":
-                         balanced[i], **{f"flow seed {k}": v for k, v in
-                                         zip(seeds, flow[(depth, sigma)], strict=True)},
+                         "t_0.5 flow (geomean)": theory_t[i],
+                         "t_0.5 closed form (geomean)": closed_t[i],
+                         **{f"flow seed {k}": v for k, v in
+                            zip(seeds, flow[(depth, sigma)], strict=True)},
+                         **{f"closed form seed {k}": v for k, v in
+                            zip(seeds, closed[sigma], strict=True)},
                          **{f"training seed {k}": v for k, v in
                             zip(seeds, trained[(depth, sigma)], strict=True)}})
         table.append({
             "D": depth, "σ range": f"{sigmas[0]:g}–{sigmas[-1]:g}",
             "predicted slope (σ → 0)": predicted,
-            "balanced closed form: fitted slope": fit_slope(sigmas, balanced),
             "flow: fitted slope": fit_theory, "training: fitted slope": fit_train,
+            "closed form: fitted slope": fit_closed,
             "predicted ratio per halving (σ → 0)": 2.0 ** (depth - 2),
             "flow: ratio per halving (smallest σ)": 1 / ratio_theory,
             "training: ratio per halving (smallest σ)": 1 / ratio_train,
@@ -222,10 +229,13 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
                f"on log-log axes, seeds {seeds} (the same draws scaled by σ), rank-1 target "
                f"s = {S:g}, n = {N}, k = 1. Points: full-batch SGD in float64, η = "
                f"{SWEEP_LR:g}, geometric mean over the seeds; solid: the reduced flow of the "
-               "same specs; dashed: the predicted law through the flow's smallest-σ point, "
-               "t ∝ σ^−(D−2) for D ≥ 3 and t = (1/s) ln(1/σ) + K at D = 2 (balanced aligned "
-               "modes u̇ = D u^{2−2/D}(s − u), dynamics.theory.chain_law). Fitted slopes in the "
-               "legends; predicted slopes in the titles.")
+               "same specs; dashed: the closed form of the same seeds (dynamics.theory."
+               "crossing_time: for D ≥ 3 the blow-up time of the linear phase ȧ_i = s Π_(j≠i) "
+               "a_j from the seed's overlaps plus the saturation constant K_D; at D = 2 the "
+               "logistic staircase); dash-dotted: the predicted law through the flow's "
+               "smallest-σ point, t ∝ σ^−(D−2) for D ≥ 3 and t = (1/s) ln(1/σ) + K at D = 2 "
+               "(dynamics.theory.chain_law). Fitted slopes in the legends; predicted slopes in "
+               "the titles.")
     blocks = [ctx.figure(fig, "sigma", caption, rows),
               ctx.table("slopes", "Small-init law: fitted slopes of ln t_0.5 against ln σ and "
                         "ratios per halving of σ, beside the predicted −(D − 2) and 2^(D−2)",
@@ -244,13 +254,15 @@ def _relabel(fig: Any, seeds: int) -> None:
         for legend in list(fig.legends):
             legend.remove()
         handles = [
-            Line2D([], [], color="k", lw=plots.THEORY_WIDTH, label="reduced flow, same seeds"),
+            Line2D([], [], color="k", lw=plots.THEORY_WIDTH, label="reduced flow"),
             Line2D([], [], color="k", lw=plots.THEORY_WIDTH, ls="--",
+                   label="closed form, same seeds"),
+            Line2D([], [], color="k", lw=plots.THEORY_WIDTH, ls="-.",
                    label="predicted law through the flow's smallest-σ point"),
             Line2D([], [], color="k", ls="none", marker="o", ms=plots.MARKER_SIZE + 1,
                    label="training (SGD, float64)" + (
                        f": geometric mean over {seeds} seeds" if seeds > 1 else ""))]
-        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False,
+        fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         for ax in fig.axes:  # times as plain numbers on the log axes (3, 4, 20, 100, ...)

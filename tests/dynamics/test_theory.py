@@ -341,6 +341,30 @@ def test_chain_slopes(depth):
         assert -0.12 < small < tiny < -0.05
 
 
+@pytest.mark.parametrize("overlaps", [[0.3, 1.0, 0.7], [0.9, -1.2, 0.5], [1.0, 0.4, 0.6, 2.0, 0.8],
+                                      [0.5, 0.6, -0.4, 0.5, 0.7]])
+def test_chain_blowup_matches_the_linear_phase(overlaps):
+    """T = blow-up time of da_i/dt = s Π_{j≠i} a_j (D = len(overlaps)), integrated directly to
+    |a| = 1e9 (the time left there is ~1/((D − 2)s·1e9^{D−2})); balanced: 1/((D − 2)s a0^{D−2});
+    a saddle (Π a < 0 with the two smallest |a_i| equal) is never left."""
+    s = 1.5
+
+    def rhs(_t: float, a: np.ndarray) -> np.ndarray:
+        return s * np.array([np.prod(np.delete(a, i)) for i in range(a.size)])
+
+    def big(_t: float, a: np.ndarray) -> float:
+        return float(np.max(np.abs(a))) - 1e9
+
+    big.terminal = True  # type: ignore[attr-defined]
+    sol = solve_ivp(rhs, (0, 100), np.array(overlaps), method="DOP853", rtol=1e-12,
+                    atol=1e-14, events=big)
+    assert th.chain_blowup_time(overlaps, s) == pytest.approx(sol.t[-1], rel=1e-6)
+    depth, a0 = len(overlaps), 0.2
+    assert th.chain_blowup_time([a0] * depth, s) == pytest.approx(
+        1 / ((depth - 2) * s * a0 ** (depth - 2)), rel=1e-9)
+    assert th.chain_blowup_time([a0] * (depth - 1) + [-a0], s) == math.inf
+
+
 def test_chain_bad_input():
     with pytest.raises(ValueError, match="depth"):
         th.chain_time(0.1, 0.5, 1.0, 1)
