@@ -70,7 +70,7 @@ from .matexpr import (
     normalize,
     termwise_gradient,
 )
-from .model import Model
+from .model import Model, ModelError
 from .model import get as get_model
 
 __all__ = [
@@ -98,7 +98,10 @@ def resolve(model: Model | str, loss: str | None = None) -> Model:
     """A :class:`Model` from itself or a registered kind (``loss`` picks "mse"/"ce")."""
     if isinstance(model, Model):
         return model
-    return get_model(model, {"loss": loss} if loss else {})
+    out = get_model(model, {"loss": loss} if loss else {})
+    if loss is not None and loss != ("ce" if out.cross_entropy() else "mse"):
+        raise ModelError(f"model {out.name!r} has no {loss!r} loss")
+    return out
 
 
 # --------------------------------------------------------------------------- derivations
@@ -137,7 +140,8 @@ def _latex_names(model: Model, reducer: PairReducer | None = None,
     as a product, which is what they are)."""
     names: dict[sp.Symbol, str] = dict(_SCALAR_LATEX)
     for sym in (*model.learned, *model.constants):
-        names[sym] = model.latex.get(sym.name, sym.name)
+        name = model.latex.get(sym.name, sym.name)
+        names[sym] = f"{{{name}}}" if "^" in name else name  # {Q^{\star}}^{\top}, not Q^…^…
     for w, b in (velocity or {}).items():
         names[b] = f"b_{{{names[model.symbols[w]]}}}"
 

@@ -1,10 +1,18 @@
 """Acceptance tests of :mod:`dynamics.symbolic`: derived flows and maps against independent
-torch autograd / torch.optim.SGD computations and against each other."""
+torch autograd / torch.optim.SGD computations and against each other.
+
+The API under test: ``full_flow(model)`` / ``reduced_flow`` / ``reduced_gd`` of a
+:class:`dynamics.model.Model` or registered kind; values are dicts by symbol name (learned and
+constants together; the attention head's targets are ``Qs``, ``Ks``, ``Os``, ``Vs``); a reduced
+object's ``initial(values)`` gives ``(state, consts)``, the order parameters named by their
+contraction (``At_X`` = AᵀX, ``Xt_X`` = XᵀX, ``At_A`` = AᵀA, velocities ``b_X``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -22,7 +30,8 @@ from dynamics.problems import AttentionHead, Factorization, Vector
 # i.e. by 1e-2 relative at L = 1e-8 L_ref; at 1e-13 the difference is ~1e-13 L_ref.
 RTOL = 1e-13
 ROOT = Path(__file__).resolve().parents[2]
-TARGET_NAMES = {"vector": ("x",), "factorization": ("X", "Y"), "attention": tuple("QKOV")}
+FACTORS = {"vector": {"x": "a"}, "factorization": {"X": "A", "Y": "B"},
+           "attention": {f: f"{f}s" for f in "QKOV"}}  # learned -> its target, by symbol name
 
 
 # ----------------------------------------------------------------------------- torch reference
@@ -40,6 +49,7 @@ def one_torch_thread():
 def torch_loss(kind: str, loss: str, params: dict, targets: dict, kron: bool = False):
     """The data loss written directly in torch (DESIGN §2, §3), no SymPy involved.
 
+    ``params`` by learned name, ``targets`` by *the learned name they are the target of*.
     Attention: ½‖M⊗N − M̃⊗Ñ‖² with ``kron`` (d² x d² matrices, small d only), else the
     inner-product form ½[‖M‖²‖N‖² − 2⟨M,M̃⟩⟨N,Ñ⟩ + ‖M̃‖²‖Ñ‖²].
     """
@@ -69,11 +79,17 @@ def torch_objective(kind, loss, params, targets, lam):
 
 
 def random_point(kind: str, n: int, r: int, k: int, seed: int, scale: float = 0.7):
+    """(params, targets) by learned name (see :func:`torch_loss`)."""
     rng = np.random.default_rng(seed)
-    names = TARGET_NAMES[kind]
+    names = FACTORS[kind]
     targets = {f: rng.standard_normal((n, r)) * scale for f in names}
     params = {f: rng.standard_normal((n, k)) * scale for f in names}
     return params, targets
+
+
+def values(kind: str, params: dict, targets: dict) -> dict:
+    """The symbol-name dict the derived programs take: learned, and targets by their own name."""
+    return dict(params) | {FACTORS[kind][f]: t for f, t in targets.items()}
 
 
 def torch_grad_and_hvp(kind, loss, params, targets, lam):
@@ -113,14 +129,15 @@ def test_gradient_and_loss_match_autograd(kind, loss, n, r, k):
     params, targets = random_point(kind, n, r, k, seed=n + 10 * r + k)
     flow = S.full_flow(kind, loss)
     g_torch, _ = torch_grad_and_hvp(kind, loss, params, targets, lam)
-    assert rel_err(flow.grad(params, targets, lam), g_torch) < 1e-12
-    rhs = flow.rhs(params, targets, lam)
+    point = values(kind, params, targets)
+    assert rel_err(flow.grad(point, lam), g_torch) < 1e-12
+    rhs = flow.rhs(point, lam)
     assert rel_err({f: -v for f, v in rhs.items()}, g_torch) < 1e-12
     tp = {f: torch.tensor(v) for f, v in params.items()}
     tt = {f: torch.tensor(v) for f, v in targets.items()}
     want = float(torch_loss(kind, loss, tp, tt, kron=True))
     assert float(torch_loss(kind, loss, tp, tt)) == pytest.approx(want, rel=1e-12)
-    assert flow.loss_value(params, targets, lam) == pytest.approx(want, rel=1e-12)
+    assert flow.loss_value(point) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -131,19 +148,20 @@ def test_modified_rhs_matches_autograd_hessian_vector_product(kind, r, k):
     params, targets = random_point(kind, 6, r, k, seed=3)
     g, hg = torch_grad_and_hvp(kind, "mse", params, targets, lam)
     want = {f: -g[f] - eta / 2 * hg[f] for f in g}
-    got = S.full_flow(kind, modified=True).rhs(params, targets, lam, lr=eta)
+    got = S.full_flow(kind, modified=True).rhs(values(kind, params, targets), lam, lr=eta)
     assert rel_err(got, want) < 1e-12
 
 
 def test_full_programs_never_form_n_by_n():
     """multi_dot chains: at n = 3000 an n×n float64 matrix would take 72 MB."""
-    params, targets = random_point("factorization", 3000, 2, 2, seed=0)
+    point = values("factorization", *random_point("factorization", 3000, 2, 2, seed=0))
     plain, modified = S.full_flow("factorization"), S.full_flow("factorization", modified=True)
-    plain.grad(params, targets, 0.1)  # warm up (first-call allocations)
+    plain.grad(point, 0.1)  # warm up (first-call allocations)
+    modified.rhs(point, 0.1, lr=0.05)
     tracemalloc.start()
-    plain.loss_value(params, targets)
-    plain.grad(params, targets, 0.1)
-    modified.rhs(params, targets, 0.1, lr=0.05)
+    plain.loss_value(point)
+    plain.grad(point, 0.1)
+    modified.rhs(point, 0.1, lr=0.05)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 4e6
@@ -153,34 +171,43 @@ def test_full_programs_never_form_n_by_n():
 
 
 def integrate(flow, y0: dict, fixed: dict, lam: float, t_eval, lr: float = 0.0):
-    """Integrate a FullFlow (fixed = targets) or ReducedFlow (fixed = gram); loss at t_eval."""
+    """Integrate a FullFlow (y0 = learned, fixed = constants, by symbol name) or a ReducedFlow
+    (y0, fixed = its ``initial(values)``); the loss and the state at t_eval."""
     shapes = {key: v.shape for key, v in y0.items()}
+    full = isinstance(flow, S.FullFlow)
+
+    def rhs(state):
+        return flow.rhs(state | fixed, lam, lr) if full else flow.rhs(state, fixed, lam, lr)
 
     def fun(_t, y):
-        return flow.pack(flow.rhs(flow.unpack(y, shapes), fixed, lam, lr))
+        return flow.pack(rhs(flow.unpack(y, shapes)))
 
     sol = solve_ivp(
         fun, (0.0, t_eval[-1]), flow.pack(y0), method="DOP853", t_eval=t_eval, rtol=RTOL, atol=1e-16
     )
     assert sol.success
     states = [flow.unpack(y, shapes) for y in sol.y.T]
-    return np.array([flow.loss_value(s, fixed) for s in states]), states
+    loss = [flow.loss_value(s | fixed) if full else flow.loss_value(s, fixed) for s in states]
+    return np.array(loss), states
 
 
 def spec_parts(spec):
-    factors = spec.factors()
-    return {f: w for f, (_, w) in factors.items()}, {f: t for f, (t, _) in factors.items()}
+    """(learned, constants) of a spec, by symbol name."""
+    model, point = spec.model, spec.values()
+    return ({w: point[w] for w in model.learned_names},
+            {c: point[c] for c in model.constant_names})
 
 
 def compare_full_and_reduced(kind, spec, lam, t_end, modified=False, lr=0.0, samples=201):
     t = np.linspace(0.0, t_end, samples)
-    params, targets = spec_parts(spec)
-    full, _ = integrate(S.full_flow(kind, modified=modified), params, targets, lam, t, lr)
-    state, gram = S.state_from_spec(spec)
-    red, _ = integrate(S.reduced_flow(kind, modified), state, gram, lam, t, lr)
+    params, consts = spec_parts(spec)
+    full, _ = integrate(S.full_flow(kind, modified=modified), params, consts, lam, t, lr)
+    flow = S.reduced_flow(kind, modified)
+    state, gram = flow.initial(spec.values())
+    red, _ = integrate(flow, state, gram, lam, t, lr)
     live = full > 1e-6 * spec.l_ref
     assert live.sum() > samples // 4
-    # Below 1e-6 L_ref both losses (½[tr(G_A G_B) − 2tr(P_X P_Yᵀ) + tr(U_X U_Y)] and its
+    # Below 1e-6 L_ref both losses (½[tr(AᵀA BᵀB) − 2tr(AᵀX (BᵀY)ᵀ) + tr(XᵀX YᵀY)] and its
     # full-parameter twin) are limited by cancellation, ~1e-15 L_ref: check absolute there.
     assert np.max(np.abs(red - full)) < 1e-11 * spec.l_ref
     return np.max(np.abs(red[live] / full[live] - 1)), full
@@ -210,20 +237,21 @@ def test_reduced_flow_matches_full_flow_attention():
 
 
 def test_balance_conserved_without_decay():
-    """XᵀX − YᵀY is conserved by the λ = 0 flow (full), and U_X − U_Y by the reduced flow."""
+    """XᵀX − YᵀY is conserved by the λ = 0 flow (full), and Xt_X − Yt_Y by the reduced flow."""
     spec = Factorization.sample(
         n=100, rank=2, model_rank=2, init=0.1, singular_values=[2.0, 1.0], seed=4
     )
     t = np.linspace(0.0, 10.0, 51)
-    params, targets = spec_parts(spec)
-    loss, states = integrate(S.full_flow("factorization"), params, targets, 0.0, t)
+    params, consts = spec_parts(spec)
+    loss, states = integrate(S.full_flow("factorization"), params, consts, 0.0, t)
     assert loss[-1] < 1e-3 * spec.l_ref
     balance = [s["X"].T @ s["X"] - s["Y"].T @ s["Y"] for s in states]
     assert np.max(np.abs(balance[0])) > 0.1
     assert max(np.max(np.abs(b - balance[0])) for b in balance) < 1e-9
-    state, gram = S.state_from_spec(spec)
-    _, states = integrate(S.reduced_flow("factorization"), state, gram, 0.0, t)
-    drift = max(np.max(np.abs(s["U_X"] - s["U_Y"] - balance[0])) for s in states)
+    flow = S.reduced_flow("factorization")
+    state, gram = flow.initial(spec.values())
+    _, states = integrate(flow, state, gram, 0.0, t)
+    drift = max(np.max(np.abs(s["Xt_X"] - s["Yt_Y"] - balance[0])) for s in states)
     assert drift < 1e-9
 
 
@@ -232,7 +260,7 @@ def test_balance_conserved_without_decay():
 
 def reduced_gd_losses(kind, spec, lr, lam, mu, steps):
     gd = S.reduced_gd(kind, momentum=mu != 0.0)
-    state, gram = S.state_from_spec(spec)
+    state, gram = gd.initial(spec.values())
     losses = [gd.loss_value(state, gram)]
     for _ in range(steps):
         state = gd.step(state, gram, lr, lam, mu)
@@ -242,7 +270,8 @@ def reduced_gd_losses(kind, spec, lr, lam, mu, steps):
 
 def torch_sgd_losses(kind, spec, lr, lam, mu, steps):
     """Full-parameter GD with torch.optim.SGD (float64) on the torch-written loss."""
-    params, targets = spec_parts(spec)
+    params, consts = spec_parts(spec)
+    targets = {f: consts[t] for f, t in FACTORS[kind].items()}
     tp = {f: torch.tensor(w, requires_grad=True) for f, w in params.items()}
     tt = {f: torch.tensor(t) for f, t in targets.items()}
     opt = torch.optim.SGD(tp.values(), lr=lr, momentum=mu, weight_decay=lam)
@@ -282,29 +311,34 @@ def test_reduced_gd_matches_torch_sgd(kind, lam, mu):
     red = reduced_gd_losses(kind, spec, lr, lam, mu, steps)
     ref = torch_sgd_losses(kind, spec, lr, lam, mu, steps)
     assert red[-1] < 0.5 * spec.l_ref  # the plateau ended inside the window
-    # 1e-9 relative down to L = 1e-5 L_ref; below, the reduced loss ½[tr(G_A G_B) − 2tr(P_X P_Yᵀ)
-    # + tr(U_X U_Y)] cancels to an absolute rounding floor of a few 1e-15 L_ref.
+    # 1e-9 relative down to L = 1e-5 L_ref; below, the reduced loss ½[tr(AᵀA BᵀB)
+    # − 2tr(AᵀX (BᵀY)ᵀ) + tr(XᵀX YᵀY)] cancels to an absolute rounding floor of ~1e-15 L_ref.
     live = ref > 1e-5 * spec.l_ref
     assert live.sum() > 50
     assert np.max(np.abs(red[live] / ref[live] - 1)) < 1e-9
     assert np.max(np.abs(red - ref)) < 1e-13 * spec.l_ref
 
 
-def test_reduced_gd_momentum_without_velocity_is_first_torch_step():
-    """A state with no velocity keys starts from buf = g (torch's first step)."""
+def test_reduced_gd_momentum_starts_from_zero_velocity_as_torch():
+    """``initial`` starts every velocity pair at 0, so the first momentum step is b' = g, the
+    plain GD step (torch's first step sets buf = g)."""
     spec = Factorization.sample(n=30, rank=2, init=0.1, seed=0)
-    state, gram = S.state_from_spec(spec)
-    with_mu = S.reduced_gd("factorization", momentum=True).step(state, gram, 0.1, 0.0, 0.9)
-    plain = S.reduced_gd("factorization").step(state, gram, 0.1, 0.0)
-    for key in plain:
-        np.testing.assert_allclose(with_mu[key], plain[key], rtol=1e-14, atol=1e-16)
-    zero, _ = S.state_from_spec(spec, momentum=True)
-    assert not np.any(zero["R_X"]) and zero["S_Y"].shape == zero["N_Y"].shape == (2, 2)
-    explicit = S.reduced_gd("factorization", momentum=True).step(zero, gram, 0.1, 0.0, 0.9)
-    for key in with_mu:
-        np.testing.assert_array_equal(explicit[key], with_mu[key])
+    momentum, plain = S.reduced_gd("factorization", momentum=True), S.reduced_gd("factorization")
+    zero, gram = momentum.initial(spec.values())
+    state, gram_plain = plain.initial(spec.values())
+    assert set(momentum.velocity) == {"b_X", "b_Y"}
+    velocity = [key for key in zero if "b_" in key]
+    assert set(velocity) == {"At_b_X", "Bt_b_Y", "Xt_b_X", "Yt_b_Y", "b_Xt_b_X", "b_Yt_b_Y"}
+    assert all(not np.any(zero[key]) for key in velocity)
+    assert zero["At_b_X"].shape == (2, 2) and zero["b_Yt_b_Y"].shape == (2, 2)
+    for key in gram:
+        np.testing.assert_array_equal(gram[key], gram_plain[key])
+    with_mu = momentum.step(zero, gram, 0.1, 0.0, 0.9)
+    without = plain.step(state, gram, 0.1, 0.0)
+    for key in without:
+        np.testing.assert_allclose(with_mu[key], without[key], rtol=1e-14, atol=1e-16)
     with pytest.raises(ValueError, match="momentum"):
-        S.reduced_gd("factorization").step(state, gram, 0.1, 0.0, 0.5)
+        plain.step(state, gram, 0.1, 0.0, 0.5)
 
 
 # ----------------------------------------------------------------------------- modified equation
@@ -329,8 +363,9 @@ def test_modified_equation_tracks_gd():
         "factorization", spec, 0.0, t[-1], modified=True, lr=lr, samples=steps + 1
     )
     assert err < 1e-7
-    state, gram = S.state_from_spec(spec)
-    plain, _ = integrate(S.reduced_flow("factorization"), state, gram, 0.0, t)
+    flow = S.reduced_flow("factorization")
+    state, gram = flow.initial(spec.values())
+    plain, _ = integrate(flow, state, gram, 0.0, t)
     gd = reduced_gd_losses("factorization", spec, lr, 0.0, 0.0, steps)
     half = 0.5 * spec.l_ref
     t_gd, t_mod, t_plain = (crossing_time(t, x, half) for x in (gd, modified, plain))
@@ -355,13 +390,15 @@ def test_reduced_modified_flow_matches_full_attention():
 
 
 def test_latex_names_the_order_parameters():
+    """Order parameters print as their contraction, (Aᵀ X); velocities as b_X."""
     fact = S.reduced_flow("factorization").latex()
-    assert fact[0].startswith("L = ") and r"G_{A} G_{B}" in fact[0]
-    assert any(line.startswith(r"\frac{dP_{X}}{dt} = ") and "G_{A} P_{Y}" in line for line in fact)
-    assert any(line.startswith(r"\frac{dU_{Y}}{dt} = ") for line in fact)
-    assert r"G_{Q^{\star}}" in "".join(S.reduced_flow("attention").latex())
+    assert fact[0].startswith("L = ") and r"A^{\top} A B^{\top} B" in fact[0]
+    assert any(line.startswith(r"\frac{d(A^{\top} X)}{dt} = ")
+               and r"A^{\top} A B^{\top} Y" in line for line in fact)
+    assert any(line.startswith(r"\frac{d(Y^{\top} Y)}{dt} = ") for line in fact)
+    assert r"Q^{\star}" in "".join(S.reduced_flow("attention").latex())
     assert any(
-        line.startswith("R_{X}' = ") and r"\mu" in line
+        line.startswith(r"(A^{\top} b_{X})' = ") and r"\mu" in line
         for line in S.reduced_gd("factorization", momentum=True).latex()
     )
     assert any(
@@ -374,36 +411,64 @@ def test_latex_names_the_order_parameters():
         assert obj.latex() and all(len(line) > 4 for line in obj.latex())
 
 
+def test_latex_has_no_double_superscript():
+    r"""A name with a superscript (Q^{\star}) transposed must be braced, {Q^{\star}}^{\top}:
+    ``Q^{\star}^{\top}`` is a LaTeX error ("Double superscript")."""
+    lines = [*S.reduced_flow("attention").latex(), *S.reduced_gd("attention", True).latex(),
+             *S.full_flow("attention").latex()]
+    text = "".join(lines)
+    assert r"{Q^{\star}}^{\top}" in text
+    assert not re.search(r"\^\{[^{}]*\}\^", text)
+
+
 def test_reduced_factorization_equations_match_design():
-    """DESIGN §3: dP/dt = G_A Q − P V − λP, dU/dt = PᵀQ + QᵀP − UV − VU − 2λU."""
+    """DESIGN §3 with P = AᵀX, Q = BᵀY, U = XᵀX, V = YᵀY, G_A = AᵀA, G_B = BᵀB:
+    dP/dt = G_A Q − P V − λP, dU/dt = PᵀQ + QᵀP − UV − VU − 2λU."""
     rng = np.random.default_rng(0)
     p, q = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     u, v = (m @ m.T for m in rng.standard_normal((2, 3, 3)))
     ga, gb = (m @ m.T for m in rng.standard_normal((2, 2, 2)))
     lam = 0.3
-    out = S.reduced_flow("factorization").rhs(
-        {"P_X": p, "U_X": u, "P_Y": q, "U_Y": v}, {"X": ga, "Y": gb}, lam
-    )
-    np.testing.assert_allclose(out["P_X"], ga @ q - p @ v - lam * p, rtol=1e-13)
+    flow = S.reduced_flow("factorization")
+    assert set(flow.keys) == {"At_X", "Bt_Y", "Xt_X", "Yt_Y"}
+    assert set(flow.constants) == {"At_A", "Bt_B"}
+    out = flow.rhs({"At_X": p, "Xt_X": u, "Bt_Y": q, "Yt_Y": v}, {"At_A": ga, "Bt_B": gb}, lam)
+    np.testing.assert_allclose(out["At_X"], ga @ q - p @ v - lam * p, rtol=1e-13)
+    np.testing.assert_allclose(out["Bt_Y"], gb @ p - q @ u - lam * q, rtol=1e-13)
     np.testing.assert_allclose(
-        out["U_X"], p.T @ q + q.T @ p - u @ v - v @ u - 2 * lam * u, rtol=1e-13
+        out["Xt_X"], p.T @ q + q.T @ p - u @ v - v @ u - 2 * lam * u, rtol=1e-13
     )
+    np.testing.assert_allclose(
+        out["Yt_Y"], q.T @ p + p.T @ q - v @ u - u @ v - 2 * lam * v, rtol=1e-13
+    )
+
+
+def test_initial_state_is_the_contractions():
+    spec = Factorization.sample(n=10, rank=2, model_rank=3, seed=0)
+    v = spec.values()
+    state, consts = S.reduced_flow("factorization").initial(v)
+    want = {"At_X": v["A"].T @ v["X"], "Bt_Y": v["B"].T @ v["Y"], "Xt_X": v["X"].T @ v["X"],
+            "Yt_Y": v["Y"].T @ v["Y"], "At_A": v["A"].T @ v["A"], "Bt_B": v["B"].T @ v["B"]}
+    for key, value in (state | consts).items():
+        np.testing.assert_allclose(value, want[key], rtol=1e-15, atol=1e-15)
 
 
 def test_pack_unpack_round_trip_and_errors():
     flow = S.reduced_flow("factorization")
-    state, _ = S.state_from_spec(Factorization.sample(n=10, rank=2, model_rank=3, seed=0))
+    state, _ = flow.initial(Factorization.sample(n=10, rank=2, model_rank=3, seed=0).values())
     shapes = {key: v.shape for key, v in state.items()}
     back = flow.unpack(flow.pack(state), shapes)
-    assert list(back) == ["P_X", "U_X", "P_Y", "U_Y"]
+    assert list(back) == list(flow.keys) == ["At_X", "Bt_Y", "Xt_X", "Yt_Y"]
     for key in state:
         np.testing.assert_array_equal(back[key], state[key])
     with pytest.raises(ValueError, match="does not match"):
         flow.unpack(np.zeros(3), shapes)
     with pytest.raises(ValueError, match="kind"):
         S.reduced_flow("mlp")
-    with pytest.raises(ValueError, match="cross-entropy"):
-        S.full_flow("attention", "ce")
+    with pytest.raises(ValueError, match="ce"):
+        S.full_flow("attention", "ce")  # the attention head has no cross-entropy loss
+    with pytest.raises(S.ReductionError, match="cross-entropy"):
+        S.reduced_flow(S.resolve("factorization", "ce"))
 
 
 CACHE_SCRIPT = """
@@ -411,9 +476,9 @@ import json, numpy as np
 from dynamics.symbolic import reduced_flow
 flow = reduced_flow("factorization")
 rng = np.random.default_rng(0)
-state = {"P_X": rng.standard_normal((2, 2)), "U_X": np.eye(2),
-         "P_Y": rng.standard_normal((2, 2)), "U_Y": np.eye(2)}
-out = flow.rhs(state, {"X": np.eye(2), "Y": 2 * np.eye(2)}, 0.1)
+state = {"At_X": rng.standard_normal((2, 2)), "Xt_X": np.eye(2),
+         "Bt_Y": rng.standard_normal((2, 2)), "Yt_Y": np.eye(2)}
+out = flow.rhs(state, {"At_A": np.eye(2), "Bt_B": 2 * np.eye(2)}, 0.1)
 print(json.dumps({"derived": flow.derived, "rhs": {k: v.tolist() for k, v in out.items()},
                   "latex": flow.latex()}))
 """
@@ -435,7 +500,7 @@ def run_fresh(cache: Path) -> dict:
 def test_disk_cache_in_fresh_processes(tmp_path):
     first = run_fresh(tmp_path)
     assert first["derived"] is True
-    files = list(tmp_path.glob("reduced-factorization-plain-*.json"))
+    files = list(tmp_path.glob("reduced-plain-*.json"))
     assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
     second = run_fresh(tmp_path)
     assert second["derived"] is False
