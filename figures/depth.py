@@ -4,15 +4,16 @@ Three measurements, theory (the derived reduced gradient flow, float64) over tra
 (full-batch SGD, float64, t = η·step) from the same spec (same seed):
 
 1. curves: D = 2, 3, 4 from one init scale σ (entries of X0, Y0, M_i0 i.i.d. N(0, σ²));
-2. the small-init law: t_0.5 against σ on log-log axes, per depth; the fitted slope of
-   ln t_0.5 against ln σ beside the predicted −(D − 2) (:func:`dynamics.theory.chain_law_slope`;
-   D = 2 is logarithmic, t_0.5 ≈ (1/s) ln(1/σ) + K, slope → 0), and the ratio per halving of
-   σ beside 2^{D−2};
+2. the small-init law: t_0.5 against σ on log-log axes, per depth, with the per-seed closed
+   form (:func:`dynamics.theory.crossing_time`); the fitted slope of ln t_0.5 against ln σ
+   beside the predicted −(D − 2) (:func:`dynamics.theory.chain_law_slope`; D = 2 is
+   logarithmic, t_0.5 ≈ (1/s) ln(1/σ) + K, slope → 0), and the ratio per halving of σ beside
+   2^{D−2};
 3. the closed form of a balanced aligned start (u̇ = D u^{2−2/D}(s − u),
    :func:`dynamics.theory.chain_loss`) against the flow of the model.
 
-Register with ``Section(12, "depth", "Depth", section_depth, ("validation.train",))`` in
-:data:`figures.report.SECTIONS`.
+Without :mod:`validation.train` the theory is drawn alone, under a pending note. Register with
+``Section(12, "depth", "Depth", section_depth)`` in :data:`figures.report.SECTIONS`.
 """
 
 from __future__ import annotations
