@@ -430,13 +430,18 @@ class Plan:
             (updated in place by the caller between calls).
         out: output name -> a contiguous tensor to write that (matrix) output into; outputs
             not named here are returned.
+        scaled: the call is ``plan(between)``: once the returned outputs are computed,
+            ``between(returned)`` gives a per-seed factor s (S, 1, 1), and the ``out`` outputs
+            are written times s (s folded into each product's smaller operand). The trainer's
+            plain SGD passes s = −η (0 for a stopped seed), so that θ += out is its update.
 
     ``plan()`` runs a step and returns ``{output name: tensor}`` (scalars (S, 1, 1)). ``macs``:
     multiply-adds of the matmuls of one call; ``source``: the compiled step.
     """
 
     def __init__(self, graph: Graph, outputs: Mapping[str, Node], inputs: Mapping[str, Tensor],
-                 out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64):
+                 out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64,
+                 scaled: bool = False):
         self.graph, self.dtype = graph, dtype
         out = dict(out or {})
         first = next(iter(inputs.values()))
@@ -449,6 +454,7 @@ class Plan:
         self._words: dict[Word, tuple[str, bool]] = {}  # computed products this step
         self._plans: dict[Word, tuple[tuple, int]] = {}  # product -> (factors, top split)
         self._traces: dict[int, tuple[int, int] | None] = {}
+        self._memo: dict[str, str] = {}
         self._count = 0
         self._leaf_values = {node.id: value.to(self.device) for node, value in
                              graph.constants.values()}
@@ -461,22 +467,24 @@ class Plan:
                 self._plan(node.args)
             elif node.op == "trace" and not node.const:
                 self._traces[node.id] = self._plan_trace(node.args)
-        results = {}
+        results = {name: self._ref(node) for name, node in outputs.items() if name not in out}
+        returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
+        scale = None
+        if scaled:
+            self._lines.append(f"_s = _between({{{returned}}})")
+            scale = "_s"
         for name, node in outputs.items():
             if name in out:
-                self._into(node, out[name], f"out_{_ident(name)}")
-            else:
-                results[name] = self._ref(node)
-        returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
-        args = ", ".join(f"{k}={k}" for k in self._bound)
+                self._into(node, out[name], f"out_{_ident(name)}", scale)
+        args = ", ".join(["_between"] * scaled + [f"{k}={k}" for k in self._bound])
         body = "\n".join(f"    {line}" for line in self._lines) or "    pass"
         self.source = f"def _step({args}):\n{body}\n    return {{{returned}}}\n"
         names = {"torch": torch, "_bmm": torch.bmm, **self._bound}
         exec(compile(self.source, "<scurve.plan>", "exec"), names)
         self._fn = names["_step"]
 
-    def __call__(self) -> dict[str, Tensor]:
-        return self._fn()
+    def __call__(self, *between: Any) -> dict[str, Tensor]:
+        return self._fn(*between)
 
     # ------------------------------------------------------------------ helpers
 
@@ -598,15 +606,18 @@ class Plan:
         _, rot, s = best
         fs = list(factors[rot:]) + list(factors[:rot])
         self._plan(fs[:s])
-        self._plan(fs[s:])
+        self._plan([(f, not t) for f, t in reversed(fs[s:])])  # W₂ᵀ is what the product reads
         return rot, s
 
     def _operands(self, factors: Sequence[tuple[Node, bool]]
-                  ) -> tuple[tuple[str, bool], tuple[str, bool]]:
-        """The two operands of the planned top product of ``factors`` (counting its MACs)."""
+                  ) -> tuple[tuple[str, bool], tuple[str, bool], int, int]:
+        """The two operands of the planned top product of ``factors`` and their sizes
+        (entries per seed), counting the product's multiply-adds."""
         word = self._word(factors)
         if word not in self._plans and _flip(word) not in self._plans:
             self._plan(factors)
+        rows = self._shape(factors[0])[0]
+        cols = self._shape(factors[-1])[1]
         if word in self._plans:
             fs, s = self._plans[word]
             a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
@@ -614,11 +625,9 @@ class Plan:
             fs, s = self._plans[_flip(word)]
             a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
             a, b = (b[0], not b[1]), (a[0], not a[1])
-        rows = self._shape(factors[0])[0]
-        cols = self._shape(factors[-1])[1]
         inner = self._shape(fs[s])[1]
         self.macs += self.seeds * rows * inner * cols
-        return a, b
+        return a, b, rows * inner, inner * cols
 
     def _value(self, factors: Sequence[tuple[Node, bool]]) -> tuple[str, bool]:
         """The product of ``factors`` (each product computed once per step)."""
@@ -626,6 +635,14 @@ class Plan:
             var, t = self._ref(factors[0][0])
             return (var, t != factors[0][1])
         word = self._word(factors)
+        if word == _flip(word):  # a symmetric product (WᵀW, ...): its transpose is itself
+            var, _ = self._words.get(word) or self._value_of(factors, word)
+            return (var, False)
+        if word in self._words:
+            return self._words[word]
+        return self._value_of(factors, word)
+
+    def _value_of(self, factors: Sequence[tuple[Node, bool]], word: Word) -> tuple[str, bool]:
         if word in self._words:
             return self._words[word]
         if _flip(word) in self._words:
@@ -633,14 +650,18 @@ class Plan:
             return (var, not t)
         if all(f.const for f, _ in factors):
             ref = self._constant(self.graph._chain_of(tuple(factors)))
+        elif word not in self._plans and _flip(word) in self._plans:  # the planned orientation
+            var, t = self._value([(f, not t) for f, t in reversed(factors)])
+            return (var, not t)
         else:
-            a, b = self._operands(factors)
+            a, b, _, _ = self._operands(factors)
             ref = self._emit(f"_bmm({self._use(a)}, {self._use(b)})", "w")
         self._words[word] = ref
         return ref
 
-    def _top(self, node: Node) -> tuple[tuple[str, bool], tuple[str, bool]] | None:
-        """Operands of a chain node's last product, or None when its value exists already."""
+    def _top(self, node: Node) -> tuple[tuple[str, bool], tuple[str, bool], int, int] | None:
+        """Operands of a chain node's last product (and their sizes), or None when its value
+        exists already."""
         word = self._word(node.args)
         if word in self._words or _flip(word) in self._words:
             return None
@@ -680,8 +701,11 @@ class Plan:
         fs = list(node.args[rot:]) + list(node.args[:rot])
         a = self._value(fs[:s])
         var, t = self._value(fs[s:])
-        return self._emit(f"({self._use(a)} * {self._use((var, not t))})"
-                          ".sum((-2, -1), keepdim=True)")
+        word = self._word(fs[s:])
+        b = (var, t if word == _flip(word) else not t)  # W₂ᵀ
+        if a[1] and b[1]:  # Σ(a ⊙ b) = Σ(aᵀ ⊙ bᵀ)
+            a, b = (a[0], False), (b[0], False)
+        return self._emit(f"({self._use(a)} * {self._use(b)}).sum((-2, -1), keepdim=True)")
 
     def _op_esum(self, node: Node) -> tuple[str, bool]:
         return self._emit(f"{self._use(self._ref(node.args[0]))}.sum((-2, -1), keepdim=True)")
@@ -716,89 +740,101 @@ class Plan:
         return self._emit(expr)
 
     def _terms(self, node: Node) -> list[tuple[float, list[Node], Node]]:
-        """A sum as terms c · Π scalars · core (core: one matrix or scalar node)."""
+        """A sum as terms c · Π scalars · core (core: one matrix or a scalar node)."""
         out = []
         for term in (node.args if node.op == "add" else (node,)):
-            c, scalars, core = 1.0, [], []
-            if term.op == "mul" and sum(f.shape is not None for f in term.args) <= 1 \
-                    and term.shape is not None:
-                for f in term.args:
-                    if f.op == "num":
-                        c *= f.value
-                    elif f.shape is None:
-                        scalars.append(f)
-                    else:
-                        core.append(f)
-                out.append((c, scalars, core[0]))
-            elif term.op == "mul" and term.args[0].op == "num" and len(term.args) == 2:
-                out.append((term.args[0].value, [], term.args[1]))
-            else:
+            if term.op != "mul":
                 out.append((1.0, [], term))
+                continue
+            c = math.prod(f.value for f in term.args if f.op == "num")
+            rest = [f for f in term.args if f.op != "num"]
+            mats = [f for f in rest if f.shape is not None]
+            if len(mats) == 1:
+                out.append((c, [f for f in rest if f.shape is None], mats[0]))
+            elif len(rest) == 1:
+                out.append((c, [], rest[0]))
+            else:
+                out.append((c, [], self.graph.mul(*rest)))
         return out
 
-    def _scalar(self, scalars: list[Node], c: float = 1.0) -> str | None:
-        if not scalars:
-            return None
-        ref = self._ref(scalars[0] if len(scalars) == 1 else self.graph.mul(*scalars))
-        if c != 1.0:
-            ref = self._emit(f"{self._use(ref)} * {c!r}")
-        return self._use(ref)
+    def _scalar(self, scalars: list[Node], c: float = 1.0, scale: str | None = None
+                ) -> tuple[str | None, float]:
+        """Π scalars · c (· scale) as (an (S, 1, 1) variable or None, the number left over)."""
+        ref = None
+        if scalars:
+            ref = self._use(self._ref(scalars[0] if len(scalars) == 1
+                                      else self.graph.mul(*scalars)))
+        if scale is not None:
+            ref = scale if ref is None else self._once(f"{ref} * {scale}")
+        if ref is not None and c != 1.0:
+            ref, c = self._once(f"{ref} * {c!r}"), 1.0
+        return ref, c
+
+    def _once(self, expr: str) -> str:
+        """A variable for ``expr``, emitted once (operands are never reassigned)."""
+        if expr not in self._memo:
+            self._memo[expr] = self._emit(expr)[0]
+        return self._memo[expr]
 
     def _op_add(self, node: Node) -> tuple[str, bool]:
+        terms = self._terms(node)
+        terms.sort(key=lambda t: t[0] != 1.0)  # a first term with c = 1 needs no scaling
         acc = None
-        for c, scalars, core in self._terms(node):
+        for c, scalars, core in terms:
             x = self._use(self._ref(core))
-            s = self._scalar(scalars)
+            s, _ = self._scalar(scalars)
             if s is not None:
                 x = f"{x} * {s}"
             if acc is None:
                 acc = x if c == 1.0 else f"({x}) * {c!r}"
+            elif c == 1.0:
+                acc = f"{acc} + {x}"
+            elif c == -1.0:
+                acc = f"{acc} - {x}"
             else:
-                acc = f"torch.add({acc}, {x}, alpha={c!r})" if c != 1.0 else f"{acc} + {x}"
+                acc = f"torch.add({acc}, {x}, alpha={c!r})"
         return self._emit(acc)
 
-    def _into(self, node: Node, buffer: Tensor, name: str) -> None:
-        """Write matrix ``node`` into ``buffer`` each step: gradient sums accumulate in place."""
+    def _into(self, node: Node, buffer: Tensor, name: str, scale: str | None = None) -> None:
+        """Write matrix ``node`` (times ``scale``) into ``buffer`` each step: a sum accumulates
+        in place, every product straight into the buffer or added to it, a per-seed factor
+        folded into the product's smaller operand."""
         buf = self._bind(None, buffer, name)[0]
-        if node.const:
-            value = self._ref(node)
-            self._lines.append(f"{buf}.copy_({self._use(value)})")
-            return
-        terms = self._terms(node) if node.op == "add" else [(1.0, [], node)]
-        terms = [t for t in terms if t[2].shape is not None] + \
-            [t for t in terms if t[2].shape is None]
-
-        def plain_chain(t: tuple) -> bool:
-            return t[2].op == "chain" and t[0] == 1.0 and not t[1] and not t[2].const
-        first = next((t for t in terms if plain_chain(t)), terms[0])
+        terms = self._terms(node)
+        matrix = [t for t in terms if t[2].shape is not None]
+        terms = matrix + [t for t in terms if t[2].shape is None]
+        chains = [t for t in matrix if t[2].op == "chain" and not t[2].const]
+        first = min(chains, key=lambda t: (bool(t[1]), t[0] != 1.0)) if chains else terms[0]
         terms.remove(first)
-        c, scalars, core = first
-        top = self._top(core) if core.op == "chain" and not core.const else None
-        if top is not None:
-            self._lines.append(f"_bmm({self._use(top[0])}, {self._use(top[1])}, out={buf})")
-            s = self._scalar(scalars, c)
-            if s is not None:
-                self._lines.append(f"{buf}.mul_({s})")
-            elif c != 1.0:
-                self._lines.append(f"{buf}.mul_({c!r})")
-        else:
-            x = self._use(self._ref(core))
-            s = self._scalar(scalars, c)
-            if s is not None:
-                self._lines.append(f"torch.mul({x}, {s}, out={buf})")
-            elif c != 1.0:
-                self._lines.append(f"torch.mul({x}, {c!r}, out={buf})")
-            else:
-                self._lines.append(f"{buf}.copy_({x})")
-        for c, scalars, core in terms:
+        for i, (c, scalars, core) in enumerate([first, *terms]):
+            s, c = self._scalar(scalars, c, scale)
             top = self._top(core) if core.op == "chain" and not core.const else None
             if top is not None:
-                x = self._emit(f"_bmm({self._use(top[0])}, {self._use(top[1])})", "t")[0]
+                a, b, size_a, size_b = top
+                a, b = self._use(a), self._use(b)
+                factor = s if s is not None else (repr(c) if c != 1.0 and i == 0 else None)
+                if factor is not None and min(size_a, size_b) < math.prod(core.shape):
+                    if size_a <= size_b:
+                        a = self._emit(f"{a} * {factor}")[0]
+                    else:
+                        b = self._emit(f"{b} * {factor}")[0]
+                    s, c = None, 1.0
+                if i == 0:
+                    self._lines.append(f"_bmm({a}, {b}, out={buf})")
+                    if s is not None:
+                        self._lines.append(f"{buf}.mul_({s})")
+                    elif c != 1.0:
+                        self._lines.append(f"{buf}.mul_({c!r})")
+                    continue
+                x = self._emit(f"_bmm({a}, {b})", "t")[0]
             else:
                 x = self._use(self._ref(core))
-            s = self._scalar(scalars)
-            if s is not None:
-                self._lines.append(f"{buf}.addcmul_({x}, {s}, value={c!r})")
+            if i == 0:
+                self._lines.append(f"torch.mul({x}, {s}, out={buf})" if s is not None else
+                                   f"torch.mul({x}, {c!r}, out={buf})" if c != 1.0 else
+                                   f"{buf}.copy_({x})")
+            elif s is not None:
+                self._lines.append(f"{buf}.addcmul_({x}, {s})")
             elif c == 1.0:
                 self._lines.append(f"{buf}.add_({x})")
             elif c == -1.0:

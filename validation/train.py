@@ -46,7 +46,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,12 +208,14 @@ class _Objective:
     compiled programs (:class:`validation.programs.Plan`) in the training dtype; ``seed_of``
     gives each entry's seed (per-seed step sizes act on the flat buffer in one operation).
     ``offset`` is what turns the programs' L into the loss: L_ref for the MSE-type models,
-    whose program gives L − L(0); nothing for cross-entropy. ``measure`` takes the loss and the
+    whose program gives L − L(0); nothing for cross-entropy. ``scaled``: the plan writes
+    s·g_W with a per-seed s chosen from that step's loss (plain SGD: s = −η, 0 once stopped,
+    so that the update is θ += grad; :class:`validation.programs.Plan`). ``measure`` takes the loss and the
     order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
     """
 
     def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype,
-                 coupled_decay: bool = True):
+                 coupled_decay: bool = True, scaled: bool = False):
         model = specs[0].model
         values = [spec.values() for spec in specs]
         self.names = model.learned_names
@@ -232,8 +234,9 @@ class _Objective:
                                      device=device) for name in model.constant_names}
         lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
             if coupled_decay else None
+        self.scaled = scaled
         self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam),
-                                  inputs=self.w, out=self.g, dtype=dtype)
+                                  inputs=self.w, out=self.g, dtype=dtype, scaled=scaled)
         self.macs = self.plan.macs
         self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
         self.cross_entropy = model.cross_entropy()
@@ -259,12 +262,18 @@ class _Objective:
             offset += size
         return out
 
-    def step(self, out: Tensor) -> Tensor:
-        """Loss (S,) into ``out`` and the gradient into ``grad``, at the current parameters."""
-        loss = self.plan()["L"].view(-1)
+    def step(self, out: Tensor, between: Callable | None = None) -> Tensor:
+        """Loss (S,) into ``out`` and the gradient into ``grad``, at the current parameters
+        (a scaled plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1))."""
+        if between is None:
+            return self._loss(self.plan()["L"], out)
+        self.plan(lambda values: between(self._loss(values["L"], out)))
+        return out
+
+    def _loss(self, value: Tensor, out: Tensor) -> Tensor:
         if self.offset is None:
-            return out.copy_(loss)
-        return torch.add(loss, self.offset, out=out)
+            return out.copy_(value.view(-1))
+        return torch.add(value.view(-1), self.offset, out=out)
 
     def evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
@@ -312,17 +321,29 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
     slots = {int(step): i for i, step in enumerate(rec)}
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
+    fold = objective.scaled  # plain SGD: the plan writes −η(∂L/∂θ + λθ), 0 once stopped
+    step_size, factor = (-lr if fold else lr), scale.view(-1, 1, 1)
+
+    def stop(loss: Tensor) -> Tensor:
+        torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
+        return torch.mul(step_size, alive, out=scale)  # η (or −η folded); 0 once diverged
+
+    def between(loss: Tensor) -> Tensor:
+        stop(loss)
+        return factor
+
     for step in range(steps + 1):
-        loss = objective.step(losses[step])
+        loss = objective.step(losses[step], between if fold else None)
         slot = slots.get(step)
         if slot is not None:
             objective.measure(rec_losses[slot], orders, slot, loss)
         if step == steps:
             break
-        torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
-        torch.mul(lr, alive, out=scale)  # η, 0 once diverged
-        torch.index_select(scale, 0, seed_of, out=scale_flat)
-        optimizer.step(grad, scale_flat)
+        if fold:
+            optimizer.apply(grad)  # θ ← θ − η(∂L/∂θ + λθ)
+        else:
+            torch.index_select(stop(loss), 0, seed_of, out=scale_flat)
+            optimizer.step(grad, scale_flat)
         if progress and (step + 1) % every == 0:
             bar.update(every)
             bar.set_postfix(loss=f"{losses[step].nanmean().item():.4g}")
@@ -408,7 +429,8 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     show = config.progress and sys.stderr.isatty()
     decoupled = config.optimizer == "adamw"
     with torch.inference_mode():
-        objective = _Objective(specs, device, dtype, coupled_decay=not decoupled)
+        fold = config.optimizer in ("sgd", "momentum") and not config.momentum
+        objective = _Objective(specs, device, dtype, coupled_decay=not decoupled, scaled=fold)
         lr = torch.tensor(lr_host, dtype=dtype, device=device)
         decay = np.array([spec.weight_decay for spec in specs])
         wd = torch.tensor(decay, dtype=dtype, device=device)[objective.seed_of] \
