@@ -93,6 +93,11 @@ CHECKS = {  # short key: what it tests (thresholds above)
     "aligned at drop": f"last factor aligns at {ATTN_ALIGN[0]:g}–{ATTN_ALIGN[1]:g} × t_0.5",
     "later": f"plateau ends later than at λ = 0 (t_0.5 ≥ {LONGER:g} ×), or never",
     "smaller": f"solution ‖XYᵀ‖ = max(s − λ, 0) within {SIZE_TOL:.0%}",
+    "two plateaus": "at least two plateaus",
+    "struggles": f"final L/L_ref ≥ {STRUGGLES:g} and > 10 × rank 2's",
+    "unchanged": "no plateau and no divergence (as with the squared loss)",
+    "closer": "smaller spread t_last/t_first of the capabilities' half-drop times",
+    "wider": "larger median relative drop width (t_90 − t_10)/t_half",
 }
 
 
@@ -504,5 +509,11 @@ def replace_readme_table(readme: str, table: str) -> str:
     return readme[:start + len(README_BEGIN)] + "\n" + table + "\n" + readme[end:]
 
 
-__all__ += ["README_BEGIN", "README_END", "claims_markdown", "replace_readme_table",
-            "bumps_per_vector", "smear"]
+__all__ += [
+    "README_BEGIN",
+    "README_END",
+    "bumps_per_vector",
+    "claims_markdown",
+    "replace_readme_table",
+    "smear",
+]

@@ -489,7 +489,7 @@ def _fmt_list(values: Sequence[float | None]) -> str:
 def _cmd_report(args: argparse.Namespace) -> int:
     import time
 
-    from figures.report import build_report, resolve_sections
+    from figures.report import build_report, resolve_sections, write_readme
 
     resolve_sections(args.only)  # a bad --only is a usage error before anything starts
     started = time.perf_counter()
@@ -508,6 +508,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    if args.readme is not None:
+        write_readme(args.out, args.readme)
+        print(f"rewrote the claims table of {args.readme} from {args.out / 'data/claims.json'}")
     cache = record["cache"]
     print(f"wrote {args.out / 'index.html'}: {cache['misses']} jobs computed, "
           f"{cache['hits']} from the cache; total wall time {time.perf_counter() - started:.1f} s")
@@ -623,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result cache folder (default OUT/cache)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the jobs on a Dask cluster (needs the [dask] extra)")
+    p.add_argument("--readme", type=Path, default=None, metavar="PATH",
+                   help="then rewrite the claims table of this README (between its markers) "
+                        "from the report's data/claims.json")
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -6,6 +6,8 @@
   plateaus (from :func:`dynamics.phases.analyze`) shaded and drops dotted.
 * :func:`plot_scaling` — measured points (mean ± sd over seeds) on closed-form lines.
 * :func:`plot_groups` — per-capability loss curves, one panel per loss method.
+* :func:`plot_maps` — where a claim holds: one heatmap per :class:`figures.claims.ClaimMap`
+  (green holds, red fails, shades between for a fraction of seeds, grey not measured).
 * :func:`render_equation` — a LaTeX equation as a PNG (matplotlib mathtext; works offline).
 
 Every function returns a :class:`matplotlib.figure.Figure`; :func:`save_png` writes it.
@@ -40,10 +42,12 @@ __all__ = [
     "ScalingSet",
     "Series",
     "plot_groups",
+    "plot_maps",
     "plot_scaling",
     "plot_trajectories",
     "render_equation",
     "save_png",
+    "save_thumbnail",
     "trajectory_rows",
 ]
 
@@ -551,3 +555,108 @@ def render_equation(latex: str, fontsize: int = 15, width: int = 150) -> bytes:
         finally:
             plt.close(fig)
     return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- claim maps
+MAP_COLORS = ("#d7301f", "#fdd49e", "#78c679", "#238443")  # fails … holds (fraction of seeds)
+MAP_MISSING = "#e6e6e6"
+MAP_CELL = (0.62, 0.42)  # inches per cell
+THUMB_DPI = 40
+
+
+def _map_color(value: float) -> str:
+    if not np.isfinite(value):
+        return MAP_MISSING
+    return MAP_COLORS[min(len(MAP_COLORS) - 1, int(value * (len(MAP_COLORS) - 1) + 0.5))]
+
+
+def plot_maps(maps: Sequence, title: str = "", thumbnail: bool = False) -> Figure:
+    """One heatmap per :class:`~figures.claims.ClaimMap`, side by side: cell (y, x) coloured by
+    the fraction of seeds at which the map's test holds (red 0 … green 1; grey: not measured),
+    annotated with the cell's note (e.g. the elements that failed) or the fraction.
+
+    ``thumbnail``: the same, small and without text (for the claims table).
+    """
+    with _DRAWING, plt.rc_context(RC):
+        return _plot_maps(maps, title, thumbnail)
+
+
+def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
+    if thumbnail:
+        width = sum(max(1.0, 0.22 * len(m.x.values)) for m in maps) + 0.1 * len(maps)
+        height = max(0.22 * max(len(m.y.values) for m in maps), 0.5)
+        fig, axes = plt.subplots(1, len(maps), figsize=(width, height), squeeze=False,
+                                 gridspec_kw={"width_ratios": [len(m.x.values) for m in maps]})
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=0.96, wspace=0.15)
+    else:
+        widths = [max(2.2, MAP_CELL[0] * len(m.x.values)) for m in maps]
+        rows = max(len(m.y.values) for m in maps)
+        left, gap, right = 1.25, 1.3, 0.2
+        width = left + sum(widths) + gap * (len(maps) - 1) + right
+        top, bottom = (0.95 if title else 0.6), 0.75
+        height = MAP_CELL[1] * rows + top + bottom + 0.3
+        fig, axes = plt.subplots(1, len(maps), figsize=(width, height), squeeze=False,
+                                 gridspec_kw={"width_ratios": widths})
+        fig.subplots_adjust(left=left / width, right=1 - right / width,
+                            bottom=bottom / height, top=1 - top / height,
+                            wspace=gap * len(maps) / sum(widths))
+        if title:
+            fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1, y=1 - 0.1 / height, va="top")
+    for ax, m in zip(axes[0], maps, strict=True):
+        ny, nx = m.holds.shape
+        for i in range(ny):
+            for j in range(nx):
+                value = m.holds[i, j]
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color=_map_color(value),
+                                           lw=0, antialiased=False))
+                if thumbnail:
+                    continue
+                note = "" if m.notes is None else str(m.notes[i, j] or "")
+                if not np.isfinite(value):
+                    text = note or "n/a"
+                elif note:
+                    text = note
+                elif m.seeds > 1:
+                    text = f"{value * m.seeds:.0f}/{m.seeds}"
+                else:
+                    text = "✓" if value > 0.5 else "✗"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
+                        color="white" if np.isfinite(value) and (value < 0.2 or value > 0.8)
+                        else "#222")
+        ax.set_xlim(-0.5, nx - 0.5)
+        ax.set_ylim(ny - 0.5, -0.5)
+        ax.grid(False)
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(not thumbnail)
+        if thumbnail:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.set_xticks(range(nx), [m.x.fmt(v) for v in m.x.values],
+                      rotation=45 if nx > 6 else 0, fontsize=8)
+        ax.set_yticks(range(ny), [m.y.fmt(v) for v in m.y.values], fontsize=8)
+        ax.set_xlabel(m.x.label or m.x.name)
+        ax.set_ylabel(m.y.label or m.y.name)
+        ax.set_title("\n".join(_lines(m.test, 34)), fontsize=RC["axes.titlesize"] - 0.5)
+    return fig
+
+
+def _lines(text: str, width: int) -> list[str]:
+    out, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*out, line] if line else out
+
+
+def save_thumbnail(fig: Figure, path: str | Path) -> Path:
+    """Write a :func:`plot_maps` thumbnail (low DPI) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _DRAWING:
+        fig.savefig(path, dpi=THUMB_DPI * 2)
+        plt.close(fig)
+    return path
