@@ -59,6 +59,7 @@ from .claims import (
     s_curve_checks,
     weight_decay_checks,
 )
+from .depth import section_depth
 from .jsonable import jsonable
 from .plots import ScalingPanel, ScalingSet, Series
 from .sweeps import CacheStats, Job, default_executor, run_jobs
@@ -1647,6 +1648,7 @@ SECTIONS: tuple[Section, ...] = (
             ("validation.tasks", "validation.emergence")),
     Section(11, "equations", "The derived equations", _section_equations, ("dynamics.symbolic",)),
     Section(12, "open-questions", "Two open questions", _section_open_questions),
+    Section(13, "depth", "Depth", section_depth),
 )
 
 
