@@ -216,6 +216,48 @@ def test_gradient_and_loss_match_autograd(case):
     assert flow.loss_value(values) == pytest.approx(want_loss, rel=1e-12)
 
 
+MSE = [c for c in ALL if c != "factorization_ce"]
+
+
+def contract(pairs: dict, values: dict, rates: dict) -> dict:
+    """d(left·right)/dt = d(left)·right + left·d(right) for every pair definition
+    ``[left base, transposed?, right base, transposed?]``, from the full-parameter rates."""
+    out = {}
+    for key, (b1, t1, b2, t2) in pairs.items():
+        left, right = (values[b].T if t else values[b] for b, t in ((b1, t1), (b2, t2)))
+        dleft, dright = ((rates[b].T if t else rates[b]) if b in rates else 0 * m
+                         for (b, t), m in (((b1, t1), left), ((b2, t2), right)))
+        out[key] = dleft @ right + left @ dright
+    return out
+
+
+@pytest.mark.parametrize("case", MSE)
+def test_modified_equation_matches_autograd_and_its_reduction(case):
+    """dθ/dt = −g − (η/2)∇²(L + ½λ‖θ‖²)g against autograd (double backward), to 1e-12; the
+    reduced modified flow is its contraction (d(MᵀN)/dt from the full rates), to 1e-12."""
+    lam, eta = 0.2, 0.05
+    model = MODELS[case]()
+    values = random_point(case, dims_of(case), seed=7)
+    _, objective, learned = torch_objective(case, values, lam)
+    grads = torch.autograd.grad(objective, learned, create_graph=True)
+    hvp = torch.autograd.grad(sum((g * g.detach()).sum() for g in grads), learned)
+    want = {w: -g.detach().numpy() - eta / 2 * h.numpy()
+            for w, g, h in zip(model.learned_names, grads, hvp, strict=True)}
+    full = S.full_flow(model, modified=True).rhs(values, lam, lr=eta)
+    assert rel_err(full, want) < 1e-12
+    if case in NOT_CLOSING:
+        return
+    red = S.reduced_flow(model, modified=True)
+    state, consts = red.initial(values)
+    got = red.rhs(state, consts, lam, lr=eta)
+    expect = {k: v for k, v in contract(red.pairs, values, want).items() if k in got}
+    expect |= {w: want[w] for w in got if w in want}  # small learned matrices: their own rate
+    assert set(expect) == set(got)
+    for key in got:
+        scale = np.max(np.abs(expect[key])) or 1.0
+        assert np.max(np.abs(got[key] - expect[key])) < 1e-12 * scale, key
+
+
 def test_matrix_power_in_the_loss_is_expanded():
     """tr(EᵀE) of a symmetric E is folded by SymPy into tr(E²) (a MatPow); it must still
     differentiate and reduce (regression: "cannot expand matrix expression of type MatPow")."""
