@@ -593,6 +593,9 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
         rows = max(len(m.y.values) for m in maps)
         left, gap, right = 1.25, 1.3, 0.2
         width = left + sum(widths) + gap * (len(maps) - 1) + right
+        if width < 0.075 * len(title) + 0.5:  # room for the title
+            extra = 0.075 * len(title) + 0.5 - width
+            left, right, width = left + extra / 2, right + extra / 2, width + extra
         top, bottom = (0.95 if title else 0.6), 0.75
         height = MAP_CELL[1] * rows + top + bottom + 0.3
         fig, axes = plt.subplots(1, len(maps), figsize=(width, height), squeeze=False,

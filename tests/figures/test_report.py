@@ -1,7 +1,9 @@
-"""The report: a smoke run of ``scurve report --quick`` (once per module) and its contract."""
+"""The report: a one-section quick run (default), and a smoke run of the whole
+``scurve report --quick`` (marked ``slow``: about two minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import re
@@ -9,9 +11,42 @@ import shlex
 
 import pytest
 
-from figures.claims import CLAIMS, NOT_MEASURED, VERDICTS
+from figures.claims import CLAIMS, NOT_MEASURED, README_BEGIN, README_END, VERDICTS
 from figures.cli import main
 from figures.report import SECTIONS, resolve_sections
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A quick report of one cheap section (seconds): the claims table's contract."""
+    out = tmp_path_factory.mktemp("small")
+    assert main(["report", "--quick", "--out", str(out), "--only", "scalar-vector"]) == 0
+    return out
+
+
+def test_claims_rows_are_sentences_with_a_region_a_map_and_a_link(small):
+    rows = {r["claim"]: r for r in json.loads((small / "data" / "claims.json").read_text())}
+    row = rows[1]
+    assert row["verdict"] in VERDICTS and row["region"].startswith(("holds", "fails"))
+    assert row["numbers"].endswith(".") and row["numbers"].count(". ") <= 2
+    assert "-0" not in row["numbers"]  # no rounding noise shown as negative losses
+    assert (small / row["thumbnail"]).is_file()
+    page = (small / "index.html").read_text()
+    claims = page[page.index("<h2 id='claims'>"):page.index("<h2 id='scalar-vector'>")]
+    assert "class='thumb'" in claims and "href='#scalar-vector'" in claims
+    cells = [r for r in csv.DictReader(open(small / "data" / "01-scalar-vector-map-claim1.csv"))]
+    assert len(cells) == 3 * 4 and {"σ", "n", "holds"} <= set(cells[0])
+    assert rows[2]["verdict"] == NOT_MEASURED
+
+
+def test_readme_option_rewrites_only_the_claims_table(small, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n{README_BEGIN}\nstale\n{README_END}\ntail\n")
+    assert main(["report", "--quick", "--out", str(small), "--only", "scalar-vector",
+                 "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    table = (small / "data" / "claims.md").read_text().strip()
+    assert text == f"# title\n{README_BEGIN}\n{table}\n{README_END}\ntail\n"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +63,7 @@ def _sections(page: str) -> dict[str, str]:
     return {slug: page[s:e] for (s, slug), e in zip(starts, ends, strict=True)}
 
 
+@pytest.mark.slow
 def test_every_section_shows_its_figures(report):
     sections = _sections((report / "index.html").read_text())
     for section in SECTIONS:
@@ -36,6 +72,7 @@ def test_every_section_shows_its_figures(report):
         assert "<img" in html, f"section {section.slug} has no figure"
 
 
+@pytest.mark.slow
 def test_every_referenced_file_exists_and_the_page_is_offline(report):
     page = (report / "index.html").read_text()
     refs = re.findall(r"""(?:href|src)=["']([^"'#]+)["']""", page)
@@ -46,12 +83,14 @@ def test_every_referenced_file_exists_and_the_page_is_offline(report):
         assert (report / ref).is_file(), ref
 
 
+@pytest.mark.slow
 def test_data_folder_holds_csv_and_json(report):
     data = report / "data"
     assert len(list(data.glob("*.csv"))) >= len(SECTIONS)
     assert (data / "claims.json").is_file() and (data / "run.json").is_file()
 
 
+@pytest.mark.slow
 def test_claims_table_has_a_verdict_for_every_claim(report):
     rows = json.loads((report / "data" / "claims.json").read_text())
     assert [r["claim"] for r in rows] == [c.number for c in CLAIMS]
@@ -62,6 +101,7 @@ def test_claims_table_has_a_verdict_for_every_claim(report):
     assert len(measured) >= 10, [(r["claim"], r["numbers"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_rerun_with_the_same_cache_recomputes_nothing(report, capsys):
     assert main(["report", "--quick", "--out", str(report), "--only", "1,rank-1,11"]) == 0
     record = json.loads((report / "data" / "run.json").read_text())
@@ -72,6 +112,7 @@ def test_rerun_with_the_same_cache_recomputes_nothing(report, capsys):
         assert bar in err
 
 
+@pytest.mark.slow
 def test_the_command_under_each_figure_regenerates_it(report):
     page = (report / "index.html").read_text()
     commands = {html.unescape(c) for c in re.findall(r"regenerate: <code>([^<]+)</code>", page)}
@@ -97,7 +138,7 @@ def test_report_jobs_run_on_a_dask_cluster(tmp_path, capsys):
     assert (tmp_path / "figures" / "01-scalar-vector-curves.png").is_file()
 
 
-@pytest.mark.parametrize("only", ["12", "nonsense", ","])
+@pytest.mark.parametrize("only", ["13", "nonsense", ","])
 def test_bad_section_is_a_one_line_usage_error(only, tmp_path, capsys):
     assert main(["report", "--quick", "--out", str(tmp_path), "--only", only]) == 2
     err = capsys.readouterr().err.strip()
@@ -107,5 +148,5 @@ def test_bad_section_is_a_one_line_usage_error(only, tmp_path, capsys):
 
 def test_sections_resolve_by_number_or_slug():
     assert [s.slug for s in resolve_sections("2,weight-decay")] == ["rank-1", "weight-decay"]
-    assert len(resolve_sections(None)) == len(SECTIONS) == 11
+    assert len(resolve_sections(None)) == len(SECTIONS) == 12
     assert {c.section for c in CLAIMS} <= {s.slug for s in SECTIONS}
