@@ -123,3 +123,45 @@ def test_readme_commands_through_the_cli(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["state_size"] == 2 * 2 + 2 * 2  # AᵀX (r x k), XᵀX (k x k)
     assert out["crossings"]["0.5"] is not None
+
+
+def test_cli_notice_for_the_model_that_does_not_close(tmp_path, capsys):
+    """``scurve predict`` of the covariance model: one line on stderr naming the term, then the
+    full flow (state_size = n·k)."""
+    from figures.cli import main
+
+    path = str(EXAMPLES / "covariance.py")
+    spec = str(tmp_path / "spec.npz")
+    assert main(["sample", "--model", path, "--dims", "n=20,k=2", "-o", spec]) == 0
+    capsys.readouterr()
+    assert main(["predict", spec, "--model", path, "--json"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "reduced" in line]
+    assert len(notes) == 1 and "term" in notes[0] and "C" in notes[0]
+    assert json.loads(captured.out)["state_size"] == 20 * 2
+
+
+def test_two_layer_gd_prediction_equals_explicit_gd():
+    """``predict(..., "discrete")`` of the two-layer network (the exact reduced map over the
+    samples) against GD on the raw data written here: g₁ = −W₂ᵀ E X_dᵀ, g₂ = −E (W₁X_d)ᵀ with
+    E = Y_d − W₂W₁X_d; the loss at every step to 1e-9 relative."""
+    load_file(EXAMPLES / "two_layer.py")
+    rng = np.random.default_rng(2)
+    d_in, d_out, h, n = 6, 4, 3, 300
+    x = np.diag(np.linspace(0.5, 1.5, d_in)) @ rng.standard_normal((d_in, n)) / np.sqrt(n)
+    y = rng.standard_normal((d_out, d_in)) @ x + 0.05 * rng.standard_normal((d_out, n))
+    spec = ModelSpec("two_layer", {"Xd": x, "Yd": y, "W10": 0.1 * rng.standard_normal((h, d_in)),
+                                   "W20": 0.1 * rng.standard_normal((d_out, h))})
+    lr, steps = 0.2, 100
+    traj = predict(spec, method="discrete", lr=lr, t_max=lr * steps)
+    v = spec.values()
+    x, y, w1, w2 = v["Xd"], v["Yd"], v["W1"].copy(), v["W2"].copy()
+    losses = []
+    for _ in range(steps + 1):
+        e = y - w2 @ w1 @ x
+        losses.append(0.5 * float(np.sum(e**2)))
+        w1, w2 = w1 + lr * w2.T @ e @ x.T, w2 + lr * e @ (w1 @ x).T
+    assert traj.steps[-1] == steps and traj.state_size == 3 * 6 + 4 * 3  # W1, W2
+    want = np.array(losses)[traj.steps]
+    assert want[-1] < 0.9 * want[0]
+    assert np.max(np.abs(traj.loss / want - 1)) < 1e-9
