@@ -455,6 +455,9 @@ class Plan:
         self._plans: dict[Word, tuple[tuple, int]] = {}  # product -> (factors, top split)
         self._traces: dict[int, tuple[int, int] | None] = {}
         self._memo: dict[str, str] = {}
+        self._panel_of: dict[Word, dict] = {}  # contraction -> its panel product
+        self._slices: dict[Word, tuple[str, bool]] = {}
+        self._panel_by: dict[tuple, dict] = {}
         self._count = 0
         self._leaf_values = {node.id: value.to(self.device) for node, value in
                              graph.constants.values()}
@@ -467,6 +470,7 @@ class Plan:
                 self._plan(node.args)
             elif node.op == "trace" and not node.const:
                 self._traces[node.id] = self._plan_trace(node.args)
+        self._find_panels()
         results = {name: self._ref(node) for name, node in outputs.items() if name not in out}
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
@@ -609,25 +613,27 @@ class Plan:
         self._plan([(f, not t) for f, t in reversed(fs[s:])])  # W₂ᵀ is what the product reads
         return rot, s
 
+    def _split_factors(self, factors: Sequence[tuple[Node, bool]]
+                       ) -> tuple[list[tuple[Node, bool]], list[tuple[Node, bool]]]:
+        """The planned top split of the product ``factors``: (left factors, right factors)."""
+        word = self._word(factors)
+        if word not in self._plans and _flip(word) not in self._plans:
+            self._plan(factors)
+        if word in self._plans:
+            fs, s = self._plans[word]
+            return list(fs[:s + 1]), list(fs[s + 1:])
+        fs, s = self._plans[_flip(word)]  # (a b)ᵀ = bᵀ aᵀ
+        return _flip_factors(fs[s + 1:]), _flip_factors(fs[:s + 1])
+
     def _operands(self, factors: Sequence[tuple[Node, bool]]
                   ) -> tuple[tuple[str, bool], tuple[str, bool], int, int]:
         """The two operands of the planned top product of ``factors`` and their sizes
         (entries per seed), counting the product's multiply-adds."""
-        word = self._word(factors)
-        if word not in self._plans and _flip(word) not in self._plans:
-            self._plan(factors)
-        rows = self._shape(factors[0])[0]
-        cols = self._shape(factors[-1])[1]
-        if word in self._plans:
-            fs, s = self._plans[word]
-            a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
-        else:  # (a b)ᵀ = bᵀ aᵀ
-            fs, s = self._plans[_flip(word)]
-            a, b = self._value(fs[:s + 1]), self._value(fs[s + 1:])
-            a, b = (b[0], not b[1]), (a[0], not a[1])
-        inner = self._shape(fs[s])[1]
+        left, right = self._split_factors(factors)
+        rows, inner = self._shape(left[0])[0], self._shape(left[-1])[1]
+        cols = self._shape(right[-1])[1]
         self.macs += self.seeds * rows * inner * cols
-        return a, b, rows * inner, inner * cols
+        return self._value(left), self._value(right), rows * inner, inner * cols
 
     def _value(self, factors: Sequence[tuple[Node, bool]]) -> tuple[str, bool]:
         """The product of ``factors`` (each product computed once per step)."""
@@ -648,16 +654,100 @@ class Plan:
         if _flip(word) in self._words:
             var, t = self._words[_flip(word)]
             return (var, not t)
+        if word in self._panel_of:
+            self._contract(self._panel_of[word])
+            return self._value_of(factors, word)
         if all(f.const for f, _ in factors):
             ref = self._constant(self.graph._chain_of(tuple(factors)))
         elif word not in self._plans and _flip(word) in self._plans:  # the planned orientation
-            var, t = self._value([(f, not t) for f, t in reversed(factors)])
+            var, t = self._value(_flip_factors(factors))
             return (var, not t)
         else:
             a, b, _, _ = self._operands(factors)
             ref = self._emit(f"_bmm({self._use(a)}, {self._use(b)})", "w")
         self._words[word] = ref
         return ref
+
+    # ------------------------------------------------------------------ panels
+
+    def _find_panels(self) -> None:
+        """Group the planned contractions MᵢᵀR of leaves sharing R into one product
+        [M₁ | M₂ | ⋯]ᵀ R: one batched matmul (S larger products) instead of several."""
+        groups: dict[int, list[tuple[Node, Word]]] = {}
+        right: dict[int, Node] = {}
+        for word, (fs, _) in list(self._plans.items()):
+            if len(fs) != 2 or any(f.op != "leaf" for f, _ in fs):
+                continue
+            (f1, t1), (f2, t2) = fs
+            if (t1, t2) != (True, False):
+                continue
+            m, r = (f1, f2) if not f2.const or f1.const else (f2, f1)  # R: the learned one
+            groups.setdefault(r.id, []).append((m, self._word([(m, True), (r, False)])))
+            right[r.id] = r
+        for rid, members in groups.items():
+            seen: dict[int, Node] = {}
+            for m, _ in members:
+                seen.setdefault(m.id, m)
+            if len(seen) < 2:
+                continue
+            panel = self._panel(list(seen.values()))
+            r = right[rid]
+            rows = panel["cols"]
+            product = torch.empty(self.seeds, rows, r.shape[1], dtype=self.dtype,
+                                  device=self.device)
+            var = self._bind(None, product, self._var("pp"))[0]
+            job = {"panel": panel, "right": r, "out": var, "done": False}
+            for m, word in members:
+                a, b = panel["at"][m.id]
+                view = self._bind(None, product[:, a:b], self._var("pv"))
+                self._panel_of[word] = job
+                self._slices[word] = view
+
+    def _panel(self, members: list[Node]) -> dict:
+        """A buffer [M₁ | M₂ | ⋯] (S, n, Σ cols): constants written once, learned matrices
+        copied in at every step (before the first product that reads it)."""
+        key = tuple(m.id for m in members)
+        if key in self._panel_by:
+            return self._panel_by[key]
+        members = sorted(members, key=lambda m: (not m.const, m.id))
+        cols = sum(m.shape[1] for m in members)
+        buffer = torch.zeros(self.seeds, members[0].shape[0], cols, dtype=self.dtype,
+                             device=self.device)
+        var = self._bind(None, buffer, self._var("panel"))[0]
+        at, copies, offset = {}, [], 0
+        for m in members:
+            at[m.id] = (offset, offset + m.shape[1])
+            part = buffer[:, :, offset:offset + m.shape[1]]
+            if m.const:
+                part.copy_(self._leaf_values[m.id].to(self.dtype).expand_as(part))
+            else:
+                copies.append((self._bind(None, part, self._var("slot"))[0], m))
+            offset += m.shape[1]
+        panel = {"var": var, "at": at, "copies": copies, "cols": cols, "filled": False,
+                 "members": {m.id for m in members}}
+        self._panel_by[key] = panel
+        for m in members:
+            self._panel_by.setdefault(tuple(sorted(panel["members"])), panel)
+        return panel
+
+    def _fill(self, panel: dict) -> str:
+        if not panel["filled"]:
+            for slot, m in panel["copies"]:
+                self._lines.append(f"{slot}.copy_({self._use(self._ref(m))})")
+            panel["filled"] = True
+        return panel["var"]
+
+    def _contract(self, job: dict) -> None:
+        if job["done"]:
+            return
+        panel, r = job["panel"], job["right"]
+        var = self._fill(panel)
+        self._lines.append(f"_bmm({var}.mT, {self._use(self._ref(r))}, out={job['out']})")
+        self.macs += self.seeds * panel["cols"] * r.shape[0] * r.shape[1]
+        for word, job2 in self._panel_of.items():
+            if job2 is job:
+                self._words[word] = self._slices[word]
+        job["done"] = True
 
     def _top(self, node: Node) -> tuple[tuple[str, bool], tuple[str, bool], int, int] | None:
         """Operands of a chain node's last product (and their sizes), or None when its value
@@ -803,10 +893,13 @@ class Plan:
         terms = self._terms(node)
         matrix = [t for t in terms if t[2].shape is not None]
         terms = matrix + [t for t in terms if t[2].shape is None]
-        chains = [t for t in matrix if t[2].op == "chain" and not t[2].const]
+        written = self._expand(terms, buf, scale)
+        chains = [t for t in matrix if t in terms and t[2].op == "chain" and not t[2].const]
+        if not terms:
+            return
         first = min(chains, key=lambda t: (bool(t[1]), t[0] != 1.0)) if chains else terms[0]
         terms.remove(first)
-        for i, (c, scalars, core) in enumerate([first, *terms]):
+        for i, (c, scalars, core) in enumerate([first, *terms], int(written)):
             s, c = self._scalar(scalars, c, scale)
             top = self._top(core) if core.op == "chain" and not core.const else None
             if top is not None:
@@ -841,6 +934,47 @@ class Plan:
                 self._lines.append(f"{buf}.sub_({x})")
             else:
                 self._lines.append(f"{buf}.add_({x}, alpha={c!r})")
+
+
+    def _expand(self, terms: list, buf: str, scale: str | None) -> bool:
+        """Σᵢ cᵢ sᵢ Mᵢ Nᵢ over the terms whose product starts with a plain leaf Mᵢ (n rows) as
+        one matmul [M₁ | M₂ | ⋯] [c₁s₁N₁; c₂s₂N₂; ⋯] into ``buf`` (the panel of a contraction
+        when one holds these leaves); those terms leave ``terms``. Whether it wrote ``buf``."""
+        found = []
+        for term in terms:
+            c, scalars, core = term
+            if core.op != "chain" or core.const or self._word(core.args) in self._words:
+                continue
+            left, right = self._split_factors(core.args)
+            if len(left) == 1 and not left[0][1] and left[0][0].op == "leaf":
+                found.append((term, left[0][0], right))
+        if len({m.id for _, m, _ in found}) < 2 or len({m.id for _, m, _ in found}) < len(found):
+            return False
+        ids = {m.id for _, m, _ in found}
+        panel = next((p for p in self._panel_by.values() if ids <= p["members"]), None) \
+            or self._panel([m for _, m, _ in found])
+        cols = self._shape(found[0][2][-1])[1]
+        stack = torch.zeros(self.seeds, panel["cols"], cols, dtype=self.dtype,
+                            device=self.device)
+        stack_var = self._bind(None, stack, self._var("stack"))[0]
+        for term, m, right in found:
+            terms.remove(term)
+            c, scalars, _ = term
+            s, c = self._scalar(scalars, c, scale)
+            a, b = panel["at"][m.id]
+            part = self._bind(None, stack[:, a:b], self._var("part"))[0]
+            x = self._use(self._value(right))
+            self._lines.append(f"torch.mul({x}, {s}, out={part})" if s is not None else
+                               f"torch.mul({x}, {c!r}, out={part})" if c != 1.0 else
+                               f"{part}.copy_({x})")
+        panel_var = self._fill(panel)
+        self._lines.append(f"_bmm({panel_var}, {stack_var}, out={buf})")
+        self.macs += self.seeds * found[0][1].shape[0] * panel["cols"] * cols
+        return True
+
+
+def _flip_factors(factors: Sequence[tuple[Node, bool]]) -> list[tuple[Node, bool]]:
+    return [(f, not t) for f, t in reversed(factors)]
 
 
 def _ident(name: str) -> str:
