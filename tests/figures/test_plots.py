@@ -104,3 +104,23 @@ def test_equations_render_and_wrap_at_top_level_signs():
     assert all(line.count(r"\left") == line.count(r"\right") for line in lines)
     with pytest.raises(ValueError):
         render_equation(r"\frac{")
+
+
+def test_claim_maps_draw_one_heatmap_per_map_and_a_thumbnail(tmp_path):
+    from figures.claims import Axis, ClaimMap
+    from figures.plots import plot_maps, save_thumbnail
+
+    sigma = Axis("σ", (1e-3, 0.1, 1.0), "init σ")
+    maps = [ClaimMap("whole sequence", sigma, Axis("n", (10, 100)), [[0, 1, 1], [np.nan, 1, 0]],
+                     notes=[["D", "", ""], ["", "", "S"]]),
+            ClaimMap("Adam plateau", sigma, Axis("η", (1e-3,)), [[1 / 3, 2 / 3, 1]], seeds=3)]
+    fig = plot_maps(maps, "Claim 2: where it holds")
+    assert len(fig.axes) == 2
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["D", "✓", "✓", "n/a", "✓", "S"]
+    assert [t.get_text() for t in fig.axes[1].texts] == ["1/3", "2/3", "3/3"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.001", "0.1", "1"]
+    assert save_png(fig, tmp_path / "map.png").read_bytes().startswith(PNG)
+    thumb = plot_maps(maps, thumbnail=True)
+    assert all(not ax.get_xticks().size and not ax.texts for ax in thumb.axes)
+    assert save_thumbnail(thumb, tmp_path / "thumb.png").stat().st_size < 5000
