@@ -37,6 +37,8 @@ import sympy as sp
 from .model import Model, ModelError
 from .model import entry as model_entry
 from .model import get as get_model
+from .model import known as known_models
+from .model import register as register_model
 
 __all__ = [
     "AttentionHead",
@@ -713,7 +715,11 @@ def sample_model(
     Learned matrices: i.i.d. N(0, init²) (per-coordinate std ``init``). Stacked keys are drawn
     entry by entry in the model's order.
     """
-    model = model if isinstance(model, Model) else get_model(model)
+    if isinstance(model, Model):
+        if model.name not in known_models():
+            register_model(model)  # a Model built in Python: its spec resolves it by name
+    else:
+        model = get_model(model)
     init = _check_nonneg("init", init)
     sizes: dict[str, int] = {}
     for d in model.dims:

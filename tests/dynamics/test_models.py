@@ -381,6 +381,23 @@ def test_state_size_does_not_grow_two_layer():
     assert small == large == 2 * 5 + 3 * 2  # W1 (h x d_in), W2 (d_out x h): their own state
 
 
+def test_two_large_dimensions_and_an_unregistered_model():
+    """A rectangular factorization with rows n and columns m both large (DESIGN §5: "two large
+    spaces"), passed to ``sample_model`` as a Model object that was never registered: the spec
+    works, and the state size is the same at (n, m) = (30, 15) and (3000, 1005)."""
+    nn, mm = sp.symbols("n m", integer=True, positive=True)
+    a, b = sp.MatrixSymbol("A", nn, r), sp.MatrixSymbol("B", mm, r)
+    x, y = sp.MatrixSymbol("X", nn, k), sp.MatrixSymbol("Y", mm, k)
+    e = a * b.T - x * y.T
+    model = Model("rectangular_test", sp.Trace(e.T * e) / 2, [x, y], [a, b], [nn, mm])
+    sizes = []
+    for size in (30, 3000):
+        spec = sample_model(model, {"n": size, "m": size // 3 + 5, "r": 2, "k": 2}, init=0.1)
+        assert spec.model is model
+        sizes.append(predict(spec, method="flow", t_max=2.0).state_size)
+    assert sizes == [4 * 2 * 2] * 2  # Aᵀ X, Bᵀ Y, Xᵀ X, Yᵀ Y (2 x 2 each)
+
+
 # ----------------------------------------------------------------------------- 5. no closure
 
 
