@@ -13,18 +13,22 @@ is linear in E_g, so ∇F = ∇L_D at D = diag(d), d_g = ∂f/∂ℓ_g held fixe
 
     L_D = ½ tr(R D Rᵀ)                                   (a weighted factorization loss).
 
-SymPy derives (``sp.diff`` term by term, :func:`dynamics.matexpr.termwise_gradient`) the
-gradients of L_D, d_g = ∂f/∂ℓ_g for each method, and — contracting adjacent n-row pairs into the
-order parameters P_X = AᵀX, Q = P_Y = BᵀY (G×k), U_X = XᵀX, U_Y = YᵀY (k×k), G_A = AᵀA,
-G_B = BᵀB (:class:`dynamics.matexpr.Contraction`, the machinery of :mod:`dynamics.symbolic`) —
+L_D is an ordinary :class:`dynamics.model.Model` (:data:`MODEL`: learned X, Y; constants A, B,
+S, D; large n), so its dynamics come from the mechanism every model uses
+(:mod:`dynamics.symbolic`): the gradients by ``sp.diff`` term by term, the reduced flow and the
+exact GD map in the order parameters that :class:`dynamics.matexpr.PairReducer` finds by
+closure, with D a constant that this module sets to diag(d(ℓ)) at every evaluation. Writing
+P = AᵀX, Q = BᵀY (G×k), U = XᵀX (k×k), G_A = AᵀA, G_B = BᵀB (G×G; the derived programs name
+them ``At_X``, ``Bt_Y``, ``Xt_X``, ``At_A``, ``Bt_B``), with Sᵀ = S and Dᵀ = D,
 
-    dP_X/dt = G_A S D Q − P_X Qᵀ D Q          dQ/dt = G_B D S P_X − G_B D Q U_X
-    dU_X/dt = P_Xᵀ S D Q + Qᵀ D S P_X − U_X Qᵀ D Q − Qᵀ D Q U_X      (and dU_Y/dt)
-    RᵀR = Q U_X Qᵀ − Q P_Xᵀ S − S P_X Qᵀ + S G_A S,
+    dP/dt = G_A S D Q − P Qᵀ D Q          dQ/dt = G_B D S P − G_B D Q U
+    dU/dt = Pᵀ S D Q + Qᵀ D S P − U Qᵀ D Q − Qᵀ D Q U
+    RᵀR = Q U Qᵀ − Q Pᵀ S − S P Qᵀ + S G_A S           (contracted by the same reducer),
 
-closed for any n: the loss of every capability, under any group loss, is predicted exactly by
-a (G·k + k²)-dimensional ODE (continuous time t; a step of rate η advances t by η). The exact
-full-batch GD map (X' = X − η∂L_D/∂X, D at the current point) closes the same way.
+closed for any n (Y enters the loss only through BᵀY, so YᵀY is not part of the state): the loss
+of every capability, under any group loss, is predicted exactly by a (2G·k + k²)-dimensional ODE
+in continuous time t (a step of rate η advances t by η). The exact full-batch GD map
+(X' = X − η∂L_D/∂X, D at the current point) closes the same way.
 
 Methods (:data:`METHODS`), the training losses of :mod:`validation.grouped` on the full batch:
 
@@ -47,8 +51,10 @@ p_g and s_g only at γ = ½.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -56,14 +62,26 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 from scipy.integrate import quad, solve_ivp
-from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, Trace, Transpose
+from sympy.matrices.expressions import MatrixSymbol, Trace
 
-from .matexpr import Contraction, MultiDotPrinter, latex_form, normalize, termwise_gradient
+from .matexpr import PairReducer, latex_form
+from .model import Model
 from .phases import crossing_times
+from .symbolic import (
+    _key_exprs,
+    _latex_names,
+    _load_or_derive,
+    _Program,
+    _program,
+    full_flow,
+    reduced_flow,
+    reduced_gd,
+)
 
 __all__ = [
     "FUNCTIONALS",
     "METHODS",
+    "MODEL",
     "ROOT_EPS",
     "GroupPrediction",
     "ModesDynamics",
@@ -83,7 +101,23 @@ Arrays = dict[str, np.ndarray]
 # --------------------------------------------------------------------------- the loss, once
 
 _N, _G, _K = sp.symbols("n G k", integer=True, positive=True)
-_ETA = sp.Symbol("eta", real=True)
+_A, _B = MatrixSymbol("A", _N, _G), MatrixSymbol("B", _N, _G)
+_X, _Y = MatrixSymbol("X", _N, _K), MatrixSymbol("Y", _N, _K)
+_S, _D = MatrixSymbol("S", _G, _G), MatrixSymbol("D", _G, _G)
+_RESIDUAL = _X * _Y.T * _B - _A * _S
+"""R = XYᵀB − AS (n×G): column g is capability g's residual."""
+
+MODEL = Model(
+    "modes",
+    Trace(_RESIDUAL * _D * _RESIDUAL.T) / 2,
+    [_X, _Y],
+    [_A, _B, _S, _D],
+    [_N],
+    targets={"X": "A", "Y": "B"},
+    description="L_D = ½tr(R D Rᵀ), R = XYᵀB − AS (A, B n x G; S, D diagonal G x G; X, Y n x k)",
+)
+"""The weighted factorization loss L_D = ½ tr(R D Rᵀ) of the modes task (module docstring)."""
+
 _ELL, _W, _EPS = sp.symbols("ell w epsilon", positive=True)
 
 FUNCTIONALS: dict[str, sp.Expr] = {
@@ -96,126 +130,49 @@ FUNCTIONALS: dict[str, sp.Expr] = {
 """Group loss F = Σ_g f(ℓ_g, w_g) per method, as f(ell, w, epsilon); w = p̂_g (or q_g, DRO)."""
 
 
-@dataclass(frozen=True)
-class _Symbols:
-    A: MatrixSymbol
-    B: MatrixSymbol
-    X: MatrixSymbol
-    Y: MatrixSymbol
-    S: MatrixSymbol
-    D: MatrixSymbol
-    state: dict[str, MatrixSymbol]
-    gram: dict[str, MatrixSymbol]
-    contract: Contraction
-    diagonal: dict[sp.Basic, sp.Basic]  # Sᵀ -> S, Dᵀ -> D
-    latex_names: dict[sp.Basic, str]
-
-    @property
-    def residual(self) -> sp.MatrixExpr:
-        """R = XYᵀB − AS (n×G): column g is capability g's residual."""
-        return self.X * self.Y.T * self.B - self.A * self.S
-
-    @property
-    def loss(self) -> sp.Expr:
-        """L_D = ½ tr(R D Rᵀ)."""
-        r = self.residual
-        return Trace(r * self.D * r.T) / 2
+def _derive_errors() -> dict:
+    """RᵀR (G×G) contracted by :class:`PairReducer` into the order parameters of :data:`MODEL`."""
+    reducer = PairReducer(MODEL.large, names=MODEL.symbols)
+    errors = reducer(_RESIDUAL.T * _RESIDUAL)
+    args = sorted(errors.atoms(MatrixSymbol), key=str)
+    names = _latex_names(MODEL, reducer)
+    tex = sp.latex(latex_form(errors), symbol_names=names)
+    return {
+        "programs": {"errors": _program(args, {"E": errors})},
+        "latex": [rf"\ell_g = \tfrac12 \left[{tex}\right]_{{gg}}"],
+        "meta": {"learned": list(MODEL.learned_names)},
+    }
 
 
-@cache
-def _symbols() -> _Symbols:
-    a, b = MatrixSymbol("A", _N, _G), MatrixSymbol("B", _N, _G)
-    x, y = MatrixSymbol("X", _N, _K), MatrixSymbol("Y", _N, _K)
-    s, d = MatrixSymbol("S", _G, _G), MatrixSymbol("D", _G, _G)
-    px, py = MatrixSymbol("P_X", _G, _K), MatrixSymbol("P_Y", _G, _K)
-    ux, uy = MatrixSymbol("U_X", _K, _K), MatrixSymbol("U_Y", _K, _K)
-    ga, gb = MatrixSymbol("G_A", _G, _G), MatrixSymbol("G_B", _G, _G)
-    pairs = {
-        (a, a): ga, (a, x): px, (x, a): px.T, (x, x): ux,
-        (b, b): gb, (b, y): py, (y, b): py.T, (y, y): uy,
-    }  # fmt: skip
-    contract = Contraction(pairs, _N, [ux, uy, ga, gb, s, d])
-    names = {
-        px: "P_X", py: "Q", ux: "U_X", uy: "U_Y", ga: "G_A", gb: "G_B", _ETA: r"\eta",
-    }  # fmt: skip
-    return _Symbols(
-        a, b, x, y, s, d,
-        state={"P_X": px, "U_X": ux, "P_Y": py, "U_Y": uy},
-        gram={"G_A": ga, "G_B": gb},
-        contract=contract,
-        diagonal={s.T: s, d.T: d},
-        latex_names=names,
-    )  # fmt: skip
-
-
-def _clean(sym: _Symbols, expr: sp.Basic, contract: bool = False) -> sp.Basic:
-    """Expanded form with Sᵀ = S, Dᵀ = D (both diagonal); contracted to order parameters."""
-    expr = normalize(expr, big=(_N,)).xreplace(sym.diagonal)
-    if contract:
-        expr = sym.contract(expr).xreplace(sym.diagonal)
-    return normalize(expr)
-
-
-class _ChainPrinter(MultiDotPrinter):
-    """Matrix chains as left-to-right ``@`` products: the reduced equations hold only G×k and
-    k×k matrices, for which ``multi_dot``'s ordering search costs more than it saves."""
-
-    def _print_MatMul(self, expr: MatMul) -> str:
-        scalars = [a for a in expr.args if not a.is_Matrix]
-        mats = [self.parenthesize(a, 50) for a in expr.args if a.is_Matrix]
-        body = mats[0] if len(mats) == 1 else f"({' @ '.join(mats)})"
-        if not scalars:
-            return body
-        return f"{self.parenthesize(sp.Mul(*scalars), 50)}*{body}"
-
-
-def _lambdify(
-    args: Sequence[sp.Basic], outs: Mapping[str, sp.Basic], printer: type = _ChainPrinter
-) -> Callable[..., dict]:
-    fn = sp.lambdify(list(args), list(outs.values()), printer=printer, cse=True, dummify=False)
-    names = tuple(outs)
-
-    def run(*values: object) -> dict:
-        return dict(zip(names, fn(*values), strict=True))
-
-    return run
+def _errors_key() -> tuple:
+    """Disk-cache key of :func:`_derive_errors`: the model, RᵀR and the recipe's own source (the
+    cache's code version covers :mod:`dynamics.symbolic` and :mod:`dynamics.matexpr` only)."""
+    recipe = hashlib.sha256(inspect.getsource(_derive_errors).encode()).hexdigest()[:16]
+    return (*_key_exprs(MODEL), _RESIDUAL.T * _RESIDUAL, sp.Symbol(f"recipe_{recipe}"))
 
 
 class ModesDynamics:
     """The derived dynamics of the weighted loss L_D = ½tr(R D Rᵀ), R = XYᵀB − AS.
 
-    Every method works on float64 arrays: ``state`` holds ``P_X`` = AᵀX, ``P_Y`` = BᵀY (G×k),
-    ``U_X`` = XᵀX, ``U_Y`` = YᵀY (k×k); ``consts`` holds ``G_A`` = AᵀA, ``G_B`` = BᵀB and
-    ``S`` = diag(s) (G×G); ``d`` is the weight vector (G,), D = diag(d). Time is t.
+    :attr:`flow`, :attr:`gd` and :attr:`full` are :func:`dynamics.symbolic.reduced_flow`,
+    :func:`~dynamics.symbolic.reduced_gd` and :func:`~dynamics.symbolic.full_flow` of
+    :data:`MODEL`. Every method works on float64 arrays: ``state`` holds the order parameters
+    :attr:`keys` (``At_X`` = AᵀX, ``Bt_Y`` = BᵀY, ``Xt_X`` = XᵀX); ``consts`` holds ``At_A`` =
+    AᵀA, ``Bt_B`` = BᵀB and ``S`` = diag(s) (G×G), and ``A``, ``B`` for :meth:`gradient`;
+    ``d`` is the weight vector (G,), D = diag(d). Time is t.
     """
 
     def __init__(self) -> None:
-        sym = _symbols()
-        self._sym = sym
-        loss = sym.loss
-        grads = {
-            "X": _clean(sym, termwise_gradient(loss, sym.X)),
-            "Y": _clean(sym, termwise_gradient(loss, sym.Y)),
-        }
-        targets = {"X": sym.A, "Y": sym.B}
-        rates, steps = {}, {}
-        for f, g in grads.items():
-            t, w = targets[f], getattr(sym, f)
-            dw = MatMul(-1, g)
-            rates[f"P_{f}"] = _clean(sym, MatMul(t.T, dw), contract=True)
-            rates[f"U_{f}"] = _clean(sym, MatAdd(MatMul(Transpose(dw), w), MatMul(w.T, dw)), True)
-            w_new = MatAdd(w, MatMul(_ETA, dw))
-            steps[f"P_{f}"] = _clean(sym, MatMul(t.T, w_new), contract=True)
-            steps[f"U_{f}"] = _clean(sym, MatMul(Transpose(w_new), w_new), contract=True)
-        self.grads, self.rates, self.steps = grads, rates, steps
-        self.errors = _clean(sym, sym.residual.T * sym.residual, contract=True)  # RᵀR
-        self.reduced_loss = _clean(sym, loss, contract=True)
-        state, gram = list(sym.state.values()), list(sym.gram.values())
-        diag = [sym.S, sym.D]
-        self._grad = _lambdify([sym.X, sym.Y, sym.A, sym.B, *diag], grads, MultiDotPrinter)
-        self._rhs = _lambdify([*state, *gram, *diag], rates)
-        self._step = _lambdify([*state, *gram, *diag, _ETA], steps)
-        self._errors = _lambdify([*state, *gram, sym.S], {"E": self.errors})
+        self.flow = reduced_flow(MODEL)
+        self.gd = reduced_gd(MODEL)
+        self.full = full_flow(MODEL)
+        self.keys = self.flow.keys
+        payload, _ = _load_or_derive("modes-errors", _errors_key(), _derive_errors)
+        self._errors = _Program(payload["programs"]["errors"])
+        unknown = set(self._errors.args) - {*self.flow.keys, *self.flow.constants}
+        if unknown:  # both reducers name a pair by its definition (a guard, not expected)
+            raise RuntimeError(f"RᵀR needs {sorted(unknown)}, not in the reduced flow")
+        self._latex = payload["latex"]
         self._weights = {
             m: sp.lambdify([_ELL, _W, _EPS], sp.diff(f, _ELL), "numpy")
             for m, f in FUNCTIONALS.items()
@@ -223,16 +180,16 @@ class ModesDynamics:
 
     # -- evaluation --------------------------------------------------------------------
 
-    @staticmethod
-    def _diag(consts: Mapping[str, np.ndarray], d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return consts["S"], np.diag(np.asarray(d, dtype=np.float64))
+    def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+        """``(state, consts)`` at ``values`` (``A``, ``B``, ``S``, ``X``, ``Y``); consts also hold
+        ``A`` and ``B`` (for :meth:`gradient`), D is set by every call that needs it."""
+        state, consts = self.flow.initial(dict(values) | {"D": np.eye(len(values["S"]))})
+        del consts["D"]
+        return state, consts | {"A": values["A"], "B": values["B"]}
 
     def group_losses(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]):
-        """ℓ_g = ½(RᵀR)_gg from the order parameters, (G,)."""
-        e = self._errors(
-            state["P_X"], state["U_X"], state["P_Y"], state["U_Y"], consts["G_A"], consts["G_B"],
-            consts["S"],
-        )["E"]  # fmt: skip
+        """ℓ_g = ½(RᵀR)_gg (loss units) from the order parameters, shape (G,)."""
+        e = self._errors(dict(state) | dict(consts))["E"]
         return 0.5 * np.diagonal(e).copy()
 
     def weights(self, method: str, losses: np.ndarray, w: ArrayLike, eps: float) -> np.ndarray:
@@ -240,60 +197,46 @@ class ModesDynamics:
         out = self._weights[method](np.asarray(losses, dtype=float), np.asarray(w, float), eps)
         return np.broadcast_to(np.asarray(out, dtype=float), np.shape(losses)).copy()
 
+    @staticmethod
+    def _with(consts: Mapping[str, np.ndarray], d: ArrayLike) -> dict:
+        return dict(consts) | {"D": np.diag(np.asarray(d, dtype=np.float64))}
+
     def gradient(
         self, x: np.ndarray, y: np.ndarray, consts: Mapping[str, np.ndarray], d: ArrayLike
     ) -> Arrays:
-        """∂L_D/∂X and ∂L_D/∂Y in the full parameters (``consts`` also holds ``A``, ``B``)."""
-        s, dd = self._diag(consts, d)
-        return self._grad(x, y, consts["A"], consts["B"], s, dd)
-
-    def _args(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], d):
-        s, dd = self._diag(consts, d)
-        return (
-            state["P_X"], state["U_X"], state["P_Y"], state["U_Y"], consts["G_A"], consts["G_B"],
-            s, dd,
-        )  # fmt: skip
-
-    @staticmethod
-    def _symmetrise(out: Arrays) -> Arrays:
-        for key in ("U_X", "U_Y"):
-            out[key] = 0.5 * (out[key] + out[key].T)
-        return out
+        """∂L_D/∂X and ∂L_D/∂Y in the full parameters (``consts`` holds ``A``, ``B``, ``S``)."""
+        values = {"X": x, "Y": y} | {k: consts[k] for k in ("A", "B", "S")}
+        return self.full.grad(self._with(values, d), 0.0)
 
     def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], d) -> Arrays:
-        """d(state)/dt of the gradient flow of L_D (U outputs symmetrised exactly)."""
-        return self._symmetrise(self._rhs(*self._args(state, consts, d)))
+        """d(state)/dt per unit t of the flow dX/dt = −∂L_D/∂X, dY/dt = −∂L_D/∂Y at D = diag(d)
+        (``Xt_X``'s rate symmetrised exactly)."""
+        return self.flow.rhs(state, self._with(consts, d), 0.0)
 
     def step(
         self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], d, lr: float
     ) -> Arrays:
-        """The state after one full-batch GD step X' = X − η∂L_D/∂X (same for Y)."""
-        return self._symmetrise(self._step(*self._args(state, consts, d), lr))
+        """The state after one full-batch GD step X' = X − η∂L_D/∂X (same for Y), D = diag(d)
+        at the current point; the step advances t by η = ``lr``."""
+        return self.gd.step(state, self._with(consts, d), lr, 0.0)
 
     def latex(self) -> list[str]:
-        """The derived equations as LaTeX strings (``lhs = rhs``)."""
-        names = self._sym.latex_names
-
-        def tex(e: sp.Basic) -> str:
-            return sp.latex(latex_form(e), symbol_names=names)
-
-        lines = [
-            rf"\ell_g = \tfrac12 \left[{tex(self.errors)}\right]_{{gg}}",
-            rf"L_D = {tex(self.reduced_loss)}",
+        """The derived equations as LaTeX strings (``lhs = rhs``): ℓ_g, L_D, the reduced flow
+        (λ is the weight decay, 0 here) and d_g per method."""
+        return [
+            *self._latex,
+            *self.flow.latex(),
+            *(
+                rf"d_g^{{\mathrm{{{m}}}}} = \partial f/\partial \ell_g = "
+                + sp.latex(sp.diff(f, _ELL), symbol_names={_ELL: r"\ell_g", _W: "w_g"})
+                for m, f in FUNCTIONALS.items()
+            ),
         ]
-        lhs = {"P_X": "P_X", "U_X": "U_X", "P_Y": "Q", "U_Y": "U_Y"}
-        lines += [rf"\frac{{d{lhs[k]}}}{{dt}} = {tex(v)}" for k, v in self.rates.items()]
-        lines += [
-            rf"d_g^{{\mathrm{{{m}}}}} = \partial f/\partial \ell_g = "
-            + sp.latex(sp.diff(f, _ELL), symbol_names={_ELL: r"\ell_g", _W: "w_g"})
-            for m, f in FUNCTIONALS.items()
-        ]
-        return lines
 
 
 @cache
 def modes_dynamics() -> ModesDynamics:
-    """The derived :class:`ModesDynamics` (derived once per process, 1–3 s)."""
+    """The derived :class:`ModesDynamics` (derived once, then cached on disk like every model)."""
     return ModesDynamics()
 
 
@@ -328,15 +271,18 @@ class ModesProblem:
         """ℓ_g of the zero model, s_g²/2."""
         return self.scales**2 / 2
 
+    def values(self) -> Arrays:
+        """The matrices of :data:`MODEL` at t = 0 by symbol name (all but D)."""
+        return {"A": self.left, "B": self.right, "S": np.diag(self.scales), "X": self.x0,
+                "Y": self.y0}
+
     def consts(self) -> Arrays:
-        """``G_A``, ``G_B``, ``S`` for the reduced dynamics and ``A``, ``B`` for the full."""
-        a, b = self.left, self.right
-        return {"A": a, "B": b, "G_A": a.T @ a, "G_B": b.T @ b, "S": np.diag(self.scales)}
+        """``At_A``, ``Bt_B``, ``S`` for the reduced dynamics and ``A``, ``B`` for the full."""
+        return modes_dynamics().initial(self.values())[1]
 
     def initial_state(self) -> Arrays:
-        """P_X = AᵀX₀, P_Y = BᵀY₀, U_X = X₀ᵀX₀, U_Y = Y₀ᵀY₀."""
-        x, y = self.x0, self.y0
-        return {"P_X": self.left.T @ x, "U_X": x.T @ x, "P_Y": self.right.T @ y, "U_Y": y.T @ y}
+        """The order parameters at t = 0: ``At_X`` = AᵀX₀, ``Bt_Y`` = BᵀY₀, ``Xt_X`` = X₀ᵀX₀."""
+        return modes_dynamics().initial(self.values())[0]
 
 
 @dataclass
@@ -395,24 +341,19 @@ def predict_groups(
     if (discrete or method == "dro") and not (lr is not None and lr > 0):
         raise ValueError("the discrete map and Group DRO need a step size lr > 0")
     dyn = modes_dynamics()
-    consts = problem.consts()
-    state0 = problem.initial_state()
-    keys = tuple(state0)
-    shapes = {k: state0[k].shape for k in keys}
-    sizes = [int(np.prod(shapes[k])) for k in keys]
-    split = np.cumsum(sizes)[:-1]
+    state0, consts = dyn.initial(problem.values())
+    shapes = {k: v.shape for k, v in state0.items()}
     groups = problem.num_groups
     freq = problem.frequencies
     dro = method == "dro"
 
     def pack(state: Mapping[str, np.ndarray], z: np.ndarray | None) -> np.ndarray:
-        parts = [np.ravel(state[k]) for k in keys]
-        return np.concatenate([*parts, z] if z is not None else parts)
+        body = dyn.flow.pack(state)
+        return body if z is None else np.concatenate([body, z])
 
     def unpack(y: np.ndarray) -> tuple[Arrays, np.ndarray | None]:
         body, z = (y[:-groups], y[-groups:]) if dro else (y, None)
-        parts = np.split(body, split)
-        return {k: p.reshape(shapes[k]) for k, p in zip(keys, parts, strict=True)}, z
+        return dyn.flow.unpack(body, shapes), z
 
     def weights(state: Mapping[str, np.ndarray], z: np.ndarray | None) -> tuple:
         losses = dyn.group_losses(state, consts)
