@@ -5,8 +5,9 @@
 W₁ (h × d_in) and W₂ (d_out × h) are learned; the data X_d (d_in × N, one sample per column)
 and Y_d (d_out × N) are constants. Inputs need not be whitened and d_in ≠ d_out is fine. The
 sample count N is the large dimension: the loss and its gradient depend on the data only
-through X_d X_dᵀ (d_in × d_in) and Y_d X_dᵀ (d_out × d_in) (plus the constant ‖Y_d‖²), so the
-reduced dynamics keep W₁, W₂ themselves as the state and its size does not grow with N.
+through X_d X_dᵀ (d_in × d_in), X_d Y_dᵀ (d_in × d_out) and, in the loss, Y_d Y_dᵀ (its trace
+is ‖Y_d‖²), so the reduced dynamics keep W₁, W₂ themselves as the state (h·d_in + d_out·h
+numbers) and its size does not grow with N.
 
     scurve sample --model examples/two_layer.py --dims d_in=6,d_out=4,h=3,N=500 -o spec.npz
     scurve predict spec.npz --model examples/two_layer.py

@@ -375,7 +375,16 @@ def test_state_size_does_not_grow_chain():
 
 
 def test_state_size_does_not_grow_two_layer():
+    """Reduced over the samples: state W1, W2; constants X_d X_dᵀ, X_d Y_dᵀ, Y_d Y_dᵀ."""
     model = example("two_layer")
+    values = random_point("two_layer", DIMS["two_layer"], seed=0)
+    state, consts = S.reduced_flow(model).initial(values)
+    assert set(state) == {"W1", "W2"}
+    x, y = values["Xd"], values["Yd"]
+    want = {"Xd_Xdt": x @ x.T, "Xd_Ydt": x @ y.T, "Yd_Ydt": y @ y.T}
+    assert set(consts) == set(want)
+    for key, value in want.items():
+        np.testing.assert_allclose(consts[key], value, rtol=1e-14)
     dims = {"d_in": 5, "d_out": 3, "h": 2}
     small, large = _state_sizes(lambda n: sample_model(model, dims | {"N": n}, init=0.01, seed=0))
     assert small == large == 2 * 5 + 3 * 2  # W1 (h x d_in), W2 (d_out x h): their own state
