@@ -4,7 +4,9 @@
 
 W (n × k) is learned; W⋆ (n × k, the teacher) and C (n × n) are constants. Σ = C Cᵀ is the
 input covariance, written through C so that it is symmetric and positive semi-definite for any
-spec (``scurve sample`` draws C Gaussian). The gradient flow is linear,
+spec (``scurve sample`` draws C with i.i.d. N(0, 1/n²) entries, so Σ has eigenvalues of order
+1/n and a slow tail; put your own C, e.g. a Cholesky factor of your Σ, in the spec for other
+spectra). The gradient flow is linear,
 dW/dt = −Σ (W − W⋆), with the exact solution W(t) = W⋆ + e^{−Σt}(W₀ − W⋆).
 
 The large dimension n sits on *both* sides of C, so Wᵀ C Cᵀ W does not reduce to contractions
