@@ -431,7 +431,7 @@ class Plan:
         out: output name -> a contiguous tensor to write that (matrix) output into; outputs
             not named here are returned.
         scaled: the call is ``plan(between)``: once the returned outputs are computed,
-            ``between(returned)`` gives a per-seed factor s (S, 1, 1), and the ``out`` outputs
+            ``between(*returned values)`` gives a per-seed factor s (S, 1, 1), and the ``out`` outputs
             are written times s (s folded into each product's smaller operand). The trainer's
             plain SGD passes s = −η (0 for a stopped seed), so that θ += out is its update.
 
@@ -457,6 +457,7 @@ class Plan:
         self._memo: dict[str, str] = {}
         self._panel_of: dict[Word, dict] = {}  # contraction -> its panel product
         self._slices: dict[Word, tuple[str, bool]] = {}
+        self._slice_info: dict[str, tuple[str, int, int, int]] = {}  # view -> (of, rows a:b)
         self._panel_by: dict[tuple, dict] = {}
         self._count = 0
         self._leaf_values = {node.id: value.to(self.device) for node, value in
@@ -475,7 +476,7 @@ class Plan:
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
         if scaled:
-            self._lines.append(f"_s = _between({{{returned}}})")
+            self._lines.append(f"_s = _between({', '.join(self._use(r) for r in results.values())})")
             scale = "_s"
         for name, node in outputs.items():
             if name in out:
@@ -700,6 +701,7 @@ class Plan:
             for m, word in members:
                 a, b = panel["at"][m.id]
                 view = self._bind(None, product[:, a:b], self._var("pv"))
+                self._slice_info[view[0]] = (var, a, b, rows)
                 self._panel_of[word] = job
                 self._slices[word] = view
 
@@ -866,12 +868,53 @@ class Plan:
             self._memo[expr] = self._emit(expr)[0]
         return self._memo[expr]
 
+    def _weighted_traces(self, terms: list) -> list:
+        """Σᵢ cᵢ tr(aᵢ bᵢᵀ) where the aᵢ (bᵢ) are disjoint rows of one panel product P (P′):
+        one Σ(P ⊙ P′ ⊙ w), w the per-row cᵢ. Returns the terms with such groups replaced."""
+        groups: dict[tuple[str, str], list] = {}
+        for term in terms:
+            c, scalars, core = term
+            plan = self._traces.get(core.id) if core.op == "trace" and not scalars else None
+            if plan is None or core.id in self._refs:
+                continue
+            rot, s = plan
+            fs = list(core.args[rot:]) + list(core.args[:rot])
+            a = self._value(fs[:s])
+            var, t = self._value(fs[s:])
+            word = self._word(fs[s:])
+            b = (var, t if word == _flip(word) else not t)
+            ia, ib = (self._slice_info.get(x[0]) if not x[1] else None for x in (a, b))
+            if ia is None or ib is None or ia[1:] != ib[1:]:
+                continue
+            key = tuple(sorted((ia[0], ib[0])))
+            groups.setdefault(key, []).append((term, ia))
+        out = list(terms)
+        for (pa, pb), members in groups.items():
+            rows = members[0][1][3]
+            numbers, covered = [0.0] * rows, set()
+            for (c, _, _), (_, a, b, _) in members:
+                if covered & set(range(a, b)):
+                    break
+                covered |= set(range(a, b))
+                numbers[a:b] = [c] * (b - a)
+            else:
+                if len(members) < 2:
+                    continue
+                w = self._numbers(numbers)
+                ref = self._emit(f"({pa} * {pb} * {w}).sum((-2, -1), keepdim=True)")
+                for term, _ in members:
+                    out.remove(term)
+                out.append((1.0, [], ("ref", ref)))
+        return out
+
     def _op_add(self, node: Node) -> tuple[str, bool]:
         terms = self._terms(node)
+        if node.shape is None:
+            terms = self._weighted_traces(terms)
         terms.sort(key=lambda t: t[0] != 1.0)  # a first term with c = 1 needs no scaling
         acc = None
         for c, scalars, core in terms:
-            x = self._use(self._ref(core))
+            x = self._use(core[1] if isinstance(core, tuple) else self._ref(core))
             s, _ = self._scalar(scalars)
             if s is not None:
                 x = f"{x} * {s}"
@@ -957,13 +1000,24 @@ class Plan:
         stack = torch.zeros(self.seeds, panel["cols"], cols, dtype=self.dtype,
                             device=self.device)
         stack_var = self._bind(None, stack, self._var("stack"))[0]
+        parts = []
         for term, m, right in found:
             terms.remove(term)
             c, scalars, _ = term
-            s, c = self._scalar(scalars, c, scale)
-            a, b = panel["at"][m.id]
+            parts.append((c, self._scalar(scalars, 1.0, scale)[0], panel["at"][m.id],
+                          self._value(right)))
+        whole = self._whole(parts, panel["cols"])
+        if whole is not None:  # the parts are the rows of one product: one scaled copy
+            of, numbers = whole
+            factor = self._numbers(numbers)
+            if parts[0][1] is not None:
+                factor = self._once(f"{parts[0][1]} * {factor}")
+            self._lines.append(f"torch.mul({of}, {factor}, out={stack_var})")
+        for c, s, (a, b), ref in parts if whole is None else ():
+            if s is not None and c != 1.0:
+                s, c = self._once(f"{s} * {c!r}"), 1.0
             part = self._bind(None, stack[:, a:b], self._var("part"))[0]
-            x = self._use(self._value(right))
+            x = self._use(ref)
             self._lines.append(f"torch.mul({x}, {s}, out={part})" if s is not None else
                                f"torch.mul({x}, {c!r}, out={part})" if c != 1.0 else
                                f"{part}.copy_({x})")
@@ -971,6 +1025,29 @@ class Plan:
         self._lines.append(f"_bmm({panel_var}, {stack_var}, out={buf})")
         self.macs += self.seeds * found[0][1].shape[0] * panel["cols"] * cols
         return True
+
+
+    def _numbers(self, numbers: list[float]) -> str:
+        """A bound (1, rows, 1) constant of per-row numbers (one per distinct list)."""
+        key = ("numbers", tuple(numbers))
+        if key not in self._memo:
+            value = torch.tensor(numbers, dtype=self.dtype, device=self.device).view(1, -1, 1)
+            self._memo[key] = self._bind(None, value)[0]
+        return self._memo[key]
+
+    def _whole(self, parts: list, rows: int) -> tuple[str, list[float]] | None:
+        """(product, per-row numbers) when the stacked parts cᵢ·s·Nᵢ are, row for row, one
+        panel product times s (one per-seed factor for all, numbers cᵢ per block)."""
+        info = [self._slice_info.get(ref[0]) if not ref[1] else None for _, _, _, ref in parts]
+        if any(i is None for i in info) or len({i[0] for i in info}) != 1 \
+                or info[0][3] != rows or len({s for _, s, _, _ in parts}) != 1:
+            return None
+        numbers = [0.0] * rows
+        for (c, _, (a, b), _), (_, a2, b2, _) in zip(parts, info, strict=True):
+            if (a, b) != (a2, b2):
+                return None
+            numbers[a:b] = [c] * (b - a)
+        return info[0][0], numbers
 
 
 def _flip_factors(factors: Sequence[tuple[Node, bool]]) -> list[tuple[Node, bool]]:
@@ -986,7 +1063,8 @@ def _ident(name: str) -> str:
 
 def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
               constants: Mapping[str, Tensor], lam: Tensor | None,
-              gradients: bool = True) -> tuple[Graph, dict[str, Node]]:
+              gradients: bool = True, offset: Tensor | None = None
+              ) -> tuple[Graph, dict[str, Node]]:
     """The graph of ``model``'s training objective for S seeds.
 
     Args:
@@ -994,9 +1072,11 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
         constants: each constant (S, rows, cols), float64.
         lam: (S,) coupled weight decay λ, or None (λ = 0: its terms drop out).
         gradients: also the gradients g_W = ∂L/∂W + λW (outputs by learned name).
+        offset: (S,) L(0) = L_ref of an MSE-type model, added to its L.
 
-    Returns ``(graph, outputs)``: output ``L`` is L − L(0) for MSE-type models (add L_ref) and
-    the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy model.
+    Returns ``(graph, outputs)``: output ``L`` is L − L(0) for MSE-type models (plus
+    ``offset``) and the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy
+    model (``offset`` unused).
     """
     programs = symbolic.training_program(model).programs
     g = Graph()
@@ -1007,6 +1087,8 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
         g.constant("lam", lam)
     if not model.cross_entropy():
         outs = g.call(programs["train"], args)
+        if offset is not None:
+            outs["L"] = g.add(g.constant("L_ref", offset), outs["L"])
         return g, outs if gradients else {"L": outs["L"]}
     z = g.call(programs["logits"], args)["Z"]
     c = g.constant("C", _target_logits(model, constants, shapes))

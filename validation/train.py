@@ -207,8 +207,8 @@ class _Objective:
     g_W = ∂L/∂W + λW (coupled decay) in a buffer ``grad`` of the same layout, written by the
     compiled programs (:class:`validation.programs.Plan`) in the training dtype; ``seed_of``
     gives each entry's seed (per-seed step sizes act on the flat buffer in one operation).
-    ``offset`` is what turns the programs' L into the loss: L_ref for the MSE-type models,
-    whose program gives L − L(0); nothing for cross-entropy. ``scaled``: the plan writes
+    The loss is the programs' L, plus L_ref = L(0) for the MSE-type models, whose program
+    gives L − L(0) (the compiled objective adds it). ``scaled``: the plan writes
     s·g_W with a per-seed s chosen from that step's loss (plain SGD: s = −η, 0 once stopped,
     so that the update is θ += grad; :class:`validation.programs.Plan`). ``measure`` takes the loss and the
     order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
@@ -235,19 +235,18 @@ class _Objective:
         lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
             if coupled_decay else None
         self.scaled = scaled
-        self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam),
+        self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
+        self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam,
+                                                      offset=self.l_ref),
                                   inputs=self.w, out=self.g, dtype=dtype, scaled=scaled)
         self.macs = self.plan.macs
-        self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        self.cross_entropy = model.cross_entropy()
-        self.offset = None if self.cross_entropy else self.l_ref.to(dtype)
         if dtype == F64:
             self.exact, self.w64 = None, self.w
         else:  # the float64 measurement: the loss program alone, on a float64 copy
             self.theta64 = torch.empty(len(self.theta), dtype=F64, device=device)
             self.w64 = self._views(self.theta64)
             self.exact = programs.Plan(*programs.objective(model, self.shapes, consts, None,
-                                                           gradients=False),
+                                                           gradients=False, offset=self.l_ref),
                                        inputs=self.w64, dtype=F64)
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
@@ -262,23 +261,16 @@ class _Objective:
             offset += size
         return out
 
-    def step(self, out: Tensor, between: Callable | None = None) -> Tensor:
-        """Loss (S,) into ``out`` and the gradient into ``grad``, at the current parameters
-        (a scaled plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1))."""
+    def step(self, between: Callable | None = None) -> Tensor:
+        """Loss (S, 1, 1) at the current parameters and the gradient into ``grad`` (a scaled
+        plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1) once L is known)."""
         if between is None:
-            return self._loss(self.plan()["L"], out)
-        self.plan(lambda values: between(self._loss(values["L"], out)))
-        return out
-
-    def _loss(self, value: Tensor, out: Tensor) -> Tensor:
-        if self.offset is None:
-            return out.copy_(value.view(-1))
-        return torch.add(value.view(-1), self.offset, out=out)
+            return self.plan()["L"]
+        return self.plan(between)["L"]
 
     def evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
-        loss = self.step(torch.empty(len(self.l_ref), dtype=self.theta.dtype,
-                                     device=self.theta.device))
+        loss = self.step().view(-1)
         return loss, {name: g.clone() for name, g in self.g.items()}
 
     def measure(self, loss: Tensor, orders: dict[str, tuple[Tensor, Tensor]], slot: int,
@@ -286,12 +278,10 @@ class _Objective:
         """Float64 loss into ``loss`` (S,) and P, U into ``orders[name]`` at ``slot``; the
         float64 run's own ``step_loss`` is that loss already."""
         if self.exact is None:
-            loss.copy_(step_loss)
+            loss.copy_(step_loss.view(-1))
         else:
             self.theta64.copy_(self.theta)
-            value = self.exact()["L"].view(-1)
-            torch.add(value, self.l_ref, out=loss) if not self.cross_entropy \
-                else loss.copy_(value)
+            loss.copy_(self.exact()["L"].view(-1))
         for name, target in self.targets.items():
             w = self.w64[name]
             p, u = orders[name]
@@ -315,38 +305,43 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
                      torch.empty(len(rec), s, objective.shapes[name][1],
                                  objective.shapes[name][1], dtype=F64, **on))
               for name, t in objective.targets.items()}
-    alive, scale = torch.empty_like(lr), torch.empty_like(lr)  # reused every step
+    alive, scale = torch.empty(s, 1, 1, **on, dtype=lr.dtype), \
+        torch.empty(s, 1, 1, **on, dtype=lr.dtype)  # reused every step
+    limit = limit.view(-1, 1, 1)
     scale_flat = torch.empty_like(objective.theta)
     seed_of, grad = objective.seed_of, objective.grad
     slots = {int(step): i for i, step in enumerate(rec)}
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     fold = objective.scaled  # plain SGD: the plan writes −η(∂L/∂θ + λθ), 0 once stopped
-    step_size, factor = (-lr if fold else lr), scale.view(-1, 1, 1)
+    step_size = (-lr if fold else lr).view(-1, 1, 1)
+    kept: list[Tensor] = []  # the loss of each step, (S, 1, 1), moved into ``losses`` in chunks
+    done = 0
 
     def stop(loss: Tensor) -> Tensor:
         torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
         return torch.mul(step_size, alive, out=scale)  # η (or −η folded); 0 once diverged
 
-    def between(loss: Tensor) -> Tensor:
-        stop(loss)
-        return factor
-
     for step in range(steps + 1):
-        loss = objective.step(losses[step], between if fold else None)
+        loss = objective.step(stop if fold else None)
+        kept.append(loss)
         slot = slots.get(step)
         if slot is not None:
             objective.measure(rec_losses[slot], orders, slot, loss)
+        if len(kept) == 1024 or step == steps:
+            losses[done:done + len(kept)].copy_(torch.stack(kept).view(len(kept), -1))
+            done += len(kept)
+            kept.clear()
         if step == steps:
             break
         if fold:
             optimizer.apply(grad)  # θ ← θ − η(∂L/∂θ + λθ)
         else:
-            torch.index_select(stop(loss), 0, seed_of, out=scale_flat)
+            torch.index_select(stop(loss).view(-1), 0, seed_of, out=scale_flat)
             optimizer.step(grad, scale_flat)
         if progress and (step + 1) % every == 0:
             bar.update(every)
-            bar.set_postfix(loss=f"{losses[step].nanmean().item():.4g}")
+            bar.set_postfix(loss=f"{loss.nanmean().item():.4g}")
     bar.update(steps - bar.n)
     bar.close()
     return losses, rec_losses, orders
