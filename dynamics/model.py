@@ -155,6 +155,11 @@ class Model:
         for m in self.learned:
             if m not in used:
                 raise ModelError(f"{where}: the loss does not depend on learned matrix {m.name!r}")
+        sizes = sorted(str(s) for e in exprs for s in e.free_symbols if s in self.dims)
+        if sizes:  # the derived programs take matrices and λ, η, μ, never the sizes
+            raise ModelError(f"{where}: loss uses dimension {sizes[0]!r} as a number; the sizes "
+                             "are not inputs of the derived dynamics (scale the data instead, "
+                             "e.g. X/sqrt(N) for a mean over N samples)")
         stray = sorted(str(s) for e in exprs for s in e.free_symbols
                        if not isinstance(s, MatrixSymbol) and s not in self.dims)
         if stray:

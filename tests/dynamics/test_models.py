@@ -488,6 +488,8 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     ({"learned": [X, Y, Z]}, r"does not depend on learned matrix 'Z'"),
     ({"learned": []}, r"at least one learned"),
     ({"loss": GOOD * sp.Symbol("beta")}, r"scalar symbol 'beta'"),
+    # a mean over n: the derived programs are not given the sizes (was a NameError at run time)
+    ({"loss": GOOD / n}, r"dimension 'n' as a number"),
 ])
 def test_malformed_model_is_a_one_line_model_error(kwargs, pattern):
     args = {"loss": GOOD, "learned": [X, Y], "constants": [A, B], "large": [n]} | kwargs
