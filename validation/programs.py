@@ -459,12 +459,15 @@ class Plan:
         self._slices: dict[Word, tuple[str, bool]] = {}
         self._slice_info: dict[str, tuple[str, int, int, int]] = {}  # view -> (of, rows a:b)
         self._panel_by: dict[tuple, dict] = {}
+        self._pending: list[dict] = []  # panel products of gradient sums, not yet emitted
         self._count = 0
         self._leaf_values = {node.id: value.to(self.device) for node, value in
                              graph.constants.values()}
+        self._tensor_of: dict[int, Tensor] = {}
         for name, node in graph.inputs.items():
             if name in inputs:
                 self._bind(node, inputs[name], f"in_{_ident(name)}")
+                self._tensor_of[node.id] = inputs[name]
         order = self._topological(outputs.values())
         for node in order:  # choose every product first, so that later chains can reuse
             if node.op == "chain" and not node.const:
@@ -478,9 +481,11 @@ class Plan:
         if scaled:
             self._lines.append(f"_s = _between({', '.join(self._use(r) for r in results.values())})")
             scale = "_s"
-        for name, node in outputs.items():
-            if name in out:
-                self._into(node, out[name], f"out_{_ident(name)}", scale)
+        pending = [self._into(node, out[name], f"out_{_ident(name)}", scale)
+                   for name, node in outputs.items() if name in out]
+        self._expansions()  # the panel products of every gradient sum, grouped
+        for finish in pending:
+            finish()
         args = ", ".join(["_between"] * scaled + [f"{k}={k}" for k in self._bound])
         body = "\n".join(f"    {line}" for line in self._lines) or "    pass"
         self.source = f"def _step({args}):\n{body}\n    return {{{returned}}}\n"
@@ -685,36 +690,72 @@ class Plan:
             m, r = (f1, f2) if not f2.const or f1.const else (f2, f1)  # R: the learned one
             groups.setdefault(r.id, []).append((m, self._word([(m, True), (r, False)])))
             right[r.id] = r
+        jobs = []
         for rid, members in groups.items():
             seen: dict[int, Node] = {}
             for m, _ in members:
                 seen.setdefault(m.id, m)
-            if len(seen) < 2:
-                continue
-            panel = self._panel(list(seen.values()))
-            r = right[rid]
-            rows = panel["cols"]
-            product = torch.empty(self.seeds, rows, r.shape[1], dtype=self.dtype,
-                                  device=self.device)
+            if len(seen) >= 2:
+                jobs.append((right[rid], sorted(seen.values(), key=lambda m: (not m.const, m.id)),
+                             members))
+        rows = self._rows(jobs)
+        for r, nodes, members in jobs:
+            row = rows.get(r.id)
+            panel = self._panel(nodes, row, row["index"][r.id] if row else 0)
+            size = panel["cols"]
+            row = panel.get("row")
+            product = row["product"][row["panels"].index(panel)] if row else \
+                torch.empty(self.seeds, size, r.shape[1], dtype=self.dtype, device=self.device)
             var = self._bind(None, product, self._var("pp"))[0]
-            job = {"panel": panel, "right": r, "out": var, "done": False}
+            job = {"panel": panel, "right": r, "out": var, "done": False, "row": row}
             for m, word in members:
                 a, b = panel["at"][m.id]
                 view = self._bind(None, product[:, a:b], self._var("pv"))
-                self._slice_info[view[0]] = (var, a, b, rows)
+                self._slice_info[view[0]] = (var, a, b, size)
                 self._panel_of[word] = job
                 self._slices[word] = view
 
-    def _panel(self, members: list[Node]) -> dict:
+    def _rows(self, jobs: list) -> dict[int, dict]:
+        """Rows of panels: contractions of one structure whose learned operands R lie one
+        after another in memory (the trainer's X and Y, ...) share one (m, S, n, cols)
+        panel buffer, so that one matmul does them all. {R node id: row}."""
+        buckets: dict[tuple, list] = {}
+        for r, nodes, _ in jobs:
+            if r.id not in self._tensor_of:
+                continue
+            key = (r.shape, tuple((m.const, m.shape) for m in nodes))
+            buckets.setdefault(key, []).append((r, nodes))
+        out: dict[int, dict] = {}
+        for bucket in buckets.values():
+            bucket.sort(key=lambda job: self._tensor_of[job[0].id].data_ptr())
+            stacked = _consecutive([self._tensor_of[r.id] for r, _ in bucket])
+            if len(bucket) < 2 or stacked is None:
+                continue
+            n, cols = bucket[0][0].shape[0], sum(m.shape[1] for m in bucket[0][1])
+            row = {"buffer": torch.zeros(len(bucket), self.seeds, n, cols, dtype=self.dtype,
+                                         device=self.device),
+                   "product": torch.empty(len(bucket), self.seeds, cols, bucket[0][0].shape[1],
+                                          dtype=self.dtype, device=self.device),
+                   "right": stacked, "panels": [None] * len(bucket), "index": {}}
+            for i, (r, _) in enumerate(bucket):
+                out[r.id] = row
+                row["index"][r.id] = i
+        return out
+
+    def _panel(self, members: list[Node], row: dict | None = None, index: int = 0) -> dict:
         """A buffer [M₁ | M₂ | ⋯] (S, n, Σ cols): constants written once, learned matrices
-        copied in at every step (before the first product that reads it)."""
+        copied in at every step (before the first product that reads it); in a row of
+        panels, a slice of the row's buffer."""
         key = tuple(m.id for m in members)
         if key in self._panel_by:
             return self._panel_by[key]
         members = sorted(members, key=lambda m: (not m.const, m.id))
         cols = sum(m.shape[1] for m in members)
-        buffer = torch.zeros(self.seeds, members[0].shape[0], cols, dtype=self.dtype,
-                             device=self.device)
+        if row is not None:
+            buffer = row["buffer"][index]
+        else:
+            buffer = torch.zeros(self.seeds, members[0].shape[0], cols, dtype=self.dtype,
+                                 device=self.device)
         var = self._bind(None, buffer, self._var("panel"))[0]
         at, copies, offset = {}, [], 0
         for m in members:
@@ -726,24 +767,57 @@ class Plan:
                 copies.append((self._bind(None, part, self._var("slot"))[0], m))
             offset += m.shape[1]
         panel = {"var": var, "at": at, "copies": copies, "cols": cols, "filled": False,
-                 "members": {m.id for m in members}}
+                 "members": {m.id for m in members}, "row": row}
+        if row is not None:
+            row["panels"][index] = panel
         self._panel_by[key] = panel
         for m in members:
             self._panel_by.setdefault(tuple(sorted(panel["members"])), panel)
         return panel
 
     def _fill(self, panel: dict) -> str:
-        if not panel["filled"]:
-            for slot, m in panel["copies"]:
-                self._lines.append(f"{slot}.copy_({self._use(self._ref(m))})")
-            panel["filled"] = True
+        """Copy the learned members into ``panel`` (once per step; a whole row of panels at
+        once where each slot's members lie one after another in memory)."""
+        if panel["filled"]:
+            return panel["var"]
+        row = panel["row"]
+        if row is not None:
+            for j, (_, m) in enumerate(panel["copies"]):
+                members = [p["copies"][j][1] for p in row["panels"]]
+                stacked = _consecutive([self._tensor_of.get(x.id) for x in members])
+                if stacked is None:
+                    continue
+                a, b = panel["at"][m.id]
+                slots = self._bind(None, row["buffer"][..., a:b], self._var("slots"))[0]
+                source = self._bind(None, stacked, self._var("rowin"))[0]
+                self._lines.append(f"{slots}.copy_({source})")
+                for p in row["panels"]:
+                    p["copies"][j] = (None, p["copies"][j][1])
+        for p in (row["panels"] if row is not None else [panel]):
+            for slot, m in p["copies"]:
+                if slot is not None:
+                    self._lines.append(f"{slot}.copy_({self._use(self._ref(m))})")
+            p["filled"] = True
         return panel["var"]
 
     def _contract(self, job: dict) -> None:
         if job["done"]:
             return
-        panel, r = job["panel"], job["right"]
+        panel, r, row = job["panel"], job["right"], job["row"]
         var = self._fill(panel)
+        if row is not None:  # the whole row of panels in one matmul
+            panels = self._bind(None, row["buffer"].flatten(0, 1), self._var("rowp"))[0]
+            right = self._bind(None, row["right"].flatten(0, 1), self._var("rowr"))[0]
+            out = self._bind(None, row["product"].flatten(0, 1), self._var("rowo"))[0]
+            self._lines.append(f"_bmm({panels}.mT, {right}, out={out})")
+            self.macs += len(row["panels"]) * self.seeds * panel["cols"] * r.shape[0] \
+                * r.shape[1]
+            jobs = {id(j) for j in self._panel_of.values() if j["row"] is row}
+            for word, job2 in self._panel_of.items():
+                if id(job2) in jobs:
+                    self._words[word] = self._slices[word]
+                    job2["done"] = True
+            return
         self._lines.append(f"_bmm({var}.mT, {self._use(self._ref(r))}, out={job['out']})")
         self.macs += self.seeds * panel["cols"] * r.shape[0] * r.shape[1]
         for word, job2 in self._panel_of.items():
@@ -928,15 +1002,22 @@ class Plan:
                 acc = f"torch.add({acc}, {x}, alpha={c!r})"
         return self._emit(acc)
 
-    def _into(self, node: Node, buffer: Tensor, name: str, scale: str | None = None) -> None:
+    def _into(self, node: Node, buffer: Tensor, name: str, scale: str | None = None) -> Any:
         """Write matrix ``node`` (times ``scale``) into ``buffer`` each step: a sum accumulates
-        in place, every product straight into the buffer or added to it, a per-seed factor
-        folded into the product's smaller operand."""
+        in place, its leaf products as one panel product (:meth:`_expand`, emitted with the
+        other outputs' by :meth:`_expansions`), every other product straight into the buffer
+        or added to it, a per-seed factor folded into the product's smaller operand. Emits
+        the panel's stacked operand now; returns what emits the rest."""
         buf = self._bind(None, buffer, name)[0]
         terms = self._terms(node)
         matrix = [t for t in terms if t[2].shape is not None]
         terms = matrix + [t for t in terms if t[2].shape is None]
-        written = self._expand(terms, buf, scale)
+        written = self._expand(terms, buf, buffer, scale)
+        return lambda: self._rest(terms, matrix, buf, scale, written)
+
+    def _rest(self, terms: list, matrix: list, buf: str, scale: str | None,
+              written: bool) -> None:
+        """The terms of a sum left after its panel product (see :meth:`_into`)."""
         chains = [t for t in matrix if t in terms and t[2].op == "chain" and not t[2].const]
         if not terms:
             return
@@ -979,7 +1060,7 @@ class Plan:
                 self._lines.append(f"{buf}.add_({x}, alpha={c!r})")
 
 
-    def _expand(self, terms: list, buf: str, scale: str | None) -> bool:
+    def _expand(self, terms: list, buf: str, buffer: Tensor, scale: str | None) -> bool:
         """Σᵢ cᵢ sᵢ Mᵢ Nᵢ over the terms whose product starts with a plain leaf Mᵢ (n rows) as
         one matmul [M₁ | M₂ | ⋯] [c₁s₁N₁; c₂s₂N₂; ⋯] into ``buf`` (the panel of a contraction
         when one holds these leaves); those terms leave ``terms``. Whether it wrote ``buf``."""
@@ -997,8 +1078,16 @@ class Plan:
         panel = next((p for p in self._panel_by.values() if ids <= p["members"]), None) \
             or self._panel([m for _, m, _ in found])
         cols = self._shape(found[0][2][-1])[1]
-        stack = torch.zeros(self.seeds, panel["cols"], cols, dtype=self.dtype,
-                            device=self.device)
+        row = panel.get("row")
+        if row is not None and row.setdefault("cols", cols) == cols:
+            if "stack" not in row:
+                row["stack"] = torch.zeros(len(row["panels"]), self.seeds, panel["cols"], cols,
+                                           dtype=self.dtype, device=self.device)
+            stack = row["stack"][row["panels"].index(panel)]
+        else:
+            row = None
+            stack = torch.zeros(self.seeds, panel["cols"], cols, dtype=self.dtype,
+                                device=self.device)
         stack_var = self._bind(None, stack, self._var("stack"))[0]
         parts = []
         for term, m, right in found:
@@ -1021,10 +1110,39 @@ class Plan:
             self._lines.append(f"torch.mul({x}, {s}, out={part})" if s is not None else
                                f"torch.mul({x}, {c!r}, out={part})" if c != 1.0 else
                                f"{part}.copy_({x})")
-        panel_var = self._fill(panel)
-        self._lines.append(f"_bmm({panel_var}, {stack_var}, out={buf})")
-        self.macs += self.seeds * found[0][1].shape[0] * panel["cols"] * cols
+        self._pending.append({"panel": panel, "row": row, "stack": stack_var, "buf": buf,
+                              "buffer": buffer, "n": found[0][1].shape[0], "cols": cols})
         return True
+
+    def _expansions(self) -> None:
+        """Emit the pending panel products: one matmul for a row of panels whose outputs lie
+        one after another in memory (e.g. the gradients of X and Y), else one each."""
+        done: set[int] = set()
+        for job in self._pending:
+            row = job["row"]
+            if row is None or id(job) in done:
+                continue
+            members = [j for j in self._pending if j["row"] is row]
+            order = [row["panels"].index(j["panel"]) for j in members]
+            if sorted(order) != list(range(len(row["panels"]))) or len(set(order)) != len(order):
+                continue
+            members = [members[order.index(i)] for i in range(len(order))]
+            stacked = _consecutive([j["buffer"] for j in members])
+            if stacked is None:
+                continue
+            for j in members:
+                self._fill(j["panel"])
+                done.add(id(j))
+            out = self._bind(None, stacked.flatten(0, 1), self._var("gout"))[0]
+            panels = self._bind(None, row["buffer"].flatten(0, 1), self._var("rowp"))[0]
+            stacks = self._bind(None, row["stack"].flatten(0, 1), self._var("rows"))[0]
+            self._lines.append(f"_bmm({panels}, {stacks}, out={out})")
+            self.macs += len(members) * self.seeds * job["n"] * job["panel"]["cols"] * job["cols"]
+        for job in self._pending:
+            if id(job) not in done:
+                panel_var = self._fill(job["panel"])
+                self._lines.append(f"_bmm({panel_var}, {job['stack']}, out={job['buf']})")
+                self.macs += self.seeds * job["n"] * job["panel"]["cols"] * job["cols"]
 
 
     def _numbers(self, numbers: list[float]) -> str:
@@ -1048,6 +1166,22 @@ class Plan:
                 return None
             numbers[a:b] = [c] * (b - a)
         return info[0][0], numbers
+
+
+def _consecutive(tensors: Sequence[Tensor | None]) -> Tensor | None:
+    """The tensors as one (m, ...) view when they are contiguous, of one shape and dtype, and
+    lie one after another in one storage; else None."""
+    if any(t is None for t in tensors) or not tensors:
+        return None
+    first = tensors[0]
+    step = first.numel() * first.element_size()
+    for i, t in enumerate(tensors):
+        if t.shape != first.shape or t.dtype != first.dtype or not t.is_contiguous() \
+                or t.untyped_storage().data_ptr() != first.untyped_storage().data_ptr() \
+                or t.data_ptr() != first.data_ptr() + i * step:
+            return None
+    return first.as_strided((len(tensors), *first.shape),
+                            (first.numel(), *first.stride()))
 
 
 def _flip_factors(factors: Sequence[tuple[Node, bool]]) -> list[tuple[Node, bool]]:
