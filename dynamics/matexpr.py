@@ -10,19 +10,15 @@ tree, a sum of terms ``coefficient x chain`` where the chain is a product of lea
 * :func:`termwise_gradient` — ``sp.diff`` one term at a time (SymPy 1.14 returns 0 for the
   derivative of a *sum of products of traces*; each product alone is right, DESIGN §3);
 * :func:`directional` — the directional derivative D(e)[Δ] by the product rule over the tree;
-* :class:`Contraction` — the reduction to order parameters: in every chain, each adjacent pair
-  ``Sᵀ R`` of n-row *families* (targets, learned matrices, velocities) becomes the order
-  parameter named for it (``TᵀT -> G``, ``TᵀW -> P``, ``WᵀT -> Pᵀ``, ``WᵀW -> U``, ...); a trace
-  is first rotated so that its chain starts with a k×n factor. A chain whose n-dimension is not
-  contracted this way (an n-row factor left over, or a pair of families of different factors)
-  raises :class:`ReductionError`, so the result provably does not depend on n;
 * :func:`latex_form` — negative terms as "- c X" for LaTeX (printing only);
-* :class:`PairReducer` — the reduction of any model: every large inner dimension of a chain
-  summed by a pair of leaves, which becomes an order parameter created on first use;
+* :class:`PairReducer` — the reduction to order parameters, for any model: every large inner
+  dimension of a chain summed by a pair of leaves, which becomes an order parameter created on
+  first use (``AᵀX -> At_X``); a term that pairs do not reduce raises :class:`ReductionError`;
 * :class:`TorchChainPrinter` — the same programs as PyTorch source batched over seeds;
 * :class:`MultiDotPrinter` — NumPy code in which every matrix chain is one
   ``numpy.linalg.multi_dot`` call (optimal contraction order: ``A Bᵀ Y`` with n-row A, B, Y is
-  evaluated as ``A (Bᵀ Y)`` and never forms an n×n matrix).
+  evaluated as ``A (Bᵀ Y)`` and never forms an n×n matrix); :class:`ChainPrinter` the same for
+  programs of small matrices only (the reduced ones), chains as left-to-right ``@``.
 """
 
 from __future__ import annotations
@@ -45,7 +41,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 __all__ = [
-    "Contraction",
+    "ChainPrinter",
     "MultiDotPrinter",
     "PairReducer",
     "ReductionError",
@@ -182,66 +178,12 @@ def canonical_trace(
     return Trace(product(sp.S.One, best))
 
 
-class Contraction:
-    """Pairwise contraction of n-row families into order parameters.
-
-    Args:
-        pairs: ``{(S, R): order parameter}`` for the product Sᵀ R of two n-row families S, R
-            (both ``MatrixSymbol``s), e.g. ``{(A, X): P_X, (X, A): P_X.T, (X, X): U_X, ...}``.
-        big: the contracted dimension (the symbol n).
-        symmetric: order parameters equal to their transpose (U, G, N), for canonical forms.
-    """
-
-    def __init__(
-        self,
-        pairs: Mapping[tuple[MatrixSymbol, MatrixSymbol], MatrixExpr],
-        big: sp.Symbol,
-        symmetric: Iterable[MatrixSymbol],
-    ) -> None:
-        self.pairs = dict(pairs)
-        self.big = big
-        self.large = (big,)
-        self.symmetric = frozenset(symmetric)
-        self.families = frozenset(s for pair in self.pairs for s in pair)
-
-    def chain(self, chain: Chain) -> Chain:
-        """Contract every adjacent pair Sᵀ R of families in ``chain`` (left to right)."""
-        out: list[MatrixExpr] = []
-        i = 0
-        while i < len(chain):
-            leaf = chain[i]
-            if _base(leaf) not in self.families:
-                out.append(leaf)
-                i += 1
-                continue
-            nxt = chain[i + 1] if i + 1 < len(chain) else None
-            if not isinstance(leaf, Transpose) or nxt is None or isinstance(nxt, Transpose):
-                raise ReductionError(f"n-dimension of {leaf} left uncontracted in {chain}")
-            key = (leaf.arg, nxt)
-            if key not in self.pairs:
-                raise ReductionError(f"no order parameter for {leaf}*{nxt} in {chain}")
-            out.append(self.pairs[key])
-            i += 2
-        return tuple(out)
-
-    def trace_chain(self, chain: Chain) -> Chain:
-        """Rotate a trace's chain to start with a transposed family, then contract it."""
-        starts = [i for i, leaf in enumerate(chain) if isinstance(leaf, Transpose)]
-        if any(_base(leaf) in self.families for leaf in chain) and starts:
-            chain = chain[starts[0] :] + chain[: starts[0]]
-        return self.chain(chain)
-
-    def __call__(self, expr: sp.Basic) -> sp.Basic:
-        """The reduced form of a matrix or scalar expression (expanded, equal terms merged)."""
-        return normalize(expr, self)
-
-
 def _identity_chain(chain: Chain) -> Chain:
     return chain
 
 
 def normalize(
-    expr: sp.Basic, contraction: Contraction | None = None, big: Iterable[sp.Expr] = ()
+    expr: sp.Basic, contraction: PairReducer | None = None, big: Iterable[sp.Expr] = ()
 ) -> sp.Basic:
     """Expanded canonical form of a matrix or scalar expression; reduced by ``contraction``.
 
@@ -304,6 +246,16 @@ class MultiDotPrinter(NumPyPrinter):
 
     def _print_Trace(self, expr: Trace) -> str:
         return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"
+
+
+class ChainPrinter(MultiDotPrinter):
+    """NumPy printer for programs of small matrices (the reduced ones): a chain of leaves as a
+    left-to-right ``@`` product. ``multi_dot``'s ordering search pays off only when some
+    dimension is large; on G×k and k×k matrices it costs more than the products (the modes
+    task's exact GD map: 5x slower with ``multi_dot``)."""
+
+    def _chain(self, mats: list[str]) -> str:
+        return f"({' @ '.join(mats)})"
 
 
 def _leaf_name(leaf: MatrixExpr) -> str:

@@ -280,9 +280,11 @@ def entry(kind: str) -> Model | Family:
     return _REGISTRY[kind]
 
 
-def _builtins() -> None:
+def _builtins() -> frozenset[str]:
+    """Register the built-in models (once); their names."""
     if "factorization" not in _REGISTRY:
         from . import catalog  # noqa: F401  (registers the built-in models)
+    return frozenset(name for name in _REGISTRY if name not in _FILES)
 
 
 def load_file(path: str | Path) -> Model:
@@ -310,6 +312,9 @@ def load_file(path: str | Path) -> Model:
         raise ModelError(f"{path}: defines no MODEL (expected MODEL = Model(...))")
     if not isinstance(model, Model):
         raise ModelError(f"{path}: MODEL is a {type(model).__name__}, not a dynamics.model.Model")
+    if model.name in _builtins():
+        raise ModelError(f"{path}: model name {model.name!r} is a built-in model's; choose "
+                         "another name")
     register(model, str(path))
     return model
 

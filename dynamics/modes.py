@@ -64,7 +64,7 @@ from numpy.typing import ArrayLike
 from scipy.integrate import quad, solve_ivp
 from sympy.matrices.expressions import MatrixSymbol, Trace
 
-from .matexpr import PairReducer, latex_form
+from .matexpr import ChainPrinter, PairReducer, latex_form
 from .model import Model
 from .phases import crossing_times
 from .symbolic import (
@@ -138,7 +138,7 @@ def _derive_errors() -> dict:
     names = _latex_names(MODEL, reducer)
     tex = sp.latex(latex_form(errors), symbol_names=names)
     return {
-        "programs": {"errors": _program(args, {"E": errors})},
+        "programs": {"errors": _program(args, {"E": errors}, ChainPrinter)},
         "latex": [rf"\ell_g = \tfrac12 \left[{tex}\right]_{{gg}}"],
         "meta": {"learned": list(MODEL.learned_names)},
     }

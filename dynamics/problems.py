@@ -677,6 +677,10 @@ class ModelSpec(_Spec):
 
     def __post_init__(self) -> None:
         model = _model_or_spec_error(self.name, self.data)
+        unknown = sorted(set(self.data) - set(model.spec_keys()))
+        if unknown:
+            raise SpecError(f"{unknown[0]}: unexpected key for kind {self.name!r} (expected "
+                            f"{', '.join(model.spec_keys())})")
         object.__setattr__(self, "data", check_arrays(model, self.data))
         object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
 

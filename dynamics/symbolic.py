@@ -61,6 +61,7 @@ from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol,
 
 from . import matexpr
 from .matexpr import (
+    ChainPrinter,
     MultiDotPrinter,
     PairReducer,
     ReductionError,
@@ -239,8 +240,9 @@ def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
                                matexpr._base(right).name, isinstance(right, Transpose)]
     return {
         "programs": {
-            "loss": _program([*position, *consts], {"L": loss}),
-            program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()}),
+            "loss": _program([*position, *consts], {"L": loss}, ChainPrinter),
+            program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()},
+                              ChainPrinter),
         },
         "latex": _equations({"L": loss}, names)
         + _equations({lhs(f"({names[s]})" if " " in names[s] else names[s]): e

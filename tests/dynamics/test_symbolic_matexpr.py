@@ -9,8 +9,8 @@ import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, Trace, Transpose
 
 from dynamics.matexpr import (
-    Contraction,
     MultiDotPrinter,
+    PairReducer,
     ReductionError,
     directional,
     expand_terms,
@@ -21,23 +21,16 @@ from dynamics.matexpr import (
 n, r, k = sp.symbols("n r k", integer=True, positive=True)
 A, B = MatrixSymbol("A", n, r), MatrixSymbol("B", n, r)
 X, Y = MatrixSymbol("X", n, k), MatrixSymbol("Y", n, k)
-PX, PY = MatrixSymbol("P_X", r, k), MatrixSymbol("P_Y", r, k)
-UX, UY = MatrixSymbol("U_X", k, k), MatrixSymbol("U_Y", k, k)
-GA, GB = MatrixSymbol("G_A", r, r), MatrixSymbol("G_B", r, r)
-CONTRACT = Contraction(
-    {
-        (A, A): GA,
-        (A, X): PX,
-        (X, A): PX.T,
-        (X, X): UX,
-        (B, B): GB,
-        (B, Y): PY,
-        (Y, B): PY.T,
-        (Y, Y): UY,
-    },
-    n,
-    [UX, UY, GA, GB],
-)
+C = MatrixSymbol("C", n, n)
+# the order parameters PairReducer names by their contraction
+PX, PY = MatrixSymbol("At_X", r, k), MatrixSymbol("Bt_Y", r, k)
+UX, UY = MatrixSymbol("Xt_X", k, k), MatrixSymbol("Yt_Y", k, k)
+GA, GB = MatrixSymbol("At_A", r, r), MatrixSymbol("Bt_B", r, r)
+
+
+def contract(expr):
+    """``expr`` reduced over n by a fresh :class:`PairReducer`."""
+    return PairReducer([n], names=["A", "B", "C", "X", "Y"])(expr)
 
 
 def test_expand_terms_pushes_transposes_to_leaves():
@@ -46,26 +39,26 @@ def test_expand_terms_pushes_transposes_to_leaves():
 
 
 def test_contraction_pairs_families_into_order_parameters():
-    assert CONTRACT(MatMul(X.T, A, B.T, Y)) == MatMul(PX.T, PY)
-    assert CONTRACT(Trace(B * A.T * X * Y.T)) == Trace(PX * PY.T)  # rotated, then paired
-    design_loss = CONTRACT(Trace((A * B.T - X * Y.T).T * (A * B.T - X * Y.T)) / 2)
+    assert contract(MatMul(X.T, A, B.T, Y)) == MatMul(PX.T, PY)
+    assert contract(Trace(B * A.T * X * Y.T)) == Trace(PX * PY.T)  # rotated, then paired
+    design_loss = contract(Trace((A * B.T - X * Y.T).T * (A * B.T - X * Y.T)) / 2)
     assert design_loss == Trace(GA * GB) / 2 - Trace(PX * PY.T) + Trace(UX * UY) / 2
 
 
 @pytest.mark.parametrize(
     "expr",
-    [X, MatMul(A.T, B), Trace(A.T * B), MatMul(X, Y.T), MatMul(X.T, A, B.T)],
-    ids=["bare n-row", "cross-factor", "cross-factor trace", "n x n", "open end"],
+    [MatMul(X.T, C, X), MatMul(A.T, C), Trace(C), Trace(X * X.T * C)],
+    ids=["n x n between factors", "pair itself large", "all-large trace", "rotated trace"],
 )
 def test_uncontracted_n_dimension_raises(expr):
     with pytest.raises(ReductionError):
-        CONTRACT(expr)
+        contract(expr)
 
 
 def test_canonical_traces_merge_rotations_and_transposes():
     expr = Trace(X * Y.T * Y * X.T) - Trace(Y.T * Y * X.T * X) + Trace((X.T * X * Y.T * Y).T)
     assert normalize(expr, big=(n,)) == Trace(X.T * X * Y.T * Y)
-    assert CONTRACT(Trace(UX * UY) - Trace(UY * UX)) == 0
+    assert contract(Trace(UX * UY) - Trace(UY * UX)) == 0
 
 
 def test_termwise_gradient_of_sum_of_products_of_traces():
