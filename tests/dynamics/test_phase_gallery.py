@@ -108,7 +108,7 @@ STAIRCASES = {
 
 
 @pytest.mark.parametrize("grid", ["log", "steps"])
-@pytest.mark.parametrize("noise", [0.0, 0.02])
+@pytest.mark.parametrize("noise", [0.0, 0.01, 0.03])
 @pytest.mark.parametrize("name", list(STAIRCASES))
 def test_staircase(name, grid, noise):
     strengths, w0, T = STAIRCASES[name]
@@ -122,17 +122,21 @@ def test_staircase(name, grid, noise):
     for k, (plateau, drop, s) in enumerate(zip(p.plateaus, p.drops, strengths, strict=True)):
         level = 0.5 * sum(x**2 for x in strengths[k:])
         # the k-th plateau sits at ½Σ_{i>=k} s_i²: to 2 % when the next mode has not grown
-        # yet (w0 <= 1e-8); at w0 = 1e-4 mode 2 (s/w0 = 3000) has grown to a few % of s by
-        # the time mode 1 is done, so its plateau sits up to 6 % lower
-        assert plateau.level == pytest.approx(level, rel=0.02 if w0 < 1e-6 else 0.06)
-        # steepest fall: the mode's w = s/3, to 2 % (4 % with 2 % noise)
-        assert drop.time == pytest.approx(time_at(1 / 3, s, w0), rel=0.02 + noise)
+        # yet (w0 <= 1e-8; 3 % with 3 % noise); at w0 = 1e-4 mode 2 (s/w0 = 3000) has grown
+        # to a few % of s by the time mode 1 is done, so its plateau sits up to 6 % lower
+        # (8 % with noise)
+        level_tol = (0.08 if noise else 0.06) if w0 > 1e-6 else 0.03 if noise > 0.02 else 0.02
+        assert plateau.level == pytest.approx(level, rel=level_tol)
+        # steepest fall: the mode's w = s/3, to 2 % plus twice the noise level
+        assert drop.time == pytest.approx(time_at(1 / 3, s, w0), rel=0.02 + 2 * noise)
         # end: the mode's residual at 90 % of ½s², to 5 %; where the level sits 6 % low the
-        # 90 % point of the measured step is the residual at 0.9·0.94, w = 0.08 s: 8 %
-        end_tol = 0.05 if w0 < 1e-6 else 0.08
+        # 90 % point of the measured step is the residual at 0.9·0.94, w = 0.08 s: 10 %
+        end_tol = 0.05 if w0 < 1e-6 else 0.10
         assert plateau.end == pytest.approx(time_at(PLATEAU_END, s, w0), rel=end_tol)
         if k:  # starts once the previous modes' remnant is 20 % .. 0.5 % of this level
-            lo, hi = (remnant_time(strengths[:k], w0, f * level, T) for f in (0.2, 0.005))
+            # (0.2 % with 3 % noise: the noise of the rate delays the flat stretch a little)
+            late = 0.002 if noise > 0.02 else 0.005
+            lo, hi = (remnant_time(strengths[:k], w0, f * level, T) for f in (0.2, late))
             assert lo <= plateau.start <= hi, (lo, plateau.start, hi)
     assert p.initial is None  # every staircase here starts on its first plateau
     assert p.tail.kind == "exponential"
