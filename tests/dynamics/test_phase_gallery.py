@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from dynamics.phases import analyze
@@ -201,22 +200,6 @@ def _rank1_problem(n: int, seed: int):
     return 0.9, u, v, rng
 
 
-def _flow_strength(s, u, v, x0, y0, t_eval):
-    """w(t) = uᵀx vᵀy of the float64 gradient flow of ½‖s u vᵀ - x yᵀ‖² (k = 1)."""
-    n = u.size
-    c = s * np.outer(u, v)
-
-    def rhs(_, z):
-        x, y = z[:n], z[n:]
-        r = c - np.outer(x, y)
-        return np.concatenate((r @ y, r.T @ x))
-
-    sol = solve_ivp(
-        rhs, (0, t_eval[-1]), np.concatenate((x0, y0)), t_eval=t_eval, rtol=1e-9, atol=1e-12
-    )
-    return (u @ sol.y[:n]) * (v @ sol.y[n:])
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_float32_sgd_run(seed):
     """Mini-batch SGD (half the entries per step), float32, logged at every step."""
@@ -225,20 +208,28 @@ def test_float32_sgd_run(seed):
     target = (s * np.outer(u, v)).astype(np.float32)
     x0, y0 = sigma * rng.standard_normal((2, n))
     x, y = x0.astype(np.float32), y0.astype(np.float32)
-    loss = np.empty(steps + 1)
+    loss, w = np.empty(steps + 1), np.empty(steps + 1)
     for step in range(steps + 1):
         resid = target - np.outer(x, y)
         loss[step] = 0.5 * float(np.sum(resid * resid, dtype=np.float32))
+        w[step] = float(u @ x) * float(v @ y)  # the run's own on-target strength
         mask = (rng.random((n, n)) < 0.5).astype(np.float32) * np.float32(2.0)
         g = resid * mask
         x, y = x + np.float32(lr) * (g @ y), y + np.float32(lr) * (g.T @ x)
     t = lr * np.arange(steps + 1)
     p = analyze(t, loss, 0.5 * s**2)
     assert len(p.plateaus) == len(p.drops) == 1, p.describe()
-    # the drop of the run against the mechanism of the float64 flow from the same start:
-    # fastest fall where w = s/3; SGD noise and the step's lag (η·s/2) shift it by < 5 %
-    w = _flow_strength(s, u, v, x0, y0, t)
-    i = int(np.argmax(w >= s / 3))  # first sample past w = s/3
-    t_third = t[i - 1] + (t[i] - t[i - 1]) * (s / 3 - w[i - 1]) / (w[i] - w[i - 1])
-    assert p.drops[0].time == pytest.approx(t_third, rel=0.05)
+
+    # the drop against the run's own mechanism: its loss falls fastest where w = s/3 (the
+    # off-target part, ~(σ²n)²/2, is negligible there). Near its minimum dL/dt is flat to
+    # ~15 % over a third of the drop (w = 0.2s .. 0.5s), and the noise of SGD moves the minimum: to 15 %
+    # of the mechanism's drop width (w from (1 - √0.9)s to (1 - √0.1)s). (Against the float64
+    # flow from the same start it can be 10 % off: SGD noise speeds up the escape.)
+    def first(fraction):
+        i = int(np.argmax(w >= fraction * s))  # first sample past w = fraction·s
+        return t[i - 1] + (t[i] - t[i - 1]) * (fraction * s - w[i - 1]) / (w[i] - w[i - 1])
+
+    width = first(1 - math.sqrt(0.1)) - first(1 - math.sqrt(0.9))
+    assert abs(p.drops[0].time - first(1 / 3)) <= 0.15 * width
+    assert p.drops[0].width == pytest.approx(width, rel=0.1)
     assert p.plateaus[0].level == pytest.approx(0.5 * s**2, rel=0.05)
