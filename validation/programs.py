@@ -34,6 +34,7 @@ C = the model's target logits computed once from the constants.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -189,7 +190,7 @@ class _Value:
     def __matmul__(self, o): return _Value(self.g, self.g.chain(self.node, self._wrap(o)))
 
     @property
-    def mT(self):  # noqa: N802 (torch's name)
+    def mT(self):  # torch's name
         return _Value(self.g, self.g.transpose(self.node))
 
     T = mT
@@ -337,7 +338,7 @@ class Graph:
             f, t = factors[0]
             return self.transpose(f) if t else f
         shapes = [(f.shape[::-1] if t else f.shape) for f, t in factors]
-        for a, b in zip(shapes, shapes[1:]):
+        for a, b in itertools.pairwise(shapes):
             if a[1] != b[0]:
                 raise ValueError(f"chain of mismatched shapes {shapes}")
         return self._node("chain", factors, (shapes[0][0], shapes[-1][1]),
@@ -431,9 +432,9 @@ class Plan:
         out: output name -> a contiguous tensor to write that (matrix) output into; outputs
             not named here are returned.
         scaled: the call is ``plan(between)``: once the returned outputs are computed,
-            ``between(*returned values)`` gives a per-seed factor s (S, 1, 1), and the ``out`` outputs
-            are written times s (s folded into each product's smaller operand). The trainer's
-            plain SGD passes s = −η (0 for a stopped seed), so that θ += out is its update.
+            ``between(*returned values)`` gives a per-seed factor s (S, 1, 1), and the ``out``
+            outputs are written times s (s folded into each product's smaller operand). The
+            trainer's plain SGD passes s = −η (0 for a stopped seed): θ += out is its update.
 
     ``plan()`` runs a step and returns ``{output name: tensor}`` (scalars (S, 1, 1)). ``macs``:
     multiply-adds of the matmuls of one call; ``source``: the compiled step.
@@ -479,7 +480,8 @@ class Plan:
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
         if scaled:
-            self._lines.append(f"_s = _between({', '.join(self._use(r) for r in results.values())})")
+            values = ", ".join(self._use(ref) for ref in results.values())
+            self._lines.append(f"_s = _between({values})")
             scale = "_s"
         pending = [self._into(node, out[name], f"out_{_ident(name)}", scale)
                    for name, node in outputs.items() if name in out]
@@ -681,7 +683,7 @@ class Plan:
         [M₁ | M₂ | ⋯]ᵀ R: one batched matmul (S larger products) instead of several."""
         groups: dict[int, list[tuple[Node, Word]]] = {}
         right: dict[int, Node] = {}
-        for word, (fs, _) in list(self._plans.items()):
+        for fs, _ in list(self._plans.values()):
             if len(fs) != 2 or any(f.op != "leaf" for f, _ in fs):
                 continue
             (f1, t1), (f2, t2) = fs
@@ -771,8 +773,7 @@ class Plan:
         if row is not None:
             row["panels"][index] = panel
         self._panel_by[key] = panel
-        for m in members:
-            self._panel_by.setdefault(tuple(sorted(panel["members"])), panel)
+        self._panel_by.setdefault(tuple(sorted(panel["members"])), panel)
         return panel
 
     def _fill(self, panel: dict) -> str:

@@ -1,34 +1,31 @@
 """Train: the problem in a spec, for real, with PyTorch; many seeds as one batched computation.
 
-:func:`train` trains exactly the problem in a spec, or S specs of identical shapes (S seeds of
-one problem definition, or one spec repeated under a per-seed learning rate), with SGD, SGD
-with momentum, Adam or AdamW (:mod:`validation.optim`, torch.optim's update rules). All seeds
-advance together: every product is one batched matmul over seeds and factors, every update
-one in-place tensor operation, and nothing is read back to the host before the run ends (the
+:func:`train` trains exactly the problem in a spec — any model (:mod:`dynamics.model`: the
+built-ins, a depth-D chain, a user's ``ModelSpec``) — or S specs of one model and shapes (S
+seeds of one problem definition, or one spec repeated under a per-seed learning rate), with
+SGD, SGD with momentum, Adam or AdamW (:mod:`validation.optim`, torch.optim's update rules).
+All seeds advance together: every product is one batched matmul over seeds, every update one
+in-place tensor operation, and nothing is read back to the host before the run ends (the
 progress bar, when shown, reads the loss every 1 % of the steps).
 
-Loss and gradient. Each factor f keeps Z_f = [T_fᵀ; W_fᵀ], its r target and k learned
-vectors as rows. One batched matmul gives all order parameters, Mᵀ_f = W_fᵀZ_fᵀ = [P_fᵀ | U_f]
-(P = TᵀW, U = WᵀW), and every MSE loss is a function of them (DESIGN §3):
-
-    vector         ½‖a − x‖²        = L_ref − P + ½U
-    factorization  ½‖ABᵀ − XYᵀ‖²    = L_ref − ⟨P_X,P_Y⟩ + ½⟨U_X,U_Y⟩
-    attention      ½‖M⊗N − M̃⊗Ñ‖²  = L_ref − ⟨P_Q,P_K⟩⟨P_O,P_V⟩ + ½⟨U_Q,U_K⟩⟨U_O,U_V⟩
-
-(⟨·,·⟩ the Frobenius inner product, L_ref = ½‖target‖²). The chain rule through them is one
-more batched matmul: (∂L/∂W_f)ᵀ = D_fᵀZ_f with D_f = [∂L/∂P_f; ∂L/∂U_f + ∂L/∂U_fᵀ], so a step
-never forms the n x n residual. Coupled weight decay enters D_f too (λW_fᵀ = λ[0 | I]Z_f), and
-plain SGD scales D_f by −η, so its whole step is two batched matmuls and ~8 small in-place
-ops. Cross-entropy (factorization only): L = KL(p ‖ q) with p = softmax(vec C),
-q = softmax(vec Z), Z = XYᵀ; ∂L/∂Z = q − p, ∂L/∂X = (∂L/∂Z)Y, ∂L/∂Y = (∂L/∂Z)ᵀX. The
-tests check these analytic gradients against autograd. The loss is the data loss, without
-the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
+Loss and gradient come from the model's loss itself: :func:`dynamics.symbolic.training_program`
+derives L − L(0) and g_W = ∂L/∂W + λW with SymPy and prints them as PyTorch source batched over
+seeds (cross-entropy models: the logits Z, (L, ∂L/∂Z) of the shifted logits, and the chain
+rule); :mod:`validation.programs` compiles that source once per run into one flat step —
+constant-only values (λ + 1, C's softmax, ...) computed before the run, every matrix chain and
+trace of the program sharing its products, contractions over the large dimension that share an
+operand done as one matmul of a panel [T | W], gradient sums as one more — so no gradient is
+written by hand anywhere and no model is special-cased by its kind. The learned matrices live
+in one flat buffer (each a contiguous block (S, rows, cols)), which the optimizer updates in
+one operation; plain SGD folds −η into the gradient's products, so its update is θ += u. The
+loss is the data loss, without the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
 
 Precision. Training runs in the training dtype: loss, gradient and update. Because the MSE
-loss is a difference of order-parameter terms of size ~L_ref, a float32 loss is resolved only
+loss is L_ref plus terms of size ~L_ref that cancel, a float32 loss is resolved only
 to ~1e-7·L_ref (it may even dip below 0 near convergence); so at every record step the loss
 and the order parameters are measured again in float64 from the current parameters
-(~1e-16·L_ref), a side measurement that does not change the run. The trajectories hold these
+(~1e-16·L_ref; the loss program alone, compiled for float64), a side measurement that does
+not change the run. The trajectories hold these
 measurements; ``record="all"`` makes every step one. Between record steps the every-step
 loss is the training dtype's (enough for crossing times down to f ~ 1e-5).
 
@@ -150,9 +147,10 @@ class TrainResult:
             the training dtype between them; NaN after a seed's divergence step.
         lr: (S,) step size η of each seed (its sample m is at t = η·m).
         steps: (R,) the record steps.
-        order: ``{factor: (P (S, R, r, k), U (S, R, k, k))}``: P = TᵀW, U = WᵀW at the
+        order: ``{W: (P (S, R, r, k), U (S, R, k, k))}`` for each learned W with a target T
+            (the model's ``targets``): P = TᵀW, U = WᵀW at the
             record steps, measured in float64.
-        params: ``{factor: (S, n, k)}`` parameters after the last step (float64).
+        params: ``{W: (S, rows, cols)}`` every learned matrix after the last step (float64).
         messages: one line per diverged seed.
     """
 
@@ -210,8 +208,8 @@ class _Objective:
     The loss is the programs' L, plus L_ref = L(0) for the MSE-type models, whose program
     gives L − L(0) (the compiled objective adds it). ``scaled``: the plan writes
     s·g_W with a per-seed s chosen from that step's loss (plain SGD: s = −η, 0 once stopped,
-    so that the update is θ += grad; :class:`validation.programs.Plan`). ``measure`` takes the loss and the
-    order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
+    so that the update is θ += grad; :class:`validation.programs.Plan`). ``measure`` takes the
+    loss and the order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
     """
 
     def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype,

@@ -8,8 +8,8 @@
 All train the same factorization specs (½‖ABᵀ − XYᵀ‖², n x n target of rank r, model rank k)
 with SGD in the same process; the table reports seed-steps per second (one seed advanced by
 one step) and the ratios: generated / hand-written batched (target ≥ 0.8) and generated /
-per-seed loop (target ≥ 25). The baseline
-runs fewer steps (``--baseline-steps``) and at most 10 seeds: its rate per seed-step does not
+per-seed loop (target ≥ 25). The per-seed
+loop runs fewer steps (``--baseline-steps``) and at most 10 seeds: its rate per seed-step does not
 depend on either. Each is timed ``--repeats`` times, alternating, and its best time is kept
 (the machine may be shared). One torch thread by default: these per-seed matrices are too
 small to gain from more, and a busy machine makes multi-threaded BLAS stall. Run as, e.g.
@@ -312,7 +312,7 @@ def handwritten_train(specs, config):
         limit = (DIVERGENCE * batch.l_ref).to(dtype)
         start = time.perf_counter()
         with _threads(batch, device):
-            losses, rec_losses, ms = _loop(batch, optimizer, lr, limit, config.steps, rec, False)
+            losses, rec_losses, _ = _loop(batch, optimizer, lr, limit, config.steps, rec, False)
         raw = losses.T.to(F64).cpu().numpy()
         seconds = time.perf_counter() - start
         loss = raw.copy()

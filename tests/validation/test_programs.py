@@ -102,7 +102,8 @@ def torch_loss(name: str, v: dict) -> torch.Tensor:
         return 0.5 * ((v["A"] @ v["B"].mT - v["X"] @ v["M1"] @ v["Y"].mT) ** 2).sum()
     if name == "symmetric_test":
         e = v["A"] @ v["A"].mT - v["X"] @ v["G"] @ v["X"].mT
-        return 0.5 * (e**2).sum() + ((v["X"] ** 2).sum((1, 2)) * (v["G"] ** 2).sum((1, 2))).sum() / 10
+        penalty = (v["X"] ** 2).sum((1, 2)) * (v["G"] ** 2).sum((1, 2))
+        return 0.5 * (e**2).sum() + penalty.sum() / 10
     raise KeyError(name)
 
 

@@ -373,7 +373,8 @@ MINE = register(Model("mine_trainer", loss=sp.Trace(_E.T * _E) / 2, learned=[_X,
                       constants=[_A, _B], large=[_n]))  # the example
 _S = _A * _A.T - _X * _G * _X.T
 SYMMETRIC = register(Model(  # not a built-in in disguise: k x k middle, product of traces
-    "symmetric_trainer", loss=sp.Trace(_S.T * _S) / 2 + sp.Trace(_X.T * _X) * sp.Trace(_G.T * _G) / 10,
+    "symmetric_trainer",
+    loss=sp.Trace(_S.T * _S) / 2 + sp.Trace(_X.T * _X) * sp.Trace(_G.T * _G) / 10,
     learned=[_X, _G], constants=[_A], large=[_n], targets={"X": "A"}))
 
 
@@ -529,6 +530,6 @@ def test_mismatched_models_and_shapes_name_the_spec():
         [any_spec("mine_trainer"), sample_model(MINE, {"n": 20, "r": 2, "k": 2}, seed=1)],
     ]
     for specs in cases:
-        with pytest.raises(ValueError, match="spec 1 .* does not match spec 0") as info:
+        with pytest.raises(ValueError, match=r"spec 1 .* does not match spec 0") as info:
             train(specs, TrainConfig(steps=1, device="cpu"))
         assert "\n" not in str(info.value)
