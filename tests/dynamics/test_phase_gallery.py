@@ -222,9 +222,10 @@ def test_float32_sgd_run(seed):
 
     # the drop against the run's own mechanism: its loss falls fastest where w = s/3 (the
     # off-target part, ~(σ²n)²/2, is negligible there). Near its minimum dL/dt is flat to
-    # ~15 % over a third of the drop (w = 0.2s .. 0.5s), and the noise of SGD moves the minimum: to 15 %
-    # of the mechanism's drop width (w from (1 - √0.9)s to (1 - √0.1)s). (Against the float64
-    # flow from the same start it can be 10 % off: SGD noise speeds up the escape.)
+    # ~15 % over a third of the drop (w = 0.2s .. 0.5s), and the noise of SGD moves the
+    # minimum: to 15 % of the mechanism's drop width (w from (1 - √0.9)s to (1 - √0.1)s).
+    # (Against the float64 flow from the same start it can be 10 % off: SGD noise speeds up
+    # the escape.)
     def first(fraction):
         i = int(np.argmax(w >= fraction * s))  # first sample past w = fraction·s
         return t[i - 1] + (t[i] - t[i - 1]) * (fraction * s - w[i - 1]) / (w[i] - w[i - 1])
