@@ -168,8 +168,9 @@ Plateaus and drops
     learned before it; after it, the same without the group's modes (the incremental-
     learning levels; modes never learned stay in every level). A group without a plateau
     (its learning began during the decay or the previous drop: no S-curve) has no drop entry
-    either, as in the shape analysis; its modes stay listed in ``modes``. The tail starts at
-    the last drop's end and is fitted as for the shape.
+    either, as in the shape analysis; its modes stay listed in ``modes``. Nor has a group
+    still being learned when the curve stops (some mode never reaches ``t^end``); later modes
+    join it. The tail starts at the last drop's end and is fitted as for the shape.
 """
 
 from __future__ import annotations
@@ -347,16 +348,17 @@ class MechanisticPhases(Phases):
 
     The :class:`Phases` fields mean what they mean for the shape, with boundaries set by
     the mechanism; ``modes`` lists every target mode in order of index; ``off_target`` is
-    ``L_off/L_on`` at ``t[0]``.
+    ``L_off/L_on`` at ``t[0]`` (None if ``L_on = 0`` there).
     """
 
     modes: list[ModeLearning]
-    off_target: float
+    off_target: float | None
 
     def describe(self) -> str:
         """The :class:`Phases` summary, then one line per mode (times in t)."""
+        ratio = "n/a" if self.off_target is None else f"{self.off_target:.3g} x"
         lines = [
-            f"mechanism: off-target loss {self.off_target:.3g} x on-target at the start; "
+            f"mechanism: off-target loss {ratio} on-target at the start; "
             f"decay ends when below {OFF_TARGET_RATIO:g} x",
             super().describe(),
         ]
@@ -520,23 +522,23 @@ def mechanistic_phases(
         for j in range(s.size)
     ]
 
-    groups: list[list[ModeLearning]] = []
+    groups: list[tuple[list[ModeLearning], float | None]] = []  # (modes, last t^end)
     for mode in sorted((m for m in modes if m.start is not None), key=lambda m: m.start):
-        last_end = groups[-1][-1].end if groups else None
-        if groups and (last_end is None or mode.start < last_end):
-            groups[-1].append(mode)
+        if groups and (groups[-1][1] is None or mode.start < groups[-1][1]):
+            members, end = groups[-1]
+            end = None if end is None or mode.end is None else max(end, mode.end)
+            groups[-1] = ([*members, mode], end)
         else:
-            groups.append([mode])
+            groups.append(([mode], mode.end))
     plateaus: list[Plateau] = []
     drops: list[Drop] = []
     unlearned = {m.mode for m in modes}
     previous_end = decay_end
-    for group in groups:
+    for group, end in groups:
         level_before = 0.5 * sum(s[j] ** 2 for j in unlearned)
         unlearned -= {m.mode for m in group}
         level_after = 0.5 * sum(s[j] ** 2 for j in unlearned)
-        start, ends = group[0].start, [m.end for m in group]
-        end = None if None in ends else max(ends)
+        start = group[0].start
         if start > previous_end and end is not None:
             strongest = max(group, key=lambda m: m.strength)
             plateaus.append(Plateau(previous_end, start, start - previous_end, level_before))
@@ -562,7 +564,7 @@ def mechanistic_phases(
         drops=drops,
         tail=_tail(t, y, drops[-1].end) if drops else None,
         modes=modes,
-        off_target=float(off_target[0] / on_target[0]) if on_target[0] > 0 else math.inf,
+        off_target=float(off_target[0] / on_target[0]) if on_target[0] > 0 else None,
     )
 
 

@@ -45,7 +45,8 @@ def synthetic(t, strengths, w0, beta, kappa):
     cos_jl = δ_jl √(w_l/(w_l + b²)), ‖x_l‖ = √(w_l + b²); L_on = ½Σ(s_j - w_j)²,
     L_off = ½Σ_l (2 w_l b² + b⁴) (the blocks x∥y⊥ᵀ, x⊥y∥ᵀ, x⊥y⊥ᵀ are orthogonal).
     """
-    w = np.stack([logistic_w(t, s, w0) for s in strengths], axis=1)  # (T, r)
+    w0s = np.broadcast_to(w0, (len(strengths),))  # one start per mode, or one for all
+    w = np.stack([logistic_w(t, s, w) for s, w in zip(strengths, w0s, strict=True)], axis=1)
     b2 = (beta * np.exp(-kappa * t))[:, None] ** 2
     norms = np.sqrt(w + b2)
     cos = np.zeros((t.size, len(strengths), len(strengths)))
@@ -110,6 +111,22 @@ def test_modes_learned_together_make_one_drop():
     assert drop.end == pytest.approx(time_at(W_END, 0.9, w0), rel=1e-5)
     assert drop.time == pytest.approx(time_at(W_TIME, 1.0, w0), rel=1e-5)  # the stronger
     assert (drop.level_before, drop.level_after) == pytest.approx((0.5 * 1.81, 0.0))
+
+
+def test_overlapping_group_ends_at_its_last_mode():
+    # A (s = 0.5) learns over t = 3.3 .. 7.0; B (s = 1) starts at 4.3 and is done at 6.2;
+    # C (s = 0.3) starts at 6.5, after B's end but before A's: all three make one drop
+    strengths, w0 = (0.5, 1.0, 0.3), (1e-3, 1e-5, 0.3 / 915)
+    starts = [time_at(W_START, s, w) for s, w in zip(strengths, w0, strict=True)]
+    ends = [time_at(W_END, s, w) for s, w in zip(strengths, w0, strict=True)]
+    assert ends[1] < starts[2] < ends[0]
+    t = np.linspace(0.0, 25.0, 25_001)
+    cosines, norms, loss, *_ = synthetic(t, strengths, w0, 1e-4, 1.0)
+    m = mechanistic_phases(t, loss, cosines, norms, strengths)
+    assert len(m.plateaus) == len(m.drops) == 1
+    drop = m.drops[0]
+    assert (drop.start, drop.end) == pytest.approx((starts[0], ends[2]), rel=1e-5)
+    assert drop.time == pytest.approx(time_at(W_TIME, 1.0, 1e-5), rel=1e-5)  # the strongest
 
 
 def test_large_aligned_start_has_no_plateau():
