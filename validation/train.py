@@ -204,7 +204,7 @@ class _Objective:
     (S, rows, cols), ``w[name]`` its view) that the optimizer updates in place, the gradient
     g_W = ∂L/∂W + λW (coupled decay) in a buffer ``grad`` of the same layout, written by the
     compiled programs (:class:`validation.programs.Plan`) in the training dtype; ``seed_of``
-    gives each entry's seed (per-seed step sizes act on the flat buffer in one operation).
+    gives each entry's seed and :meth:`per_seed` spreads a per-seed value over the entries.
     The loss is the programs' L, plus L_ref = L(0) for the MSE-type models, whose program
     gives L − L(0) (the compiled objective adds it). ``scaled``: the plan writes
     s·g_W with a per-seed s chosen from that step's loss (plain SGD: s = −η, 0 once stopped,
@@ -248,6 +248,22 @@ class _Objective:
                                        inputs=self.w64, dtype=F64)
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
+
+    def per_seed(self, flat: Tensor) -> list[Tensor]:
+        """Views of a flat buffer like ``theta`` as (m, S, size) for each run of adjacent
+        blocks of one size, so that a per-seed (S,) value is spread over it in one copy each."""
+        out, offset, s = [], 0, len(self.l_ref)
+        sizes = [math.prod(self.shapes[name]) for name in self.names]
+        i = 0
+        while i < len(sizes):
+            j = i
+            while j + 1 < len(sizes) and sizes[j + 1] == sizes[i]:
+                j += 1
+            m = j - i + 1
+            out.append(flat[offset:offset + m * s * sizes[i]].view(m, s, sizes[i]))
+            offset += m * s * sizes[i]
+            i = j + 1
+        return out
 
     def _views(self, flat: Tensor) -> dict[str, Tensor]:
         """Each learned matrix's block of a flat buffer, as (S, rows, cols)."""
@@ -307,7 +323,7 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
         torch.empty(s, 1, 1, **on, dtype=lr.dtype)  # reused every step
     limit = limit.view(-1, 1, 1)
     scale_flat = torch.empty_like(objective.theta)
-    seed_of, grad = objective.seed_of, objective.grad
+    grad, spread = objective.grad, objective.per_seed(scale_flat)
     slots = {int(step): i for i, step in enumerate(rec)}
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
@@ -335,7 +351,9 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
         if fold:
             optimizer.apply(grad)  # θ ← θ − η(∂L/∂θ + λθ)
         else:
-            torch.index_select(stop(loss).view(-1), 0, seed_of, out=scale_flat)
+            per_seed = stop(loss).view(1, -1, 1)
+            for view in spread:  # η of each seed over its entries
+                view.copy_(per_seed)
             optimizer.step(grad, scale_flat)
         if progress and (step + 1) % every == 0:
             bar.update(every)
