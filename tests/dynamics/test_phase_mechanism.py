@@ -16,6 +16,7 @@ with L_on = ½(s - pq)² and L_off = ½[(p² + β_x²)(q² + β_y²) - p²q²].
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -91,6 +92,9 @@ def test_synthetic_two_modes_with_off_target_decay():
     assert d2.time == pytest.approx(time_at(W_TIME, 0.4, w0), rel=1e-5)
     assert d2.width == pytest.approx(d2.end - d2.start)
     assert m.tail is not None and m.tail.start == d2.end
+    d = m.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert len(d["modes"]) == 2 and set(d) >= {"plateaus", "drops", "modes", "off_target"}
     # the shape analysis of the same loss finds the same two steps
     p = analyze(t, loss, m.l_ref)
     assert len(p.plateaus) == 2
