@@ -596,7 +596,8 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
         if width < 0.075 * len(title) + 0.5:  # room for the title
             extra = 0.075 * len(title) + 0.5 - width
             left, right, width = left + extra / 2, right + extra / 2, width + extra
-        top, bottom = (0.95 if title else 0.6), 0.75
+        title_lines = max(len(_lines(m.test, 34)) for m in maps)
+        top, bottom = 0.12 + 0.16 * title_lines + (0.3 if title else 0.0), 0.75
         height = MAP_CELL[1] * rows + top + bottom + 0.3
         fig, axes = plt.subplots(1, len(maps), figsize=(width, height), squeeze=False,
                                  gridspec_kw={"width_ratios": widths})
@@ -610,8 +611,8 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
         for i in range(ny):
             for j in range(nx):
                 value = m.holds[i, j]
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color=_map_color(value),
-                                           lw=0, antialiased=False))
+                ax.add_patch(plt.Rectangle((j - 0.51, i - 0.51), 1.02, 1.02,
+                                           color=_map_color(value), lw=0))
                 if thumbnail:
                     continue
                 note = "" if m.notes is None else str(m.notes[i, j] or "")

@@ -183,3 +183,31 @@ def test_table_and_readme_markdown():
     assert replace_readme_table(new, table) == new
     with pytest.raises(ValueError, match="markers"):
         replace_readme_table("no markers", table)
+
+
+def _curve(t, loss, phases=None, l_ref=1.0):
+    from types import SimpleNamespace
+
+    traj = SimpleNamespace(t=np.asarray(t, float), loss=np.asarray(loss, float))
+    return {"trajectory": traj, "final_loss": float(loss[-1]), "l_ref": l_ref,
+            "phases": phases or {"initial": None, "plateaus": [], "drops": [], "tail": None}}
+
+
+def test_adam_plateau_or_stall_against_sgd_after_the_same_steps():
+    from figures.claims import adam_plateau_checks, stalls
+
+    t = np.linspace(0, 6, 61)
+    stuck = _curve(t, 0.3 * np.exp(-0.02 * t) + 1e-3)  # Adam: sits near 0.3 L_ref
+    falling = _curve(t * 4, 0.3 * np.exp(-0.5 * t * 4))  # SGD: η 4× larger, keeps falling
+    assert stalls(stuck) and not stalls(falling)
+    assert adam_plateau_checks(stuck, falling, 1e-3, 4e-3) == {"plateau": False, "stall": True}
+    assert not any(adam_plateau_checks(falling, falling, 4e-3, 4e-3).values())
+    shaped = _curve(t, 0.3 * np.exp(-0.5 * t), {"plateaus": [PLATEAU], "drops": [DROP]})
+    assert adam_plateau_checks(shaped, falling, 1e-3, 4e-3)["plateau"]
+    done = _curve(t, np.full(t.shape, 1e-4))  # converged: below 1 % L_ref is not a stall
+    assert not stalls(done)
+
+
+def test_a_single_holding_value_is_named_as_such():
+    m = _map([[0, 0, 1, 0, 0, 0]], y=Axis("n", (100,)))
+    assert boundary(m) == "holds only at σ = 0.03; fails at the other σ tested"
