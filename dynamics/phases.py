@@ -125,14 +125,22 @@ Tail
 
 Mechanistic definitions (:func:`mechanistic_phases`)
 ----------------------------------------------------
-For the factorization ``L = ½‖C - X Yᵀ‖²`` with target ``C = A Bᵀ = Σ_j s_j u_j v_jᵀ``,
-``u_j = a_j/‖a_j‖``, ``v_j = b_j/‖b_j‖``, ``s_j = ‖a_j‖‖b_j‖`` (exact when the columns of A
-are orthogonal and those of B too: rank 1, or a spec with ``singular_values``; for i.i.d.
-random A, B of rank > 1 the directions are orthogonal only to ``O(1/√n)``). From the cosines
-``c^X_jl``, ``c^Y_jl`` and norms ``‖x_l‖``, ``‖y_l‖`` of :class:`dynamics.trajectory.Trajectory`:
+For the factorization ``L = ½‖C - X Yᵀ‖²`` with target ``C = A Bᵀ = Σ_j s_j u_j v_jᵀ`` (its
+singular value decomposition), from the cosines ``c^X_jl``, ``c^Y_jl`` between the columns
+of A (of B) and the learned vectors, and their norms ``‖x_l‖``, ``‖y_l‖``, as carried by
+:class:`dynamics.trajectory.Trajectory`:
 
 Overlaps
-    ``p_jl = c^X_jl ‖x_l‖ = u_jᵀ x_l`` and ``q_jl = c^Y_jl ‖y_l‖ = v_jᵀ y_l``; the model in
+    The overlaps with the unit columns are ``p̂_jl = c^X_jl ‖x_l‖ = â_jᵀ x_l`` and
+    ``q̂_jl = c^Y_jl ‖y_l‖ = b̂_jᵀ y_l``. Given ``target = (A, B)``, they are rotated exactly
+    into the singular basis: with ``A = Q_A R_A``, ``B = Q_B R_B`` (QR) and
+    ``R_A R_Bᵀ = W diag(s) Zᵀ`` (SVD), ``u_j = (Q_A W)_j`` and
+    ``p_jl = u_jᵀ x_l = (Wᵀ R_A^{-T} diag(‖a‖) p̂)_jl``, likewise q. Given only ``s``, the
+    columns are taken as the singular directions, ``u_j = â_j``, ``s_j = ‖a_j‖‖b_j‖``: exact
+    when the columns of A and of B are orthogonal (rank 1, or a spec sampled with
+    ``singular_values``), not for i.i.d. random A, B of rank > 1 (their columns are neither
+    orthogonal nor the singular directions; e.g. the weakest singular mode, learned last, is
+    then missed). ``p_jl = u_jᵀ x_l`` and ``q_jl = v_jᵀ y_l``; the model in
     the target's basis ``M_jj' = Σ_l p_jl q_j'l = u_jᵀ X Yᵀ v_j'``; mode j's learned strength
     ``w_j = M_jj`` (``p·q``, the square of the geometric-mean on-target overlap ``√(p q)``).
 
@@ -469,30 +477,40 @@ def mechanistic_phases(
     loss: ArrayLike,
     cosines: Mapping[str, ArrayLike],
     norms: Mapping[str, ArrayLike],
-    s: ArrayLike,
+    s: ArrayLike | None = None,
     factors: Sequence[str] = ("X", "Y"),
+    *,
+    target: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> MechanisticPhases:
     """Phases of a factorization curve from its order parameters (module docstring).
 
     ``t`` (T,) continuous time, ``loss`` (T,) the squared-error loss ½‖C - X Yᵀ‖² (no
-    penalty), ``cosines[f]`` (T, r, k) the cosine between target direction j and learned
+    penalty), ``cosines[f]`` (T, r, k) the cosine between target column j and learned
     vector l of factor f, ``norms[f]`` (T, k) the learned vectors' norms (as carried by
-    :class:`dynamics.trajectory.Trajectory`), ``s`` (r,) the target's singular values
-    ``s_j = ‖a_j‖‖b_j‖`` (for a spec: ``norm(A, axis=0) * norm(B, axis=0)``), ``factors``
-    the names of the left and right factor. ``l_ref = ½Σ s_j²``. Raises ValueError on
-    inconsistent shapes or values.
+    :class:`dynamics.trajectory.Trajectory`), ``factors`` the names of the left and right
+    factor. The target is given either by ``s`` (r,), its singular values
+    ``s_j = ‖a_j‖‖b_j‖``, when the columns of A and of B are orthogonal (for a spec:
+    ``norm(A, axis=0) * norm(B, axis=0)``), or by ``target = (A, B)`` (n x r each, full
+    column rank), from which the overlaps are rotated exactly into the singular basis of
+    ``C = A Bᵀ`` (modes then in order of decreasing singular value). ``l_ref = ½Σ s_j²``.
+    Raises ValueError on inconsistent shapes or values.
     """
     t, loss = _as_curve(t, loss)
-    s = np.atleast_1d(np.asarray(s, dtype=np.float64))
-    if s.ndim != 1 or not np.all(np.isfinite(s) & (s > 0)):
-        raise ValueError(f"s must be a 1-D array of finite positive values (got {s})")
     if len(factors) != 2:
         raise ValueError(f"factors must name the left and right factor (got {factors!r})")
+    if (s is None) == (target is None):
+        raise ValueError("give the target as exactly one of s (singular values) or target=(A, B)")
     p, q = (
         np.asarray(cosines[f], dtype=np.float64)
         * np.asarray(norms[f], dtype=np.float64)[:, None, :]
         for f in factors
     )
+    if target is not None:
+        s, left, right = _singular_basis(*target)
+        p, q = left @ p, right @ q  # overlaps with the singular directions u_j, v_j
+    s = np.atleast_1d(np.asarray(s, dtype=np.float64))
+    if s.ndim != 1 or not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(f"s must be a 1-D array of finite positive values (got {s})")
     if p.shape != q.shape or p.shape[:2] != (t.size, s.size):
         raise ValueError(
             f"cosines and norms must have shapes (T, r, k) and (T, k) with T = {t.size}, "
@@ -535,9 +553,9 @@ def mechanistic_phases(
     unlearned = {m.mode for m in modes}
     previous_end = decay_end
     for group, end in groups:
-        level_before = 0.5 * sum(s[j] ** 2 for j in unlearned)
+        level_before = 0.5 * float(sum(s[j] ** 2 for j in unlearned))
         unlearned -= {m.mode for m in group}
-        level_after = 0.5 * sum(s[j] ** 2 for j in unlearned)
+        level_after = 0.5 * float(sum(s[j] ** 2 for j in unlearned))
         start = group[0].start
         if start > previous_end and end is not None:
             strongest = max(group, key=lambda m: m.strength)
@@ -566,6 +584,27 @@ def mechanistic_phases(
         modes=modes,
         off_target=float(off_target[0] / on_target[0]) if on_target[0] > 0 else None,
     )
+
+
+def _singular_basis(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Singular values s of ``C = A Bᵀ`` and the maps from column overlaps to singular ones.
+
+    With ``A = Q_A R_A`` (QR) and ``R_A R_Bᵀ = W diag(s) Zᵀ`` (SVD), ``C = U diag(s) Vᵀ`` with
+    ``U = Q_A W``, ``V = Q_B Z``. A learned vector's overlaps with the unit columns,
+    ``p̂_j = â_jᵀ x``, give ``Uᵀx = Wᵀ R_A^{-T} diag(‖a_j‖) p̂``; the returned ``left`` is that
+    r x r matrix (``right`` likewise for B and y).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] > a.shape[0]:
+        raise ValueError(f"target must be two n x r arrays with r <= n (got {a.shape}, {b.shape})")
+    r_a, r_b = np.linalg.qr(a, mode="r"), np.linalg.qr(b, mode="r")
+    if min(np.min(np.abs(np.diag(r_a))), np.min(np.abs(np.diag(r_b)))) <= 0:
+        raise ValueError("target: A and B must have full column rank")
+    w, s, z_t = np.linalg.svd(r_a @ r_b.T)
+    col_a, col_b = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
+    left = w.T @ np.linalg.solve(r_a.T, np.diag(col_a))
+    right = z_t @ np.linalg.solve(r_b.T, np.diag(col_b))
+    return s, left, right
 
 
 def _first_time(t: np.ndarray, g: np.ndarray) -> float | None:

@@ -308,3 +308,52 @@ def test_theory_staircase_rank3():
         assert shape.end == pytest.approx(mech.end, rel=0.1)
     for shape, mech in zip(p.drops, m.drops, strict=True):
         assert shape.time == pytest.approx(mech.time, rel=0.02)
+
+
+def test_target_rotated_into_its_singular_basis():
+    """target=(A, B) with non-orthogonal columns: overlaps in the SVD basis of A Bᵀ."""
+    rng = np.random.default_rng(5)
+    n, r, k = 20, 3, 2
+    a, b = rng.standard_normal((2, n, r))
+    xs, ys = rng.standard_normal((2, 4, n, k))  # four "time samples" of X and Y
+    c = a @ b.T
+    u, sv, vt = np.linalg.svd(c)
+    u, sv, v = u[:, :r], sv[:r], vt[:r].T
+
+    def cos_norm(target, w):
+        cos = (target.T @ w) / np.outer(np.linalg.norm(target, axis=0), np.linalg.norm(w, axis=0))
+        return cos, np.linalg.norm(w, axis=0)
+
+    cx, nx = zip(*(cos_norm(a, x) for x in xs), strict=True)
+    cy, ny = zip(*(cos_norm(b, y) for y in ys), strict=True)
+    cosines = {"X": np.array(cx), "Y": np.array(cy)}
+    norms = {"X": np.array(nx), "Y": np.array(ny)}
+    loss = np.array([0.5 * np.sum((c - x @ y.T) ** 2) for x, y in zip(xs, ys, strict=True)])
+    t = np.arange(4.0)
+    m = mechanistic_phases(t, loss, cosines, norms, target=(a, b))
+    assert m.l_ref == pytest.approx(0.5 * np.sum(c**2), rel=1e-12)
+    assert [mode.strength for mode in m.modes] == pytest.approx(sv, rel=1e-12)
+    model = u.T @ xs[0] @ ys[0].T @ v  # sign-free: u_j and v_j flip together
+    assert [mode.initial for mode in m.modes] == pytest.approx(np.diag(model) / sv, rel=1e-9)
+    on = 0.5 * np.sum((np.diag(sv) - model) ** 2)
+    assert m.off_target == pytest.approx((loss[0] - on) / on, rel=1e-9)
+    with pytest.raises(ValueError, match="exactly one"):
+        mechanistic_phases(t, loss, cosines, norms, sv, target=(a, b))
+    with pytest.raises(ValueError, match="exactly one"):
+        mechanistic_phases(t, loss, cosines, norms)
+
+
+def test_theory_rank10_random_target_learns_its_weakest_mode_last():
+    """n = 100, rank 10, i.i.d. N(0, 1/n) factors, σ = 1e-3: the weakest singular mode
+    (s ≈ 0.55) is learned alone, well after the rest: a second plateau at ½ s_min²."""
+    spec = Factorization.sample(n=100, rank=10, init=1e-3, seed=1)
+    traj = predict(spec, method="flow")
+    sv = np.linalg.svd(spec.A @ spec.B.T, compute_uv=False)[:10]
+    p = analyze(traj.t, traj.loss, traj.l_ref)
+    m = mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, target=(spec.A, spec.B))
+    assert len(p.plateaus) == len(m.plateaus) == 2, p.describe()
+    assert m.plateaus[1].level == pytest.approx(0.5 * sv[-1] ** 2, rel=1e-9)
+    assert p.plateaus[1].level == pytest.approx(0.5 * sv[-1] ** 2, rel=0.05)
+    for shape, mech in zip(p.drops, m.drops, strict=True):
+        assert shape.time == pytest.approx(mech.time, rel=0.03)
+    assert p.plateaus[1].end == pytest.approx(m.plateaus[1].end, rel=0.05)
