@@ -117,10 +117,14 @@ def _phases_at_n100(rank: int, sigma: float, seed: int = 1, t_max: float | None 
 def test_claim4_rank10_plateau_with_smeared_drop(seed):
     _, _, one = _phases_at_n100(1, 1e-3, seed)
     _, _, ten = _phases_at_n100(10, 1e-3, seed)
-    assert len(one.plateaus) == len(ten.plateaus) == 1
-    # smeared: the fall from 90 % to 10 % of the way takes a larger share of t_0.5
-    smear_one = one.drops[0].width / one.crossings[0.5]
-    smear_ten = ten.drops[0].width / ten.crossings[0.5]
+    # rank 10 may show later steps of its staircase as plateaus of their own
+    assert len(one.plateaus) == 1 and len(ten.plateaus) >= 1
+    # smeared: the fall from ½ L_ref to 1 % of it takes a larger share of t_0.5
+    def smear(phases):
+        c = phases.crossings
+        return (c[0.01] - c[0.5]) / c[0.5]
+
+    smear_one, smear_ten = smear(one), smear(ten)
     assert smear_ten > 2 * smear_one
 
 
