@@ -199,6 +199,8 @@ class ClaimMap:
     notes: np.ndarray | None = None
     name: str = ""
     """A short name of the test (prefixes its region when a claim has several maps)."""
+    reference: bool = False
+    """Shown for comparison only (e.g. holds by construction): drawn faded, never judged."""
 
     def __post_init__(self) -> None:
         self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
@@ -307,6 +309,7 @@ def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[str, str]:
     part``. The region joins each map's :func:`boundary`, prefixed by its test when there
     are several maps.
     """
+    maps = [m for m in maps if not m.reference]
     verdicts = [map_verdict(m) for m in maps]
     measured = [v for v in verdicts if v != NOT_MEASURED]
     if not measured:

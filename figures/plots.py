@@ -612,7 +612,10 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
             for j in range(nx):
                 value = m.holds[i, j]
                 ax.add_patch(plt.Rectangle((j - 0.51, i - 0.51), 1.02, 1.02,
-                                           color=_map_color(value), lw=0))
+                                           color=_map_color(value), lw=0,
+                                           alpha=0.3 if getattr(m, "reference", False) else 1,
+                                           hatch="//" if getattr(m, "reference", False)
+                                           else None))
                 if thumbnail:
                     continue
                 note = "" if m.notes is None else str(m.notes[i, j] or "")

@@ -1515,7 +1515,7 @@ def _section_grouped(ctx: Context) -> SectionResult:
             f"{block_name} gradients: found groups match the tasks (ARI ≥ {ARI_FOUND:g})"
             + ("" if judged else " — by construction, not judged"), x12, y12, holds,
             f"parity (8 tasks), per-example gradients of {ctx.pick(64, 32)} examples per task, "
-            f"seeds {list(seeds12)}", len(seeds12)))
+            f"seeds {list(seeds12)}", len(seeds12), reference=not judged))
     block12, thumb12 = _map_figure(ctx, "claim12", maps12, "Claim 12: do gradient clusters and "
                                    "singular vectors find the capabilities?",
                                    "Cells: fraction of seeds with ARI ≥ 0.5. Cluster: spectral "
@@ -1543,7 +1543,7 @@ def _section_grouped(ctx: Context) -> SectionResult:
                   f"{t}/{m} {_fmt(a)}" for (t, m), a in modes_aris.items()) + ") a group's "
               "examples share one input, so their gradients coincide: not evidence either."
                                      if modes_aris else ""))
-    claims.append(_judge(12, maps12[:1], text12, "parity, whole-model per-example gradients; "
+    claims.append(_judge(12, maps12, text12, "parity, whole-model per-example gradients; "
                          f"seeds {list(seeds12)}", thumb12))
     return SectionResult(blocks, claims, {"metrics": table, "ari": ari_rows})
 

@@ -211,3 +211,9 @@ def test_adam_plateau_or_stall_against_sgd_after_the_same_steps():
 def test_a_single_holding_value_is_named_as_such():
     m = _map([[0, 0, 1, 0, 0, 0]], y=Axis("n", (100,)))
     assert boundary(m) == "holds only at σ = 0.03; fails at the other σ tested"
+
+
+def test_reference_maps_are_shown_but_never_judged():
+    by_construction = ClaimMap("task-code block", SIGMA, N, np.ones((2, 6)), reference=True)
+    result, region = claim_verdict([_map(np.zeros((2, 6))), by_construction])
+    assert result == NOT_SUPPORTED and "task-code" not in region
