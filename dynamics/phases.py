@@ -92,8 +92,7 @@ Plateau
     level lies a little lower, so ``t_0.9`` comes a little later). For a staircase of modes
     learned one after another the k-th flat run lies between the (k-1)-th mode's remnant
     decay and the k-th mode's rise, at the level ``½Σ_{i>=k} s_i²`` (i counting from 1).
-    α, R, D, ρ and ρ₁ are
-    dimensionless, so the rules keep the scale invariance.
+    α, R, D, ρ and ρ₁ are dimensionless, so the rules keep the scale invariance.
 
 Drop
     The fall that ends a plateau of level ``ℓ_b`` and leads to the next level ``ℓ_a`` (the
