@@ -428,7 +428,13 @@ class Plan:
         graph: the graph; its constants are evaluated here in float64, then cast to ``dtype``.
         outputs: output name -> node.
         inputs: learned name -> tensor (S, rows, cols) of ``dtype`` that the function reads
-            (updated in place by the caller between calls).
+            (updated in place by the caller between calls); None: the plan allocates them
+            (for ``seeds`` on ``device``) where its products read them best — a learned matrix
+            that is the shared operand of a row of panels lives in its panel's slot, so no
+            step copies it — and ``inputs`` / ``groups`` give them to the caller:
+            ``groups`` = [(names, storage, transposed)]: m matrices of one shape each in a
+            tensor (m, S, rows, cols) — or (m, S, cols, rows) holding their transposes (a row
+            of panels' slots) — every input in one group.
         out: output name -> a contiguous tensor to write that (matrix) output into; outputs
             not named here are returned.
         scaled: the call is ``plan(between)``: once the returned outputs are computed,
@@ -440,14 +446,19 @@ class Plan:
     multiply-adds of the matmuls of one call; ``source``: the compiled step.
     """
 
-    def __init__(self, graph: Graph, outputs: Mapping[str, Node], inputs: Mapping[str, Tensor],
+    def __init__(self, graph: Graph, outputs: Mapping[str, Node],
+                 inputs: Mapping[str, Tensor] | None = None,
                  out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64,
-                 scaled: bool = False):
+                 scaled: bool = False, seeds: int | None = None,
+                 device: torch.device | str | None = None):
         self.graph, self.dtype = graph, dtype
         out = dict(out or {})
-        first = next(iter(inputs.values()))
-        self.device = first.device
-        self.seeds = first.shape[0]
+        self.owned = inputs is None
+        if self.owned:
+            self.seeds, self.device = int(seeds), torch.device(device or "cpu")
+        else:
+            first = next(iter(inputs.values()))
+            self.device, self.seeds = first.device, first.shape[0]
         self.macs = 0
         self._lines: list[str] = []
         self._bound: dict[str, Any] = {}
@@ -465,10 +476,12 @@ class Plan:
         self._leaf_values = {node.id: value.to(self.device) for node, value in
                              graph.constants.values()}
         self._tensor_of: dict[int, Tensor] = {}
+        self.inputs: dict[str, Tensor] = {}
+        self.groups: list[tuple[list[str], Tensor, bool]] = []
         for name, node in graph.inputs.items():
-            if name in inputs:
+            if not self.owned and name in inputs:
                 self._bind(node, inputs[name], f"in_{_ident(name)}")
-                self._tensor_of[node.id] = inputs[name]
+                self._tensor_of[node.id] = self.inputs[name] = inputs[name]
         order = self._topological(outputs.values())
         for node in order:  # choose every product first, so that later chains can reuse
             if node.op == "chain" and not node.const:
@@ -476,6 +489,8 @@ class Plan:
             elif node.op == "trace" and not node.const:
                 self._traces[node.id] = self._plan_trace(node.args)
         self._find_panels()
+        if self.owned:
+            self._allocate()
         results = {name: self._ref(node) for name, node in outputs.items() if name not in out}
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
@@ -722,27 +737,65 @@ class Plan:
         after another in memory (the trainer's X and Y, ...) share one (m, S, n, cols)
         panel buffer, so that one matmul does them all. {R node id: row}."""
         buckets: dict[tuple, list] = {}
+        learned = list(self.graph.inputs.values())
         for r, nodes, _ in jobs:
-            if r.id not in self._tensor_of:
+            if r.const or (not self.owned and r.id not in self._tensor_of):
                 continue
-            key = (r.shape, tuple((m.const, m.shape) for m in nodes))
+            key = (r.shape, tuple((m.const, m.shape) for m in nodes),
+                   [m.id for m in nodes].index(r.id) if r in nodes else -1)
             buckets.setdefault(key, []).append((r, nodes))
         out: dict[int, dict] = {}
-        for bucket in buckets.values():
-            bucket.sort(key=lambda job: self._tensor_of[job[0].id].data_ptr())
-            stacked = _consecutive([self._tensor_of[r.id] for r, _ in bucket])
-            if len(bucket) < 2 or stacked is None:
+        for key, bucket in buckets.items():
+            if self.owned:  # R lives in its slot of the row (when it is one of the members)
+                bucket.sort(key=lambda job: learned.index(job[0]))
+                stacked = None
+            else:
+                bucket.sort(key=lambda job: self._tensor_of[job[0].id].data_ptr())
+                stacked = _consecutive([self._tensor_of[r.id] for r, _ in bucket])
+                if stacked is None:
+                    continue
+            if len(bucket) < 2 or (self.owned and key[2] < 0):
                 continue
             n, cols = bucket[0][0].shape[0], sum(m.shape[1] for m in bucket[0][1])
-            row = {"buffer": torch.zeros(len(bucket), self.seeds, n, cols, dtype=self.dtype,
+            row = {"buffer": torch.zeros(len(bucket), self.seeds, cols, n, dtype=self.dtype,
                                          device=self.device),
                    "product": torch.empty(len(bucket), self.seeds, cols, bucket[0][0].shape[1],
                                           dtype=self.dtype, device=self.device),
                    "right": stacked, "panels": [None] * len(bucket), "index": {}}
+            if self.owned:
+                a = sum(m.shape[1] for m in bucket[0][1][:key[2]])
+                row["slot"] = (a, a + bucket[0][0].shape[1])
+                row["storage"] = row["buffer"][:, :, a:a + bucket[0][0].shape[1]]
+                row["right"] = row["storage"].mT
+                row["names"] = [r.value for r, _ in bucket]
             for i, (r, _) in enumerate(bucket):
                 out[r.id] = row
                 row["index"][r.id] = i
         return out
+
+    def _allocate(self) -> None:
+        """Owned inputs: the shared operand of a row of panels in its slots, the others in
+        tensors of their own; bound for the step and listed in ``inputs`` and ``groups``."""
+        rows, placed = [], {}
+        for panel in self._panel_by.values():
+            row = panel["row"]
+            if row is not None and "slot" in row and all(row is not x for x in rows):
+                rows.append(row)
+        for row in rows:
+            self.groups.append((row["names"], row["storage"], True))
+            for i, name in enumerate(row["names"]):
+                placed[name] = row["right"][i]
+            for p in row["panels"]:  # its own slot needs no copy
+                p["copies"] = [(slot, m) for slot, m in p["copies"] if p["at"][m.id] !=
+                               row["slot"] or row["names"][row["panels"].index(p)] != m.value]
+        for name, node in self.graph.inputs.items():
+            if name not in placed:
+                placed[name] = torch.zeros(self.seeds, *node.shape, dtype=self.dtype,
+                                           device=self.device)
+                self.groups.append(([name], placed[name].unsqueeze(0), False))
+        for name, node in self.graph.inputs.items():
+            self._bind(node, placed[name], f"in_{_ident(name)}")
+            self._tensor_of[node.id] = self.inputs[name] = placed[name]
 
     def _panel(self, members: list[Node], row: dict | None = None, index: int = 0) -> dict:
         """A buffer [M₁ | M₂ | ⋯] (S, n, Σ cols): constants written once, learned matrices
@@ -756,15 +809,15 @@ class Plan:
         if row is not None:
             buffer = row["buffer"][index]
         else:
-            buffer = torch.zeros(self.seeds, members[0].shape[0], cols, dtype=self.dtype,
+            buffer = torch.zeros(self.seeds, cols, members[0].shape[0], dtype=self.dtype,
                                  device=self.device)
-        var = self._bind(None, buffer, self._var("panel"))[0]
+        var = self._bind(None, buffer, self._var("panel"))[0]  # [M₁ | M₂ | ⋯]ᵀ, contiguous
         at, copies, offset = {}, [], 0
         for m in members:
             at[m.id] = (offset, offset + m.shape[1])
-            part = buffer[:, :, offset:offset + m.shape[1]]
+            part = buffer[:, offset:offset + m.shape[1]]  # Mᵀ
             if m.const:
-                part.copy_(self._leaf_values[m.id].to(self.dtype).expand_as(part))
+                part.copy_(self._leaf_values[m.id].to(self.dtype).mT.expand_as(part))
             else:
                 copies.append((self._bind(None, part, self._var("slot"))[0], m))
             offset += m.shape[1]
@@ -789,15 +842,16 @@ class Plan:
                 if stacked is None:
                     continue
                 a, b = panel["at"][m.id]
-                slots = self._bind(None, row["buffer"][..., a:b], self._var("slots"))[0]
-                source = self._bind(None, stacked, self._var("rowin"))[0]
+                slots = self._bind(None, row["buffer"][:, :, a:b], self._var("slots"))[0]
+                source = self._bind(None, stacked.mT, self._var("rowin"))[0]
                 self._lines.append(f"{slots}.copy_({source})")
                 for p in row["panels"]:
                     p["copies"][j] = (None, p["copies"][j][1])
         for p in (row["panels"] if row is not None else [panel]):
             for slot, m in p["copies"]:
                 if slot is not None:
-                    self._lines.append(f"{slot}.copy_({self._use(self._ref(m))})")
+                    var, t = self._ref(m)
+                    self._lines.append(f"{slot}.copy_({self._use((var, not t))})")
             p["filled"] = True
         return panel["var"]
 
@@ -810,7 +864,7 @@ class Plan:
             panels = self._bind(None, row["buffer"].flatten(0, 1), self._var("rowp"))[0]
             right = self._bind(None, row["right"].flatten(0, 1), self._var("rowr"))[0]
             out = self._bind(None, row["product"].flatten(0, 1), self._var("rowo"))[0]
-            self._lines.append(f"_bmm({panels}.mT, {right}, out={out})")
+            self._lines.append(f"_bmm({panels}, {right}, out={out})")
             self.macs += len(row["panels"]) * self.seeds * panel["cols"] * r.shape[0] \
                 * r.shape[1]
             jobs = {id(j) for j in self._panel_of.values() if j["row"] is row}
@@ -819,7 +873,7 @@ class Plan:
                     self._words[word] = self._slices[word]
                     job2["done"] = True
             return
-        self._lines.append(f"_bmm({var}.mT, {self._use(self._ref(r))}, out={job['out']})")
+        self._lines.append(f"_bmm({var}, {self._use(self._ref(r))}, out={job['out']})")
         self.macs += self.seeds * panel["cols"] * r.shape[0] * r.shape[1]
         for word, job2 in self._panel_of.items():
             if job2 is job:
@@ -1129,6 +1183,9 @@ class Plan:
                 continue
             members = [members[order.index(i)] for i in range(len(order))]
             stacked = _consecutive([j["buffer"] for j in members])
+            transposed = stacked is None
+            if transposed:  # outputs stored transposed: (P S)ᵀ = Sᵀ Pᵀ
+                stacked = _consecutive([j["buffer"].mT for j in members])
             if stacked is None:
                 continue
             for j in members:
@@ -1137,12 +1194,18 @@ class Plan:
             out = self._bind(None, stacked.flatten(0, 1), self._var("gout"))[0]
             panels = self._bind(None, row["buffer"].flatten(0, 1), self._var("rowp"))[0]
             stacks = self._bind(None, row["stack"].flatten(0, 1), self._var("rows"))[0]
-            self._lines.append(f"_bmm({panels}, {stacks}, out={out})")
+            self._lines.append(f"_bmm({stacks}.mT, {panels}, out={out})" if transposed else
+                               f"_bmm({panels}.mT, {stacks}, out={out})")
             self.macs += len(members) * self.seeds * job["n"] * job["panel"]["cols"] * job["cols"]
         for job in self._pending:
             if id(job) not in done:
                 panel_var = self._fill(job["panel"])
-                self._lines.append(f"_bmm({panel_var}, {job['stack']}, out={job['buf']})")
+                if not job["buffer"].is_contiguous() and job["buffer"].mT.is_contiguous():
+                    self._lines.append(f"_bmm({job['stack']}.mT, {panel_var}, "
+                                       f"out={job['buf']}.mT)")
+                else:
+                    self._lines.append(f"_bmm({panel_var}.mT, {job['stack']}, "
+                                       f"out={job['buf']})")
                 self.macs += self.seeds * job["n"] * job["panel"]["cols"] * job["cols"]
 
 

@@ -15,10 +15,12 @@ rule); :mod:`validation.programs` compiles that source once per run into one fla
 constant-only values (λ + 1, C's softmax, ...) computed before the run, every matrix chain and
 trace of the program sharing its products, contractions over the large dimension that share an
 operand done as one matmul of a panel [T | W], gradient sums as one more — so no gradient is
-written by hand anywhere and no model is special-cased by its kind. The learned matrices live
-in one flat buffer (each a contiguous block (S, rows, cols)), which the optimizer updates in
-one operation; plain SGD folds −η into the gradient's products, so its update is θ += u. The
-loss is the data loss, without the decay term ½λ‖θ‖² (as in :mod:`dynamics`).
+written by hand anywhere and no model is special-cased by its kind. The compiled step keeps the
+learned matrices where its products read them (a row of panels' slots, e.g. X and Y of the
+factorization side by side with A and B), in a few tensors (m, S, rows, cols) that the
+optimizer updates in one operation each; plain SGD folds −η into the gradient's products, so
+its update is θ += u. The loss is the data loss, without the decay term ½λ‖θ‖² (as in
+:mod:`dynamics`).
 
 Precision. Training runs in the training dtype: loss, gradient and update. Because the MSE
 loss is L_ref plus terms of size ~L_ref that cancel, a float32 loss is resolved only
@@ -39,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import sys
 import time
 import warnings
@@ -200,16 +201,18 @@ def record_steps(steps: int, record: str = "log") -> np.ndarray:
 class _Objective:
     """S specs of one model on a device: parameters, the compiled objective, the measurements.
 
-    The learned matrices live in one flat buffer ``theta`` (each matrix W a contiguous block
-    (S, rows, cols), ``w[name]`` its view) that the optimizer updates in place, the gradient
-    g_W = ∂L/∂W + λW (coupled decay) in a buffer ``grad`` of the same layout, written by the
-    compiled programs (:class:`validation.programs.Plan`) in the training dtype; ``seed_of``
-    gives each entry's seed and :meth:`per_seed` spreads a per-seed value over the entries.
-    The loss is the programs' L, plus L_ref = L(0) for the MSE-type models, whose program
-    gives L − L(0) (the compiled objective adds it). ``scaled``: the plan writes
-    s·g_W with a per-seed s chosen from that step's loss (plain SGD: s = −η, 0 once stopped,
-    so that the update is θ += grad; :class:`validation.programs.Plan`). ``measure`` takes the
-    loss and the order parameters P = TᵀW, U = WᵀW of every learned matrix with a target in float64.
+    The compiled programs (:class:`validation.programs.Plan`) evaluate the loss and
+    g_W = ∂L/∂W + λW (coupled decay) in the training dtype. The plan places the learned
+    matrices (``w[name]``, (S, rows, cols)) where its products read them best; ``groups`` are
+    the tensors (m, S, rows, cols) that hold them, seed on axis 1, each with its gradient
+    buffer in ``grads`` (the same shape, contiguous): the optimizer updates a group in one
+    operation and a per-seed step size (1, S, 1, 1) broadcasts over it. The loss is the
+    programs' L, plus L_ref = L(0) for the MSE-type models, whose program gives L − L(0) (the
+    compiled objective adds it). ``scaled``: the plan writes s·g_W with a per-seed s chosen
+    from that step's loss (plain SGD: s = −η, 0 once stopped, so that the update is
+    θ += grad). ``measure`` takes the loss and the order parameters P = TᵀW, U = WᵀW of every
+    learned matrix with a target in float64 (the loss program alone, compiled for float64, on
+    a float64 copy).
     """
 
     def __init__(self, specs: Sequence[Problem], device: torch.device, dtype: torch.dtype,
@@ -218,65 +221,44 @@ class _Objective:
         values = [spec.values() for spec in specs]
         self.names = model.learned_names
         self.shapes = {name: tuple(values[0][name].shape) for name in self.names}
-        s = len(specs)
-        on = {"dtype": dtype, "device": device}
-        sizes = [s * math.prod(self.shapes[name]) for name in self.names]
-        self.theta = torch.empty(sum(sizes), **on)
-        self.grad = torch.empty_like(self.theta)
-        self.w, self.g = self._views(self.theta), self._views(self.grad)
-        for name in self.names:
-            self.w[name].copy_(torch.tensor(np.array([v[name] for v in values])))
-        self.seed_of = torch.cat([torch.arange(s, device=device).repeat_interleave(
-            math.prod(self.shapes[name])) for name in self.names])
+        seeds = len(specs)
         consts = {name: torch.tensor(np.array([v[name] for v in values]), dtype=F64,
                                      device=device) for name in model.constant_names}
         lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
             if coupled_decay else None
-        self.scaled = scaled
         self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
+        graph, outputs = programs.objective(model, self.shapes, consts, lam, offset=self.l_ref)
+        # where the plan will keep the learned matrices decides the gradient buffers' layout
+        layout = programs.Plan(graph, outputs, dtype=dtype, seeds=seeds, device=device)
+        self.grads = [torch.zeros(t.shape, dtype=dtype, device=device) for _, t, _ in
+                      layout.groups]  # each like its group's storage (transposed or not)
+        out = {name: g[i].mT if transposed else g[i]
+               for (names, _, transposed), g in zip(layout.groups, self.grads, strict=True)
+               for i, name in enumerate(names)}
+        self.scaled = scaled
         self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam,
                                                       offset=self.l_ref),
-                                  inputs=self.w, out=self.g, dtype=dtype, scaled=scaled)
+                                  out=out, dtype=dtype, scaled=scaled, seeds=seeds,
+                                  device=device)
+        self.groups = [t for _, t, _ in self.plan.groups]
+        if [g[0] for g in self.plan.groups] != [g[0] for g in layout.groups]:
+            raise RuntimeError("programs: the plan's layout changed between two compilations")
+        self.w = self.plan.inputs
+        for name in self.names:
+            self.w[name].copy_(torch.tensor(np.array([v[name] for v in values])))
         self.macs = self.plan.macs
         if dtype == F64:
             self.exact, self.w64 = None, self.w
         else:  # the float64 measurement: the loss program alone, on a float64 copy
-            self.theta64 = torch.empty(len(self.theta), dtype=F64, device=device)
-            self.w64 = self._views(self.theta64)
             self.exact = programs.Plan(*programs.objective(model, self.shapes, consts, None,
                                                            gradients=False, offset=self.l_ref),
-                                       inputs=self.w64, dtype=F64)
+                                       dtype=F64, seeds=seeds, device=device)
+            self.w64 = self.exact.inputs
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
 
-    def per_seed(self, flat: Tensor) -> list[Tensor]:
-        """Views of a flat buffer like ``theta`` as (m, S, size) for each run of adjacent
-        blocks of one size, so that a per-seed (S,) value is spread over it in one copy each."""
-        out, offset, s = [], 0, len(self.l_ref)
-        sizes = [math.prod(self.shapes[name]) for name in self.names]
-        i = 0
-        while i < len(sizes):
-            j = i
-            while j + 1 < len(sizes) and sizes[j + 1] == sizes[i]:
-                j += 1
-            m = j - i + 1
-            out.append(flat[offset:offset + m * s * sizes[i]].view(m, s, sizes[i]))
-            offset += m * s * sizes[i]
-            i = j + 1
-        return out
-
-    def _views(self, flat: Tensor) -> dict[str, Tensor]:
-        """Each learned matrix's block of a flat buffer, as (S, rows, cols)."""
-        out, offset = {}, 0
-        seeds = flat.numel() // sum(math.prod(sh) for sh in self.shapes.values())
-        for name in self.names:
-            size = seeds * math.prod(self.shapes[name])
-            out[name] = flat[offset:offset + size].view(seeds, *self.shapes[name])
-            offset += size
-        return out
-
     def step(self, between: Callable | None = None) -> Tensor:
-        """Loss (S, 1, 1) at the current parameters and the gradient into ``grad`` (a scaled
+        """Loss (S, 1, 1) at the current parameters and the gradient into ``grads`` (a scaled
         plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1) once L is known)."""
         if between is None:
             return self.plan()["L"]
@@ -285,7 +267,11 @@ class _Objective:
     def evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
         loss = self.step().view(-1)
-        return loss, {name: g.clone() for name, g in self.g.items()}
+        grads = {}
+        for (names, _, transposed), g in zip(self.plan.groups, self.grads, strict=True):
+            grads |= {name: (g[i].mT if transposed else g[i]).clone()
+                      for i, name in enumerate(names)}
+        return loss, grads
 
     def measure(self, loss: Tensor, orders: dict[str, tuple[Tensor, Tensor]], slot: int,
                 step_loss: Tensor) -> None:
@@ -294,7 +280,8 @@ class _Objective:
         if self.exact is None:
             loss.copy_(step_loss.view(-1))
         else:
-            self.theta64.copy_(self.theta)
+            for name in self.names:
+                self.w64[name].copy_(self.w[name])
             loss.copy_(self.exact()["L"].view(-1))
         for name, target in self.targets.items():
             w = self.w64[name]
@@ -303,8 +290,8 @@ class _Objective:
             torch.bmm(w.mT, w, out=u[slot])
 
 
-def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tensor, steps: int,
-          rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, dict]:
+def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
+          steps: int, rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, dict]:
     """The training loop: loss at every step in the training dtype, (S,) lr and limit.
 
     Returns the loss (steps + 1, S), and the float64 loss (R, S) and order parameters
@@ -321,9 +308,8 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
               for name, t in objective.targets.items()}
     alive, scale = torch.empty(s, 1, 1, **on, dtype=lr.dtype), \
         torch.empty(s, 1, 1, **on, dtype=lr.dtype)  # reused every step
-    limit = limit.view(-1, 1, 1)
-    scale_flat = torch.empty_like(objective.theta)
-    grad, spread = objective.grad, objective.per_seed(scale_flat)
+    limit, per_group = limit.view(-1, 1, 1), scale.view(1, -1, 1, 1)
+    pairs = list(zip(optimizers, objective.grads, strict=True))
     slots = {int(step): i for i, step in enumerate(rec)}
     every = max(1, steps // 100)
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
@@ -349,12 +335,12 @@ def _loop(objective: _Objective, optimizer: SGD | Adam, lr: Tensor, limit: Tenso
         if step == steps:
             break
         if fold:
-            optimizer.apply(grad)  # θ ← θ − η(∂L/∂θ + λθ)
+            for optimizer, grad in pairs:
+                optimizer.apply(grad)  # θ ← θ − η(∂L/∂θ + λθ)
         else:
-            per_seed = stop(loss).view(1, -1, 1)
-            for view in spread:  # η of each seed over its entries
-                view.copy_(per_seed)
-            optimizer.step(grad, scale_flat)
+            stop(loss)
+            for optimizer, grad in pairs:
+                optimizer.step(grad, per_group)
         if progress and (step + 1) % every == 0:
             bar.update(every)
             bar.set_postfix(loss=f"{loss.nanmean().item():.4g}")
@@ -444,14 +430,14 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         objective = _Objective(specs, device, dtype, coupled_decay=not decoupled, scaled=fold)
         lr = torch.tensor(lr_host, dtype=dtype, device=device)
         decay = np.array([spec.weight_decay for spec in specs])
-        wd = torch.tensor(decay, dtype=dtype, device=device)[objective.seed_of] \
+        wd = torch.tensor(decay, dtype=dtype, device=device).view(1, -1, 1, 1) \
             if decoupled and decay.any() else None  # coupled decay is in the gradient
-        optimizer = make_optimizer(config.optimizer, objective.theta, config.momentum,
-                                   config.betas, config.eps, wd)
+        optimizers = [make_optimizer(config.optimizer, group, config.momentum, config.betas,
+                                     config.eps, wd) for group in objective.groups]
         limit = (DIVERGENCE * objective.l_ref).to(dtype)
         start = time.perf_counter()
         with _threads(objective.macs, device):
-            losses, rec_losses, orders = _loop(objective, optimizer, lr, limit, config.steps,
+            losses, rec_losses, orders = _loop(objective, optimizers, lr, limit, config.steps,
                                                rec, show)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
