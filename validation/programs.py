@@ -435,8 +435,9 @@ class Plan:
             ``groups`` = [(names, storage, transposed)]: m matrices of one shape each in a
             tensor (m, S, rows, cols) — or (m, S, cols, rows) holding their transposes (a row
             of panels' slots) — every input in one group.
-        out: output name -> a contiguous tensor to write that (matrix) output into; outputs
-            not named here are returned.
+        out: output name -> a tensor (S, rows, cols), contiguous or the transpose of a
+            contiguous one, to write that (matrix) output into; outputs not named here are
+            returned.
         scaled: the call is ``plan(between)``: once the returned outputs are computed,
             ``between(*returned values)`` gives a per-seed factor s (S, 1, 1), and the ``out``
             outputs are written times s (s folded into each product's smaller operand). The

@@ -235,3 +235,34 @@ def test_graph_sharing_and_errors():
         g.trace(x)
     with pytest.raises(ValueError, match="elementwise"):
         g.add(x, g.transpose(y))
+
+
+@pytest.mark.parametrize("name", ["factorization", "attention", "chain3", "vector",
+                                  "factorization_ce"])
+def test_owned_inputs_live_in_groups(name):
+    """A plan that places the learned matrices itself: every input in exactly one group, the
+    inputs are views of the groups' storage, and the values equal autograd."""
+    model = MODELS[name]
+    values = point(model, seed=7)
+    shapes = {w: tuple(values[w].shape[1:]) for w in model.learned_names}
+    consts = {c: values[c] for c in model.constant_names}
+    offset = None if model.cross_entropy() else torch.tensor(zero_loss(name, model, values))
+    graph, outputs = P.objective(model, shapes, consts, None, offset=offset)
+    plan = P.Plan(graph, outputs, seeds=S, device="cpu")
+    names = [n for group in plan.groups for n in group[0]]
+    assert sorted(names) == sorted(model.learned_names)
+    for group_names, storage, transposed in plan.groups:
+        assert storage.shape[:2] == (len(group_names), S)
+        for i, w in enumerate(group_names):
+            view = storage[i].mT if transposed else storage[i]
+            assert view.data_ptr() == plan.inputs[w].data_ptr()
+    for w in model.learned_names:
+        plan.inputs[w].copy_(values[w])
+    want_loss, want_grads = autograd(name, model, values, np.zeros(S))
+    got = plan()
+    assert rel(got["L"][:, 0, 0], want_loss) < 1e-12
+    for w in model.learned_names:
+        assert rel(got[w], want_grads[w]) < 1e-12
+    if name == "factorization":  # X and Y live beside A and B: one contraction, no copies
+        contractions = [line for line in plan.source.splitlines() if "_bmm(rowp" in line]
+        assert len(contractions) == 1 and ".copy_(" not in plan.source
