@@ -27,7 +27,7 @@ from sympy.matrices.expressions import MatrixSymbol, Trace
 
 from .model import Family, Model, ModelError, register
 
-__all__ = ["ATTENTION", "FACTORIZATION", "FACTORIZATION_CE", "VECTOR", "chain"]
+__all__ = ["ATTENTION", "BUILTINS", "FACTORIZATION", "FACTORIZATION_CE", "VECTOR", "chain"]
 
 n, r, k = sp.symbols("n r k", integer=True, positive=True)
 
@@ -115,3 +115,5 @@ register(Family("factorization", _select_factorization, ("A", "B", "X0", "Y0"),
 register(ATTENTION)
 register(Family("chain", _select_chain, ("A", "B", "X0", "Y0", "M0"), (("depth 3", {"depth": 3}),),
                 "depth-D chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² (M0 stacked (D−2) x k x k)"))
+
+BUILTINS = ("vector", "factorization", "attention", "chain")  # the names registered above

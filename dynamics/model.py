@@ -280,11 +280,16 @@ def entry(kind: str) -> Model | Family:
     return _REGISTRY[kind]
 
 
+_BUILTIN_NAMES: set[str] = set()
+
+
 def _builtins() -> frozenset[str]:
     """Register the built-in models (once); their names."""
-    if "factorization" not in _REGISTRY:
-        from . import catalog  # noqa: F401  (registers the built-in models)
-    return frozenset(name for name in _REGISTRY if name not in _FILES)
+    if not _BUILTIN_NAMES:
+        from . import catalog  # registers the built-in models
+
+        _BUILTIN_NAMES.update(catalog.BUILTINS)
+    return frozenset(_BUILTIN_NAMES)
 
 
 def load_file(path: str | Path) -> Model:

@@ -43,7 +43,7 @@ EXAMPLES = ROOT / "examples"
 # the floors the weight decay sets in these windows (the test asserts L > 1e-8 L_ref).
 RTOL = 1e-13
 
-torch.set_default_dtype(torch.float64)
+# every tensor below comes from a float64 numpy array (torch keeps its dtype)
 
 
 @cache
