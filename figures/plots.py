@@ -621,6 +621,8 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
                 note = "" if m.notes is None else str(m.notes[i, j] or "")
                 if not np.isfinite(value):
                     text = note or "n/a"
+                elif note and m.seeds > 1:
+                    text = f"{value * m.seeds:.0f}/{m.seeds}\n{note}"
                 elif note:
                     text = note
                 elif m.seeds > 1:

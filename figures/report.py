@@ -689,7 +689,9 @@ def _section_scalar_vector(ctx: Context) -> SectionResult:
     rates = np.array([f[0] for f in fits.values()])
     r2 = np.array([f[1] for f in fits.values()])
     plateaus = sum(bool((r["phases"] or {}).get("plateaus")) for r in runs.values())
-    claim = _judge(1, [m], f"ln L falls at rate {rates.min():.3g}–{rates.max():.3g} per unit t "
+    span = (f"{rates.min():.3g}" if f"{rates.min():.3g}" == f"{rates.max():.3g}"
+            else f"{rates.min():.3g}–{rates.max():.3g}")
+    claim = _judge(1, [m], f"ln L falls at rate {span} per unit t "
                    f"(theory: 2) with 1 − R² ≤ {1 - r2.min():.1g}; {plateaus} of {len(runs)} "
                    "curves show a plateau.", m.settings, thumb)
     return SectionResult([block, *blocks], [claim], {"rates": rates, "r2": r2})
@@ -1116,7 +1118,7 @@ def _section_scaling(ctx: Context) -> SectionResult:
     runs, ranks, seeds = _sgd_runs(ctx), _ranks(ctx), _map_seeds(ctx)
     x = Axis("σ", _sigmas(ctx), SIGMA_LABEL, True)
     steps = list(itertools.pairwise(ranks))
-    y = Axis("ranks", tuple(f"{a}→{b}" for a, b in steps), "rank step r → r′")
+    y = Axis("r → r′", tuple(f"{a}→{b}" for a, b in steps), "rank step r → r′")
     pairs = dict(zip(y.values, steps, strict=True))
 
     def cell(step: str, s: float) -> tuple[float, str]:
