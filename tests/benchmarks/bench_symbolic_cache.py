@@ -25,13 +25,17 @@ CHILD = """
 import json, sys, time
 start = time.perf_counter()
 from dynamics import symbolic as S
+from dynamics.catalog import ATTENTION, FACTORIZATION, VECTOR, chain
 imported = time.perf_counter()
 which = sys.argv[1]
 if which == "all":
-    objs = [S.full_flow(k, "mse", m) for k in S.KINDS for m in (False, True)]
+    models = (VECTOR, FACTORIZATION, ATTENTION, chain(3))
+    objs = [S.full_flow(k, modified=m) for k in models for m in (False, True)]
     objs += [S.full_flow("factorization", "ce")]
-    objs += [S.reduced_flow(k, m) for k in S.KINDS for m in (False, True)]
-    objs += [S.reduced_gd(k, m) for k in S.KINDS for m in (False, True)]
+    objs += [S.reduced_flow(k, m) for k in models for m in (False, True)]
+    objs += [S.reduced_gd(k, m) for k in models for m in (False, True)]
+    objs += [S.training_program(k) for k in models]
+    objs += [S.training_program("factorization", "ce")]
 elif which == "one":
     objs = [S.reduced_flow("attention", modified=True)]
 else:
