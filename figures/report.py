@@ -549,7 +549,7 @@ def _measured(theory: dict[str, Any], trained: dict[str, Any] | None) -> dict[st
 # ------------------------------------------------------------------------------- maps
 
 FULL_SIGMAS = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)  # per-coordinate init std (randn: 1)
-QUICK_SIGMAS = (1e-3, 0.01, 0.1, 1.0)
+QUICK_SIGMAS = (1e-3, 0.01, 0.1, 0.3, 1.0)
 SIGMA_LABEL = "init σ (per coordinate)"
 ABBREV = {"decay": "D", "plateau": "P", "sharp": "S", "levels": "L", "aligns": "A",
           "norms": "N", "smeared": "Sm", "no plateau": "P", "power tail": "T", "spans": "Sp",
@@ -780,7 +780,7 @@ def _section_rank_1(ctx: Context) -> SectionResult:
         blocks.insert(len(notes) + 2, ctx.table(
             "mechanistic-table", "Shape-based and mechanistic phases of the theory curves "
             "(times in t)", rows))
-    y = Axis("n", ctx.pick((10, 30, 100, 300), (10, 30)))
+    y = Axis("n", ctx.pick((10, 30, 100, 300), (10, 100)))
     m, runs = _s_curve_map(ctx, y, lambda n, s: {
         "kind": "factorization", "n": n, "rank": 1, "init": s, "singular_values": [1.0],
         "seed": 0}, "gradient flow (exact reduced), rank 1, s = 1, seed 0")
