@@ -1133,8 +1133,11 @@ def _section_scaling(ctx: Context) -> SectionResult:
     block, thumb = _map_figure(ctx, "claim5", [m], "Claim 5: where a lower rank means a longer "
                                "plateau", "Cells: fraction of seeds (k/seeds) at which t_0.5 at "
                                "rank r is ≥ 5 % later than at r′.")
-    t_of = {(r, s): float(np.nanmean([_time(runs[(r, s, k)]) for k in seeds]))
-            for r in ranks for s in x.values}
+    def mean_time(r: int, s: float) -> float:
+        times = np.array([_time(runs[(r, s, k)]) for k in seeds])
+        return float(np.mean(times[np.isfinite(times)])) if np.isfinite(times).any() else math.nan
+
+    t_of = {(r, s): mean_time(r, s) for r in ranks for s in x.values}
     text = (f"Holds at {_count(m)}. Mean t_0.5 by rank at σ = 1e-3: " + ", ".join(
         f"r = {r}: {_fmt(t_of[(r, 1e-3)])}" for r in ranks) + "; at σ = 1: " + ", ".join(
         f"r = {r}: {_fmt(t_of[(r, 1.0)])}" for r in ranks) + " (–: L/L_ref > ½ throughout).")
