@@ -736,8 +736,12 @@ def _s_curve_claim(number: int, m: ClaimMap, runs: dict[tuple[Any, float], dict[
         for key, ok in s_curve_checks(run).items():
             missing[key] = missing.get(key, 0) + (not ok)
     worst = sorted((v, k) for k, v in missing.items() if v)[::-1][:2]
+    energy = ""
+    if m.y.name == "n" and where:  # the init's energy per vector, nσ², in units of s = 1
+        held = [yv * s**2 for (yv, s) in runs if m.ok[m.y.values.index(yv), m.x.values.index(s)]]
+        energy = f", i.e. where the init energy nσ² is {min(held):.2g}–{max(held):.2g} (s = 1)"
     text = (f"One run shows the whole sequence at {_count(m)}"
-            + (f" (e.g. {where[len(where) // 2]})" if where else "") + ". "
+            + (f" (e.g. {where[len(where) // 2]}){energy}" if where else "") + ". "
             + ("Where it fails, most often missing: " + ", ".join(
                 f"{CHECKS[k]} ({v} runs)" for v, k in worst) + "." if worst else ""))
     return _judge(number, [m], text, m.settings, thumb)
