@@ -1339,19 +1339,19 @@ def _equation_image(latex: str) -> bytes | None:
 
 def _section_equations(ctx: Context) -> SectionResult:
     derivations = [
-        ["Vector: full gradient flow", "full_flow", {"kind": "vector"}],
-        ["Factorization: full gradient flow", "full_flow", {"kind": "factorization"}],
+        ["Vector: full gradient flow", "full_flow", {"model": "vector"}],
+        ["Factorization: full gradient flow", "full_flow", {"model": "factorization"}],
         ["Factorization: reduced flow (order parameters)", "reduced_flow",
-         {"kind": "factorization"}],
+         {"model": "factorization"}],
         ["Factorization: modified equation of GD (step η)", "full_flow",
-         {"kind": "factorization", "modified": True}],
-        ["Factorization: exact reduced GD map", "reduced_gd", {"kind": "factorization"}],
+         {"model": "factorization", "modified": True}],
+        ["Factorization: exact reduced GD map", "reduced_gd", {"model": "factorization"}],
         ["Factorization: exact reduced GD map with momentum μ", "reduced_gd",
-         {"kind": "factorization", "momentum": True}],
+         {"model": "factorization", "momentum": True}],
         ["Factorization, cross-entropy: full gradient flow", "full_flow",
-         {"kind": "factorization", "loss": "ce"}],
-        ["Attention head: full gradient flow", "full_flow", {"kind": "attention"}],
-        ["Attention head: reduced flow", "reduced_flow", {"kind": "attention"}],
+         {"model": "factorization", "loss": "ce"}],
+        ["Attention head: full gradient flow", "full_flow", {"model": "attention"}],
+        ["Attention head: reduced flow", "reduced_flow", {"model": "attention"}],
     ]
     (equations,) = ctx.run([(job_equations, {"derivations": derivations})])
     blocks: list[Block] = [TextBlock(
