@@ -1213,6 +1213,14 @@ def _section_optimizers(ctx: Context) -> SectionResult:
                      "steps) where SGD does not", x, ya, holds_a,
                      f"n = {n}, Adam t ≤ {ADAM_T:g}, SGD η = {SGD_LR:g}", len(seeds), notes_a,
                      f"Adam plateau at rank {n}")
+    # 8d: the same phenomenology below rank n: Adam plateaus where SGD does, and only there
+    y_same = Axis("r", ranks[:-1], "rank r")
+    holds_same, notes_same = _cells(x, y_same, lambda r, s: (float(np.mean(
+        [(plateaus(base[(r, s, k)]) >= 1) == (plateaus(sgd[(r, s, k)]) >= 1) for k in seeds])),
+        "SGD P" if sum(plateaus(sgd[(r, s, k)]) >= 1 for k in seeds) * 2 > len(seeds) else ""))
+    map_same = ClaimMap("below rank n, Adam (η = 1e-3) plateaus where SGD does, and only there",
+                        x, y_same, holds_same, f"n = {n}, same specs and seeds", len(seeds),
+                        notes_same, "same phenomenology")
     # 8b: more bumps per learned vector than SGD (same spec and seed)
     yb = Axis("r", ranks[1:], "rank r")
     holds_b, _ = _cells(x, yb, lambda r, s: (float(np.mean(
@@ -1226,9 +1234,11 @@ def _section_optimizers(ctx: Context) -> SectionResult:
         [_time(adamw[lam][(1, s, k)]) * LONGER <= _time(base[(1, s, k)]) for k in seeds])), ""))
     map_c = ClaimMap("rank 1: AdamW reaches t_0.5 ≥ 5 % earlier than Adam", x, yc, holds_c,
                      f"n = {n}, η = {ADAM_LRS[0]:g}", len(seeds), name="AdamW faster")
-    block8, thumb8 = _map_figure(ctx, "claim8", [map_a, map_b, map_c], "Claim 8: where Adam "
-                                 "regains a plateau, bumps more, and AdamW accelerates rank 1",
-                                 "Cells: fraction of seeds (k/seeds); left panel, 'plateau': "
+    block8, thumb8 = _map_figure(ctx, "claim8", [map_same, map_a, map_b, map_c], "Claim 8: "
+                                 "where Adam behaves like SGD, regains a plateau at rank n, "
+                                 "bumps more, and AdamW accelerates rank 1",
+                                 "Cells: fraction of seeds (k/seeds); 'SGD P': SGD plateaus "
+                                 "there (majority of seeds); second panel, 'plateau': "
                                  "Adam's curve has a plateau (shape phases) and SGD's none; "
                                  "'stall': Adam's loss falls < 1.5× over the last third of "
                                  "its run and ends ≥ 3× above SGD's after as many steps.")
@@ -1255,7 +1265,8 @@ def _section_optimizers(ctx: Context) -> SectionResult:
              f"{len(adam_full)} "
              f"runs, SGD plateaus in {sum(sgd_full)}; at σ = 1 (seed 0) after {adam_steps} steps "
              f"Adam is at L = {level['Adam']:.3g}, SGD at L = {level['SGD']:.3g} (L_ref = "
-             f"{at1['SGD']['l_ref']:.3g}). More bumps than SGD at "
+             f"{at1['SGD']['l_ref']:.3g}). Same plateaus as SGD below rank {n} at "
+             f"{_count(map_same)}; more bumps than SGD at "
              f"{_count(map_b)}; AdamW faster at rank 1 at {_count(map_c)}.")
     text10 = (f"SGD as claimed at {_count(maps10[0])}, Adam at {_count(maps10[1])}.")
     settings = f"float64 full-batch training, n = {n}, seeds {list(seeds)}"
@@ -1264,7 +1275,7 @@ def _section_optimizers(ctx: Context) -> SectionResult:
     blocks.append(ctx.table("table", "Phases and bumps per optimizer, rank, σ and seed (times "
                             "in t)", rows))
     return SectionResult([block8, block10, *blocks], [
-        _judge(8, [map_a, map_b, map_c], text8, settings, thumb8),
+        _judge(8, [map_same, map_a, map_b, map_c], text8, settings, thumb8),
         _judge(10, maps10, text10, settings, thumb10)], {"rows": rows})
 
 

@@ -217,3 +217,8 @@ def test_reference_maps_are_shown_but_never_judged():
     by_construction = ClaimMap("task-code block", SIGMA, N, np.ones((2, 6)), reference=True)
     result, region = claim_verdict([_map(np.zeros((2, 6))), by_construction])
     assert result == NOT_SUPPORTED and "task-code" not in region
+
+
+def test_a_few_scattered_failures_are_named_as_exceptions():
+    m = _map([[1, 1, 0, 1, 1, 1]], y=Axis("n", (100,)))
+    assert boundary(m) == "holds at every σ tested except σ = 0.01"
