@@ -266,7 +266,7 @@ def _run_phrase(axis: Axis, ok: Sequence[bool]) -> str:
         if idx[0] == 0:
             return f"holds for {name} ≤ {fmt(hi)}; fails above"
         return f"holds for {fmt(lo)} ≤ {name} ≤ {fmt(hi)}; fails outside"
-    if len(fail) <= 2 and len(hold) > len(fail):
+    if len(fail) <= 2 and len(hold) > len(fail) and len(values) >= 4:
         return f"holds at every {name} tested except {name} = {', '.join(fmt(v) for v in fail)}"
     return (f"holds at {name} = {', '.join(fmt(v) for v in hold)}; fails at "
             f"{', '.join(fmt(v) for v in fail)}")
