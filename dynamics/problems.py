@@ -361,7 +361,39 @@ class Vector(_Spec):
 
 
 @dataclass(frozen=True, eq=False)
-class Factorization(_Spec):
+class _FactorPair(_Spec):
+    """Shared by the specs fitting C = A Bᵀ (A, B: n x r) with learned X (n x k), ..., Y."""
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[0]  # type: ignore[attr-defined]
+
+    @property
+    def r(self) -> int:
+        return self.A.shape[1]  # type: ignore[attr-defined]
+
+    @property
+    def k(self) -> int:
+        return self.X0.shape[1]  # type: ignore[attr-defined]
+
+    @property
+    def target(self) -> np.ndarray:
+        """C = A Bᵀ (n x n)."""
+        return self.A @ self.B.T  # type: ignore[attr-defined]
+
+    def rate_scale(self) -> tuple[float, float]:
+        """(largest, smallest nonzero) singular value of the target C = A Bᵀ."""
+        return _scale_of(_product_singular_values(self.A, self.B))  # type: ignore[attr-defined]
+
+    @property
+    def l_ref(self) -> float:
+        """½‖A Bᵀ‖² = ½ tr(AᵀA BᵀB)."""
+        ga, gb = self.A.T @ self.A, self.B.T @ self.B  # type: ignore[attr-defined]
+        return 0.5 * float(np.sum(ga * gb))
+
+
+@dataclass(frozen=True, eq=False)
+class Factorization(_FactorPair):
     """Matrix factorization: fit C = A Bᵀ (n x n, rank r) with Z = X Yᵀ (rank k).
 
     L = ½‖A Bᵀ − X Yᵀ‖² + ½λ(‖X‖² + ‖Y‖²) for ``loss="mse"``; for ``loss="ce"``
@@ -386,35 +418,13 @@ class Factorization(_Spec):
         return {"loss": self.loss}
 
     @property
-    def n(self) -> int:
-        return self.A.shape[0]
-
-    @property
-    def r(self) -> int:
-        return self.A.shape[1]
-
-    @property
-    def k(self) -> int:
-        return self.X0.shape[1]
-
-    def rate_scale(self) -> tuple[float, float]:
-        """(largest, smallest nonzero) singular value of the target C = A Bᵀ."""
-        return _scale_of(_product_singular_values(self.A, self.B))
-
-    @property
-    def target(self) -> np.ndarray:
-        """C = A Bᵀ (n x n)."""
-        return self.A @ self.B.T
-
-    @property
     def l_ref(self) -> float:
         """½‖A Bᵀ‖² for MSE; for cross-entropy the loss of the zero model, KL(p_C ‖ uniform)."""
         if self.loss == "ce":
             c = self.target.ravel()
             logp = c - _logsumexp(c)
             return float(np.sum(np.exp(logp) * (logp + np.log(c.size))))
-        ga, gb = self.A.T @ self.A, self.B.T @ self.B
-        return 0.5 * float(np.sum(ga * gb))
+        return super().l_ref
 
     @classmethod
     def sample(
@@ -573,7 +583,7 @@ class AttentionHead(_Spec):
 
 
 @dataclass(frozen=True, eq=False)
-class Chain(_Spec):
+class Chain(_FactorPair):
     """Depth-D chain: fit C = A Bᵀ (rank r) with X M₁⋯M_{D−2} Yᵀ (X, Y n x k, M_i k x k).
 
     L = ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² + ½λ(‖X‖² + Σ‖M_i‖² + ‖Y‖²); ``M0`` stacks the middle
@@ -606,23 +616,6 @@ class Chain(_Spec):
     @property
     def depth(self) -> int:
         return self.M0.shape[0] + 2
-
-    def rate_scale(self) -> tuple[float, float]:
-        """(largest, smallest nonzero) singular value of the target C = A Bᵀ."""
-        return _scale_of(_product_singular_values(self.A, self.B))
-
-    @property
-    def r(self) -> int:
-        return self.A.shape[1]
-
-    @property
-    def k(self) -> int:
-        return self.X0.shape[1]
-
-    @property
-    def l_ref(self) -> float:
-        ga, gb = self.A.T @ self.A, self.B.T @ self.B
-        return 0.5 * float(np.sum(ga * gb))
 
     @classmethod
     def sample(
