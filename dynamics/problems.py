@@ -797,10 +797,12 @@ def save(spec: Problem, path: str | Path) -> Path:
     path = Path(path)
     extra: dict[str, object] = {"kind": np.array(spec.kind)}
     extra["weight_decay"] = np.array(spec.weight_decay, dtype=np.float64)
-    if isinstance(spec, Factorization):
-        extra["loss"] = np.array(spec.loss)
+    arrays = spec.arrays()
+    for key, value in spec._selection().items():  # the model choice, e.g. loss = "ce"
+        if key not in arrays:
+            extra[key] = np.array(value)
     with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
-        np.savez(fh, **spec.arrays(), **extra)
+        np.savez(fh, **arrays, **extra)
     return path
 
 
