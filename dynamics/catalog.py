@@ -110,7 +110,7 @@ def _select_chain(spec: Mapping[str, object]) -> Model:
 
 register(VECTOR)
 register(Family("factorization", _select_factorization, ("A", "B", "X0", "Y0"),
-                (("mean squared error", {"loss": "mse"}), ("cross-entropy", {"loss": "ce"})),
+                (("mean squared error", {"loss": "mse"}), ("KL of softmaxes", {"loss": "ce"})),
                 FACTORIZATION.description))
 register(ATTENTION)
 register(Family("chain", _select_chain, ("A", "B", "X0", "Y0", "M0"), (("depth 3", {"depth": 3}),),

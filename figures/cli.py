@@ -261,7 +261,7 @@ def _derivations(model) -> dict[str, object]:  # model: dynamics.model.Model
     from dynamics import symbolic
 
     if model.cross_entropy():
-        return {"cross-entropy, full-parameter flow": symbolic.full_flow(model)}
+        return {"cross-entropy loss and full-parameter gradient flow": symbolic.full_flow(model)}
     blocks: dict[str, object] = {"loss and full-parameter gradient flow": symbolic.full_flow(model)}
     reduced = {
         "reduced order-parameter flow (contractions over the large dimensions)":
