@@ -1,4 +1,6 @@
-"""The built-in models, each a :class:`dynamics.model.Model` written once (DESIGN §2, §3, §5).
+"""The built-in models, each a :class:`dynamics.model.Model` written once.
+
+Conventions and the model mechanism: README "Conventions" and "Your own model".
 
 =================  ==========================================  ===============================
 kind               loss (½ × sum of squares; + ½λ Σ‖W‖²)         learned <- constants (spec keys)

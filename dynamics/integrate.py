@@ -29,7 +29,7 @@ times, refined by bisection wherever ln L changes by more than 0.1 between neigh
 drop late in time, e.g. the attention head's; at most 1500 more samples), plus, for
 f ∈ {0.5, 0.1, 0.01}, the crossing time t_f itself, found by root finding on the dense output,
 so ``Trajectory.crossing_times()`` is as accurate as the integration (rtol 1e-10), not limited by
-the sampling. Discrete processes keep the steps around each crossing (DESIGN §2).
+the sampling. Discrete processes keep the steps around each crossing (README "Conventions").
 
 The sign flow. dθ/dt = −g/(|g| + ε) is discontinuous in the limit ε → 0 and, with Adam's
 ε = 1e-8, extremely stiff: once a coordinate's gradient reaches zero it *slides* on g_i = 0
@@ -382,7 +382,7 @@ class _Recorder:
     ``every``: every step. Otherwise the first 100 steps, a step whenever t has grown by the
     factor :data:`LOG_RATIO` since the last kept one, the last step, and the two steps around
     the first crossing of each f·L_ref (f in :data:`CROSSINGS`): crossing times computed from
-    the kept samples (DESIGN §2: linear in log L between the bracketing samples) are then
+    the kept samples (README "Conventions": linear in log L between the bracketing samples) are then
     exactly those computed from every step.
     """
 

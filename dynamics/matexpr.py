@@ -8,7 +8,7 @@ tree, a sum of terms ``coefficient x chain`` where the chain is a product of lea
 * :func:`expand_terms` / :func:`normalize` — distribute every product over every sum and every
   trace over its argument, merge equal terms (traces brought to a canonical cyclic rotation);
 * :func:`termwise_gradient` — ``sp.diff`` one term at a time (SymPy 1.14 returns 0 for the
-  derivative of a *sum of products of traces*; each product alone is right, DESIGN §3);
+  derivative of a *sum of products of traces*; each product alone is right);
 * :func:`directional` — the directional derivative D(e)[Δ] by the product rule over the tree;
 * :func:`latex_form` — negative terms as "- c X" for LaTeX (printing only);
 * :class:`PairReducer` — the reduction to order parameters, for any model: every large inner

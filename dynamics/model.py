@@ -1,4 +1,6 @@
-"""Models: a loss written once, from which scurve derives, predicts and trains (DESIGN §5).
+"""Models: a loss written once, from which scurve derives, predicts and trains.
+
+The user's side of it is in README "Your own model".
 
 A :class:`Model` is a scalar SymPy expression over ``MatrixSymbol``s together with the
 matrices that are learned, the ones that are fixed (targets, data), and the dimension symbols

@@ -8,7 +8,7 @@ parameters (cosines and norms of the learned vectors): when the off-target part 
 and when each target mode is learned. Both return a :class:`Phases`, so they can be shown
 side by side.
 
-Conventions (DESIGN §2). Time is continuous training time ``t`` (``t = η·step``); every
+Conventions (README "Conventions"). Time is continuous training time ``t`` (``t = η·step``); every
 returned time is in units of ``t``, every rate in ``1/t``, every level in units of the loss.
 ``L_ref`` is the loss of the zero model. The shape analysis uses only ``ln L``, ratios of
 rates ``d ln L/dt`` and products (time x rate), so it is invariant under ``t -> c·t`` (times

@@ -1,11 +1,11 @@
-"""Problem specs: the constants and initial values of a model (DESIGN §2, §5).
+"""Problem specs: the constants and initial values of a model (README "Conventions").
 
 A spec instantiates a :class:`dynamics.model.Model`: ``spec.model`` is the loss, written once
 (:mod:`dynamics.catalog` for the built-ins), ``spec.values()`` every constant and initial
 learned matrix by symbol name. The built-ins keep their classes, samplers and spec keys:
 
 =================  ====================================  ===================================
-spec class         learned <- targets (spec keys)        loss (½ x sum of squares, DESIGN §2)
+spec class         learned <- targets (spec keys)        loss (½ x sum of squares)
 =================  ====================================  ===================================
 ``Vector``         ``x0`` <- ``a`` (n x 1)                ½‖a − x‖²
 ``Factorization``  ``X0``, ``Y0`` <- ``A``, ``B``          ½‖A Bᵀ − X Yᵀ‖² (or cross-entropy)
@@ -197,7 +197,7 @@ class _Spec:
 
     @property
     def l_ref(self) -> float:
-        """Loss of the zero model (every learned matrix 0; DESIGN §2)."""
+        """Loss of the zero model (every learned matrix 0; README "Conventions")."""
         return zero_loss(self.model, self.values())
 
     @property
@@ -297,7 +297,7 @@ def _zero_loss_program(model: Model) -> object:
 
 
 def zero_loss(model: Model, values: Mapping[str, np.ndarray]) -> float:
-    """L at every learned matrix 0: the reference level L_ref of DESIGN §2."""
+    """L at every learned matrix 0: the reference level L_ref of README "Conventions"."""
     zero = {k: (np.zeros_like(v) if k in model.learned_names else v) for k, v in values.items()}
     return _zero_loss_program(model).loss_value(zero)  # type: ignore[attr-defined]
 
@@ -397,7 +397,7 @@ class Factorization(_FactorPair):
     """Matrix factorization: fit C = A Bᵀ (n x n, rank r) with Z = X Yᵀ (rank k).
 
     L = ½‖A Bᵀ − X Yᵀ‖² + ½λ(‖X‖² + ‖Y‖²) for ``loss="mse"``; for ``loss="ce"``
-    L = KL(softmax(vec C) ‖ softmax(vec Z)) + the same decay (DESIGN §3).
+    L = KL(softmax(vec C) ‖ softmax(vec Z)) + the same decay (:mod:`dynamics.catalog`).
     """
 
     A: np.ndarray
@@ -481,7 +481,7 @@ class AttentionHead(_Spec):
 
     L = ½‖M⊗N − M̃⊗Ñ‖² + ½λ Σ‖θ‖², with M̃ = Q̃K̃ᵀ, Ñ = ÕṼᵀ learned (d x h′ factors);
     since ‖A⊗B‖ = ‖A‖‖B‖ and ⟨A⊗B, C⊗D⟩ = ⟨A,C⟩⟨B,D⟩,
-    L = ½[‖M‖²‖N‖² − 2⟨M,M̃⟩⟨N,Ñ⟩ + ‖M̃‖²‖Ñ‖²] (DESIGN §3).
+    L = ½[‖M‖²‖N‖² − 2⟨M,M̃⟩⟨N,Ñ⟩ + ‖M̃‖²‖Ñ‖²] (:mod:`dynamics.catalog`).
     """
 
     Q: np.ndarray
@@ -793,7 +793,7 @@ def _logsumexp(x: np.ndarray) -> float:
 
 
 def save(spec: Problem, path: str | Path) -> Path:
-    """Write ``spec`` to a ``.npz`` file (float64 arrays, DESIGN §2); exact round trip."""
+    """Write ``spec`` to a ``.npz`` file (float64; README "Conventions"); exact round trip."""
     path = Path(path)
     extra: dict[str, object] = {"kind": np.array(spec.kind)}
     extra["weight_decay"] = np.array(spec.weight_decay, dtype=np.float64)

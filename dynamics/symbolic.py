@@ -2,7 +2,7 @@
 
 A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.catalog`) is a scalar
 loss L over learned matrices W and constants. Weight decay adds ½λ Σ_W ‖W‖². In continuous time
-t (a gradient step of rate η advances t by η, DESIGN §2) SymPy derives:
+t (a gradient step of rate η advances t by η, README "Conventions") SymPy derives:
 
 1. :func:`full_flow` — dW/dt = −g_W, g_W = ∂L/∂W + λW (``sp.diff`` term by term,
    :func:`dynamics.matexpr.termwise_gradient`); with ``modified=True`` the first-order modified
@@ -545,7 +545,7 @@ class FullFlow(_Compiled):
         self.keys = self.names
 
     def loss_value(self, values: Mapping[str, np.ndarray]) -> float:
-        """The data loss L (DESIGN §2), *without* the decay term ½λ‖θ‖²."""
+        """The data loss L (README "Conventions"), *without* the decay term ½λ‖θ‖²."""
         return float(self._programs["loss"](values)["L"])
 
     def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:

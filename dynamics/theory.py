@@ -1,4 +1,4 @@
-"""Theory: closed forms for plateau lengths, drops and staircases (DESIGN §3).
+"""Theory: closed forms for plateau lengths, drops and staircases.
 
 Continuous time t throughout (a gradient step of rate η advances t by η); losses are the data
 loss ½‖target − model‖² (weight decay enters the flow, not the loss), ``L_ref`` = ½‖target‖².
@@ -16,7 +16,7 @@ column, (‖X0⊥‖² + ‖Y0⊥‖²)/2k ≈ (n − 1)σ², which acts as a we
 (the term −X YᵀY). With L/L_ref = (1 − w/s)², the loss crosses f·L_ref when w = s(1 − √f):
 
     t_f = (1/2s') ln[(s'/w₀ − 1) / (s'/w_f − 1)],   w_f = s(1 − √f)    [t_½ with s' = s:
-          (1/2s) ln[(√2 − 1)(s/w₀ − 1)], DESIGN §3].
+          (1/2s) ln[(√2 − 1)(s/w₀ − 1)]].
 
 Random init: m(0) ~ N(0, σ²/2 · I_k), so w₀ = (σ²/2) χ²_k and, with E ln χ²_k = ψ(k/2) + ln 2
 and Var ln χ²_k = ψ′(k/2),
@@ -25,7 +25,8 @@ and Var ln χ²_k = ψ′(k/2),
     sd[t_f] ≈ √ψ′(k/2) / 2s'.
 
 For f = ½, k = 1: c = ln(√2 − 1) + γ + ln 2 = 0.38899 and sd = π/(2√2 s') = 1.1107/s' —
-DESIGN's 0.39 and 1.11/s, derived. At fixed init norm ε per learned vector, σ = ε/√n:
+the rule-of-thumb constants 0.39 and 1.11/s, derived. At fixed init norm ε per learned vector,
+σ = ε/√n:
 E[t_½] ≈ (1/2s)[ln(2ns/ε²) + c].
 
 Staircase (rank r, well-separated singular values s_1 > s_2 > ...): in the linear phase the
@@ -47,7 +48,7 @@ da/dt = S·bcd, so all squares move together, d(a²)/dt = 2S·abcd: a finite-tim
     T = τ(a, b, c, d)/2S,   τ = ∫ dz / √Π_i(z + e_i)   (e_i = a_i² − min_j a_j²),
 
 over z from min a_i² to ∞ if abcd > 0, and from min a_i² down to 0 and back to ∞ if abcd < 0.
-Balanced (a = b = c = d = p₀): τ = 1/p₀², T = 1/(2Sp₀²) (DESIGN §3), and the exact solution of
+Balanced (a = b = c = d = p₀): τ = 1/p₀², T = 1/(2Sp₀²), and the exact solution of
 dw/dt = 4w^{3/2}(S − w), w = p⁴, x = p²/√S gives
 
     t_f = [G(x_f) − G(x₀)] / (2S^{3/2}),   G(x) = −1/x + atanh(x),   x_f = √(1 − √f),
@@ -57,7 +58,7 @@ so t_f = T + (atanh x_f − 1/x_f)/(2S^{3/2}) + O(x₀). Random init (overlaps i
 
     E[T] = κ/(2Sσ²),   κ = (2/π²) ∫_0^∞ cosh(4x) K_0(x)⁴ dx = 6.1165...,
 
-so "p₀²" of DESIGN's law is σ²/κ on average; the seed distribution is wide (median of τσ² =
+so "p₀²" of the balanced law is σ²/κ on average; the seed distribution is wide (median of τσ² =
 2.93, sd of ln τ = 1.00, Var τ log-divergent). The law is a power of 1/σ, not its logarithm.
 
 Depth-D chain, balanced aligned mode (X M₁⋯M_{D−2} Yᵀ, every factor's scalar a, u = a^D)
@@ -183,7 +184,7 @@ def logistic_crossing(f: float, s: float, w0: float, weight_decay: float = 0.0) 
     Rising from w₀ < w_f = s(1 − √f) towards s' = s − λ:
     t_f = (1/2s') ln[(s'/w₀ − 1)/(s'/w_f − 1)]; falling from w₀ > s(1 + √f) the same with
     w_f = s(1 + √f). Returns 0 if L(0) ≤ f·L_ref and ``inf`` if w never reaches w_f
-    (w₀ = 0, or s' ≤ w_f: no learning when λ ≥ s, DESIGN §3).
+    (w₀ = 0, or s' ≤ w_f: no learning when λ ≥ s).
     """
     if not 0 < f < 1:
         raise ValueError(f"f must be in (0, 1), got {f}")
@@ -374,7 +375,7 @@ def attention_balanced_crossing(f: float, S: float, p0: float) -> float:
 
     dw/dt = 4w^{3/2}(S − w) with w = abcd = p⁴, L = ½(S − w)², L_ref = ½S²; with x = √(w/S):
     t_f = [G(x_f) − G(x₀)]/(2S^{3/2}), G(x) = −1/x + atanh x, x_f = √(1 ∓ √f). Leading term
-    1/(2Sp₀²) (DESIGN §3). 0 if L(0) ≤ f·L_ref; ``inf`` for p₀ = 0.
+    1/(2Sp₀²). 0 if L(0) ≤ f·L_ref; ``inf`` for p₀ = 0.
     """
     if not 0 < f < 1:
         raise ValueError(f"f must be in (0, 1), got {f}")

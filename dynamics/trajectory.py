@@ -1,7 +1,8 @@
 """Trajectories: the quantities the seeds plot, for theory and experiment alike.
 
 A trajectory holds, at times ``t`` (continuous time; a gradient step of rate η advances t by
-η, DESIGN §2), the loss and, for every factor (learned matrix W, n x k, with target T, n x r):
+η; README "Conventions"), the loss and, for every factor (learned matrix W, n x k, with
+target T, n x r):
 
 * ``cosines[name][i, j, l]`` = ⟨T_{:,j}, W_{:,l}⟩ / (‖T_{:,j}‖ ‖W_{:,l}‖) at sample i — the
   cosine between target direction j and learned vector l;
@@ -50,7 +51,7 @@ class Trajectory:
     Attributes:
         t: sample times in continuous time t (shape (T,)).
         loss: loss at those times (shape (T,)).
-        l_ref: loss of the zero model, ½‖target‖² (DESIGN §2).
+        l_ref: loss of the zero model, ½‖target‖² (README "Conventions").
         cosines: ``{factor: (T, r, k) array}``.
         norms: ``{factor: (T, k) array}``.
         method: what produced it (``"flow"``, ``"discrete"``, ``"sgd"``, ...).

@@ -1,4 +1,4 @@
-"""Matrix factorization with an extra regulariser written into the loss (DESIGN §5).
+"""Matrix factorization with an extra regulariser written into the loss (README "Your own model").
 
     L = ½‖A Bᵀ − X Yᵀ‖² + (β/2) tr(XᵀX YᵀY),   β = 1/10
 

@@ -1,4 +1,4 @@
-"""Symmetric matrix factorization (DESIGN §5).
+"""Symmetric matrix factorization (README "Your own model").
 
     L = ½‖A Aᵀ − X Xᵀ‖²
 

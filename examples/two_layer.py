@@ -1,4 +1,4 @@
-"""Two-layer linear network trained on raw data matrices (DESIGN §5).
+"""Two-layer linear network trained on raw data matrices (README "Your own model").
 
     L = ½‖Y_d − W₂ W₁ X_d‖²      (½ × sum of squares over the N samples)
 

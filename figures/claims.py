@@ -1,4 +1,4 @@
-"""The seeds' claims (DESIGN §4): where each one holds, computed from the report's data.
+"""The seeds' claims: where each one holds, computed from the report's data.
 
 Every claim hinges on settings the seeds do not state (init scale σ above all), so a claim is
 judged on a **map**: a grid over the parameters it hinges on (:class:`ClaimMap`, axes
@@ -106,7 +106,7 @@ CHECKS = {  # short key: what it tests (thresholds above)
 
 @dataclass(frozen=True)
 class Claim:
-    """Claim ``number`` of DESIGN §4, its wording, and the report section that measures it."""
+    """Claim ``number`` of the seeds, its wording, and the report section that measures it."""
 
     number: int
     text: str
@@ -498,7 +498,7 @@ def grouped_checks(mean: Mapping[str, Any], grouped: Mapping[str, Any]) -> dict[
 def claims_table(
     results: Mapping[int, ClaimResult], reasons: Mapping[str, str] | None = None
 ) -> list[dict[str, object]]:
-    """One row per claim of DESIGN §4: number, claim, section, verdict, region, numbers,
+    """One row per claim of :data:`CLAIMS`: number, claim, section, verdict, region, numbers,
     settings, thumbnail.
 
     ``reasons`` maps a section slug to why it produced no result (not run, failed, pending);

@@ -1,4 +1,4 @@
-"""Report section "Depth": the chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² at D = 2, 3, 4 (DESIGN §5).
+"""Report section "Depth": the chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² at D = 2, 3, 4.
 
 Three measurements, theory (the derived reduced gradient flow, float64) over training
 (full-batch SGD, float64, t = η·step) from the same spec (same seed):

@@ -3,9 +3,9 @@
 ``scurve report [--out DIR] [--quick] [--only SECTION]`` builds the sections below. Each one
 defines its experiments as jobs (:mod:`figures.sweeps`: cached on disk by configuration, run
 on any executor), draws its figures with :mod:`figures.plots`, writes every number it shows
-to ``DIR/data/`` (CSV and JSON) and measures the claims of DESIGN §4 it backs
-(:mod:`figures.claims`). ``DIR/index.html`` is self-contained: figures are embedded as base64
-PNGs, equations typeset by matplotlib, no external CSS or JavaScript.
+to ``DIR/data/`` (CSV and JSON) and measures the seeds' claims it backs
+(:data:`figures.claims.CLAIMS`). ``DIR/index.html`` is self-contained: figures are embedded as
+base64 PNGs, equations typeset by matplotlib, no external CSS or JavaScript.
 
 Theory and experiment share their initialisation: the same spec (same seed) is integrated
 (gradient flow, float64) and trained (full-batch SGD, float64, step η, t = η·step) unless a
@@ -938,7 +938,7 @@ def _section_attention(ctx: Context) -> SectionResult:
              if len(finite) >= 2 else math.nan)
     text = (f"Plateau then drop at the last factor's alignment at {_count(m)}; at d = "
             f"{y.values[-1]} the plateau end t_0.5 scales as σ^{slope:.2f} for σ ≤ 0.1 "
-            "(DESIGN: σ⁻²).")
+            "(theory: σ⁻²).")
     return SectionResult([block, *blocks], [_judge(6, [m], text, m.settings, thumb)],
                          {"map": m.rows()})
 
@@ -1704,7 +1704,7 @@ def _section_open_questions(ctx: Context) -> SectionResult:
         "The post's open questions, as far as these toy models allow. (1) Is there an S-curve "
         "that is not a multi-component task? Yes: a single mode from a small start already "
         "plateaus then drops (the plateau is the time its overlap with the target takes to "
-        "grow from ~σ², DESIGN §3). (2) Is there a low-rank multi-component task without an "
+        "grow from ~σ²). (2) Is there a low-rank multi-component task without an "
         "S-curve? Yes: start the modes balanced and aligned at a sizeable fraction of their "
         "targets, and no plateau is left. Measured (shape-based phases): "
         + "; ".join(answers) + "."))
@@ -1804,7 +1804,7 @@ def _claims_html(out: Path, rows: list[dict[str, Any]]) -> str:
     return ("<p>Each claim is judged on a map over the parameters it hinges on (init σ per "
             "coordinate, rank, optimizer and η, target scale, λ); the verdict names the region "
             "where its test holds. Click a map for its section.</p>"
-            "<table><tr><th>#</th><th>claim (DESIGN §4)</th><th>verdict</th>"
+            "<table><tr><th>#</th><th>claim</th><th>verdict</th>"
             "<th>where it holds</th><th>what decides it</th><th>map</th></tr>"
             f"{body}</table>"
             "<p class='small'><a href='data/claims.csv'>claims (CSV)</a> · "

@@ -1,4 +1,4 @@
-"""Layer rules (DESIGN §1): dynamics never imports torch or matplotlib; validation never
+"""Layer rules (README "Conventions"): dynamics never imports torch or matplotlib; validation never
 imports matplotlib; nothing lower imports anything higher."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 For SGD the theories are ``discrete`` (the exact reduced GD map: should agree to rounding),
 ``modified`` (modified equation, O(η²) error) and ``flow`` (gradient flow, O(η) error: GD lags
-by about η·s/2 relative, DESIGN §3); with momentum only ``discrete`` models the iteration
+by about η·s/2 relative); with momentum only ``discrete`` models the iteration
 exactly; for Adam/AdamW the small-step ``sign`` flow dθ/dt = −g/(|g| + ε). All times are
 continuous time t = η·step.
 

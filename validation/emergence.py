@@ -2,7 +2,7 @@
 
 numpy only. Curves are sampled at times ``t`` (T,) (continuous time t = η·step, or steps,
 whichever the run reports) with per-group losses ``group_loss`` (T, G). Crossing times are
-interpolated linearly in ln ℓ between samples (DESIGN §2).
+interpolated linearly in ln ℓ between samples (README "Conventions").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def crossing_time(t: np.ndarray, y: np.ndarray, level: float) -> float:
 
     t[0] when y(t[0]) ≤ level already; same units as ``t``. This is
     :func:`dynamics.phases.crossing_times` with L_ref = level and f = 1 (one function for
-    theory and experiment, DESIGN §2); ``level`` must be positive.
+    theory and experiment, README "Conventions"); ``level`` must be positive.
     """
     time = crossing_times(t, y, level, fractions=(1.0,))[1.0]
     return float("nan") if time is None else time

@@ -103,7 +103,7 @@ class MeanLoss(LossMethod):
 
 
 class GroupedLoss(LossMethod):
-    """L = Σ_g ℓ_g², ℓ_g the mean loss of group g in the batch (DESIGN §3).
+    """L = Σ_g ℓ_g², ℓ_g the mean loss of group g in the batch (q-FFL with q = 1, Li et al. 2020).
 
     Its gradient Σ_g 2 ℓ_g ∇ℓ_g weights each group by its own current loss and not by its
     frequency. Groups absent from the batch are skipped and listed under ``"absent"``;
@@ -413,7 +413,7 @@ class ClusterGroupedLoss(_GradientMethod):
 
 
 class SVDGroupedLoss(_GradientMethod):
-    """SVD-grouped loss (DESIGN §3): L = Σ_{i≤K} (σ_i Σ_n ℓ_n α̂_i(n))², σ and α̂ constant.
+    """SVD-grouped loss: L = Σ_{i≤K} (σ_i Σ_n ℓ_n α̂_i(n))², σ and α̂ constant.
 
     G is the N×M matrix of unit per-example gradients scaled by 1/√N, G_n = ĝ_n/√N, so that
     Σ_i σ_i² = 1 and σ_i² is the share of the batch along direction w_i (dimensionless). The

@@ -14,8 +14,8 @@ g = ∂L/∂θ and λ the weight decay (a per-seed tensor too, or ``None`` for n
 ``adamw`` (``torch.optim.AdamW``, decoupled decay)
     θ ← θ(1 − ηλ), then the Adam step with λ = 0.
 
-A step of size η advances continuous time by η (t = η·step, DESIGN §2). The updates run in
-place on tensors that do not require gradients (or under ``torch.no_grad()``). Plain SGD is
+A step of size η advances continuous time by η (t = η·step, README "Conventions"). The updates
+run in place on tensors that do not require gradients (or under ``torch.no_grad()``). Plain SGD is
 linear in g, so a caller that can scale the gradient's own computation (the trainer folds −η
 and λθ into its last matmul) may hand over u = −η(g + λθ) and save the separate update op.
 """

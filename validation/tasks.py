@@ -150,7 +150,7 @@ class ModesTask:
 
     @property
     def threshold(self) -> np.ndarray:
-        """Emergence threshold per group: half its reference loss (DESIGN t_0.5)."""
+        """Emergence threshold per group: half its reference loss (the t_0.5 convention)."""
         return self.reference_loss / 2
 
     def problem(self, model: nn.Module) -> ModesProblem:

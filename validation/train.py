@@ -31,7 +31,7 @@ not change the run. The trajectories hold these
 measurements; ``record="all"`` makes every step one. Between record steps the every-step
 loss is the training dtype's (enough for crossing times down to f ~ 1e-5).
 
-Time is continuous, t = η·step for each seed (DESIGN §2). The loss is kept at every step
+Time is continuous, t = η·step for each seed (README "Conventions"). The loss is kept at every step
 (exact crossing times); the order parameters at :func:`record_steps`. A seed whose loss is
 non-finite or above ``DIVERGENCE·L_ref`` stops there (its step size becomes 0); the others
 go on, and the result names it with its step and loss.

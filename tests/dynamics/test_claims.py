@@ -1,4 +1,5 @@
-"""DESIGN §4, claims 1-6, asserted on the theory curves (``predict``, gradient flow).
+"""The seeds' claims 1-6 (:data:`figures.claims.CLAIMS`), asserted on the theory curves
+(``predict``, gradient flow).
 
 Each claim hinges on a setting the seeds do not state (init scale σ above all), so each test
 names its settings and, where the claim holds only in part of the range, asserts the boundary
@@ -18,7 +19,7 @@ N(0, σ²), model rank k = target rank r, t in units of 1/s.
    vectors span the truth without aligning with it.
 5. At fixed σ the plateau is shorter the higher the rank (n = 100, σ = 1e-3: r = 1, 3, 10).
 6. Attention head, rank 2: a plateau, then a sudden drop once all four factors align; the
-   plateau grows like σ⁻² (DESIGN §3), not like ln(1/σ).
+   plateau grows like σ⁻², not like ln(1/σ).
 """
 
 from __future__ import annotations

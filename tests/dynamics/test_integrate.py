@@ -7,7 +7,7 @@ computations.
 * ``flow`` (reduced) equals ``full`` (all parameters) to 1e-6;
 * dimension-free: the reduced prediction at n = 100 000, r = k = 5 takes seconds and equals an
   *equivalent* n = 1000 problem's — one with the same order-parameter initial state
-  (G_A = AᵀA, P = AᵀX, U = XᵀX and the same for B, Y; DESIGN §3: the reduced dynamics depend
+  (G_A = AᵀA, P = AᵀX, U = XᵀX and the same for B, Y; the reduced dynamics depend
   on nothing else) — reduced, full-parameter and explicit GD alike;
 * the sign flow (Adam's small-step limit) finishes in seconds on the issue's spec, reaches
   1e-6 L_ref, matches the exact Filippov solution of the vector problem, is invariant under
@@ -16,7 +16,7 @@ computations.
 
 Specs are sampled fresh from the issue's ranges by a seeded generator: factorization
 r = k ∈ {1, 3, 10}, n ∈ [50, 400], σ ∈ [1e-4, 1e-2]; attention d ∈ [10, 40], h ∈ {1, 2} with
-σ ∈ [0.05, 0.15] (the attention plateau grows like σ⁻², DESIGN §3: at σ = 1e-2 explicit GD
+σ ∈ [0.05, 0.15] (the attention plateau grows like σ⁻²: at σ = 1e-2 explicit GD
 would need ~10⁶ steps). One draw per setting runs by default, three more are ``slow``.
 """
 

@@ -429,7 +429,7 @@ def test_state_size_does_not_grow_two_layer():
 
 
 def test_two_large_dimensions_and_an_unregistered_model():
-    """A rectangular factorization with rows n and columns m both large (DESIGN §5: "two large
+    """A rectangular factorization with rows n and columns m both large ("two large
     spaces"), passed to ``sample_model`` as a Model object that was never registered: the spec
     works, and the state size is the same at (n, m) = (30, 15) and (3000, 1005)."""
     nn, mm = sp.symbols("n m", integer=True, positive=True)

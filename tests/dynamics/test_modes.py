@@ -174,7 +174,7 @@ def test_single_mode_crossing_time_equals_the_scalar_ode(method):
     t = np.linspace(0, 1.5 * expected, 3001)
     predicted = predict_groups(single_mode(scale, w0), method, t).crossing_times(0.5)[0]
     assert predicted == pytest.approx(expected, rel=1e-5)
-    if method == "mean":  # logistic closed form, DESIGN §3 (with ℓ_ref = s²/2, f = ½)
+    if method == "mean":  # logistic closed form (with ℓ_ref = s²/2, f = ½)
         w_half = scale * (1 - np.sqrt(0.5))
         logistic = np.log(w_half / w0 * (scale - w0) / (scale - w_half)) / (2 * scale)
         assert expected == pytest.approx(logistic, rel=1e-8)

@@ -46,7 +46,7 @@ def dense_logistic() -> tuple[np.ndarray, np.ndarray]:
 def test_logistic_crossing_times_match_closed_form(dense_logistic, f):
     t, loss = dense_logistic
     exact = logistic_time_at(f * L_REF, S, W0)
-    if f == 0.5:  # the formula of DESIGN §3
+    if f == 0.5:  # the logistic's closed form
         assert exact == pytest.approx(math.log((math.sqrt(2) - 1) * (S / W0 - 1)) / (2 * S))
     got = crossing_times(t, loss, L_REF)[f]
     # Linear interpolation of g = ln L between samples Δt apart misses the root by at most

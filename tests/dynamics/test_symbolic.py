@@ -47,7 +47,7 @@ def one_torch_thread():
 
 
 def torch_loss(kind: str, loss: str, params: dict, targets: dict, kron: bool = False):
-    """The data loss written directly in torch (DESIGN §2, §3), no SymPy involved.
+    """The data loss written directly in torch (README "Conventions"), no SymPy involved.
 
     ``params`` by learned name, ``targets`` by *the learned name they are the target of*.
     Attention: ½‖M⊗N − M̃⊗Ñ‖² with ``kron`` (d² x d² matrices, small d only), else the
@@ -345,7 +345,7 @@ def test_reduced_gd_momentum_starts_from_zero_velocity_as_torch():
 
 
 def crossing_time(t: np.ndarray, loss: np.ndarray, level: float) -> float:
-    """First t with loss ≤ level, interpolated linearly in log loss (DESIGN §2)."""
+    """First t with loss ≤ level, interpolated linearly in log loss (README "Conventions")."""
     i = int(np.argmax(loss <= level))
     assert loss[i] <= level and i > 0
     a, b = np.log(loss[i - 1]), np.log(loss[i])
@@ -422,7 +422,8 @@ def test_latex_has_no_double_superscript():
 
 
 def test_reduced_factorization_equations_match_design():
-    """DESIGN §3 with P = AᵀX, Q = BᵀY, U = XᵀX, V = YᵀY, G_A = AᵀA, G_B = BᵀB:
+    """The factorization's order-parameter flow, P = AᵀX, Q = BᵀY, U = XᵀX, V = YᵀY, G_A = AᵀA,
+    G_B = BᵀB:
     dP/dt = G_A Q − P V − λP, dU/dt = PᵀQ + QᵀP − UV − VU − 2λU."""
     rng = np.random.default_rng(0)
     p, q = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))

@@ -62,7 +62,7 @@ def test_canonical_traces_merge_rotations_and_transposes():
 
 
 def test_termwise_gradient_of_sum_of_products_of_traces():
-    """DESIGN §3's trap: the attention-like loss is a sum of products of traces."""
+    """SymPy 1.14's trap: the attention-like loss is a sum of products of traces."""
     loss = Trace(X.T * X) * Trace(Y.T * Y) - 2 * Trace(X.T * A * A.T * X) * Trace(Y.T * B * B.T * Y)
     grad = termwise_gradient(loss, X)
     rng = np.random.default_rng(0)

@@ -293,7 +293,7 @@ def test_chain_depth_2_is_the_logistic():
     np.testing.assert_array_equal(th.chain_loss(t, s, w0, 2), th.logistic_loss(t, s, w0))
     for f in (0.9, 0.5, 0.1):
         assert th.chain_crossing(f, s, w0, 2) == th.logistic_crossing(f, s, w0)
-    design = math.log((math.sqrt(2) - 1) * (s / w0 - 1)) / (2 * s)  # DESIGN §3
+    design = math.log((math.sqrt(2) - 1) * (s / w0 - 1)) / (2 * s)  # the rank-1 logistic law
     assert th.chain_time(w0, s * (1 - math.sqrt(0.5)), s, 2) == pytest.approx(design, rel=1e-12)
 
 

@@ -165,7 +165,8 @@ def test_derive_prints_every_derived_family(capsys):
 
 
 def test_derive_rank_1_is_the_scalar_system_of_design(capsys):
-    """DESIGN §3 at r = k = 1: dP/dt = G_A Q − P V − λP, dU/dt = 2PQ − 2UV − 2λU."""
+    """The factorization's reduced flow at r = k = 1: dP/dt = G_A Q − P V − λP,
+    dU/dt = 2PQ − 2UV − 2λU."""
     import sympy as sp
 
     assert main(["derive", "factorization", "--rank", "1"]) == 0
