@@ -446,20 +446,8 @@ class Factorization(_FactorPair):
         N(0, scale/n) entries (singular values ≈ scale). Init: X0, Y0 i.i.d. N(0, init²),
         n x model_rank (default model_rank = rank).
         """
-        n = _check_int("n", n)
-        rank = _check_int("rank", rank)
-        k = rank if model_rank is None else _check_int("model_rank", model_rank)
-        if rank > n:
-            raise SpecError(f"rank: target rank {rank} exceeds n = {n}")
-        if k > n:
-            raise SpecError(f"model_rank: model rank {k} exceeds n = {n}")
-        init = _check_nonneg("init", init)
-        scale = _check_positive("scale", scale)
-        rng = np.random.default_rng(seed)
-        a, b = _target_factors(rng, n, rank, singular_values, scale)
-        x0 = rng.standard_normal((n, k)) * init
-        y0 = rng.standard_normal((n, k)) * init
-        return cls(A=a, B=b, X0=x0, Y0=y0, weight_decay=weight_decay, loss=loss)
+        _, pair = _sample_pair(n, rank, model_rank, init, singular_values, scale, seed)
+        return cls(**pair, weight_decay=weight_decay, loss=loss)
 
     @classmethod
     def sample_from(cls, o: SampleOptions) -> Factorization:
@@ -632,19 +620,11 @@ class Chain(_FactorPair):
     ) -> Chain:
         """Sample a spec from ``seed``: the target as :meth:`Factorization.sample`; X0, Y0
         (n x k) and each M_i (k x k) i.i.d. N(0, init²)."""
-        n = _check_int("n", n)
-        rank = _check_int("rank", rank)
         depth = _check_int("depth", depth, low=2)
-        k = rank if model_rank is None else _check_int("model_rank", model_rank)
-        if rank > n or k > n:
-            raise SpecError(f"rank: ranks ({rank}, {k}) exceed n = {n}")
-        init = _check_nonneg("init", init)
-        scale = _check_positive("scale", scale)
-        rng = np.random.default_rng(seed)
-        a, b = _target_factors(rng, n, rank, singular_values, scale)
-        x0, y0 = (rng.standard_normal((n, k)) * init for _ in range(2))
-        m0 = rng.standard_normal((depth - 2, k, k)) * init
-        return cls(A=a, B=b, X0=x0, Y0=y0, M0=m0, weight_decay=weight_decay)
+        rng, pair = _sample_pair(n, rank, model_rank, init, singular_values, scale, seed)
+        k = pair["X0"].shape[1]
+        m0 = rng.standard_normal((depth - 2, k, k)) * float(init)
+        return cls(**pair, M0=m0, weight_decay=weight_decay)
 
     @classmethod
     def sample_from(cls, o: SampleOptions) -> Chain:
@@ -749,6 +729,27 @@ Problem = Vector | Factorization | AttentionHead | Chain | ModelSpec
 KINDS: dict[str, type[_Spec]] = {
     cls.kind: cls for cls in (Vector, Factorization, AttentionHead, Chain)
 }
+
+
+def _sample_pair(n: int, rank: int, model_rank: int | None, init: float,
+                 singular_values: list[float] | None, scale: float, seed: int
+                 ) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+    """The generator (for further draws) and A, B (:func:`_target_factors`), X0, Y0 (n x k,
+    i.i.d. N(0, init²)) of a spec fitting A Bᵀ, drawn in this order from ``seed``."""
+    n = _check_int("n", n)
+    rank = _check_int("rank", rank)
+    k = rank if model_rank is None else _check_int("model_rank", model_rank)
+    if rank > n:
+        raise SpecError(f"rank: target rank {rank} exceeds n = {n}")
+    if k > n:
+        raise SpecError(f"model_rank: model rank {k} exceeds n = {n}")
+    init = _check_nonneg("init", init)
+    scale = _check_positive("scale", scale)
+    rng = np.random.default_rng(seed)
+    a, b = _target_factors(rng, n, rank, singular_values, scale)
+    x0 = rng.standard_normal((n, k)) * init
+    y0 = rng.standard_normal((n, k)) * init
+    return rng, {"A": a, "B": b, "X0": x0, "Y0": y0}
 
 
 def _set_factor_pair(spec: _Spec) -> int:
