@@ -111,11 +111,11 @@ def _select_chain(spec: Mapping[str, object]) -> Model:
 
 
 register(VECTOR)
-register(Family("factorization", _select_factorization, ("A", "B", "X0", "Y0"),
+register(Family("factorization", _select_factorization,
                 (("mean squared error", {"loss": "mse"}), ("KL of softmaxes", {"loss": "ce"})),
                 FACTORIZATION.description))
 register(ATTENTION)
-register(Family("chain", _select_chain, ("A", "B", "X0", "Y0", "M0"), (("depth 3", {"depth": 3}),),
+register(Family("chain", _select_chain, (("depth 3", {"depth": 3}),),
                 "depth-D chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² (M0 stacked (D−2) x k x k)"))
 
 BUILTINS = ("vector", "factorization", "attention", "chain")  # the names registered above

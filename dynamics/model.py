@@ -39,7 +39,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,20 +239,16 @@ class Family:
 
     name: str
     select: Callable[[Mapping[str, object]], Model]
-    keys: tuple[str, ...]  # every spec key a member may need
     variants: tuple[tuple[str, Mapping[str, object]], ...] = ()
     description: str = ""
 
 
 _REGISTRY: dict[str, Model | Family] = {}
-_FILES: dict[str, str] = {}  # model name -> the file that registered it
 
 
-def register(model: Model | Family, source: str = "") -> Model | Family:
+def register(model: Model | Family) -> Model | Family:
     """Make ``model`` known under its name (a later model of the same name replaces it)."""
     _REGISTRY[model.name] = model
-    if source:
-        _FILES[model.name] = source
     return model
 
 
@@ -322,10 +318,5 @@ def load_file(path: str | Path) -> Model:
     if model.name in _builtins():
         raise ModelError(f"{path}: model name {model.name!r} is a built-in model's; choose "
                          "another name")
-    register(model, str(path))
+    register(model)
     return model
-
-
-def load_files(paths: Iterable[str | Path]) -> list[Model]:
-    """:func:`load_file` for each path."""
-    return [load_file(p) for p in paths]
