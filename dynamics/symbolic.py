@@ -501,8 +501,7 @@ class _Compiled:
         self.model = model
         self.names: tuple[str, ...] = tuple(payload["meta"]["learned"])
         self.derived = derived
-        self._programs = {k: _Program(v) for k, v in payload["programs"].items()
-                          if k not in ("train",)}
+        self._programs = {k: _Program(v) for k, v in payload["programs"].items()}
         self._latex = list(payload["latex"])
 
     @property
@@ -562,9 +561,13 @@ class FullFlow(_Compiled):
 class _CrossEntropyFlow(FullFlow):
     """Cross-entropy flow: E = ∂L/∂Z from the derived elementwise program, then the chain rule."""
 
-    def _logits(self, values: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def logits(self, values: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The model's logits Z and the target's C at ``values`` (unshifted)."""
         out = self._programs["logits"](values)
-        z, c = np.asarray(out["Z"]), np.asarray(out["C"])
+        return np.asarray(out["Z"], dtype=np.float64), np.asarray(out["C"], dtype=np.float64)
+
+    def _logits(self, values: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        z, c = self.logits(values)
         return z - z.max(), c - c.max()
 
     def loss_value(self, values: Mapping[str, np.ndarray]) -> float:

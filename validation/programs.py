@@ -1302,13 +1302,13 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
 def _target_logits(model: Model, constants: Mapping[str, Tensor],
                    shapes: Mapping[str, tuple[int, int]]) -> Tensor:
     """C of a cross-entropy model per seed, (S, ·, ·) float64, by the derived numpy program."""
-    logits = symbolic.full_flow(model)._programs["logits"]
+    flow = symbolic.full_flow(model)
     host = {k: v.detach().cpu().numpy() for k, v in constants.items()}
     seeds = next(iter(host.values())).shape[0]
     out = []
     for s in range(seeds):
         values = {k: v[s] for k, v in host.items()}
         values |= {k: np.zeros(shape) for k, shape in shapes.items()}
-        out.append(np.asarray(logits(values)["C"], dtype=np.float64))
+        out.append(flow.logits(values)[1])
     device = next(iter(constants.values())).device
     return torch.tensor(np.array(out), dtype=F64, device=device)
