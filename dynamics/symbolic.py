@@ -19,7 +19,7 @@ t (a gradient step of rate η advances t by η, README "Conventions") SymPy deri
    (b' = μb + g, b = g at the first step; W' = W − ηb') exactly, in order parameters found the
    same way (with momentum the velocity b_W is one more matrix family).
 4. :func:`training_program` — loss and every g_W as PyTorch source batched over seeds
-   (:class:`dynamics.matexpr.TorchChainPrinter`), which :mod:`validation.train` runs.
+   (:class:`dynamics.matexpr.TorchChainPrinter`), which :mod:`validation.training` runs.
 
 Symmetric order parameters (MᵀM) are symmetrised exactly on output, ½(E + Eᵀ): fed a state
 with a rounding-level antisymmetric part, the derived polynomials amplify it (``_Reduced._run``).
@@ -698,7 +698,7 @@ class ReducedGD(_Reduced):
 
 
 class TrainingProgram:
-    """The PyTorch source of a model's loss and gradients (run by :mod:`validation.train`).
+    """The PyTorch source of a model's loss and gradients (run by :mod:`validation.training`).
 
     ``programs[name] = {"args", "outs", "source"}``: ``train`` (MSE models) returns
     L − L(0) (the loss minus its value at zero learned matrices, i.e. minus L_ref for a

@@ -317,7 +317,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train
 def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: float | None):
-    from validation.train import TrainConfig
+    from validation.training import TrainConfig
 
     # compare without --steps: a placeholder, compare() picks the steps from the prediction
     return TrainConfig(optimizer=args.optimizer, lr=args.lr, steps=args.steps or 1,
@@ -346,7 +346,7 @@ def _train_specs(args: argparse.Namespace) -> list[Problem]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import warnings
 
-    from validation.train import train
+    from validation.training import train
 
     _load_models(args)
     from_file = args.spec is not None
@@ -407,7 +407,7 @@ def _phases_or_none(traj: Trajectory) -> dict | None:
 # --------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
     from dynamics.problems import load
-    from validation.compare import TrainingDiverged, compare
+    from validation.comparison import TrainingDiverged, compare
 
     _load_models(args)
     spec = load(args.spec)

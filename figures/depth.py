@@ -12,7 +12,7 @@ Three measurements, theory (the derived reduced gradient flow, float64) over tra
 3. the closed form of a balanced aligned start (u̇ = D u^{2−2/D}(s − u),
    :func:`dynamics.theory.chain_loss`) against the flow of the model.
 
-Without :mod:`validation.train` the theory is drawn alone, under a pending note. Register with
+Without :mod:`validation.training` the theory is drawn alone, under a pending note. Register with
 ``Section(12, "depth", "Depth", section_depth)`` in :data:`figures.report.SECTIONS`.
 """
 
@@ -117,8 +117,8 @@ def _curves(ctx: Context) -> tuple[list, dict[str, Any]]:
     theory = ctx.run([(job_predict, {"spec": spec, "method": "flow"}) for spec in specs])
     trained: list[dict[str, Any] | None] = [None] * len(specs)
     blocks: list = []
-    if _missing("validation.train"):
-        blocks.append(TextBlock("pending: needs validation.train (training over the theory)",
+    if _missing("validation.training"):
+        blocks.append(TextBlock("pending: needs validation.training (training over the theory)",
                                 "pending"))
     else:
         results = ctx.run([_train_job(spec, [0], CURVE_LR, th["t_end"])
@@ -164,7 +164,7 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
     flows = iter(ctx.run([(job_predict, {"spec": _spec(depth, sigma, seed), "method": "flow"})
                           for depth, sigma in points for seed in seeds]))
     flow = {p: [_t_half(next(flows)) for _ in seeds] for p in points}
-    with_training = not _missing("validation.train")
+    with_training = not _missing("validation.training")
     trained = {p: [math.nan] * len(seeds) for p in points}
     if with_training:
         jobs = [_train_job(_spec(*p, 0), seeds, SWEEP_LR,

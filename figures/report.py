@@ -228,7 +228,7 @@ def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
 def job_train(config: dict[str, Any]) -> dict[str, Any]:
     """Train ``config["spec"]`` for each of ``config["seeds"]`` at once (``TrainConfig`` kwargs
     in ``config["train"]``): ``{"runs": [summarize per seed], "diverged", "seconds"}``."""
-    from validation.train import TrainConfig, train
+    from validation.training import TrainConfig, train
 
     specs = [make_spec({**config["spec"], "seed": seed}) for seed in config["seeds"]]
     settings = TrainConfig(**config["train"])
@@ -495,14 +495,14 @@ def _overlay(ctx: Context, settings: list[dict[str, Any]]
     """Theory (flow) and SGD training (float64) of each setting, from the same spec.
 
     A setting is ``{"name", "spec", "lr", "t_max"}``; training runs until the theory's end
-    time (capped at :data:`MAX_TRAIN_STEPS` steps). Without :mod:`validation.train` the
+    time (capped at :data:`MAX_TRAIN_STEPS` steps). Without :mod:`validation.training` the
     training runs are None and a pending note says so.
     """
     theory = ctx.run([(job_predict, {"spec": s["spec"], "method": "flow", "t_max": s["t_max"]})
                       for s in settings])
-    if _missing("validation.train"):
+    if _missing("validation.training"):
         return theory, [None] * len(settings), [
-            TextBlock("pending: needs validation.train (training runs over the theory)",
+            TextBlock("pending: needs validation.training (training runs over the theory)",
                       "pending")]
     jobs = []
     for s, th in zip(settings, theory, strict=True):
@@ -627,7 +627,7 @@ def job_train_grid(config: dict[str, Any]) -> dict[str, Any]:
     """Train every spec of ``config["specs"]`` (spec dicts of one shape) at once, with
     ``TrainConfig(**config["train"])``: ``{"runs": [summarize per spec], "diverged": [index]}``.
     """
-    from validation.train import TrainConfig, train
+    from validation.training import TrainConfig, train
 
     specs = [make_spec(spec) for spec in config["specs"]]
     settings = TrainConfig(**config["train"])
@@ -1732,9 +1732,9 @@ SECTIONS: tuple[Section, ...] = (
     Section(4, "n-100", "n = 100: rank 10 and rank 100", _section_n_100),
     Section(5, "attention", "Attention head, rank 2", _section_attention),
     Section(6, "scaling", "Scaling of the plateau", _section_scaling,
-            ("validation.train", "dynamics.theory")),
-    Section(7, "optimizers", "SGD, Adam and AdamW", _section_optimizers, ("validation.train",)),
-    Section(8, "cross-entropy", "Cross-entropy", _section_cross_entropy, ("validation.train",)),
+            ("validation.training", "dynamics.theory")),
+    Section(7, "optimizers", "SGD, Adam and AdamW", _section_optimizers, ("validation.training",)),
+    Section(8, "cross-entropy", "Cross-entropy", _section_cross_entropy, ("validation.training",)),
     Section(9, "weight-decay", "Weight decay", _section_weight_decay),
     Section(10, "grouped", "Grouped losses", _section_grouped,
             ("validation.tasks", "validation.emergence")),

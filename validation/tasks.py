@@ -490,7 +490,7 @@ def train_task(
     ``method`` is a name from :data:`METHODS` or a :class:`~validation.grouped.LossMethod`.
     ``seed`` sets the initialisation and the batch stream (one ``torch.Generator``).
     ``record``: every that many steps (int) or the listed steps (e.g. log-spaced ones from
-    :func:`validation.train.record_steps`); the final step is always recorded. A tqdm bar
+    :func:`validation.training.record_steps`); the final step is always recorded. A tqdm bar
     is shown only with ``progress`` and a terminal on stderr. Wall time excludes nothing
     but the model's construction (evaluation at the record steps is included). ``threads``:
     torch intra-op threads during the run (default 1: these models are small, and on a busy

@@ -1,8 +1,8 @@
-"""Benchmark: the generated batched trainer (validation.train) against two trainers by hand.
+"""Benchmark: the generated batched trainer (validation.training) against two trainers by hand.
 
 1. The per-seed loop: what a researcher writes for one seed at a time: nn.Parameter X and Y,
    ``torch.optim.SGD``, ``loss.item()`` every step.
-2. The hand-written batched trainer that validation.train was before it ran the programs
+2. The hand-written batched trainer that validation.training was before it ran the programs
    generated from the model's loss (``_Squares`` & co., copied below, clearly marked).
 
 All train the same factorization specs (½‖ABᵀ − XYᵀ‖², n x n target of rank r, model rank k)
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dynamics.problems import Factorization, Problem
 from validation.optim import SGD, Adam, make_optimizer
-from validation.train import DIVERGENCE, TrainConfig, _threads, record_steps, train
+from validation.training import DIVERGENCE, TrainConfig, _threads, record_steps, train
 
 
 def hand_loop(spec: Factorization, lr: float, steps: int, device: str, dtype: torch.dtype):
@@ -51,10 +51,10 @@ def hand_loop(spec: Factorization, lr: float, steps: int, device: str, dtype: to
 
 
 # =====================================================================================
-# BASELINE: the hand-written batched trainer, copied verbatim from validation/train.py at
+# BASELINE: the hand-written batched trainer, copied verbatim from validation/training.py at
 # commit 81063a6 (before the trainer ran the generated programs), so the comparison stays
 # reproducible after its deletion. Trimmed to what this benchmark runs: the MSE objective
-# (no cross-entropy class), the thread rule imported from validation.train (the same rule,
+# (no cross-entropy class), the thread rule imported from validation.training (the same rule,
 # fed the old work count), and ``handwritten_train`` below is the old ``train`` up to the
 # end of its timed loop (no TrainResult bookkeeping).
 # =====================================================================================

@@ -379,7 +379,7 @@ def spec_of(case: str, values: dict):
 def test_generated_trainer_matches_numpy_gd(case):
     """The batched torch trainer (code generated from the same loss; SGD, float64) against the
     explicit GD above, every step's loss, to 1e-9 relative."""
-    from validation.train import TrainConfig, train
+    from validation.training import TrainConfig, train
 
     steps, lr, lam = 40, 0.05, 0.02
     values = random_point(case, dims_of(case), seed=11, init=0.5, scale=1.0)

@@ -25,7 +25,7 @@ def test_fit_slope_recovers_a_power_law_and_a_logarithm():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("depth")
-    section = Section(12, "depth", "Depth", section_depth, ("validation.train",))
+    section = Section(12, "depth", "Depth", section_depth, ("validation.training",))
     with ProcessPoolExecutor(2) as executor:
         ctx = Context(out, True, executor, out / "cache", CacheStats(), section,
                       tqdm(total=0, disable=True))

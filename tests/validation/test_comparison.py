@@ -1,9 +1,9 @@
-"""Tests of validation.compare: training against the theories (issue #4 acceptance).
+"""Tests of validation.comparison: training against the theories (issue #4 acceptance).
 
 * float64 SGD from a spec: crossing times equal the ``discrete`` theory to 1e-6 relative on
   fresh specs (factorization r ∈ {1, 3, 10}, attention head; also decay and momentum);
 * the verdict logic, on curves with known answers and through :func:`compare`;
-* :func:`validation.compare.sign_limit`, and (slow) Adam at small η against the ``sign``
+* :func:`validation.comparison.sign_limit`, and (slow) Adam at small η against the ``sign``
   flow on t_0.5.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from dynamics.integrate import predict
 from dynamics.problems import AttentionHead, Factorization
 from dynamics.trajectory import Trajectory
-from validation.compare import (
+from validation.comparison import (
     FRACTIONS,
     TOLERANCE,
     compare,
@@ -27,10 +27,10 @@ from validation.compare import (
     tolerance,
     verdict,
 )
-from validation.train import TrainConfig, train
+from validation.training import TrainConfig, train
 
-# the module (``validation.compare`` may also name the function, re-exported by the package)
-compare_module = importlib.import_module("validation.compare")
+# the module (``validation.comparison`` may also name the function, re-exported by the package)
+compare_module = importlib.import_module("validation.comparison")
 
 # Fresh specs (seeds used nowhere else), each with a plateau and every level reached within
 # t_max: (spec, η, μ, t_max).

@@ -1,4 +1,4 @@
-"""Tests of validation.train: torch.optim semantics, batching, divergence, losses, records."""
+"""Tests of validation.training: torch.optim semantics, batching, divergence, losses, records."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dynamics.model import Model, register
 from dynamics.phases import crossing_times
 from dynamics.problems import AttentionHead, Chain, Factorization, Vector, sample_model
 from dynamics.trajectory import cosines_and_norms
-from validation.train import DIVERGENCE, TrainConfig, _Objective, record_steps, train
+from validation.training import DIVERGENCE, TrainConfig, _Objective, record_steps, train
 
 TORCH_OPTIM = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD,
                "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

@@ -28,7 +28,7 @@ from dynamics.integrate import predict
 from dynamics.problems import Problem
 from dynamics.trajectory import Trajectory
 
-from .train import TrainConfig, TrainResult, _prepare, train
+from .training import TrainConfig, TrainResult, _prepare, train
 
 __all__ = [
     "FRACTIONS",
