@@ -11,11 +11,15 @@ kind               loss (½ × sum of squares; + ½λ Σ‖W‖²)         learn
                    + ‖M̃‖²‖Ñ‖²], M = Q⋆K⋆ᵀ, M̃ = QKᵀ, …          O⋆, V⋆ (keys ``Q``, ``K``, …)
 ``chain``          ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖²                   X, Y, M_i (``X0``, ``Y0``, ``M0``
                                                                  stacked (D−2)×k×k) <- A, B
+``modes``          ½tr(R D Rᵀ), R = XYᵀB − AS: capability g's   X, Y (``X0``, ``Y0``) <- A, B;
+                   loss ℓ_g = ½‖XYᵀb_g − s_g a_g‖² weighted by   S, D diagonal G×G (grouped:
+                   D_gg (the mean loss: D = diag(p̂))             ``group_weights`` D)
 =================  ==========================================  ===============================
 
 Dimensions: n (large) rows of every target and learned factor, r the target rank, k the model
-rank. The factorization's cross-entropy loss and the chain's depth are members of a
-:class:`dynamics.model.Family` chosen from the spec (its ``loss``; the length of ``M0``).
+rank, G the number of capability groups (modes). The factorization's cross-entropy loss and
+the chain's depth are members of a :class:`dynamics.model.Family` chosen from the spec (its
+``loss``; the length of ``M0``).
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from sympy.matrices.expressions import MatrixSymbol, Trace
 
 from .model import Family, Model, ModelError, register
 
-__all__ = ["ATTENTION", "BUILTINS", "FACTORIZATION", "FACTORIZATION_CE", "VECTOR", "chain"]
+__all__ = ["ATTENTION", "BUILTINS", "FACTORIZATION", "FACTORIZATION_CE", "MODES", "VECTOR",
+           "chain"]
 
-n, r, k = sp.symbols("n r k", integer=True, positive=True)
+n, r, k, G = sp.symbols("n r k G", integer=True, positive=True)
 
 
 def _sq(e: sp.MatrixExpr) -> sp.Expr:
@@ -72,6 +77,21 @@ ATTENTION = Model(
     latex={f"{f}s": rf"{f}^{{\star}}" for f in _NAMES},
     description="½‖(Q⋆K⋆ᵀ)⊗(O⋆V⋆ᵀ) − (QKᵀ)⊗(OVᵀ)‖² (linear attention head, d x h factors)",
 )
+
+
+_Am, _Bm = MatrixSymbol("A", n, G), MatrixSymbol("B", n, G)
+_S, _D = MatrixSymbol("S", G, G), MatrixSymbol("D", G, G)
+_R = _X * _Y.T * _Bm - _Am * _S
+MODES = Model(
+    "modes", Trace(_R * _D * _R.T) / 2, [_X, _Y], [_Am, _Bm, _S, _D], [n],
+    targets={"X": "A", "Y": "B"}, group_weights=_D,
+    description="capability modes: ½tr(R D Rᵀ), R = XYᵀB − AS (A, B n x G orthonormal; S, D "
+                "diagonal G x G: scales s_g, group weights)",
+)
+"""A deep linear network y = XYᵀx fitting y = Cx, C = A S Bᵀ = Σ_g s_g a_g b_gᵀ, on examples
+x = b_g (capability g) with frequencies p̂_g = D_gg: the mean loss Σ_g p̂_g ℓ_g with
+ℓ_g = ½‖XYᵀb_g − s_g a_g‖² = (∂L/∂D)_gg. X is the second layer W₂, Y the first layer's
+transpose W₁ᵀ."""
 
 
 @cache
@@ -115,7 +135,8 @@ register(Family("factorization", _select_factorization,
                 (("mean squared error", {"loss": "mse"}), ("KL of softmaxes", {"loss": "ce"})),
                 FACTORIZATION.description))
 register(ATTENTION)
+register(MODES)
 register(Family("chain", _select_chain, (("depth 3", {"depth": 3}),),
                 "depth-D chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² (M0 stacked (D−2) x k x k)"))
 
-BUILTINS = ("vector", "factorization", "attention", "chain")  # the names registered above
+BUILTINS = ("vector", "factorization", "attention", "modes", "chain")  # the names registered above

@@ -32,12 +32,16 @@ objective), the mean loss λ_g = 2 p̂_g s_g (:func:`escape_rates`).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
+from scipy.integrate import quad
 
 __all__ = [
     "ELL",
@@ -46,8 +50,11 @@ __all__ = [
     "SUM",
     "WEIGHT",
     "GroupObjective",
+    "GroupedDynamics",
     "escape_rates",
+    "mode_emergence_time",
     "objective",
+    "parse",
 ]
 
 ELL, WEIGHT, SUM = sp.symbols("ell w u", positive=True)
@@ -164,3 +171,155 @@ def escape_rates(objective: GroupObjective, scales: ArrayLike, weights: ArrayLik
     strength w grows like e^{λ_g t} while every group is still near its reference loss."""
     s = np.asarray(scales, dtype=float)
     return 2 * objective.slopes(s**2 / 2, weights) * s
+
+
+def parse(text: str) -> GroupObjective:
+    """The objective of a label: ``mean``, ``power(q=1)``, ``tilted(tau=2)``, ``dro(step=0.01)``,
+    ``root(eps=0.01)`` (:attr:`GroupObjective.label` round-trips). One-line ValueError."""
+    match = re.fullmatch(r"\s*([a-z]+)\s*(?:\((.*)\))?\s*", str(text))
+    if not match:
+        raise ValueError(f"objective: cannot read {text!r} (e.g. 'mean', 'power(q=1)')")
+    name, inner = match.group(1), match.group(2)
+    params: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (inner or "").split(","))):
+        key, _, value = part.partition("=")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"objective: {part!r} in {text!r} is not key=number") from None
+    unknown = sorted(set(params) - {"q", "tau", "eps", "step"})
+    if unknown:
+        raise ValueError(f"objective: unknown parameter {unknown[0]!r} in {text!r}")
+    return objective(name, **params)
+
+
+def mode_emergence_time(obj: GroupObjective, scale: float, w0: float, weight: float = 1.0,
+                        fraction: float = 0.5) -> float:
+    """t at which one decoupled, balanced mode reaches ℓ = fraction·s²/2 from strength w0.
+
+    With the mode's two factors equal, w = p·q and no other group changing, ℓ = ½(s − w)² and
+    dw/dt = 2 d(ℓ) w (s − w), d = ∂F/∂ℓ at this group alone (other groups' ℓ held at 0 in
+    ``outer``: exact for separable objectives), so t = ∫_{w0}^{w_f} dw / [2 d w (s − w)] with
+    w_f = s(1 − √fraction). Mean loss: the logistic time ln[(w_f/w0)(s − w0)/(s − w_f)]/(2ps).
+    """
+    if obj.dro_step is not None:
+        raise ValueError("Group DRO couples the groups through its weights; integrate it")
+    w_end = scale * (1 - np.sqrt(fraction))
+
+    def dt_du(u: float) -> float:  # u = ln w
+        w = np.exp(u)
+        d = obj.slopes(np.array([0.5 * (scale - w) ** 2]), np.array([weight]))[0]
+        return 1.0 / (2 * d * (scale - w))
+
+    value, _ = quad(dt_du, np.log(w0), np.log(w_end), limit=200)
+    return float(value)
+
+
+Arrays = dict[str, np.ndarray]
+
+
+class GroupedDynamics:
+    """The dynamics of a group objective F on a grouped model's derived dynamics.
+
+    ``inner`` is a derived reduced flow, reduced GD map or full flow of a model with
+    ``group_weights`` D (:mod:`dynamics.symbolic`). Since ∇F = ∇L at D = diag(d), d_g = ∂F/∂ℓ_g
+    (module docstring), every evaluation computes ℓ from the current point (the derived
+    ``group_losses`` program), sets D = diag(d(ℓ, w)) and calls the inner dynamics:
+
+    * flow:  dθ/dt = −∇L_D(θ), D = diag(d(ℓ(θ)))  (per unit t);
+    * GD:    θ' = θ − η∇L_D(θ), D at the current point (a step advances t by η);
+    * DRO:   w = softmax(z) is state: dz/dt = (c/η)ℓ in the flow, and in GD z' = z + cℓ *before*
+      the step's weights (as torch Group DRO updates q, then takes the loss q·ℓ).
+
+    The weights w are the frequencies p̂_g = diag of the spec's D (the mean loss over examples).
+    The interface is the inner one's (``initial``, ``rhs`` / ``step``, ``loss_value``,
+    ``overlaps``, ``group_losses``); the state gains ``z`` for DRO. ``loss_value`` is the mean
+    loss Σ_g p̂_g ℓ_g, whatever F is trained.
+    """
+
+    def __init__(self, inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,
+                 reduced: bool) -> None:
+        self.inner, self.objective, self.name, self.reduced = inner, obj, name, reduced
+        self.frequencies = np.asarray(frequencies, dtype=np.float64)
+        self.dro = obj.dro_step is not None
+        self.keys = tuple(inner.keys) + (("z",) if self.dro else ())
+
+    def __getattr__(self, attr: str) -> Any:  # latex(), pairs, constants, ... of the inner one
+        return getattr(self.inner, attr)
+
+    # -- pieces ------------------------------------------------------------------------
+
+    def _split(self, state: Mapping[str, np.ndarray]) -> tuple[Arrays, np.ndarray | None]:
+        core = {k: v for k, v in state.items() if k != "z"}
+        return core, (np.asarray(state["z"]) if self.dro else None)
+
+    def _losses(self, core: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray] | None
+                ) -> np.ndarray:
+        if self.reduced:
+            return self.inner.group_losses(core, consts)
+        return self.inner.group_losses(core)
+
+    def _weights(self, z: np.ndarray | None) -> np.ndarray:
+        if z is None:
+            return self.frequencies
+        q = np.exp(z - z.max())
+        return q / q.sum()
+
+    def matrix(self, losses: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        """D = diag(∂F/∂ℓ) at group losses ``losses`` (DRO: weights softmax(z))."""
+        return np.diag(self.objective.slopes(losses, self._weights(z)))
+
+    # -- the inner interface -------------------------------------------------------------
+
+    def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+        state, consts = self.inner.initial(values)
+        if self.dro:
+            state = dict(state) | {"z": np.zeros(len(self.frequencies))}
+        return state, consts
+
+    def group_losses(self, state: Mapping[str, np.ndarray],
+                     consts: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        return self._losses(self._split(state)[0], consts)
+
+    def loss_value(self, state: Mapping[str, np.ndarray],
+                   consts: Mapping[str, np.ndarray] | None = None) -> float:
+        return float(self.frequencies @ self.group_losses(state, consts))
+
+    def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
+        return self.inner.overlaps(self._split(state)[0], consts)
+
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray] | None,
+            lam: float, lr: float = 0.0) -> Arrays:
+        """d(state)/dt per unit t (reduced: ``rhs(state, consts, λ, η)``; full: the values hold
+        the parameters and constants, ``consts`` None)."""
+        core, z = self._split(state)
+        losses = self._losses(core, consts)
+        d = {self.name: self.matrix(losses, z)}
+        if self.reduced:
+            out = self.inner.rhs(core, dict(consts) | d, lam, lr)
+        else:
+            out = self.inner.rhs(dict(core) | d, lam, lr)
+        if self.dro:
+            if not lr > 0:
+                raise ValueError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
+            out = dict(out) | {"z": self.objective.dro_step / lr * losses}
+        return out
+
+    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
+        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters; not DRO)."""
+        if self.dro:
+            raise ValueError("Group DRO needs the reduced dynamics (its weights are state)")
+        core = dict(values)
+        return self.inner.grad(core | {self.name: self.matrix(self._losses(core, None), None)},
+                               lam)
+
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
+             lam: float, mu: float = 0.0) -> Arrays:
+        """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
+        core, z = self._split(state)
+        losses = self._losses(core, consts)
+        if self.dro:
+            z = z + self.objective.dro_step * losses
+        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
+                              mu)
+        return dict(new) | ({"z": z} if self.dro else {})

@@ -29,6 +29,13 @@ learned matrices, C on the constants only) the loss is L = KL(softmax(vec C) ‖
 ``loss`` must then be left ``None``. SymPy differentiates it in two steps (its matrix calculus
 cannot differentiate softmax; :mod:`dynamics.symbolic`).
 
+Grouped models. With ``group_weights=D`` (a G×G constant the loss is linear in) the loss is
+a weighted sum over capability groups, L = Σ_g D_gg ℓ_g, and ℓ_g = (∂L/∂D)_gg is derived from
+it. A *group objective* F(ℓ_1, …, ℓ_G) (:mod:`dynamics.groups`: mean, power q, tilted τ, DRO)
+then has ∇F = Σ_g (∂F/∂ℓ_g) ∇ℓ_g = ∇L at D = diag(∂F/∂ℓ): the dynamics of every group objective
+are those of the one derived loss, with D set from the current ℓ at each evaluation. A spec's
+D is the frequency weights diag(p̂_g) of the mean loss over examples.
+
 Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; every
 error (the file fails to import, has no ``MODEL``, the model is malformed) is a
 :class:`ModelError` with one line saying what and where.
@@ -86,6 +93,9 @@ class Model:
         logits: ``(Z, C)`` for the cross-entropy loss KL(softmax(vec C) ‖ softmax(vec Z)).
         latex: LaTeX names of symbols, by symbol name (default: the name).
         description: one line for ``--help`` and listings.
+        group_weights: a square constant D (G×G) that the loss is *linear* in, whose diagonal
+            weighs G capability groups: L = Σ_g D_gg ℓ_g. The per-group losses are then derived,
+            not written: ℓ_g = (∂L/∂D)_gg (module docstring, "Grouped models").
     """
 
     name: str
@@ -98,6 +108,7 @@ class Model:
     logits: tuple[MatrixExpr, MatrixExpr] | None = None
     latex: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    group_weights: MatrixSymbol | None = None
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -176,6 +187,16 @@ class Model:
             if name not in self.learned_names or target not in self.constant_names:
                 raise ModelError(f"{where}: targets maps {name!r} -> {target!r}, not a learned "
                                  "matrix and a constant")
+        d = self.group_weights
+        if d is not None:
+            if d not in self.constants:
+                raise ModelError(f"{where}: group_weights {getattr(d, 'name', d)!r} must be one "
+                                 "of the constants")
+            if d.shape[0] != d.shape[1]:
+                raise ModelError(f"{where}: group_weights {d.name} must be square (G x G), got "
+                                 f"{d.shape[0]} x {d.shape[1]}")
+            if self.cross_entropy():
+                raise ModelError(f"{where}: group_weights need a loss, not logits")
 
     # ------------------------------------------------------------------ properties
 
@@ -222,6 +243,11 @@ class Model:
 
     def cross_entropy(self) -> bool:
         return self.logits is not None
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the loss weighs capability groups (``group_weights``)."""
+        return self.group_weights is not None
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, learned={list(self.learned_names)}, " \

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -34,6 +34,8 @@ from typing import ClassVar
 import numpy as np
 import sympy as sp
 
+from .groups import GroupObjective
+from .groups import parse as parse_objective
 from .model import Model, ModelError
 from .model import entry as model_entry
 from .model import get as get_model
@@ -52,6 +54,7 @@ __all__ = [
     "check_arrays",
     "load",
     "sample_model",
+    "sample_modes",
     "save",
     "values_of",
     "zero_loss",
@@ -642,11 +645,17 @@ class Chain(_FactorPair):
 @dataclass(frozen=True, eq=False)
 class ModelSpec(_Spec):
     """A spec of any registered model (:mod:`dynamics.model`): ``kind`` = the model's name,
-    ``data`` = its arrays by spec key (constants, initial values of learned matrices)."""
+    ``data`` = its arrays by spec key (constants, initial values of learned matrices).
+
+    A grouped model's spec (``group_weights`` D) also names the group objective F that is
+    trained (``objective``, a :func:`dynamics.groups.parse` label; default ``mean``); its D
+    holds the group frequencies diag(p̂_g), so that with D as given the loss is the mean loss.
+    """
 
     name: str
     data: dict[str, np.ndarray] = field(default_factory=dict)
     weight_decay: float = 0.0
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         model = _model_or_spec_error(self.name, self.data)
@@ -656,6 +665,40 @@ class ModelSpec(_Spec):
                             f"{', '.join(model.spec_keys())})")
         object.__setattr__(self, "data", check_arrays(model, self.data))
         object.__setattr__(self, "weight_decay", _check_decay(self.weight_decay))
+        if model.grouped:
+            label = "mean" if self.objective is None else self.objective
+            try:
+                object.__setattr__(self, "objective", parse_objective(label).label)
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
+            d = self.values()[model.group_weights.name]
+            if not (np.allclose(d, np.diag(np.diag(d)), rtol=0, atol=0)
+                    and np.all(np.diag(d) >= 0)):
+                raise SpecError(f"{model.group_weights.name}: group weights must be a diagonal "
+                                "matrix of frequencies >= 0")
+        elif self.objective is not None:
+            raise SpecError(f"objective: model {self.name!r} has no groups (group_weights)")
+
+    @property
+    def group_objective(self) -> GroupObjective | None:
+        """The trained group objective (grouped models), else None."""
+        return None if self.objective is None else parse_objective(self.objective)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """p̂_g = D_gg, the weights of the mean loss over examples (grouped models)."""
+        return np.diag(self.values()[self.model.group_weights.name]).copy()
+
+    @property
+    def reference_losses(self) -> np.ndarray:
+        """ℓ_g of the zero model (every learned matrix 0), per group (loss units)."""
+        values = self.values()
+        values |= {w: np.zeros_like(values[w]) for w in self.model.learned_names}
+        return _zero_loss_program(self.model).group_losses(values)
+
+    def with_objective(self, label: str) -> ModelSpec:
+        """The same spec trained with group objective ``label`` (e.g. ``"power(q=1)"``)."""
+        return ModelSpec(self.name, self.data, self.weight_decay, label)
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -668,7 +711,12 @@ class ModelSpec(_Spec):
         return dict(self.data)
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.name, **self.data, "weight_decay": self.weight_decay}
+        out = {"kind": self.name, **self.data, "weight_decay": self.weight_decay}
+        return out | ({"objective": self.objective} if self.objective is not None else {})
+
+    def describe(self) -> str:
+        base = super().describe()
+        return base if self.objective is None else f"{base} objective={self.objective}"
 
 
 def _model_or_spec_error(kind: str, data: Mapping[str, object]) -> Model:
@@ -723,6 +771,48 @@ def sample_model(
             arrays[key] = value
     data = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
     return ModelSpec(model.name, data, weight_decay=weight_decay)
+
+
+def sample_modes(
+    scales: Sequence[float] | np.ndarray,
+    frequencies: Sequence[float] | np.ndarray,
+    n: int = 20,
+    hidden: int = 20,
+    init: float = 1e-3,
+    examples: int = 256,
+    seed: int = 0,
+    objective: str = "mean",
+) -> ModelSpec:
+    """A spec of the capability-modes model (:data:`dynamics.catalog.MODES`) from ``seed``.
+
+    G = len(scales) capabilities: A = [a_g], B = [b_g] (n×G) with orthonormal columns (QR of
+    Gaussian matrices), S = diag(s_g). The dataset has N = ``examples`` examples, n_g =
+    max(1, round(N p_g)) of them x = b_g (target s_g a_g); D = diag(p̂_g), p̂_g = n_g/Σn, so the
+    loss with D as given is the mean loss over the examples. Initial weights X0 = W₂ (n×k),
+    Y0 = W₁ᵀ (n×k), k = ``hidden``, i.i.d. N(0, σ²), σ = ``init`` (small: each mode emerges
+    abruptly). ``objective`` is the group objective trained (:func:`dynamics.groups.parse`).
+    """
+    s = np.asarray(scales, dtype=np.float64)
+    p = np.asarray(frequencies, dtype=np.float64)
+    if s.ndim != 1 or s.size < 1 or p.shape != s.shape:
+        raise SpecError(f"scales {s.shape} and frequencies {p.shape} must be equal 1-d arrays")
+    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise SpecError("scales: must be finite numbers > 0")
+    if not (np.all(np.isfinite(p)) and np.all(p > 0)):
+        raise SpecError("frequencies: must be finite numbers > 0")
+    n, hidden = _check_int("n", n), _check_int("hidden", hidden)
+    examples = _check_int("examples", examples)
+    if s.size > n:
+        raise SpecError(f"n: {n} dimensions hold at most {n} orthonormal modes, got {s.size}")
+    init = _check_nonneg("init", init)
+    rng = np.random.default_rng(seed)
+    a = _orthonormal(rng, n, s.size)
+    b = _orthonormal(rng, n, s.size)
+    counts = np.maximum(1, np.round(examples * p / p.sum()))
+    data = {"A": a, "B": b, "S": np.diag(s), "D": np.diag(counts / counts.sum()),
+            "X0": rng.standard_normal((n, hidden)) * init,
+            "Y0": rng.standard_normal((n, hidden)) * init}
+    return ModelSpec("modes", data, objective=objective)
 
 
 Problem = Vector | Factorization | AttentionHead | Chain | ModelSpec
@@ -802,6 +892,8 @@ def save(spec: Problem, path: str | Path) -> Path:
     for key, value in spec._selection().items():  # the model choice, e.g. loss = "ce"
         if key not in arrays:
             extra[key] = np.array(value)
+    if isinstance(spec, ModelSpec) and spec.objective is not None:  # a grouped model's F
+        extra["objective"] = np.array(spec.objective)
     with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
         np.savez(fh, **arrays, **extra)
     return path
@@ -836,6 +928,8 @@ def load(path: str | Path) -> Problem:
             model_entry(kind)
         except ModelError as exc:
             raise SpecError(f"kind: {exc}") from None
+        if "objective" in content:
+            kwargs["objective"] = str(content.pop("objective"))
         return ModelSpec(kind, content, **kwargs)  # type: ignore[arg-type]
     if "loss" in content:
         if cls is not Factorization:

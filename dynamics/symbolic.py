@@ -128,6 +128,20 @@ def _flow(model: Model, modified: bool) -> dict[str, MatrixExpr]:
     }
 
 
+def _group_matrix(model: Model) -> MatrixExpr | None:
+    """E = ∂L/∂D for a grouped model (D = ``group_weights``): ℓ_g = E_gg. None otherwise.
+
+    Raises :class:`ModelError` when E still holds D (the loss is not linear in D)."""
+    d = model.group_weights
+    if d is None:
+        return None
+    out = normalize(termwise_gradient(model.loss, d), big=model.large)
+    if d in out.free_symbols:
+        raise ModelError(f"model {model.name!r}: the loss is not linear in its group_weights "
+                         f"{d.name} (∂L/∂{d.name} still holds {d.name})")
+    return out
+
+
 def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic], printer: type = MultiDotPrinter
              ) -> dict:
     """Source of ``outs`` as a function of ``args`` (lambdify, cse, chain printer)."""
@@ -171,6 +185,9 @@ def _derive_full(model: Model, modified: bool) -> dict:
     }
     if modified:
         programs["rhs"] = _program([*args, _ETA], flow)
+    groups = _group_matrix(model)
+    if groups is not None:
+        programs["groups"] = _program(args[:-1], {"E": groups})
     names = _latex_names(model)
     latex = _equations({"L": model.loss}, names) + _equations(
         {rf"\frac{{d{names[model.symbols[f]]}}}{{dt}}": e for f, e in flow.items()}, names
@@ -190,14 +207,15 @@ def _dynamic(model: Model, reducer: PairReducer, velocity: Mapping[str, MatrixSy
     return is_dynamic
 
 
-def _close(model: Model, reducer: PairReducer, loss: sp.Expr,
+def _close(model: Model, reducer: PairReducer, observed: sp.Expr,
            value_of: Callable[[MatrixSymbol], sp.Basic],
            velocity: Mapping[str, MatrixSymbol]) -> dict[MatrixSymbol, sp.Basic]:
     """The closed state: start from the order parameters (and small learned matrices) of the
-    reduced ``loss``, add every dynamic symbol that an output needs, until none is new."""
+    reduced ``observed`` (the loss, and the group losses of a grouped model), add every dynamic
+    symbol that an output needs, until none is new."""
     is_dynamic = _dynamic(model, reducer, velocity)
     queue = [m for m in model.learned if model.is_small(m)]
-    queue += sorted((a for a in loss.atoms(MatrixSymbol) if is_dynamic(a)), key=str)
+    queue += sorted((a for a in observed.atoms(MatrixSymbol) if is_dynamic(a)), key=str)
     outputs: dict[MatrixSymbol, sp.Basic] = {}
     while queue:
         sym = queue.pop(0)
@@ -217,20 +235,33 @@ def _leaf_sub(leaf: MatrixExpr, values: Mapping[MatrixSymbol, MatrixExpr]) -> Ma
     return Transpose(value) if isinstance(leaf, Transpose) else value
 
 
+def _reduced_groups(model: Model, reducer: PairReducer) -> MatrixExpr | None:
+    """E = ∂L/∂D in order parameters (grouped models), or None."""
+    groups = _group_matrix(model)
+    return None if groups is None else reducer(groups)
+
+
+def _observed(loss: sp.Expr, groups: MatrixExpr | None) -> sp.Basic:
+    return loss if groups is None else sp.Tuple(loss, groups)
+
+
 def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
                      outputs: Mapping[MatrixSymbol, sp.Basic], program: str,
                      scalars: list[sp.Symbol], lhs: Callable[[str], str],
-                     velocity: Mapping[str, MatrixSymbol]) -> dict:
-    """Programs ``loss`` (state, constants) and ``program`` (``outputs``) with LaTeX and the
-    state's definition (pairs, shapes) for numeric evaluation."""
+                     velocity: Mapping[str, MatrixSymbol],
+                     groups: MatrixExpr | None = None) -> dict:
+    """Programs ``loss`` (state, constants), ``groups`` (E = ∂L/∂D, grouped models) and
+    ``program`` (``outputs``) with LaTeX and the state's definition (pairs, shapes) for
+    numeric evaluation."""
     state = list(outputs)
     is_dynamic = _dynamic(model, reducer, velocity)
-    used = set(loss.atoms(MatrixSymbol))
+    used = set(_observed(loss, groups).atoms(MatrixSymbol))
     for expr in outputs.values():
         used |= expr.atoms(MatrixSymbol)
     consts = sorted((s for s in used if s in reducer.defs and not is_dynamic(s)), key=str)
     consts += [c for c in model.constants if c in used and c not in consts]  # small constants
-    position = [s for s in state if s in loss.atoms(MatrixSymbol) or s in model.learned]
+    position = [s for s in state if s in _observed(loss, groups).atoms(MatrixSymbol)
+                or s in model.learned]
     names = _latex_names(model, reducer, velocity)
     pairs = {}
     for sym in (*state, *consts):
@@ -238,13 +269,19 @@ def _reduced_payload(model: Model, reducer: PairReducer, loss: sp.Expr,
             left, right = reducer.defs[sym]
             pairs[sym.name] = [matexpr._base(left).name, isinstance(left, Transpose),
                                matexpr._base(right).name, isinstance(right, Transpose)]
+    programs = {
+        "loss": _program([*position, *consts], {"L": loss}, ChainPrinter),
+        program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()},
+                          ChainPrinter),
+    }
+    latex = _equations({"L": loss}, names)
+    if groups is not None:
+        programs["groups"] = _program([*position, *consts], {"E": groups}, ChainPrinter)
+        d = names[model.group_weights]
+        latex += _equations({rf"\frac{{\partial L}}{{\partial {d}}}": groups}, names)
     return {
-        "programs": {
-            "loss": _program([*position, *consts], {"L": loss}, ChainPrinter),
-            program: _program([*state, *consts, *scalars], {s.name: e for s, e in outputs.items()},
-                              ChainPrinter),
-        },
-        "latex": _equations({"L": loss}, names)
+        "programs": programs,
+        "latex": latex
         + _equations({lhs(f"({names[s]})" if " " in names[s] else names[s]): e
                       for s, e in outputs.items()}, names),
         "meta": {
@@ -290,9 +327,10 @@ def _derive_reduced(model: Model, modified: bool) -> dict:
             parts.append(MatMul(left, dr))
         return reducer(MatAdd(*parts))
 
-    outputs = _close(model, reducer, loss, rate_of, {})
+    groups = _reduced_groups(model, reducer)
+    outputs = _close(model, reducer, _observed(loss, groups), rate_of, {})
     return _reduced_payload(model, reducer, loss, outputs, "rhs", [_LAM, _ETA],
-                            lambda name: rf"\frac{{d{name}}}{{dt}}", {})
+                            lambda name: rf"\frac{{d{name}}}{{dt}}", {}, groups)
 
 
 def _derive_gd(model: Model, momentum: bool) -> dict:
@@ -315,10 +353,11 @@ def _derive_gd(model: Model, momentum: bool) -> dict:
         sub = [_leaf_sub(x, new) or x for x in (left, right)]
         return reducer(MatMul(*sub))
 
-    outputs = _close(model, reducer, loss, new_of, velocity)
+    groups = _reduced_groups(model, reducer)
+    outputs = _close(model, reducer, _observed(loss, groups), new_of, velocity)
     scalars = [_ETA, _LAM, _MU] if momentum else [_ETA, _LAM]
     return _reduced_payload(model, reducer, loss, outputs, "step", scalars,
-                            lambda name: f"{name}'", velocity)
+                            lambda name: f"{name}'", velocity, groups)
 
 
 class _EntrySum(sp.Function):
@@ -427,8 +466,11 @@ def _derive_training(model: Model) -> dict:
     terms = sp.Add.make_args(normalize(model.loss, big=model.large))
     varying = sp.Add(*(t for t in terms if t.atoms(MatrixSymbol) & set(model.learned)))
     outs = {"L": varying, **_gradients(model)}
-    return {"programs": {"train": _program([*args, _LAM], outs, TorchChainPrinter)},
-            "latex": [], "meta": {"learned": list(model.learned_names)}}
+    programs = {"train": _program([*args, _LAM], outs, TorchChainPrinter)}
+    groups = _group_matrix(model)
+    if groups is not None:
+        programs["groups"] = _program(args, {"E": groups}, TorchChainPrinter)
+    return {"programs": programs, "latex": [], "meta": {"learned": list(model.learned_names)}}
 
 
 def cache_dir() -> Path:
@@ -489,7 +531,9 @@ class _Program:
 
 def _key_exprs(model: Model) -> tuple:
     body = model.loss if model.loss is not None else sp.Tuple(*model.logits)
-    return (body, sp.Tuple(*model.learned), sp.Tuple(*model.constants), sp.Tuple(*model.large))
+    grouped = (model.group_weights,) if model.grouped else ()
+    return (body, sp.Tuple(*model.learned), sp.Tuple(*model.constants), sp.Tuple(*model.large),
+            *grouped)
 
 
 class _Compiled:
@@ -546,6 +590,10 @@ class FullFlow(_Compiled):
     def loss_value(self, values: Mapping[str, np.ndarray]) -> float:
         """The data loss L (README "Conventions"), *without* the decay term ½λ‖θ‖²."""
         return float(self._programs["loss"](values)["L"])
+
+    def group_losses(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """ℓ_g = (∂L/∂D)_gg of a grouped model (loss units), shape (G,)."""
+        return np.diagonal(self._programs["groups"](values)["E"]).copy()
 
     def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
         """g_W = ∂L/∂W + λW for every learned W."""
@@ -658,6 +706,12 @@ class _Reduced(_Compiled):
                    ) -> float:
         """The data loss L as a function of the order parameters (no decay term)."""
         return float(self._programs["loss"](dict(state) | dict(consts))["L"])
+
+    def group_losses(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]
+                     ) -> np.ndarray:
+        """ℓ_g = (∂L/∂D)_gg of a grouped model from the order parameters, shape (G,)."""
+        e = self._programs["groups"](dict(state) | dict(consts))["E"]
+        return np.diagonal(np.asarray(e, dtype=np.float64)).copy()
 
 
 class ReducedFlow(_Reduced):
