@@ -51,7 +51,9 @@ __all__ = [
     "WEIGHT",
     "GroupObjective",
     "GroupedDynamics",
+    "GroupedFullFlow",
     "escape_rates",
+    "grouped",
     "mode_emergence_time",
     "objective",
     "parse",
@@ -80,6 +82,12 @@ class GroupObjective:
     """Whether w_g = p̂_g enters f (else w is ignored: every group counts alike)."""
     dro_step: float | None = None
     """Group DRO's step c per training step (w = softmax(z) is then state, see module doc)."""
+
+    @cached_property
+    def constant_slopes(self) -> bool:
+        """Whether d = ∂F/∂ℓ does not depend on ℓ (F linear in the group losses: the mean)."""
+        return (self.outer is None and self.dro_step is None
+                and sp.simplify(sp.diff(self.f, ELL, 2)) == 0)
 
     @property
     def label(self) -> str:
@@ -219,12 +227,13 @@ Arrays = dict[str, np.ndarray]
 
 
 class GroupedDynamics:
-    """The dynamics of a group objective F on a grouped model's derived dynamics.
+    """The dynamics of a group objective F on a grouped model's derived *reduced* dynamics.
 
-    ``inner`` is a derived reduced flow, reduced GD map or full flow of a model with
-    ``group_weights`` D (:mod:`dynamics.symbolic`). Since ∇F = ∇L at D = diag(d), d_g = ∂F/∂ℓ_g
-    (module docstring), every evaluation computes ℓ from the current point (the derived
-    ``group_losses`` program), sets D = diag(d(ℓ, w)) and calls the inner dynamics:
+    ``inner`` is a derived reduced flow or reduced GD map of a model with ``group_weights`` D
+    (:mod:`dynamics.symbolic`); :class:`GroupedFullFlow` does the same on the full flow. Since
+    ∇F = ∇L at D = diag(d), d_g = ∂F/∂ℓ_g (module docstring), every evaluation computes ℓ from
+    the current point (the derived ``group_losses`` program), sets D = diag(d(ℓ, w)) and calls
+    the inner dynamics:
 
     * flow:  dθ/dt = −∇L_D(θ), D = diag(d(ℓ(θ)))  (per unit t);
     * GD:    θ' = θ − η∇L_D(θ), D at the current point (a step advances t by η);
@@ -237,9 +246,9 @@ class GroupedDynamics:
     loss Σ_g p̂_g ℓ_g, whatever F is trained.
     """
 
-    def __init__(self, inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,
-                 reduced: bool) -> None:
-        self.inner, self.objective, self.name, self.reduced = inner, obj, name, reduced
+    def __init__(self, inner: Any, obj: GroupObjective, frequencies: ArrayLike,
+                 name: str) -> None:
+        self.inner, self.objective, self.name = inner, obj, name
         self.frequencies = np.asarray(frequencies, dtype=np.float64)
         self.dro = obj.dro_step is not None
         self.keys = tuple(inner.keys) + (("z",) if self.dro else ())
@@ -247,17 +256,9 @@ class GroupedDynamics:
     def __getattr__(self, attr: str) -> Any:  # latex(), pairs, constants, ... of the inner one
         return getattr(self.inner, attr)
 
-    # -- pieces ------------------------------------------------------------------------
-
     def _split(self, state: Mapping[str, np.ndarray]) -> tuple[Arrays, np.ndarray | None]:
         core = {k: v for k, v in state.items() if k != "z"}
         return core, (np.asarray(state["z"]) if self.dro else None)
-
-    def _losses(self, core: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray] | None
-                ) -> np.ndarray:
-        if self.reduced:
-            return self.inner.group_losses(core, consts)
-        return self.inner.group_losses(core)
 
     def _weights(self, z: np.ndarray | None) -> np.ndarray:
         if z is None:
@@ -265,11 +266,14 @@ class GroupedDynamics:
         q = np.exp(z - z.max())
         return q / q.sum()
 
-    def matrix(self, losses: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+    def matrix(self, losses: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         """D = diag(∂F/∂ℓ) at group losses ``losses`` (DRO: weights softmax(z))."""
         return np.diag(self.objective.slopes(losses, self._weights(z)))
 
-    # -- the inner interface -------------------------------------------------------------
+    def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
+        if not lr > 0:
+            raise ValueError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
+        return self.objective.dro_step / lr * losses
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
         state, consts = self.inner.initial(values)
@@ -277,49 +281,71 @@ class GroupedDynamics:
             state = dict(state) | {"z": np.zeros(len(self.frequencies))}
         return state, consts
 
-    def group_losses(self, state: Mapping[str, np.ndarray],
-                     consts: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        return self._losses(self._split(state)[0], consts)
+    def group_losses(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]
+                     ) -> np.ndarray:
+        return self.inner.group_losses(self._split(state)[0], consts)
 
-    def loss_value(self, state: Mapping[str, np.ndarray],
-                   consts: Mapping[str, np.ndarray] | None = None) -> float:
+    def loss_value(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]
+                   ) -> float:
         return float(self.frequencies @ self.group_losses(state, consts))
 
     def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
         return self.inner.overlaps(self._split(state)[0], consts)
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray] | None,
-            lam: float, lr: float = 0.0) -> Arrays:
-        """d(state)/dt per unit t (reduced: ``rhs(state, consts, λ, η)``; full: the values hold
-        the parameters and constants, ``consts`` None)."""
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
+            lr: float = 0.0) -> Arrays:
+        """d(state)/dt per unit t (``lr`` = η enters DRO's dz/dt and a modified equation)."""
         core, z = self._split(state)
-        losses = self._losses(core, consts)
-        d = {self.name: self.matrix(losses, z)}
-        if self.reduced:
-            out = self.inner.rhs(core, dict(consts) | d, lam, lr)
-        else:
-            out = self.inner.rhs(dict(core) | d, lam, lr)
-        if self.dro:
-            if not lr > 0:
-                raise ValueError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
-            out = dict(out) | {"z": self.objective.dro_step / lr * losses}
-        return out
-
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
-        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters; not DRO)."""
-        if self.dro:
-            raise ValueError("Group DRO needs the reduced dynamics (its weights are state)")
-        core = dict(values)
-        return self.inner.grad(core | {self.name: self.matrix(self._losses(core, None), None)},
-                               lam)
+        losses = self.inner.group_losses(core, consts)
+        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam, lr)
+        return dict(out) | ({"z": self._dz(losses, lr)} if self.dro else {})
 
     def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
              lam: float, mu: float = 0.0) -> Arrays:
         """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
         core, z = self._split(state)
-        losses = self._losses(core, consts)
+        losses = self.inner.group_losses(core, consts)
         if self.dro:
             z = z + self.objective.dro_step * losses
         new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
                               mu)
         return dict(new) | ({"z": z} if self.dro else {})
+
+
+class GroupedFullFlow(GroupedDynamics):
+    """:class:`GroupedDynamics` on the full-parameter flow (models that do not reduce): the
+    ``values`` hold the parameters and constants, as :class:`dynamics.symbolic.FullFlow`'s do.
+    Group DRO (whose weights are state) needs the reduced dynamics."""
+
+    def __init__(self, inner: Any, obj: GroupObjective, frequencies: ArrayLike,
+                 name: str) -> None:
+        if obj.dro_step is not None:
+            raise ValueError("Group DRO's theory needs reduced dynamics (its weights are state)")
+        super().__init__(inner, obj, frequencies, name)
+
+    def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+        raise TypeError("the full flow has no order-parameter state")
+
+    def group_losses(self, values: Mapping[str, np.ndarray],  # type: ignore[override]
+                     consts: object = None) -> np.ndarray:
+        return self.inner.group_losses(values)
+
+    def loss_value(self, values: Mapping[str, np.ndarray],  # type: ignore[override]
+                   consts: object = None) -> float:
+        return float(self.frequencies @ self.group_losses(values))
+
+    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
+        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters)."""
+        d = self.matrix(self.inner.group_losses(values))
+        return self.inner.grad(dict(values) | {self.name: d}, lam)
+
+    def rhs(self, values: Mapping[str, np.ndarray], lam: float,  # type: ignore[override]
+            lr: float = 0.0) -> Arrays:
+        d = self.matrix(self.inner.group_losses(values))
+        return self.inner.rhs(dict(values) | {self.name: d}, lam, lr)
+
+
+def grouped(inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,
+            full: bool = False) -> GroupedDynamics:
+    """``inner`` (a reduced flow/map, or with ``full`` a full flow) under objective ``obj``."""
+    return (GroupedFullFlow if full else GroupedDynamics)(inner, obj, frequencies, name)

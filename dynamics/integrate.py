@@ -15,7 +15,8 @@ Methods (all in continuous time t; a gradient step of rate η advances t by η):
               sign descent with a vanishing relative step (see below), not by ``solve_ivp``.
 
 End time (automatic). ``flow``/``modified``/``full`` integrate in chunks of doubling length
-until the loss is below ``1e-6·L_ref``, or the state has stopped moving (‖dy/dt‖ < 1e-9·s·‖y‖,
+until the loss is below ``1e-6·L_ref`` (``1e-3·L_ref`` under a group objective whose slopes vary:
+its power-law tails), or the state has stopped moving (‖dy/dt‖ < 1e-9·s·‖y‖,
 s the target's largest singular value, or y has collapsed to 0), or the cap ``t_max`` is
 reached (default ``1e6/s_min``, s_min the smallest nonzero singular value of the target). The
 discrete processes (``discrete``, ``sign``) stop at the same loss level, or once they have
@@ -75,7 +76,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-from . import symbolic
+from . import groups, symbolic
 from .matexpr import ReductionError
 from .model import Model
 from .problems import Problem
@@ -86,6 +87,7 @@ __all__ = ["METHODS", "RECORDS", "SIGN_STEP", "IntegrationError", "NotReducedWar
 METHODS = ("flow", "modified", "discrete", "full", "sign")
 RECORDS = ("all", "log")
 LOSS_STOP = 1e-6  # stop once L < LOSS_STOP · L_ref
+GROUPED_LOSS_STOP = 1e-3  # ... under a group objective whose slopes vary (power-law tails)
 CROSSINGS = (0.5, 0.1, 0.01)  # fractions f whose crossing times t_f are kept exact
 MAX_STEPS = 10_000_000  # discrete GD map
 MAX_SIGN_STEPS = 2_000_000  # sign descent
@@ -183,6 +185,13 @@ def predict(
                          "it with 'scurve train'")
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    objective = spec.group_objective
+    if objective is not None and method == "modified" and not objective.constant_slopes:
+        raise ValueError(f"objective {objective.label}: the modified equation is derived for a "
+                         "fixed loss; use --method flow or discrete")
+    if objective is not None and method == "sign":
+        raise ValueError(f"objective {objective.label}: the sign flow is not modelled for "
+                         "group objectives; use --method flow or discrete")
     if record is not None and record not in RECORDS:
         raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
     s_max, s_min = spec.rate_scale()
@@ -196,6 +205,23 @@ def predict(
 
 class NotReducedWarning(UserWarning):
     """The model's dynamics do not close in order parameters: the full flow is integrated."""
+
+
+def _loss_stop(spec: Problem) -> float:
+    """The stop level (× L_ref): :data:`LOSS_STOP`, or :data:`GROUPED_LOSS_STOP` under a group
+    objective whose slopes d_g vary with ℓ_g (power q > 0: the last groups' losses then fall like
+    a power of 1/t, ℓ ~ 1/(2s²t) at q = 1, and 10⁻⁶ L_ref would take t ~ 10⁶)."""
+    obj = spec.group_objective
+    return LOSS_STOP if obj is None or obj.constant_slopes else GROUPED_LOSS_STOP
+
+
+def _grouped(spec: Problem, inner: object, full: bool = False) -> object:
+    """``inner`` under the spec's group objective (:func:`dynamics.groups.grouped`): D set from
+    the current group losses at every evaluation; ``inner`` itself for ungrouped specs."""
+    obj = spec.group_objective
+    if obj is None:
+        return inner
+    return groups.grouped(inner, obj, spec.frequencies, spec.model.group_weights.name, full)
 
 
 def _reduced(spec: Problem, derive: Callable[[], symbolic._Reduced]) -> symbolic._Reduced | None:
@@ -225,6 +251,7 @@ def _trajectory(
     method: str,
     state_size: int,
     steps: np.ndarray | None = None,
+    group_loss: list[np.ndarray] | None = None,
 ) -> Trajectory:
     first = overlaps[0] if overlaps else {}
     order = {w: (np.array([o[w][0] for o in overlaps]), np.array([o[w][1] for o in overlaps]))
@@ -233,6 +260,8 @@ def _trajectory(
     traj = Trajectory.from_order_parameters(t, np.asarray(losses, dtype=np.float64), spec.l_ref,
                                             order, gram, method=method, steps=steps)
     traj.state_size = state_size
+    if group_loss is not None:
+        traj.group_loss = np.array(group_loss, dtype=np.float64)
     return traj
 
 
@@ -245,19 +274,21 @@ def _continuous(spec: Problem, method: str, lr: float, cap: float, s_max: float)
     if method in ("flow", "modified") and not model.cross_entropy():
         modified = method == "modified"
         reduced = _reduced(spec, lambda: symbolic.reduced_flow(model, modified=modified))
+    grouped = model.grouped
     if reduced is not None:
-        flow = reduced
+        flow = _grouped(spec, reduced)
         state, consts = flow.initial(values)
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
             return packer.pack(flow.rhs(packer.unpack(y), consts, lam, lr))
 
-        def observe(y: np.ndarray) -> tuple[float, dict]:
+        def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             st = packer.unpack(y)
-            return flow.loss_value(st, consts), flow.overlaps(st, consts)
+            return (flow.loss_value(st, consts), flow.overlaps(st, consts),
+                    flow.group_losses(st, consts) if grouped else None)
     else:
-        full = symbolic.full_flow(model, modified=method == "modified")
+        full = _grouped(spec, symbolic.full_flow(model, modified=method == "modified"), True)
         state = {w: values[w] for w in model.learned_names}
         fixed = {c: values[c] for c in model.constant_names}
         packer = _Packer.of(state)
@@ -265,15 +296,17 @@ def _continuous(spec: Problem, method: str, lr: float, cap: float, s_max: float)
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
             return packer.pack(full.rhs(packer.unpack(y) | fixed, lam, lr))
 
-        def observe(y: np.ndarray) -> tuple[float, dict]:
+        def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             params = packer.unpack(y) | fixed
-            return full.loss_value(params), _full_overlaps(model, params)
+            return (full.loss_value(params), _full_overlaps(model, params),
+                    full.group_losses(params) if grouped else None)
 
     t_grid, ys = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref, cap,
                                s_max)
     observed = [observe(y) for y in ys]
-    return _trajectory(t_grid, [v for v, _ in observed], [o for _, o in observed], spec, method,
-                       packer.size)
+    return _trajectory(t_grid, [v for v, _, _ in observed], [o for _, o, _ in observed], spec,
+                       method, packer.size, group_loss=[g for _, _, g in observed] if grouped
+                       else None)
 
 
 def _solve_chunks(
@@ -293,7 +326,7 @@ def _solve_chunks(
     """
 
     def below(t: float, y: np.ndarray) -> float:
-        return observe(y)[0] - LOSS_STOP * l_ref
+        return observe(y)[0] - _loss_stop(spec) * l_ref
 
     below.terminal = True  # type: ignore[attr-defined]
     t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max)
@@ -455,7 +488,7 @@ class _FullGD:
 
     def __init__(self, spec: Problem, momentum: bool) -> None:
         self.model, values = spec.model, spec.values()
-        self.full = symbolic.full_flow(self.model)
+        self.full = _grouped(spec, symbolic.full_flow(self.model), full=True)
         self.fixed = {c: values[c] for c in self.model.constant_names}
         self.momentum = momentum
         state = {w: values[w] for w in self.model.learned_names}
@@ -480,13 +513,17 @@ class _FullGD:
     def overlaps(self, state: dict) -> dict:
         return _full_overlaps(self.model, dict(state) | self.fixed)
 
+    def group_losses(self, state: dict) -> np.ndarray:
+        return self.full.group_losses({w: state[w] for w in self.model.learned_names}
+                                      | self.fixed)
+
 
 class _ReducedGD:
     """The exact reduced GD map behind the same interface as :class:`_FullGD`."""
 
     def __init__(self, spec: Problem, gd: symbolic.ReducedGD) -> None:
-        self.gd = gd
-        self.state, self.consts = gd.initial(spec.values())
+        self.gd = _grouped(spec, gd)
+        self.state, self.consts = self.gd.initial(spec.values())
 
     def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
         return self.gd.step(state, self.consts, lr, lam, mu)
@@ -496,6 +533,9 @@ class _ReducedGD:
 
     def overlaps(self, state: dict) -> dict:
         return self.gd.overlaps(state, self.consts)
+
+    def group_losses(self, state: dict) -> np.ndarray:
+        return self.gd.group_losses(state, self.consts)
 
 
 def _discrete(spec: Problem, lr: float, momentum: float, cap: float, record: str) -> Trajectory:
@@ -527,12 +567,14 @@ def _discrete(spec: Problem, lr: float, momentum: float, cap: float, record: str
         moved = math.sqrt(sum(float(np.sum((new[k] - state[k]) ** 2)) for k in new))
         state = new
         rec.add(step, step * lr, value, state)
-        if value < LOSS_STOP * l_ref or moved <= 1e-13 * size or size < 1e-12 * norm0:
+        if value < _loss_stop(spec) * l_ref or moved <= 1e-13 * size or size < 1e-12 * norm0:
             break
     rec.finish()
     size = int(sum(np.size(v) for v in process.state.values()))
     return _trajectory(np.array(rec.steps) * lr, rec.loss, [process.overlaps(s) for s in
-                       rec.states], spec, "discrete", size, steps=np.array(rec.steps))
+                       rec.states], spec, "discrete", size, steps=np.array(rec.steps),
+                       group_loss=[process.group_losses(s) for s in rec.states]
+                       if model.grouped else None)
 
 
 def _norm(state: dict[str, np.ndarray]) -> float:

@@ -174,6 +174,11 @@ class _Spec:
         """What a model family reads to pick its member (the factorization's ``loss``, ...)."""
         return {}
 
+    @property
+    def group_objective(self) -> GroupObjective | None:
+        """The group objective trained (a grouped model's :class:`ModelSpec`), else None."""
+        return None
+
     def values(self) -> dict[str, np.ndarray]:
         """Every constant and initial learned matrix by symbol name (float64)."""
         return values_of(self.model, self.arrays())
@@ -680,7 +685,7 @@ class ModelSpec(_Spec):
             raise SpecError(f"objective: model {self.name!r} has no groups (group_weights)")
 
     @property
-    def group_objective(self) -> GroupObjective | None:
+    def group_objective(self) -> GroupObjective | None:  # type: ignore[override]
         """The trained group objective (grouped models), else None."""
         return None if self.objective is None else parse_objective(self.objective)
 

@@ -58,6 +58,7 @@ class Trajectory:
         steps: optional integer step numbers of the samples (discrete processes).
         state_size: number of scalar state variables of the ODE or map that produced it
             (0 for a training run).
+        group_loss: (T, G) the loss ℓ_g of every capability group (grouped models), else None.
     """
 
     t: np.ndarray
@@ -68,12 +69,18 @@ class Trajectory:
     method: str = ""
     steps: np.ndarray | None = None
     state_size: int = 0
+    group_loss: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.t = np.asarray(self.t, dtype=np.float64)
         self.loss = np.asarray(self.loss, dtype=np.float64)
         if self.t.shape != self.loss.shape or self.t.ndim != 1:
             raise ValueError(f"t {self.t.shape} and loss {self.loss.shape} must be equal 1-d")
+        if self.group_loss is not None:
+            self.group_loss = np.asarray(self.group_loss, dtype=np.float64)
+            if self.group_loss.ndim != 2 or self.group_loss.shape[0] != self.t.size:
+                raise ValueError(f"group_loss {self.group_loss.shape} must be (T, G) with "
+                                 f"T = {self.t.size}")
 
     @classmethod
     def from_order_parameters(
