@@ -46,7 +46,7 @@ from torch import Tensor
 from dynamics import symbolic
 from dynamics.model import Model
 
-__all__ = ["Graph", "Node", "Plan", "function", "namespace", "objective"]
+__all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "objective"]
 
 F64 = torch.float64
 
@@ -1262,16 +1262,19 @@ def _ident(name: str) -> str:
 
 def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
               constants: Mapping[str, Tensor], lam: Tensor | None,
-              gradients: bool = True, offset: Tensor | None = None
-              ) -> tuple[Graph, dict[str, Node]]:
+              gradients: bool = True, offset: Tensor | None = None,
+              varying: Sequence[str] = ()) -> tuple[Graph, dict[str, Node]]:
     """The graph of ``model``'s training objective for S seeds.
 
     Args:
-        shapes: (rows, cols) of each learned matrix (the inputs).
+        shapes: (rows, cols) of each learned matrix (the inputs), and of each ``varying``
+            constant.
         constants: each constant (S, rows, cols), float64.
         lam: (S,) coupled weight decay λ, or None (λ = 0: its terms drop out).
         gradients: also the gradients g_W = ∂L/∂W + λW (outputs by learned name).
         offset: (S,) L(0) = L_ref of an MSE-type model, added to its L.
+        varying: constants that are inputs of the step instead (set by the caller before each
+            call, not folded): a grouped model's D = diag(∂F/∂ℓ) under a group objective.
 
     Returns ``(graph, outputs)``: output ``L`` is L − L(0) for MSE-type models (plus
     ``offset``) and the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy
@@ -1281,7 +1284,8 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
     g = Graph()
     args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
     for name in model.constant_names:
-        args[name] = g.constant(name, constants[name])
+        args[name] = g.input(name, shapes[name]) if name in varying else \
+            g.constant(name, constants[name])
     args["lam"] = g.num(0.0) if lam is None or not bool(torch.any(lam != 0)) else \
         g.constant("lam", lam)
     if not model.cross_entropy():
@@ -1297,6 +1301,18 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
     if gradients:
         outs |= g.call(programs["grad"], args | {"E": ce["E"]})
     return g, outs
+
+
+def group_losses(model: Model, shapes: Mapping[str, tuple[int, int]],
+                 constants: Mapping[str, Tensor]) -> tuple[Graph, dict[str, Node]]:
+    """The graph of a grouped model's E = ∂L/∂D (S, G, G), whose diagonal is ℓ_g per seed, from
+    :func:`dynamics.symbolic.training_program`'s ``groups`` program."""
+    program = symbolic.training_program(model).programs["groups"]
+    g = Graph()
+    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
+    for name in model.constant_names:
+        args[name] = g.constant(name, constants[name])
+    return g, g.call(program, args)
 
 
 def _target_logits(model: Model, constants: Mapping[str, Tensor],

@@ -48,10 +48,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy as sp
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
 from dynamics.problems import Factorization, Problem
 from dynamics.trajectory import Trajectory
 
@@ -153,6 +155,8 @@ class TrainResult:
             record steps, measured in float64.
         params: ``{W: (S, rows, cols)}`` every learned matrix after the last step (float64).
         messages: one line per diverged seed.
+        group_loss: (S, steps + 1, G) every group's loss ℓ_g at every step (grouped models, in
+            the training dtype), else None; the trajectories hold it at the record steps.
     """
 
     trajectories: list[Trajectory]
@@ -169,6 +173,7 @@ class TrainResult:
     order: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     params: dict[str, np.ndarray] = field(repr=False)
     messages: list[str] = field(default_factory=list)
+    group_loss: np.ndarray | None = field(default=None, repr=False)
 
     def crossing_times(
         self, fractions: tuple[float, ...] = (0.5, 0.1, 0.01)
@@ -196,6 +201,60 @@ def record_steps(steps: int, record: str = "log") -> np.ndarray:
     log = np.rint(np.geomspace(1, steps, 200))
     linear = np.rint(np.linspace(0, steps, 201))
     return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
+
+
+def _torch_slopes(obj: GroupObjective) -> Callable[[Tensor, Tensor], Tensor]:
+    """d = ∂F/∂ℓ of a group objective as torch code: outer′(Σ_g f(ℓ_g, w_g)) · ∂f/∂ℓ(ℓ, w),
+    printed from :attr:`dynamics.groups.GroupObjective.expression` (groups on the last axis)."""
+    f, outer = obj.expression
+    df = sp.lambdify([ELL, WEIGHT], sp.diff(f, ELL), "torch")
+    value = sp.lambdify([ELL, WEIGHT], f, "torch")
+    dout = sp.lambdify([SUM], sp.diff(outer, SUM), "torch")
+
+    def slopes(ell: Tensor, w: Tensor) -> Tensor:
+        inner = torch.as_tensor(df(ell, w), dtype=ell.dtype).expand_as(ell)
+        total = torch.as_tensor(value(ell, w), dtype=ell.dtype).expand_as(ell).sum(-1,
+                                                                                  keepdim=True)
+        return inner * torch.as_tensor(dout(total), dtype=ell.dtype)
+
+    return slopes
+
+
+class _Groups:
+    """A grouped model's group losses every step, and D = diag(∂F/∂ℓ) set for the step.
+
+    ℓ_g = (∂L/∂D)_gg comes from the derived ``groups`` program (compiled like the objective,
+    reading the same learned tensors). Under an objective whose slopes vary, D is an input of
+    the objective's plan (``d``, (S, G, G)), set before every step to diag(d(ℓ, w)) with w the
+    spec's frequencies p̂ (Group DRO: w = softmax(z), z += c·ℓ first, as torch Group DRO does).
+    The step's loss is then the mean loss Σ_g p̂_g ℓ_g.
+    """
+
+    def __init__(self, specs: Sequence[Problem], shapes: dict, consts: dict[str, Tensor],
+                 inputs: dict[str, Tensor], dtype: torch.dtype, d: Tensor | None) -> None:
+        model, obj = specs[0].model, specs[0].group_objective
+        on = {"dtype": dtype, "device": next(iter(inputs.values())).device}
+        self.plan = programs.Plan(*programs.group_losses(model, shapes, consts),
+                                  inputs={n: inputs[n] for n in model.learned_names}, dtype=dtype)
+        self.freq = torch.tensor(np.array([spec.frequencies for spec in specs]), **on)
+        self.d, self.dro = d, obj.dro_step
+        self.slopes = _torch_slopes(obj) if d is not None else None
+        self.z = torch.zeros_like(self.freq) if self.dro is not None else None
+
+    def __call__(self) -> Tensor:
+        """ℓ (S, G) at the current parameters; D set for the step that follows."""
+        ell = torch.diagonal(self.plan()["E"], dim1=-2, dim2=-1)
+        if self.d is not None:
+            w = self.freq
+            if self.z is not None:
+                self.z.add_(ell, alpha=self.dro)
+                w = torch.softmax(self.z, dim=-1)
+            self.d.copy_(torch.diag_embed(self.slopes(ell, w)))
+        return ell
+
+    def mean(self, ell: Tensor) -> Tensor:
+        """Σ_g p̂_g ℓ_g, (S, 1, 1)."""
+        return (ell * self.freq).sum(-1).view(-1, 1, 1)
 
 
 class _Objective:
@@ -227,22 +286,32 @@ class _Objective:
         lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
             if coupled_decay else None
         self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        graph, outputs = programs.objective(model, self.shapes, consts, lam, offset=self.l_ref)
+        objective = specs[0].group_objective
+        varying = (model.group_weights.name,) if objective is not None and \
+            not objective.constant_slopes else ()
+        shapes = self.shapes | {name: tuple(values[0][name].shape) for name in varying}
+        graph, outputs = programs.objective(model, shapes, consts, lam, offset=self.l_ref,
+                                            varying=varying)
         # where the plan will keep the learned matrices decides the gradient buffers' layout
         layout = programs.Plan(graph, outputs, dtype=dtype, seeds=seeds, device=device)
+        learned = [group for group in layout.groups if group[0][0] in self.names]
+        if any(set(names) - set(self.names) for names, _, _ in learned):
+            raise RuntimeError("programs: a varying constant shares storage with learned ones")
         self.grads = [torch.zeros(t.shape, dtype=dtype, device=device) for _, t, _ in
-                      layout.groups]  # each like its group's storage (transposed or not)
+                      learned]  # each like its group's storage (transposed or not)
         out = {name: g[i].mT if transposed else g[i]
-               for (names, _, transposed), g in zip(layout.groups, self.grads, strict=True)
+               for (names, _, transposed), g in zip(learned, self.grads, strict=True)
                for i, name in enumerate(names)}
         self.scaled = scaled
-        self.plan = programs.Plan(*programs.objective(model, self.shapes, consts, lam,
-                                                      offset=self.l_ref),
+        self.plan = programs.Plan(*programs.objective(model, shapes, consts, lam,
+                                                      offset=self.l_ref, varying=varying),
                                   out=out, dtype=dtype, scaled=scaled, seeds=seeds,
                                   device=device)
-        self.groups = [t for _, t, _ in self.plan.groups]
+        self.groups = [t for names, t, _ in self.plan.groups if names[0] in self.names]
         if [g[0] for g in self.plan.groups] != [g[0] for g in layout.groups]:
             raise RuntimeError("programs: the plan's layout changed between two compilations")
+        for name in varying:
+            self.plan.inputs[name].copy_(consts[name])
         self.w = self.plan.inputs
         for name in self.names:
             self.w[name].copy_(torch.tensor(np.array([v[name] for v in values])))
@@ -256,13 +325,19 @@ class _Objective:
             self.w64 = self.exact.inputs
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
+        self.grouped = None if objective is None else _Groups(
+            specs, self.shapes, consts, self.w, dtype,
+            self.plan.inputs[varying[0]] if varying else None)
+        self.group_loss: Tensor | None = None  # ℓ (S, G) of the last step (grouped models)
 
     def step(self, between: Callable | None = None) -> Tensor:
         """Loss (S, 1, 1) at the current parameters and the gradient into ``grads`` (a scaled
-        plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1) once L is known)."""
-        if between is None:
-            return self.plan()["L"]
-        return self.plan(between)["L"]
+        plan: ``between(loss)`` gives the gradient's factor s (S, 1, 1) once L is known).
+        Grouped models: :attr:`group_loss` first, D for the step, and the mean loss."""
+        if self.grouped is not None:
+            self.group_loss = self.grouped()
+        loss = self.plan()["L"] if between is None else self.plan(between)["L"]
+        return loss if self.grouped is None else self.grouped.mean(self.group_loss)
 
     def evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
@@ -291,11 +366,13 @@ class _Objective:
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
-          steps: int, rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, dict]:
+          steps: int, rec: np.ndarray, progress: bool
+          ) -> tuple[Tensor, Tensor, dict, Tensor | None]:
     """The training loop: loss at every step in the training dtype, (S,) lr and limit.
 
-    Returns the loss (steps + 1, S), and the float64 loss (R, S) and order parameters
-    ``{name: (P (R, S, r, k), U (R, S, k, k))}`` at the record steps.
+    Returns the loss (steps + 1, S), the float64 loss (R, S) and order parameters
+    ``{name: (P (R, S, r, k), U (R, S, k, k))}`` at the record steps, and the group losses
+    (steps + 1, S, G) of a grouped model (else None).
     """
     on = {"device": lr.device}
     s = len(lr)
@@ -317,6 +394,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
     step_size = (-lr if fold else lr).view(-1, 1, 1)
     kept: list[Tensor] = []  # the loss of each step, (S, 1, 1), moved into ``losses`` in chunks
     done = 0
+    group_loss = None if objective.grouped is None else \
+        torch.empty(steps + 1, s, objective.grouped.freq.shape[1], dtype=lr.dtype, **on)
 
     def stop(loss: Tensor) -> Tensor:
         torch.le(loss, limit, out=alive)  # 0 once diverged (non-finite or above the limit)
@@ -325,6 +404,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
     for step in range(steps + 1):
         loss = objective.step(stop if fold else None)
         kept.append(loss)
+        if group_loss is not None:
+            group_loss[step].copy_(objective.group_loss)
         slot = slots.get(step)
         if slot is not None:
             objective.measure(rec_losses[slot], orders, slot, loss)
@@ -346,7 +427,7 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
             bar.set_postfix(loss=f"{loss.nanmean().item():.4g}")
     bar.update(steps - bar.n)
     bar.close()
-    return losses, rec_losses, orders
+    return losses, rec_losses, orders, group_loss
 
 
 def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Problem]:
@@ -365,7 +446,9 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
             changes["loss"] = config.loss
         out.append(dataclasses.replace(spec, **changes) if changes else spec)
     def signature(spec: Problem) -> tuple:
-        return spec.model, [(k, v.shape) for k, v in spec.values().items()]
+        obj = spec.group_objective
+        return (spec.model, [(k, v.shape) for k, v in spec.values().items()],
+                None if obj is None else obj.label)
 
     first = signature(out[0])
     for i, spec in enumerate(out[1:], 1):
@@ -437,23 +520,26 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         limit = (DIVERGENCE * objective.l_ref).to(dtype)
         start = time.perf_counter()
         with _threads(objective.macs, device):
-            losses, rec_losses, orders = _loop(objective, optimizers, lr, limit, config.steps,
-                                               rec, show)
+            losses, rec_losses, orders, group_loss = _loop(objective, optimizers, lr, limit,
+                                                           config.steps, rec, show)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
         loss = raw.copy()
         loss[:, rec] = rec_losses.T.cpu().numpy()  # float64 measurements at the record steps
         order = {name: (p.transpose(0, 1).cpu().numpy(), u.transpose(0, 1).cpu().numpy())
                  for name, (p, u) in orders.items()}  # (S, R, ·, ·)
-        final = {name: w.to(F64).cpu().numpy() for name, w in objective.w.items()}
+        final = {name: objective.w[name].to(F64).cpu().numpy() for name in objective.names}
+        groups = None if group_loss is None else \
+            group_loss.transpose(0, 1).to(F64).cpu().numpy()  # (S, steps + 1, G)
     return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw, order,
-                   objective.gram, final, seconds, device)
+                   objective.gram, final, seconds, device, groups)
 
 
 def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
             rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
             order: dict[str, tuple[np.ndarray, np.ndarray]], gram: list[dict[str, np.ndarray]],
-            final: dict[str, np.ndarray], seconds: float, device: torch.device) -> TrainResult:
+            final: dict[str, np.ndarray], seconds: float, device: torch.device,
+            group_loss: np.ndarray | None = None) -> TrainResult:
     """Host-side bookkeeping: divergence (from ``raw``, the loss the loop tested), NaN after
     it, one Trajectory per seed."""
     diverged, messages, trajectories = [], [], []
@@ -471,13 +557,17 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np
             final_loss[seed] = value
         keep = rec < end
         mine = {name: (p[seed, keep], u[seed, keep]) for name, (p, u) in order.items()}
-        trajectories.append(Trajectory.from_order_parameters(
+        traj = Trajectory.from_order_parameters(
             lr[seed] * rec[keep], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
-            method=config.optimizer, steps=rec[keep]))
+            method=config.optimizer, steps=rec[keep])
+        if group_loss is not None:
+            group_loss[seed, end + 1:] = np.nan
+            traj.group_loss = group_loss[seed, rec[keep]]
+        trajectories.append(traj)
     if messages:
         warnings.warn("; ".join(messages), RuntimeWarning, stacklevel=3)
     return TrainResult(
         trajectories=trajectories, diverged=diverged, seconds=seconds,
         steps_per_second=config.steps / seconds, device=str(device), dtype=config.dtype,
         config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec, order=order,
-        params=final, messages=messages)
+        params=final, messages=messages, group_loss=group_loss)
