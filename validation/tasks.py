@@ -1,10 +1,12 @@
 """Tasks with known capabilities, one training loop for every loss method, and the comparison.
 
-* :class:`ModesTask`: a deep linear network y = W₂W₁x fitting y = Cx, C = Σ_g s_g u_g v_gᵀ;
-  capability g = singular mode g, its examples are x = v_g. Time in t = η·step.
+* :class:`SpecTask`: a grouped model's spec (the modes tasks: a deep linear network
+  y = W₂W₁x fitting y = Cx, C = Σ_g s_g a_g b_gᵀ; capability g = singular mode g, its examples
+  x = b_g), trained by the batched trainer and predicted by the derived dynamics of the same
+  spec under any group objective. Time in t = η·step.
 * :class:`ParityTask`: multitask sparse parity (Michaud et al. 2023). Time in steps.
 * :func:`train_task`: trains a task with a method from :mod:`validation.grouped`.
-* :func:`predict_task`: the same run predicted by :mod:`dynamics.modes` (modes tasks).
+* :func:`predict_task`: the same run predicted by :func:`dynamics.integrate.predict`.
 * :func:`compare_methods`: emergence metrics of several methods over seeds;
   :func:`emergence_table` runs it for several tasks (with theory columns for the modes tasks)
   and :func:`table_markdown` formats the rows.
@@ -25,7 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dynamics.modes import ROOT_EPS, ModesProblem, predict_groups
+from dynamics.groups import ROOT_EPS, objective
+from dynamics.integrate import predict
+from dynamics.problems import ModelSpec, sample_modes
 from validation.emergence import (
     adjusted_rand,
     emergence_spread,
@@ -41,19 +45,21 @@ from validation.grouped import (
     PowerGroupedLoss,
     SVDGroupedLoss,
 )
+from validation.training import TrainConfig, train
 
 __all__ = [
     "METHODS",
+    "OBJECTIVES",
     "TASKS",
-    "THEORY",
-    "ModesTask",
     "ParityMLP",
     "ParityTask",
+    "SpecTask",
     "TaskResult",
     "compare_methods",
     "emergence_table",
     "make_method",
     "make_task",
+    "objective_label",
     "predict_task",
     "table_markdown",
     "train_task",
@@ -63,17 +69,18 @@ METHODS = ("mean", "grouped", "cluster", "svd", "dro", "root")
 """Loss methods by name: :mod:`validation.grouped`'s MeanLoss, GroupedLoss,
 ClusterGroupedLoss, SVDGroupedLoss, GroupDRO and PowerGroupedLoss with γ = ½ ("root")."""
 
-THEORY = {
-    "mean": "mean",
-    "grouped": "grouped",
-    "cluster": "grouped",
-    "svd": "svd",
-    "dro": "dro",
-    "root": "root",
-}
-"""Training method -> the :mod:`dynamics.modes` method that predicts it on a modes task.
-``cluster`` is the grouped loss once its clusters are the true modes (ARI 1, measured);
-``svd`` is predicted under the approximation of orthogonal per-capability gradients."""
+OBJECTIVES = ("mean", "grouped", "root", "power", "tilted", "dro")
+"""Methods that are a group objective (:mod:`dynamics.groups`): on a :class:`SpecTask` they
+are trained and predicted on the spec itself; ``cluster`` and ``svd`` find their groups from
+per-example gradients and need a task of examples (parity)."""
+
+
+def objective_label(method: str, q: float | None = None, tau: float | None = None) -> str:
+    """The group objective of ``method`` as a spec label, e.g. ``power(q=1)``."""
+    if method not in OBJECTIVES:
+        raise ValueError(f"method {method!r} is not a group objective (one of "
+                         f"{', '.join(OBJECTIVES)})")
+    return objective(method, q=q, tau=tau).label
 
 
 def _power_law(count: int, exponent: float) -> np.ndarray:
@@ -81,110 +88,42 @@ def _power_law(count: int, exponent: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-@dataclass
-class ModesTask:
-    """Deep linear network y = W₂W₁x (W₁: k×n, W₂: n×k) fitting y = Cx, C = Σ_g s_g u_g v_gᵀ.
+@dataclass(frozen=True)
+class SpecTask:
+    """A task that is a grouped model's spec (:mod:`dynamics.problems`): its capabilities are
+    the model's groups, and theory and training both run on the spec itself — the derived
+    dynamics under any group objective (:func:`dynamics.integrate.predict`) and the batched
+    trainer (:func:`validation.training.train`), from the same arrays. Time in t = η·step.
 
-    U = [u_g], V = [v_g] are random n×G matrices with orthonormal columns (from ``seed``).
-    The dataset is fixed and used as the full batch: N examples, n_g = round(N p_g) (at
-    least 1) of them with x = v_g, target Cx = s_g u_g, label g. Initial weights are i.i.d.
-    N(0, σ²) (``init_std``), small so that each mode emerges abruptly.
-
-    Loss definitions (the order-parameter ODEs are derived from exactly these):
-
-    * per example: ℓ(x) = ½‖W₂W₁x − Cx‖² (sum over the n outputs, no 1/n);
-    * per group:  ℓ_g = (1/n_g) Σ_{x in g} ℓ(x) = ½‖W₂W₁v_g − s_g u_g‖²;
-    * mean loss:  L = (1/N) Σ_x ℓ(x) = Σ_g p̂_g ℓ_g, p̂_g = n_g/N (``frequencies``);
-    * reference:  ℓ_g at W = 0, s_g²/2 (``reference_loss``).
-
-    Variants: ``"modes"`` (equal s_g, power-law p_g ∝ g^−α) and ``"modes-scale"`` (equal
-    p_g, spread s_g); see :func:`make_task`. Under mean-loss gradient flow mode g grows at
-    rate 2 p̂_g s_g during its plateau; under the grouped loss at rate 4 ℓ_g s_g ≈ 2 s_g³.
+    The modes tasks (:func:`make_task`): :data:`dynamics.catalog.MODES`, a deep linear network
+    y = W₂W₁x fitting y = Cx, C = Σ_g s_g a_g b_gᵀ, examples x = b_g with frequencies p̂_g;
+    per example ℓ(x) = ½‖W₂W₁x − Cx‖² (no 1/n), per group ℓ_g, the mean loss Σ_g p̂_g ℓ_g,
+    reference ℓ_g(0) = s_g²/2 (:func:`dynamics.problems.sample_modes`).
     """
 
-    scales: np.ndarray
-    probabilities: np.ndarray
-    n: int = 20
-    hidden: int = 20
-    init_std: float = 1e-3
-    num_examples: int = 256
+    name: str
+    spec: ModelSpec
     seed: int = 0
-    name: str = "modes"
     time_unit: str = "t"
-    gradient_params: tuple[str, ...] | None = None
-    """Parameters whose per-example gradients the gradient methods use (None: all)."""
-    left: np.ndarray = field(init=False, repr=False)
-    right: np.ndarray = field(init=False, repr=False)
-    labels: Tensor = field(init=False, repr=False)
-    inputs: Tensor = field(init=False, repr=False)
-    targets: Tensor = field(init=False, repr=False)
-    target_matrix: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.scales = np.asarray(self.scales, dtype=float)
-        self.probabilities = np.asarray(self.probabilities, dtype=float)
-        groups = len(self.scales)
-        rng = np.random.default_rng(self.seed)
-        u = np.linalg.qr(rng.standard_normal((self.n, groups)))[0]
-        v = np.linalg.qr(rng.standard_normal((self.n, groups)))[0]
-        self.left, self.right = u, v
-        self.target_matrix = u @ np.diag(self.scales) @ v.T
-        counts = np.maximum(1, np.round(self.num_examples * self.probabilities)).astype(int)
-        self.labels = torch.as_tensor(np.repeat(np.arange(groups), counts))
-        self.inputs = torch.as_tensor(v.T[self.labels.numpy()], dtype=torch.float32)
-        self.targets = self.inputs @ torch.as_tensor(self.target_matrix.T, dtype=torch.float32)
 
     @property
     def num_groups(self) -> int:
-        return len(self.scales)
+        return len(self.spec.frequencies)
 
     @property
     def frequencies(self) -> np.ndarray:
-        """Realised group fractions p̂_g = n_g / N (the weights of the mean loss)."""
-        return np.bincount(self.labels.numpy(), minlength=self.num_groups) / len(self.labels)
+        """p̂_g, the weights of the mean loss."""
+        return self.spec.frequencies
 
     @property
     def reference_loss(self) -> np.ndarray:
-        """ℓ_g of the zero model, s_g²/2."""
-        return self.scales**2 / 2
+        """ℓ_g of the zero model (loss units)."""
+        return self.spec.reference_losses
 
     @property
     def threshold(self) -> np.ndarray:
         """Emergence threshold per group: half its reference loss (the t_0.5 convention)."""
         return self.reference_loss / 2
-
-    def problem(self, model: nn.Module) -> ModesProblem:
-        """The run as a :class:`dynamics.modes.ModesProblem` (float64), from ``model``'s weights:
-        X₀ = W₂, Y₀ = W₁ᵀ, targets A = [u_g], B = [v_g], weights p̂_g of the mean loss."""
-        w1, w2 = (p.detach().double().cpu().numpy() for p in model.parameters())
-        return ModesProblem(self.scales, self.frequencies, self.left, self.right, w2, w1.T)
-
-    def make_model(self, generator: torch.Generator) -> nn.Module:
-        """``Sequential(W₁, W₂)`` without biases, entries N(0, σ²) drawn from ``generator``."""
-        model = nn.Sequential(
-            torch.nn.utils.skip_init(nn.Linear, self.n, self.hidden, bias=False),
-            torch.nn.utils.skip_init(nn.Linear, self.hidden, self.n, bias=False),
-        )
-        for weight in model.parameters():
-            nn.init.normal_(weight, std=self.init_std, generator=generator)
-        return model
-
-    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """The fixed full batch (inputs, targets, labels); ``generator`` is unused."""
-        return self.inputs, self.targets, self.labels
-
-    @staticmethod
-    def per_example_loss(outputs: Tensor, targets: Tensor) -> Tensor:
-        """ℓ = ½‖output − target‖² per row."""
-        return 0.5 * ((outputs - targets) ** 2).sum(dim=1)
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> tuple[np.ndarray, None]:
-        """Per-group losses ℓ_g (G,) on the full dataset (no accuracy for regression)."""
-        inputs = self.inputs.to(next(model.parameters()).dtype)
-        losses = self.per_example_loss(model(inputs), self.targets.to(inputs.dtype))
-        sums = np.bincount(self.labels.numpy(), losses.double().numpy(), self.num_groups)
-        return sums / np.bincount(self.labels.numpy(), minlength=self.num_groups), None
 
 
 class ParityMLP(nn.Module):
@@ -307,7 +246,7 @@ class ParityTask:
         return losses.reshape(shape).mean(axis=1), correct.reshape(shape).mean(axis=1)
 
 
-Task = ModesTask | ParityTask
+Task = SpecTask | ParityTask
 
 
 @dataclass
@@ -320,15 +259,17 @@ class _Setting:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> ModesTask:
-    return ModesTask(np.ones(groups), _power_law(groups, alpha), seed=seed, **kwargs)
+def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> SpecTask:
+    return SpecTask("modes", sample_modes(np.ones(groups), _power_law(groups, alpha),
+                                          seed=seed, **kwargs), seed)
 
 
 def _modes_scale(
     seed: int = 0, groups: int = 5, smallest: float = 1.0, largest: float = 2.0, **kwargs: Any
-) -> ModesTask:
+) -> SpecTask:
     scales = np.geomspace(largest, smallest, groups)
-    return ModesTask(scales, np.full(groups, 1 / groups), seed=seed, name="modes-scale", **kwargs)
+    return SpecTask("modes-scale", sample_modes(scales, np.full(groups, 1 / groups), seed=seed,
+                                                **kwargs), seed)
 
 
 TASKS: dict[str, _Setting] = {
@@ -496,8 +437,36 @@ def train_task(
     torch intra-op threads during the run (default 1: these models are small, and on a busy
     2-core machine two threads made a modes run 40x slower, measured); None leaves it as is.
     """
+    if isinstance(task, SpecTask):
+        return _train_spec(task, method, steps, lr, optimizer, record, progress, dtype)
     with _torch_threads(threads):
         return _train(task, method, steps, lr, seed, optimizer, record, progress, dtype)
+
+
+def _spec_result(task: SpecTask, method: str, lr: float, steps: np.ndarray,
+                 group_loss: np.ndarray, seconds: float, t: np.ndarray | None = None
+                 ) -> TaskResult:
+    return TaskResult(
+        task=task.name, method=method, seed=task.seed, lr=lr, time_unit=task.time_unit,
+        steps=steps, time=steps * lr if t is None else t, group_loss=group_loss,
+        group_accuracy=None, threshold=task.threshold, ari_steps=np.array([], dtype=int),
+        ari=np.array([]), wall_seconds=seconds)
+
+
+def _train_spec(task: SpecTask, method: str | LossMethod, steps: int, lr: float,
+                optimizer: str, record: int | Sequence[int], progress: bool,
+                dtype: torch.dtype) -> TaskResult:
+    """A :class:`SpecTask` trained by the batched trainer under the objective of ``method``
+    (a name from :data:`OBJECTIVES` or a spec label such as ``power(q=1)``)."""
+    if not isinstance(method, str):
+        raise TypeError(f"task {task.name!r} is a grouped model's spec: give the method by name")
+    label = method if "(" in method else objective_label(method)
+    spec = task.spec.with_objective(label)
+    config = TrainConfig(optimizer=optimizer, lr=lr, steps=steps, progress=progress,
+                         dtype="float64" if dtype == torch.float64 else "float32")
+    run = train(spec, config)
+    kept = np.array(sorted(_recorded_steps(steps, record)))
+    return _spec_result(task, spec.objective, lr, kept, run.group_loss[0][kept], run.seconds)
 
 
 def _train(
@@ -558,45 +527,30 @@ def _train(
 
 
 def predict_task(
-    task: ModesTask,
+    task: SpecTask,
     method: str,
     steps: int,
     lr: float,
-    seed: int = 0,
-    record: int | Sequence[int] = 1,
     discrete: bool = False,
-    **options: Any,
 ) -> TaskResult:
-    """The run ``train_task(task, method, steps, lr, seed, "sgd", record)`` predicted by theory.
+    """The run ``train_task(task, method, steps, lr)`` (SGD) predicted by theory.
 
-    The initial weights are drawn exactly as :func:`train_task` draws them (same ``seed``);
-    :func:`dynamics.modes.predict_groups` then integrates the derived order-parameter flow of
-    ``THEORY[method]`` (``discrete``: the exact full-batch GD map of rate ``lr``) and
-    samples ℓ_g at the recorded t = η·step. ``options`` go to ``predict_groups`` (``eps``,
-    ``dro_step``). ``wall_seconds`` is the integration time; ``ari`` is empty.
+    The spec's derived dynamics under the objective of ``method`` (:func:`objective_label`):
+    the flow (``discrete``: the exact full-batch GD map of rate ``lr``, equal to float64 SGD to
+    rounding), from the spec's own initial weights, to t = η·``steps``, sampled as
+    :func:`dynamics.integrate.predict` samples (dense where the losses move). ``wall_seconds``
+    is the integration time.
     """
-    if not isinstance(task, ModesTask):
-        raise TypeError("theory exists for the modes tasks only")
-    model = task.make_model(torch.Generator().manual_seed(seed))
-    recorded = np.array(sorted(_recorded_steps(steps, record)))
-    prediction = predict_groups(
-        task.problem(model), THEORY[method], recorded * lr, lr=lr, discrete=discrete, **options
-    )
-    return TaskResult(
-        task=task.name,
-        method=f"{method} (theory{', GD map' if discrete else ''})",
-        seed=seed,
-        lr=lr,
-        time_unit=task.time_unit,
-        steps=recorded,
-        time=recorded * lr,
-        group_loss=prediction.group_loss,
-        group_accuracy=None,
-        threshold=task.threshold,
-        ari_steps=np.array([], dtype=int),
-        ari=np.array([]),
-        wall_seconds=prediction.seconds,
-    )
+    if not isinstance(task, SpecTask):
+        raise TypeError(f"task {task.name!r} has no derived theory (it is not a model's spec)")
+    label = method if "(" in method else objective_label(method)
+    spec = task.spec.with_objective(label)
+    start = time.perf_counter()
+    traj = predict(spec, "discrete" if discrete else "flow", lr=lr, t_max=steps * lr)
+    seconds = time.perf_counter() - start
+    name = f"{spec.objective} (theory{', GD map' if discrete else ''})"
+    return _spec_result(task, name, lr, np.rint(traj.t / lr).astype(int), traj.group_loss,
+                        seconds, t=traj.t)
 
 
 def _summary(result: TaskResult) -> dict[str, float]:
@@ -659,8 +613,7 @@ def compare_methods(
             )  # fmt: skip
             runs.append(_summary(result))
             if theory:
-                with _torch_threads(threads):
-                    prediction = predict_task(task, method, steps, lr, seed, setting.record)
+                prediction = predict_task(task, method, steps, lr)
                 predicted.append(_summary(prediction))
                 t_pred = group_emergence(prediction.time, prediction.group_loss, task.threshold)
                 t_train = group_emergence(result.time, result.group_loss, task.threshold)

