@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from dynamics.integrate import NotReducedWarning, predict
+from dynamics.methods import Discrete, Flow
 from dynamics.model import load_file
 from dynamics.problems import ModelSpec, load, sample_model, save
 
@@ -47,7 +48,7 @@ def documented_command(path: Path) -> tuple[dict[str, int], float]:
 def predict_quietly(spec, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        traj = predict(spec, method="flow", t_max=T_MAX, **kwargs)
+        traj = predict(spec, Flow(), t_max=T_MAX, **kwargs)
     return traj, [w for w in caught if issubclass(w.category, NotReducedWarning)]
 
 
@@ -153,7 +154,7 @@ def test_two_layer_gd_prediction_equals_explicit_gd():
     spec = ModelSpec("two_layer", {"Xd": x, "Yd": y, "W10": 0.1 * rng.standard_normal((h, d_in)),
                                    "W20": 0.1 * rng.standard_normal((d_out, h))})
     lr, steps = 0.2, 100
-    traj = predict(spec, method="discrete", lr=lr, t_max=lr * steps)
+    traj = predict(spec, Discrete(lr), t_max=lr * steps)
     v = spec.values()
     x, y, w1, w2 = v["Xd"], v["Yd"], v["W1"].copy(), v["W2"].copy()
     losses = []

@@ -31,10 +31,13 @@ not change the run. The trajectories hold these
 measurements; ``record="all"`` makes every step one. Between record steps the every-step
 loss is the training dtype's (enough for crossing times down to f ~ 1e-5).
 
-Time is continuous, t = η·step for each seed (README "Conventions"). The loss is kept at every step
-(exact crossing times); the order parameters at :func:`record_steps`. A seed whose loss is
-non-finite or above ``DIVERGENCE·L_ref`` stops there (its step size becomes 0); the others
-go on, and the result names it with its step and loss.
+Time is continuous, t = η·step for each seed (README "Conventions"); with a learning-rate
+schedule (``TrainConfig.schedule``, :mod:`dynamics.schedules`: torch.optim.lr_scheduler's
+StepLR, ExponentialLR, CosineAnnealingLR, LinearLR, stepped once per optimizer step) step k has
+rate η_k and t_k = Σ_{j<k} η_j, the time of the exact GD map with the same schedule. The loss
+is kept at every step (exact crossing times); the order parameters at :func:`record_steps`. A
+seed whose loss is non-finite or above ``DIVERGENCE·L_ref`` stops there (its step size becomes
+0); the others go on, and the result names it with its step and loss.
 """
 
 from __future__ import annotations
@@ -53,10 +56,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dynamics.problems import Factorization, Problem
+from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
 from . import programs
-from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
+from .names import OPTIMIZERS
+from .optim import SGD, Adam, make_optimizer
 
 __all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
 
@@ -72,10 +77,13 @@ class TrainConfig:
     Attributes:
         optimizer: ``sgd``, ``momentum`` (SGD with μ = ``momentum``, 0.9 if left at 0),
             ``adam`` or ``adamw`` (update equations in :mod:`validation.optim`).
-        lr: step size η (t = η·step), or one η per spec (a batched η sweep).
+        lr: step size η (t = η·step), or one η per spec (a batched η sweep); with a
+            ``schedule`` the base rate the schedule starts from (torch's initial ``lr``).
         steps: number of updates; the loss is known at steps 0..steps.
         momentum: heavy-ball μ of SGD (dampening 0, nesterov False).
         betas, eps: Adam's (β₁, β₂) and ε.
+        schedule: a learning-rate schedule (:mod:`dynamics.schedules`) giving step k the rate
+            η_k (every optimizer); then t_k = Σ_{j<k} η_j. None: the constant η.
         weight_decay: λ (coupled L2 for SGD/Adam, decoupled for AdamW); None: each spec's.
         loss: ``mse`` or ``ce`` (factorization only); None: each spec's.
         dtype: ``float32`` or ``float64`` (parameters, gradients, optimizer state).
@@ -90,6 +98,7 @@ class TrainConfig:
     momentum: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    schedule: Schedule | None = None
     weight_decay: float | None = None
     loss: str | None = None
     dtype: str = "float32"
@@ -118,6 +127,9 @@ class TrainConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if not (np.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps: must be a finite number > 0, got {self.eps!r}")
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
+                             f"got {self.schedule!r}")
         wd = self.weight_decay
         if wd is not None and not (np.isfinite(wd) and wd >= 0):
             raise ValueError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
@@ -136,7 +148,7 @@ class TrainResult:
     """A training run of S seeds (seed = index into the list of specs).
 
     Attributes:
-        trajectories: one :class:`Trajectory` per seed at the record steps, t = η·step,
+        trajectories: one :class:`Trajectory` per seed at the record steps (times ``t``),
             ``method`` the optimizer; a diverged seed's ends before its divergence step.
         diverged: ``(seed, step, loss)`` of every seed that diverged.
         seconds: wall time of the training loop (device work included).
@@ -146,7 +158,9 @@ class TrainResult:
         final_loss: (S,) loss after the last step (a diverged seed's: at its divergence).
         loss: (S, steps + 1) loss at every step, in float64 at the record steps and in
             the training dtype between them; NaN after a seed's divergence step.
-        lr: (S,) step size η of each seed (its sample m is at t = η·m).
+        lr: (S,) step size η of each seed (with a schedule: its base rate).
+        t: (S, steps + 1) the time of every step: t = η·step, with a schedule
+            t_k = Σ_{j<k} η_j.
         steps: (R,) the record steps.
         order: ``{W: (P (S, R, r, k), U (S, R, k, k))}`` for each learned W with a target T
             (the model's ``targets``): P = TᵀW, U = WᵀW at the
@@ -165,6 +179,7 @@ class TrainResult:
     final_loss: np.ndarray = field(repr=False)
     loss: np.ndarray = field(repr=False)
     lr: np.ndarray = field(repr=False)
+    t: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
     order: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     params: dict[str, np.ndarray] = field(repr=False)
@@ -177,10 +192,9 @@ class TrainResult:
         from dynamics.phases import crossing_times
 
         out = []
-        for traj, loss, lr in zip(self.trajectories, self.loss, self.lr, strict=True):
+        for traj, loss, t in zip(self.trajectories, self.loss, self.t, strict=True):
             keep = np.isfinite(loss)
-            out.append(crossing_times(lr * np.flatnonzero(keep), loss[keep], traj.l_ref,
-                                      fractions))
+            out.append(crossing_times(t[keep], loss[keep], traj.l_ref, fractions))
         return out
 
 
@@ -291,8 +305,10 @@ class _Objective:
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
-          steps: int, rec: np.ndarray, progress: bool) -> tuple[Tensor, Tensor, dict]:
-    """The training loop: loss at every step in the training dtype, (S,) lr and limit.
+          steps: int, rec: np.ndarray, progress: bool, rates: Tensor | None = None
+          ) -> tuple[Tensor, Tensor, dict]:
+    """The training loop: loss at every step in the training dtype, (S,) lr and limit;
+    ``rates`` (steps, S): the rate η_k of every step (a schedule), else η = lr throughout.
 
     Returns the loss (steps + 1, S), and the float64 loss (R, S) and order parameters
     ``{name: (P (R, S, r, k), U (R, S, k, k))}`` at the record steps.
@@ -315,6 +331,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     fold = objective.scaled  # plain SGD: the plan writes −η(∂L/∂θ + λθ), 0 once stopped
     step_size = (-lr if fold else lr).view(-1, 1, 1)
+    if rates is not None:  # the step's rate goes into step_size before the step (−η folded)
+        step_size, rates = step_size.clone(), (-rates if fold else rates).view(steps, -1, 1, 1)
     kept: list[Tensor] = []  # the loss of each step, (S, 1, 1), moved into ``losses`` in chunks
     done = 0
 
@@ -323,6 +341,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
         return torch.mul(step_size, alive, out=scale)  # η (or −η folded); 0 once diverged
 
     for step in range(steps + 1):
+        if rates is not None and step < steps:
+            step_size.copy_(rates[step])
         loss = objective.step(stop if fold else None)
         kept.append(loss)
         slot = slots.get(step)
@@ -409,9 +429,10 @@ def _device(name: str) -> torch.device:
 def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None) -> TrainResult:
     """Train ``specs`` (one spec, or S specs of one shape trained at once) with ``config``.
 
-    Every seed follows θ_{m+1} = θ_m − η·(optimizer direction at θ_m) (:mod:`validation.optim`)
-    from the spec's initial point; sample m is at t = η·m. Same specs, config, device and
-    dtype give bitwise identical results. Raises ``ValueError`` (one line) on an invalid
+    Every seed follows θ_{m+1} = θ_m − η_m·(optimizer direction at θ_m)
+    (:mod:`validation.optim`; η_m = η, or the config's schedule's) from the spec's initial
+    point; sample m is at t = η·m (with a schedule t_m = Σ_{j<m} η_j). Same specs, config,
+    device and dtype give bitwise identical results. Raises ``ValueError`` (one line) on an invalid
     configuration, mismatched specs, or an unavailable device.
     """
     config = config or TrainConfig()
@@ -429,6 +450,9 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         fold = config.optimizer in ("sgd", "momentum") and not config.momentum
         objective = _Objective(specs, device, dtype, coupled_decay=not decoupled, scaled=fold)
         lr = torch.tensor(lr_host, dtype=dtype, device=device)
+        rates = None if config.schedule is None else torch.tensor(
+            np.stack([config.schedule.rates(r, config.steps) for r in lr_host], axis=1),
+            dtype=dtype, device=device)  # (steps, S)
         decay = np.array([spec.weight_decay for spec in specs])
         wd = torch.tensor(decay, dtype=dtype, device=device).view(1, -1, 1, 1) \
             if decoupled and decay.any() else None  # coupled decay is in the gradient
@@ -438,7 +462,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         start = time.perf_counter()
         with _threads(objective.macs, device):
             losses, rec_losses, orders = _loop(objective, optimizers, lr, limit, config.steps,
-                                               rec, show)
+                                               rec, show, rates)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
         loss = raw.copy()
@@ -446,11 +470,13 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         order = {name: (p.transpose(0, 1).cpu().numpy(), u.transpose(0, 1).cpu().numpy())
                  for name, (p, u) in orders.items()}  # (S, R, ·, ·)
         final = {name: w.to(F64).cpu().numpy() for name, w in objective.w.items()}
-    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw, order,
-                   objective.gram, final, seconds, device)
+    clock = np.stack([times(r, config.steps, config.schedule) for r in lr_host])
+    return _result(specs, config, lr_host, clock, limit.to(F64).cpu().numpy(), rec, loss, raw,
+                   order, objective.gram, final, seconds, device)
 
 
-def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
+def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, clock: np.ndarray,
+            limit: np.ndarray,
             rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
             order: dict[str, tuple[np.ndarray, np.ndarray]], gram: list[dict[str, np.ndarray]],
             final: dict[str, np.ndarray], seconds: float, device: torch.device) -> TrainResult:
@@ -465,19 +491,19 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np
             value = float(raw[seed, end])
             loss[seed, end] = value
             diverged.append((seed, end, value))
-            messages.append(f"seed {seed} diverged at step {end} (t = {end * lr[seed]:.4g}): "
+            messages.append(f"seed {seed} diverged at step {end} (t = {clock[seed, end]:.4g}): "
                             f"loss {value:.4g} (limit {DIVERGENCE:g}·L_ref = {limit[seed]:.4g})")
             loss[seed, end + 1:] = np.nan
             final_loss[seed] = value
         keep = rec < end
         mine = {name: (p[seed, keep], u[seed, keep]) for name, (p, u) in order.items()}
         trajectories.append(Trajectory.from_order_parameters(
-            lr[seed] * rec[keep], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
+            clock[seed, rec[keep]], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
             method=config.optimizer, steps=rec[keep]))
     if messages:
         warnings.warn("; ".join(messages), RuntimeWarning, stacklevel=3)
     return TrainResult(
         trajectories=trajectories, diverged=diverged, seconds=seconds,
         steps_per_second=config.steps / seconds, device=str(device), dtype=config.dtype,
-        config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec, order=order,
+        config=config, final_loss=final_loss, loss=loss, lr=lr, t=clock, steps=rec, order=order,
         params=final, messages=messages)
