@@ -89,6 +89,11 @@ class Schedule:
             k += 1
             rate = self._next(rate, lr, k)
 
+    def text(self) -> str:
+        """The ``NAME:KEY=VALUE,...`` form :func:`schedule_from_text` reads back exactly."""
+        values = ",".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"{self.name}:{values}"
+
     def rates(self, lr: float, steps: int) -> np.ndarray:
         """η_0 .. η_{steps−1} for base rate ``lr`` (float64)."""
         import numpy as np  # here, so that the CLI's parser needs no NumPy

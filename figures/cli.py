@@ -279,23 +279,16 @@ def _method(args: argparse.Namespace) -> Method:
                             decoupled=True if args.decoupled else None)
 
 
-def _options(method: object) -> dict[str, object]:
-    """A method's (or schedule's) options as JSON-ready values; a schedule as its text form."""
+def _options(method: Method) -> dict[str, object]:
+    """A method's options as JSON-ready values (a schedule in its ``--schedule`` form)."""
     import dataclasses
 
-    out: dict[str, object] = {}
-    for f in dataclasses.fields(method):  # type: ignore[arg-type]
-        value = getattr(method, f.name)
-        out[f.name] = _schedule_text(value) if dataclasses.is_dataclass(value) else value
-    return out
+    return {f.name: _schedule_text(getattr(method, f.name)) if f.name == "schedule"
+            else getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
 def _schedule_text(schedule: Schedule | None) -> str | None:
-    """``step:step_size=100,gamma=0.5`` (the ``--schedule`` form) or None."""
-    if schedule is None:
-        return None
-    values = ",".join(f"{k}={v:g}" for k, v in _options(schedule).items())
-    return f"{schedule.name}:{values}"
+    return None if schedule is None else schedule.text()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ machine (measured: a rank-100 flow took 545 s instead of 9.7 s under load). Set 
 loads its BLAS; a user's explicit setting wins.
 
 Nothing here imports torch: the theory's tests (``tests/dynamics``) run, and pass, where torch
-is not installed; a test module that needs torch imports it (or ``pytest.importorskip``\\ s it)
-itself, at collection, before any test runs.
+is not installed. A test module that needs torch imports it itself (or skips without it:
+``pytest.importorskip("torch")``, or a ``skipif`` on the tests that compare against it).
 """
 
 import os

@@ -1,5 +1,5 @@
 """The depth law on the real model: the built-in chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖², integrated
-by ``predict(spec, "flow")`` (the derived reduced flow, rtol 1e-10), against the closed forms
+by ``predict(spec, Flow())`` (the derived reduced flow, rtol 1e-10), against the closed forms
 of the chain — u̇ = D u^{2−2/D}(s − u) for a balanced aligned start, and the small-init law
 t ∝ σ^{−(D−2)} (D ≥ 3), logarithmic at D = 2. Expected numbers come from the formulas
 (2^{D−2}, ln 2/s), never from the code under test.

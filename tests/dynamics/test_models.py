@@ -9,7 +9,7 @@ Every expected value is computed here, independently of :mod:`dynamics.symbolic`
    while L > 1e-8 L_ref (not for cross-entropy and the model that does not close);
 3. the reduced GD map, plain and with heavy-ball momentum, equals explicit GD written here in
    NumPy (torch.optim.SGD semantics, gradients by autograd) to 1e-9 relative over 50 steps;
-4. ``predict(spec, "flow").state_size`` of a reducible model is the same at n = 40 and 4000;
+4. ``predict(spec, Flow()).state_size`` of a reducible model is the same at n = 40 and 4000;
 5. the model that does not close: one warning naming the term, full flow, exact solution;
 6. one-line ``ModelError``s / ``SpecError``s for malformed models, model files and specs.
 """

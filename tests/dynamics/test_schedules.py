@@ -91,6 +91,13 @@ def test_times_are_the_running_sum_of_the_rates():
 )
 def test_text_form(text, want):
     assert schedule_from_text(text) == want
+    assert schedule_from_text(want.text()) == want
+
+
+def test_text_round_trips_exactly():
+    odd = CosineAnnealingLR(T_max=1234, eta_min=0.1 + 0.2)
+    assert odd.text() == "cosine:T_max=1234,eta_min=0.30000000000000004"
+    assert schedule_from_text(odd.text()) == odd
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Closed forms of dynamics.theory: exact identities, derived constants, and each law checked
-against the integrated reduced flow (``predict(spec, "flow")``) with its measured error range.
+against the integrated reduced flow (``predict(spec, Flow())``) with its measured error range.
 """
 
 from __future__ import annotations
@@ -377,7 +377,7 @@ def test_chain_bad_input():
 
 
 # ------------------------------------------------------------------------------------------
-# Each law against the integrated flow (predict(spec, "flow"), rtol 1e-10), with the error
+# Each law against the integrated flow (predict(spec, Flow()), rtol 1e-10), with the error
 # range its docstring states
 
 
