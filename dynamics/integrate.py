@@ -23,9 +23,10 @@ s the target's largest singular value, or y has collapsed to 0), or the cap ``t_
 reached (default ``1e6/s_min``, s_min the smallest nonzero singular value of the target). The
 discrete processes (``discrete``, ``sign``) stop at the same loss level, or once they have
 stopped changing (``discrete``: a step of rate η_m > 0 changes the order parameters by less
-than rounding, 1e-13 relative, or they collapsed to 0; ``sign`` once, over a doubling of the
-step count, the best loss improved by less than 1e-9 relative while the parameters chattered in
-place), or at the cap (``discrete`` also after 10⁷ steps, ``sign`` after 2·10⁶).
+than rounding, 1e-13 relative, or a schedule's rate stays 0, or they collapsed to 0; ``sign``
+once, over a doubling of the step count, the best loss improved by less than 1e-9 relative
+while the parameters chattered in place), or at the cap (``discrete`` also after 10⁷ steps,
+``sign`` after 2·10⁶).
 
 Sampling and crossing times. Continuous methods are sampled at 1500 log- and linearly spaced
 times, refined by bisection wherever ln L changes by more than 0.1 between neighbours (a sharp
@@ -500,8 +501,9 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
     t_m = Σ_{j<m} η_j); keep every step (or a log-spaced subset).
 
     Stops below the loss level, or when the state has stopped changing (relative change of
-    the state in one step of rate η_m > 0 below 1e-13, i.e. rounding; or its norm fell below
-    1e-12 of the initial one), or at the cap (t >= cap or 10⁷ steps).
+    the state in one step of rate η_m > 0 below 1e-13, i.e. rounding; or two steps in a row of
+    rate 0: a schedule that reached 0 so stays, cosine's η_min = 0 being a single step; or its
+    norm fell below 1e-12 of the initial one), or at the cap (t >= cap or 10⁷ steps).
     """
     model, lr, momentum, schedule = spec.model, method.lr, method.momentum, method.schedule
     gd = _reduced(spec, lambda: symbolic.reduced_gd(model, momentum=momentum > 0))
@@ -514,7 +516,7 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
     value = process.loss(state)
     rec.add(0, 0.0, value, state)
     norm0 = _norm(state) or 1.0
-    t = 0.0
+    t, previous = 0.0, lr
     for step in range(1, max_steps + 1):
         rate = lr if rates is None else next(rates)
         new = process.step(state, rate, lam, momentum)
@@ -529,8 +531,10 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
         state = new
         rec.add(step, t, value, state)
         if (value < LOSS_STOP * l_ref or (rate > 0 and moved <= 1e-13 * size)
-                or size < 1e-12 * norm0 or (rates is not None and t >= cap)):
+                or rate == previous == 0 or size < 1e-12 * norm0
+                or (rates is not None and t >= cap)):
             break  # (without a schedule the cap is max_steps)
+        previous = rate
     rec.finish()
     size = int(sum(np.size(v) for v in process.state.values()))
     return _trajectory(np.array(rec.t), rec.loss, [process.overlaps(s) for s in rec.states],

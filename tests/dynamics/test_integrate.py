@@ -499,6 +499,16 @@ def test_discrete_without_a_schedule_is_the_constant_schedule():
     np.testing.assert_allclose(flat.t, plain.t, rtol=1e-12)
 
 
+def test_discrete_stops_once_the_schedule_has_decayed_to_zero():
+    """A warm-down to η = 0 (LinearLR to end_factor 0 over 40 steps): nothing moves after it,
+    so the map stops two steps later instead of running to the step cap."""
+    spec = _spec("factorization", 1, 0)
+    down = LinearLR(start_factor=1.0, end_factor=0.0, total_iters=40)
+    traj = predict(spec, Discrete(LR, schedule=down))
+    assert traj.steps[-1] == 42 and traj.t[-1] == traj.t[-2] == traj.t[-3]
+    assert traj.loss[-1] == traj.loss[-2]
+
+
 def test_discrete_with_a_schedule_stops_at_t_max():
     spec = _spec("factorization", 1, 0)
     cos = CosineAnnealingLR(T_max=50)  # η = 0 at step 50: a no-op step, not a stop
