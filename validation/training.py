@@ -476,12 +476,11 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
 
 
 def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, clock: np.ndarray,
-            limit: np.ndarray,
-            rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
+            limit: np.ndarray, rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
             order: dict[str, tuple[np.ndarray, np.ndarray]], gram: list[dict[str, np.ndarray]],
             final: dict[str, np.ndarray], seconds: float, device: torch.device) -> TrainResult:
     """Host-side bookkeeping: divergence (from ``raw``, the loss the loop tested), NaN after
-    it, one Trajectory per seed."""
+    it, one Trajectory per seed at the times ``clock`` (S, steps + 1)."""
     diverged, messages, trajectories = [], [], []
     final_loss = loss[:, -1].copy()
     for seed, spec in enumerate(specs):
