@@ -1,14 +1,17 @@
 """Predict: integrate the derived dynamics of a problem spec into a :class:`Trajectory`.
 
-Methods (all in continuous time t; a gradient step of rate η advances t by η):
+Methods (objects of :mod:`dynamics.methods`, each with its own options; all in continuous time
+t, a gradient step of rate η advances t by η):
 
 ``flow``      dθ/dt = −∇L(θ) − λθ, through the reduced order-parameter ODE when the problem has
               one (MSE), through the full parameters otherwise (cross-entropy).
 ``modified``  the first-order modified equation of GD with step η,
               dθ/dt = −∇L − (η/2)∇²L∇L (reduced when the flow is).
 ``discrete``  the exact reduced map of full-batch GD (optionally heavy-ball momentum μ),
-              θ_{m+1} = θ_m − η·buf_{m+1}, at t = η·m; every step is kept, or (``record="log"``)
-              a log-spaced subset that still holds the two steps around every crossing.
+              θ_{m+1} = θ_m − η_m·buf_{m+1}, at t = η·m; with a learning-rate schedule
+              (:mod:`dynamics.schedules`) η_m is the schedule's and t_m = Σ_{j<m} η_j. Every
+              step is kept, or (``record="log"``) a log-spaced subset that still holds the two
+              steps around every crossing.
 ``full``      the full-parameter flow (the check of the reduced one; cross-entropy).
 ``sign``      Adam's small-step limit, dθ/dt = −g/(|g| + ε) per coordinate with g = ∇L + λθ
               (full parameters); AdamW's: dθ/dt = −g/(|g| + ε) − λθ with g = ∇L. Integrated by
@@ -20,10 +23,11 @@ its power-law tails), or the state has stopped moving (‖dy/dt‖ < 1e-9·s·�
 s the target's largest singular value, or y has collapsed to 0), or the cap ``t_max`` is
 reached (default ``1e6/s_min``, s_min the smallest nonzero singular value of the target). The
 discrete processes (``discrete``, ``sign``) stop at the same loss level, or once they have
-stopped changing (``discrete``: a step changes the order parameters by less than
-rounding, 1e-13 relative, or they collapsed to 0; ``sign`` once, over a doubling of the step
-count, the best loss improved by less than 1e-9 relative while the parameters chattered in
-place), or at the cap (``discrete`` also after 10⁷ steps, ``sign`` after 2·10⁶).
+stopped changing (``discrete``: a step of rate η_m > 0 changes the order parameters by less
+than rounding, 1e-13 relative, or a schedule's rate stays 0, or they collapsed to 0; ``sign``
+once, over a doubling of the step count, the best loss improved by less than 1e-9 relative
+while the parameters chattered in place), or at the cap (``discrete`` also after 10⁷ steps,
+``sign`` after 2·10⁶).
 
 Sampling and crossing times. Continuous methods are sampled at 1500 log- and linearly spaced
 times, refined by bisection wherever ln L changes by more than 0.1 between neighbours (a sharp
@@ -71,6 +75,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -78,13 +83,13 @@ from scipy.optimize import brentq
 
 from . import groups, symbolic
 from .matexpr import ReductionError
+from .methods import Discrete, Flow, Method, Modified, Sign
 from .model import Model
 from .problems import Problem
 from .trajectory import Trajectory
 
-__all__ = ["METHODS", "RECORDS", "SIGN_STEP", "IntegrationError", "NotReducedWarning", "predict"]
+__all__ = ["RECORDS", "SIGN_STEP", "IntegrationError", "NotReducedWarning", "predict"]
 
-METHODS = ("flow", "modified", "discrete", "full", "sign")
 RECORDS = ("all", "log")
 LOSS_STOP = 1e-6  # stop once L < LOSS_STOP · L_ref
 GROUPED_LOSS_STOP = 1e-3  # ... under a group objective whose slopes vary (power-law tails)
@@ -116,7 +121,17 @@ class _Packer:
     @property
     def size(self) -> int:
         """Number of scalar state variables."""
-        return int(sum(np.prod(shape) for shape in self.shapes))
+        return self._bounds[-1][2] if self._bounds else 0
+
+    @cached_property
+    def _bounds(self) -> tuple[tuple[str, int, int, tuple[int, ...]], ...]:
+        """(key, start, stop, shape) of each array in the vector (unpack runs per rhs call)."""
+        out, start = [], 0
+        for key, shape in zip(self.keys, self.shapes, strict=True):
+            stop = start + math.prod(shape)
+            out.append((key, start, stop, shape))
+            start = stop
+        return tuple(out)
 
     @classmethod
     def of(cls, arrays: dict[str, np.ndarray]) -> _Packer:
@@ -126,81 +141,63 @@ class _Packer:
         return np.concatenate([np.ravel(arrays[k]) for k in self.keys])
 
     def unpack(self, y: np.ndarray) -> dict[str, np.ndarray]:
-        out, start = {}, 0
-        for key, shape in zip(self.keys, self.shapes, strict=True):
-            size = int(np.prod(shape))
-            out[key] = y[start : start + size].reshape(shape)
-            start += size
-        return out
+        return {key: y[start:stop].reshape(shape) for key, start, stop, shape in self._bounds}
 
 
 def predict(
     spec: Problem,
-    method: str = "flow",
-    lr: float | None = None,
+    method: Method | None = None,
     t_max: float | None = None,
-    momentum: float = 0.0,
-    eps: float = 1e-8,
-    decoupled: bool = False,
     record: str | None = None,
 ) -> Trajectory:
     """Integrate ``spec`` from its initial point with ``method`` (see module docstring).
 
     Args:
         spec: the problem (its λ and loss are used).
-        method: one of :data:`METHODS`.
-        lr: step size η (required by ``modified`` and ``discrete``).
+        method: a method object of :mod:`dynamics.methods` (``Flow()``, ``Modified(lr)``,
+            ``Discrete(lr, momentum, schedule)``, ``Full()``, ``Sign(eps, decoupled)``), which
+            carries the method's own options; default ``Flow()``.
         t_max: end-time cap in t (default: automatic, see module docstring).
-        momentum: heavy-ball μ for ``discrete``.
-        eps: ε of the sign flow (Adam's eps).
-        decoupled: sign flow with AdamW's decoupled decay, dθ/dt = −g/(|g|+ε) − λθ, g = ∇L.
-        record: which steps a discrete process keeps (``discrete``, ``sign``): ``"all"``
-            (default for ``discrete``) or ``"log"`` (default for ``sign``): the first 100 steps,
+        record: which steps a discrete process keeps (``Discrete``, ``Sign``): ``"all"``
+            (default for ``Discrete``) or ``"log"`` (default for ``Sign``): the first 100 steps,
             then one whenever t has grown by 1 %, the last step, and the two steps around the
             first crossing of each f·L_ref, f ∈ {0.5, 0.1, 0.01}, so crossing times are those
             of every step.
 
     Returns:
-        A :class:`Trajectory` with loss, cosines and norms; ``steps`` set for ``discrete``.
+        A :class:`Trajectory` with loss, cosines and norms (``method`` = the method's name);
+        ``steps`` set for ``Discrete``.
 
     Raises:
         ValueError: bad arguments. IntegrationError: the integration failed or diverged.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
-    if method in ("modified", "discrete") and (lr is None or not lr > 0):
-        raise ValueError(f"method {method!r} needs a step size lr > 0")
-    if lr is not None and not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    method = Flow() if method is None else method
+    if not isinstance(method, Method):
+        raise ValueError(f"method must be a dynamics.methods object (Flow(), Discrete(lr), ...), "
+                         f"got {method!r}")
     if t_max is not None and not (np.isfinite(t_max) and t_max > 0):
         raise ValueError(f"t_max must be a finite number > 0, got {t_max!r}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    if momentum and method != "discrete":
-        raise ValueError("momentum is only modelled by the 'discrete' method")
-    model = spec.model
-    if method in ("modified", "discrete") and model.cross_entropy():
-        what = "modified equation" if method == "modified" else "reduced GD map"
+    if isinstance(method, (Modified, Discrete)) and spec.model.cross_entropy():
+        what = "modified equation" if isinstance(method, Modified) else "reduced GD map"
         raise ValueError(f"cross-entropy has no {what}: use --method flow|full|sign, or train "
                          "it with 'scurve train'")
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     objective = spec.group_objective
-    if objective is not None and method == "modified" and not objective.constant_slopes:
+    if objective is not None and isinstance(method, Modified) and not objective.constant_slopes:
         raise ValueError(f"objective {objective.label}: the modified equation is derived for a "
                          "fixed loss; use --method flow or discrete")
-    if objective is not None and method == "sign":
+    if objective is not None and isinstance(method, Sign):
         raise ValueError(f"objective {objective.label}: the sign flow is not modelled for "
                          "group objectives; use --method flow or discrete")
     if record is not None and record not in RECORDS:
         raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
     s_max, s_min = spec.rate_scale()
     cap = float(t_max) if t_max is not None else 1e6 / s_min
-    if method == "discrete":
-        return _discrete(spec, float(lr), momentum, cap, record or "all")
-    if method == "sign":
-        return _sign(spec, eps, cap, decoupled, record or "log")
-    return _continuous(spec, method, lr or 0.0, cap, s_max)
+    if isinstance(method, Discrete):
+        return _discrete(spec, method, cap, record or "all")
+    if isinstance(method, Sign):
+        return _sign(spec, method.eps, cap, method.decoupled, record or "log")
+    lr = (method.lr if isinstance(method, (Modified, Flow)) else None) or 0.0
+    return _continuous(spec, method.name, lr, cap, s_max)
 
 
 class NotReducedWarning(UserWarning):
@@ -538,41 +535,50 @@ class _ReducedGD:
         return self.gd.group_losses(state, self.consts)
 
 
-def _discrete(spec: Problem, lr: float, momentum: float, cap: float, record: str) -> Trajectory:
-    """Iterate the exact reduced GD map, t = η·m (the full-parameter GD where it does not
-    close); keep every step (or a log-spaced subset).
+def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Trajectory:
+    """Iterate the exact reduced GD map (the full-parameter GD where it does not close): step
+    m of rate η_m (``method.lr``, or its schedule's η_m) at t_m = η·m (with a schedule
+    t_m = Σ_{j<m} η_j); keep every step (or a log-spaced subset).
 
     Stops below the loss level, or when the state has stopped changing (relative change of
-    the state in one step below 1e-13, i.e. rounding; or its norm fell below 1e-12 of the
-    initial one), or at the cap.
+    the state in one step of rate η_m > 0 below 1e-13, i.e. rounding; or two steps in a row of
+    rate 0: a schedule that reached 0 so stays, cosine's η_min = 0 being a single step; or its
+    norm fell below 1e-12 of the initial one), or at the cap (t >= cap or 10⁷ steps).
     """
-    model = spec.model
+    model, lr, momentum, schedule = spec.model, method.lr, method.momentum, method.schedule
     gd = _reduced(spec, lambda: symbolic.reduced_gd(model, momentum=momentum > 0))
     process = _ReducedGD(spec, gd) if gd is not None else _FullGD(spec, momentum > 0)
     state = process.state
     lam, l_ref = spec.weight_decay, spec.l_ref
-    max_steps = int(min(MAX_STEPS, np.ceil(cap / lr)))
+    rates = None if schedule is None else schedule.iterate(lr)
+    max_steps = MAX_STEPS if rates is not None else int(min(MAX_STEPS, np.ceil(cap / lr)))
     rec = _Recorder(record == "all", l_ref)
     value = process.loss(state)
     rec.add(0, 0.0, value, state)
     norm0 = _norm(state) or 1.0
+    t, previous = 0.0, lr
     for step in range(1, max_steps + 1):
-        new = process.step(state, lr, lam, momentum)
+        rate = lr if rates is None else next(rates)
+        new = process.step(state, rate, lam, momentum)
+        t = step * lr if rates is None else t + rate  # t_m = Σ_{j<m} η_j (= η·m)
         value = process.loss(new)
         if not np.isfinite(value) or value > 1e12 * l_ref:
-            raise IntegrationError(f"{spec.describe()}: method 'discrete' (GD, η = {lr:g}) "
-                                   f"diverged at step {step} (t = {step * lr:.6g}, loss "
+            raise IntegrationError(f"{spec.describe()}: method 'discrete' (GD, η = {rate:g}) "
+                                   f"diverged at step {step} (t = {t:.6g}, loss "
                                    f"{value:.3g}); lower lr")
         size = _norm(new)
         moved = math.sqrt(sum(float(np.sum((new[k] - state[k]) ** 2)) for k in new))
         state = new
-        rec.add(step, step * lr, value, state)
-        if value < _loss_stop(spec) * l_ref or moved <= 1e-13 * size or size < 1e-12 * norm0:
-            break
+        rec.add(step, t, value, state)
+        if (value < _loss_stop(spec) * l_ref or (rate > 0 and moved <= 1e-13 * size)
+                or rate == previous == 0 or size < 1e-12 * norm0
+                or (rates is not None and t >= cap)):
+            break  # (without a schedule the cap is max_steps)
+        previous = rate
     rec.finish()
     size = int(sum(np.size(v) for v in process.state.values()))
-    return _trajectory(np.array(rec.steps) * lr, rec.loss, [process.overlaps(s) for s in
-                       rec.states], spec, "discrete", size, steps=np.array(rec.steps),
+    return _trajectory(np.array(rec.t), rec.loss, [process.overlaps(s) for s in rec.states],
+                       spec, "discrete", size, steps=np.array(rec.steps),
                        group_loss=[process.group_losses(s) for s in rec.states]
                        if model.grouped else None)
 

@@ -75,7 +75,7 @@ and (1/s) ln(1/σ) + K_2 at D = 2: each halving of σ multiplies the plateau by 
 
 Vector (no product): x(t) = a/(1 + λ) + (x0 − a/(1 + λ)) e^{−(1+λ)t}: pure exponential decay.
 
-Measured errors against the integrated reduced flow (``predict(spec, "flow")``) are in each
+Measured errors against the integrated reduced flow (``predict(spec, Flow())``) are in each
 function's docstring; ``tests/dynamics/test_theory.py`` asserts them.
 """
 

@@ -2,7 +2,13 @@
 
 Every error a user can cause (bad arguments, bad spec files, impossible settings) prints one
 line on stderr and exits with status 2; a training run that diverged exits with status 1.
-Times are continuous time t (a gradient step of rate η advances t by η).
+Times are continuous time t (a gradient step of rate η advances t by η; with a learning-rate
+schedule, t_k = Σ_{j<k} η_j).
+
+Start-up is cheap: this module imports only the standard library at load time, the parser is
+built from torch-free name lists (:mod:`dynamics.methods`, :mod:`validation.names`), and each
+subcommand imports what it needs (NumPy/SymPy for ``sample``/``derive``, SciPy for
+``predict``, torch only for ``train``/``compare``/``grouped``/``report``).
 """
 
 from __future__ import annotations
@@ -15,18 +21,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from dynamics.problems import KINDS
-from figures.jsonable import jsonable
-
 if TYPE_CHECKING:
+    from dynamics.methods import Method
     from dynamics.phases import Phases
     from dynamics.problems import Problem
+    from dynamics.schedules import Schedule
     from dynamics.trajectory import Trajectory
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-PROBLEMS = tuple(KINDS)  # the built-in spec kinds with samplers (vector, factorization, ...)
+#: the built-in spec kinds with samplers, ``tuple(dynamics.problems.KINDS)`` (named here so
+#: that the parser needs no SymPy; a test checks the two agree)
+PROBLEMS = ("vector", "factorization", "attention", "chain")
 EXIT_DIVERGED = 1
 
 
@@ -79,8 +86,37 @@ def _float_list(text: str) -> list[float]:
     return [_positive_float(part) for part in text.split(",") if part.strip()]
 
 
+def _betas(text: str) -> tuple[float, float]:
+    """``B1,B2`` -> (β₁, β₂), each in [0, 1)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected B1,B2 (two numbers), got {text!r}")
+    betas = (_float(parts[0]), _float(parts[1]))
+    if not all(0 <= b < 1 for b in betas):
+        raise argparse.ArgumentTypeError(f"each beta must be in [0, 1), got {text!r}")
+    return betas
+
+
+def _schedule(text: str) -> Schedule:
+    from dynamics.schedules import schedule_from_text
+
+    try:
+        return schedule_from_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+SCHEDULE_HELP = ("learning-rate schedule NAME:KEY=VALUE,... with torch.optim.lr_scheduler's "
+                 "names and semantics, stepped once per step: step:step_size=N,gamma=G "
+                 "(StepLR), exponential:gamma=G, cosine:T_max=N,eta_min=E, "
+                 "linear:start_factor=S,end_factor=E,total_iters=N (warm-up); time is then "
+                 "t_k = Σ_{j<k} η_j")
+
+
 def _emit_json(obj: object) -> None:
     """Exactly one JSON object on stdout (NaN/inf are not JSON: they become null)."""
+    from figures.jsonable import jsonable
+
     print(json.dumps(jsonable(obj), allow_nan=False))
 
 
@@ -108,12 +144,20 @@ def _add_problem_options(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     """Optimizer options shared by ``train`` and ``compare``."""
-    from validation.optim import OPTIMIZERS
+    from validation.names import OPTIMIZERS
 
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    p.add_argument("--lr", type=_positive_float, required=True, help="step size η (t = η·step)")
+    p.add_argument("--lr", type=_positive_float, required=True,
+                   help="step size η (t = η·step); with --schedule the base rate")
     p.add_argument("--momentum", type=_nonneg_float, default=0.0,
                    help="heavy-ball μ (default 0; 0.9 for --optimizer momentum)")
+    p.add_argument("--betas", type=_betas, default=(0.9, 0.999), metavar="B1,B2",
+                   help="Adam's (β₁, β₂) (default 0.9,0.999)")
+    p.add_argument("--eps", type=_positive_float, default=1e-8,
+                   help="Adam's ε (default 1e-8; a code minimising a mean over m entries with "
+                   "ε trains like ε·m/2 here, see the README)")
+    p.add_argument("--schedule", type=_schedule, default=None, metavar="NAME:KEY=VALUE,...",
+                   help=SCHEDULE_HELP)
     p.add_argument("--dtype", choices=("float32", "float64"),
                    help="float32 (default of train) or float64 (default of compare)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
@@ -134,7 +178,7 @@ def sample_from_args(
     if dims is not None:
         return sample_model(_model_named(problem, args), dims, init=args.init, seed=seed,
                             weight_decay=args.weight_decay)
-    if problem not in KINDS:
+    if problem not in PROBLEMS:
         raise UsageError(f"model {problem!r} has no built-in sampler: give --dims "
                          "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
     if args.n is None:
@@ -143,6 +187,8 @@ def sample_from_args(
                             init=args.init, singular_values=args.singular_values,
                             scale=args.scale, weight_decay=args.weight_decay, loss=args.loss,
                             depth=args.depth, seed=seed)
+    from dynamics.problems import KINDS
+
     return KINDS[problem].sample_from(options)  # type: ignore[attr-defined]
 
 
@@ -223,33 +269,56 @@ def _notices(command: str, caught: list[warnings.WarningMessage]) -> None:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
+def _method(args: argparse.Namespace) -> Method:
+    """The method object of ``--method`` with the options given (others: a usage error)."""
+    from dynamics.methods import method_from_name
+
+    # options not given are None (left out); one the method does not take is a ValueError
+    return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
+                            schedule=args.schedule, eps=args.eps,
+                            decoupled=True if args.decoupled else None)
+
+
+def _options(method: Method) -> dict[str, object]:
+    """A method's options as JSON-ready values (a schedule in its ``--schedule`` form)."""
+    import dataclasses
+
+    return {f.name: _schedule_text(getattr(method, f.name)) if f.name == "schedule"
+            else getattr(method, f.name) for f in dataclasses.fields(method)}
+
+
+def _schedule_text(schedule: Schedule | None) -> str | None:
+    return None if schedule is None else schedule.text()
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import time
 
     from dynamics.integrate import predict
     from dynamics.problems import load
 
+    method = _method(args)
     _load_models(args)
     spec = load(args.spec)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        traj = predict(spec, method=args.method, lr=args.lr, t_max=args.t_max,
-                       momentum=args.momentum)
+        traj = predict(spec, method, t_max=args.t_max)
     _notices("predict", caught)
     seconds = time.perf_counter() - started
     crossings = traj.crossing_times()
     phases = traj.phases()
+    options = _options(method)
     if args.json:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
-                    "lr": args.lr, "l_ref": spec.l_ref, "crossings": _crossings_json(crossings),
-                    "phases": phases.to_dict(), "final_loss": float(traj.loss[-1]),
-                    "t_end": float(traj.t[-1]), "state_size": traj.state_size,
-                    "seconds": seconds})
+                    "options": options, "lr": args.lr, "l_ref": spec.l_ref,
+                    "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
+                    "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
+                    "state_size": traj.state_size, "seconds": seconds})
         return 0
-    lr = "" if args.lr is None else f", η = {args.lr:g}"
-    print(f"{spec.describe()} — method {args.method}{lr}, {traj.state_size} state variables "
-          f"({seconds:.2f} s)")
+    shown = ", ".join(f"{k} = {v}" for k, v in options.items() if v is not None)
+    print(f"{spec.describe()} — method {args.method}{f' ({shown})' if shown else ''}, "
+          f"{traj.state_size} state variables ({seconds:.2f} s)")
     print(f"  L_ref = {spec.l_ref:.6g}; final loss {traj.loss[-1]:.3g} at t = {traj.t[-1]:.6g}")
     print("\n".join(_summary_lines(crossings, phases)))
     return 0
@@ -321,7 +390,8 @@ def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: floa
 
     # compare without --steps: a placeholder, compare() picks the steps from the prediction
     return TrainConfig(optimizer=args.optimizer, lr=args.lr, steps=args.steps or 1,
-                       momentum=args.momentum, weight_decay=weight_decay, loss=loss,
+                       momentum=args.momentum, betas=args.betas, eps=args.eps,
+                       schedule=args.schedule, weight_decay=weight_decay, loss=loss,
                        dtype=args.dtype, device=args.device,
                        progress=not getattr(args, "json", False))
 
@@ -367,7 +437,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         single = len(seeds) == 1
         _emit_json({
             "problem": specs[0].describe(), "optimizer": config.optimizer, "lr": args.lr,
-            "steps": config.steps, "device": result.device, "dtype": result.dtype,
+            "schedule": _schedule_text(config.schedule), "steps": config.steps,
+            "device": result.device, "dtype": result.dtype,
             "crossings": seeds[0]["crossings"] if single else [s["crossings"] for s in seeds],
             "phases": seeds[0]["phases"] if single else [s["phases"] for s in seeds],
             "final_loss": seeds[0]["final_loss"] if single else [s["final_loss"]
@@ -379,8 +450,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 for i, step, value in result.diverged],
         })
     else:
-        print(f"{specs[0].describe()} — {config.optimizer}, η = {args.lr:g}, "
-              f"{config.steps} steps, {len(specs)} seed(s) on {result.device} "
+        print(f"{specs[0].describe()} — {config.optimizer}, η = {args.lr:g}"
+              f"{_schedule_note(config.schedule)}, {config.steps} steps, {len(specs)} seed(s) "
+              f"on {result.device} "
               f"({result.dtype}): {result.seconds:.2f} s, "
               f"{result.steps_per_second * len(specs):.4g} seed-steps/s")
         for s, traj, cross in zip(seeds, result.trajectories, crossings, strict=True):
@@ -392,8 +464,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 print("\n".join(_summary_lines(cross, traj.phases())))
     for i, step, value in result.diverged:
         print(f"scurve train: seed {seeds[i]['seed']} diverged at step {step} "
-              f"(t = {step * args.lr:.4g}): loss {value:.4g}", file=sys.stderr)
+              f"(t = {result.t[i, step]:.4g}): loss {value:.4g}", file=sys.stderr)
     return EXIT_DIVERGED if result.diverged else 0
+
+
+def _schedule_note(schedule: Schedule | None) -> str:
+    return "" if schedule is None else f" ({_schedule_text(schedule)})"
 
 
 def _phases_or_none(traj: Trajectory) -> dict | None:
@@ -420,8 +496,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), **comparison.to_dict()})
         return 0
-    print(f"{spec.describe()} — {config.optimizer}, η = {args.lr:g}, "
-          f"{comparison.train_result.config.steps} steps ({config.dtype})")
+    print(f"{spec.describe()} — {config.optimizer}, η = {args.lr:g}"
+          f"{_schedule_note(config.schedule)}, {comparison.train_result.config.steps} steps "
+          f"({config.dtype})")
     fractions = list(comparison.crossings["experiment"])
     print(f"  {'':<12}" + "".join(f"{'t_' + format(f, 'g'):>14}" for f in fractions)
           + "  verdict")
@@ -482,6 +559,8 @@ def _cmd_grouped(args: argparse.Namespace) -> int:
 
 
 def _fmt_list(values: Sequence[float | None]) -> str:
+    from figures.jsonable import jsonable
+
     return ", ".join("—" if v is None else f"{v:.4g}" for v in jsonable(list(values)))
 
 
@@ -545,18 +624,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
 
-    from dynamics.integrate import METHODS
+    from dynamics.methods import METHODS
 
-    p = sub.add_parser("predict", help="integrate the theory: loss curve, crossings, phases")
+    p = sub.add_parser(
+        "predict", help="integrate the theory: loss curve, crossings, phases",
+        description="Each method takes only its own options: flow, full (none); modified "
+        "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled).")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--method", choices=METHODS, default="flow",
                    help="flow (reduced when it closes, else full, with a note), modified, "
-                   "discrete, full, sign")
+                   "discrete (the exact GD map), full, sign (Adam's small-step limit)")
     p.add_argument("--lr", type=_positive_float, default=None,
-                   help="step size η (modified, discrete)")
-    p.add_argument("--momentum", type=_nonneg_float, default=0.0,
-                   help="heavy-ball μ (discrete)")
+                   help="step size η (modified, discrete; with --schedule the base rate)")
+    p.add_argument("--momentum", type=_nonneg_float, default=None,
+                   help="heavy-ball μ (discrete; default 0)")
+    p.add_argument("--schedule", type=_schedule, default=None, metavar="NAME:KEY=VALUE,...",
+                   help=f"discrete: {SCHEDULE_HELP}")
+    p.add_argument("--eps", type=_positive_float, default=None,
+                   help="sign: Adam's ε (default 1e-8)")
+    p.add_argument("--decoupled", action="store_true",
+                   help="sign: AdamW's decoupled weight decay")
     p.add_argument("--t-max", type=_positive_float, default=None,
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true",
@@ -600,11 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_compare, dtype="float64")
 
-    from validation.tasks import METHODS as GROUP_METHODS
-    from validation.tasks import TASKS
+    from validation.names import GROUP_METHODS, TASKS
 
     p = sub.add_parser("grouped", help="train a capability task with a (grouped) loss method")
-    p.add_argument("--task", choices=tuple(TASKS), required=True)
+    p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--method", choices=GROUP_METHODS, default="mean")
     p.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
@@ -635,17 +722,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scurve`` console command; returns the exit status."""
-    from dynamics.integrate import IntegrationError
-    from dynamics.problems import SpecError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, SpecError, ValueError) as exc:
+    except (UsageError, ValueError) as exc:  # SpecError, ModelError, ... are ValueErrors
         print(f"scurve {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except IntegrationError as exc:
+    except RuntimeError as exc:
+        # an IntegrationError can only come from dynamics.integrate once it has been imported
+        integrate = sys.modules.get("dynamics.integrate")
+        if integrate is None or not isinstance(exc, integrate.IntegrationError):
+            raise
         print(f"scurve {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

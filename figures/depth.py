@@ -78,7 +78,7 @@ def job_balanced(config: dict[str, Any]) -> dict[str, Any]:
     spec = Chain(A=u * math.sqrt(s), B=v * math.sqrt(s), X0=u * a0, Y0=v * a0,
                  M0=np.full((depth - 2, 1, 1), a0))
     started = time.perf_counter()
-    traj = predict(spec, method="flow")
+    traj = predict(spec)  # gradient flow
     closed = theory.chain_loss(traj.t, s, a0**depth, depth)
     t_half = traj.crossing_times().get(0.5)
     exact = theory.chain_crossing(0.5, s, a0**depth, depth)

@@ -200,11 +200,12 @@ def summarize(traj: Trajectory, loss_t: np.ndarray | None = None,
 def job_predict(config: dict[str, Any]) -> dict[str, Any]:
     """Integrate the theory: ``{"spec", "method", "lr", "t_max"}`` -> :func:`summarize`."""
     from dynamics.integrate import predict
+    from dynamics.methods import method_from_name
 
     started = time.perf_counter()
     spec = make_spec(config["spec"])
-    traj = predict(spec, method=config.get("method", "flow"), lr=config.get("lr"),
-                   t_max=config.get("t_max"))
+    method = method_from_name(config.get("method", "flow"), lr=config.get("lr"))
+    traj = predict(spec, method, t_max=config.get("t_max"))
     return {**summarize(traj), "mechanistic": _mechanistic(spec, traj),
             "seconds": time.perf_counter() - started}
 
@@ -1657,7 +1658,7 @@ def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:
     spec = make_spec(config["spec"])
     c = math.sqrt(config["fraction"])
     spec = dataclasses.replace(spec, X0=spec.A * c, Y0=spec.B * c)
-    return summarize(predict(spec, method="flow", t_max=config["t_max"]))
+    return summarize(predict(spec, t_max=config["t_max"]))  # gradient flow
 
 
 def _section_open_questions(ctx: Context) -> SectionResult:

@@ -4,7 +4,7 @@ documented commands work.
 For every ``examples/*.py``: :func:`dynamics.model.load_file` registers a model named after the
 file; the dimensions and init in its docstring's ``scurve sample`` command give a small spec
 (:func:`dynamics.problems.sample_model`) that round-trips through ``.npz``; ``predict(spec,
-"flow")`` runs with a non-increasing, finite loss; a reducible model's ``state_size`` is the
+Flow())`` runs with a non-increasing, finite loss; a reducible model's ``state_size`` is the
 same when every large dimension is 10x larger, the non-closing one warns once and integrates
 every entry of its learned matrices. ``examples/README.md``'s Python block runs as written, and
 the README's ``scurve sample`` / ``predict --json`` commands run through the CLI.
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from dynamics.integrate import NotReducedWarning, predict
+from dynamics.methods import Discrete, Flow
 from dynamics.model import load_file
 from dynamics.problems import ModelSpec, load, sample_model, save
 
@@ -47,7 +48,7 @@ def documented_command(path: Path) -> tuple[dict[str, int], float]:
 def predict_quietly(spec, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        traj = predict(spec, method="flow", t_max=T_MAX, **kwargs)
+        traj = predict(spec, Flow(), t_max=T_MAX, **kwargs)
     return traj, [w for w in caught if issubclass(w.category, NotReducedWarning)]
 
 
@@ -142,7 +143,7 @@ def test_cli_notice_for_the_model_that_does_not_close(tmp_path, capsys):
 
 
 def test_two_layer_gd_prediction_equals_explicit_gd():
-    """``predict(..., "discrete")`` of the two-layer network (the exact reduced map over the
+    """``predict(..., Discrete(lr))`` of the two-layer network (the exact reduced map over the
     samples) against GD on the raw data written here: g₁ = −W₂ᵀ E X_dᵀ, g₂ = −E (W₁X_d)ᵀ with
     E = Y_d − W₂W₁X_d; the loss at every step to 1e-9 relative."""
     load_file(EXAMPLES / "two_layer.py")
@@ -153,7 +154,7 @@ def test_two_layer_gd_prediction_equals_explicit_gd():
     spec = ModelSpec("two_layer", {"Xd": x, "Yd": y, "W10": 0.1 * rng.standard_normal((h, d_in)),
                                    "W20": 0.1 * rng.standard_normal((d_out, h))})
     lr, steps = 0.2, 100
-    traj = predict(spec, method="discrete", lr=lr, t_max=lr * steps)
+    traj = predict(spec, Discrete(lr), t_max=lr * steps)
     v = spec.values()
     x, y, w1, w2 = v["Xd"], v["Yd"], v["W1"].copy(), v["W2"].copy()
     losses = []

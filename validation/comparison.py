@@ -4,7 +4,9 @@ For SGD the theories are ``discrete`` (the exact reduced GD map: should agree to
 ``modified`` (modified equation, O(η²) error) and ``flow`` (gradient flow, O(η) error: GD lags
 by about η·s/2 relative); with momentum only ``discrete`` models the iteration
 exactly; for Adam/AdamW the small-step ``sign`` flow dθ/dt = −g/(|g| + ε). All times are
-continuous time t = η·step.
+continuous time t = η·step. With a learning-rate schedule (``TrainConfig.schedule``) t_k =
+Σ_{j<k} η_j; ``discrete`` runs the same schedule, ``flow`` and ``sign`` are the same limits in
+that t, and ``modified`` (an equation for one fixed η) is left out.
 
 The verdict of a theory, from the crossing times t_f (f = 0.5, 0.1, 0.01) of experiment and
 theory (relative error |t_theory − t_exp| / t_exp):
@@ -25,7 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynamics.integrate import predict
+from dynamics.methods import Discrete, Flow, Method, Modified, Sign
 from dynamics.problems import Problem
+from dynamics.schedules import times
 from dynamics.trajectory import Trajectory
 
 from .training import TrainConfig, TrainResult, _prepare, train
@@ -62,13 +66,29 @@ class TrainingDiverged(ValueError):
     """The experiment of a comparison diverged (names seed, step and loss)."""
 
 
-def theories_for(optimizer: str, momentum: float = 0.0, loss: str = "mse") -> tuple[str, ...]:
-    """The theories that model ``optimizer`` (cross-entropy has only full-parameter flows)."""
+def theories_for(optimizer: str, momentum: float = 0.0, loss: str = "mse",
+                 scheduled: bool = False) -> tuple[str, ...]:
+    """The theories that model ``optimizer`` (cross-entropy has only full-parameter flows;
+    ``scheduled``: a learning-rate schedule, which the modified equation does not model)."""
     if optimizer in ("adam", "adamw"):
         return ("sign",)
     if optimizer == "momentum" or momentum:
         return ("discrete",) if loss == "mse" else ()
-    return ("discrete", "modified", "flow") if loss == "mse" else ("flow",)
+    if loss != "mse":
+        return ("flow",)
+    return ("discrete", "flow") if scheduled else ("discrete", "modified", "flow")
+
+
+def _theory(name: str, config: TrainConfig) -> Method:
+    """The method object of theory ``name`` for training with ``config`` (one η)."""
+    lr = float(config.lr)  # type: ignore[arg-type]
+    if name == "discrete":
+        return Discrete(lr, momentum=config.momentum, schedule=config.schedule)
+    if name == "modified":
+        return Modified(lr)
+    if name == "sign":
+        return Sign(eps=config.eps, decoupled=config.optimizer == "adamw")
+    return Flow()
 
 
 @dataclass
@@ -154,32 +174,27 @@ def compare(
     """Train ``spec`` with ``config`` and compare with every theory of :func:`theories_for`.
 
     If ``steps`` is None it is chosen from the predictions: enough steps to pass the first
-    available theory's t_0.01 (``discrete``, else ``flow``, else ``sign``) by 20 % (capped at
-    :data:`MAX_STEPS`). Training records every step (exact crossing times). Raises ``ValueError`` if
-    ``config.lr`` is not one number or the training diverges.
+    available theory's t_0.01 (``discrete``, else ``flow``, else ``sign``) by 20 % in t
+    (capped at :data:`MAX_STEPS`). Training records every step (exact crossing times). Raises
+    ``ValueError`` if ``config.lr`` is not one number or the training diverges.
     """
     if np.ndim(config.lr) != 0:
         raise ValueError(f"lr: compare trains one spec with one step size, got {config.lr!r}")
     lr = float(config.lr)
     spec = _prepare([spec], config)[0]  # with the config's λ and loss: the spec trained
     loss = "ce" if spec.model.cross_entropy() else "mse"
-    names = theories_for(config.optimizer, config.momentum, loss)
-    theories: dict[str, Trajectory] = {}
-    for name in names:
-        theories[name] = predict(
-            spec,
-            method=name,
-            lr=lr if name in ("discrete", "modified") else None,
-            momentum=config.momentum if name == "discrete" else 0.0,
-            eps=config.eps,
-            decoupled=config.optimizer == "adamw",
-        )
+    names = theories_for(config.optimizer, config.momentum, loss, config.schedule is not None)
+    theories = {name: predict(spec, _theory(name, config)) for name in names}
     notes = []
     if steps is None:
         reference = next((theories[n] for n in ("discrete", "flow", "sign") if n in theories),
-                          None) or predict(spec, method="flow")
+                          None) or predict(spec, Flow())
         t_stop = reference.crossing_times((0.01,))[0.01] or float(reference.t[-1])
-        wanted = math.ceil(1.2 * t_stop / lr) + 1
+        if config.schedule is None:
+            wanted = math.ceil(1.2 * t_stop / lr) + 1
+        else:  # the first step whose time t_k passes 1.2·t_stop (t_k = Σ_{j<k} η_j)
+            clock = times(lr, MAX_STEPS, config.schedule)
+            wanted = int(np.searchsorted(clock, 1.2 * t_stop)) + 1
         steps = int(min(MAX_STEPS, wanted))
         notes.append(f"steps chosen from the {reference.method or 'flow'} prediction: {steps}"
                      + (f" (capped; {wanted} wanted)" if wanted > MAX_STEPS else ""))
@@ -218,7 +233,7 @@ def sign_limit(
     its second-moment window, η/(1 − β₂) in t, is short against the plateau; the result
     reports that ratio (``window``, over the sign flow's t_0.5) beside each error.
     """
-    theory = predict(spec, method="sign", eps=eps, decoupled=optimizer == "adamw")
+    theory = predict(spec, Sign(eps=eps, decoupled=optimizer == "adamw"))
     sign = theory.crossing_times(FRACTIONS)
     t_stop = sign[0.01] or float(theory.t[-1])
     lrs = tuple(float(lr) for lr in lrs)

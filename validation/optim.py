@@ -27,9 +27,9 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer"]
+from .names import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer"]
 
 
 class SGD:

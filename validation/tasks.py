@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from dynamics.groups import ROOT_EPS, objective
 from dynamics.integrate import predict
+from dynamics.methods import Discrete, Flow
 from dynamics.problems import ModelSpec, sample_modes
 from validation.emergence import (
     adjusted_rand,
@@ -546,7 +547,7 @@ def predict_task(
     label = method if "(" in method else objective_label(method)
     spec = task.spec.with_objective(label)
     start = time.perf_counter()
-    traj = predict(spec, "discrete" if discrete else "flow", lr=lr, t_max=steps * lr)
+    traj = predict(spec, Discrete(lr) if discrete else Flow(lr=lr), t_max=steps * lr)
     seconds = time.perf_counter() - start
     name = f"{spec.objective} (theory{', GD map' if discrete else ''})"
     return _spec_result(task, name, lr, np.rint(traj.t / lr).astype(int), traj.group_loss,

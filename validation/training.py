@@ -31,10 +31,13 @@ not change the run. The trajectories hold these
 measurements; ``record="all"`` makes every step one. Between record steps the every-step
 loss is the training dtype's (enough for crossing times down to f ~ 1e-5).
 
-Time is continuous, t = η·step for each seed (README "Conventions"). The loss is kept at every step
-(exact crossing times); the order parameters at :func:`record_steps`. A seed whose loss is
-non-finite or above ``DIVERGENCE·L_ref`` stops there (its step size becomes 0); the others
-go on, and the result names it with its step and loss.
+Time is continuous, t = η·step for each seed (README "Conventions"); with a learning-rate
+schedule (``TrainConfig.schedule``, :mod:`dynamics.schedules`: torch.optim.lr_scheduler's
+StepLR, ExponentialLR, CosineAnnealingLR, LinearLR, stepped once per optimizer step) step k has
+rate η_k and t_k = Σ_{j<k} η_j, the time of the exact GD map with the same schedule. The loss
+is kept at every step (exact crossing times); the order parameters at :func:`record_steps`. A
+seed whose loss is non-finite or above ``DIVERGENCE·L_ref`` stops there (its step size becomes
+0); the others go on, and the result names it with its step and loss.
 """
 
 from __future__ import annotations
@@ -55,10 +58,12 @@ from tqdm import tqdm
 
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
 from dynamics.problems import Factorization, Problem
+from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
 from . import programs
-from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
+from .names import OPTIMIZERS
+from .optim import SGD, Adam, make_optimizer
 
 __all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
 
@@ -74,10 +79,13 @@ class TrainConfig:
     Attributes:
         optimizer: ``sgd``, ``momentum`` (SGD with μ = ``momentum``, 0.9 if left at 0),
             ``adam`` or ``adamw`` (update equations in :mod:`validation.optim`).
-        lr: step size η (t = η·step), or one η per spec (a batched η sweep).
+        lr: step size η (t = η·step), or one η per spec (a batched η sweep); with a
+            ``schedule`` the base rate the schedule starts from (torch's initial ``lr``).
         steps: number of updates; the loss is known at steps 0..steps.
         momentum: heavy-ball μ of SGD (dampening 0, nesterov False).
         betas, eps: Adam's (β₁, β₂) and ε.
+        schedule: a learning-rate schedule (:mod:`dynamics.schedules`) giving step k the rate
+            η_k (every optimizer); then t_k = Σ_{j<k} η_j. None: the constant η.
         weight_decay: λ (coupled L2 for SGD/Adam, decoupled for AdamW); None: each spec's.
         loss: ``mse`` or ``ce`` (factorization only); None: each spec's.
         dtype: ``float32`` or ``float64`` (parameters, gradients, optimizer state).
@@ -92,6 +100,7 @@ class TrainConfig:
     momentum: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    schedule: Schedule | None = None
     weight_decay: float | None = None
     loss: str | None = None
     dtype: str = "float32"
@@ -120,6 +129,9 @@ class TrainConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if not (np.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps: must be a finite number > 0, got {self.eps!r}")
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
+                             f"got {self.schedule!r}")
         wd = self.weight_decay
         if wd is not None and not (np.isfinite(wd) and wd >= 0):
             raise ValueError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
@@ -138,7 +150,7 @@ class TrainResult:
     """A training run of S seeds (seed = index into the list of specs).
 
     Attributes:
-        trajectories: one :class:`Trajectory` per seed at the record steps, t = η·step,
+        trajectories: one :class:`Trajectory` per seed at the record steps (times ``t``),
             ``method`` the optimizer; a diverged seed's ends before its divergence step.
         diverged: ``(seed, step, loss)`` of every seed that diverged.
         seconds: wall time of the training loop (device work included).
@@ -148,7 +160,9 @@ class TrainResult:
         final_loss: (S,) loss after the last step (a diverged seed's: at its divergence).
         loss: (S, steps + 1) loss at every step, in float64 at the record steps and in
             the training dtype between them; NaN after a seed's divergence step.
-        lr: (S,) step size η of each seed (its sample m is at t = η·m).
+        lr: (S,) step size η of each seed (with a schedule: its base rate).
+        t: (S, steps + 1) the time of every step: t = η·step, with a schedule
+            t_k = Σ_{j<k} η_j.
         steps: (R,) the record steps.
         order: ``{W: (P (S, R, r, k), U (S, R, k, k))}`` for each learned W with a target T
             (the model's ``targets``): P = TᵀW, U = WᵀW at the
@@ -169,6 +183,7 @@ class TrainResult:
     final_loss: np.ndarray = field(repr=False)
     loss: np.ndarray = field(repr=False)
     lr: np.ndarray = field(repr=False)
+    t: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
     order: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     params: dict[str, np.ndarray] = field(repr=False)
@@ -182,10 +197,9 @@ class TrainResult:
         from dynamics.phases import crossing_times
 
         out = []
-        for traj, loss, lr in zip(self.trajectories, self.loss, self.lr, strict=True):
+        for traj, loss, t in zip(self.trajectories, self.loss, self.t, strict=True):
             keep = np.isfinite(loss)
-            out.append(crossing_times(lr * np.flatnonzero(keep), loss[keep], traj.l_ref,
-                                      fractions))
+            out.append(crossing_times(t[keep], loss[keep], traj.l_ref, fractions))
         return out
 
 
@@ -374,9 +388,10 @@ class _Objective:
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
-          steps: int, rec: np.ndarray, progress: bool
+          steps: int, rec: np.ndarray, progress: bool, rates: Tensor | None = None
           ) -> tuple[Tensor, Tensor, dict, Tensor | None]:
-    """The training loop: loss at every step in the training dtype, (S,) lr and limit.
+    """The training loop: loss at every step in the training dtype, (S,) lr and limit;
+    ``rates`` (steps, S): the rate η_k of every step (a schedule), else η = lr throughout.
 
     Returns the loss (steps + 1, S), the float64 loss (R, S) and order parameters
     ``{name: (P (R, S, r, k), U (R, S, k, k))}`` at the record steps, and the group losses
@@ -400,6 +415,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
     bar = tqdm(total=steps, unit="step", disable=not progress, leave=False)
     fold = objective.scaled  # plain SGD: the plan writes −η(∂L/∂θ + λθ), 0 once stopped
     step_size = (-lr if fold else lr).view(-1, 1, 1)
+    if rates is not None:  # the step's rate goes into step_size before the step (−η folded)
+        step_size, rates = step_size.clone(), (-rates if fold else rates).view(steps, -1, 1, 1)
     kept: list[Tensor] = []  # the loss of each step, (S, 1, 1), moved into ``losses`` in chunks
     done = 0
     group_loss = None if objective.grouped is None else \
@@ -410,6 +427,8 @@ def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit
         return torch.mul(step_size, alive, out=scale)  # η (or −η folded); 0 once diverged
 
     for step in range(steps + 1):
+        if rates is not None and step < steps:
+            step_size.copy_(rates[step])
         loss = objective.step(stop if fold else None)
         kept.append(loss)
         if group_loss is not None:
@@ -500,9 +519,10 @@ def _device(name: str) -> torch.device:
 def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None) -> TrainResult:
     """Train ``specs`` (one spec, or S specs of one shape trained at once) with ``config``.
 
-    Every seed follows θ_{m+1} = θ_m − η·(optimizer direction at θ_m) (:mod:`validation.optim`)
-    from the spec's initial point; sample m is at t = η·m. Same specs, config, device and
-    dtype give bitwise identical results. Raises ``ValueError`` (one line) on an invalid
+    Every seed follows θ_{m+1} = θ_m − η_m·(optimizer direction at θ_m)
+    (:mod:`validation.optim`; η_m = η, or the config's schedule's) from the spec's initial
+    point; sample m is at t = η·m (with a schedule t_m = Σ_{j<m} η_j). Same specs, config,
+    device and dtype give bitwise identical results. Raises ``ValueError`` (one line) on an invalid
     configuration, mismatched specs, or an unavailable device.
     """
     config = config or TrainConfig()
@@ -520,6 +540,9 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         fold = config.optimizer in ("sgd", "momentum") and not config.momentum
         objective = _Objective(specs, device, dtype, coupled_decay=not decoupled, scaled=fold)
         lr = torch.tensor(lr_host, dtype=dtype, device=device)
+        rates = None if config.schedule is None else torch.tensor(
+            np.stack([config.schedule.rates(r, config.steps) for r in lr_host], axis=1),
+            dtype=dtype, device=device)  # (steps, S)
         decay = np.array([spec.weight_decay for spec in specs])
         wd = torch.tensor(decay, dtype=dtype, device=device).view(1, -1, 1, 1) \
             if decoupled and decay.any() else None  # coupled decay is in the gradient
@@ -529,7 +552,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         start = time.perf_counter()
         with _threads(objective.macs, device):
             losses, rec_losses, orders, group_loss = _loop(objective, optimizers, lr, limit,
-                                                           config.steps, rec, show)
+                                                           config.steps, rec, show, rates)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
         seconds = time.perf_counter() - start
         loss = raw.copy()
@@ -539,17 +562,18 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
         final = {name: objective.w[name].to(F64).cpu().numpy() for name in objective.names}
         groups = None if group_loss is None else \
             group_loss.transpose(0, 1).to(F64).cpu().numpy()  # (S, steps + 1, G)
-    return _result(specs, config, lr_host, limit.to(F64).cpu().numpy(), rec, loss, raw, order,
-                   objective.gram, final, seconds, device, groups)
+    clock = np.stack([times(r, config.steps, config.schedule) for r in lr_host])
+    return _result(specs, config, lr_host, clock, limit.to(F64).cpu().numpy(), rec, loss, raw,
+                   order, objective.gram, final, seconds, device, groups)
 
 
-def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np.ndarray,
-            rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
+def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, clock: np.ndarray,
+            limit: np.ndarray, rec: np.ndarray, loss: np.ndarray, raw: np.ndarray,
             order: dict[str, tuple[np.ndarray, np.ndarray]], gram: list[dict[str, np.ndarray]],
             final: dict[str, np.ndarray], seconds: float, device: torch.device,
             group_loss: np.ndarray | None = None) -> TrainResult:
     """Host-side bookkeeping: divergence (from ``raw``, the loss the loop tested), NaN after
-    it, one Trajectory per seed."""
+    it, one Trajectory per seed at the times ``clock`` (S, steps + 1)."""
     diverged, messages, trajectories = [], [], []
     final_loss = loss[:, -1].copy()
     for seed, spec in enumerate(specs):
@@ -559,14 +583,14 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np
             value = float(raw[seed, end])
             loss[seed, end] = value
             diverged.append((seed, end, value))
-            messages.append(f"seed {seed} diverged at step {end} (t = {end * lr[seed]:.4g}): "
+            messages.append(f"seed {seed} diverged at step {end} (t = {clock[seed, end]:.4g}): "
                             f"loss {value:.4g} (limit {DIVERGENCE:g}·L_ref = {limit[seed]:.4g})")
             loss[seed, end + 1:] = np.nan
             final_loss[seed] = value
         keep = rec < end
         mine = {name: (p[seed, keep], u[seed, keep]) for name, (p, u) in order.items()}
         traj = Trajectory.from_order_parameters(
-            lr[seed] * rec[keep], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
+            clock[seed, rec[keep]], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
             method=config.optimizer, steps=rec[keep])
         if group_loss is not None:
             group_loss[seed, end + 1:] = np.nan
@@ -577,5 +601,5 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, limit: np
     return TrainResult(
         trajectories=trajectories, diverged=diverged, seconds=seconds,
         steps_per_second=config.steps / seconds, device=str(device), dtype=config.dtype,
-        config=config, final_loss=final_loss, loss=loss, lr=lr, steps=rec, order=order,
+        config=config, final_loss=final_loss, loss=loss, lr=lr, t=clock, steps=rec, order=order,
         params=final, messages=messages, group_loss=group_loss)

@@ -2,8 +2,8 @@
 
 For each n a factorization spec (target rank r = model rank k = 5, Gaussian target with
 singular values ≈ 1, init entries N(0, σ²) with σ = 1e-3, seed 0) is sampled and predicted
-with ``method="flow"`` (reduced: state P, U of size 2(rk + k²), independent of n) and
-``method="full"`` (all 2nk parameters) until a full run takes longer than ``--full-limit``
+with ``Flow()`` (reduced: state P, U of size 2(rk + k²), independent of n) and
+``Full()`` (all 2nk parameters) until a full run takes longer than ``--full-limit``
 seconds or n exceeds ``--full-max-n`` (default 10 000: the full flow's dense output keeps
 several copies of the state per step; measured peak RSS 8.5 GB at n = 30 000, 26 s). Then the
 dimension-free check of issue #3: the reduced prediction at n = 100 000 against an
@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from dynamics.integrate import predict
+from dynamics.methods import method_from_name
 from dynamics.problems import Factorization
 
 SIZES = (100, 300, 1000, 3000, 10_000, 30_000, 100_000)
@@ -33,7 +34,7 @@ FRACTIONS = (0.5, 0.1, 0.01)
 
 def timed(spec: Factorization, method: str) -> tuple[float, dict]:
     start = time.perf_counter()
-    traj = predict(spec, method=method)
+    traj = predict(spec, method_from_name(method))
     return time.perf_counter() - start, traj.crossing_times()
 
 

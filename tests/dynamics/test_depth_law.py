@@ -1,5 +1,5 @@
 """The depth law on the real model: the built-in chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖², integrated
-by ``predict(spec, "flow")`` (the derived reduced flow, rtol 1e-10), against the closed forms
+by ``predict(spec, Flow())`` (the derived reduced flow, rtol 1e-10), against the closed forms
 of the chain — u̇ = D u^{2−2/D}(s − u) for a balanced aligned start, and the small-init law
 t ∝ σ^{−(D−2)} (D ≥ 3), logarithmic at D = 2. Expected numbers come from the formulas
 (2^{D−2}, ln 2/s), never from the code under test.
@@ -14,6 +14,7 @@ import pytest
 
 from dynamics import theory as th
 from dynamics.integrate import predict
+from dynamics.methods import Flow
 
 try:
     from dynamics.problems import Chain
@@ -56,7 +57,7 @@ def test_balanced_chain_flow_is_the_closed_form(depth, n, s, a0):
     spec = balanced_chain(n, s, a0, depth)
     assert spec.depth == depth
     assert spec.l_ref == pytest.approx(0.5 * s**2, rel=1e-12)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     expected = th.chain_loss(traj.t, s, a0**depth, depth)
     np.testing.assert_allclose(traj.loss, expected, rtol=1e-6, atol=1e-9 * spec.l_ref)
     for f, t_f in traj.crossing_times().items():
@@ -66,7 +67,7 @@ def test_balanced_chain_flow_is_the_closed_form(depth, n, s, a0):
 def _t_half(depth: int, sigma: float, seed: int) -> float:
     spec = Chain.sample(n=10, rank=1, model_rank=1, depth=depth, init=sigma,
                         singular_values=[1.0], seed=seed)
-    t = predict(spec, method="flow").crossing_times()[0.5]
+    t = predict(spec, Flow()).crossing_times()[0.5]
     assert t is not None
     return float(t)
 
@@ -101,5 +102,5 @@ def test_per_seed_closed_form_against_the_flow(depth, sigma, bound):
     for seed in range(2):
         spec = Chain.sample(n=10, rank=1, model_rank=1, depth=depth, init=sigma,
                             singular_values=[1.0], seed=seed)
-        flow = predict(spec, method="flow").crossing_times()[0.5]
+        flow = predict(spec, Flow()).crossing_times()[0.5]
         assert th.crossing_time(spec, 0.5) == pytest.approx(flow, rel=bound)

@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 
 from dynamics.groups import ROOT_EPS, mode_emergence_time, objective, parse
 from dynamics.integrate import predict
+from dynamics.methods import Discrete, Flow, Modified
 from dynamics.phases import crossing_times
 from dynamics.problems import ModelSpec, SpecError, load, sample_modes, save
 
@@ -54,7 +55,7 @@ def f_torch(label: str, ell, w):
 def test_group_losses_are_derived_from_the_loss():
     spec = random_spec()
     x, y = spec.data["X0"], spec.data["Y0"]
-    traj = predict(spec, "flow", t_max=1e-9)
+    traj = predict(spec, Flow(), t_max=1e-9)
     np.testing.assert_allclose(traj.group_loss[0], direct_losses(spec, x, y), rtol=1e-13)
     np.testing.assert_allclose(spec.reference_losses, np.diag(spec.data["S"]) ** 2 / 2,
                                rtol=1e-15)
@@ -83,7 +84,7 @@ def test_gd_map_equals_autograd_gradient_descent_on_the_objective(label):
         expected.append(ell.detach().numpy())
         gx, gy = torch.autograd.grad(f_torch(label, ell, w), (xt, yt))
         x, y = x - lr * gx.numpy(), y - lr * gy.numpy()
-    traj = predict(spec, "discrete", lr=lr, t_max=steps * lr)
+    traj = predict(spec, Discrete(lr), t_max=steps * lr)
     np.testing.assert_array_equal(traj.steps[: steps + 1], np.arange(steps + 1))
     np.testing.assert_allclose(traj.group_loss[: steps + 1], np.array(expected), rtol=1e-10,
                                atol=1e-14)
@@ -132,7 +133,7 @@ def full_parameter_flow(spec: ModelSpec, label: str, t: np.ndarray, lr: float = 
 @pytest.mark.parametrize("label", LABELS)
 def test_reduced_flow_equals_the_full_parameter_flow(label):
     spec = random_spec(seed=4, std=0.1, objective=label)
-    traj = predict(spec, "flow", lr=0.05, t_max=20.0)
+    traj = predict(spec, Flow(lr=0.05), t_max=20.0)
     expected = full_parameter_flow(spec, label, traj.t)
     reference = spec.reference_losses
     assert np.all(traj.group_loss[-1] < 0.1 * reference)  # every mode has emerged
@@ -148,8 +149,8 @@ def test_flow_is_the_small_step_limit_of_the_map():
         return np.array([crossing_times(traj.t, traj.group_loss[:, g], reference[g], (0.5,))[0.5]
                          for g in range(3)])
 
-    flow = times(predict(spec, "flow", t_max=6.0))
-    errors = [np.abs(times(predict(spec, "discrete", lr=lr, t_max=6.0)) / flow - 1).max()
+    flow = times(predict(spec, Flow(), t_max=6.0))
+    errors = [np.abs(times(predict(spec, Discrete(lr), t_max=6.0)) / flow - 1).max()
               for lr in (0.01, 0.005)]
     # first order in η: measured 2.0 % and 0.98 % for the s = 2 mode (plateau rate 2s³ = 16)
     assert errors[1] < 0.6 * errors[0]
@@ -168,7 +169,7 @@ def single_mode(scale: float, w0: float, label: str) -> ModelSpec:
 def test_single_mode_crossing_time_equals_the_scalar_ode(label):
     scale, w0 = 1.5, 1e-4
     expected = mode_emergence_time(parse(label), scale, w0)
-    traj = predict(single_mode(scale, w0, label), "flow", t_max=1.5 * expected)
+    traj = predict(single_mode(scale, w0, label), Flow(), t_max=1.5 * expected)
     predicted = crossing_times(traj.t, traj.group_loss[:, 0], scale**2 / 2, (0.5,))[0.5]
     assert predicted == pytest.approx(expected, rel=1e-6)
     if label == "mean":  # logistic closed form (with ℓ_ref = s²/2, f = ½)
@@ -178,7 +179,7 @@ def test_single_mode_crossing_time_equals_the_scalar_ode(label):
 
 
 def spread(spec: ModelSpec, t_end: float) -> float:
-    traj = predict(spec, "flow", lr=0.05, t_max=t_end)
+    traj = predict(spec, Flow(lr=0.05), t_max=t_end)
     ref = spec.reference_losses
     crossing = np.array([crossing_times(traj.t, traj.group_loss[:, g], ref[g], (0.5,))[0.5]
                          for g in range(len(ref))], dtype=float)
@@ -212,7 +213,7 @@ def test_spec_round_trip_and_bad_objectives():
     with pytest.raises(SpecError, match="diagonal"):
         ModelSpec("modes", spec.data | {"D": np.ones((2, 2))})
     with pytest.raises(ValueError, match="modified equation"):
-        predict(spec, "modified", lr=0.1)
+        predict(spec, Modified(0.1))
     assert objective("power", q=1).label == parse("power(q=1)").label
 
 

@@ -25,6 +25,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from dynamics.integrate import predict
+from dynamics.methods import Flow
 from dynamics.phases import MechanisticPhases, Phases, analyze, mechanistic_phases
 from dynamics.problems import Factorization
 
@@ -201,7 +202,7 @@ def test_rank1_aligned_start_with_off_target_part(w0, beta):
         X0=(math.sqrt(w0) * u + beta * e)[:, None],
         Y0=(math.sqrt(w0) * v + beta * f)[:, None],
     )
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     m = mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, [s])
 
     sol = reduced_rank1(s, math.sqrt(w0), math.sqrt(w0), beta, beta, traj.t[-1])
@@ -252,7 +253,7 @@ def test_rank1_aligned_start_with_off_target_part(w0, beta):
 @pytest.fixture(scope="module", params=[0.1, 0.2])
 def user_curve(request):
     spec = Factorization.sample(n=100, rank=1, model_rank=1, init=request.param, seed=1)
-    return spec, predict(spec, method="flow")
+    return spec, predict(spec, Flow())
 
 
 def test_user_rank1_curve_decay_plateau_drop(user_curve):
@@ -296,7 +297,7 @@ def test_theory_staircase_rank3():
     """Rank 3, s = (1, 0.5, 0.25), small start: three plateaus at ½Σ_{i>=k} s_i²."""
     strengths = [1.0, 0.5, 0.25]
     spec = Factorization.sample(n=30, rank=3, init=1e-3, singular_values=strengths, seed=0)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     assert s == pytest.approx(strengths)
     p = analyze(traj.t, traj.loss, traj.l_ref)
@@ -347,7 +348,7 @@ def test_theory_rank10_random_target_learns_its_weakest_mode_last():
     """n = 100, rank 10, i.i.d. N(0, 1/n) factors, σ = 1e-3: the weakest singular mode
     (s ≈ 0.55) is learned alone, well after the rest: a second plateau at ½ s_min²."""
     spec = Factorization.sample(n=100, rank=10, init=1e-3, seed=1)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     sv = np.linalg.svd(spec.A @ spec.B.T, compute_uv=False)[:10]
     p = analyze(traj.t, traj.loss, traj.l_ref)
     m = mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, target=(spec.A, spec.B))

@@ -1,5 +1,5 @@
 """Closed forms of dynamics.theory: exact identities, derived constants, and each law checked
-against the integrated reduced flow (``predict(spec, "flow")``) with its measured error range.
+against the integrated reduced flow (``predict(spec, Flow())``) with its measured error range.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from scipy.special import k0e, polygamma
 
 from dynamics import theory as th
 from dynamics.integrate import predict
+from dynamics.methods import Flow
 from dynamics.problems import AttentionHead, Factorization, Vector
 
 # ------------------------------------------------------------------------------------------
@@ -376,7 +377,7 @@ def test_chain_bad_input():
 
 
 # ------------------------------------------------------------------------------------------
-# Each law against the integrated flow (predict(spec, "flow"), rtol 1e-10), with the error
+# Each law against the integrated flow (predict(spec, Flow()), rtol 1e-10), with the error
 # range its docstring states
 
 
@@ -390,7 +391,7 @@ def one_blas_thread():
 
 
 def _flow_crossings(spec) -> dict[float, float | None]:
-    return predict(spec, method="flow").crossing_times()
+    return predict(spec, Flow()).crossing_times()
 
 
 @pytest.mark.usefixtures("one_blas_thread")
@@ -399,7 +400,7 @@ def _flow_crossings(spec) -> dict[float, float | None]:
 def test_logistic_is_the_exact_aligned_flow(n, s, w0, lam):
     """Balanced aligned rank-1 start: the logistic is exact (any n), crossings to 1e-9."""
     spec = aligned_factorization(n, s, w0, lam)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     for f, t_f in traj.crossing_times().items():
         expected = th.logistic_crossing(f, s, w0, lam)
         if math.isinf(expected):  # s − λ below the level: never reached (λ = 0.3, f = 0.01)
@@ -450,7 +451,7 @@ def test_mode_times_against_the_flow(values, n, sigma, seed):
     """Staircase, well-separated s: each mode's z_i = u_iᵀXYᵀv_i reaches ½s_i' at the
     predicted time (measured: within 1e-4 relative)."""
     spec = Factorization.sample(n, 3, init=sigma, singular_values=values, seed=seed)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     z = th.mode_strengths(traj)
     s, _, nu = th.initial_strengths(spec)
     predicted = th.mode_times(spec)
@@ -479,7 +480,7 @@ def test_attention_random_init_crossing_against_the_flow(d, sigma, bound):
 
 def test_vector_loss_is_the_exact_flow():
     spec = Vector.sample(30, 0.3, weight_decay=0.2, seed=1)
-    traj = predict(spec, method="flow")
+    traj = predict(spec, Flow())
     np.testing.assert_allclose(traj.loss, th.vector_loss(traj.t, spec), rtol=1e-7,
                                atol=1e-9 * spec.l_ref)
     assert th.crossing_time(spec, 0.5) == pytest.approx(traj.crossing_times()[0.5], rel=1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -203,3 +204,80 @@ def test_train_all_seeds_diverging_still_exits_1():
                "2", "--lr", "50", "--steps", "50")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.count("diverged") == 2
+
+
+# ----------------------------------------------------------------------------- new knobs
+
+
+def test_train_with_a_schedule_equals_the_discrete_prediction_with_it(spec_path, capsys):
+    """``--schedule`` on train and on predict --method discrete: the same rates, the same
+    times t_k = Σ_{j<k} η_j, hence the same crossing times."""
+    schedule = "cosine:T_max=400,eta_min=0.01"
+    assert main(["predict", str(spec_path), "--method", "discrete", "--lr", "0.08",
+                 "--schedule", schedule, "--json"]) == 0
+    theory = _json(capsys)
+    assert theory["options"] == {"lr": 0.08, "momentum": 0.0,
+                                 "schedule": "cosine:T_max=400,eta_min=0.01"}
+    assert main(["train", str(spec_path), "--lr", "0.08", "--steps", "700", "--schedule",
+                 schedule, "--dtype", "float64", "--json"]) == 0
+    out = _json(capsys)
+    assert out["schedule"] == schedule
+    for f in ("0.5", "0.1", "0.01"):
+        assert out["crossings"][f] == pytest.approx(theory["crossings"][f], rel=1e-9)
+    plain = _run("predict", str(spec_path), "--method", "discrete", "--lr", "0.08", "--json")
+    assert json.loads(plain.stdout)["crossings"] != theory["crossings"]  # it did change η
+
+
+def test_adam_eps_and_betas_reach_the_optimizer(spec_path, capsys):
+    from validation.training import TrainConfig, train
+
+    assert main(["train", str(spec_path), "--optimizer", "adam", "--lr", "0.01", "--steps",
+                 "40", "--eps", "1e-3", "--betas", "0.8,0.95", "--dtype", "float64",
+                 "--json"]) == 0
+    out = _json(capsys)
+    want = train(load(spec_path), TrainConfig(optimizer="adam", lr=0.01, steps=40, eps=1e-3,
+                                              betas=(0.8, 0.95), dtype="float64"))
+    assert out["final_loss"] == want.final_loss[0]
+    default = train(load(spec_path), TrainConfig(optimizer="adam", lr=0.01, steps=40,
+                                                 dtype="float64"))
+    assert out["final_loss"] != default.final_loss[0]
+
+
+def test_compare_with_a_schedule_leaves_out_the_modified_equation(spec_path, capsys):
+    assert main(["compare", str(spec_path), "--lr", "0.05", "--schedule",
+                 "step:step_size=50,gamma=0.8", "--json"]) == 0
+    out = _json(capsys)
+    assert set(out["verdicts"]) == {"discrete", "flow"}
+    assert out["verdicts"]["discrete"] == "agrees"
+
+
+def test_sign_flow_takes_eps(spec_path, capsys):
+    assert main(["predict", str(spec_path), "--method", "sign", "--eps", "1e-4",
+                 "--json"]) == 0
+    out = _json(capsys)
+    assert out["options"] == {"eps": 1e-4, "decoupled": False}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("predict", "SPEC", "--method", "flow", "--lr", "0.1"), "'flow' does not take lr"),
+        (("predict", "SPEC", "--method", "sign", "--schedule", "exponential:gamma=0.9"),
+         "'sign' does not take schedule"),
+        (("predict", "SPEC", "--method", "discrete"), "'discrete' needs lr"),
+        (("predict", "SPEC", "--method", "discrete", "--lr", "0.1", "--momentum", "1"),
+         "momentum must be in [0, 1)"),
+        (("predict", "SPEC", "--method", "discrete", "--lr", "0.1", "--schedule", "warm"),
+         "unknown schedule 'warm'"),
+        (("train", "SPEC", "--lr", "0.1", "--steps", "5", "--schedule", "step:gamma=2"),
+         "missing step_size"),
+        (("train", "SPEC", "--lr", "0.1", "--steps", "5", "--betas", "0.9"), "B1,B2"),
+        (("train", "SPEC", "--lr", "0.1", "--steps", "5", "--betas", "0.9,1"), "[0, 1)"),
+        (("compare", "SPEC", "--lr", "0.1", "--eps", "0"), "must be > 0"),
+    ],
+)
+def test_bad_knobs_exit_2_with_one_line(spec_path, args, message):
+    out = _run(*(str(spec_path) if a == "SPEC" else a for a in args))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr

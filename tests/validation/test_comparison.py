@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from dynamics.integrate import predict
+from dynamics.methods import Discrete
 from dynamics.problems import AttentionHead, Factorization
+from dynamics.schedules import LinearLR, times
 from dynamics.trajectory import Trajectory
 from validation.comparison import (
     FRACTIONS,
@@ -50,7 +52,7 @@ FRESH = {
 @pytest.mark.parametrize("name", list(FRESH))
 def test_float64_sgd_equals_discrete_theory(name):
     spec, lr, momentum, t_max = FRESH[name]
-    theory = predict(spec, method="discrete", lr=lr, momentum=momentum, t_max=t_max)
+    theory = predict(spec, Discrete(lr, momentum=momentum), t_max=t_max)
     steps = int(theory.steps[-1])
     config = TrainConfig(optimizer="momentum" if momentum else "sgd", lr=lr, momentum=momentum,
                          steps=steps, dtype="float64", device="cpu", record="all")
@@ -107,6 +109,8 @@ def test_theories_and_tolerances():
     assert theories_for("adam") == theories_for("adamw") == ("sign",)
     assert theories_for("sgd", loss="ce") == ("flow",)
     assert theories_for("momentum", 0.9, loss="ce") == ()
+    assert theories_for("sgd", scheduled=True) == ("discrete", "flow")  # no fixed-η equation
+    assert theories_for("adam", scheduled=True) == ("sign",)
     assert tolerance("discrete") == 1e-6 < tolerance("discrete", "float32")
     assert tolerance("flow", "float32") == TOLERANCE["flow"]
 
@@ -131,13 +135,30 @@ def test_compare_sgd_end_to_end():
     assert summary["steps"] == result.train_result.config.steps
 
 
+def test_compare_with_a_schedule():
+    """SGD with a warm-up schedule: the exact GD map runs the same schedule (agrees to
+    rounding), the flow is the same limit in t = Σ η_k; the steps are chosen in that t."""
+    spec, lr, _, _ = FRESH["rank1"]
+    warm = LinearLR(start_factor=0.1, total_iters=40)
+    result = compare(spec, TrainConfig(lr=lr, schedule=warm, dtype="float64", device="cpu"))
+    assert set(result.verdicts) == {"discrete", "flow"}
+    assert result.verdicts == {"discrete": "agrees", "flow": "agrees"}
+    assert max(result.relative_errors["discrete"].values()) < 1e-6
+    steps = result.train_result.config.steps
+    clock = times(lr, steps, warm)
+    assert np.array_equal(result.experiment.t, clock)
+    t_stop = result.theories["discrete"].crossing_times()[0.01]
+    # as without a schedule (⌈1.2·t_0.01/η⌉ + 1 steps): one step past the first t_k >= 1.2·t_0.01
+    assert clock[-3] < 1.2 * t_stop <= clock[-2]
+
+
 def test_compare_verdict_follows_the_theory(monkeypatch):
     """A theory off by 20 % (here: the flow, stretched in t) gets 'disagrees'."""
     spec = FRESH["rank3"][0]
 
-    def stretched(spec, method="flow", **kwargs):
-        traj = predict(spec, method=method, **kwargs)
-        if method == "flow":
+    def stretched(spec, method=None, **kwargs):
+        traj = predict(spec, method, **kwargs)
+        if traj.method == "flow":
             traj.t = traj.t * 1.2
         return traj
 

@@ -10,9 +10,12 @@ import sympy as sp
 import torch
 from scipy.special import log_softmax
 
+from dynamics.integrate import predict
+from dynamics.methods import Discrete
 from dynamics.model import Model, register
 from dynamics.phases import crossing_times
 from dynamics.problems import AttentionHead, Chain, Factorization, Vector, sample_model
+from dynamics.schedules import CosineAnnealingLR, ExponentialLR, LinearLR, StepLR, times
 from dynamics.trajectory import cosines_and_norms
 from validation.training import DIVERGENCE, TrainConfig, _Objective, record_steps, train
 
@@ -54,7 +57,9 @@ def direct_loss(kind: str, targets: list, params: list):
 
 def torch_optim_run(spec, kind: str, config: TrainConfig,
                     dtype: torch.dtype = torch.float64) -> tuple[list, np.ndarray]:
-    """The per-seed loop by hand: nn.Parameters, torch.optim (float64); loss at every step."""
+    """The per-seed loop by hand: nn.Parameters, torch.optim (float64), the config's schedule
+    as the torch.optim.lr_scheduler class of the same name stepped after every step; loss at
+    every step."""
     factors = spec.factors()
     targets = [torch.tensor(t, dtype=dtype) for t, _ in factors.values()]
     params = [torch.nn.Parameter(torch.tensor(w, dtype=dtype)) for _, w in factors.values()]
@@ -64,12 +69,16 @@ def torch_optim_run(spec, kind: str, config: TrainConfig,
     else:
         kwargs.update(betas=config.betas, eps=config.eps)
     opt = TORCH_OPTIM[config.optimizer](params, **kwargs)
+    scheduler = None if config.schedule is None else getattr(
+        torch.optim.lr_scheduler, type(config.schedule).__name__)(opt, **vars(config.schedule))
     losses = []
     for _ in range(config.steps):
         opt.zero_grad()
         loss = direct_loss(kind, targets, params)
         loss.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         losses.append(loss.item())
     losses.append(direct_loss(kind, targets, params).item())
     return [p.detach().numpy() for p in params], np.array(losses)
@@ -533,3 +542,127 @@ def test_mismatched_models_and_shapes_name_the_spec():
         with pytest.raises(ValueError, match=r"spec 1 .* does not match spec 0") as info:
             train(specs, TrainConfig(steps=1, device="cpu"))
         assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+SCHEDULES = {"step": StepLR(step_size=30, gamma=0.5), "exponential": ExponentialLR(0.99),
+             "cosine": CosineAnnealingLR(T_max=80, eta_min=1e-3),
+             "linear": LinearLR(start_factor=0.1, total_iters=50)}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize(("kind", "optimizer", "lr", "momentum"), [
+    ("factorization", "sgd", 0.1, 0.0),
+    ("attention", "momentum", 0.05, 0.6),
+    ("factorization", "adam", 0.02, 0.0),
+    ("attention", "adamw", 0.02, 0.0),
+])
+def test_schedules_equal_torch_optim_with_its_scheduler(schedule, kind, optimizer, lr, momentum):
+    """Every optimizer with every schedule against torch.optim + torch.optim.lr_scheduler
+    (float64, nn.Parameters, weight decay): parameters and the loss at every step."""
+    spec = specs_of(kind, weight_decay=0.02)
+    config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, steps=150,
+                         schedule=SCHEDULES[schedule], dtype="float64", device="cpu")
+    result = train(spec, config)
+    params, losses = torch_optim_run(spec, kind, config)
+    for name, want in zip(spec.factors(), params, strict=True):
+        assert rel(result.params[name][0], want) < 1e-12  # measured <= 1.2e-15
+    assert rel(result.loss[0], losses) < 1e-12
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("momentum", [0.0, 0.7])
+def test_sgd_with_a_schedule_equals_the_gd_map_with_it(schedule, momentum):
+    """float64 SGD with a schedule against the exact reduced GD map with the same schedule
+    (:func:`dynamics.integrate.predict`): the loss of every step to 1e-12 relative, and the
+    same times t_k = Σ_{j<k} η_j (so the same crossing times)."""
+    spec = Factorization.sample(30, 2, init=1e-2, seed=5)
+    lr, steps, sched = 0.05, 400, SCHEDULES[schedule]
+    theory = predict(spec, Discrete(lr, momentum=momentum, schedule=sched), t_max=1e3)
+    result = train(spec, TrainConfig(lr=lr, momentum=momentum, steps=steps, schedule=sched,
+                                     record="all", dtype="float64", device="cpu"))
+    m = min(steps + 1, theory.t.size)
+    assert m >= 100  # 101 to 2614 steps to the end, depending on schedule and μ
+    # (the reduced loss is a difference of O(L_ref) terms: ~1e-16·L_ref absolute)
+    np.testing.assert_allclose(result.loss[0, :m], theory.loss[:m], rtol=1e-12,
+                               atol=1e-14 * spec.l_ref)
+    assert np.array_equal(result.t[0, :m], theory.t[:m])
+    assert np.array_equal(result.trajectories[0].t, result.t[0])
+    assert np.array_equal(result.t[0], times(lr, steps, sched))
+    if m == theory.t.size:  # the map reached its end inside the run: the same crossings
+        assert result.crossing_times()[0] == pytest.approx(theory.crossing_times(), rel=1e-9)
+
+
+def test_batched_step_sizes_with_a_schedule_equal_separate_runs():
+    spec = specs_of("factorization")
+    sched = CosineAnnealingLR(T_max=40, eta_min=0.002)
+    config = TrainConfig(lr=[0.1, 0.03], steps=100, schedule=sched, dtype="float64",
+                         device="cpu")
+    batched = train([spec, spec], config)
+    for s, lr in enumerate(config.lr):
+        alone = train(spec, TrainConfig(lr=lr, steps=100, schedule=sched, dtype="float64",
+                                        device="cpu"))
+        assert np.array_equal(batched.loss[s], alone.loss[0])
+        assert np.array_equal(batched.t[s], alone.t[0])
+        assert np.array_equal(batched.t[s], times(lr, 100, sched))
+
+
+def test_a_schedule_changes_time_and_a_bad_one_is_refused():
+    spec = specs_of("factorization")
+    warm = train(spec, TrainConfig(lr=0.1, steps=20, schedule=LinearLR(0.5, 1.0, 10),
+                                   dtype="float64", device="cpu"))
+    assert warm.t[0, 1] == 0.05 and warm.t[0, -1] == pytest.approx(0.1 * 20 - 0.05 * 5.5)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
+
+
+# ------------------------------------------------------- a mean-normalised loss (README recipe)
+
+
+def _mean_loss_run(spec: Factorization, optimizer: str, lr: float, steps: int,
+                   eps: float = 1e-8, momentum: float = 0.0,
+                   weight_decay: float = 0.0) -> np.ndarray:
+    """What another code does: torch.optim on L_mean = (1/m)Σ(residual²) (m entries, no ½),
+    float64 nn.Parameters; returns ½Σ(residual²) = (m/2)·L_mean at every step."""
+    a, b = torch.tensor(spec.A), torch.tensor(spec.B)
+    x, y = torch.nn.Parameter(torch.tensor(spec.X0)), torch.nn.Parameter(torch.tensor(spec.Y0))
+    opt = (torch.optim.SGD([x, y], lr=lr, momentum=momentum, weight_decay=weight_decay)
+           if optimizer == "sgd" else torch.optim.Adam([x, y], lr=lr, eps=eps))
+    m = spec.n * spec.n
+    out = []
+    for _ in range(steps + 1):
+        opt.zero_grad()
+        loss = ((a @ b.T - x @ y.T) ** 2).mean()
+        out.append(m / 2 * loss.item())
+        loss.backward()
+        opt.step()
+    return np.array(out)
+
+
+def test_mean_loss_maps_onto_the_half_sum_convention():
+    """README "Mapping another code's loss and learning rate": SGD on L_mean with η_mean (and
+    momentum μ, decay λ_mean) takes the steps of SGD on L = ½Σ(residual²) with η = 2η_mean/m
+    (μ, λ = (m/2)λ_mean); Adam on L_mean with ε takes those of Adam on L with the same η and
+    ε·m/2."""
+    spec = Factorization.sample(12, 2, init=0.1, seed=2)
+    m, steps = spec.n * spec.n, 300
+    sgd_mean = _mean_loss_run(spec, "sgd", lr=2.0, steps=steps)
+    sgd = train(spec, TrainConfig(lr=2 * 2.0 / m, steps=steps, dtype="float64", device="cpu"))
+    # rounding of θ (~1e-16) over a small residual late in the run: an absolute floor too
+    np.testing.assert_allclose(sgd.loss[0], sgd_mean, rtol=1e-12, atol=1e-14 * spec.l_ref)
+    assert sgd.loss[0, -1] < 0.1 * spec.l_ref  # it learned
+    heavy_mean = _mean_loss_run(spec, "sgd", lr=1.0, steps=steps, momentum=0.5,
+                                weight_decay=1e-3)
+    heavy = train(spec, TrainConfig(lr=2 * 1.0 / m, momentum=0.5, weight_decay=m / 2 * 1e-3,
+                                    steps=steps, dtype="float64", device="cpu"))
+    np.testing.assert_allclose(heavy.loss[0], heavy_mean, rtol=1e-12, atol=1e-14 * spec.l_ref)
+    # Adam: 100 steps, to L ~ 2e-4·L_ref (closer to the minimum m/(√v + ε) amplifies the
+    # rounding of the two gradients, (2/m)·g vs g: 1e-12 at step 100, 1e-3 by step 300)
+    adam_mean = _mean_loss_run(spec, "adam", lr=0.01, steps=100, eps=1e-4)
+    adam = train(spec, TrainConfig(optimizer="adam", lr=0.01, eps=1e-4 * m / 2, steps=100,
+                                   dtype="float64", device="cpu"))
+    np.testing.assert_allclose(adam.loss[0], adam_mean, rtol=1e-10)
+    unmapped = train(spec, TrainConfig(optimizer="adam", lr=0.01, eps=1e-4, steps=100,
+                                       dtype="float64", device="cpu"))
+    assert np.max(np.abs(unmapped.loss[0] / adam_mean - 1)) > 0.1  # ε matters here

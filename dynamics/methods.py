@@ -1,0 +1,143 @@
+"""The methods of :func:`dynamics.integrate.predict`, one small frozen object each.
+
+A method object names the process to integrate and carries exactly the options that process
+has, each checked when the object is made (a ``ValueError`` of one line naming the field), in
+the manner of diffrax's solvers: ``predict(spec, Discrete(lr=0.05, momentum=0.9))``. All run
+in continuous time t (a gradient step of rate η advances t by η, README "Conventions"):
+
+``Flow()``                  gradient flow dθ/dt = −∇L(θ) − λθ (reduced when the model closes).
+``Modified(lr)``            GD's first-order modified equation for step η = ``lr``.
+``Discrete(lr, momentum=0.0, schedule=None)``
+                            the exact GD map (heavy-ball μ = ``momentum``), step k of rate η_k
+                            (η_k = η, or the ``schedule``'s, :mod:`dynamics.schedules`) at
+                            t_k = Σ_{j<k} η_j (= η·k without a schedule).
+``Full()``                  the gradient flow of the full parameters (never reduced).
+``Sign(eps=1e-8, decoupled=False)``
+                            Adam's small-step limit dθ/dt = −g/(|g| + ε); ``decoupled``: AdamW's.
+
+No NumPy, SciPy or SymPy here: the CLI builds its parser from :data:`METHODS` at no cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, fields
+from typing import ClassVar
+
+from .schedules import Schedule
+
+__all__ = ["METHODS", "Discrete", "Flow", "Full", "Method", "Modified", "Sign",
+           "method_from_name"]
+
+
+def _rate(owner: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Method:
+    """Base of the method objects; ``name`` is the method's name in :data:`METHODS`."""
+
+    name: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class Flow(Method):
+    """Gradient flow dθ/dt = −∇L − λθ; through the reduced order-parameter ODE when the
+    model's dynamics close (MSE), the full parameters otherwise (with a note).
+
+    ``lr`` (optional) is read only by a group objective whose own state moves per training
+    step, Group DRO: its weights' logits move by c·ℓ_g per step of rate η, dz/dt = (c/η)ℓ_g."""
+
+    lr: float | None = None
+    name: ClassVar[str] = "flow"
+
+    def __post_init__(self) -> None:
+        if self.lr is not None:
+            _rate("Flow", "lr", self.lr)
+
+
+@dataclass(frozen=True)
+class Full(Method):
+    """Gradient flow of all parameters (the check of the reduced flow; cross-entropy)."""
+
+    name: ClassVar[str] = "full"
+
+
+@dataclass(frozen=True)
+class Modified(Method):
+    """GD's first-order modified equation dθ/dt = −∇L − (η/2)∇²L∇L, η = ``lr``."""
+
+    lr: float
+    name: ClassVar[str] = "modified"
+
+    def __post_init__(self) -> None:
+        _rate("Modified", "lr", self.lr)
+
+
+@dataclass(frozen=True)
+class Discrete(Method):
+    """The exact GD map (torch.optim.SGD): b_{k+1} = μb_k + ∇L + λθ_k, θ_{k+1} = θ_k − η_k
+    b_{k+1} (b_1 = the first gradient), at t_k = Σ_{j<k} η_j; η_k = ``lr`` or the
+    ``schedule``'s rate of step k for base rate ``lr``."""
+
+    lr: float
+    momentum: float = 0.0
+    schedule: Schedule | None = None
+    name: ClassVar[str] = "discrete"
+
+    def __post_init__(self) -> None:
+        _rate("Discrete", "lr", self.lr)
+        mu = self.momentum
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < 1:
+            raise ValueError(f"Discrete: momentum must be in [0, 1), got {mu!r}")
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ValueError(f"Discrete: schedule must be a dynamics.schedules schedule "
+                             f"(StepLR, ...), got {self.schedule!r}")
+
+
+@dataclass(frozen=True)
+class Sign(Method):
+    """Adam's small-step limit dθ/dt = −g/(|g| + ε), g = ∇L + λθ; ``decoupled`` (AdamW):
+    dθ/dt = −g/(|g| + ε) − λθ with g = ∇L."""
+
+    eps: float = 1e-8
+    decoupled: bool = False
+    name: ClassVar[str] = "sign"
+
+    def __post_init__(self) -> None:
+        _rate("Sign", "eps", self.eps)
+        if not isinstance(self.decoupled, bool):
+            raise ValueError(f"Sign: decoupled must be True or False, got {self.decoupled!r}")
+
+
+_CLASSES: dict[str, type[Method]] = {
+    cls.name: cls for cls in (Flow, Modified, Discrete, Full, Sign)}
+#: the method names, in the order the CLI lists them
+METHODS = tuple(_CLASSES)
+
+
+def method_from_name(name: str, **options: object) -> Method:
+    """The method object called ``name`` with ``options`` (``None`` values are left out, so
+    a CLI can pass every option it has); an option the method does not take is an error.
+
+    >>> method_from_name("discrete", lr=0.05, momentum=None)
+    Discrete(lr=0.05, momentum=0.0, schedule=None)
+    """
+    if name not in _CLASSES:
+        raise ValueError(f"unknown method {name!r} (expected one of {', '.join(METHODS)})")
+    cls = _CLASSES[name]
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = [f.name for f in fields(cls)]
+    extra = [k for k in given if k not in accepted]
+    if extra:
+        takes = ", ".join(accepted) or "no options"
+        raise ValueError(f"method {name!r} does not take {', '.join(extra)} (it takes: "
+                         f"{takes})")
+    missing = [f.name for f in fields(cls) if f.name not in given
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"method {name!r} needs {', '.join(missing)}")
+    return cls(**given)
