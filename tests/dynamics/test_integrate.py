@@ -404,7 +404,7 @@ def test_gd_divergence_names_spec_method_and_time():
         (lambda: Sign(decoupled=1), "Sign: decoupled"),
         (lambda: method_from_name("euler"), "unknown method 'euler'"),
         (lambda: method_from_name("discrete"), "'discrete' needs lr"),
-        (lambda: method_from_name("flow", lr=0.1), "'flow' does not take lr"),
+        (lambda: method_from_name("full", lr=0.1), "'full' does not take lr"),
         (lambda: method_from_name("sign", momentum=0.5), "'sign' does not take momentum"),
     ],
 )
