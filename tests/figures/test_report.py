@@ -13,7 +13,8 @@ import pytest
 
 from figures.claims import CLAIMS, NOT_MEASURED, README_BEGIN, README_END, VERDICTS
 from figures.cli import main
-from figures.report import QUICK_SIGMAS, SECTIONS, resolve_sections
+from figures.reporting import SECTIONS, resolve_sections
+from figures.reporting.sections import scalar_vector
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_claims_rows_are_sentences_with_a_region_a_map_and_a_link(small):
     claims = page[page.index("<h2 id='claims'>"):page.index("<h2 id='scalar-vector'>")]
     assert "class='thumb'" in claims and "href='#scalar-vector'" in claims
     cells = [r for r in csv.DictReader(open(small / "data" / "01-scalar-vector-map-claim1.csv"))]
-    assert len(cells) == 3 * len(QUICK_SIGMAS) and {"σ", "n", "holds"} <= set(cells[0])
+    quick = scalar_vector.QUICK
+    assert len(cells) == len(quick.ns) * len(quick.sigmas) and {"σ", "n", "holds"} <= set(cells[0])
     assert rows[2]["verdict"] == NOT_MEASURED
 
 
