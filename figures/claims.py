@@ -455,7 +455,7 @@ def any_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
 
 
 # =============================================================================== cell tests
-# ``run``: the dict of ``figures.report.summarize`` — "phases" (Phases.to_dict() or None),
+# ``run``: the dict of ``figures.reporting.jobs.summarize`` — "phases" (Phases.to_dict() or None),
 # "factors" (per factor: alignment_start/end, norm_min_ratio, norm_growth, bumps,
 # bumps_in_growth, vectors, t_align), "crossings" ({"0.5": t or None, ...}), "loss_start",
 # "final_loss", "l_ref".

@@ -3,25 +3,14 @@ and its numbers."""
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 import pytest
 from tqdm import tqdm
 
-from figures.claims import fit_slope
 from figures.reporting.blocks import Context, FigureBlock, TableBlock, TextBlock
 from figures.reporting.sections import depth as section
 from figures.sweeps import CacheStats
-
-
-def test_fit_slope_recovers_a_power_law_and_a_logarithm():
-    x = np.array([0.01, 0.02, 0.04, 0.08])
-    assert fit_slope(x, 3.0 * x**-2) == pytest.approx(-2.0, rel=1e-12)
-    assert fit_slope(x, 5.0 - np.log(x), log_y=False) == pytest.approx(-1.0, rel=1e-12)
-    assert math.isnan(fit_slope(x[:1], x[:1]))
-    assert math.isnan(fit_slope(x, np.full(4, math.nan)))
 
 
 @pytest.fixture(scope="module")

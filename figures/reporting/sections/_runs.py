@@ -15,7 +15,7 @@ from ..blocks import Context, FigureBlock, TableBlock, fmt
 from ..jobs import job_predict, job_train
 
 __all__ = ["describe", "flows", "overlay", "overlay_figure", "overlay_table", "run_row",
-           "train_job"]
+           "runs_figure", "train_job"]
 
 MAX_TRAIN_STEPS = 200_000
 
@@ -74,6 +74,16 @@ def run_row(setting: str, source: str, run: dict[str, Any]) -> dict[str, Any]:
         "norm_end/min": first.get("norm_growth"),
         "bumps": sum(f["bumps"] for f in run["factors"].values()),
     }
+
+
+def runs_figure(ctx: Context, name: str, title: str, runs: Sequence[tuple[str, dict[str, Any]]],
+                caption: str, theory: bool = False) -> FigureBlock:
+    """The curves of ``runs`` ((label, run summary), a colour each; solid theory lines if
+    ``theory``, else training markers) with their phases shaded, t on a log axis."""
+    series = [Series(run["trajectory"], label, theory, i, run["phases"])
+              for i, (label, run) in enumerate(runs)]
+    return ctx.figure(plots.plot_trajectories(series, title, log_time=True), name, caption,
+                      plots.trajectory_rows(series, log_time=True))
 
 
 def overlay(ctx: Context, settings: list[dict[str, Any]]

@@ -82,7 +82,7 @@ def build(ctx: Context) -> SectionResult:
             f"{d} the plateau end t_0.5 scales as σ^{slope:.2f} for σ ≤ {FIT_SIGMA:g} "
             "(theory: σ⁻²).")
     return SectionResult([block, *blocks], [judge(6, [m], text, m.settings, thumb)],
-                         {"map": m.rows()})
+                         {"map": m.rows(), "t_0.5 slope": slope})
 
 
 SECTION = Section(5, "attention", "Attention head, rank 2", build, FULL, QUICK)

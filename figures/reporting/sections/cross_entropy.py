@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ... import plots
 from ...claims import Axis, ClaimMap, ce_checks, cells, judge, legend
-from ...plots import Series
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ._maps import SIGMA_LABEL, count, map_figure
-from ._runs import run_row, train_job
+from ._runs import run_row, runs_figure, train_job
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -65,14 +63,11 @@ def build(ctx: Context) -> SectionResult:
         f"training: float64 full-batch SGD, {s.steps} steps, η = (n/30)²/(4·max(c, 1)²). Target "
         "entries have std ≈ c (the target softmax is far from uniform for c ≳ 1).")]
     for c in scales:
-        series = [Series(got[(c, r, sigmas[-1])][0]["trajectory"], f"r={r}", False, i,
-                         got[(c, r, sigmas[-1])][0]["phases"]) for i, r in enumerate(ranks)]
-        blocks.append(ctx.figure(
-            plots.plot_trajectories(series, f"Cross-entropy, n = {n}, c = {c:g}, σ = "
-                                    f"{sigmas[-1]:g}", log_time=True), f"c{c:g}",
+        blocks.append(runs_figure(
+            ctx, f"c{c:g}", f"Cross-entropy, n = {n}, c = {c:g}, σ = {sigmas[-1]:g}",
+            [(f"r={r}", got[(c, r, sigmas[-1])][0]) for r in ranks],
             f"Cross-entropy at ranks {', '.join(map(str, ranks))}, n = {n}, entry scale c = "
-            f"{c:g}, σ = {sigmas[-1]:g}, η = {lr_of(n, c):.3g}, seed 0; plateaus shaded.",
-            plots.trajectory_rows(series, log_time=True)))
+            f"{c:g}, σ = {sigmas[-1]:g}, η = {lr_of(n, c):.3g}, seed 0; plateaus shaded."))
     x, y = Axis("c", scales, "target entry scale c"), Axis("σ", sigmas, SIGMA_LABEL)
     per = {(sigma, c): ce_checks(got[(c, ranks[0], sigma)][0], got[(c, ranks[1], sigma)][0],
                                  got[(c, n, sigma)][0], got[(c, n, sigma)][1])

@@ -95,6 +95,7 @@ def build(ctx: Context) -> SectionResult:
            "Theory of the per-capability curves: pending (needs dynamics.modes and "
            "validation.tasks.predict_task)."))]
     table = []
+    lookup: dict[tuple[str, str], dict[str, Any]] = {}  # (task, method): training row
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for config, result in zip(configs, results, strict=True):
         by_task.setdefault(config["task"], {}).setdefault(config["method"], []).append(result)
@@ -112,6 +113,7 @@ def build(ctx: Context) -> SectionResult:
                 values = np.array([r["summary"][metric] for r in runs], dtype=float)
                 row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else None
             table.append(row)
+            lookup[(task, method)] = row
             if predicted is not None:
                 table.append({"task": task, "method": method, "source": "theory", "seeds": 1,
                               "steps": first["steps"], **{
@@ -180,7 +182,6 @@ def build(ctx: Context) -> SectionResult:
                                   "grouped loss makes emergence more similar and gradual",
                                   "Letters: failed checks (C = closer, W = wider).")
     blocks.insert(0, block11)
-    lookup = {(r["task"], r["method"]): r for r in table if r["source"] == "training"}
     text11 = (f"Theory: holds at {count(map_t)} of the frequency × scale grid (frequency "
               "spread drops out of the grouped loss, scale spread enters cubed). Training: " +
               "; ".join(f"{task} spread {fmt(lookup[(task, 'mean')]['spread'])} → "
@@ -224,8 +225,8 @@ def build(ctx: Context) -> SectionResult:
     def best(b: str, meth: str) -> float:
         return max(r["ARI"] for r in ari_rows if r["block"] == b and r["method"] == meth)
 
-    modes_aris = {key: lookup[key]["ari_final"] for key in lookup
-                  if key[1] in GRADIENT_METHODS and key[0].startswith("modes")}
+    modes_aris = {key: lookup[key]["ari_final"] for key in lookup  # modes: the tasks with theory
+                  if key[1] in GRADIENT_METHODS and key in theory}
     text12 = (f"Whole-model gradients on parity: best ARI {best('whole model', 'cluster'):.2f} "
               f"(cluster), {best('whole model', 'svd'):.2f} (svd) over steps "
               f"{', '.join(map(str, steps12))}; the task-code block alone gives "

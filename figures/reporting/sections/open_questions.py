@@ -6,14 +6,12 @@ S-curve (modes started balanced and aligned at a fraction of their targets). Gra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from ... import plots
 from ...claims import s_curve_checks
-from ...plots import Series
 from ...sweeps import Job
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ..jobs import job_predict, job_predict_aligned
+from ._runs import runs_figure
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -51,8 +49,7 @@ def _jobs(n: int) -> tuple[list[tuple[str, Job]], list[tuple[str, Job]]]:
     return single, multi
 
 
-def _answer(label: str, run: dict[str, Any]) -> str:
-    checks = s_curve_checks(run)
+def _answer(label: str, checks: dict[str, bool]) -> str:
     return (f"{label}: {'a' if checks['plateau'] else 'no'} plateau"
             + (f", {'sharp' if checks['sharp'] else 'smeared'} drop" if checks["plateau"] else ""))
 
@@ -62,7 +59,7 @@ def build(ctx: Context) -> SectionResult:
     single, multi = _jobs(n)
     results = ctx.run([job for _, job in single + multi])
     blocks: list[Block] = []
-    answers = []
+    checks: dict[str, dict[str, bool]] = {}  # per run: s_curve_checks
     for name, group, title, caption in (
             ("single", list(zip(single, results[:len(single)], strict=True)),
              "An S-curve without several components",
@@ -74,11 +71,10 @@ def build(ctx: Context) -> SectionResult:
              f"Rank 5 (n = {n}, s = 1, 0.7, 0.5, 0.35, 0.25): from a balanced start aligned "
              "with the target at w₀ = f·s per mode, and from a small random start. Gradient "
              "flow (exact), seed 0.")):
-        series = [Series(run["trajectory"], label, True, i, run["phases"])
-                  for i, ((label, _), run) in enumerate(group)]
-        blocks.append(ctx.figure(plots.plot_trajectories(series, title, log_time=True), name,
-                                 caption, plots.trajectory_rows(series, log_time=True)))
-        answers.extend(_answer(label, run) for (label, _), run in group)
+        blocks.append(runs_figure(ctx, name, title, [(label, run) for (label, _), run in group],
+                                  caption, theory=True))
+        checks.update({label: s_curve_checks(run) for (label, _), run in group})
+    answers = [_answer(label, c) for label, c in checks.items()]
     blocks.insert(0, TextBlock(
         "The post's open questions, as far as these toy models allow. (1) Is there an S-curve "
         "that is not a multi-component task? Yes: a single mode from a small start already "
@@ -87,7 +83,7 @@ def build(ctx: Context) -> SectionResult:
         "S-curve? Yes: start the modes balanced and aligned at a sizeable fraction of their "
         "targets, and no plateau is left. Measured (shape-based phases): "
         + "; ".join(answers) + "."))
-    return SectionResult(blocks, [], {"answers": answers})
+    return SectionResult(blocks, [], {"answers": answers, "checks": checks})
 
 
 SECTION = Section(12, "open-questions", "Two open questions", build, FULL, QUICK)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import plots
 from ...claims import (
     Axis,
     ClaimMap,
@@ -25,7 +24,6 @@ from ...claims import (
     plateau_count,
     same_plateaus,
 )
-from ...plots import Series
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ..jobs import BUMP_PROMINENCE
 from ._maps import (
@@ -40,7 +38,7 @@ from ._maps import (
     optimizer_runs,
     sgd_runs,
 )
-from ._runs import run_row
+from ._runs import run_row, runs_figure
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -87,14 +85,10 @@ def build(ctx: Context) -> SectionResult:
             else:
                 keys.append((f"AdamW λ={ADAMW_DECAYS[-1]:g}", adamw[ADAMW_DECAYS[-1]][
                     (rank, sigma, 0)]))
-            series = [Series(run["trajectory"], label, False, i, run["phases"])
-                      for i, (label, run) in enumerate(keys)]
-            blocks.append(ctx.figure(
-                plots.plot_trajectories(series, f"n = {n}, rank {rank}, σ = {sigma:g}",
-                                        log_time=True), f"sigma{sigma:g}-rank{rank}",
+            blocks.append(runs_figure(
+                ctx, f"sigma{sigma:g}-rank{rank}", f"n = {n}, rank {rank}, σ = {sigma:g}", keys,
                 f"Optimizers at rank {rank}, n = {n}, σ = {sigma:g}, seed 0 (float64 full-batch "
-                "training; t = η·step with each optimizer's own η); plateaus shaded.",
-                plots.trajectory_rows(series, log_time=True)))
+                "training; t = η·step with each optimizer's own η); plateaus shaded."))
     x = Axis("σ", sigmas, SIGMA_LABEL, True)
 
     # 8a: at rank n Adam has a plateau where SGD (same seed) has none, or stalls above it

@@ -40,7 +40,7 @@ from ._maps import (
     map_figure,
     sgd_runs,
 )
-from ._runs import flows, overlay, overlay_figure, overlay_table
+from ._runs import flows, overlay, overlay_figure, overlay_table, runs_figure
 
 __all__ = ["LOW_RANK", "N_100", "RANK_1", "SECTIONS", "LowRankSettings", "N100Settings",
            "Rank1Settings"]
@@ -223,14 +223,11 @@ def build_n_100(ctx: Context) -> SectionResult:
     n, mid = ranks[-1], ranks[-2]
     blocks: list[Block] = []
     for sigma in s.curve_sigmas:
-        series = [Series(runs[(r, sigma, 0)]["trajectory"], f"r={r}", False, i,
-                         runs[(r, sigma, 0)]["phases"]) for i, r in enumerate(ranks)]
-        blocks.append(ctx.figure(
-            plots.plot_trajectories(series, f"n = {n}: ranks {', '.join(map(str, ranks))}, "
-                                    f"σ = {sigma:g}", log_time=True), f"sigma{sigma:g}",
+        blocks.append(runs_figure(
+            ctx, f"sigma{sigma:g}", f"n = {n}: ranks {', '.join(map(str, ranks))}, "
+            f"σ = {sigma:g}", [(f"r={r}", runs[(r, sigma, 0)]) for r in ranks],
             f"Float64 full-batch SGD (η = {SGD_LR:g}, equal to the exact GD map up to "
-            f"rounding), n = {n}, Gaussian target (scale 1), σ = {sigma:g}, seed 0.",
-            plots.trajectory_rows(series, log_time=True)))
+            f"rounding), n = {n}, Gaussian target (scale 1), σ = {sigma:g}, seed 0."))
     x, y = Axis("σ", s.grid.sigmas, SIGMA_LABEL, True), Axis("r", (mid, n), "rank r")
 
     def cell(r: int, sigma: float) -> tuple[float, str]:
