@@ -9,11 +9,11 @@ from dynamics.exports import lazy_exports
 
 _EXPORTS = {
     "Series": "plots",
-    "build_report": "report",
     "main": "cli",
     "plot_groups": "plots",
     "plot_scaling": "plots",
     "plot_trajectories": "plots",
+    "report": "reporting",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

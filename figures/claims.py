@@ -9,11 +9,16 @@ judged on several maps (claim 8: plateau, bumps, AdamW) combines them with
 :func:`claim_verdict`.
 
 The tests of the cells are functions of this module too, on the plain dicts the report
-computes per run (``figures.report.summarize``): :func:`s_curve_checks` (claims 2, 3),
-:func:`rank_10_checks` / :func:`full_rank_checks` (4), :func:`attention_checks` (6),
-:func:`weight_decay_checks` (7), :func:`bumps_as_claimed` (10), :func:`ce_checks` (9),
-:func:`grouped_checks` (11). Thresholds are module constants, stated in the check names
-(:data:`CHECKS`). Verdict logic never looks at display strings.
+computes per run (:func:`figures.reporting.jobs.summarize`) or on plain numbers:
+:func:`exponential_checks` (claim 1), :func:`s_curve_checks` (claims 2, 3),
+:func:`rank_10_checks` / :func:`full_rank_checks` (4), :func:`earlier` (5, 8),
+:func:`attention_checks` (6), :func:`weight_decay_checks` (7), :func:`adam_plateau_checks`,
+:func:`same_plateaus`, :func:`more_bumps` (8), :func:`ce_checks` (9), :func:`bumps_as_claimed`
+(10), :func:`grouped_checks` / :func:`simultaneous` (11), :func:`groups_found` (12). A cell
+over seeds is :func:`seed_cell` or :func:`any_cell`, a grid of cells :func:`cells`, a judged
+claim :func:`judge`. Thresholds are module constants, stated in the check names
+(:data:`CHECKS`). Verdicts are :class:`Verdict` members; verdict logic never looks at display
+strings.
 
 A claim whose section did not run is ``"not measured"`` with the reason, never guessed.
 """
@@ -21,44 +26,90 @@ A claim whose section did not run is ``"not measured"`` with the reason, never g
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "ABBREV",
     "CHECKS",
     "CLAIMS",
     "HOLDS",
     "IN_PART",
     "NOT_MEASURED",
     "NOT_SUPPORTED",
+    "README_BEGIN",
+    "README_END",
     "SUPPORTED",
     "VERDICTS",
     "Axis",
     "Claim",
     "ClaimMap",
     "ClaimResult",
+    "Verdict",
+    "adam_plateau_checks",
+    "any_cell",
     "attention_checks",
     "boundary",
     "bumps_as_claimed",
+    "bumps_per_vector",
     "ce_checks",
+    "cells",
     "claim_verdict",
+    "claims_markdown",
     "claims_table",
+    "crossing",
+    "earlier",
+    "exp_fit",
     "exponential_checks",
+    "failed",
+    "failure_counts",
+    "fit_slope",
     "full_rank_checks",
     "grouped_checks",
+    "groups_found",
+    "judge",
+    "legend",
+    "loss_at",
     "map_verdict",
+    "more_bumps",
+    "most_failed",
+    "plateau_count",
     "rank_10_checks",
+    "replace_readme_table",
     "s_curve_checks",
-    "verdict",
+    "same_plateaus",
+    "seed_cell",
+    "simultaneous",
+    "smear",
+    "solution_size",
+    "stalls",
     "weight_decay_checks",
 ]
 
-SUPPORTED, NOT_SUPPORTED, IN_PART, NOT_MEASURED = (
-    "supported", "not supported", "holds in part", "not measured")
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, IN_PART, NOT_MEASURED)
+
+
+class Verdict(str, Enum):
+    """A claim's verdict. Its value is the text shown and stored (``claims.json``), so a
+    verdict read back from JSON compares equal to its member."""
+
+    SUPPORTED = "supported"
+    NOT_SUPPORTED = "not supported"
+    IN_PART = "holds in part"
+    NOT_MEASURED = "not measured"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+SUPPORTED, NOT_SUPPORTED, IN_PART, NOT_MEASURED = Verdict
+VERDICTS = tuple(Verdict)
 HOLDS = 0.5  # a cell holds when the test holds at more than this fraction of its seeds
 
 # thresholds of the cell tests
@@ -123,11 +174,14 @@ class ClaimResult:
     """
 
     number: int
-    verdict: str
+    verdict: Verdict
     numbers: str
     settings: str = ""
     region: str = ""
     thumbnail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict(self.verdict))  # from JSON: its text
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -231,7 +285,7 @@ class ClaimMap:
         return out
 
 
-def map_verdict(m: ClaimMap) -> str:
+def map_verdict(m: ClaimMap) -> Verdict:
     """``supported`` where every measured cell holds, ``not supported`` where none does,
     ``holds in part`` otherwise; ``not measured`` without a measured cell."""
     measured = m.measured
@@ -304,7 +358,7 @@ def boundary(m: ClaimMap) -> str:
     return "; ".join(parts)
 
 
-def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[str, str]:
+def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[Verdict, str]:
     """(verdict, region) of a claim judged on several maps (each a part of the claim).
 
     Supported when every map is; not supported when no map holds anywhere; else ``holds in
@@ -327,19 +381,81 @@ def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[str, str]:
     return result, " | ".join(f"{m.name or m.test}: {boundary(m)}" for m in maps)
 
 
-def verdict(checks: Iterable[bool]) -> str:
-    """``supported`` if every check holds, ``not supported`` if none does, else ``holds in
-    part``; ``not measured`` without checks."""
-    checks = [bool(c) for c in checks]
+def judge(number: int, maps: Sequence[ClaimMap], numbers: str, settings: str = "",
+          thumbnail: str = "") -> ClaimResult:
+    """Claim ``number`` judged on ``maps`` (:func:`claim_verdict`), with the sentences of its
+    deciding ``numbers``, its ``settings`` and its map's ``thumbnail``."""
+    result, region = claim_verdict(maps)
+    return ClaimResult(number, result, numbers, settings, region, thumbnail)
+
+
+def cells(x: Axis, y: Axis, cell: Callable[[Any, Any], tuple[float, str]]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Grids (len(y), len(x)) of (fraction holding, note) from ``cell(y_value, x_value)``:
+    the ``holds`` and ``notes`` of a :class:`ClaimMap`."""
+    holds = np.full((len(y.values), len(x.values)), np.nan)
+    notes = np.full(holds.shape, "", dtype=object)
+    for i, yv in enumerate(y.values):
+        for j, xv in enumerate(x.values):
+            holds[i, j], notes[i, j] = cell(yv, xv)
+    return holds, notes
+
+
+ABBREV = {"decay": "D", "plateau": "P", "sharp": "S", "levels": "L", "aligns": "A",
+          "norms": "N", "smeared": "Sm", "no plateau": "P", "power tail": "T", "spans": "Sp",
+          "exponential": "E", "aligned at drop": "A", "later": "La", "smaller": "Si",
+          "two plateaus": "2P", "struggles": "St", "unchanged": "U", "closer": "C",
+          "wider": "W"}
+"""The letter of each check (key of :data:`CHECKS`) in a map cell's note."""
+
+
+def failed(checks: Mapping[str, bool]) -> str:
+    """Abbreviations (:data:`ABBREV`) of the checks that fail, comma-separated, in order."""
+    return ",".join(ABBREV[k] for k, ok in checks.items() if not ok)
+
+
+def legend(keys: Sequence[str]) -> str:
+    """What the letters of ``keys`` stand for: "D = initial decay (…); P = a plateau"."""
+    return "; ".join(f"{ABBREV[k]} = {CHECKS[k]}" for k in keys)
+
+
+def failure_counts(checks: Sequence[Mapping[str, bool]]) -> dict[str, int]:
+    """How many of ``checks`` (one dict per run, the same keys) fail each check, in key order."""
     if not checks:
-        return NOT_MEASURED
-    if all(checks):
-        return SUPPORTED
-    return NOT_SUPPORTED if not any(checks) else IN_PART
+        return {}
+    return {k: sum(not c[k] for c in checks) for k in checks[0]}
+
+
+def most_failed(checks: Sequence[Mapping[str, bool]], count: int = 2) -> list[tuple[str, int]]:
+    """The ``count`` checks failed by the most runs, (key, runs), most first (ties: the later
+    key first); checks no run fails are left out."""
+    worst = sorted((v, k) for k, v in failure_counts(checks).items() if v)[::-1]
+    return [(k, v) for v, k in worst[:count]]
+
+
+def seed_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
+    """A cell over seeds (one check dict per seed): the fraction of seeds at which every check
+    holds, and as note the checks that fail at half of the seeds or more (:func:`failed`).
+    No seeds: (NaN, "")."""
+    if not checks:
+        return math.nan, ""
+    whole = [all(c.values()) for c in checks]
+    worst = {k: False for k, v in failure_counts(checks).items() if v * 2 >= len(checks) and v}
+    return float(np.mean(whole)), failed(worst)
+
+
+def any_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
+    """A cell over seeds whose test holds if any of its checks does: the fraction of seeds at
+    which one holds, and as note the checks that hold at more than half of the seeds, joined
+    by "+". No seeds: (NaN, "")."""
+    if not checks:
+        return math.nan, ""
+    names = [k for k in checks[0] if sum(c[k] for c in checks) * 2 > len(checks)]
+    return float(np.mean([any(c.values()) for c in checks])), "+".join(names)
 
 
 # =============================================================================== cell tests
-# ``run``: the dict of ``figures.report.summarize`` — "phases" (Phases.to_dict() or None),
+# ``run``: the dict of ``figures.reporting.jobs.summarize`` — "phases" (Phases.to_dict() or None),
 # "factors" (per factor: alignment_start/end, norm_min_ratio, norm_growth, bumps,
 # bumps_in_growth, vectors, t_align), "crossings" ({"0.5": t or None, ...}), "loss_start",
 # "final_loss", "l_ref".
@@ -349,9 +465,39 @@ def _phases(run: Mapping[str, Any]) -> dict[str, Any]:
     return run.get("phases") or {"initial": None, "plateaus": [], "drops": [], "tail": None}
 
 
-def _t(run: Mapping[str, Any], f: float = 0.5) -> float:
+def crossing(run: Mapping[str, Any], f: float = 0.5) -> float:
+    """t_f of a run: the first t at which L ≤ f·L_ref (NaN if never reached)."""
     value = run["crossings"].get(f"{f:g}")
     return math.nan if value is None else float(value)
+
+
+def plateau_count(run: Mapping[str, Any]) -> int:
+    """Number of plateaus the shape-based phases found in a run."""
+    return len(_phases(run)["plateaus"])
+
+
+def exp_fit(t: np.ndarray, loss: np.ndarray, l_ref: float) -> tuple[float, float]:
+    """(rate, R²) of the least-squares line ln L = −rate·t + c, over the samples with
+    L > 1e-12·L_ref (below, rounding dominates): for L = L₀e^{−2t}, (2, 1)."""
+    t, loss = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
+    keep = loss > 1e-12 * l_ref
+    log = np.log(loss[keep])
+    slope, intercept = np.polyfit(t[keep], log, 1)
+    resid = log - (slope * t[keep] + intercept)
+    total = log - log.mean()
+    return float(-slope), float(1 - np.sum(resid**2) / np.sum(total**2))
+
+
+def fit_slope(x: np.ndarray, y: np.ndarray, log_x: bool = True, log_y: bool = True) -> float:
+    """Least-squares slope of y against x (of ln y against ln x by default), over the finite
+    points (positive where logged); NaN with fewer than 2 such points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0 if log_x else True) & (y > 0 if log_y else True)
+    if keep.sum() < 2:
+        return math.nan
+    xs = np.log(x[keep]) if log_x else x[keep]
+    ys = np.log(y[keep]) if log_y else y[keep]
+    return float(np.polyfit(xs, ys, 1)[0])
 
 
 def s_curve_checks(run: Mapping[str, Any]) -> dict[str, bool]:
@@ -375,7 +521,7 @@ def s_curve_checks(run: Mapping[str, Any]) -> dict[str, bool]:
 
 def smear(run: Mapping[str, Any]) -> float:
     """Relative duration of the fall, (t_0.1 − t_0.9)/t_0.5."""
-    return (_t(run, 0.1) - _t(run, 0.9)) / _t(run, 0.5)
+    return (crossing(run, 0.1) - crossing(run, 0.9)) / crossing(run, 0.5)
 
 
 def rank_10_checks(run: Mapping[str, Any], rank_1: Mapping[str, Any]) -> dict[str, bool]:
@@ -403,12 +549,24 @@ def exponential_checks(r2: float, run: Mapping[str, Any]) -> dict[str, bool]:
     return {"exponential": bool(r2 >= EXP_R2), "no plateau": not _phases(run)["plateaus"]}
 
 
+def earlier(t: float, t_ref: float) -> bool:
+    """``t`` is ≥ 5 % earlier than ``t_ref`` (:data:`LONGER`): t·1.05 ≤ t_ref; a time never
+    reached (NaN) on either side fails. Claim 5: t_0.5 at the higher rank against the lower;
+    claim 8: AdamW's against Adam's."""
+    return bool(t * LONGER <= t_ref)
+
+
 def attention_checks(run: Mapping[str, Any]) -> dict[str, bool]:
     """Claim 6: a plateau, and the last of the factors aligns at the drop (±25 % of t_0.5)."""
     aligned = [f["t_align"] for f in run["factors"].values() if f["t_align"] is not None]
-    ratio = max(aligned, default=math.nan) / _t(run)
+    ratio = max(aligned, default=math.nan) / crossing(run)
     return {"plateau": bool(_phases(run)["plateaus"]),
             "aligned at drop": bool(ATTN_ALIGN[0] <= ratio <= ATTN_ALIGN[1])}
+
+
+def solution_size(run: Mapping[str, Any]) -> float:
+    """‖X‖‖Y‖ at the end of a run (the product of its factors' final norms): ‖XYᵀ‖ at rank 1."""
+    return float(np.prod([f["norm_end"] for f in run["factors"].values()]))
 
 
 def weight_decay_checks(t_half: float, t_half_0: float, size: float, s: float,
@@ -433,8 +591,20 @@ def bumps_as_claimed(run: Mapping[str, Any], rank: int) -> bool:
 
 
 def bumps_per_vector(run: Mapping[str, Any]) -> float:
+    """Bumps of the alignment curves per learned vector (summed over the factors)."""
     factors = run["factors"].values()
     return sum(f["bumps"] for f in factors) / max(1, sum(f["vectors"] for f in factors))
+
+
+def more_bumps(run: Mapping[str, Any], ref: Mapping[str, Any]) -> bool:
+    """Claim 8: ``run`` (Adam) has more bumps per learned vector than ``ref`` (SGD)."""
+    return bumps_per_vector(run) > bumps_per_vector(ref)
+
+
+def same_plateaus(run: Mapping[str, Any], ref: Mapping[str, Any]) -> bool:
+    """Claim 8, "the same phenomenology": ``run`` (Adam) has a plateau exactly when ``ref``
+    (SGD, same spec and seed) has one."""
+    return (plateau_count(run) >= 1) == (plateau_count(ref) >= 1)
 
 
 def loss_at(run: Mapping[str, Any], t: float) -> float:
@@ -492,6 +662,19 @@ def grouped_checks(mean: Mapping[str, Any], grouped: Mapping[str, Any]) -> dict[
     return {"closer": bool(closer), "wider": bool(wider)}
 
 
+def simultaneous(mean: Mapping[str, Any]) -> bool:
+    """Claim 11: the capabilities already emerge together under the mean loss (spread
+    t_last/t_first < 1.05, :data:`LONGER`), leaving the grouped loss nothing to equalise (not
+    applicable). A missing spread counts as not simultaneous."""
+    return (mean.get("spread") or math.inf) < LONGER
+
+
+def groups_found(ari: float) -> bool:
+    """Claim 12: found groups match the capabilities, adjusted Rand index ≥ 0.5
+    (:data:`ARI_FOUND`)."""
+    return bool(ari >= ARI_FOUND)
+
+
 # =============================================================================== the table
 
 
@@ -546,16 +729,3 @@ def replace_readme_table(readme: str, table: str) -> str:
         raise ValueError("README: claims-table markers not found "
                          f"({README_BEGIN!r} … {README_END!r})")
     return readme[:start + len(README_BEGIN)] + "\n" + table + "\n" + readme[end:]
-
-
-__all__ += [
-    "README_BEGIN",
-    "README_END",
-    "adam_plateau_checks",
-    "bumps_per_vector",
-    "claims_markdown",
-    "loss_at",
-    "replace_readme_table",
-    "smear",
-    "stalls",
-]

@@ -568,7 +568,8 @@ def _fmt_list(values: Sequence[float | None]) -> str:
 def _cmd_report(args: argparse.Namespace) -> int:
     import time
 
-    from figures.report import build_report, resolve_sections, write_readme
+    from figures.reporting import report as build_report
+    from figures.reporting import resolve_sections, write_readme
 
     resolve_sections(args.only)  # a bad --only is a usage error before anything starts
     started = time.perf_counter()

@@ -34,7 +34,6 @@ from figures.claims import (
     rank_10_checks,
     replace_readme_table,
     s_curve_checks,
-    verdict,
     weight_decay_checks,
 )
 
@@ -97,7 +96,6 @@ def test_a_claim_of_several_maps():
     assert claim_verdict([fails, fails])[0] == NOT_SUPPORTED
     result, region = claim_verdict([holds, fails])
     assert result == IN_PART and region.count("test:") == 2
-    assert verdict([True, False]) == IN_PART and verdict([]) == NOT_MEASURED
 
 
 def _run(plateaus=(), drops=(), initial=None, tail=None, loss_start=1.0, final=1e-4,

@@ -1,42 +1,32 @@
-"""The "Depth" report section (figures.depth): a quick build, its blocks and its numbers."""
+"""The "Depth" report section (figures.reporting.sections.depth): a quick build, its blocks
+and its numbers."""
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 import pytest
 from tqdm import tqdm
 
-from figures.depth import fit_slope, section_depth
-from figures.report import Context, FigureBlock, Section, TableBlock, TextBlock
+from figures.reporting.blocks import Context, FigureBlock, TableBlock, TextBlock
+from figures.reporting.sections import depth as section
 from figures.sweeps import CacheStats
-
-
-def test_fit_slope_recovers_a_power_law_and_a_logarithm():
-    x = np.array([0.01, 0.02, 0.04, 0.08])
-    assert fit_slope(x, 3.0 * x**-2) == pytest.approx(-2.0, rel=1e-12)
-    assert fit_slope(x, 5.0 - np.log(x), log_y=False) == pytest.approx(-1.0, rel=1e-12)
-    assert math.isnan(fit_slope(x[:1], x[:1]))
-    assert math.isnan(fit_slope(x, np.full(4, math.nan)))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("depth")
-    section = Section(12, "depth", "Depth", section_depth, ("validation.training",))
     with ProcessPoolExecutor(2) as executor:
-        ctx = Context(out, True, executor, out / "cache", CacheStats(), section,
-                      tqdm(total=0, disable=True))
-        return out, section_depth(ctx)
+        ctx = Context(out, True, executor, out / "cache", CacheStats(), section.SECTION,
+                      tqdm(total=0, disable=True), section.QUICK)
+        return out, section.SECTION.build(ctx)
 
 
 def test_section_shows_curves_sweep_and_tables(built):
     _, result = built
     figures = [b for b in result.blocks if isinstance(b, FigureBlock)]
     tables = [b for b in result.blocks if isinstance(b, TableBlock)]
-    assert [f.png.name for f in figures] == ["12-depth-curves.png", "12-depth-sigma.png"]
+    assert [f.png.name for f in figures] == ["13-depth-curves.png", "13-depth-sigma.png"]
     for block in figures:
         assert block.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert block.data.is_file() and "η" in block.caption and "σ" in block.caption

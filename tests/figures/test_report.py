@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import re
 import shlex
+import sys
 
 import pytest
 
 from figures.claims import CLAIMS, NOT_MEASURED, README_BEGIN, README_END, VERDICTS
 from figures.cli import main
-from figures.report import QUICK_SIGMAS, SECTIONS, resolve_sections
+from figures.reporting import SECTIONS, resolve_sections
+from figures.reporting.sections import scalar_vector
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,45 @@ def test_claims_rows_are_sentences_with_a_region_a_map_and_a_link(small):
     claims = page[page.index("<h2 id='claims'>"):page.index("<h2 id='scalar-vector'>")]
     assert "class='thumb'" in claims and "href='#scalar-vector'" in claims
     cells = [r for r in csv.DictReader(open(small / "data" / "01-scalar-vector-map-claim1.csv"))]
-    assert len(cells) == 3 * len(QUICK_SIGMAS) and {"σ", "n", "holds"} <= set(cells[0])
+    quick = scalar_vector.QUICK
+    assert len(cells) == len(quick.ns) * len(quick.sigmas) and {"σ", "n", "holds"} <= set(cells[0])
     assert rows[2]["verdict"] == NOT_MEASURED
+
+
+def test_progress_is_a_line_per_section_off_a_terminal_and_bars_on_one(small, capsys,
+                                                                      monkeypatch):
+    """Standard error a file (CI logs): one line per finished section, no bar; a terminal:
+    the section's bar (tqdm), no line."""
+    command = ["report", "--quick", "--out", str(small), "--only", "scalar-vector"]
+    capsys.readouterr()
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"scurve report: section 1/{len(SECTIONS)} scalar-vector done in "
+                        r"\d+\.\d s\n", err)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert " 1. scalar-vector: 100%" in err and "scurve report: section" not in err
+
+
+def test_a_failing_section_is_reported_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    """A section that raises: its page part and its claims say why, the command exits 1."""
+    from figures.reporting import page, sections
+
+    def boom(ctx):
+        raise RuntimeError("boom")
+
+    broken = tuple(dataclasses.replace(s, build=boom) if s.slug == "scalar-vector" else s
+                   for s in sections.SECTIONS)
+    monkeypatch.setattr(sections, "SECTIONS", broken)
+    monkeypatch.setattr(page, "SECTIONS", broken)
+    assert main(["report", "--quick", "--out", str(tmp_path), "--only", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"section 1/{len(SECTIONS)} scalar-vector failed in" in err
+    assert "section scalar-vector failed: RuntimeError: boom" in err
+    rows = {r["claim"]: r for r in json.loads((tmp_path / "data" / "claims.json").read_text())}
+    assert rows[1]["verdict"] == NOT_MEASURED and rows[1]["numbers"] == "error: RuntimeError: boom"
+    assert 'class="error"' in (tmp_path / "index.html").read_text()
 
 
 def test_readme_option_rewrites_only_the_claims_table(small, tmp_path):
@@ -108,8 +148,9 @@ def test_rerun_with_the_same_cache_recomputes_nothing(report, capsys):
     assert record["cache"]["misses"] == 0 and record["cache"]["hits"] > 0
     out, err = capsys.readouterr()
     assert "total wall time" in out
-    for bar in (" 1. scalar-vector", " 2. rank-1", "11. equations"):  # one bar per section
-        assert bar in err
+    lines = [line for line in err.splitlines() if line.startswith("scurve report: section")]
+    assert sorted(line.split()[3] for line in lines) == [f"{n}/{len(SECTIONS)}"
+                                                          for n in (1, 11, 2)]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Report section "Depth": the chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² at D = 2, 3, 4.
+"""Section 13, depth: the chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² at D = 2, 3, 4.
 
 Three measurements, theory (the derived reduced gradient flow, float64) over training
 (full-batch SGD, float64, t = η·step) from the same spec (same seed):
@@ -6,28 +6,31 @@ Three measurements, theory (the derived reduced gradient flow, float64) over tra
 1. curves: D = 2, 3, 4 from one init scale σ (entries of X0, Y0, M_i0 i.i.d. N(0, σ²));
 2. the small-init law: t_0.5 against σ on log-log axes, per depth, with the per-seed closed
    form (:func:`dynamics.theory.crossing_time`); the fitted slope of ln t_0.5 against ln σ
-   beside the predicted −(D − 2) (:func:`dynamics.theory.chain_law_slope`; D = 2 is
-   logarithmic, t_0.5 ≈ (1/s) ln(1/σ) + K, slope → 0), and the ratio per halving of σ beside
-   2^{D−2};
+   (:func:`figures.claims.fit_slope`) beside the predicted −(D − 2)
+   (:func:`dynamics.theory.chain_law_slope`; D = 2 is logarithmic, t_0.5 ≈ (1/s) ln(1/σ) + K,
+   slope → 0), and the ratio per halving of σ beside 2^{D−2};
 3. the closed form of a balanced aligned start (u̇ = D u^{2−2/D}(s − u),
-   :func:`dynamics.theory.chain_loss`) against the flow of the model.
-
-Without :mod:`validation.training` the theory is drawn alone, under a pending note. Register with
-``Section(12, "depth", "Depth", section_depth)`` in :data:`figures.report.SECTIONS`.
+   :func:`dynamics.theory.chain_loss`) against the flow of the model
+   (:func:`figures.reporting.jobs.job_balanced`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .report import Context, SectionResult
+from ... import plots
+from ...claims import crossing, fit_slope
+from ...plots import ScalingPanel, ScalingSet, Series
+from ...sweeps import Job
+from ..blocks import Block, Context, Section, SectionResult, TextBlock
+from ..jobs import job_balanced, make_spec
+from ._runs import flows, train_job
 
-__all__ = ["fit_slope", "job_balanced", "section_depth"]
+__all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
 DEPTHS = (2, 3, 4)
 S = 1.0  # the target's singular value (rank 1)
@@ -37,11 +40,21 @@ CURVE_LR = 0.02
 SWEEP_LR = 0.05  # GD ≈ flow in the plateau at any depth; the drop lags by ~η·s/2 in t
 SWEEP_MARGIN = 1.25  # training runs to this multiple of the flow's largest t_0.5
 MAX_STEPS = 400_000
-SIGMAS = {  # per-entry init σ, factor-2 steps; D = 4 starts higher (t_0.5 ~ 1.5/σ²)
-    "full": {2: (0.01, 0.02, 0.04, 0.08), 3: (0.01, 0.02, 0.04, 0.08),
-             4: (0.02, 0.04, 0.08, 0.16)},
-    "quick": {2: (0.04, 0.08), 3: (0.04, 0.08), 4: (0.08, 0.16)},
-}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per depth, the per-entry init σ of the small-init sweep (factor-2 steps); seeds
+    0 … ``seeds`` − 1."""
+
+    sigmas: dict[int, tuple[float, ...]]
+    seeds: int
+
+
+# D = 4 starts higher (t_0.5 ~ 1.5/σ²)
+FULL = Settings({2: (0.01, 0.02, 0.04, 0.08), 3: (0.01, 0.02, 0.04, 0.08),
+                 4: (0.02, 0.04, 0.08, 0.16)}, 3)
+QUICK = Settings({2: (0.04, 0.08), 3: (0.04, 0.08), 4: (0.08, 0.16)}, 1)
 
 
 def _spec(depth: int, sigma: float, seed: int) -> dict[str, Any]:
@@ -49,86 +62,28 @@ def _spec(depth: int, sigma: float, seed: int) -> dict[str, Any]:
             "init": sigma, "singular_values": [S], "seed": seed}
 
 
-def fit_slope(x: np.ndarray, y: np.ndarray, log_x: bool = True, log_y: bool = True) -> float:
-    """Least-squares slope of y against x (of ln y against ln x by default); nan if < 2 points."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y) & (x > 0 if log_x else True) & (y > 0 if log_y else True)
-    if keep.sum() < 2:
-        return math.nan
-    xs = np.log(x[keep]) if log_x else x[keep]
-    ys = np.log(y[keep]) if log_y else y[keep]
-    return float(np.polyfit(xs, ys, 1)[0])
-
-
-def job_balanced(config: dict[str, Any]) -> dict[str, Any]:
-    """Flow of a balanced aligned chain against the closed form: ``{"depth", "n", "s", "a0"}``.
-
-    A = √s u, B = √s v (unit u, v), X0 = a0 u, Y0 = a0 v, M_i0 = a0 (k = 1): u = a^D obeys
-    u̇ = D u^{2−2/D}(s − u) exactly. Returns the largest |L_flow − L_closed| (in L_ref; the
-    flow's loss is a difference of order parameters, so it is exact to ~1e-10·L_ref, not
-    relative) and both t_0.5.
-    """
-    from dynamics import theory
-    from dynamics.integrate import predict
-    from dynamics.problems import Chain
-
-    depth, n, s, a0 = config["depth"], config["n"], config["s"], config["a0"]
-    rng = np.random.default_rng(0)
-    u, v = (w / np.linalg.norm(w) for w in rng.standard_normal((2, n, 1)))
-    spec = Chain(A=u * math.sqrt(s), B=v * math.sqrt(s), X0=u * a0, Y0=v * a0,
-                 M0=np.full((depth - 2, 1, 1), a0))
-    started = time.perf_counter()
-    traj = predict(spec)  # gradient flow
-    closed = theory.chain_loss(traj.t, s, a0**depth, depth)
-    t_half = traj.crossing_times().get(0.5)
-    exact = theory.chain_crossing(0.5, s, a0**depth, depth)
-    return {"max |L_flow − L_closed|/L_ref": float(np.max(np.abs(traj.loss - closed)))
-            / spec.l_ref, "t_0.5 flow": None if t_half is None else float(t_half),
-            "t_0.5 closed form": exact,
-            "t_0.5 rel. diff": None if t_half is None else abs(t_half / exact - 1),
-            "seconds": time.perf_counter() - started}
-
-
-def _t_half(run: dict[str, Any] | None) -> float:
-    value = None if run is None else run["crossings"].get("0.5")
-    return math.nan if value is None else float(value)
-
-
 def _geomean(values: list[float]) -> float:
     finite = [v for v in values if np.isfinite(v) and v > 0]
     return float(np.exp(np.mean(np.log(finite)))) if len(finite) == len(values) else math.nan
 
 
-def _train_job(spec: dict[str, Any], seeds: list[int], lr: float, t_end: float) -> tuple:
-    from .report import job_train
-
+def _train_job(spec: dict[str, Any], seeds: list[int], lr: float, t_end: float) -> Job:
     steps = int(min(MAX_STEPS, math.ceil(t_end / lr)))
-    return (job_train, {"spec": spec, "seeds": seeds, "train": {
-        "optimizer": "sgd", "lr": lr, "steps": steps, "dtype": "float64", "device": "cpu"}})
+    return train_job([{**spec, "seed": k} for k in seeds], lr, steps)
 
 
-def _curves(ctx: Context) -> tuple[list, dict[str, Any]]:
+def _curves(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
     """Figure 1: D = 2, 3, 4 from σ = :data:`CURVE_SIGMA`, theory over training."""
-    from . import plots
-    from .plots import Series
-    from .report import TextBlock, _missing, job_predict
-
     specs = [_spec(depth, CURVE_SIGMA, 0) for depth in DEPTHS]
-    theory = ctx.run([(job_predict, {"spec": spec, "method": "flow"}) for spec in specs])
-    trained: list[dict[str, Any] | None] = [None] * len(specs)
-    blocks: list = []
-    if _missing("validation.training"):
-        blocks.append(TextBlock("pending: needs validation.training (training over the theory)",
-                                "pending"))
-    else:
-        results = ctx.run([_train_job(spec, [0], CURVE_LR, th["t_end"])
-                           for spec, th in zip(specs, theory, strict=True)])
-        trained = [r["runs"][0] for r in results]
+    theory = flows(ctx, specs, None)
+    results = ctx.run([_train_job(spec, [0], CURVE_LR, th["t_end"])
+                       for spec, th in zip(specs, theory, strict=True)])
+    trained = [r["runs"][0] for r in results]
+    blocks: list[Block] = []
     series = []
     for i, (depth, th, tr) in enumerate(zip(DEPTHS, theory, trained, strict=True)):
         series.append(Series(th["trajectory"], f"D = {depth}", True, i, th["phases"]))
-        if tr is not None:
-            series.append(Series(tr["trajectory"], f"D = {depth}", False, i, tr["phases"]))
+        series.append(Series(tr["trajectory"], f"D = {depth}", False, i, tr["phases"]))
     fig = plots.plot_trajectories(series, f"Depth D = 2, 3, 4 from the same init scale "
                                   f"σ = {CURVE_SIGMA:g}", log_time=True)
     caption = (f"Chain X M₁⋯M_(D−2) Yᵀ fitting a rank-1 target (s = {S:g}), n = {N}, k = 1, "
@@ -140,38 +95,30 @@ def _curves(ctx: Context) -> tuple[list, dict[str, Any]]:
     blocks.append(ctx.figure(fig, "curves", caption, plots.trajectory_rows(series, True)))
     rows = []
     for depth, th, tr in zip(DEPTHS, theory, trained, strict=True):
-        row = {"D": depth, "σ": CURVE_SIGMA, "t_0.5 theory": _t_half(th),
-               "t_0.5 training": _t_half(tr),
-               "final L/L_ref theory": th["final_loss"] / th["l_ref"]}
-        if tr is not None:
-            row["t_0.5 rel. diff"] = abs(_t_half(tr) / _t_half(th) - 1)
-        rows.append(row)
+        rows.append({"D": depth, "σ": CURVE_SIGMA, "t_0.5 theory": crossing(th),
+                     "t_0.5 training": crossing(tr),
+                     "final L/L_ref theory": th["final_loss"] / th["l_ref"],
+                     "t_0.5 rel. diff": abs(crossing(tr) / crossing(th) - 1)})
     blocks.append(ctx.table("curves-table", "Crossing times of the curves (in t)", rows))
     return blocks, {"curves": rows}
 
 
-def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
+def _sweep(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
     """Figure 2: t_0.5 against σ per depth (log-log), fitted slopes beside −(D − 2)."""
     from dynamics import theory as law
 
-    from . import plots
-    from .plots import ScalingPanel, ScalingSet
-    from .report import _missing, job_predict, make_spec
-
-    grid = SIGMAS[ctx.pick("full", "quick")]
-    seeds = list(range(ctx.pick(3, 1)))
+    settings: Settings = ctx.settings
+    grid = settings.sigmas
+    seeds = list(range(settings.seeds))
     points = [(depth, sigma) for depth in DEPTHS for sigma in grid[depth]]
-    flows = iter(ctx.run([(job_predict, {"spec": _spec(depth, sigma, seed), "method": "flow"})
-                          for depth, sigma in points for seed in seeds]))
-    flow = {p: [_t_half(next(flows)) for _ in seeds] for p in points}
-    with_training = not _missing("validation.training")
-    trained = {p: [math.nan] * len(seeds) for p in points}
-    if with_training:
-        jobs = [_train_job(_spec(*p, 0), seeds, SWEEP_LR,
-                           SWEEP_MARGIN * max(t for t in flow[p] if np.isfinite(t)))
-                for p in points]
-        for p, result in zip(points, ctx.run(jobs), strict=True):
-            trained[p] = [_t_half(run) for run in result["runs"]]
+    runs = iter(flows(ctx, [_spec(depth, sigma, seed) for depth, sigma in points
+                            for seed in seeds], None))
+    flow = {p: [crossing(next(runs)) for _ in seeds] for p in points}
+    jobs = [_train_job(_spec(*p, 0), seeds, SWEEP_LR,
+                       SWEEP_MARGIN * max(t for t in flow[p] if np.isfinite(t)))
+            for p in points]
+    trained = {p: [crossing(run) for run in result["runs"]]
+               for p, result in zip(points, ctx.run(jobs), strict=True)}
     panels, rows, table = [], [], []
     for depth in DEPTHS:
         sigmas = np.array(grid[depth])
@@ -190,8 +137,7 @@ def _sweep(ctx: Context) -> tuple[list, dict[str, Any]]:
         else:
             anchor = theory_t[0] * (fine / sigmas[0]) ** predicted
             anchor_label = f"slope −{depth - 2} (predicted)"
-        label = (f"training, fitted slope {fit_train:.3f}" if with_training
-                 else "training: not run")
+        label = f"training, fitted slope {fit_train:.3f}"
         lines = ((f"flow, fitted slope {fit_theory:.3f}", sigmas, theory_t),
                  (f"closed form, fitted slope {fit_closed:.3f}", sigmas, closed_t),
                  (anchor_label, fine, anchor))
@@ -250,8 +196,6 @@ def _relabel(fig: Any, seeds: int) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from . import plots
-
     with plots._DRAWING:
         for legend in list(fig.legends):
             legend.remove()
@@ -273,7 +217,7 @@ def _relabel(fig: Any, seeds: int) -> None:
             ax.yaxis.set_minor_formatter(plain if high < 10 * low else NullFormatter())
 
 
-def _balanced(ctx: Context) -> tuple[list, dict[str, Any]]:
+def _balanced(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
     """Table: the closed form of the balanced aligned start against the model's flow."""
     settings = [{"depth": depth, "n": N, "s": S, "a0": 0.1} for depth in DEPTHS]
     rows = [{"D": c["depth"], "a0": c["a0"], **r} for c, r in
@@ -286,20 +230,21 @@ def _balanced(ctx: Context) -> tuple[list, dict[str, Any]]:
                       rows)], {"balanced": rows}
 
 
-def section_depth(ctx: Context) -> SectionResult:
+def build(ctx: Context) -> SectionResult:
     """The "Depth" section: curves at D = 2, 3, 4, the small-init law, the balanced check."""
-    from .report import SectionResult, TextBlock
-
     intro = TextBlock(
         "Depth-D chain L = ½‖A Bᵀ − X M₁⋯M_(D−2) Yᵀ‖² (D = 2 is the factorization). A "
         "balanced aligned mode u = a^D obeys u̇ = D u^(2−2/D)(s − u) (Saxe et al. 2014; Arora et "
         "al. 2018): from a small per-factor start σ its plateau lasts t ≈ σ^−(D−2)/((D − 2)s) "
         "+ K for D ≥ 3 — a power of 1/σ, so each halving of σ multiplies it by 2^(D−2) — and "
         "t ≈ (1/s) ln(1/σ) + K at D = 2 (dynamics.theory.chain_law).")
-    blocks: list = [intro]
+    blocks: list[Block] = [intro]
     data: dict[str, Any] = {}
     for part in (_curves, _sweep, _balanced):
         more, values = part(ctx)
         blocks.extend(more)
         data.update(values)
     return SectionResult(blocks, [], data)
+
+
+SECTION = Section(13, "depth", "Depth", build, FULL, QUICK)

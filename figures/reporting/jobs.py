@@ -1,0 +1,362 @@
+"""The report's jobs: the cacheable units of work, and what they keep of each run.
+
+A job is ``(fn, config)`` (:mod:`figures.sweeps`): ``fn`` one of the top-level functions here,
+run in a worker process and cached on disk by its configuration and the source of this module.
+The report's sections (:mod:`figures.reporting.sections`) build the configs; every job that
+integrates or trains a spec returns :func:`summarize` of each run (crossing times, phases,
+alignment and norm histories, in continuous time t; a step of rate η advances t by η, README
+"Conventions").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+from scipy.signal import find_peaks
+
+from dynamics.problems import KINDS, Chain, Factorization, Problem
+from dynamics.trajectory import Trajectory
+
+__all__ = [
+    "BUMP_PROMINENCE",
+    "FRACTIONS",
+    "job_balanced",
+    "job_equations",
+    "job_gradient_groups",
+    "job_modes_theory",
+    "job_predict",
+    "job_predict_aligned",
+    "job_task",
+    "job_task_theory",
+    "job_train",
+    "make_spec",
+    "summarize",
+]
+
+FRACTIONS = (0.9, 0.5, 0.1, 0.01)  # crossing times t_f reported for every run
+PLOT_SAMPLES = 600  # samples kept per trajectory for figures and data files
+MAX_PAIRS = 16  # above r·k target/learned pairs, only max_j |cos| is kept per learned vector
+BUMP_PROMINENCE = 0.05  # a bump: a local maximum of an alignment curve this prominent
+
+
+def make_spec(config: dict[str, Any]) -> Problem:
+    """The spec sampled from ``config`` = ``{"kind": ..., **sample arguments}`` (with its seed)."""
+    args = dict(config)
+    return KINDS[args.pop("kind")].sample(**args)  # type: ignore[attr-defined]
+
+
+def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
+    """At most ~``count`` samples (half linear, half log-spaced in t); big cosines compacted.
+
+    With more than :data:`MAX_PAIRS` target/learned pairs a factor keeps only
+    max_j |cos(target j, learned l)| per learned vector (shape (T, 1, k)): what is plotted.
+    """
+    t = traj.t
+    if t.size > count:
+        first = t[1] if t[0] == 0 else t[0]
+        marks = np.concatenate([np.linspace(t[0], t[-1], count // 2),
+                                np.geomspace(max(first, t[-1] * 1e-6), t[-1], count // 2)])
+        keep = np.unique(np.concatenate([[0, t.size - 1],
+                                         np.searchsorted(t, marks).clip(0, t.size - 1)]))
+    else:
+        keep = np.arange(t.size)
+    cosines = {}
+    for name, cos in traj.cosines.items():
+        cos = cos[keep]
+        if cos.shape[1] * cos.shape[2] > MAX_PAIRS:
+            cos = np.max(np.abs(cos), axis=1, keepdims=True)
+        cosines[name] = cos
+    return Trajectory(t[keep], traj.loss[keep], traj.l_ref, cosines,
+                      {name: v[keep] for name, v in traj.norms.items()}, traj.method,
+                      None if traj.steps is None else traj.steps[keep])
+
+
+def _factor_summary(t: np.ndarray, cosines: np.ndarray, norms: np.ndarray) -> dict[str, Any]:
+    """Alignment, norm history and bumps of one factor (medians over its learned vectors).
+
+    Alignment of learned vector l: max_j |cos(target j, l)|. ``t_align``: first time the mean
+    alignment has covered 90 % of its change. Norm ratios: min/initial and final/min. Bumps:
+    local maxima of the alignment curves with prominence >= :data:`BUMP_PROMINENCE`; a bump is
+    "in growth" when it lies between the vector's smallest norm and the time its norm has
+    covered 90 % of its growth.
+    """
+    align = np.max(np.abs(cosines), axis=1)
+    mean = align.mean(axis=1)
+    change = mean[-1] - mean[0]
+    reached = np.flatnonzero(mean >= mean[0] + 0.9 * change) if change > 0 else []
+    low, low_at, end = norms.min(axis=0), norms.argmin(axis=0), norms[-1]
+    tiny = np.finfo(np.float64).tiny
+    bumps, in_growth = [], 0
+    for l in range(align.shape[1]):
+        grown = np.flatnonzero(norms[low_at[l]:, l] >= low[l] + 0.9 * (end[l] - low[l]))
+        grow_end = t[low_at[l] + grown[0]] if grown.size else t[-1]
+        peaks, _ = find_peaks(align[:, l], prominence=BUMP_PROMINENCE)
+        bumps.extend(float(t[i]) for i in peaks)
+        in_growth += int(np.sum((t[peaks] >= t[low_at[l]]) & (t[peaks] <= grow_end)))
+    return {
+        "vectors": int(align.shape[1]),
+        "alignment_start": float(mean[0]),
+        "alignment_end": float(mean[-1]),
+        "t_align": float(t[reached[0]]) if len(reached) else None,
+        "norm_start": float(np.median(norms[0])),
+        "norm_end": float(np.median(end)),
+        "norm_min_ratio": float(np.median(low / np.maximum(norms[0], tiny))),
+        "norm_growth": float(np.median(end / np.maximum(low, tiny))),
+        "bumps": len(bumps),
+        "bumps_in_growth": in_growth,
+        "bump_times": sorted(bumps),
+    }
+
+
+def summarize(traj: Trajectory, loss_t: np.ndarray | None = None,
+              loss: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything the report uses about one run, computed at full resolution.
+
+    Crossing times and phases come from ``(loss_t, loss)`` when given (a training run's
+    every-step loss), else from the trajectory. The trajectory itself is kept thinned
+    (:func:`_thin`) for the figures.
+    """
+    from dynamics.phases import analyze, crossing_times
+
+    loss_t = traj.t if loss_t is None else loss_t
+    loss = traj.loss if loss is None else loss
+    finite = np.isfinite(loss)
+    loss_t, loss = loss_t[finite], loss[finite]
+    crossings: dict[str, float | None] = {f"{f:g}": None for f in FRACTIONS}
+    phases = None
+    if loss.size >= 2:
+        crossings = {f"{f:g}": v for f, v in
+                     crossing_times(loss_t, loss, traj.l_ref, FRACTIONS).items()}
+        try:
+            phases = analyze(loss_t, loss, traj.l_ref).to_dict()
+        except ValueError:  # too few usable samples for the phase analysis
+            phases = None
+    return {
+        "trajectory": _thin(traj),
+        "crossings": crossings,
+        "phases": phases,
+        "factors": {name: _factor_summary(traj.t, traj.cosines[name], traj.norms[name])
+                    for name in traj.cosines},
+        "l_ref": float(traj.l_ref),
+        "loss_start": float(loss[0]) if loss.size else math.nan,
+        "final_loss": float(loss[-1]) if loss.size else math.nan,
+        "t_end": float(loss_t[-1]) if loss.size else 0.0,
+    }
+
+
+def job_predict(config: dict[str, Any]) -> dict[str, Any]:
+    """Integrate the theory: ``{"spec", "method", "lr", "t_max"}`` -> :func:`summarize`."""
+    from dynamics.integrate import predict
+    from dynamics.methods import method_from_name
+
+    started = time.perf_counter()
+    spec = make_spec(config["spec"])
+    method = method_from_name(config.get("method", "flow"), lr=config.get("lr"))
+    traj = predict(spec, method, t_max=config.get("t_max"))
+    return {**summarize(traj), "mechanistic": _mechanistic(spec, traj),
+            "seconds": time.perf_counter() - started}
+
+
+def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
+    """Mechanistic phases (:func:`dynamics.phases.mechanistic_phases`, from the order
+    parameters) of a squared-loss factorization curve without decay; None for anything else."""
+    from dynamics.phases import mechanistic_phases
+
+    if not isinstance(spec, Factorization) or spec.loss != "mse" or spec.weight_decay:
+        return None
+    s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
+    try:
+        return mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, s).to_dict()
+    except (ValueError, KeyError):
+        return None
+
+
+def job_train(config: dict[str, Any]) -> dict[str, Any]:
+    """Train every spec of ``config["specs"]`` (spec dicts of one shape) at once, with
+    ``TrainConfig(**config["train"])`` (t = η·step): ``{"runs": [summarize per spec, from its
+    every-step loss], "diverged": [index of each spec that diverged], "seconds"}``."""
+    from validation.training import TrainConfig, train
+
+    specs = [make_spec(spec) for spec in config["specs"]]
+    settings = TrainConfig(**config["train"])
+    result = train(specs, settings)
+    lrs = np.broadcast_to(np.asarray(settings.lr, dtype=float), (len(specs),))
+    runs = [summarize(traj, lr * np.arange(loss.size), loss)
+            for traj, loss, lr in zip(result.trajectories, result.loss, lrs, strict=True)]
+    return {"runs": runs, "diverged": sorted({int(d[0]) for d in result.diverged}),
+            "seconds": result.seconds}
+
+
+def job_task(config: dict[str, Any]) -> dict[str, Any]:
+    """One grouped-loss run: ``{"task", "method", "seed", "steps"}`` (task defaults otherwise).
+
+    Returns the per-group loss curves, the emergence summary
+    (:func:`validation.emergence.summarize_run`) and the final adjusted Rand index.
+    """
+    from validation.emergence import summarize_run
+    from validation.tasks import TASKS, make_method, make_task, train_task
+
+    setting = TASKS[config["task"]]
+    task = make_task(config["task"], config["seed"])
+    options = setting.method_options.get(config["method"], {})
+    result = train_task(task, make_method(config["method"], task, config["seed"], **options),
+                        steps=config.get("steps") or setting.steps, lr=setting.lr,
+                        seed=config["seed"], optimizer=setting.optimizer, record=setting.record)
+    summary = summarize_run(result.time, result.group_loss, result.threshold)
+    summary["ari_final"] = float(result.ari[-1]) if result.ari.size else math.nan
+    return {"time": result.time, "time_unit": result.time_unit, "group_loss": result.group_loss,
+            "steps": int(result.steps[-1]),
+            "reference": np.asarray(task.reference_loss, dtype=float), "summary": summary,
+            "seconds": result.wall_seconds}
+
+
+def job_task_theory(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The theory of one grouped-loss run (:func:`validation.tasks.predict_task`): the derived
+    per-group flow from the same initial weights, at the run's record steps. Same config as
+    :func:`job_task`; None for a task without theory (not a modes task)."""
+    from validation.emergence import summarize_run
+    from validation.tasks import TASKS, ModesTask, make_task, predict_task
+
+    setting = TASKS[config["task"]]
+    task = make_task(config["task"], config["seed"])
+    if not isinstance(task, ModesTask):
+        return None
+    result = predict_task(task, config["method"], steps=config.get("steps") or setting.steps,
+                          lr=setting.lr, seed=config["seed"], record=setting.record)
+    return {"time": result.time, "group_loss": result.group_loss,
+            "reference": np.asarray(task.reference_loss, dtype=float),
+            "summary": summarize_run(result.time, result.group_loss, result.threshold),
+            "seconds": result.wall_seconds}
+
+
+def job_equations(config: dict[str, Any]) -> dict[str, Any]:
+    """The derived equations (LaTeX) of ``config["derivations"]``: ``[title, call, kwargs]``."""
+    from dynamics import symbolic
+
+    return {title: getattr(symbolic, call)(**kwargs).latex()
+            for title, call, kwargs in config["derivations"]}
+
+
+
+def job_modes_theory(config: dict[str, Any]) -> dict[str, Any]:
+    """Emergence summaries of the mean and grouped loss predicted on a modes task:
+    ``{"alpha", "ratio", "groups", "seed", "lr", "steps", "record"}`` — G modes with
+    p_g ∝ g^−α and s_g geometric from ``ratio`` down to 1 (mode 1 the largest and most
+    frequent), integrated by :func:`validation.tasks.predict_task` (the dynamics.modes flow).
+    """
+    from validation.emergence import summarize_run
+    from validation.tasks import ModesTask, predict_task
+
+    g = config["groups"]
+    p = np.arange(1, g + 1, dtype=float) ** -config["alpha"]
+    task = ModesTask(np.geomspace(config["ratio"], 1.0, g), p / p.sum(), seed=config["seed"])
+    out = {}
+    for method in ("mean", "grouped"):
+        r = predict_task(task, method, steps=config["steps"], lr=config["lr"],
+                         seed=config["seed"], record=config["record"])
+        out[method] = summarize_run(r.time, r.group_loss, r.threshold)
+    return out
+
+
+def job_gradient_groups(config: dict[str, Any]) -> dict[str, Any]:
+    """Do per-example gradients find parity's tasks? ``{"seed", "checkpoints", "lr",
+    "per_task"}``.
+
+    Trains the parity MLP on the mean loss (Adam, fresh batches, as ``validation.tasks``
+    does) and at each checkpoint step computes per-example gradients of ``per_task``
+    evaluation examples per task — of the whole model, and of the task-code block alone —
+    then groups them: spectral clustering of the unit gradients (|cosine| affinity, as the
+    task's cluster method), and each example's largest squared coefficient on the top-K right
+    singular vectors (as the svd method). Returns the adjusted Rand index against the true
+    tasks per block, method and checkpoint, and the mean accuracy.
+    """
+    import torch
+
+    from validation.emergence import adjusted_rand
+    from validation.grouped import (
+        cluster_unit_gradients,
+        flatten_grads,
+        gradient_svd,
+        per_example_grads,
+        unit_rows,
+    )
+    from validation.tasks import make_task
+
+    torch.set_num_threads(1)
+    task = make_task("parity", config["seed"])
+    generator = torch.Generator().manual_seed(config["seed"])
+    model = task.make_model(generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    k = task.num_groups
+    pick = torch.cat([torch.nonzero(task.eval_labels == g)[:config["per_task"], 0]
+                      for g in range(k)])
+    inputs, targets = task.eval_inputs[pick], task.eval_targets[pick]
+    labels = task.eval_labels[pick].numpy()
+    blocks = {"whole model": None, "task-code block": task.gradient_params}
+    ari = {b: {"cluster": [], "svd": []} for b in blocks}
+    accuracy = []
+    checkpoints = sorted(config["checkpoints"])
+    for step in range(checkpoints[-1] + 1):
+        if step in checkpoints:
+            for name, params in blocks.items():
+                unit = unit_rows(flatten_grads(per_example_grads(
+                    model, task.per_example_loss, inputs, targets, params)))
+                found = cluster_unit_gradients(unit, k, "spectral", seed=0, sign_invariant=True,
+                                               affinity="cosine")
+                ari[name]["cluster"].append(adjusted_rand(found, labels))
+                directions = gradient_svd(unit, k)[2]
+                svd = ((unit.double() @ directions) ** 2).argmax(dim=1).numpy()
+                ari[name]["svd"].append(adjusted_rand(svd, labels))
+            accuracy.append(float(task.evaluate(model)[1].mean()))
+        if step == checkpoints[-1]:
+            break
+        x, y, _ = task.batch(generator)
+        loss = task.per_example_loss(model(x), y).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {"ari": ari, "accuracy": accuracy, "steps": checkpoints}
+
+
+def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:
+    """Gradient flow from a balanced start aligned with the target: ``{"spec", "fraction",
+    "t_max"}``; X0 = c·A, Y0 = c·B with c = √fraction, so each mode starts at w_i = fraction·s_i
+    (A = U diag(√s), B = V diag(√s) for a spec sampled with ``singular_values``)."""
+    from dynamics.integrate import predict
+
+    spec = make_spec(config["spec"])
+    c = math.sqrt(config["fraction"])
+    spec = dataclasses.replace(spec, X0=spec.A * c, Y0=spec.B * c)
+    return summarize(predict(spec, t_max=config["t_max"]))  # gradient flow
+
+
+def job_balanced(config: dict[str, Any]) -> dict[str, Any]:
+    """Flow of a balanced aligned chain against the closed form: ``{"depth", "n", "s", "a0"}``.
+
+    A = √s u, B = √s v (unit u, v), X0 = a0 u, Y0 = a0 v, M_i0 = a0 (k = 1): u = a^D obeys
+    u̇ = D u^{2−2/D}(s − u) exactly. Returns the largest |L_flow − L_closed| (in L_ref; the
+    flow's loss is a difference of order parameters, so it is exact to ~1e-10·L_ref, not
+    relative) and both t_0.5.
+    """
+    from dynamics import theory
+    from dynamics.integrate import predict
+
+    depth, n, s, a0 = config["depth"], config["n"], config["s"], config["a0"]
+    rng = np.random.default_rng(0)
+    u, v = (w / np.linalg.norm(w) for w in rng.standard_normal((2, n, 1)))
+    spec = Chain(A=u * math.sqrt(s), B=v * math.sqrt(s), X0=u * a0, Y0=v * a0,
+                 M0=np.full((depth - 2, 1, 1), a0))
+    started = time.perf_counter()
+    traj = predict(spec)  # gradient flow
+    closed = theory.chain_loss(traj.t, s, a0**depth, depth)
+    t_half = traj.crossing_times().get(0.5)
+    exact = theory.chain_crossing(0.5, s, a0**depth, depth)
+    return {"max |L_flow − L_closed|/L_ref": float(np.max(np.abs(traj.loss - closed)))
+            / spec.l_ref, "t_0.5 flow": None if t_half is None else float(t_half),
+            "t_0.5 closed form": exact,
+            "t_0.5 rel. diff": None if t_half is None else abs(t_half / exact - 1),
+            "seconds": time.perf_counter() - started}

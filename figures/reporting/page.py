@@ -1,0 +1,234 @@
+"""The report's page: running the sections, saving each one, and assembling ``index.html``.
+
+:func:`report` runs the chosen sections (:mod:`figures.reporting.sections`) concurrently, one
+thread each, their jobs on one executor (cached by :mod:`figures.sweeps`); each section's HTML
+fragment goes to ``OUT/sections/`` and its claims and data to ``OUT/data/``, so ``--only``
+refreshes its sections and keeps the others. The page and the claims table
+(``data/claims.{json,csv,md}``) are then assembled from every fragment on disk. Progress goes to
+standard error: a bar per section on a terminal, else one line per finished section.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import sys
+import threading
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..claims import ClaimResult, claims_markdown, claims_table, replace_readme_table
+from ..jsonable import jsonable
+from ..sweeps import CacheStats, default_executor
+from .blocks import Context, Section, SectionResult, TextBlock, write_csv
+from .sections import SECTIONS, resolve_sections
+
+__all__ = ["report", "write_readme"]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1500px;
+margin:0 auto;padding:1em 2em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-top:.6em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #ddd;
+padding:.25em .5em;text-align:left;vertical-align:top} th{background:#f3f3f3}
+figure{margin:1em 0} figure img{max-width:100%} figcaption{font-size:.85em;color:#444}
+code{background:#f4f4f4;padding:0 .3em} .small{font-size:.8em}
+.pending{background:#fff6d6;padding:.4em .7em;border-left:4px solid #e0b000}
+.error{background:#fde2e2;padding:.4em .7em;border-left:4px solid #c00}
+.supported{color:#176a1a;font-weight:600} .holds-in-part{color:#a06000;font-weight:600}
+.not-supported{color:#b00;font-weight:600} .not-measured{color:#777}
+ul.eqs{list-style:none;padding-left:0} img.eq{max-width:100%;margin:.2em 0}
+nav a{margin-right:1em} img.thumb{height:2.2em;border:1px solid #ccc}
+"""
+
+
+def _thumbnail_html(out: Path, row: dict[str, Any]) -> str:
+    path = out / str(row.get("thumbnail") or "")
+    if not row.get("thumbnail") or not path.is_file():
+        return ""
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return (f"<a href='#{row['section']}'><img class='thumb' alt='map of claim {row['claim']}' "
+            f"src='data:image/png;base64,{encoded}'></a>")
+
+
+def _claims_html(out: Path, rows: list[dict[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><td>{r['claim']}</td><td>{html.escape(r['text'])}</td>"
+        f"<td class='{r['verdict'].replace(' ', '-')}'>{html.escape(r['verdict'])}</td>"
+        f"<td>{html.escape(str(r.get('region') or '–'))}</td>"
+        f"<td>{html.escape(r['numbers'])}<br><span class='small'>"
+        f"{html.escape(str(r.get('settings') or ''))}</span></td>"
+        f"<td>{_thumbnail_html(out, r)}<br><a href='#{r['section']}'>"
+        f"{html.escape(r['section'])}</a></td></tr>"
+        for r in rows)
+    return ("<p>Each claim is judged on a map over the parameters it hinges on (init σ per "
+            "coordinate, rank, optimizer and η, target scale, λ); the verdict names the region "
+            "where its test holds. Click a map for its section.</p>"
+            "<table><tr><th>#</th><th>claim</th><th>verdict</th>"
+            "<th>where it holds</th><th>what decides it</th><th>map</th></tr>"
+            f"{body}</table>"
+            "<p class='small'><a href='data/claims.csv'>claims (CSV)</a> · "
+            "<a href='data/claims.json'>claims (JSON)</a> · "
+            "<a href='data/claims.md'>claims (Markdown, the README's table)</a> · "
+            "<a href='data/run.json'>run (JSON)</a></p>")
+
+
+def write_readme(out: str | Path, readme: str | Path) -> Path:
+    """Rewrite the claims table of ``readme`` (between :data:`figures.claims.README_BEGIN`
+    and ``README_END``) from the report's ``out/data/claims.json``."""
+    rows = json.loads((Path(out) / "data" / "claims.json").read_text())
+    path = Path(readme)
+    path.write_text(replace_readme_table(path.read_text(), claims_markdown(rows)))
+    return path
+
+
+def _stem(section: Section) -> str:
+    return f"{section.number:02d}-{section.slug}"
+
+
+def _save_section(out: Path, section: Section, result: SectionResult, quick: bool,
+                  seconds: float, command: str) -> None:
+    """Write the section's HTML fragment (``sections/``) and its claims and data (``data/``).
+
+    The page is assembled from the fragments on disk, so ``--only`` refreshes its sections
+    and keeps the others from earlier runs.
+    """
+    reasons = "no measurement" if result.error is None else f"error: {result.error}"
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    fragment = "\n".join([
+        f"<h2 id='{section.slug}'>{section.number}. {html.escape(section.title)}</h2>",
+        *(block.html() for block in result.blocks),
+        f"<p class='small'>Built {stamp} by a {'quick' if quick else 'full'} run in "
+        f"{seconds:.1f} s; regenerate this section: <code>{html.escape(command)}</code></p>"])
+    (out / "sections").mkdir(exist_ok=True)
+    (out / "sections" / f"{_stem(section)}.html").write_text(fragment, encoding="utf-8")
+    record = {"quick": quick, "built": stamp, "seconds": seconds, "reasons": reasons,
+              "claims": [c.__dict__ for c in result.claims], **result.data}
+    (out / "data" / f"{_stem(section)}.json").write_text(
+        json.dumps(jsonable(record), indent=1, ensure_ascii=False))
+
+
+def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
+    """Write ``out/index.html`` from the section fragments on disk; returns the claims rows."""
+    parts, results, reasons = [], {}, {}
+    for section in SECTIONS:
+        fragment = out / "sections" / f"{_stem(section)}.html"
+        meta = out / "data" / f"{_stem(section)}.json"
+        if fragment.is_file() and meta.is_file():
+            record = json.loads(meta.read_text())
+            parts.append(fragment.read_text(encoding="utf-8"))
+            results.update({c["number"]: ClaimResult(**c) for c in record["claims"]})
+            reasons[section.slug] = record["reasons"]
+        else:
+            reasons[section.slug] = "section not built yet"
+            parts.append(f"<h2 id='{section.slug}'>{section.number}. "
+                         f"{html.escape(section.title)}</h2><p class='pending'>Not built yet: "
+                         f"<code>scurve report --only {section.slug} --out {out}</code></p>")
+    claims = claims_table(results, reasons)
+    write_csv(out / "data" / "claims.csv", claims)
+    (out / "data" / "claims.json").write_text(json.dumps(claims, indent=1, ensure_ascii=False))
+    (out / "data" / "claims.md").write_text(claims_markdown(claims) + "\n")
+    nav = "".join(f"<a href='#{s.slug}'>{s.number}. {html.escape(s.title)}</a>"
+                  for s in SECTIONS)
+    page = "\n".join([
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>scurve report</title><style>{CSS}</style></head><body>"
+        "<h1>scurve report</h1><p>Step-wise learning in solvable toy models: theory "
+        "(float64 integration of the derived dynamics) against real training from the same "
+        "initialisation. Time is continuous, t = η·step.</p>"
+        f"<nav>{nav}</nav><h2 id='claims'>Claims</h2>{_claims_html(out, claims)}",
+        *parts,
+        f"<hr><p class='small'>{html.escape(footer)}</p></body></html>"])
+    (out / "index.html").write_text(page, encoding="utf-8")
+    return claims
+
+
+_PRINT = threading.Lock()
+
+
+def _run_section(ctx: Context, lines: bool) -> tuple[str | None, float]:
+    """Build and save ``ctx.section``: (error or None, seconds). A failure becomes a note in
+    the section; the other sections go on. With ``lines`` (standard error not a terminal),
+    prints one line when the section is done instead of drawing its bar."""
+    started = time.perf_counter()
+    try:
+        result = ctx.section.build(ctx)
+    except Exception as exc:  # reported in its section and by the command's exit status
+        error = f"{type(exc).__name__}: {exc}"
+        result = SectionResult([TextBlock(f"error: {error}", "error")], error=error)
+    finally:
+        ctx.bar.close()
+    seconds = time.perf_counter() - started
+    _save_section(ctx.out, ctx.section, result, ctx.quick, seconds, ctx.command)
+    if lines:
+        with _PRINT:
+            print(f"scurve report: section {ctx.section.number}/{len(SECTIONS)} "
+                  f"{ctx.section.slug} {'done' if result.error is None else 'failed'} in "
+                  f"{seconds:.1f} s", file=sys.stderr, flush=True)
+    return result.error, seconds
+
+
+def report(
+    out: str | Path,
+    quick: bool = False,
+    only: str | None = None,
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run the sections (all, or ``only``) and write ``out/index.html`` and ``out/data/``.
+
+    The page holds every section built so far in ``out`` (sections not run now keep their
+    last build); the claims table is computed from the sections' saved data.
+
+    Args:
+        out: output folder.
+        quick: small problems and few seeds (a smoke run, at most ~2 minutes on 2 cores).
+        only: section number or slug (comma-separated for several); None: all.
+        executor: where the jobs run (default: a local process pool).
+        cache_dir: result cache (default ``out/cache``).
+
+    Returns:
+        The run record written to ``out/data/run.json``: seconds (total and per section),
+        cache hits and misses, errors.
+    """
+    started = time.perf_counter()
+    chosen = resolve_sections(only)
+    out = Path(out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    stats = CacheStats()
+    own = executor is None
+    pool = default_executor() if executor is None else executor
+    cache = Path(cache_dir or out / "cache")
+    bars = sys.stderr.isatty()  # else one line per finished section (CI logs, files)
+
+    def context(i: int, section: Section) -> Context:
+        bar = tqdm(total=0, position=i, dynamic_ncols=True, disable=not bars,
+                   desc=f"{section.number:>2}. {section.slug}")
+        return Context(out, quick, pool, cache, stats, section, bar, section.settings(quick))
+
+    errors: dict[str, str] = {}
+    timing: dict[str, float] = {}
+    try:  # sections run concurrently: one waits on its jobs while another draws
+        with ThreadPoolExecutor(len(chosen), thread_name_prefix="section") as threads:
+            futures = {section.slug: threads.submit(_run_section, context(i, section), not bars)
+                       for i, section in enumerate(chosen)}
+            for slug, future in futures.items():
+                error, timing[slug] = future.result()
+                if error is not None:
+                    errors[slug] = error
+    finally:
+        if own:
+            pool.shutdown(cancel_futures=True)
+    seconds = time.perf_counter() - started
+    record = {"seconds": seconds, "quick": quick, "section_seconds": timing,
+              "cache": stats.to_dict(), "errors": errors}
+    (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
+    _assemble(out, f"Last run ({'quick' if quick else 'full'}, sections "
+                   f"{', '.join(s.slug for s in chosen)}): {seconds:.1f} s wall time; "
+                   f"{stats.misses} jobs computed, {stats.hits} read from the cache.")
+    return record
