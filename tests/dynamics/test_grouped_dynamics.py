@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from dynamics.groups import ROOT_EPS, mode_emergence_time, objective, parse
+from dynamics.groups import (
+    ROOT_EPS,
+    balanced_strengths,
+    emergence_law,
+    mode_emergence_time,
+    objective,
+    parse,
+)
 from dynamics.integrate import predict
 from dynamics.methods import Discrete, Flow, Modified
 from dynamics.phases import crossing_times
@@ -220,3 +227,19 @@ def test_spec_round_trip_and_bad_objectives():
 def test_spec_file_round_trip(tmp_path):
     spec = sample_modes([1.0, 2.0], [0.7, 0.3], n=6, hidden=3, seed=2, objective="dro")
     assert load(save(spec, tmp_path / "m.npz")) == spec
+
+
+@pytest.mark.parametrize("q", [-1.0, 0.0, 1.0])
+def test_emergence_law_predicts_every_mode_of_the_flow(q):
+    """The decoupled law t_g (from w_g(0) = ‖(a_gᵀX₀ + b_gᵀY₀)/2‖²) against the full derived
+    flow of a 5-mode task with spread scales: measured within 1.4 % per mode."""
+    spec = sample_modes(np.geomspace(2, 1, 5), np.full(5, 0.2), seed=0,
+                        objective=f"power(q={q:g})")
+    d = spec.data
+    w0 = balanced_strengths(d["A"], d["B"], d["X0"], d["Y0"])
+    law = emergence_law(spec.group_objective, np.diag(d["S"]), spec.frequencies, w0)
+    traj = predict(spec, Flow(), t_max=1.5 * law.max())
+    ref = spec.reference_losses
+    flow = np.array([crossing_times(traj.t, traj.group_loss[:, g], ref[g], (0.5,))[0.5]
+                     for g in range(5)], dtype=float)
+    np.testing.assert_allclose(law, flow, rtol=0.02)
