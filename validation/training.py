@@ -58,7 +58,7 @@ from dynamics.trajectory import Trajectory
 from . import programs
 from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
 
-__all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
+__all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "limit_threads", "record_steps", "train"]
 
 DIVERGENCE = 1e6  # a seed stops once its loss is non-finite or above DIVERGENCE·L_ref
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -184,18 +184,25 @@ class TrainResult:
         return out
 
 
-def record_steps(steps: int, record: str = "log") -> np.ndarray:
+def record_steps(steps: int, record: str | int | Sequence[int] = "log") -> np.ndarray:
     """Steps at which the order parameters are recorded, sorted and unique.
 
     ``log``: every step up to 100, about 200 log-spaced and 200 linearly spaced steps up to
-    ``steps`` (always 0 and ``steps``); ``all``: every step 0..steps.
+    ``steps`` (always 0 and ``steps``); ``all``: every step 0..steps; an int n: every n-th
+    step; a sequence: the listed steps within [0, steps]. Always 0 and ``steps``.
     """
-    if record == "all":
-        return np.arange(steps + 1)
-    early = np.arange(min(steps, 100) + 1)
-    log = np.rint(np.geomspace(1, steps, 200))
-    linear = np.rint(np.linspace(0, steps, 201))
-    return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
+    if isinstance(record, str):
+        if record == "all":
+            return np.arange(steps + 1)
+        early = np.arange(min(steps, 100) + 1)
+        log = np.rint(np.geomspace(1, steps, 200))
+        linear = np.rint(np.linspace(0, steps, 201))
+        return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
+    if isinstance(record, (int, np.integer)):
+        listed = np.arange(0, steps + 1, int(record))
+    else:
+        listed = np.array([int(s) for s in record if 0 <= s <= steps], dtype=np.int64)
+    return np.unique(np.concatenate([[0], listed, [steps]]).astype(np.int64))
 
 
 class _Objective:
@@ -379,7 +386,7 @@ SMALL_WORK = 2**23  # multiply-adds per step below which a CPU run uses one thre
 
 
 @contextlib.contextmanager
-def _threads(work: int, device: torch.device):
+def limit_threads(work: int, device: torch.device):
     """One torch CPU thread while a step is small (< SMALL_WORK multiply-adds), then restore.
 
     A step is a few batched matmuls of ~1e5-1e6 multiply-adds and small ops; splitting them
@@ -436,7 +443,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
                                      config.eps, wd) for group in objective.groups]
         limit = (DIVERGENCE * objective.l_ref).to(dtype)
         start = time.perf_counter()
-        with _threads(objective.macs, device):
+        with limit_threads(objective.macs, device):
             losses, rec_losses, orders = _loop(objective, optimizers, lr, limit, config.steps,
                                                rec, show)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype
