@@ -76,6 +76,7 @@ __all__ = [
     "per_example_grads",
     "select_parameters",
     "silhouette_k",
+    "spectral_labels",
     "torch_objective",
     "unit_rows",
 ]
@@ -289,8 +290,12 @@ def gradient_affinity(
     replaced by |c|, so g and −g (e.g. the two labels of a binary task, whose gradients differ
     by the sign of p − y) count as one direction.
     """
-    points = unit.detach().double().cpu().numpy() if isinstance(unit, Tensor) else unit
-    cos = np.clip(points @ points.T, -1.0, 1.0)
+    if isinstance(unit, Tensor):  # the Gram matrix in the gradients' dtype (float32: 2x faster)
+        unit = unit.detach()
+        gram = (unit @ unit.T).double().cpu().numpy()
+    else:
+        gram = unit @ unit.T
+    cos = np.clip(gram, -1.0, 1.0)
     cos = np.abs(cos) if sign_invariant else cos
     if kind == "qdg":
         return 1.0 - np.arccos(cos) / math.pi
@@ -364,21 +369,27 @@ def cluster_unit_gradients(
     ``"kmeans"``: k-means on ĝ_n (``n_init`` restarts). ``"spectral"``: spectral clustering
     (sklearn) on :func:`gradient_affinity` (``affinity``, ``sign_invariant``).
     """
-    points = unit.detach().double().cpu().numpy()
     if algorithm == "kmeans":
         if sign_invariant:
             raise ValueError("sign_invariant clustering needs algorithm='spectral'")
+        points = unit.detach().double().cpu().numpy()
         return KMeans(num_groups, n_init=n_init, random_state=seed).fit_predict(points)
     if algorithm != "spectral":
         raise ValueError(f"unknown clustering algorithm {algorithm!r}")
-    matrix = gradient_affinity(points, affinity, sign_invariant)
+    return spectral_labels(gradient_affinity(unit, affinity, sign_invariant), num_groups,
+                           n_init, seed)
+
+
+def spectral_labels(affinity: np.ndarray, num_groups: int, n_init: int = 10,
+                    seed: int = 0) -> np.ndarray:
+    """Spectral clustering (sklearn, ``affinity="precomputed"``) of an N×N affinity."""
     spectral = SpectralClustering(
         num_groups, affinity="precomputed", n_init=n_init, random_state=seed
     )
     with warnings.catch_warnings():
         # A disconnected affinity graph is the ideal case here: mutually orthogonal groups.
         warnings.filterwarnings("ignore", "Graph is not fully connected", UserWarning)
-        return spectral.fit_predict(matrix)
+        return spectral.fit_predict(affinity)
 
 
 def cluster_centroids(
@@ -579,18 +590,21 @@ class GradientClusterer:
             start = time.perf_counter()
             unit = self.unit_gradients(model, inputs, targets)
             middle = time.perf_counter()
-            k, rule = self.num_clusters, None
+            k, rule, matrix = self.num_clusters, None, None
+            if self.algorithm == "spectral" or (k is None and self.k_rule == "eigengap"):
+                matrix = gradient_affinity(unit, self.affinity, self.sign_invariant)
             if k is None:
                 rule = self.k_rule
                 max_k = min(self.max_clusters, unit.shape[0] - 1)
                 if rule == "eigengap":
-                    matrix = gradient_affinity(unit, self.affinity, self.sign_invariant)
                     k = eigengap_k(matrix, max_k)
                 else:
                     k = silhouette_k(unit, max_k, self.algorithm, self.affinity,
                                      self.sign_invariant, self.n_init, self.seed)
-            labels = cluster_unit_gradients(unit, k, self.algorithm, self.n_init, self.seed,
-                                            self.sign_invariant, self.affinity)
+            if self.algorithm == "spectral":
+                labels = spectral_labels(matrix, k, self.n_init, self.seed)
+            else:
+                labels = cluster_unit_gradients(unit, k, "kmeans", self.n_init, self.seed)
             centroids = cluster_centroids(unit, torch.as_tensor(labels),
                                           torch.zeros(k, unit.shape[1], dtype=unit.dtype),
                                           self.sign_invariant)
@@ -679,19 +693,21 @@ class ClusterGroupedLoss(LossMethod):
 class SVDGroupedLoss(LossMethod):
     """SVD-grouped loss: L = Σ_{i≤K} (σ_i Σ_n ℓ_n α̂_i(n))², σ and α̂ constant.
 
-    G is the N×M matrix of unit per-example gradients scaled by 1/√N, G_n = ĝ_n/√N, so that
-    Σ_i σ_i² = 1 and σ_i² is the share of the batch along direction w_i (dimensionless). The
-    coefficient of example n on w_i is a_i(n) = G_n·w_i; it is normalised over the batch to
-    α̂_i(n) = a_i(n)² / Σ_m a_i(m)² (≥ 0, Σ_n α̂_i(n) = 1), so Σ_n ℓ_n α̂_i(n) is the mean loss
-    of "capability" i. Squared rather than signed coefficients, because the two labels of a
-    binary task have opposite gradients and signed weights would cancel their losses. For
-    orthogonal modes with group fractions p_g this gives L = Σ_g p_g ℓ_g², i.e.
-    ∇L = Σ_g 2 p_g ℓ_g ∇ℓ_g. Directions W come from :func:`gradient_svd` every
-    ``recompute_every`` steps (step 0 included); a_i, σ_i = ‖a_i‖ and α̂ are recomputed on
-    each batch, which needs the per-example gradients (their norms) at every step.
-    ``params``/``exclude``: as :class:`GradientClusterer`. ``update`` returns ``labels`` =
-    argmax_i a_i(n)² and, at a recomputation, ``clustering`` (k = K, the time and memory of
-    the gradients and the SVD).
+    Every ``recompute_every`` steps (step 0 included) the directions w_1 … w_K are the top right
+    singular vectors of the N×M matrix of unit per-example gradients ĝ_n (:func:`gradient_svd`).
+    On every batch, example n's coefficients are its gradient's components along them,
+    normalised within their span: a_i(n) = (∇ℓ_n·w_i) / ‖(∇ℓ_n·w_j)_j‖ / √N, so that
+    Σ_i a_i(n)² = 1/N, and σ_i² = Σ_n a_i(n)² is the share of the batch along w_i
+    (Σ_i σ_i² = 1, dimensionless); α̂_i(n) = a_i(n)² / σ_i² (≥ 0, Σ_n α̂_i(n) = 1), so
+    Σ_n ℓ_n α̂_i(n) is the mean loss of "capability" i. Squared rather than signed
+    coefficients, because the two labels of a binary task have opposite gradients and signed
+    weights would cancel their losses. For orthogonal modes with group fractions p_g this gives
+    L = Σ_g p_g ℓ_g², i.e. ∇L = Σ_g 2 p_g ℓ_g ∇ℓ_g. The components ∇ℓ_n·w_i come from the
+    per-example gradients at a recomputation and from K forward-mode derivatives
+    (:func:`centroid_scores`) in between, so only the recomputations pay for per-example
+    gradients. ``params``/``exclude``: as :class:`GradientClusterer`. ``update`` returns
+    ``labels`` = argmax_i a_i(n)² and, at a recomputation, ``clustering`` (k = K, the time and
+    memory of the gradients and of the SVD).
     """
 
     name = "svd"
@@ -714,29 +730,33 @@ class SVDGroupedLoss(LossMethod):
         self.alpha: Tensor | None = None
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
-        recompute = step % self.recompute_every == 0 or self.directions is None
-        with _PeakMemory() as memory:
-            start = time.perf_counter()
-            unit = self.gradients.unit_gradients(model, *batch)
-            g = unit.double() / math.sqrt(batch[0].shape[0])
-            middle = time.perf_counter()
-            if recompute:
-                self.directions = gradient_svd(g, self.num_directions)[2]
-            coefficients = g @ self.directions
-            end = time.perf_counter()
-        squared = coefficients**2
+        info: Diagnostics = {}
+        if step % self.recompute_every == 0 or self.directions is None:
+            with _PeakMemory() as memory:
+                start = time.perf_counter()
+                unit = self.gradients.unit_gradients(model, *batch)
+                middle = time.perf_counter()
+                self.directions = gradient_svd(unit, self.num_directions)[2]
+                components = unit.double() @ self.directions
+                end = time.perf_counter()
+            info["clustering"] = Clustering(
+                labels=np.zeros(0, dtype=np.int64), k=self.num_directions,
+                centroids=self.directions.T, seconds_gradients=middle - start,
+                seconds_clustering=end - middle, peak_bytes=memory.bytes,
+                gradient_bytes=unit.numel() * unit.element_size(),
+                parameters=int(unit.shape[1]),
+            )  # fmt: skip
+        else:
+            components = self.gradients.scores(model, *batch, self.directions.T).double()
+        squared = components**2
+        squared = squared / squared.sum(dim=1, keepdim=True).clamp(min=1e-300) / len(squared)
         energy = squared.sum(dim=0)
         self.sigma = energy.sqrt()
         self.alpha = squared / energy.clamp(min=1e-300)
-        labels = squared.argmax(dim=1).numpy()
-        info: Diagnostics = {"labels": labels, "sigma": self.sigma}
-        if recompute:
-            info["clustering"] = Clustering(
-                labels=labels, k=self.num_directions, centroids=self.directions.T,
-                seconds_gradients=middle - start, seconds_clustering=end - middle,
-                peak_bytes=memory.bytes, gradient_bytes=unit.numel() * unit.element_size(),
-                parameters=int(g.shape[1]),
-            )  # fmt: skip
+        info["labels"] = squared.argmax(dim=1).numpy()
+        info["sigma"] = self.sigma
+        if "clustering" in info:
+            info["clustering"].labels = info["labels"]
         return info
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:

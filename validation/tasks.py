@@ -7,7 +7,7 @@
 * :func:`train_task`: trains a task with a method from :mod:`validation.grouped`, optionally
   clustering per-example gradients on the side (``probe_every``);
   :func:`grouped_runs`: one method over seeds, per-seed summaries with the overhead per step
-  relative to the mean loss.
+  relative to the mean loss (timed in the same run).
 * :func:`predict_task`: the same run predicted by :mod:`dynamics.modes` (modes tasks).
 * :func:`compare_methods`: emergence metrics of several methods over seeds;
   :func:`emergence_table` runs it for several tasks (with theory columns for the modes tasks)
@@ -31,6 +31,7 @@ Task protocol (what :func:`train_task` and the methods use; :class:`ModesTask`,
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -270,7 +271,7 @@ class ParityTask:
     k: int = 3
     alpha: float = 1.0
     width: int = 128
-    batch_size: int = 2048
+    batch_size: int = 1024
     eval_per_task: int = 256
     seed: int = 0
     name: str = "parity"
@@ -400,19 +401,32 @@ TASKS: dict[str, _Setting] = {
     "modes-scale": _Setting(_modes_scale, steps=6000, lr=0.01, optimizer="sgd"),
     "parity": _Setting(
         ParityTask,
-        steps=8000,
+        steps=12000,
         lr=1e-3,
         optimizer="adam",
         record=25,
-        method_options={"cluster": {"recluster_every": 100}, "svd": {"recompute_every": 10}},
-        quick={"bits": 60},
-        quick_steps=3000,
+        method_options={"cluster": {"recluster_every": 200}, "svd": {"recompute_every": 200}},
+        quick={"bits": 80, "batch_size": 512},
+        quick_steps=8000,
     ),
 }
 """Default settings per task name: builder, steps, learning rate, optimizer, record, method
 options, and the reduced configuration (``quick``).
 
-Parity regime: (to be measured).
+Parity (multitask sparse parity, mean loss, Adam η = 10⁻³, fresh batches) is set where
+emergence is abrupt: 5 tasks (p_i ∝ 1/i: 0.44, 0.22, 0.15, 0.11, 0.09), n = 120 bits, k = 3,
+width 128, batches of 1024, 12 000 steps, ℓ_g recorded every 25 steps. Measured (seeds 0, 1, 2;
+:func:`~validation.emergence.plateau_to_drop`, plateau = time within 10 % of the start, drop =
+90 % → 20 % of the start): median plateau/drop 2.73, 1.83, 2.03 (smallest group 1.57, 1.37,
+1.33), spread t_last/t_first of the half-drop times 6.19, 5.24, 5.64; final worst-group loss
+≤ 0.01 nats; 58–67 s a run on one thread of a shared 2-core machine under load (3.3 ms a step;
+~25 s when idle). Reduced configuration (``quick``: n = 80 bits, batches of 512, 8000 steps):
+median plateau/drop 1.86, 1.64, 1.27, spread 4.61, 4.20, 4.44, 18–24 s a run. The search,
+seed 0 unless said, median plateau/drop: batches of 2048 gave 0.97–1.32 (n = 80, seeds 0–2),
+1.16–1.36 (n = 100), 1.21–1.89 (n = 120); width 256: 1.25; η = 5·10⁻⁴: 1.11; k = 4, n = 50:
+1.78 (16 000 steps); n = 120 with batches of 1024: 1.83–2.73; n = 80 with batches of 512:
+1.27–1.86. A smaller batch lengthens the plateau relative to the drop (the noisier gradient
+hides the k-sparse correlation for longer); a larger n lengthens both, the plateau more.
 """
 
 
@@ -505,8 +519,9 @@ class TaskResult:
     ``peak_bytes``, ``gradient_bytes``. ``frequencies``: the share of each group among all
     training examples seen (the weights of ``mean_final``). ``seconds_per_step``: the
     method's update, loss, backward and optimizer step, averaged over the run (batch
-    drawing, evaluation and the side probe excluded); ``overhead``: that over the mean
-    loss's (set by :func:`grouped_runs`). ``params``: the method's parameters.
+    drawing, evaluation, the side probe and the reference steps excluded); ``overhead``: that
+    over the seconds per step of the mean loss timed in the same run (``reference_every`` of
+    :func:`train_task`; None without). ``params``: the method's parameters.
     """
 
     task: str
@@ -658,6 +673,8 @@ def train_task(
     dtype: torch.dtype = torch.float32,
     probe_every: int | None = None,
     probe_options: Mapping[str, Any] | None = None,
+    reference_every: int | None = None,
+    reference_steps: int = 2,
 ) -> TaskResult:
     """Train ``task`` for ``steps`` steps of ``optimizer`` (``"sgd"``/``"adam"``), rate η = lr.
 
@@ -668,7 +685,11 @@ def train_task(
     ``probe_every`` R: every R steps (from step 0) cluster the batch's per-example gradients
     on the side (:func:`make_clusterer` with ``probe_options``) without touching the
     training, which stays identical to the run without probe: the diagnostic of whether
-    gradient clusters reveal a group before it emerges. A tqdm bar is shown only with
+    gradient clusters reveal a group before it emerges. ``reference_every`` R': every R'
+    steps, ``reference_steps`` steps of the mean loss on the same batch are timed on a copy
+    of the model (its own optimizer of the same kind, weights copied from the run's), so that
+    ``overhead`` = seconds per step of the method / of the mean loss is measured under the
+    same machine load as the run; the training is unchanged. A tqdm bar is shown only with
     ``progress`` and a terminal on stderr. Torch threads: one while a step is small
     (:func:`validation.training.limit_threads`, work ≈ 3 × examples × parameters).
     """
@@ -678,7 +699,8 @@ def train_task(
     work = 3 * size * sum(p.numel() for p in model.parameters())
     with limit_threads(work, torch.device("cpu")):
         return _train(task, model, generator, method, steps, lr, seed, optimizer, record,
-                      progress, dtype, probe_every, probe_options)
+                      progress, dtype, probe_every, probe_options, reference_every,
+                      reference_steps)
 
 
 def _train(
@@ -695,6 +717,8 @@ def _train(
     dtype: torch.dtype,
     probe_every: int | None,
     probe_options: Mapping[str, Any] | None,
+    reference_every: int | None,
+    reference_steps: int,
 ) -> TaskResult:
     loss_method = make_method(method, task, seed) if isinstance(method, str) else method
     probe = make_clusterer(task, seed, **(probe_options or {})) if probe_every else None
@@ -705,6 +729,7 @@ def _train(
     history: list[tuple[int, np.ndarray, np.ndarray | None]] = []
     clusterings: list[dict[str, Any]] = []
     step_seconds = 0.0
+    reference = _Reference(model, optimizer, lr, task.per_example_loss) if reference_every else None
     bar = tqdm(range(steps + 1), disable=not (progress and sys.stderr.isatty()), leave=False)
     start = time.perf_counter()
     for step in bar:
@@ -727,6 +752,8 @@ def _train(
         loss.backward()
         opt.step()
         step_seconds += time.perf_counter() - begin
+        if reference is not None and step % reference_every == 0:
+            reference.time(model, inputs, targets, reference_steps)
         if probe is None and "clustering" in info:
             clusterings.append(_clustering_record(info["clustering"], groups, step, clock(step),
                                                   task.num_groups))
@@ -752,7 +779,34 @@ def _train(
         seconds_per_step=step_seconds / max(steps, 1),
         clusterings=clusterings,
         probe=probe is not None,
+        overhead=None if reference is None else step_seconds / max(steps, 1) / reference.per_step,
     )
+
+
+class _Reference:
+    """Times steps of the mean loss on a copy of the model (see ``reference_every``)."""
+
+    def __init__(self, model: nn.Module, optimizer: str, lr: float, loss: Callable) -> None:
+        self.model = copy.deepcopy(model)
+        self.optimizer = _optimizer(optimizer, self.model, lr)
+        self.loss = loss
+        self.seconds = 0.0
+        self.steps = 0
+
+    def time(self, model: nn.Module, inputs: Tensor, targets: Tensor, steps: int) -> None:
+        self.model.load_state_dict(model.state_dict())
+        for _ in range(steps):
+            begin = time.perf_counter()
+            loss = self.loss(self.model(inputs), targets).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.seconds += time.perf_counter() - begin
+            self.steps += 1
+
+    @property
+    def per_step(self) -> float:
+        return self.seconds / max(self.steps, 1)
 
 
 def grouped_runs(
@@ -767,19 +821,18 @@ def grouped_runs(
     lr: float | None = None,
     probe_every: int | None = None,
     probe_options: Mapping[str, Any] | None = None,
-    overhead_steps: int = 200,
+    reference_every: int = 50,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Train ``method`` on task ``task_name`` (full or ``quick`` configuration) for each seed;
-    one :meth:`TaskResult.summary` per seed, with ``overhead`` filled in.
+    one :meth:`TaskResult.summary` per seed.
 
     Task defaults (:data:`TASKS`) for steps, η, optimizer and recording unless given; ``q``,
     ``tau`` and ``options`` go to :func:`make_method`, ``probe_every``/``probe_options`` to
     :func:`train_task` (side clustering of the gradients). ``overhead``: the run's seconds per
-    step over those of the mean loss on the same task and seed, in the same process, timed
-    on a segment of ``overhead_steps`` steps (from the same initialisation) right after the
-    run; 1 for the mean loss itself (its probe, if any, is excluded from the step time and
-    reported under ``gradient_groups.cost``).
+    step over those of the mean loss, timed in the same run on a copy of the model every
+    ``reference_every`` steps (:func:`train_task`); for the mean loss itself it measures the
+    timing noise (≈ 1).
     """
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; choose from {', '.join(TASKS)}")
@@ -792,13 +845,7 @@ def grouped_runs(
         loss_method = make_method(method, task, seed, q=q, tau=tau, **options)
         result = train_task(task, loss_method, steps, lr, seed, setting.optimizer,
                             setting.record, progress, probe_every=probe_every,
-                            probe_options=probe_options)
-        if method == "mean":
-            result.overhead = 1.0
-        else:
-            segment = min(steps, overhead_steps)
-            reference = train_task(task, "mean", segment, lr, seed, setting.optimizer, segment)
-            result.overhead = result.seconds_per_step / reference.seconds_per_step
+                            probe_options=probe_options, reference_every=reference_every)
         out.append(result.summary())
     return out
 

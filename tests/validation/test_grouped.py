@@ -200,23 +200,31 @@ def test_gradient_svd_gram_route_equals_direct_and_signs_are_fixed():
     torch.testing.assert_close(w_perm, -w_dir)
 
 
-def svd_method_after_update(model, x, y):
-    method = SVDGroupedLoss(3, squared_error)
+def svd_method_after_update(model, x, y, every: int = 1):
+    method = SVDGroupedLoss(3, squared_error, recompute_every=every)
     info = method.update(model, (x, y), step=0)
     assert info["clustering"].k == 3 and info["clustering"].seconds_gradients >= 0
     return method
+
+
+def svd_coefficients(g: torch.Tensor, directions: torch.Tensor):
+    """σ and α̂ from their definition: components on the directions, normalised in their span."""
+    c = g @ directions
+    a2 = c**2 / (c**2).sum(dim=1, keepdim=True) / len(g)
+    return a2.sum(dim=0).sqrt(), a2 / a2.sum(dim=0)
 
 
 def test_svd_loss_value_and_gradient_hold_sigma_and_alpha_constant():
     model, x, y = small_problem(n=10)
     method = svd_method_after_update(model, x, y)
     sigma, alpha = method.sigma, method.alpha
-    # σ and α̂ from their definitions: unit rows / √N, top-3 right singular vectors
-    g = unit_rows(loop_grads(model, x, y)) / np.sqrt(len(x))
-    _, s, vh = torch.linalg.svd(g, full_matrices=False)
-    a = g @ vh[:3].T
-    torch.testing.assert_close(sigma, s[:3])
-    torch.testing.assert_close(alpha, a**2 / (a**2).sum(dim=0))
+    # directions: top-3 right singular vectors of the unit per-example gradients (by a loop)
+    g = loop_grads(model, x, y)
+    _, _, vh = torch.linalg.svd(unit_rows(g), full_matrices=False)
+    expected_sigma, expected_alpha = svd_coefficients(g, vh[:3].T)
+    torch.testing.assert_close(sigma, expected_sigma)
+    torch.testing.assert_close(alpha, expected_alpha)
+    assert (sigma**2).sum().item() == pytest.approx(1.0)
     losses = squared_error(model(x), y)
     loss, _ = method(losses)
     model.zero_grad()
@@ -227,6 +235,19 @@ def test_svd_loss_value_and_gradient_hold_sigma_and_alpha_constant():
     assert loss.item() == pytest.approx((c**2).sum().item())
     expected = ((2 * c * sigma) * alpha).sum(dim=1) @ loop_grads(model, x, y)
     torch.testing.assert_close(autograd, expected)
+
+
+def test_svd_between_recomputations_uses_the_held_directions():
+    model, x, y = small_problem(n=10)
+    method = svd_method_after_update(model, x, y, every=5)
+    directions = method.directions.clone()
+    _, x2, y2 = small_problem(seed=1, n=7)
+    info = method.update(model, (x2, y2), step=1)
+    assert "clustering" not in info
+    torch.testing.assert_close(method.directions, directions)
+    sigma, alpha = svd_coefficients(loop_grads(model, x2, y2), directions)
+    torch.testing.assert_close(method.sigma, sigma)
+    torch.testing.assert_close(method.alpha, alpha)
 
 
 def test_svd_loss_on_orthogonal_groups_is_frequency_weighted_grouped_loss():
