@@ -44,7 +44,7 @@ import dataclasses
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -386,7 +386,7 @@ SMALL_WORK = 2**23  # multiply-adds per step below which a CPU run uses one thre
 
 
 @contextlib.contextmanager
-def limit_threads(work: int, device: torch.device):
+def limit_threads(work: int, device: torch.device) -> Iterator[None]:
     """One torch CPU thread while a step is small (< SMALL_WORK multiply-adds), then restore.
 
     A step is a few batched matmuls of ~1e5-1e6 multiply-adds and small ops; splitting them
