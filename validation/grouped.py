@@ -1,4 +1,4 @@
-"""Loss methods that weight groups of examples ("capabilities"), as strategy objects.
+"""Loss methods that weight groups of examples ("capabilities"), and gradient groups.
 
 Every method is a :class:`LossMethod`: a callable
 ``method(per_example_losses, groups) -> (scalar, diagnostics)`` plus a hook
@@ -11,48 +11,73 @@ compute them in the hook; the others ignore it. One training loop therefore serv
         loss, info = method(per_example_loss(model(x), y), g)
         opt.zero_grad(); loss.backward(); opt.step()
 
-Methods (ℓ_n the loss of example n, ℓ_g = mean of ℓ_n over the examples of group g):
+Methods (ℓ_n the loss of example n, ℓ_g = mean of ℓ_n over the examples of group g in the
+batch, only the groups present in the batch enter):
 
-* :class:`MeanLoss`            L = (1/N) Σ_n ℓ_n
-* :class:`GroupedLoss`         L = Σ_g ℓ_g²            (∇L = Σ_g 2 ℓ_g ∇ℓ_g)
-* :class:`PowerGroupedLoss`    L = Σ_g (ℓ_g + ε)^γ     (γ = ½: "root", ∇L = Σ_g ∇ℓ_g / 2√(ℓ_g + ε))
-* :class:`GroupDRO`            L = Σ_g q_g ℓ_g,  q_g ∝ q_g exp(η ℓ_g) each call
-* :class:`ClusterGroupedLoss`  Σ_g ℓ_g² over groups found by clustering per-example gradients
-* :class:`SVDGroupedLoss`      L = Σ_i (σ_i Σ_n ℓ_n α̂_i(n))², from the SVD of the gradients
+* :class:`ObjectiveLoss`  F = outer(Σ_g f(ℓ_g, w_g)) for every objective of
+  :func:`dynamics.groups.objective` — ``mean`` (f = wℓ, w_g = n_g/N: the mean over examples),
+  ``power`` (q), ``grouped`` (Σℓ_g²), ``root``, ``tilted`` (τ) and ``dro`` (w = softmax(z),
+  z_g += c·ℓ_g each step). The SymPy expression of :mod:`dynamics.groups` is printed for
+  torch once (:func:`torch_objective`), so the theory and training use one definition.
+* :class:`ClusterGroupedLoss`  an objective (default Σ_g ℓ_g²) over groups found by
+  clustering per-example gradients (:class:`GradientClusterer`).
+* :class:`SVDGroupedLoss`  L = Σ_i (σ_i Σ_n ℓ_n α̂_i(n))², from the SVD of the gradients.
+
+Gradient groups (:class:`GradientClusterer`): unit per-example gradients ĝ_n of the whole
+model (or of the parameters named by patterns), the QDG affinity A_nm = 1 − arccos(ĝ_n·ĝ_m)/π
+(Michaud et al. 2023) and spectral clustering, or k-means; the number of clusters given or
+chosen by the eigengap of the normalised Laplacian (:func:`eigengap_k`) or the silhouette
+(:func:`silhouette_k`). Each clustering records its time and peak memory.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import sympy as sp
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.linalg import eigsh
 from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.metrics import silhouette_score
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jvp, vmap
+
+from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective, objective
 
 __all__ = [
     "ClusterGroupedLoss",
+    "Clustering",
     "Diagnostics",
-    "GroupDRO",
-    "GroupedLoss",
+    "GradientClusterer",
     "LossMethod",
-    "MeanLoss",
+    "ObjectiveLoss",
     "PerExampleLoss",
-    "PowerGroupedLoss",
     "SVDGroupedLoss",
     "assign_to_centroids",
+    "centroid_scores",
     "cluster_centroids",
     "cluster_unit_gradients",
+    "eigengap_k",
     "flatten_grads",
+    "gradient_affinity",
     "gradient_svd",
     "group_means",
     "match_labels",
+    "matching",
     "per_example_grads",
+    "select_parameters",
+    "silhouette_k",
+    "spectral_labels",
+    "torch_objective",
     "unit_rows",
 ]
 
@@ -72,20 +97,40 @@ def group_means(losses: Tensor, groups: Tensor, num_groups: int) -> tuple[Tensor
     return sums / counts.clamp(min=1), counts > 0
 
 
-def _group_diagnostics(means: Tensor, present: Tensor) -> Diagnostics:
-    return {
-        "group_loss": torch.where(present, means.detach(), torch.nan),
-        "absent": torch.nonzero(~present).flatten().tolist(),
-    }
+@functools.cache
+def _printed(f: sp.Expr, outer: sp.Expr) -> tuple[Callable, Callable]:
+    return sp.lambdify([ELL, WEIGHT], f, "torch"), sp.lambdify([SUM], outer, "torch")
+
+
+def torch_objective(group_objective: GroupObjective) -> Callable[[Tensor, Tensor], Tensor]:
+    """F(ℓ, w) = outer(Σ_g f(ℓ_g, w_g)) as a torch function of ℓ (G,) and w (G,).
+
+    The :attr:`~dynamics.groups.GroupObjective.expression` printed by
+    ``sympy.lambdify(..., "torch")``, once per expression (cached); differentiable in ℓ.
+    """
+    f, outer = _printed(*group_objective.expression)
+
+    def value(ell: Tensor, w: Tensor) -> Tensor:
+        inner = f(ell, w)
+        if not isinstance(inner, Tensor) or inner.shape != ell.shape:  # f constant in ℓ
+            inner = torch.as_tensor(inner, dtype=ell.dtype).expand(ell.shape)
+        return outer(inner.sum())
+
+    return value
 
 
 class LossMethod:
     """Interface of a loss method: ``update`` hook, then ``__call__`` on per-example losses."""
 
     name = "method"
+    params: ClassVar[dict[str, float]] = {}
+    """The method's parameters (e.g. ``{"q": 1.0}``), for reports."""
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
-        """Called by the training loop before the loss of ``batch`` at ``step``; no-op here."""
+        """Called by the training loop before the loss of ``batch`` at ``step``; no-op here.
+
+        Methods that find groups return ``labels`` (N,) and, at a re-clustering, ``clustering``
+        (a :class:`Clustering`)."""
         return {}
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
@@ -93,84 +138,69 @@ class LossMethod:
         raise NotImplementedError
 
 
-class MeanLoss(LossMethod):
-    """Baseline L = (1/N) Σ_n ℓ_n; ``groups`` are ignored."""
+class ObjectiveLoss(LossMethod):
+    """F = outer(Σ_{g present} f(ℓ_g, w_g)) of a :class:`~dynamics.groups.GroupObjective`.
 
-    name = "mean"
+    ℓ_g is the mean loss of group g in the batch; groups absent from the batch are left out
+    (listed under ``"absent"``; ``"group_loss"`` holds ℓ_g, NaN when absent). The weights:
 
-    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
-        return losses.mean(), {}
-
-
-class GroupedLoss(LossMethod):
-    """L = Σ_g ℓ_g², ℓ_g the mean loss of group g in the batch (q-FFL with q = 1, Li et al. 2020).
-
-    Its gradient Σ_g 2 ℓ_g ∇ℓ_g weights each group by its own current loss and not by its
-    frequency. Groups absent from the batch are skipped and listed under ``"absent"``;
-    ``"group_loss"`` holds ℓ_g (NaN when absent).
+    * weighted objectives (mean, tilted): w_g = n_g/N, the group's frequency in the batch, so
+      ``mean`` is exactly the mean of ℓ_n over the batch;
+    * ``dro``: w = softmax(z) (float64 state, z = 0 at the start); each call first advances
+      z_g += c·ℓ_g (ℓ_g detached) for the groups present, then uses w held constant
+      (Group DRO, Sagawa et al. 2020: q_g ← q_g e^{cℓ_g}, renormalised);
+    * the others ignore w.
     """
 
-    name = "grouped"
-
-    def __init__(self, num_groups: int) -> None:
+    def __init__(self, group_objective: GroupObjective, num_groups: int) -> None:
+        self.objective = group_objective
         self.num_groups = num_groups
+        self.name = group_objective.name
+        self.params = dict(group_objective.params)
+        self._value = torch_objective(group_objective)
+        self.logits = torch.zeros(num_groups, dtype=torch.float64)
+
+    @property
+    def weights(self) -> Tensor:
+        """DRO's q = softmax(z) (float64); uniform for the other objectives' state."""
+        return torch.softmax(self.logits, dim=0)
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         if groups is None:
-            raise ValueError("GroupedLoss needs group labels")
+            raise ValueError(f"loss method {self.name!r} needs group labels")
         means, present = group_means(losses, groups, self.num_groups)
-        return (means[present] ** 2).sum(), _group_diagnostics(means, present)
+        info: Diagnostics = {
+            "group_loss": torch.where(present, means.detach(), torch.nan),
+            "absent": torch.nonzero(~present).flatten().tolist(),
+        }
+        if self.objective.dro_step is not None:
+            step = self.objective.dro_step * torch.where(present, means.detach().double(), 0.0)
+            self.logits = self.logits + step
+            weights = self.weights.to(losses.dtype)
+            info["weights"] = self.weights
+        elif self.objective.weighted:
+            weights = torch.bincount(groups, minlength=self.num_groups).to(losses.dtype)
+            weights = weights / groups.numel()
+        else:
+            weights = torch.ones(self.num_groups, dtype=losses.dtype, device=losses.device)
+        return self._value(means[present], weights[present]), info
 
 
-class PowerGroupedLoss(LossMethod):
-    """L = Σ_g (ℓ_g + ε)^γ over the groups present; γ = ½ (the default) is the "root" loss.
-
-    ∇L = Σ_g γ(ℓ_g + ε)^{γ−1} ∇ℓ_g: each group weighted by a power of its own loss. γ = 1, ε = 0
-    is the unweighted sum of group means, γ = 2, ε = 0 the grouped loss. On the modes task a
-    capability's strength grows at rate λ_g ∝ s_g^{2γ−1} during its plateau independently of its
-    frequency (:func:`dynamics.modes.plateau_rates`): γ = ½ is the one power at which every
-    capability grows at the same rate √2, whatever its frequency and scale. ε (loss units)
-    keeps the gradient bounded as ℓ_g → 0; diagnostics as :class:`GroupedLoss`.
-    """
-
-    def __init__(self, num_groups: int, power: float = 0.5, eps: float = 1e-2) -> None:
-        self.num_groups = num_groups
-        self.power = power
-        self.eps = eps
-        self.name = "root" if power == 0.5 else f"power-{power:g}"
-
-    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
-        if groups is None:
-            raise ValueError("PowerGroupedLoss needs group labels")
-        means, present = group_means(losses, groups, self.num_groups)
-        loss = ((means[present] + self.eps) ** self.power).sum()
-        return loss, _group_diagnostics(means, present)
+# ----------------------------------------------------------------- per-example gradients
 
 
-class GroupDRO(LossMethod):
-    """Group DRO (Sagawa et al. 2020): L = Σ_g q_g ℓ_g with q held constant in backward.
-
-    Each call is one step of exponentiated-gradient ascent on the weights, before the loss:
-    q_g ← q_g exp(η ℓ_g) for the groups present, then q ← q / Σ_g q_g; q starts uniform.
-    ``step_size`` η is per call (per training step), in 1/(loss unit).
-    """
-
-    name = "dro"
-
-    def __init__(self, num_groups: int, step_size: float = 0.01) -> None:
-        self.num_groups = num_groups
-        self.step_size = step_size
-        self.weights = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64)
-
-    def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
-        if groups is None:
-            raise ValueError("GroupDRO needs group labels")
-        means, present = group_means(losses, groups, self.num_groups)
-        exponent = torch.where(present, means.detach().double(), 0.0)
-        q = self.weights * torch.exp(self.step_size * exponent)
-        self.weights = q / q.sum()
-        loss = (self.weights.to(losses.dtype) * means)[present].sum()
-        return loss, {**_group_diagnostics(means, present), "weights": self.weights.clone()}
+def select_parameters(
+    model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] = ()
+) -> list[str]:
+    """Names of ``model``'s parameters matching a pattern of ``include`` (None: all) and none
+    of ``exclude`` (``fnmatch`` patterns, e.g. ``"*embed*"``, ``"*norm*"`` to leave out
+    embeddings and norm layers as Michaud et al.'s QDG does). ValueError if none is left."""
+    names = [name for name, _ in model.named_parameters()]
+    chosen = [n for n in names if include is None or any(fnmatch.fnmatch(n, p) for p in include)]
+    chosen = [n for n in chosen if not any(fnmatch.fnmatch(n, p) for p in exclude)]
+    if not chosen:
+        raise ValueError(f"no parameter matches include={include} exclude={list(exclude)}")
+    return chosen
 
 
 def per_example_grads(
@@ -200,6 +230,41 @@ def per_example_grads(
     return per_example(chosen, inputs, targets)
 
 
+def centroid_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    params: Sequence[str] | None = None,
+) -> Tensor:
+    """s_nk = ∇_θ ℓ_n · c_k for each direction c_k (rows of ``directions``, (K, M) over the
+    flattened ``params`` in model order), (N, K), without forming per-example gradients.
+
+    Each column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses
+    along c_k: K forward passes instead of N backward ones. argmax_k |s_nk| equals
+    argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
+    """
+    named = {name: p.detach() for name, p in model.named_parameters()}
+    names = list(params if params is not None else named)
+    fixed = {name: p for name, p in named.items() if name not in names}
+    fixed.update(model.named_buffers())
+    primals = tuple(named[name] for name in names)
+    sizes = [p.numel() for p in primals]
+
+    def losses(*theta: Tensor) -> Tensor:
+        outputs = functional_call(model, {**fixed, **dict(zip(names, theta, strict=True))},
+                                  (inputs,))
+        return per_example_loss(outputs, targets)
+
+    columns = []
+    for direction in directions.to(primals[0].dtype):
+        tangents = tuple(part.reshape(p.shape) for part, p in
+                         zip(direction.split(sizes), primals, strict=True))
+        columns.append(jvp(losses, primals, tangents)[1])
+    return torch.stack(columns, dim=1)
+
+
 def flatten_grads(grads: dict[str, Tensor]) -> Tensor:
     """Concatenate ``{name: (N, ...)}`` into the N×M per-example gradient matrix."""
     return torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
@@ -210,45 +275,121 @@ def unit_rows(matrix: Tensor, eps: float = 1e-30) -> Tensor:
     return matrix / matrix.norm(dim=1, keepdim=True).clamp(min=eps)
 
 
+# ----------------------------------------------------------------------------- clustering
+
+Affinity = Literal["qdg", "cosine"]
+
+
+def gradient_affinity(
+    unit: Tensor | np.ndarray, kind: Affinity = "qdg", sign_invariant: bool = False
+) -> np.ndarray:
+    """Affinity of unit gradients from c_nm = ĝ_n·ĝ_m (float64, N×N, symmetric).
+
+    ``"qdg"``: A = 1 − arccos(c)/π (Michaud et al.'s QDG; orthogonal pairs get ½);
+    ``"cosine"``: A = max(c, 0) (orthogonal pairs get 0). With ``sign_invariant`` c is
+    replaced by |c|, so g and −g (e.g. the two labels of a binary task, whose gradients differ
+    by the sign of p − y) count as one direction.
+    """
+    if isinstance(unit, Tensor):  # the Gram matrix in the gradients' dtype (float32: 2x faster)
+        unit = unit.detach()
+        gram = (unit @ unit.T).double().cpu().numpy()
+    else:
+        gram = unit @ unit.T
+    cos = np.clip(gram, -1.0, 1.0)
+    cos = np.abs(cos) if sign_invariant else cos
+    if kind == "qdg":
+        return 1.0 - np.arccos(cos) / math.pi
+    if kind == "cosine":
+        return np.maximum(cos, 0.0)
+    raise ValueError(f"unknown affinity {kind!r}; use 'qdg' or 'cosine'")
+
+
+def eigengap_k(affinity: np.ndarray, max_k: int, min_k: int = 2) -> int:
+    """k = argmax_{min_k ≤ i ≤ max_k} (λ_{i+1} − λ_i), λ_1 ≤ λ_2 ≤ … the eigenvalues of the
+    normalised Laplacian I − D^{−½} A D^{−½} (D the degrees of the affinity A).
+
+    ``min_k`` = 2 by default: with the QDG affinity every entry is ≥ ½, so λ_2 − λ_1 is large
+    whatever the structure (k equal orthogonal blocks give λ = 0, k/(k+1) (k−1 times), 1 …),
+    and the gap that counts the blocks is the one after λ_k.
+    """
+    n = affinity.shape[0]
+    if not 1 <= min_k <= max_k < n:
+        raise ValueError(f"eigengap needs 1 <= min_k <= max_k < N (got {min_k}, {max_k}, {n})")
+    scale = 1.0 / np.sqrt(np.maximum(affinity.sum(axis=1), 1e-300))
+    normalised = affinity * scale[:, None] * scale[None, :]
+    top = max_k + 1
+    if n <= 4 * top + 50:
+        eigenvalues = np.linalg.eigvalsh(normalised)[::-1][:top]
+    else:
+        v0 = np.full(n, 1 / math.sqrt(n))
+        eigenvalues = np.sort(eigsh(normalised, k=top, which="LA", v0=v0,
+                                    return_eigenvectors=False))[::-1]
+    laplacian = 1.0 - eigenvalues  # ascending
+    gaps = np.diff(laplacian)  # gaps[i - 1] = λ_{i+1} − λ_i
+    return int(min_k + np.argmax(gaps[min_k - 1:max_k]))
+
+
+def silhouette_k(
+    unit: Tensor,
+    max_k: int,
+    algorithm: Literal["kmeans", "spectral"] = "spectral",
+    affinity: Affinity = "qdg",
+    sign_invariant: bool = False,
+    n_init: int = 10,
+    seed: int = 0,
+    min_k: int = 2,
+) -> int:
+    """k in [min_k, max_k] whose clustering has the largest mean silhouette, with the angular
+    distance d_nm = arccos(c_nm)/π (c → |c| with ``sign_invariant``) between unit gradients."""
+    distance = 1.0 - gradient_affinity(unit, "qdg", sign_invariant)
+    np.fill_diagonal(distance, 0.0)
+    best, best_score = min_k, -np.inf
+    for k in range(min_k, max_k + 1):
+        labels = cluster_unit_gradients(unit, k, algorithm, n_init, seed, sign_invariant,
+                                        affinity)
+        if len(np.unique(labels)) < 2:
+            continue
+        score = silhouette_score(distance, labels, metric="precomputed")
+        if score > best_score:
+            best, best_score = k, score
+    return best
+
+
 def cluster_unit_gradients(
     unit: Tensor,
     num_groups: int,
-    algorithm: Literal["kmeans", "spectral"] = "kmeans",
+    algorithm: Literal["kmeans", "spectral"] = "spectral",
     n_init: int = 10,
     seed: int = 0,
     sign_invariant: bool = False,
-    affinity: Literal["angular", "cosine"] = "angular",
+    affinity: Affinity = "qdg",
 ) -> np.ndarray:
     """Cluster unit gradients ĝ_n (rows of ``unit``) into ``num_groups`` labels (N,).
 
     ``"kmeans"``: k-means on ĝ_n (``n_init`` restarts). ``"spectral"``: spectral clustering
-    on an affinity of c_nm = ĝ_n·ĝ_m: ``"angular"`` A_nm = 1 − arccos(c_nm)/π (orthogonal
-    pairs get 1/2), ``"cosine"`` A_nm = max(c_nm, 0) (orthogonal pairs get 0). With
-    ``sign_invariant`` c_nm is replaced by |c_nm|, so g and −g (e.g. the two labels of a
-    binary task, whose gradients differ by the sign of p − y) count as one direction.
+    (sklearn) on :func:`gradient_affinity` (``affinity``, ``sign_invariant``).
     """
-    points = unit.detach().double().cpu().numpy()
     if algorithm == "kmeans":
         if sign_invariant:
             raise ValueError("sign_invariant clustering needs algorithm='spectral'")
+        points = unit.detach().double().cpu().numpy()
         return KMeans(num_groups, n_init=n_init, random_state=seed).fit_predict(points)
     if algorithm != "spectral":
         raise ValueError(f"unknown clustering algorithm {algorithm!r}")
-    cos = np.clip(points @ points.T, -1.0, 1.0)
-    cos = np.abs(cos) if sign_invariant else cos
-    if affinity == "angular":
-        affinity_matrix = 1.0 - np.arccos(cos) / math.pi
-    elif affinity == "cosine":
-        affinity_matrix = np.maximum(cos, 0.0)
-    else:
-        raise ValueError(f"unknown affinity {affinity!r}")
+    return spectral_labels(gradient_affinity(unit, affinity, sign_invariant), num_groups,
+                           n_init, seed)
+
+
+def spectral_labels(affinity: np.ndarray, num_groups: int, n_init: int = 10,
+                    seed: int = 0) -> np.ndarray:
+    """Spectral clustering (sklearn, ``affinity="precomputed"``) of an N×N affinity."""
     spectral = SpectralClustering(
         num_groups, affinity="precomputed", n_init=n_init, random_state=seed
     )
     with warnings.catch_warnings():
         # A disconnected affinity graph is the ideal case here: mutually orthogonal groups.
         warnings.filterwarnings("ignore", "Graph is not fully connected", UserWarning)
-        return spectral.fit_predict(affinity_matrix)
+        return spectral.fit_predict(affinity)
 
 
 def cluster_centroids(
@@ -268,30 +409,38 @@ def cluster_centroids(
         if members.shape[0] == 0:
             continue
         if sign_invariant:
-            centroids[g] = gradient_svd(members, 1)[2][:, 0]
+            centroids[g] = gradient_svd(members, 1)[2][:, 0].to(unit.dtype)
         else:
             centroids[g] = unit_rows(members.mean(dim=0, keepdim=True))[0]
     return centroids
 
 
-def assign_to_centroids(unit: Tensor, centroids: Tensor, sign_invariant: bool = False) -> Tensor:
-    """Label of each ĝ_n: argmax_g ĝ_n·c_g (argmax_g |ĝ_n·c_g| with ``sign_invariant``)."""
-    similarity = unit @ centroids.T
-    return (similarity.abs() if sign_invariant else similarity).argmax(dim=1)
+def assign_to_centroids(scores: Tensor, sign_invariant: bool = False) -> Tensor:
+    """Label of each example from its scores s_nk ∝ ĝ_n·c_k (N, K): argmax_k s_nk, or
+    argmax_k |s_nk| with ``sign_invariant`` (e.g. ``unit @ centroids.T`` or
+    :func:`centroid_scores`)."""
+    return (scores.abs() if sign_invariant else scores).argmax(dim=1)
 
 
-def match_labels(labels: np.ndarray, reference: np.ndarray, num_groups: int) -> np.ndarray:
-    """Relabel ``labels`` to agree best with ``reference`` on the same examples.
+def matching(labels: np.ndarray, reference: np.ndarray, num_groups: int) -> np.ndarray:
+    """The relabelling π (num_groups,) that makes π(labels) agree best with ``reference``.
 
-    Solves max_π Σ_n [π(labels_n) = reference_n] over permutations π of the K labels with
-    the Hungarian algorithm on the K×K contingency table, and returns π(labels).
+    Solves max_π Σ_n [π(labels_n) = reference_n] over permutations π of 0 … num_groups − 1
+    (labels and reference take values below ``num_groups``) with the Hungarian algorithm on
+    the contingency table.
     """
     table = np.zeros((num_groups, num_groups), dtype=np.int64)
     np.add.at(table, (labels, reference), 1)
     rows, cols = linear_sum_assignment(table, maximize=True)
     permutation = np.empty(num_groups, dtype=np.int64)
     permutation[rows] = cols
-    return permutation[labels]
+    return permutation
+
+
+def match_labels(labels: np.ndarray, reference: np.ndarray, num_groups: int) -> np.ndarray:
+    """``labels`` relabelled to agree best with ``reference`` on the same examples:
+    π(labels) with π from :func:`matching`."""
+    return matching(labels, reference, num_groups)[labels]
 
 
 def gradient_svd(
@@ -319,112 +468,246 @@ def gradient_svd(
     return sigma, left * signs, right * signs
 
 
-class _GradientMethod(LossMethod):
-    """Shared part of the methods that look at unit per-example gradients each step."""
+# ------------------------------------------------------------------- peak memory (Linux)
 
-    def __init__(
-        self,
-        per_example_loss: PerExampleLoss,
-        refresh_every: int,
-        params: Sequence[str] | None,
-        chunk_size: int | None,
-    ) -> None:
-        self.per_example_loss = per_example_loss
-        self.refresh_every = refresh_every
-        self.params = params
-        self.chunk_size = chunk_size
-        self._refreshed_at: int | None = None
 
-    def _unit_gradients(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        inputs, targets = batch
-        grads = per_example_grads(
-            model, self.per_example_loss, inputs, targets, self.params, self.chunk_size
-        )
+def _status_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class _PeakMemory:
+    """Peak resident memory added inside the block, in bytes: VmHWM after − VmRSS before, with
+    the high-water mark reset on entry (``echo 5 > /proc/self/clear_refs``, Linux ≥ 4.0).
+    ``bytes`` is None where that is unavailable. Memory the allocator already held is not
+    counted again, so this is the growth of the process, a lower bound on the working set."""
+
+    bytes: int | None = None
+
+    def __enter__(self) -> _PeakMemory:
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")
+            self._before = _status_kib("VmRSS")
+        except OSError:
+            self._before = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        peak = _status_kib("VmHWM")
+        if self._before is not None and peak is not None:
+            self.bytes = max(0, peak - self._before) * 1024
+
+
+# ------------------------------------------------------------------ gradient clusterer
+
+
+@dataclass
+class Clustering:
+    """One clustering of a batch's unit per-example gradients.
+
+    ``labels`` (N,) in 0 … k−1; ``k`` the number of clusters (given or chosen by
+    ``k_rule``); ``centroids`` (k, M) unit directions over the chosen parameters;
+    ``seconds_gradients`` / ``seconds_clustering`` the wall time of the per-example gradients
+    and of the clustering (affinity, choice of k, spectral or k-means, centroids);
+    ``peak_bytes`` the peak resident memory the whole re-clustering added (None where not
+    measurable, see :class:`_PeakMemory`); ``gradient_bytes`` the size of the N×M gradient
+    matrix; ``parameters`` M.
+    """
+
+    labels: np.ndarray
+    k: int
+    centroids: Tensor
+    seconds_gradients: float
+    seconds_clustering: float
+    peak_bytes: int | None
+    gradient_bytes: int
+    parameters: int
+    k_rule: str | None = None
+
+
+@dataclass
+class GradientClusterer:
+    """Clusters the unit per-example gradients ĝ_n = ∇_θℓ_n/‖∇_θℓ_n‖ of a batch.
+
+    ``params`` / ``exclude``: ``fnmatch`` patterns of the parameters whose gradients are used
+    (:func:`select_parameters`; default the whole model). ``algorithm``: ``"spectral"`` on
+    :func:`gradient_affinity` (``affinity``: ``"qdg"`` or ``"cosine"``; ``sign_invariant``)
+    or ``"kmeans"`` on ĝ_n. ``num_clusters``: k given, or None for ``k_rule``
+    (``"eigengap"``: :func:`eigengap_k` on the affinity; ``"silhouette"``:
+    :func:`silhouette_k`) over 2 … ``max_clusters``. ``examples``: cluster only the first that
+    many examples of the batch (None: all). ``chunk_size``: vmap chunk of
+    :func:`per_example_grads`.
+    """
+
+    per_example_loss: PerExampleLoss
+    num_clusters: int | None
+    max_clusters: int = 10
+    algorithm: Literal["kmeans", "spectral"] = "spectral"
+    affinity: Affinity = "qdg"
+    sign_invariant: bool = True
+    k_rule: Literal["eigengap", "silhouette"] = "eigengap"
+    params: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+    examples: int | None = None
+    chunk_size: int | None = None
+    n_init: int = 10
+    seed: int = 0
+    _names: list[str] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.algorithm == "kmeans" and self.sign_invariant:
+            raise ValueError("sign_invariant clustering needs algorithm='spectral'")
+        if self.num_clusters is None and self.k_rule not in ("eigengap", "silhouette"):
+            raise ValueError(f"unknown k_rule {self.k_rule!r}; use 'eigengap' or 'silhouette'")
+
+    @property
+    def capacity(self) -> int:
+        """Largest number of clusters a clustering can have."""
+        return self.num_clusters if self.num_clusters is not None else self.max_clusters
+
+    def parameter_names(self, model: nn.Module) -> list[str]:
+        if self._names is None:
+            self._names = select_parameters(model, self.params, self.exclude)
+        return self._names
+
+    def unit_gradients(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
+        grads = per_example_grads(model, self.per_example_loss, inputs, targets,
+                                  self.parameter_names(model), self.chunk_size)
         return unit_rows(flatten_grads(grads))
 
-    def _refresh_due(self, step: int) -> bool:
-        """Whether ``step`` refreshes the clusters or directions; records it when it does."""
-        due = self._refreshed_at is None or step - self._refreshed_at >= self.refresh_every
-        if due:
-            self._refreshed_at = step
-        return due
+    def cluster(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> Clustering:
+        """Cluster the first ``examples`` rows of the batch (all by default)."""
+        if self.examples is not None:
+            inputs, targets = inputs[: self.examples], targets[: self.examples]
+        with _PeakMemory() as memory:
+            start = time.perf_counter()
+            unit = self.unit_gradients(model, inputs, targets)
+            middle = time.perf_counter()
+            k, rule, matrix = self.num_clusters, None, None
+            if self.algorithm == "spectral" or (k is None and self.k_rule == "eigengap"):
+                matrix = gradient_affinity(unit, self.affinity, self.sign_invariant)
+            if k is None:
+                rule = self.k_rule
+                max_k = min(self.max_clusters, unit.shape[0] - 1)
+                if rule == "eigengap":
+                    k = eigengap_k(matrix, max_k)
+                else:
+                    k = silhouette_k(unit, max_k, self.algorithm, self.affinity,
+                                     self.sign_invariant, self.n_init, self.seed)
+            if self.algorithm == "spectral":
+                labels = spectral_labels(matrix, k, self.n_init, self.seed)
+            else:
+                labels = cluster_unit_gradients(unit, k, "kmeans", self.n_init, self.seed)
+            centroids = cluster_centroids(unit, torch.as_tensor(labels),
+                                          torch.zeros(k, unit.shape[1], dtype=unit.dtype),
+                                          self.sign_invariant)
+            end = time.perf_counter()
+        return Clustering(
+            labels=np.asarray(labels, dtype=np.int64), k=int(k), centroids=centroids,
+            seconds_gradients=middle - start, seconds_clustering=end - middle,
+            peak_bytes=memory.bytes, gradient_bytes=unit.numel() * unit.element_size(),
+            parameters=int(unit.shape[1]), k_rule=rule,
+        )  # fmt: skip
+
+    def scores(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+               centroids: Tensor) -> Tensor:
+        """∇ℓ_n·c_k for the batch (N, K), by forward-mode derivatives (:func:`centroid_scores`)."""
+        return centroid_scores(model, self.per_example_loss, inputs, targets, centroids,
+                               self.parameter_names(model))
 
 
-class ClusterGroupedLoss(_GradientMethod):
-    """Grouped loss Σ_g ℓ_g² on groups found by clustering unit per-example gradients.
+class ClusterGroupedLoss(LossMethod):
+    """An objective (default the grouped loss Σ_g ℓ_g²) over groups found by clustering the
+    unit per-example gradients (:class:`GradientClusterer`); the true groups are ignored.
 
-    ``update`` computes ĝ_n = ∇ℓ_n/‖∇ℓ_n‖ for the batch (``params``: names of the parameters
-    whose gradients are used; default all). Every ``recluster_every`` steps it clusters them
-    (:func:`cluster_unit_gradients`), relabels the clusters to match the previous clustering
-    (Hungarian matching of the new labels against the old centroids' assignment of the same
-    examples) so groups keep their identity, and stores the K unit centroids. In between
-    each example joins its nearest centroid (cosine). The loss ignores the true ``groups``.
-    ``update`` returns ``labels`` (N,) and ``reclustered`` (bool).
+    Every ``recluster_every`` steps (step 0 included) ``update`` clusters the batch and stores
+    the k unit centroids c_k; the new clusters are renamed to agree best with the previous
+    centroids' assignment of the same examples (:func:`match_labels`), so groups keep their
+    identity. In between, each example joins the centroid with the largest |∇ℓ_n·c_k| (plain
+    argmax without sign invariance), computed by k forward-mode derivatives
+    (:func:`centroid_scores`), not per-example gradients. Examples beyond the clustered
+    ``examples`` are assigned the same way at a re-clustering. ``update`` returns ``labels``
+    (N,) and, at a re-clustering, ``clustering``.
     """
 
     name = "cluster"
 
     def __init__(
         self,
-        num_groups: int,
-        per_example_loss: PerExampleLoss,
+        clusterer: GradientClusterer,
+        group_objective: GroupObjective | None = None,
         recluster_every: int = 50,
-        algorithm: Literal["kmeans", "spectral"] = "kmeans",
-        n_init: int = 10,
-        params: Sequence[str] | None = None,
-        chunk_size: int | None = None,
-        sign_invariant: bool = False,
-        affinity: Literal["angular", "cosine"] = "angular",
-        seed: int = 0,
     ) -> None:
-        super().__init__(per_example_loss, recluster_every, params, chunk_size)
-        self.affinity = affinity
-        self.grouped = GroupedLoss(num_groups)
-        self.algorithm = algorithm
-        self.n_init = n_init
-        self.sign_invariant = sign_invariant
-        self.seed = seed
+        self.clusterer = clusterer
+        self.recluster_every = recluster_every
+        self.loss = ObjectiveLoss(group_objective or objective("grouped"), clusterer.capacity)
+        self.params = dict(self.loss.params)
         self.centroids: Tensor | None = None
+        self.used = np.zeros(0, dtype=np.int64)
         self.labels: Tensor | None = None
 
+    def _assign(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> np.ndarray:
+        """Ids (among the used ones) of the nearest centroids of the examples."""
+        scores = self.clusterer.scores(model, inputs, targets, self.centroids[self.used])
+        nearest = assign_to_centroids(scores, self.clusterer.sign_invariant).numpy()
+        return self.used[nearest]
+
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
-        unit = self._unit_gradients(model, batch)
-        reclustered = self._refresh_due(step)
-        k, sign_invariant = self.grouped.num_groups, self.sign_invariant
-        if reclustered:
-            labels = cluster_unit_gradients(
-                unit, k, self.algorithm, self.n_init, self.seed, sign_invariant, self.affinity
-            )
-            if self.centroids is None:
-                self.centroids = torch.zeros(k, unit.shape[1], dtype=unit.dtype)
-            else:
-                old = assign_to_centroids(unit, self.centroids, sign_invariant).numpy()
-                labels = match_labels(labels, old, k)
-            self.labels = torch.as_tensor(labels, dtype=torch.long)
-            self.centroids = cluster_centroids(unit, self.labels, self.centroids, sign_invariant)
+        inputs, targets = batch
+        if step % self.recluster_every != 0 and self.centroids is not None:
+            self.labels = torch.as_tensor(self._assign(model, inputs, targets))
+            return {"labels": self.labels.numpy()}
+        found = self.clusterer.cluster(model, inputs, targets)
+        clustered = len(found.labels)
+        capacity = self.loss.num_groups
+        if self.centroids is None:
+            ids = np.arange(found.k)
         else:
-            self.labels = assign_to_centroids(unit, self.centroids, sign_invariant)
-        return {"labels": self.labels.numpy(), "reclustered": reclustered}
+            ids = matching(found.labels, self._assign(model, inputs[:clustered],
+                                                      targets[:clustered]), capacity)[:found.k]
+        self.centroids = torch.zeros(capacity, found.centroids.shape[1],
+                                     dtype=found.centroids.dtype)
+        self.centroids[ids] = found.centroids
+        self.used = np.sort(ids)
+        labels = ids[found.labels]
+        if clustered < inputs.shape[0]:
+            rest = self._assign(model, inputs[clustered:], targets[clustered:])
+            labels = np.concatenate([labels, rest])
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        found.labels = labels
+        return {"labels": labels, "clustering": found}
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         if self.labels is None:
             raise RuntimeError("call update(model, batch, step) before the loss")
-        return self.grouped(losses, self.labels)
+        return self.loss(losses, self.labels)
 
 
-class SVDGroupedLoss(_GradientMethod):
+class SVDGroupedLoss(LossMethod):
     """SVD-grouped loss: L = Σ_{i≤K} (σ_i Σ_n ℓ_n α̂_i(n))², σ and α̂ constant.
 
-    G is the N×M matrix of unit per-example gradients scaled by 1/√N, G_n = ĝ_n/√N, so that
-    Σ_i σ_i² = 1 and σ_i² is the share of the batch along direction w_i (dimensionless). The
-    coefficient of example n on w_i is a_i(n) = G_n·w_i; it is normalised over the batch to
-    α̂_i(n) = a_i(n)² / Σ_m a_i(m)² (≥ 0, Σ_n α̂_i(n) = 1), so Σ_n ℓ_n α̂_i(n) is the mean loss
-    of "capability" i. Squared rather than signed coefficients, because the two labels of a
-    binary task have opposite gradients and signed weights would cancel their losses. For
-    orthogonal modes with group fractions p_g this gives L = Σ_g p_g ℓ_g², i.e.
-    ∇L = Σ_g 2 p_g ℓ_g ∇ℓ_g. Directions W come from :func:`gradient_svd` every
-    ``recompute_every`` steps; a_i, σ_i = ‖a_i‖ and α̂ are recomputed on each batch.
-    ``update`` returns ``labels`` = argmax_i α̂_i(n) σ_i² and ``reclustered``.
+    Every ``recompute_every`` steps (step 0 included) the directions w_1 … w_K are the top right
+    singular vectors of the N×M matrix of unit per-example gradients ĝ_n (:func:`gradient_svd`).
+    On every batch, example n's coefficients are its gradient's components along them,
+    normalised within their span: a_i(n) = (∇ℓ_n·w_i) / ‖(∇ℓ_n·w_j)_j‖ / √N, so that
+    Σ_i a_i(n)² = 1/N, and σ_i² = Σ_n a_i(n)² is the share of the batch along w_i
+    (Σ_i σ_i² = 1, dimensionless); α̂_i(n) = a_i(n)² / σ_i² (≥ 0, Σ_n α̂_i(n) = 1), so
+    Σ_n ℓ_n α̂_i(n) is the mean loss of "capability" i. Squared rather than signed
+    coefficients, because the two labels of a binary task have opposite gradients and signed
+    weights would cancel their losses. For orthogonal modes with group fractions p_g this gives
+    L = Σ_g p_g ℓ_g², i.e. ∇L = Σ_g 2 p_g ℓ_g ∇ℓ_g. The components ∇ℓ_n·w_i come from the
+    per-example gradients at a recomputation and from K forward-mode derivatives
+    (:func:`centroid_scores`) in between, so only the recomputations pay for per-example
+    gradients. ``params``/``exclude``: as :class:`GradientClusterer`. ``update`` returns
+    ``labels`` = argmax_i a_i(n)² and, at a recomputation, ``clustering`` (k = K, the time and
+    memory of the gradients and of the SVD).
     """
 
     name = "svd"
@@ -435,26 +718,46 @@ class SVDGroupedLoss(_GradientMethod):
         per_example_loss: PerExampleLoss,
         recompute_every: int = 1,
         params: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__(per_example_loss, recompute_every, params, chunk_size)
         self.num_directions = num_directions
+        self.recompute_every = recompute_every
+        self.gradients = GradientClusterer(per_example_loss, num_directions, params=params,
+                                           exclude=exclude, chunk_size=chunk_size)
         self.directions: Tensor | None = None
         self.sigma: Tensor | None = None
         self.alpha: Tensor | None = None
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
-        g = self._unit_gradients(model, batch).double() / math.sqrt(batch[0].shape[0])
-        recomputed = self._refresh_due(step)
-        if recomputed:
-            self.directions = gradient_svd(g, self.num_directions)[2]
-        coefficients = g @ self.directions
-        squared = coefficients**2
+        info: Diagnostics = {}
+        if step % self.recompute_every == 0 or self.directions is None:
+            with _PeakMemory() as memory:
+                start = time.perf_counter()
+                unit = self.gradients.unit_gradients(model, *batch)
+                middle = time.perf_counter()
+                self.directions = gradient_svd(unit, self.num_directions)[2]
+                components = unit.double() @ self.directions
+                end = time.perf_counter()
+            info["clustering"] = Clustering(
+                labels=np.zeros(0, dtype=np.int64), k=self.num_directions,
+                centroids=self.directions.T, seconds_gradients=middle - start,
+                seconds_clustering=end - middle, peak_bytes=memory.bytes,
+                gradient_bytes=unit.numel() * unit.element_size(),
+                parameters=int(unit.shape[1]),
+            )  # fmt: skip
+        else:
+            components = self.gradients.scores(model, *batch, self.directions.T).double()
+        squared = components**2
+        squared = squared / squared.sum(dim=1, keepdim=True).clamp(min=1e-300) / len(squared)
         energy = squared.sum(dim=0)
         self.sigma = energy.sqrt()
         self.alpha = squared / energy.clamp(min=1e-300)
-        labels = squared.argmax(dim=1)
-        return {"labels": labels.numpy(), "reclustered": recomputed, "sigma": self.sigma}
+        info["labels"] = squared.argmax(dim=1).numpy()
+        info["sigma"] = self.sigma
+        if "clustering" in info:
+            info["clustering"].labels = info["labels"]
+        return info
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         if self.alpha is None:

@@ -4,20 +4,39 @@
   y = W₂W₁x fitting y = Cx, C = Σ_g s_g a_g b_gᵀ; capability g = singular mode g, its examples
   x = b_g), trained by the batched trainer and predicted by the derived dynamics of the same
   spec under any group objective. Time in t = η·step.
-* :class:`ParityTask`: multitask sparse parity (Michaud et al. 2023). Time in steps.
-* :func:`train_task`: trains a task with a method from :mod:`validation.grouped`.
+* :class:`ParityTask`: multitask sparse parity (Michaud et al. 2023), in a regime where each
+  task sits on a plateau and then drops (:data:`TASKS`). Time in steps.
+* :func:`train_task`: trains a task with a method from :mod:`validation.grouped`, optionally
+  clustering per-example gradients on the side (``probe_every``);
+  :func:`grouped_runs`: one method over seeds, per-seed summaries with the overhead per step
+  relative to the mean loss (timed in the same run).
 * :func:`predict_task`: the same run predicted by :func:`dynamics.integrate.predict`.
 * :func:`compare_methods`: emergence metrics of several methods over seeds;
   :func:`emergence_table` runs it for several tasks (with theory columns for the modes tasks)
   and :func:`table_markdown` formats the rows.
+
+Task protocol (what :func:`train_task` and the methods use; :class:`ParityTask`
+:class:`ParityTask` and ``validation.skills`` follow it):
+
+* ``name`` (str), ``time_unit`` (``"t"``: time t = η·step; ``"step"``: time in steps);
+* ``num_groups`` G; ``reference_loss`` (G,) ℓ_g of the know-nothing model;
+  ``threshold`` (G,) the loss at which group g counts as emerged;
+* ``make_model(generator) -> nn.Module``, initialised from ``generator`` only;
+* ``batch(generator) -> (inputs, targets, groups)``: one training batch (``groups`` (N,)
+  long, the true group of each example), drawn from ``generator`` only;
+* ``per_example_loss(outputs, targets) -> (N,)``;
+* ``evaluate(model) -> (group_loss (G,), group_accuracy (G,) or None)``, float64 numpy, on
+  a fixed evaluation set;
+* ``gradient_params``: ``fnmatch`` patterns of the parameters whose per-example gradients
+  the gradient methods use (None: the whole model).
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dynamics.groups import ROOT_EPS, objective
+from dynamics.groups import objective
 from dynamics.integrate import predict
 from dynamics.methods import Discrete, Flow
 from dynamics.problems import ModelSpec, sample_modes
@@ -35,20 +54,25 @@ from validation.emergence import (
     adjusted_rand,
     emergence_spread,
     group_emergence,
+    group_f1,
+    mean_final,
+    plateau_to_drop,
+    recovery_relation,
+    recovery_times,
     summarize_run,
 )
 from validation.grouped import (
     ClusterGroupedLoss,
-    GroupDRO,
-    GroupedLoss,
+    Clustering,
+    GradientClusterer,
     LossMethod,
-    MeanLoss,
-    PowerGroupedLoss,
+    ObjectiveLoss,
     SVDGroupedLoss,
 )
-from validation.training import TrainConfig, train
+from validation.training import TrainConfig, limit_threads, record_steps, train
 
 __all__ = [
+    "GRADIENT_METHODS",
     "METHODS",
     "OBJECTIVES",
     "TASKS",
@@ -58,6 +82,8 @@ __all__ = [
     "TaskResult",
     "compare_methods",
     "emergence_table",
+    "grouped_runs",
+    "make_clusterer",
     "make_method",
     "make_task",
     "objective_label",
@@ -66,9 +92,14 @@ __all__ = [
     "train_task",
 ]
 
-METHODS = ("mean", "grouped", "cluster", "svd", "dro", "root")
-"""Loss methods by name: :mod:`validation.grouped`'s MeanLoss, GroupedLoss,
-ClusterGroupedLoss, SVDGroupedLoss, GroupDRO and PowerGroupedLoss with γ = ½ ("root")."""
+METHODS = ("mean", "power", "grouped", "root", "tilted", "dro", "cluster", "svd")
+"""Loss methods by name. ``mean``, ``power`` (q), ``grouped``, ``root``, ``tilted`` (τ) and
+``dro``: :class:`~validation.grouped.ObjectiveLoss` of :func:`dynamics.groups.objective`;
+``cluster``: :class:`~validation.grouped.ClusterGroupedLoss`; ``svd``:
+:class:`~validation.grouped.SVDGroupedLoss`."""
+
+GRADIENT_METHODS = ("cluster", "svd")
+"""The methods that compute per-example gradients during training."""
 
 OBJECTIVES = ("mean", "grouped", "root", "power", "tilted", "dro")
 """Methods that are a group objective (:mod:`dynamics.groups`): on a :class:`SpecTask` they
@@ -76,12 +107,27 @@ are trained and predicted on the spec itself; ``cluster`` and ``svd`` find their
 per-example gradients and need a task of examples (parity)."""
 
 
-def objective_label(method: str, q: float | None = None, tau: float | None = None) -> str:
+def objective_label(method: str, q: float | None = None, tau: float | None = None,
+                    eps: float | None = None, step: float | None = None) -> str:
     """The group objective of ``method`` as a spec label, e.g. ``power(q=1)``."""
     if method not in OBJECTIVES:
         raise ValueError(f"method {method!r} is not a group objective (one of "
-                         f"{', '.join(OBJECTIVES)})")
-    return objective(method, q=q, tau=tau).label
+                         f"{', '.join(OBJECTIVES)}); cluster and svd need a task of examples")
+    return objective(method, q=q, tau=tau, eps=eps, step=step).label
+
+
+def task_method(task: Task, method: str, seed: int = 0, **params: Any) -> str | LossMethod:
+    """What :func:`train_task` takes for ``method`` with ``params`` (q, tau, eps, step, and
+    options): a :class:`SpecTask` the objective's label, any other task its loss method
+    (:func:`make_method`)."""
+    if isinstance(task, SpecTask):
+        options = sorted(set(params) - {"q", "tau", "eps", "step"})
+        if options:
+            raise ValueError(f"method {method!r} on task {task.name!r} takes no "
+                             f"{', '.join(options)}")
+        return objective_label(method, **params)
+    return make_method(method, task, seed, **params)
+
 
 
 def _power_law(count: int, exponent: float) -> np.ndarray:
@@ -127,6 +173,7 @@ class SpecTask:
         return self.reference_loss / 2
 
 
+
 class ParityMLP(nn.Module):
     """One-hidden-layer ReLU MLP on x = [task code (T), bits (n)] with two logits.
 
@@ -157,6 +204,7 @@ class ParityMLP(nn.Module):
         return self.out(hidden)
 
 
+
 @dataclass
 class ParityTask:
     """Multitask sparse parity (Michaud et al. 2023, "The Quantization Model of Neural Scaling").
@@ -166,23 +214,24 @@ class ParityTask:
     frequency p_i ∝ i^−α. Batches are fresh each step (drawn from the training generator);
     per-group loss and accuracy are measured on a fixed evaluation set of ``eval_per_task``
     examples per task. Model :class:`ParityMLP`, loss cross-entropy (nats); the zero-knowledge
-    reference loss is ln 2. Time unit: steps.
+    reference loss is ln 2. Time unit: steps. The defaults are the regime of :data:`TASKS`.
     """
 
-    tasks: int = 8
-    bits: int = 24
+    tasks: int = 5
+    bits: int = 120
     k: int = 3
     alpha: float = 1.0
     width: int = 128
-    batch_size: int = 512
+    batch_size: int = 1024
     eval_per_task: int = 256
     seed: int = 0
     name: str = "parity"
     time_unit: str = "step"
-    gradient_params: tuple[str, ...] | None = ("code.weight",)
-    """Parameters whose per-example gradients the gradient methods use (None: all). The
-    default, the task-code columns of the first layer, makes the gradients of different
-    tasks orthogonal; the full gradient does not separate the tasks (measured ARI ≈ 0.05)."""
+    gradient_params: tuple[str, ...] | None = None
+    """Patterns of the parameters whose per-example gradients the gradient methods use (None:
+    the whole model). ``("code.weight",)``, the task-code columns of the first layer, makes
+    the gradients of different tasks orthogonal by construction (it finds the tasks
+    trivially); the default does not."""
     subsets: Tensor = field(init=False, repr=False)
     eval_inputs: Tensor = field(init=False, repr=False)
     eval_targets: Tensor = field(init=False, repr=False)
@@ -240,7 +289,7 @@ class ParityTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         """Per-task loss and accuracy (T,) on the fixed evaluation set."""
-        outputs = model(self.eval_inputs)
+        outputs = model(self.eval_inputs.to(next(model.parameters()).dtype))
         losses = self.per_example_loss(outputs, self.eval_targets).double().numpy()
         correct = (outputs.argmax(dim=1) == self.eval_targets).double().numpy()
         shape = (self.tasks, self.eval_per_task)
@@ -258,6 +307,14 @@ class _Setting:
     optimizer: str
     record: int | Sequence[int] = 1
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    """Task parameters of the reduced configuration (``make_task(name, quick=True)``)."""
+    quick_steps: int | None = None
+    """Steps of the reduced configuration (None: ``steps``)."""
+
+    def run_steps(self, quick: bool = False) -> int:
+        """Default number of steps of the full or the reduced configuration."""
+        return self.quick_steps if quick and self.quick_steps else self.steps
 
 
 def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> SpecTask:
@@ -278,55 +335,107 @@ TASKS: dict[str, _Setting] = {
     "modes-scale": _Setting(_modes_scale, steps=6000, lr=0.01, optimizer="sgd"),
     "parity": _Setting(
         ParityTask,
-        steps=6000,
+        steps=12000,
         lr=1e-3,
         optimizer="adam",
         record=25,
-        method_options={
-            "cluster": {"algorithm": "spectral", "sign_invariant": True, "affinity": "cosine"},
-            "svd": {"recompute_every": 10},
-        },
+        method_options={"cluster": {"recluster_every": 200}, "svd": {"recompute_every": 200}},
+        quick={"bits": 80, "batch_size": 512},
+        quick_steps=8000,
     ),
 }
-"""Default settings per task name: builder, steps, learning rate, optimizer, record."""
+"""Default settings per task name: builder, steps, learning rate, optimizer, record, method
+options, and the reduced configuration (``quick``).
+
+Parity (multitask sparse parity, mean loss, Adam η = 10⁻³, fresh batches) is set where
+emergence is abrupt: 5 tasks (p_i ∝ 1/i: 0.44, 0.22, 0.15, 0.11, 0.09), n = 120 bits, k = 3,
+width 128, batches of 1024, 12 000 steps, ℓ_g recorded every 25 steps. Measured (seeds 0, 1, 2;
+:func:`~validation.emergence.plateau_to_drop`, plateau = time within 10 % of the start, drop =
+90 % → 20 % of the start): median plateau/drop 2.73, 1.83, 2.03 (smallest group 1.57, 1.37,
+1.33), spread t_last/t_first of the half-drop times 6.19, 5.24, 5.64; final worst-group loss
+≤ 0.01 nats; 58–67 s a run on one thread of a shared 2-core machine under load (3.3 ms a step;
+~25 s when idle). Reduced configuration (``quick``: n = 80 bits, batches of 512, 8000 steps):
+median plateau/drop 1.86, 1.64, 1.27, spread 4.61, 4.20, 4.44, 18–24 s a run. The search,
+seed 0 unless said, median plateau/drop: batches of 2048 gave 0.97–1.32 (n = 80, seeds 0–2),
+1.16–1.36 (n = 100), 1.21–1.89 (n = 120); width 256: 1.25; η = 5·10⁻⁴: 1.11; k = 4, n = 50:
+1.78 (16 000 steps); n = 120 with batches of 1024: 1.83–2.73; n = 80 with batches of 512:
+1.27–1.86. A smaller batch lengthens the plateau relative to the drop (the noisier gradient
+hides the k-sparse correlation for longer); a larger n lengthens both, the plateau more.
+"""
 
 
-def make_task(name: str, seed: int = 0, **kwargs: Any) -> Task:
-    """Build task ``name`` from ``seed``; ``kwargs`` override its parameters.
+def make_task(name: str, seed: int = 0, quick: bool = False, **kwargs: Any) -> Task:
+    """Build task ``name`` from ``seed``; ``kwargs`` override its parameters; ``quick``: the
+    reduced configuration of :data:`TASKS` (the same task where it has none).
 
     * ``"modes"``: G = 5 modes, s_g = 1, p_g ∝ g^−α (α = 1: p = 0.44 … 0.09), n = k = 20,
       σ = 10⁻³, N = 256; default run 4000 SGD steps at η = 0.05 (t ≤ 200).
     * ``"modes-scale"``: G = 5, p_g = 1/5, s_g geometric from 2 down to 1, otherwise as
       ``"modes"``; default run 6000 SGD steps at η = 0.01 (t ≤ 60).
-    * ``"parity"``: :class:`ParityTask` defaults (8 tasks, 24 bits, k = 3, α = 1, width 128,
-      batches of 512); default run 6000 Adam steps at η = 10⁻³.
+    * ``"parity"``: :class:`ParityTask` defaults (see :data:`TASKS` for the regime and its
+      measured plateaus), Adam at η = 10⁻³.
     """
-    return TASKS[name].build(seed=seed, **kwargs)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    setting = TASKS[name]
+    return setting.build(seed=seed, **{**(setting.quick if quick else {}), **kwargs})
 
 
-def make_method(name: str, task: Task, seed: int = 0, **options: Any) -> LossMethod:
-    """Loss method ``name`` (one of :data:`METHODS`) for ``task``, K = its number of groups.
+def make_clusterer(task: Task, seed: int = 0, **options: Any) -> GradientClusterer:
+    """:class:`~validation.grouped.GradientClusterer` of ``task``'s per-example gradients:
+    k = the task's number of groups and its ``gradient_params`` unless ``options`` say
+    otherwise (``num_clusters=None`` chooses k by ``k_rule``)."""
+    defaults = {"num_clusters": task.num_groups, "params": task.gradient_params, "seed": seed}
+    return GradientClusterer(task.per_example_loss, **{**defaults, **options})
 
-    Keyword ``options`` go to the method's constructor, over the task's defaults in
-    :data:`TASKS` (``method_options``) and its ``gradient_params``.
+
+def make_method(
+    name: str,
+    task: Task,
+    seed: int = 0,
+    q: float | None = None,
+    tau: float | None = None,
+    eps: float | None = None,
+    step: float | None = None,
+    **options: Any,
+) -> LossMethod:
+    """Loss method ``name`` (one of :data:`METHODS`) for ``task``, G = its number of groups.
+
+    ``mean``, ``power`` (``q``), ``grouped``, ``root``, ``tilted`` (``tau``), ``dro``
+    (``step``, c per step) take their parameters (and ``eps``) to
+    :func:`dynamics.groups.objective`. ``cluster`` applies the grouped loss to the found
+    groups, or power ``q`` / tilted ``tau`` when given; its ``options`` are
+    ``recluster_every`` and the fields of :class:`~validation.grouped.GradientClusterer`
+    (:func:`make_clusterer`). ``svd``: ``recompute_every``, ``params``, ``exclude``,
+    ``chunk_size``. Keyword ``options`` go over the task's defaults in :data:`TASKS`
+    (``method_options``). One-line ValueError for an unknown name or a misplaced parameter.
     """
-    k = task.num_groups
     setting = TASKS.get(task.name)
     options = {**(setting.method_options.get(name, {}) if setting else {}), **options}
-    if name == "mean":
-        return MeanLoss(**options)
-    if name == "grouped":
-        return GroupedLoss(k, **options)
-    if name == "dro":
-        return GroupDRO(k, **options)
-    if name == "root":
-        return PowerGroupedLoss(k, **{"power": 0.5, "eps": ROOT_EPS, **options})
-    gradient_options = {"params": task.gradient_params, **options}
+    if name in OBJECTIVES:
+        if options:
+            raise ValueError(f"method {name!r} takes no options {', '.join(sorted(options))}")
+        return ObjectiveLoss(objective(name, q=q, tau=tau, eps=eps, step=step), task.num_groups)
     if name == "cluster":
-        return ClusterGroupedLoss(k, task.per_example_loss, seed=seed, **gradient_options)
+        if step is not None or (q is not None and tau is not None):
+            raise ValueError("method 'cluster' takes q (power) or tau (tilted), not step")
+        inner = "power" if q is not None else "tilted" if tau is not None else "grouped"
+        every = options.pop("recluster_every", 50)
+        return ClusterGroupedLoss(make_clusterer(task, seed, **options),
+                                  objective(inner, q=q, tau=tau, eps=eps), every)
     if name == "svd":
-        return SVDGroupedLoss(k, task.per_example_loss, **gradient_options)
-    raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+        if any(v is not None for v in (q, tau, eps, step)):
+            raise ValueError("method 'svd' takes no q, tau, eps or step")
+        options = {"params": task.gradient_params, **options}
+        return SVDGroupedLoss(task.num_groups, task.per_example_loss, **options)
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+
+
+RECOVERY_RULE = (
+    "recovered: from the first re-clustering after which the group's best-matching cluster "
+    "has F1 >= 0.8 at every re-clustering; before = while still on its plateau (loss > 0.9 of "
+    "its start), at = during its drop (0.9 to 0.2 of its start), after = later"
+)
 
 
 @dataclass
@@ -337,7 +446,16 @@ class TaskResult:
     (parity). ``group_loss`` (T, G) is ℓ_g before the update of that step;
     ``group_accuracy`` (T, G) for classification, else None. ``ari`` holds the adjusted
     Rand index of the found groups against the true ones at each re-clustering
-    (``ari_steps``), empty for methods without found groups.
+    (``ari_steps``), empty for methods without found groups; ``clusterings`` one record per
+    re-clustering (of the method, or of the side probe when ``probe``): ``step``, ``t``,
+    ``k``, ``k_rule``, ``ari``, ``f1`` (per true group, :func:`~validation.emergence.group_f1`),
+    ``examples``, ``parameters``, ``seconds_gradients``, ``seconds_clustering``,
+    ``peak_bytes``, ``gradient_bytes``. ``frequencies``: the share of each group among all
+    training examples seen (the weights of ``mean_final``). ``seconds_per_step``: the
+    method's update, loss, backward and optimizer step, averaged over the run (batch
+    drawing, evaluation, the side probe and the reference steps excluded); ``overhead``: that
+    over the seconds per step of the mean loss timed in the same run (``reference_every`` of
+    :func:`train_task`; None without). ``params``: the method's parameters.
     """
 
     task: str
@@ -353,21 +471,34 @@ class TaskResult:
     ari_steps: np.ndarray
     ari: np.ndarray
     wall_seconds: float
+    params: dict[str, float] = field(default_factory=dict)
+    frequencies: np.ndarray | None = None
+    seconds_per_step: float = float("nan")
+    clusterings: list[dict[str, Any]] = field(default_factory=list)
+    probe: bool = False
+    overhead: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready emergence summary (plain floats and lists; NaN for "never").
 
         ``emergence_times``: per group, t_half (half of its own drop); ``threshold_times``:
         first ℓ_g ≤ threshold; ``widths``: (t_90 − t_10)/t_half per group; ``spread``:
-        max/min of ``emergence_times``; ``worst_group_final``: max_g ℓ_g at the end;
-        ``seconds``: wall time; ``ari`` / ``ari_steps``: found groups against the true ones
-        at each re-clustering; ``summary``: :func:`~validation.emergence.summarize_run`.
+        max/min of ``emergence_times``; ``plateau_to_drop`` (with ``plateau`` and ``drop``):
+        :func:`~validation.emergence.plateau_to_drop` per group; ``worst_group_final``:
+        max_g ℓ_g at the end; ``mean_final``: Σ_g p_g ℓ_g at the end (p = ``frequencies``);
+        ``seconds``: wall time; ``seconds_per_step``, ``overhead``; ``ari``: ``{"t", "ari"}``
+        at each re-clustering and ``ari_steps`` their steps; ``gradient_groups`` (runs with
+        clusterings): k per re-clustering, F1 per group, when each group is recovered and
+        how that relates to its emergence (:data:`RECOVERY_RULE`), and the cost per
+        re-clustering; ``summary``: :func:`~validation.emergence.summarize_run`.
         Times in ``time_unit``.
         """
         per_group = group_emergence(self.time, self.group_loss, self.threshold)
-        return {
+        plateau = plateau_to_drop(self.time, self.group_loss)
+        out: dict[str, Any] = {
             "task": self.task,
             "method": self.method,
+            "params": dict(self.params),
             "seed": self.seed,
             "lr": self.lr,
             "time_unit": self.time_unit,
@@ -376,13 +507,68 @@ class TaskResult:
             "threshold_times": per_group["t_threshold"].tolist(),
             "widths": per_group["width"].tolist(),
             "spread": emergence_spread(per_group["t_half"])["ratio"],
+            "plateau_to_drop": plateau["ratio"].tolist(),
+            "plateau": plateau["plateau"].tolist(),
+            "drop": plateau["drop"].tolist(),
             "worst_group_final": float(self.group_loss[-1].max()),
+            "mean_final": (float("nan") if self.frequencies is None
+                           else mean_final(self.group_loss, self.frequencies)),
             "seconds": self.wall_seconds,
-            "ari": self.ari.tolist(),
+            "seconds_per_step": self.seconds_per_step,
+            "overhead": self.overhead,
+            "ari": [{"t": float(t), "ari": float(a)} for t, a in zip(
+                self._clock(self.ari_steps), self.ari, strict=True)],
             "ari_steps": self.ari_steps.tolist(),
             "summary": summarize_run(
                 self.time, self.group_loss, self.threshold, self.group_accuracy
             ),
+        }
+        if self.clusterings:
+            out["gradient_groups"] = self.gradient_groups(per_group["t_half"], plateau)
+        return out
+
+    def _clock(self, steps: np.ndarray) -> np.ndarray:
+        return steps * self.lr if self.time_unit == "t" else steps.astype(float)
+
+    def gradient_groups(
+        self, emergence: np.ndarray, plateau: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
+        """Recovery of the true groups by the clusterings, and their cost (see ``summary``).
+
+        ``recovered_at`` (per group, :func:`~validation.emergence.recovery_times`),
+        ``lead`` = emergence time − ``recovered_at`` (> 0: found before it emerged),
+        ``relation`` (:func:`~validation.emergence.recovery_relation`); ``cost``: mean
+        seconds of the per-example gradients and of the clustering per re-clustering, the
+        largest peak memory added (bytes, None if not measured) and gradient matrix size.
+        """
+        records = self.clusterings
+        t = np.array([r["t"] for r in records])
+        f1 = np.array([r["f1"] for r in records], dtype=float)
+        recovered = recovery_times(t, f1)
+        peaks = [r["peak_bytes"] for r in records if r["peak_bytes"] is not None]
+        seconds_g = float(np.mean([r["seconds_gradients"] for r in records]))
+        seconds_c = float(np.mean([r["seconds_clustering"] for r in records]))
+        return {
+            "source": "probe" if self.probe else self.method,
+            "k": [r["k"] for r in records],
+            "k_rule": records[0]["k_rule"],
+            "t": t.tolist(),
+            "f1": f1.tolist(),
+            "recovered_at": recovered.tolist(),
+            "lead": (emergence - recovered).tolist(),
+            "relation": recovery_relation(recovered, plateau["t_plateau_end"],
+                                          plateau["t_drop_end"]),
+            "rule": RECOVERY_RULE,
+            "cost": {
+                "seconds_gradients": seconds_g,
+                "seconds_clustering": seconds_c,
+                "seconds_per_reclustering": seconds_g + seconds_c,
+                "peak_bytes": max(peaks) if peaks else None,
+                "gradient_bytes": max(r["gradient_bytes"] for r in records),
+                "examples": records[0]["examples"],
+                "parameters": records[0]["parameters"],
+                "reclusterings": len(records),
+            },
         }
 
 
@@ -394,25 +580,19 @@ def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
 
 
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` intra-op torch threads (None: leave as is), restored afterwards."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _recorded_steps(steps: int, record: int | Sequence[int]) -> set[int]:
-    if isinstance(record, int):
-        recorded = set(range(0, steps + 1, record))
-    else:
-        recorded = {int(s) for s in record if 0 <= s <= steps}
-    recorded.add(steps)
-    return recorded
+def _clustering_record(found: Clustering, groups: Tensor, step: int, t: float,
+                       num_groups: int) -> dict[str, Any]:
+    """One row of :attr:`TaskResult.clusterings` (found labels against the true groups)."""
+    true = groups[: len(found.labels)].numpy()
+    return {
+        "step": step, "t": t, "k": found.k, "k_rule": found.k_rule,
+        "ari": adjusted_rand(found.labels, true),
+        "f1": group_f1(found.labels, true, num_groups).tolist(),
+        "examples": len(found.labels), "parameters": found.parameters,
+        "seconds_gradients": found.seconds_gradients,
+        "seconds_clustering": found.seconds_clustering,
+        "peak_bytes": found.peak_bytes, "gradient_bytes": found.gradient_bytes,
+    }  # fmt: skip
 
 
 def train_task(
@@ -425,33 +605,51 @@ def train_task(
     record: int | Sequence[int] = 1,
     progress: bool = False,
     dtype: torch.dtype = torch.float32,
-    threads: int | None = 1,
+    probe_every: int | None = None,
+    probe_options: Mapping[str, Any] | None = None,
+    reference_every: int | None = None,
+    reference_steps: int = 2,
 ) -> TaskResult:
     """Train ``task`` for ``steps`` steps of ``optimizer`` (``"sgd"``/``"adam"``), rate η = lr.
 
     ``method`` is a name from :data:`METHODS` or a :class:`~validation.grouped.LossMethod`.
     ``seed`` sets the initialisation and the batch stream (one ``torch.Generator``).
     ``record``: every that many steps (int) or the listed steps (e.g. log-spaced ones from
-    :func:`validation.training.record_steps`); the final step is always recorded. A tqdm bar
-    is shown only with ``progress`` and a terminal on stderr. Wall time excludes nothing
-    but the model's construction (evaluation at the record steps is included). ``threads``:
-    torch intra-op threads during the run (default 1: these models are small, and on a busy
-    2-core machine two threads made a modes run 40x slower, measured); None leaves it as is.
+    :func:`validation.training.record_steps`); steps 0 and ``steps`` are always recorded.
+    ``probe_every`` R: every R steps (from step 0) cluster the batch's per-example gradients
+    on the side (:func:`make_clusterer` with ``probe_options``) without touching the
+    training, which stays identical to the run without probe: the diagnostic of whether
+    gradient clusters reveal a group before it emerges. ``reference_every`` R': every R'
+    steps, ``reference_steps`` steps of the mean loss on the same batch are timed on a copy
+    of the model (its own optimizer of the same kind, weights copied from the run's), so that
+    ``overhead`` = seconds per step of the method / of the mean loss is measured under the
+    same machine load as the run; the training is unchanged. A tqdm bar is shown only with
+    ``progress`` and a terminal on stderr. Torch threads: one while a step is small
+    (:func:`validation.training.limit_threads`, work ≈ 3 × examples × parameters).
     """
     if isinstance(task, SpecTask):
+        if probe_every is not None:
+            raise ValueError(f"task {task.name!r}: the gradient probe needs a task of examples")
         return _train_spec(task, method, steps, lr, optimizer, record, progress, dtype)
-    with _torch_threads(threads):
-        return _train(task, method, steps, lr, seed, optimizer, record, progress, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    model = task.make_model(generator).to(dtype)
+    size = task.batch(torch.Generator().manual_seed(0))[0].shape[0]
+    work = 3 * size * sum(p.numel() for p in model.parameters())
+    with limit_threads(work, torch.device("cpu")):
+        return _train(task, model, generator, method, steps, lr, seed, optimizer, record,
+                      progress, dtype, probe_every, probe_options, reference_every,
+                      reference_steps)
 
 
-def _spec_result(task: SpecTask, method: str, lr: float, steps: np.ndarray,
+def _spec_result(task: SpecTask, spec: ModelSpec, method: str, lr: float, steps: np.ndarray,
                  group_loss: np.ndarray, seconds: float, t: np.ndarray | None = None
                  ) -> TaskResult:
     return TaskResult(
         task=task.name, method=method, seed=task.seed, lr=lr, time_unit=task.time_unit,
         steps=steps, time=steps * lr if t is None else t, group_loss=group_loss,
         group_accuracy=None, threshold=task.threshold, ari_steps=np.array([], dtype=int),
-        ari=np.array([]), wall_seconds=seconds)
+        ari=np.array([]), wall_seconds=seconds, frequencies=task.frequencies,
+        params=dict(spec.group_objective.params))
 
 
 def _train_spec(task: SpecTask, method: str | LossMethod, steps: int, lr: float,
@@ -466,12 +664,14 @@ def _train_spec(task: SpecTask, method: str | LossMethod, steps: int, lr: float,
     config = TrainConfig(optimizer=optimizer, lr=lr, steps=steps, progress=progress,
                          dtype="float64" if dtype == torch.float64 else "float32")
     run = train(spec, config)
-    kept = np.array(sorted(_recorded_steps(steps, record)))
-    return _spec_result(task, spec.objective, lr, kept, run.group_loss[0][kept], run.seconds)
+    kept = record_steps(steps, record)
+    return _spec_result(task, spec, spec.objective, lr, kept, run.group_loss[0][kept], run.seconds)
 
 
 def _train(
     task: Task,
+    model: nn.Module,
+    generator: torch.Generator,
     method: str | LossMethod,
     steps: int,
     lr: float,
@@ -480,15 +680,21 @@ def _train(
     record: int | Sequence[int],
     progress: bool,
     dtype: torch.dtype,
+    probe_every: int | None,
+    probe_options: Mapping[str, Any] | None,
+    reference_every: int | None,
+    reference_steps: int,
 ) -> TaskResult:
-    generator = torch.Generator().manual_seed(seed)
-    model = task.make_model(generator).to(dtype)
     loss_method = make_method(method, task, seed) if isinstance(method, str) else method
+    probe = make_clusterer(task, seed, **(probe_options or {})) if probe_every else None
     opt = _optimizer(optimizer, model, lr)
-    recorded = _recorded_steps(steps, record)
+    recorded = set(record_steps(steps, record).tolist())
+    clock = (lambda s: s * lr) if task.time_unit == "t" else float
+    groups_seen = np.zeros(task.num_groups)
     history: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-    ari_steps: list[int] = []
-    ari: list[float] = []
+    clusterings: list[dict[str, Any]] = []
+    step_seconds = 0.0
+    reference = _Reference(model, optimizer, lr, task.per_example_loss) if reference_every else None
     bar = tqdm(range(steps + 1), disable=not (progress and sys.stderr.isatty()), leave=False)
     start = time.perf_counter()
     for step in bar:
@@ -499,14 +705,23 @@ def _train(
         inputs, targets, groups = task.batch(generator)
         inputs = inputs.to(dtype)
         targets = targets.to(dtype) if targets.is_floating_point() else targets
+        groups_seen += np.bincount(groups.numpy(), minlength=task.num_groups)
+        if probe is not None and step % probe_every == 0:
+            found = probe.cluster(model, inputs, targets)
+            clusterings.append(_clustering_record(found, groups, step, clock(step),
+                                                  task.num_groups))
+        begin = time.perf_counter()
         info = loss_method.update(model, (inputs, targets), step)
-        if info.get("reclustered"):
-            ari_steps.append(step)
-            ari.append(adjusted_rand(info["labels"], groups.numpy()))
         loss, _ = loss_method(task.per_example_loss(model(inputs), targets), groups)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        step_seconds += time.perf_counter() - begin
+        if reference is not None and step % reference_every == 0:
+            reference.time(model, inputs, targets, reference_steps)
+        if probe is None and "clustering" in info:
+            clusterings.append(_clustering_record(info["clustering"], groups, step, clock(step),
+                                                  task.num_groups))
     wall = time.perf_counter() - start
     recorded_steps = np.array([h[0] for h in history])
     accuracy = [h[2] for h in history]
@@ -521,10 +736,90 @@ def _train(
         group_loss=np.stack([h[1] for h in history]),
         group_accuracy=None if accuracy[0] is None else np.stack(accuracy),
         threshold=task.threshold,
-        ari_steps=np.array(ari_steps, dtype=int),
-        ari=np.array(ari),
+        ari_steps=np.array([c["step"] for c in clusterings], dtype=int),
+        ari=np.array([c["ari"] for c in clusterings]),
         wall_seconds=wall,
+        params=dict(loss_method.params),
+        frequencies=groups_seen / max(groups_seen.sum(), 1),
+        seconds_per_step=step_seconds / max(steps, 1),
+        clusterings=clusterings,
+        probe=probe is not None,
+        overhead=None if reference is None else step_seconds / max(steps, 1) / reference.per_step,
     )
+
+
+class _Reference:
+    """Times steps of the mean loss on a copy of the model (see ``reference_every``)."""
+
+    def __init__(self, model: nn.Module, optimizer: str, lr: float, loss: Callable) -> None:
+        self.model = copy.deepcopy(model)
+        self.optimizer = _optimizer(optimizer, self.model, lr)
+        self.loss = loss
+        self.seconds = 0.0
+        self.steps = 0
+
+    def time(self, model: nn.Module, inputs: Tensor, targets: Tensor, steps: int) -> None:
+        self.model.load_state_dict(model.state_dict())
+        for _ in range(steps):
+            begin = time.perf_counter()
+            loss = self.loss(self.model(inputs), targets).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.seconds += time.perf_counter() - begin
+            self.steps += 1
+
+    @property
+    def per_step(self) -> float:
+        return self.seconds / max(self.steps, 1)
+
+
+def grouped_runs(
+    task_name: str,
+    method: str,
+    seeds: Sequence[int] = (0,),
+    q: float | None = None,
+    tau: float | None = None,
+    steps: int | None = None,
+    quick: bool = False,
+    progress: bool = False,
+    lr: float | None = None,
+    probe_every: int | None = None,
+    probe_options: Mapping[str, Any] | None = None,
+    reference_every: int = 50,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Train ``method`` on task ``task_name`` (full or ``quick`` configuration) for each seed;
+    one :meth:`TaskResult.summary` per seed.
+
+    Task defaults (:data:`TASKS`) for steps, η, optimizer and recording unless given; ``q``,
+    ``tau`` and ``options`` go to :func:`make_method`, ``probe_every``/``probe_options`` to
+    :func:`train_task` (side clustering of the gradients). ``overhead``: the run's seconds per
+    step over those of the mean loss, timed in the same run on a copy of the model every
+    ``reference_every`` steps (:func:`train_task`). The reference is the plain mean of the
+    per-example losses, so the ``mean`` method itself shows the bookkeeping of
+    :class:`~validation.grouped.ObjectiveLoss` (group means, masks) and the timing noise:
+    1.09–1.18 measured on parity.
+    """
+    if task_name not in TASKS:
+        raise ValueError(f"unknown task {task_name!r}; choose from {', '.join(TASKS)}")
+    setting = TASKS[task_name]
+    steps = steps or setting.run_steps(quick)
+    lr = lr or setting.lr
+    out = []
+    for seed in seeds:
+        task = make_task(task_name, seed, quick=quick)
+        params = {k: v for k, v in (("q", q), ("tau", tau)) if v is not None} | options
+        chosen = task_method(task, method, seed, **params)
+        result = train_task(task, chosen, steps, lr, seed, setting.optimizer,
+                            setting.record, progress, probe_every=probe_every,
+                            probe_options=probe_options, reference_every=reference_every)
+        if isinstance(task, SpecTask):  # the batched trainer: time a mean-loss run beside it
+            mean = train_task(task, "mean", steps, lr, seed, setting.optimizer, setting.record)
+            result.seconds_per_step = result.wall_seconds / steps
+            result.overhead = result.wall_seconds / mean.wall_seconds
+        out.append(result.summary())
+    return out
 
 
 def predict_task(
@@ -550,8 +845,9 @@ def predict_task(
     traj = predict(spec, Discrete(lr) if discrete else Flow(lr=lr), t_max=steps * lr)
     seconds = time.perf_counter() - start
     name = f"{spec.objective} (theory{', GD map' if discrete else ''})"
-    return _spec_result(task, name, lr, np.rint(traj.t / lr).astype(int), traj.group_loss,
+    return _spec_result(task, spec, name, lr, np.rint(traj.t / lr).astype(int), traj.group_loss,
                         seconds, t=traj.t)
+
 
 
 def _summary(result: TaskResult) -> dict[str, float]:
@@ -559,6 +855,11 @@ def _summary(result: TaskResult) -> dict[str, float]:
     summary["wall_s"] = result.wall_seconds
     summary["ari_final"] = float(result.ari[-1]) if result.ari.size else float("nan")
     summary["ari_min"] = float(result.ari.min()) if result.ari.size else float("nan")
+    ratios = plateau_to_drop(result.time, result.group_loss)["ratio"]
+    finite = ratios[~np.isnan(ratios)]
+    summary["plateau_to_drop"] = float(np.median(finite)) if finite.size else float("nan")
+    summary["mean_final"] = (float("nan") if result.frequencies is None
+                             else mean_final(result.group_loss, result.frequencies))
     return summary
 
 
@@ -581,20 +882,23 @@ def compare_methods(
     lr: float | None = None,
     progress: bool = False,
     theory: bool = False,
-    threads: int | None = 1,
+    method_params: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Emergence metrics of each method on task ``task_name`` over ``seeds``: one row each.
 
     For every seed the task (``make_task(task_name, seed)``) and the training run
     (``train_task(..., seed=seed)``) are built from that seed, with the task's default
-    steps, η, optimizer and recording (:data:`TASKS`) unless given. Each row holds the
-    method, the number of seeds, the time unit and, for every metric of
+    steps, η, optimizer and recording (:data:`TASKS`) unless given; ``method_params`` gives
+    a method its parameters (default ``power``: q = 1, ``tilted``: τ = 1). Each row holds
+    the method, the number of seeds, the time unit and, for every metric of
     :func:`~validation.emergence.summarize_run` plus ``wall_s``, ``ari_final`` (ARI at the
-    last re-clustering) and ``ari_min`` (lowest ARI over the run), its mean over seeds
-    (``<metric>``) and standard deviation (``<metric>_sd``, ddof 1). NaN values (e.g. a
-    spread with fewer than two groups emerged) are left out of the mean and sd.
+    last re-clustering), ``ari_min`` (lowest ARI over the run), ``plateau_to_drop`` (median
+    over groups) and ``mean_final``, its mean over seeds (``<metric>``) and standard
+    deviation (``<metric>_sd``, ddof 1). NaN values (e.g. a spread with fewer than two groups
+    emerged) are left out of the mean and sd.
 
-    With ``theory`` (modes tasks only) every run is also predicted (:func:`predict_task`,
+    With ``theory`` (tasks that are a model's spec, :class:`SpecTask`) every run is also
+    predicted (:func:`predict_task`,
     the flow) and the row gets ``theory_<metric>`` (mean over seeds) for ``spread``,
     ``width``, ``t_first``, ``t_last`` and ``worst_final``, and ``theory_error``: the largest
     relative difference |t_pred − t_train|/t_train of a group's threshold time, over groups
@@ -603,18 +907,20 @@ def compare_methods(
     setting = TASKS[task_name]
     steps = steps or setting.steps
     lr = lr or setting.lr
+    params = {"power": {"q": 1.0}, "tilted": {"tau": 1.0}, **(method_params or {})}
     rows = []
     for method in methods:
         runs, predicted, errors = [], [], []
         for seed in seeds:
             task = make_task(task_name, seed)
+            loss_method = task_method(task, method, seed, **params.get(method, {}))
             result = train_task(
-                task, method, steps=steps, lr=lr, seed=seed, optimizer=setting.optimizer,
-                record=setting.record, progress=progress, threads=threads,
+                task, loss_method, steps=steps, lr=lr, seed=seed, optimizer=setting.optimizer,
+                record=setting.record, progress=progress,
             )  # fmt: skip
             runs.append(_summary(result))
-            if theory:
-                prediction = predict_task(task, method, steps, lr)
+            if theory and isinstance(task, SpecTask):
+                prediction = predict_task(task, loss_method, steps, lr)
                 predicted.append(_summary(prediction))
                 t_pred = group_emergence(prediction.time, prediction.group_loss, task.threshold)
                 t_train = group_emergence(result.time, result.group_loss, task.threshold)
@@ -629,7 +935,7 @@ def compare_methods(
             "lr": lr,
             **_aggregate(runs),
         }
-        if theory:
+        if predicted:
             aggregated = _aggregate(predicted)
             for metric in ("spread", "width", "t_first", "t_last", "worst_final"):
                 row[f"theory_{metric}"] = aggregated[metric]
@@ -653,7 +959,7 @@ def emergence_table(
     for name in task_names:
         rows += compare_methods(
             name, methods, seeds, steps=(steps or {}).get(name), progress=progress,
-            theory=theory and name.startswith("modes"),
+            theory=theory,
         )  # fmt: skip
     return rows
 

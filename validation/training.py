@@ -47,7 +47,7 @@ import dataclasses
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +65,7 @@ from . import programs
 from .names import OPTIMIZERS
 from .optim import SGD, Adam, make_optimizer
 
-__all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "record_steps", "train"]
+__all__ = ["DIVERGENCE", "TrainConfig", "TrainResult", "limit_threads", "record_steps", "train"]
 
 DIVERGENCE = 1e6  # a seed stops once its loss is non-finite or above DIVERGENCE·L_ref
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -203,18 +203,25 @@ class TrainResult:
         return out
 
 
-def record_steps(steps: int, record: str = "log") -> np.ndarray:
+def record_steps(steps: int, record: str | int | Sequence[int] = "log") -> np.ndarray:
     """Steps at which the order parameters are recorded, sorted and unique.
 
     ``log``: every step up to 100, about 200 log-spaced and 200 linearly spaced steps up to
-    ``steps`` (always 0 and ``steps``); ``all``: every step 0..steps.
+    ``steps`` (always 0 and ``steps``); ``all``: every step 0..steps; an int n: every n-th
+    step; a sequence: the listed steps within [0, steps]. Always 0 and ``steps``.
     """
-    if record == "all":
-        return np.arange(steps + 1)
-    early = np.arange(min(steps, 100) + 1)
-    log = np.rint(np.geomspace(1, steps, 200))
-    linear = np.rint(np.linspace(0, steps, 201))
-    return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
+    if isinstance(record, str):
+        if record == "all":
+            return np.arange(steps + 1)
+        early = np.arange(min(steps, 100) + 1)
+        log = np.rint(np.geomspace(1, steps, 200))
+        linear = np.rint(np.linspace(0, steps, 201))
+        return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
+    if isinstance(record, (int, np.integer)):
+        listed = np.arange(0, steps + 1, int(record))
+    else:
+        listed = np.array([int(s) for s in record if 0 <= s <= steps], dtype=np.int64)
+    return np.unique(np.concatenate([[0], listed, [steps]]).astype(np.int64))
 
 
 def _torch_slopes(obj: GroupObjective) -> Callable[[Tensor, Tensor], Tensor]:
@@ -489,7 +496,7 @@ SMALL_WORK = 2**23  # multiply-adds per step below which a CPU run uses one thre
 
 
 @contextlib.contextmanager
-def _threads(work: int, device: torch.device):
+def limit_threads(work: int, device: torch.device) -> Iterator[None]:
     """One torch CPU thread while a step is small (< SMALL_WORK multiply-adds), then restore.
 
     A step is a few batched matmuls of ~1e5-1e6 multiply-adds and small ops; splitting them
@@ -550,7 +557,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
                                      config.eps, wd) for group in objective.groups]
         limit = (DIVERGENCE * objective.l_ref).to(dtype)
         start = time.perf_counter()
-        with _threads(objective.macs, device):
+        with limit_threads(objective.macs, device):
             losses, rec_losses, orders, group_loss = _loop(objective, optimizers, lr, limit,
                                                            config.steps, rec, show, rates)
         raw = losses.T.to(F64).cpu().numpy()  # (S, steps + 1), training dtype

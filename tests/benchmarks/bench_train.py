@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dynamics.problems import Factorization, Problem
 from validation.optim import SGD, Adam, make_optimizer
-from validation.training import DIVERGENCE, TrainConfig, _threads, record_steps, train
+from validation.training import DIVERGENCE, TrainConfig, limit_threads, record_steps, train
 
 
 def hand_loop(spec: Factorization, lr: float, steps: int, device: str, dtype: torch.dtype):
@@ -250,7 +250,7 @@ def handwritten_train(specs, config):
         limit = (DIVERGENCE * batch.l_ref).to(dtype)
         start = time.perf_counter()
         s, f, k, n = batch.w.shape  # the old rule's work count: two batched matmuls a step
-        with _threads(s * f * k * batch.z.shape[2] * n * 2, device):
+        with limit_threads(s * f * k * batch.z.shape[2] * n * 2, device):
             losses, rec_losses, _ = _loop(batch, optimizer, lr, limit, config.steps, rec, False)
         raw = losses.T.to(F64).cpu().numpy()
         seconds = time.perf_counter() - start
