@@ -518,43 +518,45 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- grouped
 def _cmd_grouped(args: argparse.Namespace) -> int:
-    """Train a capability task with a loss method, S seeds; metrics of TaskResult.summary()."""
+    """Train a capability task with a loss method, S seeds: validation.tasks.grouped_runs."""
     import time
 
-    from validation.tasks import TASKS, make_task, train_task
+    from validation.tasks import TASKS, grouped_runs
 
     setting = TASKS[args.task]
-    steps, lr = args.steps or setting.steps, args.lr or setting.lr
     started = time.perf_counter()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    runs = [train_task(make_task(args.task, seed), args.method, steps=steps, lr=lr, seed=seed,
-                       optimizer=setting.optimizer, record=setting.record,
-                       progress=not args.json).summary() for seed in seeds]
-    per_seed = ("emergence_times", "threshold_times", "widths", "spread", "worst_group_final")
-    out = {"task": args.task, "method": args.method, "seeds": seeds, "steps": steps, "lr": lr,
+    runs = grouped_runs(args.task, args.method, seeds, q=args.q, tau=args.tau, steps=args.steps,
+                        quick=args.quick, progress=not args.json, lr=args.lr,
+                        probe_every=args.probe_every)
+    per_seed = ("emergence_times", "threshold_times", "widths", "spread", "plateau_to_drop",
+                "worst_group_final", "mean_final", "overhead", "seconds_per_step", "ari")
+    out = {"task": args.task, "method": args.method, "params": runs[0]["params"],
+           "seeds": seeds, "steps": runs[0]["steps"], "lr": runs[0]["lr"],
            "optimizer": setting.optimizer, "time_unit": runs[0]["time_unit"],
-           **{key: [run[key] for run in runs] for key in per_seed},
+           **{key: [run.get(key) for run in runs] for key in per_seed},
+           "gradient_groups": [run.get("gradient_groups") for run in runs],
            "summary": [run["summary"] for run in runs],
            "seconds": time.perf_counter() - started}
-    if args.method in ("cluster", "svd"):
-        out["ari"] = [run["ari"][-1] if run["ari"] else None for run in runs]
-        out["ari_over_training"] = [{"steps": run["ari_steps"], "ari": run["ari"]}
-                                    for run in runs]
     if args.json:
         _emit_json(out)
         return 0
     unit = out["time_unit"]
-    print(f"{args.task} — method {args.method}, {len(seeds)} seed(s), {steps} steps of "
-          f"{setting.optimizer} at η = {lr:g}, {out['seconds']:.1f} s")
+    label = args.method + "".join(f" {k}={v:g}" for k, v in out["params"].items())
+    print(f"{args.task} — method {label}, {len(seeds)} seed(s), {out['steps']} steps of "
+          f"{setting.optimizer} at η = {out['lr']:g}, {out['seconds']:.1f} s")
     for seed, times in zip(seeds, out["emergence_times"], strict=True):
         print(f"  seed {seed}: emergence time per group ({unit}, half of its own drop): "
               f"{_fmt_list(times)}")
     print(f"  spread (max/min emergence time): {_fmt_list(out['spread'])}")
     widths = [run["summary"]["width"] for run in runs]
     print(f"  width (t_10→t_90 / t_half, median over groups): {_fmt_list(widths)}")
-    print(f"  worst-group final loss: {_fmt_list(out['worst_group_final'])}")
-    if "ari" in out:
-        print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(out['ari'])}")
+    print(f"  worst-group / mean final loss: {_fmt_list(out['worst_group_final'])} / "
+          f"{_fmt_list(out['mean_final'])}")
+    print(f"  overhead (s per step / mean loss's): {_fmt_list(out['overhead'])}")
+    finals = [run[-1]["ari"] if run else None for run in out["ari"]]
+    if any(v is not None for v in finals):
+        print(f"  adjusted Rand index at the last re-clustering: {_fmt_list(finals)}")
     return 0
 
 
@@ -700,6 +702,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training steps (default: the task's)")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate η (default: the task's)")
+    p.add_argument("--q", type=float, default=None,
+                   help="power family q: L = Σ_g ℓ_g^(q+1)/(q+1) (--method power, or cluster)")
+    p.add_argument("--tau", type=float, default=None,
+                   help="tilted ERM τ: L = (1/τ) log Σ_g p_g e^(τ ℓ_g) (--method tilted)")
+    p.add_argument("--quick", action="store_true",
+                   help="the task's reduced configuration (parity: 80 bits, 8000 steps)")
+    p.add_argument("--probe-every", type=_positive_int, default=None, metavar="R",
+                   help="cluster per-example gradients every R steps on the side (tasks of "
+                        "examples; training unchanged)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_grouped)
 

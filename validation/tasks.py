@@ -69,6 +69,7 @@ from validation.grouped import (
     ObjectiveLoss,
     SVDGroupedLoss,
 )
+from validation.names import GROUP_METHODS
 from validation.training import TrainConfig, limit_threads, record_steps, train
 
 __all__ = [
@@ -92,11 +93,11 @@ __all__ = [
     "train_task",
 ]
 
-METHODS = ("mean", "power", "grouped", "root", "tilted", "dro", "cluster", "svd")
-"""Loss methods by name. ``mean``, ``power`` (q), ``grouped``, ``root``, ``tilted`` (τ) and
-``dro``: :class:`~validation.grouped.ObjectiveLoss` of :func:`dynamics.groups.objective`;
-``cluster``: :class:`~validation.grouped.ClusterGroupedLoss`; ``svd``:
-:class:`~validation.grouped.SVDGroupedLoss`."""
+METHODS = GROUP_METHODS
+"""Loss methods by name (:data:`validation.names.GROUP_METHODS`). ``mean``, ``power`` (q),
+``grouped``, ``root``, ``tilted`` (τ) and ``dro``: :class:`~validation.grouped.ObjectiveLoss`
+of :func:`dynamics.groups.objective`; ``cluster``: :class:`~validation.grouped.ClusterGroupedLoss`;
+``svd``: :class:`~validation.grouped.SVDGroupedLoss`."""
 
 GRADIENT_METHODS = ("cluster", "svd")
 """The methods that compute per-example gradients during training."""

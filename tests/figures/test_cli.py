@@ -184,14 +184,31 @@ def test_derive_rank_1_is_the_scalar_system_of_design(capsys):
 
 
 def test_grouped_json_has_the_emergence_metrics(capsys):
-    assert main(["grouped", "--task", "modes", "--method", "svd", "--seeds", "2",
+    assert main(["grouped", "--task", "modes", "--method", "power", "--q", "1", "--seeds", "2",
                  "--steps", "150", "--json"]) == 0
     out = _json(capsys)
-    for key in ("emergence_times", "spread", "widths", "worst_group_final", "seconds", "ari"):
+    for key in ("emergence_times", "spread", "widths", "plateau_to_drop", "worst_group_final",
+                "mean_final", "overhead", "seconds", "ari"):
         assert key in out
-    assert len(out["emergence_times"]) == len(out["ari"]) == 2
+    assert out["params"] == {"q": 1.0}
+    assert len(out["emergence_times"]) == len(out["overhead"]) == 2
     assert len(out["emergence_times"][0]) == 5  # five capability groups
-    assert all(0 <= a <= 1 for a in out["ari"] if a is not None)
+    assert out["ari"] == [[], []]  # no found groups under an objective
+
+
+def test_grouped_cluster_json_has_the_ari_over_training(capsys):
+    assert main(["grouped", "--task", "parity", "--quick", "--method", "cluster", "--steps",
+                 "60", "--json"]) == 0
+    out = _json(capsys)
+    (ari,) = out["ari"]
+    assert ari and all(set(a) == {"t", "ari"} and -1 <= a["ari"] <= 1 for a in ari)
+    assert out["gradient_groups"][0]["cost"]["reclusterings"] == len(ari)
+
+
+def test_grouped_power_without_q_exits_2():
+    out = _run("grouped", "--task", "modes", "--method", "power")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "q" in out.stderr
 
 
 def test_grouped_bad_task_exits_2():
@@ -261,7 +278,7 @@ def test_sign_flow_takes_eps(spec_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("predict", "SPEC", "--method", "flow", "--lr", "0.1"), "'flow' does not take lr"),
+        (("predict", "SPEC", "--method", "full", "--lr", "0.1"), "'full' does not take lr"),
         (("predict", "SPEC", "--method", "sign", "--schedule", "exponential:gamma=0.9"),
          "'sign' does not take schedule"),
         (("predict", "SPEC", "--method", "discrete"), "'discrete' needs lr"),
