@@ -41,6 +41,7 @@ from validation.grouped import (
     PowerGroupedLoss,
     SVDGroupedLoss,
 )
+from validation.skills import SKILLS_FULL, SkillsTask
 
 __all__ = [
     "METHODS",
@@ -345,6 +346,7 @@ TASKS: dict[str, _Setting] = {
             "svd": {"recompute_every": 10},
         },
     ),
+    "skills": _Setting(SkillsTask, **SKILLS_FULL),
 }
 """Default settings per task name: builder, steps, learning rate, optimizer, record."""
 
