@@ -59,6 +59,7 @@ __all__ = [
     "mode_emergence_time",
     "objective",
     "parse",
+    "zipf_frequencies",
 ]
 
 ELL, WEIGHT, SUM = sp.symbols("ell w u", positive=True)
@@ -174,6 +175,12 @@ def objective(name: str, q: float | None = None, tau: float | None = None,
         raise ValueError(f"dro step must be a finite number > 0, got {step!r}")
     return GroupObjective("dro", WEIGHT * ELL, params={"step": float(c)}, weighted=True,
                           dro_step=float(c))
+
+
+def zipf_frequencies(count: int, exponent: float = 1.0) -> np.ndarray:
+    """Group frequencies p_g ∝ g^−α, g = 1..count, normalised to sum 1."""
+    weights = np.arange(1, count + 1, dtype=float) ** -float(exponent)
+    return weights / weights.sum()
 
 
 def escape_rates(objective: GroupObjective, scales: ArrayLike, weights: ArrayLike) -> np.ndarray:

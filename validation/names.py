@@ -12,6 +12,6 @@ __all__ = ["GROUP_METHODS", "OPTIMIZERS", "TASKS"]
 #: the batched optimizers of :mod:`validation.optim` (torch.optim's update rules)
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 #: the capability tasks of :mod:`validation.tasks` (``scurve grouped --task``)
-TASKS = ("modes", "modes-scale", "parity")
+TASKS = ("modes", "modes-scale", "parity", "skills")
 #: the loss methods of :mod:`validation.tasks` (``scurve grouped --method``)
 GROUP_METHODS = ("mean", "power", "grouped", "root", "tilted", "dro", "cluster", "svd")

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dynamics.groups import objective
+from dynamics.groups import objective, zipf_frequencies
 from dynamics.integrate import predict
 from dynamics.methods import Discrete, Flow
 from dynamics.problems import ModelSpec, sample_modes
@@ -70,6 +70,7 @@ from validation.grouped import (
     SVDGroupedLoss,
 )
 from validation.names import GROUP_METHODS
+from validation.skills import SKILLS_FULL, SKILLS_REDUCED, SkillsTask
 from validation.training import TrainConfig, limit_threads, record_steps, train
 
 __all__ = [
@@ -130,10 +131,6 @@ def task_method(task: Task, method: str, seed: int = 0, **params: Any) -> str | 
     return make_method(method, task, seed, **params)
 
 
-
-def _power_law(count: int, exponent: float) -> np.ndarray:
-    weights = np.arange(1, count + 1, dtype=float) ** -exponent
-    return weights / weights.sum()
 
 
 @dataclass(frozen=True)
@@ -254,7 +251,7 @@ class ParityTask:
     @property
     def probabilities(self) -> np.ndarray:
         """Task frequencies p_i ∝ i^−α."""
-        return _power_law(self.tasks, self.alpha)
+        return zipf_frequencies(self.tasks, self.alpha)
 
     @property
     def reference_loss(self) -> np.ndarray:
@@ -297,7 +294,7 @@ class ParityTask:
         return losses.reshape(shape).mean(axis=1), correct.reshape(shape).mean(axis=1)
 
 
-Task = SpecTask | ParityTask
+Task = SpecTask | ParityTask | SkillsTask
 
 
 @dataclass
@@ -319,7 +316,7 @@ class _Setting:
 
 
 def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> SpecTask:
-    return SpecTask("modes", sample_modes(np.ones(groups), _power_law(groups, alpha),
+    return SpecTask("modes", sample_modes(np.ones(groups), zipf_frequencies(groups, alpha),
                                           seed=seed, **kwargs), seed)
 
 
@@ -344,6 +341,8 @@ TASKS: dict[str, _Setting] = {
         quick={"bits": 80, "batch_size": 512},
         quick_steps=8000,
     ),
+    "skills": _Setting(SkillsTask, **SKILLS_FULL, quick=SKILLS_REDUCED["task"],
+                       quick_steps=SKILLS_REDUCED["steps"]),
 }
 """Default settings per task name: builder, steps, learning rate, optimizer, record, method
 options, and the reduced configuration (``quick``).
