@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dynamics.groups import zipf_frequencies
+from validation.sampled import SampledTask
 
 __all__ = [
     "SKILLS_FULL",
@@ -139,7 +139,7 @@ class AttentionOnlyTransformer(nn.Module):
 
 
 @dataclass
-class SkillsTask:
+class SkillsTask(SampledTask):
     """In-context look-up skills (module docstring): skill g reads the token k_g places
     after the earlier occurrence of the query, in a context that is a permutation of its
     own block of ``block`` tokens; ``queries`` = m query positions per example.
@@ -174,10 +174,7 @@ class SkillsTask:
             raise ValueError(f"offsets must be nonzero with |k| < block = {self.block}")
         if self.queries < 1:
             raise ValueError(f"queries must be at least 1, got {self.queries}")
-        generator = torch.Generator().manual_seed(self.seed)
-        labels = torch.arange(self.num_groups).repeat_interleave(self.eval_per_group)
-        self.eval_inputs, self.eval_targets = self.examples(labels, generator)
-        self.eval_labels = labels
+        self.evaluation_set(self.eval_per_group, torch.Generator().manual_seed(self.seed))
 
     @property
     def num_groups(self) -> int:
@@ -194,19 +191,9 @@ class SkillsTask:
         return self.block + self.queries
 
     @property
-    def probabilities(self) -> np.ndarray:
-        """Skill frequencies p_g ∝ g^−α."""
-        return zipf_frequencies(self.num_groups, self.alpha)
-
-    @property
     def reference_loss(self) -> np.ndarray:
         """Cross-entropy of a uniform guess over the skill's block, ln B per skill."""
         return np.full(self.num_groups, np.log(self.block))
-
-    @property
-    def threshold(self) -> np.ndarray:
-        """Emergence threshold per skill: half the reference loss, (ln B)/2."""
-        return self.reference_loss / 2
 
     def examples(self, labels: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Token sequences (N, B + m) and targets (N, m), global token ids, for ``labels``."""
@@ -227,12 +214,6 @@ class SkillsTask:
             self.vocab, self.length, self.width, self.heads, self.layers, self.queries, generator
         )
 
-    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """A fresh batch (tokens, targets, skill labels), skills drawn with probabilities p_g."""
-        p = torch.as_tensor(self.probabilities)
-        labels = torch.multinomial(p, self.batch_size, replacement=True, generator=generator)
-        return *self.examples(labels, generator), labels
-
     def block_logits(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """The B logits of each target's own block, (..., m, B), from (..., m, G·B)."""
         first = torch.div(targets, self.block, rounding_mode="floor") * self.block
@@ -245,14 +226,8 @@ class SkillsTask:
         losses = F.cross_entropy(logits.transpose(-1, -2), targets % self.block, reduction="none")
         return losses.mean(dim=-1)
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-        """Per-skill loss and accuracy (G,) on the fixed evaluation set; accuracy is the
-        fraction of query positions whose largest block logit is the target."""
-        outputs = model(self.eval_inputs)
-        losses = self.per_example_loss(outputs, self.eval_targets).double().numpy()
-        logits = self.block_logits(outputs, self.eval_targets)
-        correct = logits.argmax(dim=-1) == self.eval_targets % self.block
-        accuracy = correct.double().mean(dim=-1).numpy()
-        shape = (self.num_groups, self.eval_per_group)
-        return losses.reshape(shape).mean(axis=1), accuracy.reshape(shape).mean(axis=1)
+    def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per example, the fraction of query positions whose largest block logit is the
+        target."""
+        hit = self.block_logits(outputs, targets).argmax(dim=-1) == targets % self.block
+        return hit.double().mean(dim=-1)

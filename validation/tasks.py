@@ -70,6 +70,7 @@ from validation.grouped import (
     SVDGroupedLoss,
 )
 from validation.names import GROUP_METHODS
+from validation.sampled import SampledTask
 from validation.skills import SKILLS_FULL, SKILLS_REDUCED, SkillsTask
 from validation.training import TrainConfig, limit_threads, record_steps, train
 
@@ -204,7 +205,7 @@ class ParityMLP(nn.Module):
 
 
 @dataclass
-class ParityTask:
+class ParityTask(SampledTask):
     """Multitask sparse parity (Michaud et al. 2023, "The Quantization Model of Neural Scaling").
 
     An example is x = [one-hot(task i) (T), bits b ∈ {0,1}ⁿ], label y = Σ_{j∈S_i} b_j mod 2
@@ -240,28 +241,16 @@ class ParityTask:
         self.subsets = torch.stack(
             [torch.randperm(self.bits, generator=generator)[: self.k] for _ in range(self.tasks)]
         )
-        labels = torch.arange(self.tasks).repeat_interleave(self.eval_per_task)
-        self.eval_inputs, self.eval_targets = self.examples(labels, generator)
-        self.eval_labels = labels
+        self.evaluation_set(self.eval_per_task, generator)
 
     @property
     def num_groups(self) -> int:
         return self.tasks
 
     @property
-    def probabilities(self) -> np.ndarray:
-        """Task frequencies p_i ∝ i^−α."""
-        return zipf_frequencies(self.tasks, self.alpha)
-
-    @property
     def reference_loss(self) -> np.ndarray:
         """Cross-entropy of a uniform guess, ln 2 per task."""
         return np.full(self.tasks, np.log(2.0))
-
-    @property
-    def threshold(self) -> np.ndarray:
-        """Emergence threshold per task: half the reference loss, (ln 2)/2."""
-        return self.reference_loss / 2
 
     def examples(self, labels: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Inputs [one-hot(label), bits] and parity targets for the given task labels."""
@@ -273,25 +262,15 @@ class ParityTask:
     def make_model(self, generator: torch.Generator) -> nn.Module:
         return ParityMLP(self.tasks, self.bits, self.width, generator)
 
-    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """A fresh batch (inputs, targets, task labels), tasks drawn with probabilities p_i."""
-        p = torch.as_tensor(self.probabilities)
-        labels = torch.multinomial(p, self.batch_size, replacement=True, generator=generator)
-        return *self.examples(labels, generator), labels
-
     @staticmethod
     def per_example_loss(outputs: Tensor, targets: Tensor) -> Tensor:
         """Cross-entropy per example, in nats."""
         return F.cross_entropy(outputs, targets, reduction="none")
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-        """Per-task loss and accuracy (T,) on the fixed evaluation set."""
-        outputs = model(self.eval_inputs.to(next(model.parameters()).dtype))
-        losses = self.per_example_loss(outputs, self.eval_targets).double().numpy()
-        correct = (outputs.argmax(dim=1) == self.eval_targets).double().numpy()
-        shape = (self.tasks, self.eval_per_task)
-        return losses.reshape(shape).mean(axis=1), correct.reshape(shape).mean(axis=1)
+    @staticmethod
+    def correct(outputs: Tensor, targets: Tensor) -> Tensor:
+        """1 where the larger logit is the parity, per example."""
+        return (outputs.argmax(dim=1) == targets).double()
 
 
 Task = SpecTask | ParityTask | SkillsTask
