@@ -47,6 +47,9 @@ _EXPORTS = {
     "reduced_flow": "symbolic",
     "reduced_gd": "symbolic",
     "sample_model": "problems",
+    "sample_modes": "problems",
+    "objective": "groups",
+    "GroupObjective": "groups",
     "save": "problems",
     "training_program": "symbolic",
 }

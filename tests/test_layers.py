@@ -62,3 +62,16 @@ def test_cli_module_level_imports_are_light():
     loaded = _imports(ROOT / "figures" / "cli.py", top_level_only=True)
     assert loaded <= CLI_MODULE_LEVEL, sorted(loaded - CLI_MODULE_LEVEL)
     assert CLI_MODULE_LEVEL - {"__future__"} <= set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("package", ["dynamics", "validation", "figures"])
+def test_every_public_name_resolves(package):
+    """Each package's ``__all__`` names the objects users call (``from validation import
+    train`` is the function, not the module)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert callable(getattr(module, {"dynamics": "predict", "validation": "train",
+                                     "figures": "report"}[package]))

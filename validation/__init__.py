@@ -28,6 +28,7 @@ _EXPORTS = {
     "make_task": "tasks",
     "per_example_grads": "grouped",
     "predict_task": "tasks",
+    "SpecTask": "tasks",
     "plateau_to_drop": "emergence",
     "summarize_run": "emergence",
     "table_markdown": "tasks",
