@@ -191,7 +191,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import median_filter
-from scipy.signal import savgol_filter
 
 __all__ = [
     "Decay",
@@ -703,8 +702,8 @@ def _smooth(x: np.ndarray, y: np.ndarray) -> _Curve:
 
     resampled = PchipInterpolator(knot_x, knot_y)(grid)  # shape-preserving, local, O(h³)
     raw = median_filter(resampled, size=window, mode="nearest")
-    smooth = savgol_filter(raw, window, 3, mode="interp")
-    slope = savgol_filter(raw, window, 3, deriv=1, delta=step, mode="interp")
+    smooth = savgol_cubic(raw, window)
+    slope = savgol_cubic(raw, window, deriv=1, delta=step)
     rate = -slope * np.exp(-grid)
     # R⁺ from a lower bound of r: r minus RATE_NOISE_Z times the noise of the smoothed slope
     # (ε times the norm of the Savitzky-Golay slope coefficients at each position, more where
@@ -718,6 +717,37 @@ def _smooth(x: np.ndarray, y: np.ndarray) -> _Curve:
     return _Curve(x=grid, y=smooth, slope=slope, step=step, rate=rate, later=later)
 
 
+def _cubic_fit(window: int) -> np.ndarray:
+    """pinv(V) (4, window) of the cubic least-squares fit on offsets u = −h..h, h = window // 2."""
+    u = np.arange(window, dtype=np.float64) - window // 2
+    return np.linalg.pinv(np.vander(u, 4, increasing=True))
+
+
+def _cubic_basis(u: np.ndarray, deriv: int) -> np.ndarray:
+    """Rows (1, u, u², u³) (``deriv`` 0) or (0, 1, 2u, 3u²) (``deriv`` 1) at offsets ``u``."""
+    u = np.asarray(u, dtype=np.float64)
+    if deriv == 0:
+        return np.stack([np.ones_like(u), u, u**2, u**3], axis=-1)
+    return np.stack([np.zeros_like(u), np.ones_like(u), 2 * u, 3 * u**2], axis=-1)
+
+
+def savgol_cubic(y: np.ndarray, window: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
+    """Cubic Savitzky-Golay smoothing (``deriv`` 0) or slope (``deriv`` 1, per unit of a grid
+    step ``delta``) of ``y`` with an odd ``window`` in 5..len(y): the least-squares cubic of each
+    centred window evaluated at its centre, and at the edges the cubic of the first / last
+    window evaluated at the edge points (scipy.signal.savgol_filter's ``mode="interp"``)."""
+    y = np.asarray(y, dtype=np.float64)
+    n, half = y.size, window // 2
+    if window % 2 == 0 or not 3 < window <= n or deriv not in (0, 1):
+        raise ValueError(f"savgol_cubic: an odd window in 5..{n} and deriv 0 or 1 needed")
+    fit, scale = _cubic_fit(window), 1.0 if deriv == 0 else 1.0 / delta
+    out = np.empty(n)
+    out[half:n - half] = np.correlate(y, _cubic_basis(0.0, deriv) @ fit, mode="valid") * scale
+    out[:half] = _cubic_basis(np.arange(-half, 0), deriv) @ (fit @ y[:window]) * scale
+    out[n - half:] = _cubic_basis(np.arange(1, half + 1), deriv) @ (fit @ y[n - window:]) * scale
+    return out
+
+
 def _slope_coefficient_norms(window: int, n_grid: int, step: float) -> np.ndarray:
     """‖c‖₂ of the cubic Savitzky-Golay slope coefficients at each grid point.
 
@@ -726,11 +756,8 @@ def _slope_coefficient_norms(window: int, n_grid: int, step: float) -> np.ndarra
     use u = 0, the ``window // 2`` points at each edge (``mode="interp"``) their own offset.
     """
     half = window // 2
-    u = np.arange(window, dtype=np.float64) - half
-    fit = np.linalg.pinv(np.vander(u, 4, increasing=True))  # (4, window)
     offsets = np.arange(-half, 1, dtype=np.float64)  # left edge ... centre
-    basis = np.stack([np.zeros_like(offsets), np.ones_like(offsets), 2 * offsets, 3 * offsets**2])
-    edge = np.linalg.norm(basis.T @ fit, axis=1) / step  # (half + 1,)
+    edge = np.linalg.norm(_cubic_basis(offsets, 1) @ _cubic_fit(window), axis=1) / step
     norms = np.full(n_grid, edge[-1])
     k = min(half, n_grid // 2)
     norms[:k] = edge[:k]

@@ -311,3 +311,17 @@ def test_analyze_specific_errors():
         analyze([0.0, 1.0, 2.0], [1.0, 0.9, 0.8], 1.0)
     with pytest.raises(ValueError, match="fractions"):
         crossing_times([0.0, 1.0], [1.0, 0.5], 1.0, fractions=(0.0,))
+
+
+@pytest.mark.parametrize(("n", "window"), [(7, 7), (50, 9), (301, 41), (1000, 5)])
+def test_savgol_cubic_equals_scipy(n, window):
+    """The smoothing of the phase analysis (NumPy, so importing it stays light) against
+    scipy.signal.savgol_filter (mode "interp"), value and slope."""
+    signal = pytest.importorskip("scipy.signal")
+    from dynamics.phases import savgol_cubic
+
+    y = np.cumsum(np.random.default_rng(n).standard_normal(n))
+    for deriv, delta in ((0, 1.0), (1, 0.37)):
+        expected = signal.savgol_filter(y, window, 3, deriv=deriv, delta=delta, mode="interp")
+        np.testing.assert_allclose(savgol_cubic(y, window, deriv, delta), expected,
+                                   rtol=1e-10, atol=1e-10 * np.abs(y).max())
