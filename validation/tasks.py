@@ -905,9 +905,11 @@ def compare_methods(
                 t_train = group_emergence(result.time, result.group_loss, task.threshold)
                 ratio = t_pred["t_threshold"] / t_train["t_threshold"]
                 errors.extend(np.abs(ratio[np.isfinite(ratio)] - 1))
+        given = params.get(method, {}) if method in ("power", "tilted") else {}
         row: dict[str, Any] = {
             "task": task_name,
-            "method": method,
+            "method": method + (f"({', '.join(f'{k}={v:g}' for k, v in given.items())})"
+                                if given else ""),
             "seeds": len(runs),
             "time_unit": task.time_unit,
             "steps": steps,
