@@ -742,8 +742,9 @@ def sample_model(
 
     Constants: i.i.d. N(0, 1/m) entries, m the product of the sizes of the *large* dimensions
     in the constant's shape (1 if none), so contractions over a large dimension are O(1).
-    Learned matrices: i.i.d. N(0, init²) (per-coordinate std ``init``). Stacked keys are drawn
-    entry by entry in the model's order.
+    Learned matrices: i.i.d. N(0, init²) (per-coordinate std ``init``). A grouped model's group
+    weights D are the equal frequencies I/G (the mean loss is then the mean over groups).
+    Stacked keys are drawn entry by entry in the model's order.
     """
     if isinstance(model, Model):
         if model.name not in known_models():
@@ -766,6 +767,8 @@ def sample_model(
         shape = tuple(int(d) if d.is_Integer else sizes[str(d)] for d in sym.shape)
         if sym in model.learned:
             value = rng.standard_normal(shape) * init
+        elif sym == model.group_weights:  # the frequencies of a grouped model: equal
+            value = np.eye(shape[0]) / shape[0]
         else:
             m = int(np.prod([sizes[str(d)] for d in sym.shape if d in model.large] or [1]))
             value = rng.standard_normal(shape) / np.sqrt(m)

@@ -291,15 +291,38 @@ def _schedule_text(schedule: Schedule | None) -> str | None:
     return None if schedule is None else schedule.text()
 
 
+def _load_spec(args: argparse.Namespace) -> Problem:
+    """The spec file, trained under ``--objective`` when given (grouped models only)."""
+    from dynamics.problems import ModelSpec, load
+
+    spec = load(args.spec)
+    if args.objective is None:
+        return spec
+    if not isinstance(spec, ModelSpec) or spec.objective is None:
+        raise UsageError(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
+                         "e.g. kind 'modes', takes one)")
+    return spec.with_objective(args.objective)
+
+
+def _group_lines(traj: Trajectory, spec: Problem) -> dict[str, object]:
+    """Per-group crossing times t_g (ℓ_g ≤ ½ ℓ_g(0)) of a grouped spec's trajectory."""
+    from dynamics.phases import crossing_times
+
+    reference = spec.reference_losses  # type: ignore[union-attr]
+    times = [crossing_times(traj.t, traj.group_loss[:, g], reference[g], (0.5,))[0.5]
+             for g in range(traj.group_loss.shape[1])]
+    return {"objective": spec.objective, "group_crossings_0.5": times,  # type: ignore
+            "group_final_loss": traj.group_loss[-1].tolist()}
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import time
 
     from dynamics.integrate import predict
-    from dynamics.problems import load
 
     method = _method(args)
     _load_models(args)
-    spec = load(args.spec)
+    spec = _load_spec(args)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -309,18 +332,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     crossings = traj.crossing_times()
     phases = traj.phases()
     options = _options(method)
+    groups = {} if traj.group_loss is None else _group_lines(traj, spec)
     if args.json:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
                     "options": options, "lr": args.lr, "l_ref": spec.l_ref,
                     "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
                     "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
-                    "state_size": traj.state_size, "seconds": seconds})
+                    "state_size": traj.state_size, "seconds": seconds, **groups})
         return 0
     shown = ", ".join(f"{k} = {v}" for k, v in options.items() if v is not None)
     print(f"{spec.describe()} — method {args.method}{f' ({shown})' if shown else ''}, "
           f"{traj.state_size} state variables ({seconds:.2f} s)")
     print(f"  L_ref = {spec.l_ref:.6g}; final loss {traj.loss[-1]:.3g} at t = {traj.t[-1]:.6g}")
     print("\n".join(_summary_lines(crossings, phases)))
+    if groups:
+        print(f"  objective {groups['objective']}: group g reaches ½ ℓ_g(0) at t = "
+              f"{_fmt_list(groups['group_crossings_0.5'])}")
     return 0
 
 
@@ -397,14 +424,13 @@ def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: floa
 
 
 def _train_specs(args: argparse.Namespace) -> list[Problem]:
-    from dynamics.problems import load
 
     if args.spec is not None and args.problem is not None:
         raise UsageError("give either SPEC.npz or --problem, not both")
     if args.spec is not None:
         if args.seeds != 1:
             raise UsageError("--seeds needs --problem (a spec file is one seed)")
-        return [load(args.spec)]
+        return [_load_spec(args)]
     if args.problem is None:
         raise UsageError("give a spec file (SPEC.npz) or --problem NAME")
     _problem_name(args, [])
@@ -482,11 +508,10 @@ def _phases_or_none(traj: Trajectory) -> dict | None:
 
 # --------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from dynamics.problems import load
     from validation.comparison import TrainingDiverged, compare
 
     _load_models(args)
-    spec = load(args.spec)
+    spec = _load_spec(args)
     config = _train_config(args, None, None)
     try:
         comparison = compare(spec, config, steps=args.steps)
@@ -634,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Each method takes only its own options: flow, full (none); modified "
         "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled).")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    p.add_argument("--objective", default=None, metavar="LABEL",
+                   help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
+                        "'tilted(tau=2)', 'dro' (default: the spec's)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--method", choices=METHODS, default="flow",
                    help="flow (reduced when it closes, else full, with a note), modified, "
@@ -667,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a spec (or S sampled seeds) with PyTorch, batched")
     p.add_argument("spec", type=Path, nargs="?", default=None, help="problem spec file (.npz)")
+    p.add_argument("--objective", default=None, metavar="LABEL",
+                   help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
+                        "'tilted(tau=2)', 'dro' (default: the spec's)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--problem", default=None, metavar="NAME",
                    help=f"sample --seeds problems ({', '.join(PROBLEMS)}, or a --model file's "
@@ -684,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train a spec and compare with every applicable theory")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
+    p.add_argument("--objective", default=None, metavar="LABEL",
+                   help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
+                        "'tilted(tau=2)', 'dro' (default: the spec's)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     _add_training_options(p)
     p.add_argument("--steps", type=_positive_int, default=None,

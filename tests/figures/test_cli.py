@@ -298,3 +298,15 @@ def test_bad_knobs_exit_2_with_one_line(spec_path, args, message):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+
+
+def test_predict_a_grouped_spec_under_another_objective(tmp_path, capsys):
+    spec = tmp_path / "modes.npz"
+    assert main(["sample", "modes", "--dims", "n=12,G=3,k=3", "--init", "0.01", "--seed", "2",
+                 "-o", str(spec)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(spec), "--objective", "power(q=1)", "--json"]) == 0
+    out = _json(capsys)
+    assert out["objective"] == "power(q=1)" and len(out["group_crossings_0.5"]) == 3
+    assert all(t is not None and t > 0 for t in out["group_crossings_0.5"])
+    assert main(["predict", str(spec), "--objective", "median"]) == 2
