@@ -239,8 +239,8 @@ def _figure(ctx: Context, grid: list[float], plans: dict[str, dict[str, Any]],
     fig = plots.plot_family(
         panels, "law", ["derived flow", "SGD (float64)" + (" ± sd" if s.seeds > 1 else "")],
         "mean loss (SGD)", "q*: least spread (law)",
-        r"Power family $F=\sum_g \ell_g^{\,q+1}/(q+1)$ on the modes tasks: spread and width "
-        "of emergence against q")
+        "Power family F = Σ_g ℓ_g^(q+1)/(q+1) on the modes tasks: spread and width of "
+        "emergence against q")
     tasks = "; ".join(f"{name}: η = {plan['lr']:g}, {plan['steps']} steps (t ≤ "
                       f"{plan['lr'] * plan['steps']:g})" for name, plan in plans.items())
     caption = (
