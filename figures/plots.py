@@ -6,6 +6,8 @@
   plateaus (from :func:`dynamics.phases.analyze`) shaded and drops dotted.
 * :func:`plot_scaling` — measured points (mean ± sd over seeds) on closed-form lines.
 * :func:`plot_groups` — per-capability loss curves, one panel per loss method.
+* :func:`plot_family` — metrics of a family of objectives against its parameter: the
+  prediction as a line, measured sets as markers, a reference line and a marked value.
 * :func:`plot_maps` — where a claim holds: one heatmap per :class:`figures.claims.ClaimMap`
   (green holds, red fails, shades between for a fraction of seeds, grey not measured).
 * :func:`render_equation` — a LaTeX equation as a PNG (matplotlib mathtext; works offline).
@@ -38,9 +40,11 @@ _DRAWING = threading.RLock()  # matplotlib's global state: one thread draws at a
 __all__ = [
     "DPI",
     "PALETTE",
+    "FamilyPanel",
     "ScalingPanel",
     "ScalingSet",
     "Series",
+    "plot_family",
     "plot_groups",
     "plot_maps",
     "plot_scaling",
@@ -511,6 +515,80 @@ def plot_groups(
         ax.set_title(name)
         ax.set_xlabel(time_label)
         ax.set_ylabel(ylabel)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    return fig
+
+
+@dataclass(frozen=True)
+class FamilyPanel:
+    """One metric of a family of objectives against the family's parameter (e.g. q).
+
+    ``curve``: the prediction ``(x, y)`` on a dense grid (solid line); ``points``: measured
+    sets ``(x, mean, sd)``, one per marker style of :func:`plot_family` (sd drawn as error bars
+    where finite and > 0); ``reference``: a horizontal line (another objective's value, e.g.
+    the mean loss's); ``mark``: a vertical line at a chosen parameter value; ``floor``: the
+    lowest y shown (None: automatic).
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    curve: tuple[np.ndarray, np.ndarray]
+    points: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    reference: float | None = None
+    mark: float | None = None
+    log_y: bool = True
+    floor: float | None = None
+
+
+FAMILY_MARKERS = (("s", "none"), ("o", "full"))  # (marker, fill) per measured set
+
+
+@_styled
+def plot_family(panels: Sequence[FamilyPanel], curve_label: str, point_labels: Sequence[str],
+                reference_label: str, mark_label: str, title: str = "",
+                columns: int = 2) -> Figure:
+    """Metrics against a family parameter: prediction (line), measured sets (markers), one
+    reference (dashed) and one mark (dotted) per panel, with one shared legend. Log y axes
+    are ticked at 1, 2, 5 × 10^k with plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    handles = [Line2D([], [], color=PALETTE[0], lw=THEORY_WIDTH, label=curve_label)]
+    for i, label in enumerate(point_labels):
+        marker, fill = FAMILY_MARKERS[i % len(FAMILY_MARKERS)]
+        color = PALETTE[(i + 1) % len(PALETTE)]
+        handles.append(Line2D([], [], color=color, ls="none", marker=marker, ms=MARKER_SIZE + 2,
+                              mfc=color if fill == "full" else "none", mew=1.2, label=label))
+    handles += [Line2D([], [], color="0.35", lw=1.2, ls="--", label=reference_label),
+                Line2D([], [], color="k", lw=1.0, ls=":", label=mark_label)]
+    rows = int(np.ceil(len(panels) / columns))
+    fig, axes = _figure(columns, rows, legend=handles, title=title)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        ax.plot(*panel.curve, color=PALETTE[0], lw=THEORY_WIDTH, zorder=2)
+        for i, (x, mean, sd) in enumerate(panel.points):
+            marker, fill = FAMILY_MARKERS[i % len(FAMILY_MARKERS)]
+            color = PALETTE[(i + 1) % len(PALETTE)]
+            err = np.where(np.isfinite(sd) & (sd > 0), sd, 0.0)
+            ax.errorbar(x, mean, yerr=err if err.any() else None, fmt=marker, color=color,
+                        mfc=color if fill == "full" else "none", mew=1.2,
+                        ms=MARKER_SIZE + 2 - 1.5 * i, capsize=3, zorder=3 + i)
+        if panel.reference is not None and np.isfinite(panel.reference):
+            ax.axhline(panel.reference, color="0.35", lw=1.2, ls="--", zorder=1)
+        if panel.mark is not None:
+            ax.axvline(panel.mark, color="k", lw=1.0, ls=":", zorder=1)
+        if panel.log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        if panel.floor is not None:
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(low, panel.floor), high)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.set_title(panel.title)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     return fig

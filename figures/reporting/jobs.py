@@ -24,10 +24,14 @@ from dynamics.trajectory import Trajectory
 __all__ = [
     "BUMP_PROMINENCE",
     "FRACTIONS",
+    "POWER_FRACTIONS",
     "job_balanced",
     "job_equations",
     "job_gradient_groups",
     "job_modes_theory",
+    "job_power_law",
+    "job_power_theory",
+    "job_power_train",
     "job_predict",
     "job_predict_aligned",
     "job_task",
@@ -360,3 +364,96 @@ def job_balanced(config: dict[str, Any]) -> dict[str, Any]:
             "t_0.5 closed form": exact,
             "t_0.5 rel. diff": None if t_half is None else abs(t_half / exact - 1),
             "seconds": time.perf_counter() - started}
+
+
+POWER_FRACTIONS = (0.9, 0.5, 0.1)
+"""Levels f of the power-family section's per-group times t_f: the first t with
+ℓ_g ≤ f·ℓ_ref,g (ℓ_ref,g = s_g²/2, the zero model's), so t_0.5 is the emergence time and
+(t_0.1 − t_0.9)/t_0.5 the width, the same for the law, the theory and training."""
+
+
+def _group_times(t: np.ndarray, group_loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(G, 3) t_f of every group at the :data:`POWER_FRACTIONS` of its reference loss
+    (:func:`dynamics.phases.crossing_times`, linear in ln ℓ between samples); NaN: never."""
+    from dynamics.phases import crossing_times
+
+    out = np.full((group_loss.shape[1], len(POWER_FRACTIONS)), np.nan)
+    for g in range(group_loss.shape[1]):
+        finite = np.isfinite(group_loss[:, g])
+        times = crossing_times(t[finite], group_loss[finite, g], float(reference[g]),
+                               POWER_FRACTIONS)
+        out[g] = [np.nan if times[f] is None else times[f] for f in POWER_FRACTIONS]
+    return out
+
+
+def job_power_law(config: dict[str, Any]) -> dict[str, Any]:
+    """The decoupled emergence law of one modes task's seed over the power family:
+    ``{"task", "seed", "qs"}`` -> ``{"power": (Q, 3, G), "mean": (3, G)}``, the t_f
+    (:data:`POWER_FRACTIONS`, in t) of every mode under power(q) for each q of ``qs`` and under
+    the mean loss, from :func:`dynamics.groups.emergence_law` with the mode's initial balanced
+    strength w_g(0) (:func:`dynamics.groups.balanced_strengths`), s_g and p̂_g of the spec."""
+    from dynamics.groups import balanced_strengths, emergence_law, objective
+    from validation.tasks import make_task
+
+    task = make_task(config["task"], config["seed"])
+    d = task.spec.data
+    w0 = balanced_strengths(d["A"], d["B"], d["X0"], d["Y0"])
+    s, p = np.diag(d["S"]), task.frequencies
+
+    def times(obj: Any) -> np.ndarray:
+        return np.stack([emergence_law(obj, s, p, w0, f) for f in POWER_FRACTIONS])
+
+    return {"power": np.stack([times(objective("power", q=q)) for q in config["qs"]]),
+            "mean": times(objective("mean"))}
+
+
+def job_power_train(config: dict[str, Any]) -> dict[str, Any]:
+    """Float64 full-batch training of one modes task under one group objective, every seed at
+    once (the batched trainer, as :func:`validation.tasks.train_task` trains a spec):
+    ``{"task", "seeds", "objective" (a label, e.g. "power(q=1)"), "lr", "steps", "level"}``.
+    Per seed: ``times`` (G, 3) (:func:`_group_times`); ``final`` (G,) ℓ_g after the last step;
+    ``mean_start``, ``mean_final`` the mean loss Σ_g p̂_g ℓ_g at step 0 and at the end;
+    ``steps_to_level`` the first step from which the mean loss stays ≤ ``level`` × its start
+    to the end of the run (None: not by the end). Time t = η·step (README "Conventions")."""
+    from validation.tasks import TASKS, make_task
+    from validation.training import TrainConfig, train
+
+    tasks = [make_task(config["task"], seed) for seed in config["seeds"]]
+    lr, steps = config["lr"], config["steps"]
+    run = train([task.spec.with_objective(config["objective"]) for task in tasks],
+                TrainConfig(optimizer=TASKS[config["task"]].optimizer, lr=lr, steps=steps,
+                            dtype="float64", device="cpu"))
+    t = lr * np.arange(steps + 1)
+    runs = []
+    for task, group_loss in zip(tasks, run.group_loss, strict=True):
+        mean = group_loss @ task.frequencies
+        above = np.flatnonzero(~(mean <= config["level"] * mean[0]))  # NaN counts as above
+        if not above.size:
+            settled: int | None = 0
+        else:
+            settled = int(above[-1]) + 1 if above[-1] < steps else None
+        runs.append({
+            "times": _group_times(t, group_loss, task.reference_loss),
+            "final": group_loss[-1], "mean_start": float(mean[0]), "mean_final": float(mean[-1]),
+            "steps_to_level": settled,
+        })
+    return {"runs": runs, "seconds": run.seconds}
+
+
+def job_power_theory(config: dict[str, Any]) -> dict[str, Any]:
+    """The derived theory of one seed's run (:func:`validation.tasks.predict_task`):
+    ``{"task", "seed", "objective", "lr", "flow_steps", "gd_steps"}``: ``flow``, the gradient
+    flow to t = η·``flow_steps``, and ``gd``, the exact GD map of rate η for ``gd_steps`` steps
+    (equal to float64 SGD up to rounding; None when ``gd_steps`` is 0), each as ``{"times"}``,
+    (G, 3) (:func:`_group_times`)."""
+    from validation.tasks import make_task, predict_task
+
+    task = make_task(config["task"], config["seed"])
+    started = time.perf_counter()
+    out: dict[str, Any] = {"gd": None}
+    for key, steps, discrete in (("flow", config["flow_steps"], False),
+                                 ("gd", config["gd_steps"], True)):
+        if steps:
+            r = predict_task(task, config["objective"], steps, config["lr"], discrete=discrete)
+            out[key] = {"times": _group_times(r.time, r.group_loss, task.reference_loss)}
+    return {**out, "seconds": time.perf_counter() - started}

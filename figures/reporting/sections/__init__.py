@@ -17,6 +17,7 @@ from . import (
     grouped,
     open_questions,
     optimizers,
+    power,
     ranks,
     scalar_vector,
     scaling,
@@ -37,6 +38,7 @@ SECTIONS: tuple[Section, ...] = (
     equations.SECTION,
     open_questions.SECTION,
     depth.SECTION,
+    power.SECTION,
 )
 
 
