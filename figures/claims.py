@@ -670,14 +670,17 @@ def ce_checks(rank_2: Mapping[str, Any], rank_10: Mapping[str, Any],
 
 
 def grouped_checks(mean: Mapping[str, Any], grouped: Mapping[str, Any]) -> dict[str, bool]:
-    """Claim 11 on emergence summaries (``spread``: t_last/t_first, ``width``: median
-    relative drop width): grouped loss closer in time (smaller spread) and more gradual
-    (larger width) than the mean loss. A missing (None/NaN) value fails."""
-    def num(summary: Mapping[str, Any], key: str) -> float:
-        value = summary.get(key)
+    """Claim 11 on emergence summaries (``spread``: t_last/t_first of the groups that
+    emerged, ``width``: median relative drop width, optional ``emerged``: the share of groups
+    that emerged, 1 when absent): grouped loss closer in time (smaller spread, and no fewer
+    groups emerged — a group that never emerges is not "closer") and more gradual (larger
+    width) than the mean loss. A missing (None/NaN) spread or width fails."""
+    def num(summary: Mapping[str, Any], key: str, default: float = math.nan) -> float:
+        value = summary.get(key, default)
         return math.nan if value is None else float(value)
 
-    closer = num(grouped, "spread") < num(mean, "spread")
+    closer = (num(grouped, "spread") < num(mean, "spread")
+              and num(grouped, "emerged", 1.0) >= num(mean, "emerged", 1.0))
     wider = num(grouped, "width") > num(mean, "width")
     return {"closer": bool(closer), "wider": bool(wider)}
 

@@ -298,3 +298,10 @@ def test_bad_knobs_exit_2_with_one_line(spec_path, args, message):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+
+
+def test_report_quick_and_full_tasks_exit_2(tmp_path):
+    out = _run("report", "--quick", "--full-tasks", "--out", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "--full-tasks" in out.stderr
+    assert not (tmp_path / "r").exists()

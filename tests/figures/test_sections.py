@@ -253,6 +253,18 @@ def test_open_questions_one_mode_plateaus_and_an_aligned_start_does_not(build):
     assert not checks["aligned start, w₀ = 0.5·s"]["plateau"]
 
 
+def test_full_tasks_choose_their_settings_only_without_quick(tmp_path):
+    from figures.reporting import report
+
+    assert grouped.SECTION.settings(False) is grouped.FULL
+    assert grouped.SECTION.settings(False, full_tasks=True) is grouped.FULL_TASKS
+    assert grouped.SECTION.settings(True, full_tasks=True) is grouped.QUICK
+    assert grouped.FULL_TASKS.full_tasks and not grouped.FULL.full_tasks
+    assert scalar_vector.SECTION.settings(False, full_tasks=True) is scalar_vector.SECTION.full
+    with pytest.raises(ValueError, match="exclude each other"):
+        report(tmp_path, quick=True, full_tasks=True)
+
+
 @pytest.mark.slow
 def test_grouped_section_on_short_runs(build):
     """Both abrupt tasks, short runs (about 20 s on 2 cores): the verdicts follow their maps,
@@ -261,7 +273,8 @@ def test_grouped_section_on_short_runs(build):
     settings = grouped.Settings(("parity", "skills"), False, ("mean", "power", "grouped",
                                                                "cluster"), (0, 1), (0,),
                                 (("parity", 300), ("skills", 150)),
-                                (("parity", 100), ("skills", 50)), True, (0.0,), (1.0, 2.0))
+                                (("parity", 100), ("skills", 50)), grouped.EXTRA_PROBES,
+                                (0.0,), (1.0, 2.0))
     result = build(grouped.SECTION, settings)
     assert [c.number for c in result.claims] == [11, 12]
     for number in (11, 12):  # the hatched reference map of claim 11 is not judged
@@ -271,9 +284,14 @@ def test_grouped_section_on_short_runs(build):
     recovery = result.data["recovery"]
     assert {(r["task"], r["source"], r["seed"]) for r in recovery} == {
         *((task, grouped.PROBE, k) for task in groups for k in (0, 1)),
-        *((task, "cluster", 0) for task in groups), ("skills", grouped.WHOLE, 0)}
+        *((task, "cluster", 0) for task in groups), *((task, grouped.EIGENGAP, 0) for task in
+                                                      groups), ("skills", grouped.WHOLE, 0)}
     for row in recovery:
         assert sum(row[r] for r in ("before", "at", "after", "never")) == groups[row["task"]]
+        rule = "eigengap" if row["source"] == grouped.EIGENGAP else "given"
+        assert row["k"].endswith(f"({rule})")
+        if rule == "given":
+            assert row["k"] == f"{groups[row['task']]} (given)"
     # gradient matrices: batch × parameters, counted from the models' shapes
     parity = 128 * (5 + 80) + 128 + 2 * 128 + 2  # reduced parity: 5 tasks, 80 bits, width 128
     attention = 2 * (64 * 3 * 64 + 64 * 64)  # two layers of qkv and output projections, d = 64

@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from validation.names import GROUP_METHODS
+
 from ... import plots
 from ...claims import (
+    RELATIONS,
     Axis,
     ClaimMap,
     cells,
@@ -41,7 +44,6 @@ from ._maps import count, map_figure
 
 __all__ = ["FULL", "FULL_TASKS", "QUICK", "SECTION", "Settings"]
 
-GRADIENT_METHODS = ("cluster", "svd")  # the methods that compute per-example gradients
 METHOD_PARAMS: dict[str, dict[str, float]] = {"power": {"q": 1.0}, "tilted": {"tau": 1.0}}
 EXCLUDED: dict[str, tuple[str, ...]] = {"skills": ("embed", "unembed")}
 """Parameters left out of the gradient groupings, per task: skills' token embedding and
@@ -49,7 +51,9 @@ unembedding rows belong to one skill each (every skill owns its tokens), so thei
 orthogonal between skills by construction, like parity's task-code block (kept in parity's
 whole model, where it is a small part of the gradient). As Michaud et al.'s QDG does."""
 PROBE = "probe (mean loss)"  # clusters of the mean-loss run's gradients, on the side
-WHOLE = "probe + token embeddings"  # skills only: the probe on every parameter (not judged)
+WHOLE = "probe + token embeddings"  # skills: the probe on every parameter (shown, not judged)
+EIGENGAP = "probe, k by eigengap"  # the probe with k chosen by the eigengap (shown, not judged)
+EXTRA_PROBES = (WHOLE, EIGENGAP)
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,10 @@ class Settings:
     ``validation.tasks.METHODS``), the ones without per-example gradients at ``seeds``, cluster
     and svd at ``gradient_seeds``; ``steps``: (task, steps) overrides of the tasks' default
     run lengths; ``every``: (task, R), the re-clustering interval of the probe and of the
-    gradient methods (steps); ``whole_model_probe``: also probe skills' gradients with the
-    token embeddings (first seed; shown, not judged); claim 11's theory over frequency
-    exponents ``alphas`` × scale spreads ``ratios``."""
+    gradient methods (steps); ``extra_probes``: more probes of the mean-loss run at the first
+    seed, shown and not judged (names of :data:`EXTRA_PROBES`: :data:`WHOLE`, skills' gradients
+    with the token embeddings; :data:`EIGENGAP`, k chosen by the eigengap of the affinity);
+    claim 11's theory over frequency exponents ``alphas`` × scale spreads ``ratios``."""
 
     tasks: tuple[str, ...]
     full_tasks: bool
@@ -70,20 +75,19 @@ class Settings:
     gradient_seeds: tuple[int, ...]
     steps: tuple[tuple[str, int], ...]
     every: tuple[tuple[str, int], ...]
-    whole_model_probe: bool
+    extra_probes: tuple[str, ...]
     alphas: tuple[float, ...]
     ratios: tuple[float, ...]
 
 
-ALL_METHODS = ("mean", "power", "grouped", "root", "tilted", "dro", "cluster", "svd")
 # the default report: the reduced configurations
-FULL = Settings(("parity", "skills"), False, ALL_METHODS, (0, 1), (0,), (),
-                (("parity", 200), ("skills", 100)), False, (0.0, 0.5, 1.0, 2.0),
+FULL = Settings(("parity", "skills"), False, GROUP_METHODS, (0, 1), (0,), (),
+                (("parity", 200), ("skills", 100)), (), (0.0, 0.5, 1.0, 2.0),
                 (1.0, 1.5, 2.0, 3.0))
 FULL_TASKS = replace(FULL, full_tasks=True, seeds=(0, 1, 2), gradient_seeds=(0, 1, 2),
-                     whole_model_probe=True)
+                     extra_probes=EXTRA_PROBES)
 QUICK = Settings(("parity", "skills"), False, ("mean", "grouped", "cluster"), (0,), (0,),
-                 (("parity", 3000), ("skills", 1200)), (("parity", 250), ("skills", 100)), False,
+                 (("parity", 3000), ("skills", 1200)), (("parity", 250), ("skills", 100)), (),
                  (0.0, 2.0), (1.0, 2.0))
 
 THEORY = {"groups": 5, "seed": 0, "lr": 0.05, "steps": 8000}  # the modes tasks' theory map
@@ -96,10 +100,24 @@ def method_label(method: str, params: Mapping[str, float]) -> str:
     return f"{method} ({inner})" if inner else method
 
 
-def _config(st: Settings, task: str, method: str, seed: int, probe: bool = False,
-            whole: bool = False) -> dict[str, Any]:
+def _probe_options(name: str, task: str) -> dict[str, Any] | None:
+    """Clusterer options of the probe ``name`` (:data:`PROBE` or one of :data:`EXTRA_PROBES`)
+    on ``task``; None where it does not apply (:data:`WHOLE` on a task without excluded
+    parameters)."""
+    exclude = list(EXCLUDED.get(task, ()))
+    if name == WHOLE:
+        return {"exclude": []} if exclude else None
+    if name == EIGENGAP:
+        return {"exclude": exclude, "num_clusters": None, "k_rule": "eigengap"}
+    if name == PROBE:
+        return {"exclude": exclude}
+    raise ValueError(f"unknown probe {name!r} (one of {', '.join((PROBE, *EXTRA_PROBES))})")
+
+
+def _config(st: Settings, task: str, method: str, seed: int,
+            probe: str | None = None) -> dict[str, Any]:
     every = dict(st.every)[task]
-    exclude = [] if whole else list(EXCLUDED.get(task, ()))
+    exclude = list(EXCLUDED.get(task, ()))
     config: dict[str, Any] = {"task": task, "method": method, "seed": seed,
                               "quick": not st.full_tasks, "steps": dict(st.steps).get(task),
                               "params": METHOD_PARAMS.get(method, {})}
@@ -107,10 +125,16 @@ def _config(st: Settings, task: str, method: str, seed: int, probe: bool = False
         config["options"] = {"recluster_every": every, "exclude": exclude}
     elif method == "svd":
         config["options"] = {"recompute_every": every, "exclude": exclude}
-    if probe:
+    if probe is not None:
         config["probe_every"] = every
-        config["probe_options"] = {"exclude": exclude}
+        config["probe_options"] = _probe_options(probe, task)
     return config
+
+
+def _k_text(k: Sequence[int], rule: str | None) -> str:
+    """The number of clusters of a run's re-clusterings: "5 (given)" or "2–4 (eigengap)"."""
+    low, high = min(k), max(k)
+    return f"{low if low == high else f'{low}–{high}'} ({rule or 'given'})"
 
 
 def _stats(values: Sequence[float | None]) -> tuple[float, float]:
@@ -150,12 +174,16 @@ def _windows(summary: Mapping[str, Any]) -> np.ndarray:
     return np.stack([plateau, plateau + np.array(summary["drop"], dtype=float)], axis=1)
 
 
-def _theory_map(ctx: Context, st: Settings) -> tuple[ClaimMap, list[tuple[float, float]]]:
-    """Claim 11 on the derived flow of 5-mode tasks over α × s₁/s₅ (mean vs grouped loss)."""
+def _theory_jobs(st: Settings) -> list[tuple[Any, dict[str, Any]]]:
+    """Claim 11's theory: mean and grouped loss on 5-mode tasks over α × s₁/s₅."""
+    return [(job_modes_theory, {"alpha": a, "ratio": r, **THEORY,
+                                "objectives": ["mean", "grouped"]})
+            for a in st.alphas for r in st.ratios]
+
+
+def _theory_map(st: Settings, results: Sequence[Mapping[str, Any]]) -> ClaimMap:
+    """Claim 11 on the derived flow (results of :func:`_theory_jobs`, in their order)."""
     keys = [(a, r) for a in st.alphas for r in st.ratios]
-    results = ctx.run([(job_modes_theory, {"alpha": a, "ratio": r, **THEORY,
-                                           "objectives": ["mean", "grouped"]})
-                       for a, r in keys])
     grid = {}
     for key, res in zip(keys, results, strict=True):
         # modes that already emerge together under the mean loss (spread < 1.05) leave
@@ -174,18 +202,18 @@ def _theory_map(ctx: Context, st: Settings) -> tuple[ClaimMap, list[tuple[float,
                     "gradually than the mean loss", xa, ya, holds,
                     f"derived flow of a {THEORY['groups']}-mode task, σ = 1e-3, seed "
                     f"{THEORY['seed']}, t ≤ {THEORY['lr'] * THEORY['steps']:g}", 1, notes,
-                    "theory"), keys
+                    "theory")
 
 
 def build(ctx: Context) -> SectionResult:
     from validation.emergence import RECOVERY_F1
-    from validation.tasks import TASKS
+    from validation.tasks import GRADIENT_METHODS, TASKS
 
     st: Settings = ctx.settings
     gradient = [m for m in st.methods if m in GRADIENT_METHODS]
     cheap = [m for m in st.methods if m not in GRADIENT_METHODS]
     # the longest jobs first, so that the pool's workers finish together
-    keys: list[tuple[str, str, int]] = []  # (task, method or WHOLE, seed)
+    keys: list[tuple[str, str, int]] = []  # (task, method or extra probe, seed)
     configs: list[dict[str, Any]] = []
     for task in st.tasks:
         for method in gradient:
@@ -196,12 +224,16 @@ def build(ctx: Context) -> SectionResult:
         for method in cheap:
             for seed in st.seeds:
                 keys.append((task, method, seed))
-                configs.append(_config(st, task, method, seed, probe=method == "mean"))
-        if st.whole_model_probe and task in EXCLUDED and "mean" in cheap:
-            keys.append((task, WHOLE, st.seeds[0]))
-            configs.append(_config(st, task, "mean", st.seeds[0], probe=True, whole=True))
-    runs = dict(zip(keys, ctx.run([(job_task, c) for c in configs]), strict=True))
-    map_t, _ = _theory_map(ctx, st)
+                configs.append(_config(st, task, method, seed,
+                                       probe=PROBE if method == "mean" else None))
+        for name in st.extra_probes:
+            if "mean" in cheap and _probe_options(name, task) is not None:
+                keys.append((task, name, st.seeds[0]))
+                configs.append(_config(st, task, "mean", st.seeds[0], probe=name))
+    theory = _theory_jobs(st)
+    results = ctx.run([(job_task, c) for c in configs] + theory)  # one pool, all at once
+    runs = dict(zip(keys, results[:len(configs)], strict=True))
+    map_t = _theory_map(st, results[len(configs):])
 
     def seeds_of(method: str) -> tuple[int, ...]:
         return st.gradient_seeds if method in GRADIENT_METHODS else st.seeds
@@ -262,8 +294,8 @@ def build(ctx: Context) -> SectionResult:
         panels_r = []
         entries = [(name, (task, method, k), k == seeds[0])
                    for name, method, seeds in sources for k in seeds]
-        if (task, WHOLE, st.seeds[0]) in runs:
-            entries.append((WHOLE, (task, WHOLE, st.seeds[0]), True))
+        extra = [name for name in st.extra_probes if (task, name, st.seeds[0]) in runs]
+        entries += [(name, (task, name, st.seeds[0]), True) for name in extra]
         for name, key, shown in entries:
             summary = runs[key]["summary"]
             groups = summary["gradient_groups"]
@@ -271,12 +303,12 @@ def build(ctx: Context) -> SectionResult:
             windows = _windows(summary)
             share = plateau_share(groups["t"], np.array(groups["f1"]), windows[:, 0],
                                   RECOVERY_F1)
-            if name != WHOLE:
+            if name not in EXTRA_PROBES:
                 judged.setdefault((task, name), []).append(
                     gradient_group_checks(ari, groups["relation"]))
             recovery_rows.append({
                 "task": task, "source": name, "seed": key[2],
-                "k": f"{groups['k'][0]} ({groups['k_rule'] or 'given'})",
+                "k": _k_text(groups["k"], groups["k_rule"]),
                 **recovery_counts(groups["relation"]),
                 "per group": ", ".join(groups["relation"]),
                 "recovered at": ", ".join(fmt(v) for v in groups["recovered_at"]),
@@ -288,8 +320,7 @@ def build(ctx: Context) -> SectionResult:
                 panels_r.append(plots.RecoveryPanel(
                     f"{name}, seed {key[2]}", np.array(groups["t"]), np.array(ari),
                     np.array(groups["f1"]), np.array(summary["emergence_times"]), windows))
-        costed = sources + ([(WHOLE, WHOLE, st.seeds[:1])]
-                            if (task, WHOLE, st.seeds[0]) in runs else [])
+        costed = sources + [(name, name, st.seeds[:1]) for name in extra]
         for name, method, seeds in costed:
             costs = [runs[(task, method, k)]["summary"]["gradient_groups"]["cost"]
                      for k in seeds]
@@ -304,8 +335,8 @@ def build(ctx: Context) -> SectionResult:
                 "peak MB": max(peaks) / 1e6 if peaks else None,
                 "gradient matrix MB": costs[0]["gradient_bytes"] / 1e6,
                 "re-clusterings per run": costs[0]["reclusterings"],
-                "run overhead (× mean-loss step)": (None if method in ("mean", WHOLE) else
-                                                    _stats(overheads)[0])})
+                "run overhead (× mean-loss step)": (None if method in ("mean", *EXTRA_PROBES)
+                                                    else _stats(overheads)[0])})
         first = runs[(task, "mean", st.seeds[0])]
         fig = plots.plot_recovery(panels_r, first["groups"], ari_level=0.5,
                                   f1_level=RECOVERY_F1, time_label=first["time_unit"],
@@ -322,7 +353,8 @@ def build(ctx: Context) -> SectionResult:
             f"group is recovered from the re-clustering after which its F1 stays ≥ "
             f"{RECOVERY_F1:g}; recovered left of its bar = before it emerges. Gradients of the "
             + ("whole model but the token embedding and unembedding (which belong to one group "
-               "each)" if task in EXCLUDED else "whole model")
+               "each; the skills still differ in their input tokens, so their gradients can "
+               "differ from step 0 on)" if task in EXCLUDED else "whole model")
             + f", {dict(st.every)[task]} steps apart."), rows))
     blocks.append(ctx.table("recovery", "When each group becomes recoverable relative to "
                             "its own emergence: before (still on its plateau, ℓ_g > 0.9 "
@@ -403,8 +435,11 @@ def build(ctx: Context) -> SectionResult:
 
 
 def _emergence(run: Mapping[str, Any]) -> dict[str, float]:
-    """The spread and median width of a run, as :func:`figures.claims.grouped_checks` reads."""
-    return {"spread": run["summary"]["spread"], "width": run["summary"]["summary"]["width"]}
+    """The spread, median width and share of groups emerged of a run, as
+    :func:`figures.claims.grouped_checks` reads them."""
+    inner = run["summary"]["summary"]
+    return {"spread": run["summary"]["spread"], "width": inner["width"],
+            "emerged": inner["emerged"]}
 
 
 def _short_settings(st: Settings, gradient: bool = False) -> str:
@@ -440,8 +475,9 @@ def _settings_text(st: Settings, tasks: Mapping[str, Any], gradient: Sequence[st
         "its batch every " + ", ".join(f"{R} steps ({task})" for task, R in st.every)
         + " on the side (training unchanged); cluster and svd re-cluster as often. "
         + ("The default report runs the reduced configurations; `scurve report --full-tasks` "
-           "runs the full ones at 3 seeds every method, and the skills probe with the token "
-           "embeddings too (about 1½ hours on 2 cores, estimated from the runs' times)."
+           "runs the full ones at 3 seeds every method, with two more probes (skills' token "
+           "embeddings included; k by the eigengap) — about 1½ hours on 2 cores, estimated "
+           "from the runs' times."
            if not st.full_tasks else "Full task configurations (`--full-tasks`)."))
 
 
@@ -462,17 +498,19 @@ def _text12(st: Settings, recovery: Sequence[Mapping[str, Any]],
         found = []
         for name in sources:
             runs = rows(task, name)
-            groups = sum(r["before"] + r["at"] + r["after"] + r["never"] for r in runs)
+            groups = sum(r[relation] for r in runs for relation in RELATIONS)
             found.append(f"{name} {sum(r['before'] for r in runs)}/{groups} before, median ARI "
                          + "/".join(f"{r['median ARI']:.2f}" for r in runs))
         first = rows(task, sources[0])
         found.append("first ARI (step 0) " + "/".join(f"{r['first ARI']:.2f}" for r in first))
-        whole = rows(task, WHOLE)
-        if whole:
-            found.append(f"{WHOLE}: first ARI {whole[0]['first ARI']:.2f}, median "
-                         f"{whole[0]['median ARI']:.2f}")
+        for name in EXTRA_PROBES:
+            for r in rows(task, name):
+                total = sum(r[relation] for relation in RELATIONS)
+                found.append(f"{name}: k {r['k']}, {r['before']}/{total} before, first ARI "
+                             f"{r['first ARI']:.2f}, median {r['median ARI']:.2f}")
         price = next(r for r in cost if r["task"] == task and r["source"] == PROBE)
-        methods = [r for r in cost if r["task"] == task and r["source"] not in (PROBE, WHOLE)]
+        methods = [r for r in cost if r["task"] == task
+                   and r["source"] not in (PROBE, *EXTRA_PROBES)]
         found.append(f"cost {fmt(price['s per re-clustering'])} s and {fmt(price['peak MB'])} "
                      f"MB per re-clustering of {price['examples × parameters']} gradients"
                      + "".join(f", {r['source']} {r['run overhead (× mean-loss step)']:.1f}× a "
