@@ -14,11 +14,12 @@ computes per run (:func:`figures.reporting.jobs.summarize`) or on plain numbers:
 :func:`rank_10_checks` / :func:`full_rank_checks` (4), :func:`earlier` (5, 8),
 :func:`attention_checks` (6), :func:`weight_decay_checks` (7), :func:`adam_plateau_checks`,
 :func:`same_plateaus`, :func:`more_bumps` (8), :func:`ce_checks` (9), :func:`bumps_as_claimed`
-(10), :func:`grouped_checks` / :func:`simultaneous` (11), :func:`groups_found` (12). A cell
-over seeds is :func:`seed_cell` or :func:`any_cell`, a grid of cells :func:`cells`, a judged
-claim :func:`judge`. Thresholds are module constants, stated in the check names
-(:data:`CHECKS`). Verdicts are :class:`Verdict` members; verdict logic never looks at display
-strings.
+(10), :func:`grouped_checks` / :func:`simultaneous` (11), :func:`groups_found`,
+:func:`gradient_group_checks`, :func:`recovery_counts`, :func:`plateau_share` (12). A cell
+over seeds is :func:`seed_cell`, :func:`counted_cell` or :func:`any_cell`, a grid of cells
+:func:`cells`, a judged claim :func:`judge`. Thresholds are module constants, stated in the
+check names (:data:`CHECKS`). Verdicts are :class:`Verdict` members; verdict logic never looks
+at display strings.
 
 A claim whose section did not run is ``"not measured"`` with the reason, never guessed.
 """
@@ -43,6 +44,7 @@ __all__ = [
     "NOT_SUPPORTED",
     "README_BEGIN",
     "README_END",
+    "RELATIONS",
     "SUPPORTED",
     "VERDICTS",
     "Axis",
@@ -61,6 +63,7 @@ __all__ = [
     "claim_verdict",
     "claims_markdown",
     "claims_table",
+    "counted_cell",
     "crossing",
     "earlier",
     "exp_fit",
@@ -69,6 +72,7 @@ __all__ = [
     "failure_counts",
     "fit_slope",
     "full_rank_checks",
+    "gradient_group_checks",
     "grouped_checks",
     "groups_found",
     "judge",
@@ -78,7 +82,9 @@ __all__ = [
     "more_bumps",
     "most_failed",
     "plateau_count",
+    "plateau_share",
     "rank_10_checks",
+    "recovery_counts",
     "replace_readme_table",
     "s_curve_checks",
     "same_plateaus",
@@ -152,6 +158,9 @@ CHECKS = {  # short key: what it tests (thresholds above)
     "unchanged": "no plateau and no divergence (as with the squared loss)",
     "closer": "smaller spread t_last/t_first of the capabilities' half-drop times",
     "wider": "larger median relative drop width (t_90 − t_10)/t_half",
+    "found": f"median adjusted Rand index of the found groups over training ≥ {ARI_FOUND:g}",
+    "early": "most groups recovered (best-matching cluster F1 ≥ 0.8 from then on) while still "
+             "on their plateau",
 }
 
 
@@ -405,7 +414,7 @@ ABBREV = {"decay": "D", "plateau": "P", "sharp": "S", "levels": "L", "aligns": "
           "norms": "N", "smeared": "Sm", "no plateau": "P", "power tail": "T", "spans": "Sp",
           "exponential": "E", "aligned at drop": "A", "later": "La", "smaller": "Si",
           "two plateaus": "2P", "struggles": "St", "unchanged": "U", "closer": "C",
-          "wider": "W"}
+          "wider": "W", "found": "F", "early": "B"}
 """The letter of each check (key of :data:`CHECKS`) in a map cell's note."""
 
 
@@ -442,6 +451,17 @@ def seed_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
     whole = [all(c.values()) for c in checks]
     worst = {k: False for k, v in failure_counts(checks).items() if v * 2 >= len(checks) and v}
     return float(np.mean(whole)), failed(worst)
+
+
+def counted_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
+    """:func:`seed_cell` with the count in its note, "k/n" (k of the n seeds hold) before the
+    failed checks: for maps whose cells have different numbers of seeds (draw them with
+    ``seeds=1``, so the note is the cell's text). No seeds: (NaN, "")."""
+    value, note = seed_cell(checks)
+    if not checks:
+        return value, note
+    held = sum(all(c.values()) for c in checks)
+    return value, f"{held}/{len(checks)}" + (f"\n{note}" if note else "")
 
 
 def any_cell(checks: Sequence[Mapping[str, bool]]) -> tuple[float, str]:
@@ -650,14 +670,17 @@ def ce_checks(rank_2: Mapping[str, Any], rank_10: Mapping[str, Any],
 
 
 def grouped_checks(mean: Mapping[str, Any], grouped: Mapping[str, Any]) -> dict[str, bool]:
-    """Claim 11 on emergence summaries (``spread``: t_last/t_first, ``width``: median
-    relative drop width): grouped loss closer in time (smaller spread) and more gradual
-    (larger width) than the mean loss. A missing (None/NaN) value fails."""
-    def num(summary: Mapping[str, Any], key: str) -> float:
-        value = summary.get(key)
+    """Claim 11 on emergence summaries (``spread``: t_last/t_first of the groups that
+    emerged, ``width``: median relative drop width, optional ``emerged``: the share of groups
+    that emerged, 1 when absent): grouped loss closer in time (smaller spread, and no fewer
+    groups emerged — a group that never emerges is not "closer") and more gradual (larger
+    width) than the mean loss. A missing (None/NaN) spread or width fails."""
+    def num(summary: Mapping[str, Any], key: str, default: float = math.nan) -> float:
+        value = summary.get(key, default)
         return math.nan if value is None else float(value)
 
-    closer = num(grouped, "spread") < num(mean, "spread")
+    closer = (num(grouped, "spread") < num(mean, "spread")
+              and num(grouped, "emerged", 1.0) >= num(mean, "emerged", 1.0))
     wider = num(grouped, "width") > num(mean, "width")
     return {"closer": bool(closer), "wider": bool(wider)}
 
@@ -673,6 +696,51 @@ def groups_found(ari: float) -> bool:
     """Claim 12: found groups match the capabilities, adjusted Rand index ≥ 0.5
     (:data:`ARI_FOUND`)."""
     return bool(ari >= ARI_FOUND)
+
+
+RELATIONS = ("before", "at", "after", "never")
+"""When a group becomes recoverable relative to its emergence (``relation`` of a run's
+``gradient_groups``, :func:`validation.emergence.recovery_relation`): while still on its
+plateau, during its drop, after it, or never."""
+
+
+def recovery_counts(relations: Sequence[str]) -> dict[str, int]:
+    """How many groups fall in each of :data:`RELATIONS`, in that order. ValueError for any
+    other relation."""
+    unknown = sorted(set(relations) - set(RELATIONS))
+    if unknown:
+        raise ValueError(f"unknown recovery relation {unknown[0]!r} (one of "
+                         f"{', '.join(RELATIONS)})")
+    return {r: sum(x == r for x in relations) for r in RELATIONS}
+
+
+def gradient_group_checks(ari: Sequence[float], relations: Sequence[str]) -> dict[str, bool]:
+    """Claim 12 on one run's re-clusterings (keys of :data:`CHECKS`): "found" — the median
+    adjusted Rand index over the re-clusterings ``ari`` is ≥ :data:`ARI_FOUND` (NaNs left out;
+    none left fails); "early" — more than half of the groups are recovered before they emerge
+    (``relations``: one of :data:`RELATIONS` per group)."""
+    values = np.asarray(ari, dtype=float)
+    values = values[np.isfinite(values)]
+    found = bool(values.size) and groups_found(float(np.median(values)))
+    counts = recovery_counts(relations)
+    return {"found": bool(found), "early": 2 * counts["before"] > len(relations)}
+
+
+def plateau_share(t: Sequence[float], f1: np.ndarray, plateau_end: Sequence[float],
+                  level: float) -> np.ndarray:
+    """Per group g, the fraction of the re-clusterings made while g is still on its plateau
+    (t_r < ``plateau_end``[g]; a NaN end — never left it — counts every re-clustering) at which
+    g's best-matching cluster has F1 ≥ ``level``; NaN for a group with no re-clustering on its
+    plateau. ``t`` (R,) the re-clustering times, ``f1`` (R, G)."""
+    times = np.asarray(t, dtype=float)
+    scores = np.asarray(f1, dtype=float).reshape(len(times), -1)
+    ends = np.asarray(plateau_end, dtype=float)
+    out = np.full(scores.shape[1], np.nan)
+    for g in range(scores.shape[1]):
+        on = times < ends[g] if np.isfinite(ends[g]) else np.ones(len(times), dtype=bool)
+        if on.any():
+            out[g] = float(np.mean(scores[on, g] >= level))
+    return out
 
 
 # =============================================================================== the table

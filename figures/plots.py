@@ -8,6 +8,8 @@
 * :func:`plot_groups` — per-capability loss curves, one panel per loss method.
 * :func:`plot_family` — metrics of a family of objectives against its parameter: the
   prediction as a line, measured sets as markers, a reference line and a marked value.
+* :func:`plot_recovery` — gradient groups against the true ones through training (ARI, F1 per
+  group) beside each group's drop.
 * :func:`plot_maps` — where a claim holds: one heatmap per :class:`figures.claims.ClaimMap`
   (green holds, red fails, shades between for a fraction of seeds, grey not measured).
 * :func:`render_equation` — a LaTeX equation as a PNG (matplotlib mathtext; works offline).
@@ -41,12 +43,14 @@ __all__ = [
     "DPI",
     "PALETTE",
     "FamilyPanel",
+    "RecoveryPanel",
     "ScalingPanel",
     "ScalingSet",
     "Series",
     "plot_family",
     "plot_groups",
     "plot_maps",
+    "plot_recovery",
     "plot_scaling",
     "plot_trajectories",
     "render_equation",
@@ -469,6 +473,8 @@ def plot_groups(
     ylabel: str = r"$\ell_g\,/\,\ell_{\mathrm{ref},g}$",
     title: str = "",
     theory: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+    marks: Sequence[np.ndarray | None] | None = None,
+    mark_label: str = "emergence time (half of its own drop)",
 ) -> Figure:
     """Per-capability curves: one panel per ``(method, t (T,), group values (T, G))``.
 
@@ -476,11 +482,15 @@ def plot_groups(
     time range, so that methods compare at a glance; the y axis stops at
     :data:`GROUP_AXIS_FLOOR` (the label says so when data lie below). ``theory`` (one
     ``(t, values)`` or None per panel) is drawn solid and thick under the training curves,
-    which then get markers.
+    which then get markers. ``marks`` (one (G,) array of times or None per panel): a
+    triangle in the group's colour at the top of the panel at each time (NaN: none), e.g. the
+    groups' emergence times, named ``mark_label`` in the legend.
     """
-    columns = 2 if len(panels) == 4 else min(len(panels), 3)
-    rows = int(np.ceil(len(panels) / columns))
-    theory = list(theory) if theory is not None else [None] * len(panels)
+    count = len(panels)
+    columns = 2 if count == 4 else 4 if count > 6 else min(count, 3)
+    rows = int(np.ceil(count / columns))
+    theory = list(theory) if theory is not None else [None] * count
+    marks = list(marks) if marks is not None else [None] * count
     with_theory = any(th is not None for th in theory)
     handles: list = [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.5, label=label)
                      for g, label in enumerate(group_labels)]
@@ -488,6 +498,9 @@ def plot_groups(
         handles += [Line2D([], [], color="k", lw=THEORY_WIDTH + 1, alpha=0.35, label="theory"),
                     Line2D([], [], color="k", lw=EXPERIMENT_WIDTH, marker="o", mfc="none",
                            ms=MARKER_SIZE, label="training")]
+    if any(m is not None for m in marks):
+        handles.append(Line2D([], [], color="k", lw=0, marker="v", ms=MARKER_SIZE + 1,
+                              label=mark_label))
     fig, axes = _figure(columns, rows, legend=handles, title=title)
     end = max(float(t[-1]) for _, t, _ in panels)
     values_all = [v[np.isfinite(v) & (v > 0)] for _, _, v in panels]
@@ -497,7 +510,14 @@ def plot_groups(
     if low < GROUP_AXIS_FLOOR:  # below: rounding noise of the float32 runs and the theory
         low = GROUP_AXIS_FLOOR
         ylabel += f" (axis cut at $10^{{{np.log10(GROUP_AXIS_FLOOR):.0f}}}$)"
-    for ax, (name, t, values), th in zip(axes.ravel(), panels, theory, strict=False):
+    for ax, (name, t, values), th, mark in zip(axes.ravel(), panels, theory, marks,
+                                               strict=False):
+        if mark is not None:
+            for g, when in enumerate(np.asarray(mark, dtype=float)):
+                if np.isfinite(when):
+                    ax.plot([when], [0.97], transform=ax.get_xaxis_transform(), marker="v",
+                            ms=MARKER_SIZE + 1, color=PALETTE[g % len(PALETTE)], clip_on=False,
+                            lw=0)
         if th is not None:
             th_t, th_values = th
             for g in range(th_values.shape[1]):
@@ -516,6 +536,81 @@ def plot_groups(
         ax.set_xlabel(time_label)
         ax.set_ylabel(ylabel)
     for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    return fig
+
+
+@dataclass(frozen=True)
+class RecoveryPanel:
+    """One source of gradient groups in :func:`plot_recovery`: re-clustering times ``t`` (R,),
+    the adjusted Rand index ``ari`` (R,) of the found groups against the true ones, each true
+    group's best-matching F1 ``f1`` (R, G), and each group's emergence: ``emergence`` (G,) its
+    time and ``drop`` (G, 2) the window of its drop (start, end; NaN: never)."""
+
+    title: str
+    t: np.ndarray
+    ari: np.ndarray
+    f1: np.ndarray
+    emergence: np.ndarray
+    drop: np.ndarray
+
+
+@_styled
+def plot_recovery(
+    panels: Sequence[RecoveryPanel],
+    group_labels: Sequence[str],
+    ari_level: float,
+    f1_level: float,
+    time_label: str = "step",
+    title: str = "",
+    drop_label: str = "drop of the group's loss (bar), its emergence time (dot)",
+) -> Figure:
+    """Do gradient groups find the true groups, and when? One panel per source.
+
+    ARI against time (thick black), each group's F1 (thin, the group's colour) with the two
+    levels dashed (``ari_level``, ``f1_level``), and above the data a bar per group over its
+    drop window with a dot at its emergence time, in the group's colour: a group's F1 above
+    its level left of its bar means it was recovered while still on its plateau.
+    """
+    count = len(panels)
+    columns = min(count, 4)
+    rows = int(np.ceil(count / columns))
+    handles: list = [Line2D([], [], color="k", lw=2.2, label="ARI (all groups)")]
+    handles += [Line2D([], [], color=PALETTE[g % len(PALETTE)], lw=1.0, label=f"F1: {label}")
+                for g, label in enumerate(group_labels)]
+    handles += [Line2D([], [], color="#777", lw=1.0, ls="--", label="levels (ARI, F1)"),
+                Line2D([], [], color="#777", lw=3, marker="o", ms=MARKER_SIZE,
+                       label=drop_label)]
+    fig, axes = _figure(columns, rows, legend=handles, title=title)
+    groups = len(group_labels)
+    strip = 0.055  # height of one group's drop bar row, in data units above 1
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        f1 = np.asarray(panel.f1, dtype=float).reshape(len(panel.t), -1)
+        for g in range(f1.shape[1]):
+            ax.plot(panel.t, f1[:, g], color=PALETTE[g % len(PALETTE)], lw=1.0, alpha=0.8)
+        ax.plot(panel.t, panel.ari, color="k", lw=2.2)
+        for level, name in ((ari_level, "ARI"), (f1_level, "F1")):
+            ax.axhline(level, color="#777", lw=1.0, ls="--")
+            ax.text(0.995, level, f"{name} {level:g}", transform=ax.get_yaxis_transform(),
+                    va="bottom", ha="right", fontsize=RC["legend.fontsize"] - 1, color="#555")
+        end = float(panel.t[-1]) if len(panel.t) else 1.0
+        for g in range(groups):
+            y = 1.06 + strip * (g + 0.5)
+            start, stop = np.asarray(panel.drop, dtype=float).reshape(-1, 2)[g]
+            color = PALETTE[g % len(PALETTE)]
+            if np.isfinite(start):
+                ax.plot([start, stop if np.isfinite(stop) else end], [y, y], color=color, lw=3,
+                        solid_capstyle="butt")
+            when = float(np.asarray(panel.emergence, dtype=float)[g])
+            if np.isfinite(when):
+                ax.plot([when], [y], color=color, marker="o", ms=MARKER_SIZE, mec="k", mew=0.5)
+        ax.set_ylim(-0.15, 1.06 + strip * groups + 0.03)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_xlim(0, end * 1.02)
+        ax.set_title(panel.title)
+        ax.set_xlabel(time_label)
+        ax.set_ylabel("ARI / F1")
+    for ax in axes.ravel()[count:]:
         ax.set_visible(False)
     return fig
 

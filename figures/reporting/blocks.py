@@ -140,8 +140,9 @@ class Section:
     """A report section: number, slug (for ``--only``), title, builder and its settings.
 
     ``full`` and ``quick``: the section's settings (its grids, sizes and seeds; a frozen
-    dataclass of its module, or None) for a full run and under ``--quick``; the builder reads
-    the chosen ones as ``ctx.settings``.
+    dataclass of its module, or None) for a full run and under ``--quick``; ``full_tasks``:
+    those under ``--full-tasks`` (the tasks' full configurations; None: ``full``). The builder
+    reads the chosen ones as ``ctx.settings``.
     """
 
     number: int
@@ -150,15 +151,20 @@ class Section:
     build: Callable[[Context], SectionResult]
     full: Any = None
     quick: Any = None
+    full_tasks: Any = None
 
-    def settings(self, quick: bool) -> Any:
-        """``quick`` under ``--quick``, else ``full``."""
-        return self.quick if quick else self.full
+    def settings(self, quick: bool, full_tasks: bool = False) -> Any:
+        """``quick`` under ``--quick``, ``full_tasks`` (if any) under ``--full-tasks``, else
+        ``full``."""
+        if quick:
+            return self.quick
+        return self.full_tasks if full_tasks and self.full_tasks is not None else self.full
 
 
 @dataclass
 class Context:
-    """What a section needs: output folder, budget, executor, cache, progress bar, settings."""
+    """What a section needs: output folder, budget, executor, cache, progress bar, settings
+    (``full_tasks``: the report runs the tasks' full configurations, ``--full-tasks``)."""
 
     out: Path
     quick: bool
@@ -168,6 +174,7 @@ class Context:
     section: Section
     bar: tqdm
     settings: Any = None
+    full_tasks: bool = False
 
     def run(self, jobs: Sequence[Job]) -> list[Any]:
         """Results of the jobs (cached), counted on the section's progress bar."""
@@ -176,7 +183,7 @@ class Context:
     @property
     def command(self) -> str:
         """The command that rebuilds this section."""
-        quick = " --quick" if self.quick else ""
+        quick = " --quick" if self.quick else " --full-tasks" if self.full_tasks else ""
         cache = "" if self.cache_dir == self.out / "cache" else f" --cache {self.cache_dir}"
         return f"scurve report --only {self.section.slug} --out {self.out}{quick}{cache}"
 

@@ -25,9 +25,9 @@ __all__ = [
     "BUMP_PROMINENCE",
     "FRACTIONS",
     "POWER_FRACTIONS",
+    "REFERENCE_EVERY",
     "job_balanced",
     "job_equations",
-    "job_gradient_groups",
     "job_modes_theory",
     "job_power_law",
     "job_power_theory",
@@ -35,7 +35,6 @@ __all__ = [
     "job_predict",
     "job_predict_aligned",
     "job_task",
-    "job_task_theory",
     "job_train",
     "make_spec",
     "summarize",
@@ -45,6 +44,7 @@ FRACTIONS = (0.9, 0.5, 0.1, 0.01)  # crossing times t_f reported for every run
 PLOT_SAMPLES = 600  # samples kept per trajectory for figures and data files
 MAX_PAIRS = 16  # above r·k target/learned pairs, only max_j |cos| is kept per learned vector
 BUMP_PROMINENCE = 0.05  # a bump: a local maximum of an alignment curve this prominent
+REFERENCE_EVERY = 50  # task runs: the mean loss is timed on a copy of the model this often
 
 
 def make_spec(config: dict[str, Any]) -> Problem:
@@ -196,45 +196,38 @@ def job_train(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_task(config: dict[str, Any]) -> dict[str, Any]:
-    """One grouped-loss run: ``{"task", "method", "seed", "steps"}`` (task defaults otherwise).
+    """One training run of a task of examples (:func:`validation.tasks.train_task`).
 
-    Returns the per-group loss curves, the emergence summary
-    (:func:`validation.emergence.summarize_run`) and the final adjusted Rand index.
+    ``config``: ``{"task", "method", "seed", "quick"}`` (the reduced configuration of
+    :data:`validation.tasks.TASKS` or the full one), ``"steps"`` (None: the task's default),
+    ``"params"`` (the method's q, tau), ``"options"`` (the gradient methods' options, e.g.
+    ``recluster_every``, ``exclude``), ``"probe_every"`` / ``"probe_options"`` (gradients
+    clustered on the side, training unchanged). The mean loss is timed on a copy of the model
+    every :data:`REFERENCE_EVERY` steps, so ``overhead`` is measured in the same run.
+
+    Returns the per-group curves (``time`` in the task's unit, ``group_loss`` (T, G) in nats,
+    ``group_accuracy``), the task's ``reference`` loss ℓ_ref,g and ``probabilities`` p_g,
+    ``groups`` (a name per group) and :meth:`validation.tasks.TaskResult.summary`.
     """
-    from validation.emergence import summarize_run
+    from validation.skills import SkillsTask
     from validation.tasks import TASKS, make_method, make_task, train_task
 
     setting = TASKS[config["task"]]
-    task = make_task(config["task"], config["seed"])
-    options = setting.method_options.get(config["method"], {})
-    result = train_task(task, make_method(config["method"], task, config["seed"], **options),
-                        steps=config.get("steps") or setting.steps, lr=setting.lr,
-                        seed=config["seed"], optimizer=setting.optimizer, record=setting.record)
-    summary = summarize_run(result.time, result.group_loss, result.threshold)
-    summary["ari_final"] = float(result.ari[-1]) if result.ari.size else math.nan
+    task = make_task(config["task"], config["seed"], quick=config["quick"])
+    method = make_method(config["method"], task, config["seed"], **config.get("params", {}),
+                         **config.get("options", {}))
+    result = train_task(task, method, config.get("steps") or setting.run_steps(config["quick"]),
+                        setting.lr, config["seed"], setting.optimizer, setting.record,
+                        probe_every=config.get("probe_every"),
+                        probe_options=config.get("probe_options"),
+                        reference_every=REFERENCE_EVERY)
+    names = ([f"skill {k:+d}" for k in task.offsets] if isinstance(task, SkillsTask)
+             else [f"task {g + 1}" for g in range(task.num_groups)])
     return {"time": result.time, "time_unit": result.time_unit, "group_loss": result.group_loss,
-            "steps": int(result.steps[-1]),
-            "reference": np.asarray(task.reference_loss, dtype=float), "summary": summary,
-            "seconds": result.wall_seconds}
-
-
-def job_task_theory(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The theory of one grouped-loss run (:func:`validation.tasks.predict_task`): the derived
-    per-group flow from the same initial weights, at the run's record steps. Same config as
-    :func:`job_task`; None for a task without theory (not a modes task)."""
-    from validation.emergence import summarize_run
-    from validation.tasks import TASKS, ModesTask, make_task, predict_task
-
-    setting = TASKS[config["task"]]
-    task = make_task(config["task"], config["seed"])
-    if not isinstance(task, ModesTask):
-        return None
-    result = predict_task(task, config["method"], steps=config.get("steps") or setting.steps,
-                          lr=setting.lr, seed=config["seed"], record=setting.record)
-    return {"time": result.time, "group_loss": result.group_loss,
+            "group_accuracy": result.group_accuracy,
             "reference": np.asarray(task.reference_loss, dtype=float),
-            "summary": summarize_run(result.time, result.group_loss, result.threshold),
-            "seconds": result.wall_seconds}
+            "probabilities": np.asarray(task.probabilities, dtype=float), "groups": names,
+            "summary": result.summary()}
 
 
 def job_equations(config: dict[str, Any]) -> dict[str, Any]:
@@ -247,83 +240,26 @@ def job_equations(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_modes_theory(config: dict[str, Any]) -> dict[str, Any]:
-    """Emergence summaries of the mean and grouped loss predicted on a modes task:
-    ``{"alpha", "ratio", "groups", "seed", "lr", "steps", "record"}`` — G modes with
-    p_g ∝ g^−α and s_g geometric from ``ratio`` down to 1 (mode 1 the largest and most
-    frequent), integrated by :func:`validation.tasks.predict_task` (the dynamics.modes flow).
-    """
+    """Emergence summaries (:func:`validation.emergence.summarize_run`) of group objectives
+    predicted on a modes task: ``{"alpha", "ratio", "groups", "seed", "lr", "steps",
+    "objectives"}`` — G modes with p_g ∝ g^−α and s_g geometric from ``ratio`` down to 1 (mode
+    1 the largest and most frequent), :func:`dynamics.problems.sample_modes` from ``seed``
+    (σ = 10⁻³), each objective (a label such as ``grouped``, ``power(q=1)``) integrated by
+    :func:`validation.tasks.predict_task` (the derived flow) to t = ``lr``·``steps``."""
+    from dynamics.groups import zipf_frequencies
+    from dynamics.problems import sample_modes
     from validation.emergence import summarize_run
-    from validation.tasks import ModesTask, predict_task
+    from validation.tasks import SpecTask, predict_task
 
     g = config["groups"]
-    p = np.arange(1, g + 1, dtype=float) ** -config["alpha"]
-    task = ModesTask(np.geomspace(config["ratio"], 1.0, g), p / p.sum(), seed=config["seed"])
+    spec = sample_modes(np.geomspace(config["ratio"], 1.0, g),
+                        zipf_frequencies(g, config["alpha"]), seed=config["seed"])
+    task = SpecTask("modes", spec, config["seed"])
     out = {}
-    for method in ("mean", "grouped"):
-        r = predict_task(task, method, steps=config["steps"], lr=config["lr"],
-                         seed=config["seed"], record=config["record"])
-        out[method] = summarize_run(r.time, r.group_loss, r.threshold)
+    for label in config["objectives"]:
+        r = predict_task(task, label, steps=config["steps"], lr=config["lr"])
+        out[label] = summarize_run(r.time, r.group_loss, r.threshold)
     return out
-
-
-def job_gradient_groups(config: dict[str, Any]) -> dict[str, Any]:
-    """Do per-example gradients find parity's tasks? ``{"seed", "checkpoints", "lr",
-    "per_task"}``.
-
-    Trains the parity MLP on the mean loss (Adam, fresh batches, as ``validation.tasks``
-    does) and at each checkpoint step computes per-example gradients of ``per_task``
-    evaluation examples per task — of the whole model, and of the task-code block alone —
-    then groups them: spectral clustering of the unit gradients (|cosine| affinity, as the
-    task's cluster method), and each example's largest squared coefficient on the top-K right
-    singular vectors (as the svd method). Returns the adjusted Rand index against the true
-    tasks per block, method and checkpoint, and the mean accuracy.
-    """
-    import torch
-
-    from validation.emergence import adjusted_rand
-    from validation.grouped import (
-        cluster_unit_gradients,
-        flatten_grads,
-        gradient_svd,
-        per_example_grads,
-        unit_rows,
-    )
-    from validation.tasks import make_task
-
-    torch.set_num_threads(1)
-    task = make_task("parity", config["seed"])
-    generator = torch.Generator().manual_seed(config["seed"])
-    model = task.make_model(generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    k = task.num_groups
-    pick = torch.cat([torch.nonzero(task.eval_labels == g)[:config["per_task"], 0]
-                      for g in range(k)])
-    inputs, targets = task.eval_inputs[pick], task.eval_targets[pick]
-    labels = task.eval_labels[pick].numpy()
-    blocks = {"whole model": None, "task-code block": task.gradient_params}
-    ari = {b: {"cluster": [], "svd": []} for b in blocks}
-    accuracy = []
-    checkpoints = sorted(config["checkpoints"])
-    for step in range(checkpoints[-1] + 1):
-        if step in checkpoints:
-            for name, params in blocks.items():
-                unit = unit_rows(flatten_grads(per_example_grads(
-                    model, task.per_example_loss, inputs, targets, params)))
-                found = cluster_unit_gradients(unit, k, "spectral", seed=0, sign_invariant=True,
-                                               affinity="cosine")
-                ari[name]["cluster"].append(adjusted_rand(found, labels))
-                directions = gradient_svd(unit, k)[2]
-                svd = ((unit.double() @ directions) ** 2).argmax(dim=1).numpy()
-                ari[name]["svd"].append(adjusted_rand(svd, labels))
-            accuracy.append(float(task.evaluate(model)[1].mean()))
-        if step == checkpoints[-1]:
-            break
-        x, y, _ = task.batch(generator)
-        loss = task.per_example_loss(model(x), y).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return {"ari": ari, "accuracy": accuracy, "steps": checkpoints}
 
 
 def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,7 @@ def report(
     only: str | None = None,
     executor: Executor | None = None,
     cache_dir: str | Path | None = None,
+    full_tasks: bool = False,
 ) -> dict[str, Any]:
     """Run the sections (all, or ``only``) and write ``out/index.html`` and ``out/data/``.
 
@@ -191,11 +192,15 @@ def report(
         only: section number or slug (comma-separated for several); None: all.
         executor: where the jobs run (default: a local process pool).
         cache_dir: result cache (default ``out/cache``).
+        full_tasks: the training tasks' full configurations and more seeds (sections with
+            ``full_tasks`` settings: grouped losses); not with ``quick``.
 
     Returns:
         The run record written to ``out/data/run.json``: seconds (total and per section),
         cache hits and misses, errors.
     """
+    if quick and full_tasks:
+        raise ValueError("--quick and --full-tasks exclude each other")
     started = time.perf_counter()
     chosen = resolve_sections(only)
     out = Path(out)
@@ -209,7 +214,8 @@ def report(
     def context(i: int, section: Section) -> Context:
         bar = tqdm(total=0, position=i, dynamic_ncols=True, disable=not bars,
                    desc=f"{section.number:>2}. {section.slug}")
-        return Context(out, quick, pool, cache, stats, section, bar, section.settings(quick))
+        return Context(out, quick, pool, cache, stats, section, bar,
+                       section.settings(quick, full_tasks), full_tasks)
 
     errors: dict[str, str] = {}
     timing: dict[str, float] = {}
@@ -225,7 +231,8 @@ def report(
         if own:
             pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - started
-    record = {"seconds": seconds, "quick": quick, "section_seconds": timing,
+    record = {"seconds": seconds, "quick": quick, "full_tasks": full_tasks,
+              "section_seconds": timing,
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
     _assemble(out, f"Last run ({'quick' if quick else 'full'}, sections "

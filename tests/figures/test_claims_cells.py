@@ -20,18 +20,22 @@ from figures.claims import (
     Verdict,
     any_cell,
     cells,
+    counted_cell,
     crossing,
     earlier,
     exp_fit,
     failed,
     failure_counts,
     fit_slope,
+    gradient_group_checks,
     groups_found,
     judge,
     legend,
     more_bumps,
     most_failed,
     plateau_count,
+    plateau_share,
+    recovery_counts,
     same_plateaus,
     seed_cell,
     simultaneous,
@@ -156,3 +160,49 @@ def test_grouped_rules():
     assert simultaneous({"spread": 1.04}) and not simultaneous({"spread": 1.05})
     assert not simultaneous({"spread": None}) and not simultaneous({})
     assert groups_found(0.5) and not groups_found(0.49) and not groups_found(math.nan)
+
+
+def test_recovery_counts_count_each_relation_in_order():
+    counts = recovery_counts(["before", "never", "before", "at"])
+    assert counts == {"before": 2, "at": 1, "after": 0, "never": 1}
+    assert list(counts) == ["before", "at", "after", "never"]
+    assert recovery_counts([]) == {"before": 0, "at": 0, "after": 0, "never": 0}
+    with pytest.raises(ValueError, match="'later'"):
+        recovery_counts(["before", "later"])
+
+
+def test_gradient_group_checks_take_the_median_ari_and_a_strict_majority_before():
+    # median of (0.1, 0.6, 0.7) is 0.6 >= 0.5; of (0.6, 0.1, 0.2) it is 0.2 (a good first
+    # clustering alone does not count)
+    assert gradient_group_checks([0.1, 0.6, 0.7], ["never"])["found"]
+    assert not gradient_group_checks([0.6, 0.1, 0.2], ["never"])["found"]
+    assert gradient_group_checks([math.nan, 0.6], ["never"])["found"]  # NaN left out
+    assert not gradient_group_checks([math.nan], ["never"])["found"]
+    assert not gradient_group_checks([], ["never"])["found"]
+    # "early": more than half of the groups recovered before they emerge; half is not enough
+    assert gradient_group_checks([0.0], ["before", "before", "after"])["early"]
+    assert not gradient_group_checks([0.0], ["before", "after"])["early"]
+    assert not gradient_group_checks([0.0], ["at", "at", "at"])["early"]
+
+
+def test_plateau_share_counts_only_the_reclusterings_on_each_plateau():
+    t = [0.0, 100.0, 200.0, 300.0]
+    f1 = np.array([[0.9, 0.1, 1.0],
+                   [0.9, 0.8, 1.0],
+                   [0.5, 0.8, 1.0],
+                   [0.9, 0.1, 1.0]])
+    # group 0 leaves its plateau at 250: re-clusterings 0, 100, 200 -> F1 >= 0.8 at 2 of 3;
+    # group 1 never leaves it (NaN): all four count, F1 = 0.8 is at the level -> 2 of 4;
+    # group 2 leaves it at t = 0: no re-clustering on its plateau
+    share = plateau_share(t, f1, [250.0, math.nan, 0.0], level=0.8)
+    assert share[:2] == pytest.approx([2 / 3, 0.5])
+    assert math.isnan(share[2])
+
+
+def test_counted_cell_puts_the_seed_count_before_the_failed_checks():
+    checks = [{"closer": True, "wider": True}, {"closer": False, "wider": True},
+              {"closer": False, "wider": True}]
+    assert counted_cell(checks) == (pytest.approx(1 / 3), "1/3\nC")
+    assert counted_cell(checks[:1]) == (1.0, "1/1")
+    value, note = counted_cell([])
+    assert math.isnan(value) and note == ""

@@ -166,6 +166,12 @@ def test_cross_entropy_and_grouped_checks():
         "closer": True, "wider": True}
     assert grouped_checks({"spread": 3, "width": 0.5}, {"spread": None, "width": 0.4}) == {
         "closer": False, "wider": False}
+    # a smaller spread among fewer emerged groups is not closer: one group never emerged
+    assert grouped_checks({"spread": 3, "width": 0.5, "emerged": 1.0},
+                          {"spread": 1.5, "width": 0.9, "emerged": 0.8}) == {
+        "closer": False, "wider": True}
+    assert grouped_checks({"spread": 3, "width": 0.5, "emerged": 0.8},
+                          {"spread": 1.5, "width": 0.9, "emerged": 0.8})["closer"]
 
 
 def test_table_and_readme_markdown():

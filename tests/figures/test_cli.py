@@ -310,3 +310,8 @@ def test_predict_a_grouped_spec_under_another_objective(tmp_path, capsys):
     assert out["objective"] == "power(q=1)" and len(out["group_crossings_0.5"]) == 3
     assert all(t is not None and t > 0 for t in out["group_crossings_0.5"])
     assert main(["predict", str(spec), "--objective", "median"]) == 2
+def test_report_quick_and_full_tasks_exit_2(tmp_path):
+    out = _run("report", "--quick", "--full-tasks", "--out", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "--full-tasks" in out.stderr
+    assert not (tmp_path / "r").exists()
