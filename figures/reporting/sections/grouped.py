@@ -25,6 +25,7 @@ from validation.names import GROUP_METHODS
 
 from ... import plots
 from ...claims import (
+    ARI_FOUND,
     RELATIONS,
     Axis,
     ClaimMap,
@@ -503,6 +504,10 @@ def _text12(st: Settings, recovery: Sequence[Mapping[str, Any]],
                          + "/".join(f"{r['median ARI']:.2f}" for r in runs))
         first = rows(task, sources[0])
         found.append("first ARI (step 0) " + "/".join(f"{r['first ARI']:.2f}" for r in first))
+        if any(r["first ARI"] >= ARI_FOUND for r in first):
+            found.append("already separable at step 0, before anything is learned: these "
+                         "gradients tell the groups' inputs apart, which is not evidence of "
+                         "a capability")
         for name in EXTRA_PROBES:
             for r in rows(task, name):
                 total = sum(r[relation] for relation in RELATIONS)
