@@ -179,6 +179,8 @@ def test_gradient_group_checks_take_the_median_ari_and_a_strict_majority_before(
     assert gradient_group_checks([math.nan, 0.6], ["never"])["found"]  # NaN left out
     assert not gradient_group_checks([math.nan], ["never"])["found"]
     assert not gradient_group_checks([], ["never"])["found"]
+    # separable at step 0, before any learning: the inputs, not capabilities
+    assert not gradient_group_checks([0.9, 0.6, 0.7], ["never"])["found"]
     # "early": more than half of the groups recovered before they emerge; half is not enough
     assert gradient_group_checks([0.0], ["before", "before", "after"])["early"]
     assert not gradient_group_checks([0.0], ["before", "after"])["early"]
