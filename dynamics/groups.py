@@ -104,33 +104,34 @@ class GroupObjective:
         return self.f, (SUM if self.outer is None else self.outer)
 
     @cached_property
-    def _slope_functions(self):
+    def _functions(self):
+        """f, ∂f/∂ℓ, outer and outer′ printed for numpy, once per objective."""
         f, outer = self.expression
-        return (
-            sp.lambdify([ELL, WEIGHT], sp.diff(f, ELL), "numpy"),
-            sp.lambdify([ELL, WEIGHT], f, "numpy"),
-            sp.lambdify([SUM], sp.diff(outer, SUM), "numpy"),
-        )
+        return (sp.lambdify([ELL, WEIGHT], f, "numpy"),
+                sp.lambdify([ELL, WEIGHT], sp.diff(f, ELL), "numpy"),
+                sp.lambdify([SUM], outer, "numpy"),
+                sp.lambdify([SUM], sp.diff(outer, SUM), "numpy"))
+
+    def _inner(self, losses: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, ...]:
+        """ℓ, f(ℓ, w) and ∂f/∂ℓ broadcast to ℓ's shape, and u = Σ_g f (groups last)."""
+        ell = np.asarray(losses, dtype=float)
+        w = np.broadcast_to(np.asarray(weights, dtype=float), ell.shape)
+        f, df, _, _ = self._functions
+        value = np.broadcast_to(np.asarray(f(ell, w), dtype=float), ell.shape)
+        slope = np.broadcast_to(np.asarray(df(ell, w), dtype=float), ell.shape)
+        return ell, slope, np.sum(value, axis=-1)
 
     def slopes(self, losses: ArrayLike, weights: ArrayLike) -> np.ndarray:
         """d_g = ∂F/∂ℓ_g = outer′(Σ_h f(ℓ_h, w_h)) · ∂f/∂ℓ(ℓ_g, w_g), float64, shape of ``losses``
         (groups on the last axis)."""
-        ell = np.asarray(losses, dtype=float)
-        w = np.broadcast_to(np.asarray(weights, dtype=float), ell.shape)
-        df, f, dout = self._slope_functions
-        inner = np.broadcast_to(np.asarray(df(ell, w), dtype=float), ell.shape)
-        total = np.sum(np.broadcast_to(np.asarray(f(ell, w), dtype=float), ell.shape), axis=-1)
-        scale = np.asarray(dout(total), dtype=float)
-        return inner * np.broadcast_to(scale[..., None] if scale.ndim else scale, ell.shape)
+        ell, slope, total = self._inner(losses, weights)
+        scale = np.asarray(self._functions[3](total), dtype=float)
+        return slope * np.broadcast_to(scale[..., None] if scale.ndim else scale, ell.shape)
 
     def value(self, losses: ArrayLike, weights: ArrayLike) -> np.ndarray:
         """F itself (numpy), for reporting; groups on the last axis."""
-        ell = np.asarray(losses, dtype=float)
-        w = np.broadcast_to(np.asarray(weights, dtype=float), ell.shape)
-        f, outer = self.expression
-        inner = sp.lambdify([ELL, WEIGHT], f, "numpy")(ell, w)
-        total = np.sum(np.broadcast_to(np.asarray(inner, dtype=float), ell.shape), axis=-1)
-        return np.asarray(sp.lambdify([SUM], outer, "numpy")(total), dtype=float)
+        _, _, total = self._inner(losses, weights)
+        return np.asarray(self._functions[2](total), dtype=float)
 
 
 def objective(name: str, q: float | None = None, tau: float | None = None,
