@@ -353,6 +353,7 @@ class _Objective:
                                        dtype=F64, seeds=seeds, device=device)
             self.w64 = self.exact.inputs
         self.targets = {name: consts[t] for name, t in model.targets.items()}
+        self.target_names = dict(model.targets)
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
         self.grouped = None if objective is None else _Groups(
             specs, self.shapes, consts, self.w, dtype,
@@ -381,6 +382,7 @@ class _Objective:
                 step_loss: Tensor) -> None:
         """Float64 loss into ``loss`` (S,) and P, U into ``orders[name]`` at ``slot``; the
         float64 run's own ``step_loss`` is that loss already."""
+        plan = self.plan if self.exact is None else self.exact
         if self.exact is None:
             loss.copy_(step_loss.view(-1))
         else:
@@ -388,10 +390,15 @@ class _Objective:
                 self.w64[name].copy_(self.w[name])
             loss.copy_(self.exact()["L"].view(-1))
         for name, target in self.targets.items():
-            w = self.w64[name]
             p, u = orders[name]
-            torch.bmm(target.mT, w, out=p[slot])
-            torch.bmm(w.mT, w, out=u[slot])
+            for out, (a, b) in ((p[slot], (self.target_names[name], name)),
+                                (u[slot], (name, name))):
+                product = plan.contraction(a, b)  # the loss program's own TᵀW, WᵀW
+                if product is not None:
+                    out.copy_(product)
+                else:
+                    w = self.w64[name]
+                    torch.bmm(target.mT if a != name else w.mT, w, out=out)
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,

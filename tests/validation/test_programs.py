@@ -264,5 +264,5 @@ def test_owned_inputs_live_in_groups(name):
     for w in model.learned_names:
         assert rel(got[w], want_grads[w]) < 1e-12
     if name == "factorization":  # X and Y live beside A and B: one contraction, no copies
-        contractions = [line for line in plan.source.splitlines() if "_bmm(rowp" in line]
+        contractions = [line for line in plan.source.splitlines() if "_bmm(rowr" in line]
         assert len(contractions) == 1 and ".copy_(" not in plan.source

@@ -511,6 +511,19 @@ def test_any_model_gradient_equals_autograd(kind):
         assert rel(grad[w][0], g + spec.weight_decay * values[w].detach()) < 1e-12
 
 
+@pytest.mark.parametrize("kind", ["factorization", "attention"])
+def test_float32_order_parameters_are_measured_in_float64(kind):
+    """float32 training: P = TᵀW and U = WᵀW recorded at the float32 parameters, in float64
+    (the measurement program's own products), = numpy on those parameters."""
+    spec = specs_of(kind, seed=4)
+    result = train(spec, TrainConfig(lr=0.02, steps=40, dtype="float32", device="cpu"))
+    for name, (t, _) in spec.factors().items():
+        p, u = result.order[name]
+        w = result.params[name][0].astype(np.float64)
+        np.testing.assert_allclose(p[0, -1], t.T @ w, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(u[0, -1], w.T @ w, rtol=1e-12, atol=1e-15)
+
+
 def test_user_model_float32_measurements_and_order():
     """A user model in the default float32: the recorded loss is the float64 measurement at the
     float32 parameters, and its target-paired order parameters P = AᵀX, U = XᵀX are recorded."""
