@@ -7,10 +7,10 @@
 3. The hand-written batched trainer that validation.training was before it ran the programs
    generated from the model's loss (``_Squares`` & co., copied below, clearly marked).
 
-The batched ones train the same factorization specs (½‖ABᵀ − XYᵀ‖², n x n target of rank r, model rank k)
-with SGD in the same process; the table reports seed-steps per second (one seed advanced by
-one step) and the ratios: generated / hand-written batched (target ≥ 1.0) and generated /
-per-seed loop (target ≥ 25). The per-seed
+All train the same factorization specs (½‖ABᵀ − XYᵀ‖², n x n target of rank r,
+model rank k) with SGD in the same process; the table reports seed-steps per second (one seed
+advanced by one step) and the ratios: generated / hand-written batched (target ≥ 1.0),
+generated / autograd batched (target ≥ 10) and generated / per-seed loop (target ≥ 25). The per-seed
 loop runs fewer steps (``--baseline-steps``) and at most 10 seeds: its rate per seed-step does not
 depend on either. Each is timed ``--repeats`` times, alternating, and its best time is kept
 (the machine may be shared). One torch thread by default: these per-seed matrices are too
