@@ -1161,9 +1161,11 @@ class Plan:
         cols = self._shape(found[0][2][-1])[1]
         row = panel.get("row")
         if row is not None and row.setdefault("cols", cols) == cols:
-            if "stack" not in row:
-                row["stack"] = torch.zeros(len(row["panels"]), self.seeds, panel["cols"], cols,
-                                           dtype=self.dtype, device=self.device)
+            if "stack" not in row:  # stored transposed, like the panel products it scales
+                row["stack_t"] = torch.zeros(len(row["panels"]), self.seeds, cols,
+                                             panel["cols"], dtype=self.dtype,
+                                             device=self.device)
+                row["stack"] = row["stack_t"].mT
             stack = row["stack"][row["panels"].index(panel)]
         else:
             row = None
@@ -1219,9 +1221,9 @@ class Plan:
                 done.add(id(j))
             out = self._bind(None, stacked.flatten(0, 1), self._var("gout"))[0]
             panels = self._bind(None, row["buffer"].flatten(0, 1), self._var("rowp"))[0]
-            stacks = self._bind(None, row["stack"].flatten(0, 1), self._var("rows"))[0]
-            self._lines.append(f"_bmm({stacks}.mT, {panels}, out={out})" if transposed else
-                               f"_bmm({panels}.mT, {stacks}, out={out})")
+            stacks = self._bind(None, row["stack_t"].flatten(0, 1), self._var("rows"))[0]
+            self._lines.append(f"_bmm({stacks}, {panels}, out={out})" if transposed else
+                               f"_bmm({panels}.mT, {stacks}.mT, out={out})")
             self.macs += len(members) * self.seeds * job["n"] * job["panel"]["cols"] * job["cols"]
         for job in self._pending:
             if id(job) not in done:
