@@ -1055,12 +1055,35 @@ class Plan:
             else:
                 if len(members) < 2:
                     continue
-                w = self._numbers(numbers)
-                ref = self._emit(f"({pa} * {pb} * {w}).sum((-2, -1), keepdim=True)")
+                ref = self._weighted_sum(pa, pb, numbers)
                 for term, _ in members:
                     out.remove(term)
                 out.append((1.0, [], ("ref", ref)))
         return out
+
+    def _weighted_sum(self, pa: str, pb: str, numbers: list[float]) -> tuple[str, bool]:
+        """Σ_ij P_ij P′_ij w_i (S, 1, 1): where P and P′ are stored alike (both contiguous or
+        both transposed contiguous), one product into a buffer and one matrix-vector product
+        with the weights laid out like the buffer; else the three elementwise ops."""
+        ta, tb = self._bound.get(pa), self._bound.get(pb)
+        if not (isinstance(ta, Tensor) and isinstance(tb, Tensor) and ta.shape == tb.shape
+                and ta.stride() == tb.stride()
+                and (ta.is_contiguous() or ta.mT.is_contiguous())):
+            w = self._numbers(numbers)
+            return self._emit(f"({pa} * {pb} * {w}).sum((-2, -1), keepdim=True)")
+        flip = not ta.is_contiguous()
+        seeds, rows, cols = ta.shape
+        weights = torch.tensor(numbers, dtype=self.dtype, device=self.device)
+        weights = weights.repeat(cols) if flip else weights.repeat_interleave(cols)
+        store = torch.empty((ta.mT if flip else ta).shape, dtype=self.dtype, device=self.device)
+        a = self._bind(None, ta.mT if flip else ta, self._var("wa"))[0]
+        b = self._bind(None, tb.mT if flip else tb, self._var("wb"))[0]
+        buf = self._bind(None, store, self._var("wp"))[0]
+        flat = self._bind(None, store.view(seeds, 1, rows * cols), self._var("wf"))[0]
+        col = self._bind(None, weights.view(1, -1, 1).expand(seeds, -1, 1), self._var("ww"))[0]
+        self._lines.append(f"torch.mul({a}, {b}, out={buf})")
+        # per seed (S, 1, R·C) @ (R·C, 1): a seed's sum does not depend on the batch (not one mm)
+        return self._emit(f"_bmm({flat}, {col})")
 
     def _op_add(self, node: Node) -> tuple[str, bool]:
         terms = self._terms(node)
