@@ -354,6 +354,7 @@ class _Objective:
             self.w64 = self.exact.inputs
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.target_names = dict(model.targets)
+        self.products: dict[str, tuple[Tensor | None, Tensor | None]] | None = None
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
         self.grouped = None if objective is None else _Groups(
             specs, self.shapes, consts, self.w, dtype,
@@ -389,16 +390,18 @@ class _Objective:
             for name in self.names:
                 self.w64[name].copy_(self.w[name])
             loss.copy_(self.exact()["L"].view(-1))
+        if self.products is None:  # the loss program's own TᵀW, WᵀW where it computes them
+            self.products = {name: (plan.contraction(self.target_names[name], name),
+                                    plan.contraction(name, name)) for name in self.targets}
         for name, target in self.targets.items():
             p, u = orders[name]
-            for out, (a, b) in ((p[slot], (self.target_names[name], name)),
-                                (u[slot], (name, name))):
-                product = plan.contraction(a, b)  # the loss program's own TᵀW, WᵀW
+            w = self.w64[name]
+            for out, product, left in ((p[slot], self.products[name][0], target.mT),
+                                       (u[slot], self.products[name][1], w.mT)):
                 if product is not None:
                     out.copy_(product)
                 else:
-                    w = self.w64[name]
-                    torch.bmm(target.mT if a != name else w.mT, w, out=out)
+                    torch.bmm(left, w, out=out)
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
