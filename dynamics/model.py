@@ -66,8 +66,7 @@ __all__ = [
 Key = str | tuple[str, int]
 
 
-class ModelError(ValueError):
-    """A model (or model file) is malformed; the message is one line naming what and where."""
+from .errors import ModelError  # noqa: E402  (re-exported: dynamics.model.ModelError)
 
 
 def _symbols_of(expr: sp.Basic) -> set[MatrixSymbol]:

@@ -63,8 +63,7 @@ __all__ = [
 LOSSES = ("mse", "ce")
 
 
-class SpecError(ValueError):
-    """A problem spec (arguments or ``.npz`` file) is invalid; the message names the key."""
+from .errors import SpecError  # noqa: E402  (re-exported: dynamics.problems.SpecError)
 
 
 @dataclass(frozen=True)

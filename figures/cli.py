@@ -35,6 +35,8 @@ EXIT_USAGE = 2
 #: that the parser needs no SymPy; a test checks the two agree)
 PROBLEMS = ("vector", "factorization", "attention", "chain")
 EXIT_DIVERGED = 1
+#: an exception that is not a user error: a bug (``--debug`` re-raises it)
+EXIT_BUG = 3
 
 
 class UsageError(Exception):
@@ -634,6 +636,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scurve", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error (a bug), show its traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -777,14 +781,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as exc:  # SpecError, ModelError, ... are ValueErrors
-        print(f"scurve {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, ValueError) as exc:  # dynamics.errors.ScurveError is a ValueError
+        # TODO(issue 17 Build 7): plain ValueErrors still count as user errors here until
+        # every user error raises a dynamics.errors.ScurveError subclass
+        print(f"scurve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:
         # an IntegrationError can only come from dynamics.integrate once it has been imported
         integrate = sys.modules.get("dynamics.integrate")
         if integrate is None or not isinstance(exc, integrate.IntegrationError):
-            raise
+            return _bug(args, exc)
         print(f"scurve {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -795,6 +801,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # anything else is a bug in scurve, not a user error
+        return _bug(args, exc)
+
+
+def _bug(args: argparse.Namespace, exc: Exception) -> int:
+    """Report ``exc`` (not a user error) in one line as a bug; ``--debug``: re-raise it."""
+    if getattr(args, "debug", False):
+        raise exc
+    print(f"scurve {args.command}: internal error (a bug in scurve, please report it): "
+          f"{type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+          file=sys.stderr)
+    return EXIT_BUG
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (newlines folded)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":
