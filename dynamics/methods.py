@@ -41,6 +41,9 @@ class Method:
     """Base of the method objects; ``name`` is the method's name in :data:`METHODS`."""
 
     name: ClassVar[str] = ""
+    #: whether the method integrates the reduced order-parameter dynamics when the model
+    #: closes (``Full`` and ``Sign`` always integrate the full parameters)
+    reducible: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Full(Method):
     """Gradient flow of all parameters (the check of the reduced flow; cross-entropy)."""
 
     name: ClassVar[str] = "full"
+    reducible: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class Sign(Method):
     eps: float = 1e-8
     decoupled: bool = False
     name: ClassVar[str] = "sign"
+    reducible: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _rate("Sign", "eps", self.eps)

@@ -281,6 +281,17 @@ def _method(args: argparse.Namespace) -> Method:
                             decoupled=True if args.decoupled else None)
 
 
+def _check_flow_lr(method: Method, spec: Problem) -> None:
+    """``--lr`` with ``--method flow`` only where the objective reads it (Group DRO, whose
+    weights move per training step); elsewhere it would be silently ignored: a usage error."""
+    if method.name != "flow" or getattr(method, "lr", None) is None:
+        return
+    objective = spec.group_objective
+    if objective is None or objective.dro_step is None:
+        raise UsageError("--lr: method 'flow' takes --lr only under a Group DRO objective "
+                         "(its weights move per step); drop --lr or use --method modified|discrete")
+
+
 def _options(method: Method) -> dict[str, object]:
     """A method's options as JSON-ready values (a schedule in its ``--schedule`` form)."""
     import dataclasses
@@ -325,12 +336,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     method = _method(args)
     _load_models(args)
     spec = _load_spec(args)
+    _check_flow_lr(method, spec)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         traj = predict(spec, method, t_max=args.t_max)
     _notices("predict", caught)
     seconds = time.perf_counter() - started
+    from dynamics.integrate import NotReducedWarning
+
+    # reduced: integrated in order parameters (the method reduces and the model closes)
+    reduced = method.reducible and not any(
+        issubclass(w.category, NotReducedWarning) for w in caught)
     crossings = traj.crossing_times()
     phases = traj.phases()
     options = _options(method)
@@ -340,7 +357,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     "options": options, "lr": args.lr, "l_ref": spec.l_ref,
                     "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
                     "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
-                    "state_size": traj.state_size, "seconds": seconds, **groups})
+                    "state_size": traj.state_size, "reduced": reduced, "seconds": seconds,
+                    **groups})
         return 0
     shown = ", ".join(f"{k} = {v}" for k, v in options.items() if v is not None)
     print(f"{spec.describe()} — method {args.method}{f' ({shown})' if shown else ''}, "
