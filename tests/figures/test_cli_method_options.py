@@ -38,3 +38,13 @@ def test_predict_json_says_reduced(spec_path, method, reduced, capsys) -> None:
     # independent check: the full flow's state is X and Y (2·n·k = 120 numbers); the reduced
     # one is O(r·k + k²), whatever n
     assert (out["state_size"] < 2 * 30 * 2) is reduced
+
+
+def test_flow_takes_lr_under_group_dro(tmp_path, capsys) -> None:
+    spec = tmp_path / "modes.npz"
+    assert main(["sample", "modes", "--dims", "n=8,G=2,k=2", "--init", "0.01", "--seed", "2",
+                 "-o", str(spec)]) == 0
+    assert main(["predict", str(spec), "--objective", "dro(step=0.01)", "--method", "flow",
+                 "--lr", "0.05", "--t-max", "2", "--json"]) == 0
+    assert main(["predict", str(spec), "--objective", "power(q=1)", "--method", "flow",
+                 "--lr", "0.05", "--t-max", "2"]) == 2
