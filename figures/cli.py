@@ -306,12 +306,12 @@ def _schedule_text(schedule: Schedule | None) -> str | None:
 
 def _load_spec(args: argparse.Namespace) -> Problem:
     """The spec file, trained under ``--objective`` when given (grouped models only)."""
-    from dynamics.problems import ModelSpec, load
+    from dynamics.problems import load
 
     spec = load(args.spec)
     if args.objective is None:
         return spec
-    if not isinstance(spec, ModelSpec) or spec.objective is None:
+    if spec.group_objective is None:
         raise UsageError(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
                          "e.g. kind 'modes', takes one)")
     return spec.with_objective(args.objective)
