@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
-from scipy.integrate import quad
 
 __all__ = [
     "ELL",
@@ -228,6 +227,8 @@ def mode_emergence_time(obj: GroupObjective, scale: float, w0: float, weight: fl
         w = np.exp(u)
         d = obj.slopes(np.array([0.5 * (scale - w) ** 2]), np.array([weight]))[0]
         return 1.0 / (2 * d * (scale - w))
+
+    from scipy.integrate import quad  # here, not at module level: sampling needs no SciPy
 
     value, _ = quad(dt_du, np.log(w0), np.log(w_end), limit=200)
     return float(value)

@@ -83,7 +83,7 @@ from scipy.optimize import brentq
 
 from . import groups, symbolic
 from .matexpr import ReductionError
-from .methods import Discrete, Flow, Method, Modified, Sign
+from .methods import Discrete, Flow, Method
 from .model import Model
 from .problems import Problem
 from .trajectory import Trajectory
@@ -177,27 +177,12 @@ def predict(
                          f"got {method!r}")
     if t_max is not None and not (np.isfinite(t_max) and t_max > 0):
         raise ValueError(f"t_max must be a finite number > 0, got {t_max!r}")
-    if isinstance(method, (Modified, Discrete)) and spec.model.cross_entropy():
-        what = "modified equation" if isinstance(method, Modified) else "reduced GD map"
-        raise ValueError(f"cross-entropy has no {what}: use --method flow|full|sign, or train "
-                         "it with 'scurve train'")
-    objective = spec.group_objective
-    if objective is not None and isinstance(method, Modified) and not objective.constant_slopes:
-        raise ValueError(f"objective {objective.label}: the modified equation is derived for a "
-                         "fixed loss; use --method flow or discrete")
-    if objective is not None and isinstance(method, Sign):
-        raise ValueError(f"objective {objective.label}: the sign flow is not modelled for "
-                         "group objectives; use --method flow or discrete")
+    method.check(spec)
     if record is not None and record not in RECORDS:
         raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
     s_max, s_min = spec.rate_scale()
     cap = float(t_max) if t_max is not None else 1e6 / s_min
-    if isinstance(method, Discrete):
-        return _discrete(spec, method, cap, record or "all")
-    if isinstance(method, Sign):
-        return _sign(spec, method.eps, cap, method.decoupled, record or "log")
-    lr = (method.lr if isinstance(method, (Modified, Flow)) else None) or 0.0
-    return _continuous(spec, method.name, lr, cap, s_max)
+    return method.run(spec, cap, record, s_max)  # each method object owns its algorithm
 
 
 class NotReducedWarning(UserWarning):

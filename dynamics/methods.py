@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .schedules import Schedule
+
+if TYPE_CHECKING:
+    from .problems import Problem
+    from .trajectory import Trajectory
 
 __all__ = ["METHODS", "Discrete", "Flow", "Full", "Method", "Modified", "Sign",
            "method_from_name"]
@@ -41,6 +45,26 @@ class Method:
     """Base of the method objects; ``name`` is the method's name in :data:`METHODS`."""
 
     name: ClassVar[str] = ""
+    #: whether the method integrates the reduced order-parameter dynamics when the model
+    #: closes (``Full`` and ``Sign`` always integrate the full parameters)
+    reducible: ClassVar[bool] = True
+
+    def check(self, spec: Problem) -> None:
+        """Refuse (one-line ``ValueError``) a spec this method cannot integrate."""
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        """Integrate ``spec`` from its initial point up to t = ``t_max`` (continuous time
+        t = η·step); ``record`` (discrete processes: which steps to keep, None = the method's
+        default) and ``s_max`` (the spec's largest rate scale, 1/t: first step size) come
+        from :func:`dynamics.integrate.predict`, which checks them. A new method is one
+        subclass with its options, ``name`` and this ``run``."""
+        raise NotImplementedError(f"method {self.name!r} has no run")
+
+
+def _no_cross_entropy(spec: Problem, what: str) -> None:
+    if spec.model.cross_entropy():
+        raise ValueError(f"cross-entropy has no {what}: use --method flow|full|sign, or train "
+                         "it with 'scurve train'")
 
 
 @dataclass(frozen=True)
@@ -58,12 +82,23 @@ class Flow(Method):
         if self.lr is not None:
             _rate("Flow", "lr", self.lr)
 
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .integrate import _continuous
+
+        return _continuous(spec, self.name, self.lr or 0.0, t_max, s_max)
+
 
 @dataclass(frozen=True)
 class Full(Method):
     """Gradient flow of all parameters (the check of the reduced flow; cross-entropy)."""
 
     name: ClassVar[str] = "full"
+    reducible: ClassVar[bool] = False
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .integrate import _continuous
+
+        return _continuous(spec, self.name, 0.0, t_max, s_max)
 
 
 @dataclass(frozen=True)
@@ -75,6 +110,18 @@ class Modified(Method):
 
     def __post_init__(self) -> None:
         _rate("Modified", "lr", self.lr)
+
+    def check(self, spec: Problem) -> None:
+        _no_cross_entropy(spec, "modified equation")
+        objective = spec.group_objective
+        if objective is not None and not objective.constant_slopes:
+            raise ValueError(f"objective {objective.label}: the modified equation is derived "
+                             "for a fixed loss; use --method flow or discrete")
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .integrate import _continuous
+
+        return _continuous(spec, self.name, self.lr, t_max, s_max)
 
 
 @dataclass(frozen=True)
@@ -97,6 +144,14 @@ class Discrete(Method):
             raise ValueError(f"Discrete: schedule must be a dynamics.schedules schedule "
                              f"(StepLR, ...), got {self.schedule!r}")
 
+    def check(self, spec: Problem) -> None:
+        _no_cross_entropy(spec, "reduced GD map")
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .integrate import _discrete
+
+        return _discrete(spec, self, t_max, record or "all")
+
 
 @dataclass(frozen=True)
 class Sign(Method):
@@ -106,11 +161,23 @@ class Sign(Method):
     eps: float = 1e-8
     decoupled: bool = False
     name: ClassVar[str] = "sign"
+    reducible: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _rate("Sign", "eps", self.eps)
         if not isinstance(self.decoupled, bool):
             raise ValueError(f"Sign: decoupled must be True or False, got {self.decoupled!r}")
+
+    def check(self, spec: Problem) -> None:
+        objective = spec.group_objective
+        if objective is not None:
+            raise ValueError(f"objective {objective.label}: the sign flow is not modelled for "
+                             "group objectives; use --method flow or discrete")
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .integrate import _sign
+
+        return _sign(spec, self.eps, t_max, self.decoupled, record or "log")
 
 
 _CLASSES: dict[str, type[Method]] = {

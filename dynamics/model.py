@@ -64,10 +64,11 @@ __all__ = [
 ]
 
 Key = str | tuple[str, int]
+#: a spec file's entries that are not the model's arrays
+RESERVED_KEYS = frozenset({"kind", "weight_decay", "loss", "objective"})
 
 
-class ModelError(ValueError):
-    """A model (or model file) is malformed; the message is one line naming what and where."""
+from .errors import ModelError  # noqa: E402  (re-exported: dynamics.model.ModelError)
 
 
 def _symbols_of(expr: sp.Basic) -> set[MatrixSymbol]:
@@ -136,6 +137,7 @@ class Model:
         dup = sorted({x for x in names if names.count(x) > 1})
         if dup:
             raise ModelError(f"{where}: symbol {dup[0]!r} declared twice")
+        self._check_keys(where)
         for s in self.large:
             if not isinstance(s, sp.Symbol):
                 raise ModelError(f"{where}: large entry {s!r} is not a sympy Symbol")
@@ -197,6 +199,25 @@ class Model:
                                  f"{d.shape[0]} x {d.shape[1]}")
             if self.cross_entropy():
                 raise ModelError(f"{where}: group_weights need a loss, not logits")
+
+    def _check_keys(self, where: str) -> None:
+        """Two symbols must not share a spec key (learned ``W1`` has key ``W10``: a constant
+        ``W10`` would collide), unless both are entries of one stacked key; and no key may be
+        one of the spec file's own entries (kind, weight_decay, loss, objective)."""
+        owner: dict[str, tuple[str, Key]] = {}
+        for m in (*self.learned, *self.constants):
+            key = self.key(m.name)
+            base = key[0] if isinstance(key, tuple) else key
+            if base in RESERVED_KEYS:
+                raise ModelError(f"{where}: spec key {base!r} of {m.name} is reserved for the "
+                                 "spec file's own entries")
+            if base in owner:
+                other, other_key = owner[base]
+                if not (isinstance(key, tuple) and isinstance(other_key, tuple)
+                        and key[1] != other_key[1]):
+                    raise ModelError(f"{where}: {m.name} and {other} both have spec key "
+                                     f"{base!r}; rename one (or set keys=...)")
+            owner[base] = (m.name, key)
 
     # ------------------------------------------------------------------ properties
 

@@ -63,8 +63,7 @@ __all__ = [
 LOSSES = ("mse", "ce")
 
 
-class SpecError(ValueError):
-    """A problem spec (arguments or ``.npz`` file) is invalid; the message names the key."""
+from .errors import SpecError  # noqa: E402  (re-exported: dynamics.problems.SpecError)
 
 
 @dataclass(frozen=True)
@@ -900,8 +899,9 @@ def save(spec: Problem, path: str | Path) -> Path:
     for key, value in spec._selection().items():  # the model choice, e.g. loss = "ce"
         if key not in arrays:
             extra[key] = np.array(value)
-    if isinstance(spec, ModelSpec) and spec.objective is not None:  # a grouped model's F
-        extra["objective"] = np.array(spec.objective)
+    objective = spec.group_objective
+    if objective is not None:  # a grouped model's F (its parsed label)
+        extra["objective"] = np.array(objective.label)
     with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
         np.savez(fh, **arrays, **extra)
     return path

@@ -90,7 +90,8 @@ from scipy.integrate import quad
 from scipy.optimize import brentq
 from scipy.special import digamma, polygamma
 
-from .problems import AttentionHead, Chain, Factorization, Problem, Vector
+from .errors import ModelError
+from .problems import KINDS, AttentionHead, Chain, Factorization, Problem, Vector
 from .trajectory import Trajectory
 
 __all__ = [
@@ -269,6 +270,7 @@ def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, floa
     i > k); ν = (‖X0⊥‖² + ‖Y0⊥‖²)/2k, the init energy outside the target's singular spaces
     per column.
     """
+    _closed_form_spec(spec, "factorization")
     if spec.loss != "mse":
         raise ValueError("closed forms are for the mse loss")
     qa, ra = np.linalg.qr(spec.A)  # C = ABᵀ = Q_a (R_a R_bᵀ) Q_bᵀ: no n x n matrix formed
@@ -734,6 +736,18 @@ def vector_loss(t: ArrayLike, spec: Vector) -> np.ndarray:
     return 0.5 * np.sum((spec.a[:, 0] - x) ** 2, axis=-1)
 
 
+def _closed_form_spec(spec: Problem, kind: str | None = None) -> None:
+    """Raise a one-line :class:`ModelError` unless ``spec`` is a built-in spec with a closed
+    form (of ``kind`` when given): a spec of any other model (a ``ModelSpec``, e.g. a grouped
+    model or ``sample_model(model, dims)``) has none and must be integrated."""
+    builtin = KINDS.get(spec.kind)
+    if builtin is None or type(spec) is not builtin or (kind is not None and spec.kind != kind):
+        want = kind or "/".join(KINDS)
+        raise ModelError(f"{spec.kind}: no closed-form prediction for this spec (closed forms "
+                         f"are for built-in {want} specs); integrate it with "
+                         "dynamics.integrate.predict")
+
+
 def crossing_time(spec: Problem, f: float = 0.5) -> float:
     """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``.
 
@@ -750,10 +764,11 @@ def crossing_time(spec: Problem, f: float = 0.5) -> float:
     """
     if not 0 < f < 1:
         raise ValueError(f"f must be in (0, 1), got {f}")
-    if isinstance(spec, AttentionHead):
+    _closed_form_spec(spec)
+    if spec.kind == "attention":
         overlaps, S = attention_overlaps(spec)
         return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
-    if isinstance(spec, Chain):
+    if spec.kind == "chain":
         if spec.depth == 2:
             spec = Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
                                  weight_decay=spec.weight_decay)
@@ -763,7 +778,7 @@ def crossing_time(spec: Problem, f: float = 0.5) -> float:
             overlaps, s = chain_overlaps(spec)
             return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
     level = f * spec.l_ref
-    if isinstance(spec, Vector):
+    if spec.kind == "vector":
         rate = 1 + spec.weight_decay
         loss0 = float(vector_loss(0.0, spec))
         if loss0 <= level:

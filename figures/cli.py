@@ -35,6 +35,8 @@ EXIT_USAGE = 2
 #: that the parser needs no SymPy; a test checks the two agree)
 PROBLEMS = ("vector", "factorization", "attention", "chain")
 EXIT_DIVERGED = 1
+#: an exception that is not a user error: a bug (``--debug`` re-raises it)
+EXIT_BUG = 3
 
 
 class UsageError(Exception):
@@ -279,6 +281,17 @@ def _method(args: argparse.Namespace) -> Method:
                             decoupled=True if args.decoupled else None)
 
 
+def _check_flow_lr(method: Method, spec: Problem) -> None:
+    """``--lr`` with ``--method flow`` only where the objective reads it (Group DRO, whose
+    weights move per training step); elsewhere it would be silently ignored: a usage error."""
+    if method.name != "flow" or getattr(method, "lr", None) is None:
+        return
+    objective = spec.group_objective
+    if objective is None or objective.dro_step is None:
+        raise UsageError("--lr: method 'flow' takes --lr only under a Group DRO objective "
+                         "(its weights move per step); drop --lr or use --method modified|discrete")
+
+
 def _options(method: Method) -> dict[str, object]:
     """A method's options as JSON-ready values (a schedule in its ``--schedule`` form)."""
     import dataclasses
@@ -293,12 +306,12 @@ def _schedule_text(schedule: Schedule | None) -> str | None:
 
 def _load_spec(args: argparse.Namespace) -> Problem:
     """The spec file, trained under ``--objective`` when given (grouped models only)."""
-    from dynamics.problems import ModelSpec, load
+    from dynamics.problems import load
 
     spec = load(args.spec)
     if args.objective is None:
         return spec
-    if not isinstance(spec, ModelSpec) or spec.objective is None:
+    if spec.group_objective is None:
         raise UsageError(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
                          "e.g. kind 'modes', takes one)")
     return spec.with_objective(args.objective)
@@ -323,12 +336,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     method = _method(args)
     _load_models(args)
     spec = _load_spec(args)
+    _check_flow_lr(method, spec)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         traj = predict(spec, method, t_max=args.t_max)
     _notices("predict", caught)
     seconds = time.perf_counter() - started
+    from dynamics.integrate import NotReducedWarning
+
+    # reduced: integrated in order parameters (the method reduces and the model closes)
+    reduced = method.reducible and not any(
+        issubclass(w.category, NotReducedWarning) for w in caught)
     crossings = traj.crossing_times()
     phases = traj.phases()
     options = _options(method)
@@ -338,7 +357,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     "options": options, "lr": args.lr, "l_ref": spec.l_ref,
                     "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
                     "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
-                    "state_size": traj.state_size, "seconds": seconds, **groups})
+                    "state_size": traj.state_size, "reduced": reduced, "seconds": seconds,
+                    **groups})
         return 0
     shown = ", ".join(f"{k} = {v}" for k, v in options.items() if v is not None)
     print(f"{spec.describe()} — method {args.method}{f' ({shown})' if shown else ''}, "
@@ -634,6 +654,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scurve", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error (a bug), show its traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -777,14 +799,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as exc:  # SpecError, ModelError, ... are ValueErrors
-        print(f"scurve {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, ValueError) as exc:  # dynamics.errors.ScurveError is a ValueError
+        # TODO(issue 17 Build 7): plain ValueErrors still count as user errors here until
+        # every user error raises a dynamics.errors.ScurveError subclass
+        print(f"scurve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:
         # an IntegrationError can only come from dynamics.integrate once it has been imported
         integrate = sys.modules.get("dynamics.integrate")
         if integrate is None or not isinstance(exc, integrate.IntegrationError):
-            raise
+            return _bug(args, exc)
         print(f"scurve {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -795,6 +819,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # anything else is a bug in scurve, not a user error
+        return _bug(args, exc)
+
+
+def _bug(args: argparse.Namespace, exc: Exception) -> int:
+    """Report ``exc`` (not a user error) in one line as a bug; ``--debug``: re-raise it."""
+    if getattr(args, "debug", False):
+        raise exc
+    print(f"scurve {args.command}: internal error (a bug in scurve, please report it): "
+          f"{type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+          file=sys.stderr)
+    return EXIT_BUG
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (newlines folded)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def test_sample_derive_and_predict_import_no_torch(tmp_path):
     code, loaded = _loaded("sample", "factorization", "--n", "20", "--rank", "5", "--init",
                            "1e-3", "-o", spec)
     assert code == 0 and not loaded & set(HEAVY), loaded
+    assert "scipy" not in loaded, loaded  # issue 18 item 4: sampling needs no SciPy
     for _ in range(2):  # the second run certainly from the warm derivation cache
         code, loaded = _loaded("derive", "factorization")
         assert code == 0 and not loaded & set(HEAVY), loaded
