@@ -16,6 +16,7 @@ t, a gradient step of rate η advances t by η):
 ``sign``      Adam's small-step limit, dθ/dt = −g/(|g| + ε) per coordinate with g = ∇L + λθ
               (full parameters); AdamW's: dθ/dt = −g/(|g| + ε) − λθ with g = ∇L. Integrated by
               sign descent with a vanishing relative step (see below), not by ``solve_ivp``.
+``adam``      Adam(W) at step η and finite β as an ODE in (θ, m, v): :mod:`dynamics.adam`.
 
 End time (automatic). ``flow``/``modified``/``full`` integrate in chunks of doubling length
 until the loss is below ``1e-6·L_ref`` (``1e-3·L_ref`` under a group objective whose slopes vary:
@@ -83,7 +84,7 @@ from scipy.optimize import brentq
 
 from . import groups, symbolic
 from .matexpr import ReductionError
-from .methods import Discrete, Flow, Method, Modified, Sign
+from .methods import Adam, Discrete, Flow, Method, Modified, Sign
 from .model import Model
 from .problems import Problem
 from .trajectory import Trajectory
@@ -192,6 +193,10 @@ def predict(
         raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
     s_max, s_min = spec.rate_scale()
     cap = float(t_max) if t_max is not None else 1e6 / s_min
+    if isinstance(method, Adam):
+        from .adam import run_adam  # the Adam ODE's own module (it imports this one)
+
+        return run_adam(spec, method, cap)
     if isinstance(method, Discrete):
         return _discrete(spec, method, cap, record or "all")
     if isinstance(method, Sign):
@@ -315,15 +320,22 @@ def _solve_chunks(
     l_ref: float,
     cap: float,
     s_max: float,
+    solver: str = "DOP853",
+    rtol: float = 1e-10,
+    stop: float | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
-    Returns the sample times (module docstring: 1500 log- and linearly spaced plus the exact
+    ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
+    (atol = 1e-14·‖y₀‖); ``stop``: the loss level (× L_ref) to stop at (default
+    :func:`_loss_stop`). Returns the sample times (module docstring: 1500 log- and linearly spaced plus the exact
     crossing times) and the state at each.
     """
 
+    level = _loss_stop(spec) if stop is None else stop
+
     def below(t: float, y: np.ndarray) -> float:
-        return observe(y)[0] - _loss_stop(spec) * l_ref
+        return observe(y)[0] - level * l_ref
 
     below.terminal = True  # type: ignore[attr-defined]
     t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max)
@@ -333,7 +345,7 @@ def _solve_chunks(
     while True:
         t1 = min(cap, t0 + chunk)
         try:
-            sol = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=1e-10,
+            sol = solve_ivp(rhs, (t0, t1), y, method=solver, rtol=rtol,
                             atol=1e-14 * norm0, dense_output=True, events=below)
         except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             raise IntegrationError(
