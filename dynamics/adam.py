@@ -32,7 +32,11 @@ implicit solver's dense Jacobians of size (3N)². The integration stops at the l
 :data:`LOSS_STOP`·L_ref (Adam's late phase, v decaying as e^{−c₂t} while g → 0, grows ever
 stiffer; t_0.5, t_0.1 and t_0.01 are before it), at a stalled state or at the cap, like the
 other continuous methods (:func:`dynamics.integrate._solve_chunks`, which also samples the dense
-output and root-finds the crossing times).
+output and root-finds the crossing times), or once a doubling of t lowered the loss below ½L_ref
+by less than :data:`STALL` (relative): a fixed point above the stop level (weight decay), where
+the θ–m loop's frequency grows as v decays and the steps would shrink without end. Every
+coordinate moves at speed ≲ 1 in t, so the first chunk is :data:`FIRST`·θ_* long (θ_* the rms
+entry of the model's constants, the size of the solution), the chunks doubling after it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import math
 import numpy as np
 
 from . import symbolic
-from .integrate import IntegrationError, _full_overlaps, _Packer, _solve_chunks, _trajectory
+from .integrate import _full_overlaps, _Packer, _solve_chunks, _trajectory
 from .methods import Adam
 from .problems import Problem
 from .trajectory import Trajectory
@@ -52,6 +56,8 @@ __all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam"]
 SOLVER = "DOP853"  # solve_ivp method (module docstring)
 RTOL = 1e-8  # its relative tolerance (error measured in tests/dynamics/test_adam.py)
 LOSS_STOP = 1e-4  # stop once L < LOSS_STOP · L_ref
+FIRST = 2.0  # first chunk: FIRST·θ_* in t (θ_* the rms constant entry; Adam moves at speed ~1)
+STALL = 1e-3  # ... or once a doubling of t lowered the loss by less than this (relative)
 
 
 def _rates(method: Adam) -> tuple[float | None, float | None]:
@@ -79,8 +85,9 @@ def run_adam(
         A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v).
 
     Raises:
-        IntegrationError: the ODE blew up (non-finite state or solver failure), with the t
-        reached; ValueError: a cross-entropy model is fine, a group objective is not modelled.
+        dynamics.integrate.IntegrationError: the ODE blew up (a non-finite gradient, or the
+        solver failed), naming the t reached and why. ValueError: a group objective (the ODE
+        is not modelled for them).
     """
     if spec.group_objective is not None:
         raise ValueError(f"objective {spec.group_objective.label}: the Adam ODE is not modelled "
@@ -99,12 +106,18 @@ def run_adam(
     m_at, v_at = n, n + (n if c1 is not None else 0)
     size = v_at + (n if c2 is not None else 0)
 
-    def gradient(th: np.ndarray) -> np.ndarray:
-        return theta.pack(full.grad(theta.unpack(th) | fixed, coupled))
+    def gradient(t: float, th: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            g = theta.pack(full.grad(theta.unpack(th) | fixed, coupled))
+        if not np.all(np.isfinite(g)):
+            raise FloatingPointError(
+                f"the gradient is not finite at t = {t:.6g} (max |θ| = "
+                f"{float(np.max(np.abs(th))):.3g}): the ODE blew up")
+        return g
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         th = y[:n]
-        g = gradient(th)
+        g = gradient(t, th)
         out = np.empty_like(y)
         if c1 is None:
             m_hat = g
@@ -127,14 +140,14 @@ def run_adam(
         both = theta.unpack(y[:n]) | fixed
         return full.loss_value(both), _full_overlaps(model, both)
 
+    entries = np.concatenate([c.ravel() for c in fixed.values()])
+    scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
     y0 = np.concatenate([theta.pack(params), np.zeros(size - n)])
     s_max, s_min = spec.rate_scale()
     cap = float(t_max) if t_max is not None else 1e6 / s_min
-    try:
-        grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, cap, s_max,
-                                 solver=solver, rtol=rtol, stop=LOSS_STOP)
-    except FloatingPointError as exc:  # pragma: no cover - solve_ivp's own errors are mapped
-        raise IntegrationError(f"{spec.describe()}: method 'adam' failed ({exc})") from exc
+    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, cap, s_max,
+                             solver=solver, rtol=rtol, stop=LOSS_STOP,
+                             first=min(2.0 / s_max, FIRST * scale), stall=STALL)
     observed = [observe(y) for y in ys]
     return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
                        size)

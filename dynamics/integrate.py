@@ -323,13 +323,18 @@ def _solve_chunks(
     solver: str = "DOP853",
     rtol: float = 1e-10,
     stop: float | None = None,
+    first: float | None = None,
+    stall: float | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
     ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
     (atol = 1e-14·‖y₀‖); ``stop``: the loss level (× L_ref) to stop at (default
-    :func:`_loss_stop`). Returns the sample times (module docstring: 1500 log- and linearly spaced plus the exact
-    crossing times) and the state at each.
+    :func:`_loss_stop`); ``first``: the first chunk's length in t (default 2/s_max);
+    ``stall``: also stop once a chunk lowered the loss by less than this fraction while it is
+    below ½L_ref (a fixed point above the stop level: weight decay). Returns the sample times
+    (module docstring: 1500 log- and linearly spaced plus the exact crossing times) and the
+    state at each.
     """
 
     level = _loss_stop(spec) if stop is None else stop
@@ -338,7 +343,7 @@ def _solve_chunks(
         return observe(y)[0] - level * l_ref
 
     below.terminal = True  # type: ignore[attr-defined]
-    t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max)
+    t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max if first is None else first)
     sols = []
     norm0 = float(np.linalg.norm(y0)) or 1.0
     started = time.perf_counter()
@@ -358,9 +363,14 @@ def _solve_chunks(
                 f"({sol.message})"
             )
         sols.append(sol)
+        before = observe(y)[0] if stall is not None else 0.0
         t0, y = float(sol.t[-1]), sol.y[:, -1]
         if sol.status == 1 or t0 >= cap:
             break
+        if stall is not None:
+            after = observe(y)[0]
+            if after < 0.5 * l_ref and after >= (1 - stall) * before:
+                break
         speed = float(np.linalg.norm(rhs(t0, y)))
         size = float(np.linalg.norm(y))
         if speed < 1e-9 * s_max * size or size < 1e-12 * norm0:

@@ -669,8 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--method", choices=METHODS, default="flow",
                    help="flow (reduced when it closes, else full, with a note), modified, "
-                   "discrete (the exact GD map), full, sign (Adam's small-step limit), adam (Adam(W) "
-                   "at step --lr as an ODE in θ, m, v)")
+                   "discrete (the exact GD map), full, sign (Adam's small-step limit), "
+                   "adam (Adam(W) at step --lr as an ODE in θ, m, v)")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="step size η (modified, discrete; with --schedule the base rate)")
     p.add_argument("--momentum", type=_nonneg_float, default=None,
