@@ -78,11 +78,13 @@ def test_method_from_name_builds_adam():
 # ----------------------------------------------------------------------------- the solver
 
 
-@pytest.mark.parametrize("make, lr", [(lambda: _fact(3, 1e-2, n=30), 1e-3),
-                                      (_attention, 1e-2)])
+@pytest.mark.parametrize("make, lr", [
+    (lambda: _fact(1, 1e-2), 1e-3),
+    pytest.param(_attention, 1e-2, marks=pytest.mark.slow)])
 def test_solver_error_against_a_tight_reference(make, lr):
     """Default tolerance vs rtol 1e-12 (same RK pair): ≤ 1e-4 relative in t_0.5 (the issue's
-    bound; measured ~1e-9 on these cases, so 1e-4 is far above the reference's own error)."""
+    bound; measured 8e-11 to 4e-8 against rtol 1e-11 on a rank-3 n = 100 spec, README, so the
+    reference's own error is far below 1e-4)."""
     spec = make()
     default = run_adam(spec, Adam(lr)).crossing_times((0.5, 0.1, 0.01))
     tight = run_adam(spec, Adam(lr), rtol=1e-12).crossing_times((0.5, 0.1, 0.01))
@@ -107,28 +109,29 @@ def test_state_is_theta_m_v_and_blow_up_names_t():
 
 @pytest.mark.parametrize("name, make, lr, options, tol", [
     ("rank 1", lambda: _fact(1, 1e-2), 1e-3, {}, 0.03),
-    ("rank 10", lambda: _fact(10, 1e-3), 1e-3, {}, 0.03),
     ("rank 1, η = 1e-2", lambda: _fact(1, 1e-3), 1e-2, {}, 0.06),
-    ("attention", _attention, 1e-3, {}, 0.03),
-    ("examples/symmetric.py", _symmetric, 1e-3, {}, 0.03),
-    ("AdamW λ = 0.1", lambda: _fact(1, 1e-2), 1e-3, {"weight_decay": 0.1, "decoupled": True},
-     0.03),
-    ("Adam, L2 λ = 0.01", lambda: _fact(1, 1e-2), 1e-3, {"weight_decay": 0.01}, 0.03),
+    ("AdamW λ = 0.1", lambda: _fact(1, 1e-2), 1e-3,
+     {"weight_decay": 0.1, "decoupled": True}, 0.03),
+    pytest.param("rank 10", lambda: _fact(10, 1e-3), 1e-3, {}, 0.03, marks=pytest.mark.slow),
+    pytest.param("attention", _attention, 1e-3, {}, 0.03, marks=pytest.mark.slow),
+    pytest.param("examples/symmetric.py", _symmetric, 1e-3, {}, 0.03, marks=pytest.mark.slow),
+    pytest.param("Adam, L2 λ = 0.01", lambda: _fact(1, 1e-2), 1e-3, {"weight_decay": 0.01},
+                 0.03, marks=pytest.mark.slow),
 ])
 def test_ode_follows_torch_adam(name, make, lr, options, tol):
     """t_0.5 and t_0.1 within the issue's bound (3 % at η = 1e-3, 6 % at 1e-2) of
-    torch.optim.Adam/AdamW; measured ≤ 1.0 % (η = 1e-3) and 2.6 % (η = 1e-2) on these."""
+    torch.optim.Adam/AdamW (the default set: rank 1, n = 100; the rest, and the whole grid, are
+    ``slow``)."""
     errors = _errors(make(), lr, **options)
     assert max(errors.values()) <= tol, (name, errors)
 
 
 def test_spec_weight_decay_is_adams_unless_overridden():
     """The spec's λ is used when the method gives none; Adam(weight_decay=0) switches it off."""
-    spec = _fact(1, 1e-2, n=20, lam=0.1)
-    own = predict(spec, Adam(1e-3), t_max=0.5).crossing_times(F)
-    same = predict(_fact(1, 1e-2, n=20), Adam(1e-3, weight_decay=0.1),
-                   t_max=0.5).crossing_times(F)
-    off = predict(spec, Adam(1e-3, weight_decay=0.0), t_max=0.5).crossing_times(F)
+    spec = _fact(1, 1e-2, lam=0.1)
+    own = predict(spec, Adam(1e-3), t_max=0.3).crossing_times(F)
+    same = predict(_fact(1, 1e-2), Adam(1e-3, weight_decay=0.1), t_max=0.3).crossing_times(F)
+    off = predict(spec, Adam(1e-3, weight_decay=0.0), t_max=0.3).crossing_times(F)
     assert own == same
     assert off[0.1] < own[0.1]
 

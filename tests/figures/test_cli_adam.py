@@ -13,15 +13,16 @@ from figures.cli import main
 @pytest.fixture
 def spec_path(tmp_path):
     path = tmp_path / "spec.npz"
-    save(sample_model("factorization", {"n": 20, "r": 1, "k": 1}, init=1e-2, seed=1), path)
+    save(sample_model("factorization", {"n": 10, "r": 1, "k": 1}, init=1e-2, seed=1), path)
     return path
 
 
 def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
     assert main(["predict", str(spec_path), "--method", "adam", "--lr", "1e-3",
-                 "--betas", "0.9,0.99", "--weight-decay", "0.01", "--decoupled", "--json"]) == 0
+                 "--betas", "0.9,0.99", "--weight-decay", "0.01", "--decoupled", "--t-max", "0.5",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["state_size"] == 3 * 2 * 20  # θ, m, v of X and Y
+    assert out["state_size"] == 3 * 2 * 10  # θ, m, v of X and Y
     assert out["options"] == {"lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-8,
                               "weight_decay": 0.01, "decoupled": True}
     assert 0 < out["crossings"]["0.5"] < out["crossings"]["0.1"]
@@ -53,7 +54,7 @@ def test_predict_adam_blow_up_names_t(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "not finite at t = 0" in err
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("adamw", marks=pytest.mark.slow)])
 def test_compare_lists_the_adam_ode_and_the_sign_flow(spec_path, capsys, optimizer):
     assert main(["compare", str(spec_path), "--optimizer", optimizer, "--lr", "1e-3",
                  "--json"]) == 0
