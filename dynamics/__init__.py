@@ -26,6 +26,8 @@ _EXPORTS = {
     "Full": "methods",
     "Modified": "methods",
     "Sign": "methods",
+    "Adam": "methods",
+    "run_adam": "adam",
     "method_from_name": "methods",
     "CosineAnnealingLR": "schedules",
     "ExponentialLR": "schedules",

@@ -16,6 +16,7 @@ t, a gradient step of rate η advances t by η):
 ``sign``      Adam's small-step limit, dθ/dt = −g/(|g| + ε) per coordinate with g = ∇L + λθ
               (full parameters); AdamW's: dθ/dt = −g/(|g| + ε) − λθ with g = ∇L. Integrated by
               sign descent with a vanishing relative step (see below), not by ``solve_ivp``.
+``adam``      Adam(W) at step η and finite β as an ODE in (θ, m, v): :mod:`dynamics.adam`.
 
 End time (automatic). ``flow``/``modified``/``full`` integrate in chunks of doubling length
 until the loss is below ``1e-6·L_ref`` (``1e-3·L_ref`` under a group objective whose slopes vary:
@@ -300,25 +301,37 @@ def _solve_chunks(
     l_ref: float,
     cap: float,
     s_max: float,
+    solver: str = "DOP853",
+    rtol: float = 1e-10,
+    stop: float | None = None,
+    first: float | None = None,
+    stall: float | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
-    Returns the sample times (module docstring: 1500 log- and linearly spaced plus the exact
-    crossing times) and the state at each.
+    ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
+    (atol = 1e-14·‖y₀‖); ``stop``: the loss level (× L_ref) to stop at (default
+    :func:`_loss_stop`); ``first``: the first chunk's length in t (default 2/s_max);
+    ``stall``: also stop once a chunk lowered the loss by less than this fraction while it is
+    below ½L_ref (a fixed point above the stop level: weight decay). Returns the sample times
+    (module docstring: 1500 log- and linearly spaced plus the exact crossing times) and the
+    state at each.
     """
 
+    level = _loss_stop(spec) if stop is None else stop
+
     def below(t: float, y: np.ndarray) -> float:
-        return observe(y)[0] - _loss_stop(spec) * l_ref
+        return observe(y)[0] - level * l_ref
 
     below.terminal = True  # type: ignore[attr-defined]
-    t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max)
+    t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max if first is None else first)
     sols = []
     norm0 = float(np.linalg.norm(y0)) or 1.0
     started = time.perf_counter()
     while True:
         t1 = min(cap, t0 + chunk)
         try:
-            sol = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=1e-10,
+            sol = solve_ivp(rhs, (t0, t1), y, method=solver, rtol=rtol,
                             atol=1e-14 * norm0, dense_output=True, events=below)
         except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             raise IntegrationError(
@@ -331,9 +344,14 @@ def _solve_chunks(
                 f"({sol.message})"
             )
         sols.append(sol)
+        before = observe(y)[0] if stall is not None else 0.0
         t0, y = float(sol.t[-1]), sol.y[:, -1]
         if sol.status == 1 or t0 >= cap:
             break
+        if stall is not None:
+            after = observe(y)[0]
+            if after < 0.5 * l_ref and after >= (1 - stall) * before:
+                break
         speed = float(np.linalg.norm(rhs(t0, y)))
         size = float(np.linalg.norm(y))
         if speed < 1e-9 * s_max * size or size < 1e-12 * norm0:

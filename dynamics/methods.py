@@ -14,6 +14,8 @@ in continuous time t (a gradient step of rate η advances t by η, README "Conve
 ``Full()``                  the gradient flow of the full parameters (never reduced).
 ``Sign(eps=1e-8, decoupled=False)``
                             Adam's small-step limit dθ/dt = −g/(|g| + ε); ``decoupled``: AdamW's.
+``Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, decoupled=False)``
+                            Adam(W) at step η as an ODE in (θ, m, v) (:mod:`dynamics.adam`).
 
 No NumPy, SciPy or SymPy here: the CLI builds its parser from :data:`METHODS` at no cost.
 """
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .problems import Problem
     from .trajectory import Trajectory
 
-__all__ = ["METHODS", "Discrete", "Flow", "Full", "Method", "Modified", "Sign",
+__all__ = ["METHODS", "Adam", "Discrete", "Flow", "Full", "Method", "Modified", "Sign",
            "method_from_name"]
 
 
@@ -180,8 +182,47 @@ class Sign(Method):
         return _sign(spec, self.eps, t_max, self.decoupled, record or "log")
 
 
+@dataclass(frozen=True)
+class Adam(Method):
+    """torch.optim.Adam (``decoupled``: AdamW) at step η = ``lr`` as an ODE in continuous time
+    t = η·step for θ and the moments m, v (:func:`dynamics.adam.run_adam`): with
+    c_i = −ln(β_i)/η, ṁ = c₁(g − m), v̇ = c₂(g ⊙ g − v),
+    θ̇ = −m̂/(√v̂ + ε) − λ_d θ, m̂ = m/(1 − β₁^{t/η}), v̂ = v/(1 − β₂^{t/η}),
+    g = ∇L + λ_c θ (Adam: λ_c = λ, λ_d = 0; AdamW: λ_c = 0, λ_d = λ). λ = ``weight_decay``, or
+    the spec's own λ when it is ``None``."""
+
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float | None = None
+    decoupled: bool = False
+    name: ClassVar[str] = "adam"
+    reducible: ClassVar[bool] = False  # per coordinate: the full parameters (θ, m, v)
+
+    def __post_init__(self) -> None:
+        _rate("Adam", "lr", self.lr)
+        betas = self.betas
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2 or any(
+                isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1
+                for b in betas)):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        _rate("Adam", "eps", self.eps)
+        lam = self.weight_decay
+        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float))
+                                or not (math.isfinite(lam) and lam >= 0)):
+            raise ValueError(f"Adam: weight_decay must be a finite number >= 0, got {lam!r}")
+        if not isinstance(self.decoupled, bool):
+            raise ValueError(f"Adam: decoupled must be True or False, got {self.decoupled!r}")
+
+    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+        from .adam import run_adam  # the Adam ODE's own module (it imports integrate)
+
+        return run_adam(spec, self, t_max)
+
+
 _CLASSES: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Flow, Modified, Discrete, Full, Sign)}
+    cls.name: cls for cls in (Flow, Modified, Discrete, Full, Sign, Adam)}
 #: the method names, in the order the CLI lists them
 METHODS = tuple(_CLASSES)
 

@@ -278,7 +278,8 @@ def _method(args: argparse.Namespace) -> Method:
     # options not given are None (left out); one the method does not take is a ValueError
     return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
                             schedule=args.schedule, eps=args.eps,
-                            decoupled=True if args.decoupled else None)
+                            decoupled=True if args.decoupled else None, betas=args.betas,
+                            weight_decay=args.weight_decay)
 
 
 def _check_flow_lr(method: Method, spec: Problem) -> None:
@@ -681,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="integrate the theory: loss curve, crossings, phases",
         description="Each method takes only its own options: flow, full (none); modified "
-        "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled).")
+        "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled); adam (--lr, "
+        "--betas, --eps, --weight-decay, --decoupled).")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
     p.add_argument("--objective", default=None, metavar="LABEL",
                    help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
@@ -689,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
     p.add_argument("--method", choices=METHODS, default="flow",
                    help="flow (reduced when it closes, else full, with a note), modified, "
-                   "discrete (the exact GD map), full, sign (Adam's small-step limit)")
+                   "discrete (the exact GD map), full, sign (Adam's small-step limit), "
+                   "adam (Adam(W) at step --lr as an ODE in θ, m, v)")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="step size η (modified, discrete; with --schedule the base rate)")
     p.add_argument("--momentum", type=_nonneg_float, default=None,
@@ -697,9 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", type=_schedule, default=None, metavar="NAME:KEY=VALUE,...",
                    help=f"discrete: {SCHEDULE_HELP}")
     p.add_argument("--eps", type=_positive_float, default=None,
-                   help="sign: Adam's ε (default 1e-8)")
+                   help="sign, adam: Adam's ε (default 1e-8)")
     p.add_argument("--decoupled", action="store_true",
-                   help="sign: AdamW's decoupled weight decay")
+                   help="sign, adam: AdamW's decoupled weight decay")
+    p.add_argument("--betas", type=_betas, default=None, metavar="B1,B2",
+                   help="adam: (β₁, β₂) (default 0.9,0.999)")
+    p.add_argument("--weight-decay", type=_nonneg_float, default=None,
+                   help="adam: λ (default: the spec's)")
     p.add_argument("--t-max", type=_positive_float, default=None,
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true",

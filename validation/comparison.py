@@ -3,7 +3,8 @@
 For SGD the theories are ``discrete`` (the exact reduced GD map: should agree to rounding),
 ``modified`` (modified equation, O(η²) error) and ``flow`` (gradient flow, O(η) error: GD lags
 by about η·s/2 relative); with momentum only ``discrete`` models the iteration
-exactly; for Adam/AdamW the small-step ``sign`` flow dθ/dt = −g/(|g| + ε). All times are
+exactly; for Adam/AdamW the ``adam`` ODE at the run's η and β (:mod:`dynamics.adam`) and the
+small-step ``sign`` flow dθ/dt = −g/(|g| + ε). All times are
 continuous time t = η·step. With a learning-rate schedule (``TrainConfig.schedule``) t_k =
 Σ_{j<k} η_j; ``discrete`` runs the same schedule, ``flow`` and ``sign`` are the same limits in
 that t, and ``modified`` (an equation for one fixed η) is left out.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynamics.integrate import predict
-from dynamics.methods import Discrete, Flow, Method, Modified, Sign
+from dynamics.methods import Adam, Discrete, Flow, Method, Modified, Sign
 from dynamics.problems import Problem
 from dynamics.schedules import times
 from dynamics.trajectory import Trajectory
@@ -50,7 +51,7 @@ __all__ = [
 FRACTIONS = (0.5, 0.1, 0.01)
 MAX_STEPS = 200_000  # cap of the automatic number of training steps of compare()
 #: relative-error tolerance on crossing times for the verdict, per theory (float64 training).
-TOLERANCE = {"discrete": 1e-6, "modified": 0.01, "flow": 0.1, "sign": 0.1}
+TOLERANCE = {"discrete": 1e-6, "modified": 0.01, "flow": 0.1, "sign": 0.1, "adam": 0.03}
 #: float32 training resolves the loss to ~1e-7·L_ref: the exact map agrees only to ~1e-6.
 FLOAT32_TOLERANCE = {"discrete": 1e-4}
 
@@ -70,8 +71,8 @@ def theories_for(optimizer: str, momentum: float = 0.0, loss: str = "mse",
                  scheduled: bool = False) -> tuple[str, ...]:
     """The theories that model ``optimizer`` (cross-entropy has only full-parameter flows;
     ``scheduled``: a learning-rate schedule, which the modified equation does not model)."""
-    if optimizer in ("adam", "adamw"):
-        return ("sign",)
+    if optimizer in ("adam", "adamw"):  # the Adam ODE is for one fixed η
+        return ("sign",) if scheduled else ("adam", "sign")
     if optimizer == "momentum" or momentum:
         return ("discrete",) if loss == "mse" else ()
     if loss != "mse":
@@ -88,6 +89,9 @@ def _theory(name: str, config: TrainConfig) -> Method:
         return Modified(lr)
     if name == "sign":
         return Sign(eps=config.eps, decoupled=config.optimizer == "adamw")
+    if name == "adam":
+        return Adam(lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+                     decoupled=config.optimizer == "adamw")
     return Flow()
 
 
@@ -174,8 +178,8 @@ def compare(
     """Train ``spec`` with ``config`` and compare with every theory of :func:`theories_for`.
 
     If ``steps`` is None it is chosen from the predictions: enough steps to pass the first
-    available theory's t_0.01 (``discrete``, else ``flow``, else ``sign``) by 20 % in t
-    (capped at :data:`MAX_STEPS`). Training records every step (exact crossing times). Raises
+    available theory's t_0.01 (``discrete``, else ``flow``, else ``adam``, else ``sign``) by 20 %
+    in t (capped at :data:`MAX_STEPS`). Training records every step (exact crossing times). Raises
     ``ValueError`` if ``config.lr`` is not one number or the training diverges.
     """
     if np.ndim(config.lr) != 0:
@@ -187,7 +191,8 @@ def compare(
     theories = {name: predict(spec, _theory(name, config)) for name in names}
     notes = []
     if steps is None:
-        reference = next((theories[n] for n in ("discrete", "flow", "sign") if n in theories),
+        reference = next((theories[n] for n in ("discrete", "flow", "adam", "sign")
+                          if n in theories),
                           None) or predict(spec, Flow())
         t_stop = reference.crossing_times((0.01,))[0.01] or float(reference.t[-1])
         if config.schedule is None:

@@ -419,8 +419,9 @@ def test_method_from_name_gives_the_objects():
     assert method_from_name("modified", lr=0.1) == Modified(0.1)
     assert method_from_name("discrete", lr=0.1, momentum=None, schedule=None) == Discrete(0.1)
     assert method_from_name("sign", eps=1e-6, decoupled=True) == Sign(1e-6, True)
-    assert METHODS == ("flow", "modified", "discrete", "full", "sign")
-    assert [method_from_name(m, **({"lr": 0.1} if m in ("modified", "discrete") else {})).name
+    assert METHODS == ("flow", "modified", "discrete", "full", "sign", "adam")
+    assert [method_from_name(m, **({"lr": 0.1} if m in ("modified", "discrete", "adam")
+                                   else {})).name
             for m in METHODS] == list(METHODS)
 
 

@@ -106,7 +106,7 @@ def test_verdict_logic():
 def test_theories_and_tolerances():
     assert theories_for("sgd") == ("discrete", "modified", "flow")
     assert theories_for("sgd", 0.9) == theories_for("momentum", 0.9) == ("discrete",)
-    assert theories_for("adam") == theories_for("adamw") == ("sign",)
+    assert theories_for("adam") == theories_for("adamw") == ("adam", "sign")
     assert theories_for("sgd", loss="ce") == ("flow",)
     assert theories_for("momentum", 0.9, loss="ce") == ()
     assert theories_for("sgd", scheduled=True) == ("discrete", "flow")  # no fixed-η equation

@@ -1,0 +1,153 @@
+"""Adam and AdamW at finite step η and finite β as an ODE in continuous time t = η·step.
+
+torch.optim.Adam's step k (g_k = ∇L(θ_{k−1}) + λ_c θ_{k−1}),
+
+    m_k = β₁m_{k−1} + (1 − β₁)g_k,   v_k = β₂v_{k−1} + (1 − β₂)g_k²,
+    θ_k = θ_{k−1} − η·m̂_k/(√v̂_k + ε) − ηλ_d θ_{k−1},   m̂_k = m_k/(1 − β₁^k), v̂_k = v_k/(1 − β₂^k),
+
+read in t = η·k (README "Conventions") is, to first order in η at fixed β, the ODE
+
+    ṁ = c₁(g − m),   v̇ = c₂(g ⊙ g − v),   θ̇ = −m̂/(√v̂ + ε) − λ_d θ,
+    m̂ = m/(1 − β₁^{t/η}),   v̂ = v/(1 − β₂^{t/η}),   c_i = −ln(β_i)/η,
+
+with torch's ε placement (outside the root) and bias corrections, g = ∇L + λ_c θ derived from
+the model's loss (:func:`dynamics.symbolic.full_flow`: every model, built-in or a user's file);
+Adam: λ_c = λ, λ_d = 0; AdamW (``decoupled``): λ_c = 0, λ_d = λ. The rate c_i = −ln(β_i)/η
+(= (1 − β_i)/η + O((1 − β_i)²/η)) is the one whose exponential decay over one step is exactly
+β_i, so the ODE's moment is the exact exponential average of a g that is constant over each step,
+and 1 − β_i^{t/η} = 1 − e^{−c_i t} is exactly its bias: m̂ → g and v̂ → g² as t → 0 (torch's first
+step), so the start is regular; the right-hand side at t = 0 uses those limits (0/0 otherwise).
+β_i = 0 has no moment: m̂ = g (v̂ = g²) algebraically; β₁ = β₂ = 0 is the sign flow at any η.
+As η → 0 at fixed β the moments follow g instantly and the ODE tends to the sign flow
+dθ/dt = −g/(|g| + ε) (:class:`dynamics.methods.Sign`).
+
+Adam acts per coordinate, so the ODE lives in the full parameter space: 3× the learned entries
+(the Trajectory's ``state_size``); it does not close in order parameters.
+
+Solver. The moment equations are linear and fast (c₁ = 100 at η = 1e-3, β₁ = 0.9) but θ̇ has no
+direct θ-dependence, so the stiffness is c₁ and the θ–m loop's √(c₁·∇²L/√v̂); on the S-curve
+problems both stay moderate, and an explicit Runge–Kutta pair (scipy's DOP853, rtol
+:data:`RTOL`) takes a few hundred to a few thousand steps, each one gradient: cheaper than an
+implicit solver's dense Jacobians of size (3N)². The integration stops at the loss
+:data:`LOSS_STOP`·L_ref (Adam's late phase, v decaying as e^{−c₂t} while g → 0, grows ever
+stiffer; t_0.5, t_0.1 and t_0.01 are before it), at a stalled state or at the cap, like the
+other continuous methods (:func:`dynamics.integrate._solve_chunks`, which also samples the dense
+output and root-finds the crossing times), or once a doubling of t lowered the loss below ½L_ref
+by less than :data:`STALL` (relative): a fixed point above the stop level (weight decay), where
+the θ–m loop's frequency grows as v decays and the steps would shrink without end. Every
+coordinate moves at speed ≲ 1 in t, so the first chunk is :data:`FIRST`·θ_* long (θ_* the rms
+entry of the model's constants, the size of the solution), the chunks doubling after it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import symbolic
+from .integrate import _full_overlaps, _Packer, _solve_chunks, _trajectory
+from .methods import Adam
+from .problems import Problem
+from .trajectory import Trajectory
+
+__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam"]
+
+SOLVER = "DOP853"  # solve_ivp method (module docstring)
+RTOL = 1e-8  # its relative tolerance (error measured in tests/dynamics/test_adam.py)
+LOSS_STOP = 1e-4  # stop once L < LOSS_STOP · L_ref
+FIRST = 2.0  # first chunk: FIRST·θ_* in t (θ_* the rms constant entry; Adam moves at speed ~1)
+STALL = 1e-3  # ... or once a doubling of t lowered the loss by less than this (relative)
+
+
+def _rates(method: Adam) -> tuple[float | None, float | None]:
+    """c_i = −ln(β_i)/η per unit t, or None for β_i = 0 (no moment: it equals its input)."""
+    return tuple(None if b == 0 else -math.log(b) / method.lr  # type: ignore[return-value]
+                 for b in method.betas)
+
+
+def run_adam(
+    spec: Problem,
+    method: Adam,
+    t_max: float | None = None,
+    rtol: float = RTOL,
+    solver: str = SOLVER,
+) -> Trajectory:
+    """Integrate the Adam(W) ODE of ``method`` (module docstring) from ``spec``'s initial point.
+
+    Args:
+        spec: the problem; its λ is used unless ``method.weight_decay`` is given.
+        method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled).
+        t_max: end-time cap in t (default 1e6/s_min, as :func:`dynamics.integrate.predict`).
+        rtol, solver: solve_ivp's relative tolerance and method (tests use a tighter one).
+
+    Returns:
+        A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v).
+
+    Raises:
+        dynamics.integrate.IntegrationError: the ODE blew up (a non-finite gradient, or the
+        solver failed), naming the t reached and why. ValueError: a group objective (the ODE
+        is not modelled for them).
+    """
+    if spec.group_objective is not None:
+        raise ValueError(f"objective {spec.group_objective.label}: the Adam ODE is not modelled "
+                         "for group objectives; use --method flow or discrete")
+    model, values = spec.model, spec.values()
+    lam = spec.weight_decay if method.weight_decay is None else float(method.weight_decay)
+    coupled, decay = (0.0, lam) if method.decoupled else (lam, 0.0)
+    full = symbolic.full_flow(model)
+    fixed = {c: values[c] for c in model.constant_names}
+    params = {w: np.array(values[w], dtype=np.float64) for w in model.learned_names}
+    theta = _Packer.of(params)
+    n = theta.size
+    c1, c2 = _rates(method)
+    eta, eps = method.lr, method.eps
+    log_b1, log_b2 = (math.log(b) if b > 0 else -math.inf for b in method.betas)
+    m_at, v_at = n, n + (n if c1 is not None else 0)
+    size = v_at + (n if c2 is not None else 0)
+
+    def gradient(t: float, th: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            g = theta.pack(full.grad(theta.unpack(th) | fixed, coupled))
+        if not np.all(np.isfinite(g)):
+            raise FloatingPointError(
+                f"the gradient is not finite at t = {t:.6g} (max |θ| = "
+                f"{float(np.max(np.abs(th))):.3g}): the ODE blew up")
+        return g
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        th = y[:n]
+        g = gradient(t, th)
+        out = np.empty_like(y)
+        if c1 is None:
+            m_hat = g
+        else:
+            m = y[m_at:m_at + n]
+            out[m_at:m_at + n] = c1 * (g - m)
+            bias = -math.expm1(t / eta * log_b1)  # 1 − β₁^{t/η}
+            m_hat = m / bias if bias > 0 else g
+        if c2 is None:
+            v_hat = g * g
+        else:
+            v = y[v_at:v_at + n]
+            out[v_at:v_at + n] = c2 * (g * g - v)
+            bias = -math.expm1(t / eta * log_b2)
+            v_hat = v / bias if bias > 0 else g * g
+        out[:n] = -m_hat / (np.sqrt(np.maximum(v_hat, 0.0)) + eps) - decay * th
+        return out
+
+    def observe(y: np.ndarray) -> tuple[float, dict]:
+        both = theta.unpack(y[:n]) | fixed
+        return full.loss_value(both), _full_overlaps(model, both)
+
+    entries = np.concatenate([c.ravel() for c in fixed.values()])
+    scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
+    y0 = np.concatenate([theta.pack(params), np.zeros(size - n)])
+    s_max, s_min = spec.rate_scale()
+    cap = float(t_max) if t_max is not None else 1e6 / s_min
+    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, cap, s_max,
+                             solver=solver, rtol=rtol, stop=LOSS_STOP,
+                             first=min(2.0 / s_max, FIRST * scale), stall=STALL)
+    observed = [observe(y) for y in ys]
+    return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
+                       size)

@@ -1,0 +1,66 @@
+"""``scurve predict --method adam`` and ``scurve compare --optimizer adam|adamw``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dynamics.problems import sample_model, save
+from figures.cli import main
+
+
+@pytest.fixture
+def spec_path(tmp_path):
+    path = tmp_path / "spec.npz"
+    save(sample_model("factorization", {"n": 10, "r": 1, "k": 1}, init=1e-2, seed=1), path)
+    return path
+
+
+def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
+    assert main(["predict", str(spec_path), "--method", "adam", "--lr", "1e-3",
+                 "--betas", "0.9,0.99", "--weight-decay", "0.01", "--decoupled", "--t-max", "0.5",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["state_size"] == 3 * 2 * 10  # θ, m, v of X and Y
+    assert out["options"] == {"lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-8,
+                              "weight_decay": 0.01, "decoupled": True}
+    assert 0 < out["crossings"]["0.5"] < out["crossings"]["0.1"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"),
+    (["--lr", "1e-3", "--betas", "1,0.999"], "beta"),
+    (["--lr", "1e-3", "--betas", "0.9,-0.1"], "beta"),
+    (["--lr", "1e-3", "--eps", "0"], "--eps"),
+    (["--lr", "1e-3", "--weight-decay", "-0.1"], "--weight-decay"),
+    ([], "needs lr"),
+])
+def test_predict_adam_bad_input_is_one_line_exit_2(spec_path, capsys, args, words):
+    try:
+        code = main(["predict", str(spec_path), "--method", "adam", *args])
+    except SystemExit as exc:  # argparse's own (one-line) errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_predict_adam_blow_up_names_t(tmp_path, capsys):
+    path = tmp_path / "huge.npz"
+    save(sample_model("factorization", {"n": 5, "r": 1, "k": 1}, init=1e200, seed=0), path)
+    assert main(["predict", str(path), "--method", "adam", "--lr", "1e-3"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not finite at t = 0" in err
+
+
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("adamw", marks=pytest.mark.slow)])
+def test_compare_lists_the_adam_ode_and_the_sign_flow(spec_path, capsys, optimizer):
+    assert main(["compare", str(spec_path), "--optimizer", optimizer, "--lr", "1e-3",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["verdicts"]) == {"adam", "sign"}
+    assert out["tolerances"]["adam"] == 0.03
+    assert out["verdicts"]["adam"] == "agrees", out["relative_errors"]
+    # the ODE is closer to Adam at η = 1e-3 than its η → 0 limit
+    assert (out["relative_errors"]["adam"]["0.5"] < out["relative_errors"]["sign"]["0.5"])
