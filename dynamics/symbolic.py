@@ -483,7 +483,8 @@ def cache_dir() -> Path:
 def _code_version() -> str:
     """Hash of the SymPy version and of the source of the modules that derive and print."""
     digest = hashlib.sha256(sp.__version__.encode())
-    for source in (Path(__file__), Path(matexpr.__file__), Path(__file__).with_name("persample.py")):
+    here = Path(__file__)
+    for source in (here, Path(matexpr.__file__), here.with_name("persample.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
