@@ -105,7 +105,14 @@ def derive_payload(model: Model) -> dict:
 
 def torch_payload(model: Model) -> dict:
     """The torch programs ``F`` and ``grad`` of :func:`derive` (the trainer's)."""
+    from .symbolic import _program
+
     programs = derive(model, TorchChainPrinter)
+    learned, per = set(model.learned), list(model.per_sample)
+    fs = {x.name: _linear_part(model.residual, x) for x in per}
+    moving = {k: f for k, f in fs.items() if f.free_symbols & learned}
+    others = [c for c in model.constants if c not in per]
+    programs["F"] = _program([*model.learned, *others], moving, TorchChainPrinter)
     return {"programs": {k: programs[k] for k in ("F", "grad")}, "latex": [],
             "meta": {"learned": list(model.learned_names), "per_sample": [
                 x.name for x in model.per_sample]}}
@@ -180,6 +187,12 @@ class _Base:
         part = self._programs["hv"](dict(params) | self._split(r, shapes) | vv | {"lam": lam})
         extra = self._grad(params, apply_s(df), shapes, 0.0)
         return {k: part[k] + extra[k] for k in part}
+
+
+    def fixed_part(self, values: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+        """F_k of per-sample constant ``name`` at ``values`` (numpy; used for the F_k that hold
+        no learned matrix, e.g. −1 for a label)."""
+        return np.asarray(self._programs["F"](values)[name], dtype=np.float64)
 
 
 class PerSampleFlow(_Base):
