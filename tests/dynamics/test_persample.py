@@ -95,3 +95,37 @@ def test_leading_dimensions_must_agree(sensing: model.Model) -> None:
     arrays = dict(spec.data) | {"y": spec.data["y"][:15]}
     with pytest.raises(problems.SpecError, match=r"^y: 15 samples, but X has 20"):
         problems.check_arrays(sensing, arrays)
+
+
+
+def test_training_equals_numpy_gd_two_seeds(sensing: model.Model) -> None:
+    """The generated trainer (einsum over the samples; validation.training) against the same
+    numpy GD, two seeds trained at once in float64, every step to 1e-9."""
+    from validation.training import TrainConfig, train
+
+    specs = [_spec(sensing, d=6, h=4, n=50, seed=s) for s in (0, 1)]
+    lr, steps = 0.05, 300
+    result = train(specs, TrainConfig(lr=lr, steps=steps, dtype="float64"))
+    for i, spec in enumerate(specs):
+        _, loss = _numpy_gd(spec.data, lr, steps)
+        np.testing.assert_allclose(np.asarray(result.loss)[i], loss, rtol=1e-9,
+                                   atol=1e-14 * loss[0])
+
+
+def test_depth3_gradient_equals_numpy() -> None:
+    """examples/sensing3.py: ∇L against the hand-written chain rule."""
+    from dynamics import symbolic
+
+    m = model.load_file(ROOT / "examples" / "sensing3.py")
+    rng = np.random.default_rng(3)
+    d, h, n = 5, 3, 40
+    x, y = rng.standard_normal((n, d, d)), rng.standard_normal((n, 1, 1))
+    w = [rng.standard_normal(s) for s in ((d, h), (h, h), (h, d))]
+    vals = {"X": x, "y": y, "W0": w[0], "W1": w[1], "W2": w[2]}
+    r = np.einsum("nij,ij->n", x, w[0] @ w[1] @ w[2]) - y.ravel()
+    big = np.einsum("n,nij->ij", r, x)
+    g = symbolic.full_flow(m).grad(vals, 0.1)
+    want = {"W0": big @ (w[1] @ w[2]).T, "W1": w[0].T @ big @ w[2].T,
+            "W2": (w[0] @ w[1]).T @ big}
+    for k, v in want.items():
+        np.testing.assert_allclose(g[k], v + 0.1 * vals[k], rtol=1e-12, atol=1e-12)
