@@ -5,7 +5,8 @@ loss reaches them through S = Σ_n z_n z_nᵀ, z_n = [vec X_n, y_n], so the stat
 N (README "Your own model", "Per-sample forms"). ``scurve sample`` draws random labels; put
 your own (e.g. y_n = ⟨X_n, M⋆⟩) in the spec.
 
-    scurve sample --model examples/sensing.py --dims d=10,h=10,N=60 -o spec.npz
+    scurve sample --model examples/sensing.py --dims d=10,h=10,N=60 --init 0.1 -o spec.npz
+    scurve predict spec.npz --model examples/sensing.py
 """
 
 import sympy as sp
@@ -17,5 +18,4 @@ X, y = sp.MatrixSymbol("X", d, d), sp.MatrixSymbol("y", 1, 1)
 W0, W1 = sp.MatrixSymbol("W0", d, h), sp.MatrixSymbol("W1", h, d)
 MODEL = Model("sensing", loss=None, learned=[W0, W1], constants=[X, y], large=[N],
               residual=sp.Trace(X.T * W0 * W1) - sp.Trace(y), per_sample=[X, y], samples=N,
-              keys={"W0": "W00", "W1": "W10"},
               description="½Σ_n(⟨X_n, W₀W₁⟩ − y_n)²: depth-2 matrix sensing (N samples)")

@@ -1,6 +1,7 @@
 """Matrix sensing at depth 3: L = ½ Σ_n (⟨X_n, W₀W₁W₂⟩ − y_n)² (as examples/sensing.py).
 
-    scurve sample --model examples/sensing3.py --dims d=10,h=10,N=60 -o spec.npz
+    scurve sample --model examples/sensing3.py --dims d=10,h=10,N=60 --init 0.1 -o spec.npz
+    scurve predict spec.npz --model examples/sensing3.py
 """
 
 import sympy as sp
@@ -13,5 +14,4 @@ W0, W1, W2 = (sp.MatrixSymbol("W0", d, h), sp.MatrixSymbol("W1", h, h),
               sp.MatrixSymbol("W2", h, d))
 MODEL = Model("sensing3", loss=None, learned=[W0, W1, W2], constants=[X, y], large=[N],
               residual=sp.Trace(X.T * W0 * W1 * W2) - sp.Trace(y), per_sample=[X, y], samples=N,
-              keys={"W0": "W00", "W1": "W10", "W2": "W20"},
               description="½Σ_n(⟨X_n, W₀W₁W₂⟩ − y_n)²: depth-3 matrix sensing (N samples)")
