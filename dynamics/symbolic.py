@@ -504,7 +504,12 @@ def _load_or_derive(
             return payload, False
     except (OSError, ValueError):
         pass
-    payload = {"derivation": derivation, **derive()}
+    try:
+        payload = {"derivation": derivation, **derive()}
+    except RecursionError:  # SymPy or Python's compiler on a very deep expression
+        raise ModelError(f"{derivation} derivation: the expression is too deeply nested to "
+                         "derive or compile (RecursionError); this method is not available "
+                         "for this model") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

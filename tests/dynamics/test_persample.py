@@ -129,3 +129,35 @@ def test_depth3_gradient_equals_numpy() -> None:
             "W2": (w[0] @ w[1]).T @ big}
     for k, v in want.items():
         np.testing.assert_allclose(g[k], v + 0.1 * vals[k], rtol=1e-12, atol=1e-12)
+
+
+def test_too_deep_derivation_is_one_line_model_error(tmp_path, monkeypatch) -> None:
+    from dynamics import symbolic
+
+    monkeypatch.setenv("SCURVE_CACHE", str(tmp_path))
+
+    def deep() -> dict:
+        raise RecursionError("maximum recursion depth exceeded during compilation")
+
+    with pytest.raises(model.ModelError, match=r"^gd-x derivation: .*RecursionError.*$"):
+        symbolic._load_or_derive("gd-x", (), deep)
+
+
+def test_compare_skips_a_method_that_cannot_be_derived(sensing, monkeypatch) -> None:
+    """compare notes the method it could not derive and compares the others (rc 0 in the CLI)."""
+    from validation import comparison
+    from validation.training import TrainConfig
+
+    real = comparison.predict
+
+    def flaky(spec, method=None, **kw):
+        if isinstance(method, methods.Modified):
+            raise model.ModelError("gd-modified derivation: too deep (RecursionError)")
+        return real(spec, method, **kw)
+
+    monkeypatch.setattr(comparison, "predict", flaky)
+    out = comparison.compare(_spec(sensing, d=4, h=2, n=30),
+                             TrainConfig(lr=0.05, dtype="float64"))
+    assert "modified" not in out.theories and "discrete" in out.theories
+    assert any(n.startswith("modified skipped: gd-modified derivation") for n in out.notes)
+    assert out.verdicts["discrete"] == "agrees"
