@@ -28,8 +28,8 @@ import numpy as np
 
 from dynamics.integrate import predict
 from dynamics.matexpr import ReductionError
-from dynamics.model import ModelError
 from dynamics.methods import Discrete, Flow, Method, Modified, Sign
+from dynamics.model import ModelError
 from dynamics.problems import Problem
 from dynamics.schedules import times
 from dynamics.trajectory import Trajectory
