@@ -161,3 +161,24 @@ def test_compare_skips_a_method_that_cannot_be_derived(sensing, monkeypatch) -> 
     assert "modified" not in out.theories and "discrete" in out.theories
     assert any(n.startswith("modified skipped: gd-modified derivation") for n in out.notes)
     assert out.verdicts["discrete"] == "agrees"
+
+
+def test_cli_sample_predict_and_bad_leading_dimension(tmp_path, capsys) -> None:
+    """scurve sample/predict on the sensing example; a spec whose y has fewer samples than X
+    is one line on stderr and exit code 2."""
+    from figures.cli import main
+
+    path, spec = str(ROOT / "examples" / "sensing.py"), tmp_path / "s.npz"
+    assert main(["sample", "--model", path, "--dims", "d=4,h=2,N=30", "--init", "0.1",
+                 "-o", str(spec)]) == 0
+    assert main(["predict", str(spec), "--model", path, "--method", "discrete", "--lr", "0.05",
+                 "--json"]) == 0
+    capsys.readouterr()
+    with np.load(spec) as data:
+        arrays = dict(data)
+    arrays["y"] = arrays["y"][:20]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    assert main(["predict", str(tmp_path / "bad.npz"), "--model", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert "y: 20 samples, but X has 30" in err[0]
