@@ -182,3 +182,19 @@ def test_cli_sample_predict_and_bad_leading_dimension(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert "y: 20 samples, but X has 30" in err[0]
+
+
+def test_residual_not_affine_in_per_sample_constants_is_refused() -> None:
+    import sympy as sp
+
+    from dynamics import symbolic
+
+    d, n = sp.symbols("d N", integer=True, positive=True)
+    x, w = sp.MatrixSymbol("X", d, d), sp.MatrixSymbol("W", d, d)
+    quad = model.Model("quad_sample", loss=None, learned=[w], constants=[x], large=[n],
+                       residual=sp.Trace(x.T * w * x), per_sample=[x], samples=n)
+    with pytest.raises(model.ModelError, match=r"not affine in the per-sample constants"):
+        symbolic.full_flow(quad)
+    with pytest.raises(model.ModelError, match=r"residual, per_sample and samples together"):
+        model.Model("half", loss=None, learned=[w], constants=[x], large=[n],
+                    residual=sp.Trace(x.T * w))
