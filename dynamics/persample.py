@@ -99,8 +99,21 @@ def derive(model: Model, printer: type = MultiDotPrinter) -> dict:
 
 
 def derive_payload(model: Model) -> dict:
-    """The cached payload (numpy programs) of :func:`derive`."""
-    return {"programs": derive(model), "latex": [], "meta": {"learned": list(model.learned_names)}}
+    """The cached payload (numpy programs and LaTeX) of :func:`derive`."""
+    per = list(model.per_sample)
+    latex = [rf"L = \frac{{1}}{{2}} \sum_n r_n^2,\quad r_n = {sp.latex(model.residual)}",
+             r"R = \mathrm{unvec}(S f),\quad S = \sum_n z_n z_n^T,\quad "
+             r"z_n = [\mathrm{vec}\, X_{k,n}]_k,\quad f = [\mathrm{vec}\, F_k]_k"]
+    for x in per:
+        latex.append(rf"F_{{{x.name}}} = {sp.latex(_linear_part(model.residual, x))}")
+    rs = [MatrixSymbol(_r_name(x), *x.shape) for x in per]
+    surrogate = sp.Add(*(Trace(r.T * _linear_part(model.residual, x))
+                         for r, x in zip(rs, per, strict=True)))
+    for w in model.learned:
+        grad = normalize(MatMul(-1, _tgrad(_tidy(surrogate), w)))
+        latex.append(rf"\frac{{d{w.name}}}{{dt}} = {sp.latex(grad)} - \lambda {w.name}")
+    return {"programs": derive(model), "latex": latex,
+            "meta": {"learned": list(model.learned_names)}}
 
 
 def torch_payload(model: Model) -> dict:
@@ -150,6 +163,7 @@ class _Base:
         self._programs = {k: _Program(v) for k, v in payload["programs"].items()}
         self.keys = self.names
         self._per = [x.name for x in model.per_sample]
+        self._latex = list(payload["latex"])
         self._others = [c for c in model.constant_names if c not in self._per]
 
     @property
@@ -157,8 +171,8 @@ class _Base:
         return self.model.name
 
     def latex(self) -> list[str]:
-        r = sp.latex(self.model.residual)
-        return [rf"L = \frac{{1}}{{2}} \sum_n r_n^2,\quad r_n = {r}"]
+        """The loss, S, F_k and dW/dt (LaTeX ``lhs = rhs``)."""
+        return list(self._latex)
 
     def _shapes(self, values: Mapping[str, np.ndarray]) -> list[tuple[int, ...]]:
         return [np.shape(values[k])[1:] for k in self._per]
