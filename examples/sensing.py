@@ -2,8 +2,9 @@
 
 X (N × d × d, one sensing matrix per sample) and y (N × 1 × 1) are per-sample constants; the
 loss reaches them through S = Σ_n z_n z_nᵀ, z_n = [vec X_n, y_n], so the state is W₀, W₁ at any
-N (README "Your own model", "Per-sample forms"). ``scurve sample`` draws random labels; put
-your own (e.g. y_n = ⟨X_n, M⋆⟩) in the spec.
+N (README "Your own model", "Per-sample forms"). ``scurve sample`` draws random labels (with
+N > d² they cannot be fitted, so L never reaches 0.01·L_ref); put your own (e.g. planted
+y_n = ⟨X_n, M⋆⟩) in the spec.
 
     scurve sample --model examples/sensing.py --dims d=10,h=10,N=60 --init 0.1 -o spec.npz
     scurve predict spec.npz --model examples/sensing.py
