@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynamics.integrate import predict
+from dynamics.matexpr import ReductionError
 from dynamics.methods import Adam, Discrete, Flow, Method, Modified, Sign
+from dynamics.model import ModelError
 from dynamics.problems import Problem
 from dynamics.schedules import times
 from dynamics.trajectory import Trajectory
@@ -188,8 +190,12 @@ def compare(
     spec = _prepare([spec], config)[0]  # with the config's λ and loss: the spec trained
     loss = "ce" if spec.model.cross_entropy() else "mse"
     names = theories_for(config.optimizer, config.momentum, loss, config.schedule is not None)
-    theories = {name: predict(spec, _theory(name, config)) for name in names}
-    notes = []
+    theories, notes = {}, []
+    for name in names:  # a method that cannot be derived for this model is skipped, noted
+        try:
+            theories[name] = predict(spec, _theory(name, config))
+        except (ModelError, ReductionError) as exc:
+            notes.append(f"{name} skipped: {str(exc).splitlines()[0]}")
     if steps is None:
         reference = next((theories[n] for n in ("discrete", "flow", "adam", "sign")
                           if n in theories),
