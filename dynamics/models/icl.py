@@ -173,3 +173,22 @@ def saddle_levels(eigenvalues: np.ndarray, context: int) -> np.ndarray:
     tr = lam.sum()
     drops = lam / (1 + (1 + tr / lam) / context)
     return tr - np.concatenate([[0.0], np.cumsum(drops)])
+
+
+def sample_from_options(options: object, seed: int) -> ModelSpec:
+    """:func:`sample_icl` from parsed ``scurve sample icl`` options (one-line IclError)."""
+    get = options.__dict__.get  # type: ignore[attr-defined]
+    for name in ("dim", "context", "sequences"):
+        if get(name) is None:
+            raise IclError(f"sample icl needs --{name}")
+    cov = None
+    if get("eigenvalues") is not None:
+        try:
+            lam = np.array([float(s) for s in str(get("eigenvalues")).split(",")])
+        except ValueError:
+            raise IclError(f"eigenvalues: expected L1,...,LD numbers, got "
+                           f"{get('eigenvalues')!r}") from None
+        cov = covariance(get("dim"), seed, lam) if lam.size == get("dim") else np.diag(lam)
+    return sample_icl(get("dim"), get("context"), get("sequences"), get("heads"),
+                      init=get("init"), seed=seed, separate=bool(get("separate")),
+                      rank=get("rank") or 1, cov=cov)
