@@ -36,6 +36,15 @@ then has ∇F = Σ_g (∂F/∂ℓ_g) ∇ℓ_g = ∇L at D = diag(∂F/∂ℓ): t
 are those of the one derived loss, with D set from the current ℓ at each evaluation. A spec's
 D is the frequency weights diag(p̂_g) of the mean loss over examples.
 
+Per-sample forms. With ``residual=r``, ``per_sample=[X, ...]`` and ``samples=N`` the loss is
+L = ½ Σ_{n<N} r_n², r_n the scalar ``r`` at the n-th sample of every per-sample constant (a spec
+stores each as an N × rows × cols array; their leading dimensions must agree). r must be affine
+in the per-sample constants, r_n = Σ_k tr(X_{k,n}ᵀ F_k(θ)) with F_k = ∂r/∂X_k free of them
+(e.g. matrix sensing, r = tr(Xᵀ W₀W₁) − tr(y)). With z_n = [vec X_{k,n}]_k and f = [vec F_k]_k,
+L = ½ fᵀ S f through the sufficient statistic S = Σ_n z_n z_nᵀ, and ∇_θ L = ∇_θ Σ_k tr(R_kᵀ F_k)
+at fixed R = S f: the reduced state is the learned matrices, its size independent of N
+(:mod:`dynamics.persample`).
+
 Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; every
 error (the file fails to import, has no ``MODEL``, the model is malformed) is a
 :class:`ModelError` with one line saying what and where.
@@ -96,6 +105,10 @@ class Model:
         group_weights: a square constant D (G×G) that the loss is *linear* in, whose diagonal
             weighs G capability groups: L = Σ_g D_gg ℓ_g. The per-group losses are then derived,
             not written: ℓ_g = (∂L/∂D)_gg (module docstring, "Grouped models").
+        residual, per_sample, samples: a per-sample model (module docstring, "Per-sample
+            forms"): L = ½ Σ_n r_n², r_n = ``residual`` with each ``per_sample`` constant X
+            replaced by its sample X_n; ``samples`` (N) is the stacked leading dimension of the
+            per-sample constants in the spec (N × X's shape). ``loss`` is then left ``None``.
     """
 
     name: str
@@ -109,9 +122,15 @@ class Model:
     latex: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     group_weights: MatrixSymbol | None = None
+    residual: sp.Expr | None = None
+    per_sample: Sequence[MatrixSymbol] = ()
+    samples: sp.Symbol | None = None
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
+        fix(self, "per_sample", tuple(self.per_sample))
+        if self.residual is not None and self.loss is None:
+            fix(self, "loss", self.residual**2 / 2)  # one sample's loss (display); L sums it
         fix(self, "learned", tuple(self.learned))
         fix(self, "constants", tuple(self.constants))
         fix(self, "large", tuple(self.large))
@@ -187,6 +206,7 @@ class Model:
             if name not in self.learned_names or target not in self.constant_names:
                 raise ModelError(f"{where}: targets maps {name!r} -> {target!r}, not a learned "
                                  "matrix and a constant")
+        self._check_per_sample(where)
         d = self.group_weights
         if d is not None:
             if d not in self.constants:
@@ -197,6 +217,27 @@ class Model:
                                  f"{d.shape[0]} x {d.shape[1]}")
             if self.cross_entropy():
                 raise ModelError(f"{where}: group_weights need a loss, not logits")
+
+    def _check_per_sample(self, where: str) -> None:
+        given = (self.residual is not None, bool(self.per_sample), self.samples is not None)
+        if not any(given):
+            return
+        if not all(given):
+            raise ModelError(f"{where}: a per-sample model needs residual, per_sample and "
+                             "samples together")
+        if not isinstance(self.samples, sp.Symbol):
+            raise ModelError(f"{where}: samples {self.samples!r} is not a sympy Symbol")
+        for x in self.per_sample:
+            if x not in self.constants:
+                raise ModelError(f"{where}: per_sample entry {getattr(x, 'name', x)!r} is not "
+                                 "one of the constants")
+        if getattr(self.residual, "is_Matrix", False):
+            raise ModelError(f"{where}: residual must be a scalar (wrap it in sp.Trace)")
+        if self.cross_entropy() or self.grouped:
+            raise ModelError(f"{where}: a per-sample model has the squared loss, ungrouped")
+        if any(self.samples in m.shape for m in (*self.learned, *self.constants)):
+            raise ModelError(f"{where}: samples {self.samples} is the stacked leading dimension "
+                             "of the per-sample constants, not a dimension of a matrix")
 
     # ------------------------------------------------------------------ properties
 
@@ -219,7 +260,13 @@ class Model:
         out: list[sp.Symbol] = []
         for m in (*self.learned, *self.constants):
             out += [d for d in m.shape if isinstance(d, sp.Symbol) and d not in out]
+        if self.samples is not None:
+            out.append(self.samples)
         return tuple(out)
+
+    def stacked(self, name: str) -> bool:
+        """Whether constant ``name`` is per-sample: its spec value is ``samples`` × its shape."""
+        return any(x.name == name for x in self.per_sample)
 
     def is_small(self, m: MatrixSymbol) -> bool:
         """A matrix whose shape holds no large dimension (its own reduced state)."""

@@ -247,7 +247,11 @@ def values_of(model: Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.nd
 def _dims(model: Model, values: Mapping[str, np.ndarray]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, sym in model.symbols.items():
-        for d, size in zip(sym.shape, np.shape(values[name]), strict=False):
+        shape = np.shape(values[name])
+        if model.stacked(name):  # N × the sample's shape
+            out.setdefault(str(model.samples), int(shape[0]))
+            shape = shape[1:]
+        for d, size in zip(sym.shape, shape, strict=False):
             if not d.is_Integer:
                 out.setdefault(str(d), int(size))
     return out
@@ -283,6 +287,17 @@ def check_arrays(model: Model, arrays: Mapping[str, object]) -> dict[str, np.nda
                                 f"got shape {arr.shape}")
             arr = arr[key[1]]
         label = key[0] if stacked else key
+        if model.stacked(name):  # per-sample: N × the sample's shape, N shared by all of them
+            if arr.ndim != 3:
+                raise SpecError(f"{label}: expected a stack of samples ({model.samples} x "
+                                f"{sym.shape[0]} x {sym.shape[1]}), got shape {arr.shape}")
+            n = model.samples
+            if n in bound and bound[n][0] != arr.shape[0]:
+                raise SpecError(f"{label}: {arr.shape[0]} samples, but {bound[n][1]} has "
+                                f"{bound[n][0]} (the leading dimensions of per-sample constants "
+                                "must agree)")
+            bound.setdefault(n, (arr.shape[0], label, arr.shape))
+            arr = arr[0]
         if arr.ndim != 2:
             raise SpecError(f"{label}: expected a 2-d array ({sym.shape[0]} x {sym.shape[1]}), "
                             f"got shape {arr.shape}")
@@ -765,12 +780,15 @@ def sample_model(
     arrays: dict[str, list | np.ndarray] = {}
     for sym in (*model.constants, *model.learned):
         shape = tuple(int(d) if d.is_Integer else sizes[str(d)] for d in sym.shape)
+        if model.stacked(sym.name):  # N samples, entries N(0, 1/N): the sum is a mean
+            shape = (sizes[str(model.samples)], *shape)
         if sym in model.learned:
             value = rng.standard_normal(shape) * init
         elif sym == model.group_weights:  # the frequencies of a grouped model: equal
             value = np.eye(shape[0]) / shape[0]
         else:
             m = int(np.prod([sizes[str(d)] for d in sym.shape if d in model.large] or [1]))
+            m *= sizes[str(model.samples)] if model.stacked(sym.name) else 1
             value = rng.standard_normal(shape) / np.sqrt(m)
         key = model.key(sym.name)
         if isinstance(key, tuple):

@@ -483,7 +483,8 @@ def cache_dir() -> Path:
 def _code_version() -> str:
     """Hash of the SymPy version and of the source of the modules that derive and print."""
     digest = hashlib.sha256(sp.__version__.encode())
-    for source in (Path(__file__), Path(matexpr.__file__)):
+    here = Path(__file__)
+    for source in (here, Path(matexpr.__file__), here.with_name("persample.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
@@ -532,8 +533,9 @@ class _Program:
 def _key_exprs(model: Model) -> tuple:
     body = model.loss if model.loss is not None else sp.Tuple(*model.logits)
     grouped = (model.group_weights,) if model.grouped else ()
+    per = (sp.Tuple(*model.per_sample, model.samples),) if model.per_sample else ()
     return (body, sp.Tuple(*model.learned), sp.Tuple(*model.constants), sp.Tuple(*model.large),
-            *grouped)
+            *grouped, *per)
 
 
 class _Compiled:
@@ -769,8 +771,29 @@ class TrainingProgram:
 # --------------------------------------------------------------------------- factories
 
 
+def _per_sample(kind: str, model: Model, flag: bool) -> object:
+    """A per-sample model's flow, map or torch programs (:mod:`dynamics.persample`)."""
+    from . import persample
+
+    if kind == "torch":
+        payload, derived = _load_or_derive("persample-torch", _key_exprs(model),
+                                           lambda: persample.torch_payload(model))
+        return TrainingProgram(model, payload, derived)
+    payload, derived = _load_or_derive("persample", _key_exprs(model),
+                                       lambda: persample.derive_payload(model))
+    if kind == "full":
+        return persample.PerSampleFlow(model, payload, derived, modified=flag)
+    if any(not model.is_small(w) for w in model.learned):
+        raise persample.not_reduced(model)
+    if kind == "reduced":
+        return persample.PerSampleReduced(model, payload, derived, modified=flag)
+    return persample.PerSampleReduced(model, payload, derived, momentum=flag)
+
+
 @cache
 def _cached(kind: str, model: Model, flag: bool) -> object:
+    if model.per_sample:
+        return _per_sample(kind, model, flag)
     if kind == "full":
         if model.cross_entropy():
             if flag:

@@ -371,6 +371,11 @@ class Graph:
         """max over each seed's entries, (S, 1, 1)."""
         return self._node("amax", (x,), None, x.const)
 
+    def einsum(self, spec: str, *xs: Node, shape: tuple[int, int]) -> Node:
+        """``torch.einsum(spec, *xs)`` (batched contraction, e.g. over per-sample constants),
+        a (S, rows, cols) value of ``shape``; a result (S, rows) gets a unit axis (S, rows, 1)."""
+        return self._node("einsum", xs, tuple(shape), all(x.const for x in xs), spec)
+
     def call(self, program: Mapping[str, Any], args: Mapping[str, Node]) -> dict[str, Node]:
         """Execute generated ``program`` on nodes ``args`` (by argument name): output nodes."""
         names = {"_chain": lambda *m: _Value(self, self.chain(*(v.node for v in m))),
@@ -404,6 +409,7 @@ class Graph:
                 "trace": lambda: _trace(*a),
                 "esum": lambda: _entry_sum(a[0]),
                 "amax": lambda: a[0].amax((-2, -1), keepdim=True),
+                "einsum": lambda: _einsum(x.value, *a),
             }[x.op]()
             memo[x.id] = out
             return out
@@ -935,6 +941,11 @@ class Plan:
     def _op_amax(self, node: Node) -> tuple[str, bool]:
         return self._emit(f"{self._use(self._ref(node.args[0]))}.amax((-2, -1), keepdim=True)")
 
+    def _op_einsum(self, node: Node) -> tuple[str, bool]:
+        args = ", ".join(self._use(self._ref(x)) for x in node.args)
+        tail = ".unsqueeze(-1)" if len(node.value.split("->")[1]) == 2 else ""
+        return self._emit(f"torch.einsum({node.value!r}, {args}){tail}")
+
     def _op_fn(self, node: Node) -> tuple[str, bool]:
         return self._emit(f"torch.{node.value}({self._use(self._ref(node.args[0]))})")
 
@@ -1280,6 +1291,8 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
     ``offset``) and the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy
     model (``offset`` unused).
     """
+    if model.per_sample:
+        return _per_sample_objective(model, shapes, constants, lam, gradients)
     programs = symbolic.training_program(model).programs
     g = Graph()
     args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
@@ -1301,6 +1314,56 @@ def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
     if gradients:
         outs |= g.call(programs["grad"], args | {"E": ce["E"]})
     return g, outs
+
+
+def _per_sample_objective(model: Model, shapes: Mapping[str, tuple[int, int]],
+                          constants: Mapping[str, Tensor], lam: Tensor | None,
+                          gradients: bool) -> tuple[Graph, dict[str, Node]]:
+    """The graph of a per-sample model (:mod:`dynamics.persample`): r_n = Σ_k ⟨X_{k,n}, F_k⟩
+    as batched contractions (einsum over the samples; a per-sample constant whose F_k holds no
+    learned matrix folds into a fixed offset), L = ½Σ_n r_n² (the whole loss: no L(0) offset),
+    g_W = ∇_W Σ_k tr(R_kᵀ F_k) + λW at R_k = Σ_n r_n X_{k,n}."""
+    programs = symbolic.training_program(model).programs
+    g = Graph()
+    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
+    per = [x.name for x in model.per_sample]
+    for name in model.constant_names:
+        if name not in per:
+            args[name] = g.constant(name, constants[name])
+    args["lam"] = g.num(0.0) if lam is None or not bool(torch.any(lam != 0)) else \
+        g.constant("lam", lam)
+    fs = g.call(programs["F"], args)
+    first = constants[per[0]]
+    seeds, samples = first.shape[0], first.shape[1]
+    fixed = torch.zeros(seeds, samples, 1, dtype=F64, device=first.device)
+    terms = []
+    host = {k: v.detach().cpu().numpy() for k, v in constants.items()}
+    zero = {k: np.zeros(shape) for k, shape in shapes.items()}
+    full = symbolic.full_flow(model)
+    for name in per:
+        x = constants[name].to(F64)
+        if name in fs:
+            terms.append((name, g.constant(name, x), fs[name]))
+            continue  # F_k free of the learned matrices: a fixed offset Σ⟨X_{k,n}, F_k⟩
+        value = np.array([np.broadcast_to(full.fixed_part(
+            {k: v[s] for k, v in host.items()} | zero, name), x.shape[2:])
+            for s in range(seeds)])
+        fixed = fixed + x.reshape(seeds, samples, -1) @ torch.tensor(
+            value.reshape(seeds, -1, 1), dtype=F64, device=x.device)
+    r = g.add(*(g.einsum("snij,sij->sn", node, f, shape=(samples, 1)) for _, node, f in terms),
+              g.constant("r_fixed", fixed))
+    outs: dict[str, Node] = {"L": g.mul(g.num(0.5), g.entry_sum(g.pow(r, 2.0)))}
+    if gradients:
+        rs = {f"R_{name}": g.num(0.0) for name in per}
+        rs |= {f"R_{name}": g.einsum("snij,snk->sij", node, r, shape=f.shape)
+               for name, node, f in terms}
+        outs |= g.call(programs["grad"], args | rs)
+    return g, outs
+
+
+def _einsum(spec: str, *xs: Tensor) -> Tensor:
+    out = torch.einsum(spec, *xs)
+    return out.unsqueeze(-1) if out.ndim == 2 else out
 
 
 def group_losses(model: Model, shapes: Mapping[str, tuple[int, int]],
