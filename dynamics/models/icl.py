@@ -31,10 +31,13 @@ error without the ½): 𝓛₀ = tr Λ, 𝓛ₘ₊₁ = 𝓛ₘ − λₘ / (1 +
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
+
 import numpy as np
 import sympy as sp
 
-from ..model import Model, register
+from ..model import Family, Model, ModelError, register
 from ..problems import ModelSpec, SpecError
 
 __all__ = [
@@ -69,7 +72,45 @@ ICL = Model(
     description="merged linear attention on in-context regression = ½‖y − v W Z‖², Z the cubic "
                 "features (Σₙ yₙxₙ)x_qᵀ of P sequences",
 )
-register(ICL)
+
+
+@cache
+def separate(heads: int) -> Model:
+    """Separate rank-one keys and queries (the paper's ``ATTN_S``, R = 1), H heads, as a
+    per-sample model: per head a key k_h, a query q_h (x-parts, D×1) and a value v_h (y → y,
+    1×1), ŷ_p = Σ_h v_h (Σₙ yₙ xₙᵀ k_h)(q_hᵀ x_q) = tr(Z_pᵀ Σ_h k_h v_h q_hᵀ), Z_p = z_p (D×D),
+
+        L = ½ Σ_p (tr(Z_pᵀ Σ_h k_h v_h q_hᵀ) − y_p)²,
+
+    reduced through Σ_p [vec Z_p, y_p][vec Z_p, y_p]ᵀ (:mod:`dynamics.persample`). Spec keys:
+    ``Zs`` (P×D×D), ``ys`` (P×1×1), ``K0``, ``Q0`` (H×D×1), ``v0`` (H×1×1)."""
+    heads = int(heads)
+    d, p = sp.symbols("D P", integer=True, positive=True)
+    z, y = sp.MatrixSymbol("Zs", d, d), sp.MatrixSymbol("ys", 1, 1)
+    ks = [sp.MatrixSymbol(f"k{h}", d, 1) for h in range(heads)]
+    qs = [sp.MatrixSymbol(f"q{h}", d, 1) for h in range(heads)]
+    vs = [sp.MatrixSymbol(f"v{h}", 1, 1) for h in range(heads)]
+    r = sum((sp.Trace(z.T * k * v * q.T) for k, v, q in zip(ks, vs, qs, strict=True)), sp.S.Zero)
+    keys = {m.name: (f"{m.name[0].upper() if m.name[0] != 'v' else 'v'}0", h)
+            for group in (ks, qs, vs) for h, m in enumerate(group)}
+    return Model(
+        "icl", loss=None, learned=[*ks, *qs, *vs], constants=[z, y], large=[p],
+        residual=r - sp.Trace(y), per_sample=[z, y], samples=p, keys=keys,
+        description=f"separate rank-1 linear attention, {heads} heads, on in-context regression",
+    )
+
+
+def _select(spec: Mapping[str, object]) -> Model:
+    k0 = spec.get("K0")
+    if k0 is None:
+        return ICL
+    k0 = np.asarray(k0)
+    if k0.ndim != 3 or k0.shape[0] < 1:
+        raise ModelError(f"K0: expected an H x D x 1 array, got shape {k0.shape}")
+    return separate(k0.shape[0])
+
+
+register(Family("icl", _select, (("merged", {}),), ICL.description))
 
 
 def _check_int(name: str, value: object, low: int = 1) -> int:
@@ -141,8 +182,8 @@ def sample_icl(
 
     Λ from :func:`covariance` (seed ``seed``) unless ``cov`` is given; then P sequences, then the
     initial W (H×D²) and v (1×H), i.i.d. N(0, init²) per coordinate, all from one generator
-    seeded by ``seed``. ``separate`` (rank-R keys and queries, rank ≤ D + 1) needs the per-sample
-    model forms and is refused with an :class:`IclError` until they exist.
+    seeded by ``seed``. ``separate``: the rank-one key/query model :func:`separate` on the same
+    sequences, K0, Q0 (H×D×1) and v0 (H×1×1) i.i.d. N(0, init²) (rank > 1 is refused).
     """
     dim, context = _check_int("dim", dim), _check_int("context", context)
     count, heads = _check_int("sequences", sequences_count), _check_int("heads", heads)
@@ -153,12 +194,17 @@ def sample_icl(
     if not np.isfinite(init) or init < 0:
         raise IclError(f"init: must be a finite number >= 0, got {init!r}")
     cov = covariance(dim, seed) if cov is None else _check_covariance(cov, dim)
-    if separate:
-        raise IclError("separate: separate key/query heads need per-sample model forms "
-                       "(issue 23), not available yet")
+    if separate and rank != 1:
+        raise IclError(f"rank: separate heads of rank {rank} are not built yet (rank 1 is)")
     x, y = sequences(cov, context, count, seed=seed + 1)
     z, yq = features(x, y)
     rng = np.random.default_rng([seed, 2])
+    if separate:
+        data = {"Zs": z.T.reshape(count, dim, dim).copy(), "ys": yq.reshape(count, 1, 1),
+                "K0": rng.standard_normal((heads, dim, 1)) * init,
+                "Q0": rng.standard_normal((heads, dim, 1)) * init,
+                "v0": rng.standard_normal((heads, 1, 1)) * init}
+        return ModelSpec("icl", data)
     data = {"Z": z, "y": yq,
             "W0": rng.standard_normal((heads, dim * dim)) * init,
             "v0": rng.standard_normal((1, heads)) * init}
