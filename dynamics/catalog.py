@@ -139,4 +139,6 @@ register(MODES)
 register(Family("chain", _select_chain, (("depth 3", {"depth": 3}),),
                 "depth-D chain ½‖A Bᵀ − X M₁⋯M_{D−2} Yᵀ‖² (M0 stacked (D−2) x k x k)"))
 
-BUILTINS = ("vector", "factorization", "attention", "modes", "chain")  # the names registered above
+from .models import icl as _icl  # noqa: E402,F401  (registers "icl")
+
+BUILTINS = ("vector", "factorization", "attention", "modes", "chain", "icl")  # registered above

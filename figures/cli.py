@@ -180,6 +180,10 @@ def sample_from_args(
     if dims is not None:
         return sample_model(_model_named(problem, args), dims, init=args.init, seed=seed,
                             weight_decay=args.weight_decay)
+    if problem == "icl":  # in-context regression: its own options (dynamics/models/icl.py)
+        from dynamics.models.icl import sample_from_options
+
+        return sample_from_options(args, seed)
     if problem not in PROBLEMS:
         raise UsageError(f"model {problem!r} has no built-in sampler: give --dims "
                          "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
@@ -674,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
                    help="sizes of the model's dimension symbols, e.g. n=50,r=2,k=2")
     _add_problem_options(p, required=False)
+    from dynamics.models.icl_cli import add_options as add_icl_options
+
+    add_icl_options(p.add_argument_group("in-context regression (sample icl)"))
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
 
