@@ -179,7 +179,7 @@ class Activation:
             cov, names = _cov_symbols(2)
             a, b = sp.symbols("la lb", real=True)
             e = _poly_expectation(self.expr.subs(x, a) * self.expr.subs(x, b), [a, b], cov)
-            return e.subs(dict(zip(names, (caa, cab, cbb)), simultaneous=True))
+            return e.subs(dict(zip(names, (caa, cab, cbb), strict=True), simultaneous=True))
         raise ActivationError(f"activation {self.name!r} has no closed-form I2 (quadrature only)")
 
     def i2_diag_sym(self, caa: sp.Expr) -> sp.Expr:
@@ -323,7 +323,8 @@ def activation(spec: str | sp.Expr, name: str | None = None) -> Activation:
     expr = sp.sympify(spec)
     free = expr.free_symbols - {x}
     if free:
-        raise ActivationError(f"activation {expr} must depend on x only, not on {sorted(map(str, free))[0]}")
+        other = sorted(map(str, free))[0]
+        raise ActivationError(f"activation {expr} must depend on x only, not on {other}")
     act = Activation(name or str(expr), expr)
     if act.kind == "quadrature":
         # E[g(λ)²] must converge: compare growth at large |x| with a polynomial's
