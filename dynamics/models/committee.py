@@ -54,6 +54,7 @@ __all__ = [
     "CommitteeSpec",
     "Curve",
     "Plateau",
+    "epsilon",
     "gram_flow",
     "integrate",
     "load",
@@ -159,11 +160,9 @@ class CommitteeSpec:
     @property
     def l_ref(self) -> float:
         """½ E[φ*²] without the noise (the zero student's ε)."""
-        act, t, m = activation(self.activation), self.T, self.M
-        ii, jj = np.meshgrid(range(m), range(m), indexing="ij")
-        i2 = act.i2(np.stack([np.stack([t[ii, ii], t[ii, jj]], -1),
-                              np.stack([t[jj, ii], t[jj, jj]], -1)], -2))
-        return float(self.a @ i2 @ self.a / 2)
+        k = self.K
+        return epsilon(self.activation, np.zeros((k, k)), np.zeros((k, self.M)), self.T,
+                       np.zeros(k), self.a)
 
     @property
     def noise_floor(self) -> float:
@@ -223,6 +222,26 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
 
 
 # ============================================================================ the model
+
+
+def epsilon(act: str, q: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray,
+            a: np.ndarray) -> np.ndarray:
+    """ε = ½ cᵀ I2(C) c with c = (v, −a), C = [[Q, R], [Rᵀ, T]], evaluated numerically (any
+    activation, quadrature ones included); Q, R, v may carry leading batch axes (..., K, K)."""
+    g = activation(act)
+    q, r, v = np.asarray(q, float), np.asarray(r, float), np.asarray(v, float)
+    batch = np.broadcast_shapes(q.shape[:-2], r.shape[:-2], v.shape[:-1])
+    tt = np.broadcast_to(t, batch + np.shape(t))
+    c = np.concatenate([np.concatenate([np.broadcast_to(q, batch + q.shape[-2:]),
+                                        np.broadcast_to(r, batch + r.shape[-2:])], -1),
+                        np.concatenate([np.swapaxes(np.broadcast_to(r, batch + r.shape[-2:]),
+                                                    -1, -2), tt], -1)], -2)
+    d = np.diagonal(c, axis1=-2, axis2=-1)
+    pair = np.stack([np.stack([d[..., :, None] + 0 * c, c], -1),
+                     np.stack([c, d[..., None, :] + 0 * c], -1)], -2)  # (..., n, n, 2, 2)
+    coef = np.concatenate([np.broadcast_to(v, batch + v.shape[-1:]),
+                           -np.broadcast_to(a, batch + np.shape(a))], -1)
+    return 0.5 * np.einsum("...i,...ij,...j->...", coef, g.i2(pair), coef)
 
 
 def gram_flow(dq: np.ndarray, dr: np.ndarray, q: np.ndarray, r: np.ndarray,

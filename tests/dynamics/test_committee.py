@@ -159,3 +159,12 @@ def test_save_load_round_trip(tmp_path):
     assert back.activation == "relu" and back.second_layer == "trained" and back.noise == 0.2
     np.testing.assert_array_equal(back.W0, spec.W0)
     np.testing.assert_array_equal(back.Wt, spec.Wt)
+
+
+@pytest.mark.parametrize("act", ["erf", "relu", "linear"])
+def test_numeric_epsilon_equals_derived_epsilon(act):
+    spec = cm.sample(3, 2, 60, act, init=0.4, seed=5, second_layer="trained")
+    y = spec.initial_state()
+    q, r, v = spec.model.unpack(y)
+    assert cm.epsilon(act, q, r, spec.T, v, spec.a) == pytest.approx(
+        spec.model.loss(y, spec.T, spec.a), rel=1e-12)
