@@ -475,8 +475,9 @@ def _jacobian(f, y, h=1e-6):
 
 def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
             batch: int = 1, tol: float = 1e-12) -> Plateau:
-    """Newton on dy/dt = 0 from ``start`` (a state, or the point of a curve where |dy/dt| is
-    least after the first drop); returns :class:`Plateau`. ``lr`` > 0 uses the online ODE."""
+    """Newton on dy/dt = 0 from ``start`` (a state, or the curve's first local minimum of |dy/dt|
+    after its first drop); returns :class:`Plateau`. ``lr`` > 0 uses the online ODE. Raises
+    :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
     model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
     scale = lr / batch
 
@@ -487,7 +488,8 @@ def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
     if isinstance(start, Curve):
         speed = np.array([np.linalg.norm(f(y)) for y in start.y])
         first = int(np.argmax(start.loss < 0.9 * start.loss[0])) or 1
-        y = start.y[first + int(np.argmin(speed[first:]))].copy()
+        rising = np.flatnonzero(np.diff(speed[first:]) > 0)  # the first local minimum of speed
+        y = start.y[first + (int(rising[0]) if rising.size else len(speed) - 1 - first)].copy()
     else:
         y = np.asarray(start, float).copy()
     for _ in range(50):
@@ -498,6 +500,9 @@ def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
     else:
         raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "
                              f"{np.linalg.norm(f(y)):.2e})")
+    level = model.loss(y, tt, a, v)
+    if not level > 1e-10 * max(spec.l_ref, 1e-300):
+        raise CommitteeError("no plateau: Newton found the minimum ε = 0, not a saddle")
     vals, vecs = np.linalg.eig(_jacobian(f, y))
     i = int(np.argmax(vals.real))
-    return Plateau(y, model.loss(y, tt, a, v), float(vals.real[i]), np.real(vecs[:, i]))
+    return Plateau(y, level, float(vals.real[i]), np.real(vecs[:, i]))
