@@ -80,9 +80,10 @@ class CommitteeRun:
 
 def train(spec: CommitteeSpec, lr: float, steps: int, seeds: int = 1, batch: int = 1,
           every: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
-          device: str = "cpu", chunk: int = 64) -> CommitteeRun:
+          device: str = "cpu", chunk: int = 64, w0: np.ndarray | None = None) -> CommitteeRun:
     """Online SGD (module docstring) from ``spec.W0``, ``spec.v0`` for ``seeds`` input streams
-    at once; logs every ``every`` steps (default steps/400) and at the last step."""
+    at once (or from each seed's own ``w0[s]``, shape (seeds, K, N)); logs every ``every``
+    steps (default steps/400) and at the last step."""
     if not lr > 0 or steps < 1 or seeds < 1 or batch < 1:
         raise ValueError("train needs lr > 0 and steps, seeds, batch >= 1")
     every = every or max(1, steps // 400)
@@ -90,7 +91,8 @@ def train(spec: CommitteeSpec, lr: float, steps: int, seeds: int = 1, batch: int
     gen = torch.Generator(device=device).manual_seed(seed)
     n, k = spec.N, spec.K
     sq = float(np.sqrt(n))
-    w = torch.tensor(spec.W0, dtype=dtype, device=device).expand(seeds, k, n).clone()
+    start = spec.W0 if w0 is None else np.asarray(w0, float)
+    w = torch.tensor(start, dtype=dtype, device=device).expand(seeds, k, n).clone()
     v = torch.tensor(spec.v0, dtype=dtype, device=device).expand(seeds, k).clone()
     wt = torch.tensor(spec.Wt, dtype=dtype, device=device)
     a = torch.tensor(spec.a, dtype=dtype, device=device)
