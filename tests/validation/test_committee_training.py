@@ -64,3 +64,24 @@ def test_acceptance_online_sgd_n2000():
     on = run.t > 20
     assert ode.loss[on].mean() == pytest.approx(p.level, rel=1e-3)
     assert run.mean()[on].mean() == pytest.approx(p.level, rel=0.03)
+
+
+@pytest.mark.slow
+def test_plateau_length_grows_as_log_n_over_two_lambda():
+    """Issue 20: training over N = 250…4000 (fixed init σ, so δ₀ ∝ N^{-1/2}): the fitted slope of
+    the seed-mean plateau length against ln N is within 20 % of 1/(2λ) (λ of the online ODE)."""
+    lr, seeds, ns = 1.0, 24, (250, 500, 1000, 2000, 4000)
+    lengths = []
+    for n in ns:
+        spec = cm.sample(2, 2, n, "erf", init=0.1, seed=0)
+        p = cm.plateau(spec, cm.integrate(spec, 800, "online", lr=lr, points=2000), lr=lr)
+        steps = round(260 * n / lr)
+        run = train(spec, lr, steps, seeds=seeds, every=max(1, steps // 500), seed=5)
+        esc = [cm.Curve(run.t, run.loss[s], run.t[:, None], "sgd").escape_time(p.level)
+               for s in range(seeds)]
+        assert all(e is not None for e in esc), (n, esc)
+        lengths.append(np.mean(esc))
+    slope = np.polyfit(np.log(ns), lengths, 1)[0]
+    print("plateau lengths", dict(zip(ns, lengths, strict=True)), "slope", slope,
+          "1/(2λ)", 1 / (2 * p.rate))
+    assert slope == pytest.approx(1 / (2 * p.rate), rel=0.2)
