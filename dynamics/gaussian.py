@@ -122,6 +122,12 @@ def _quad(fns: list, c: np.ndarray, points: int | None = None) -> np.ndarray:
     return prod @ weight
 
 
+def _scale_corr(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """√(C_aa C_bb) and the correlation ρ = C_ab/√(C_aa C_bb) (clipped to [−1, 1]; 0 at 0)."""
+    s = np.sqrt(c[..., 0, 0] * c[..., 1, 1])
+    return s, np.clip(c[..., 0, 1] / np.where(s > 0, s, 1), -1, 1)
+
+
 # ----------------------------------------------------------------------------- activations
 
 
@@ -210,8 +216,7 @@ class Activation:
         if k == "linear":
             return c[..., 0, 1]
         if k == "relu":
-            s = np.sqrt(c[..., 0, 0] * c[..., 1, 1])
-            rho = np.clip(c[..., 0, 1] / np.where(s > 0, s, 1), -1, 1)
+            s, rho = _scale_corr(c)
             return s / (2 * np.pi) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho)
         if k == "polynomial":
             return self._poly("i2", c)
@@ -226,8 +231,7 @@ class Activation:
         if k == "linear":
             return np.ones(c.shape[:-2])
         if k == "relu":
-            s = np.sqrt(c[..., 0, 0] * c[..., 1, 1])
-            rho = np.clip(c[..., 0, 1] / np.where(s > 0, s, 1), -1, 1)
+            _, rho = _scale_corr(c)
             return (np.pi - np.arccos(rho)) / (2 * np.pi)
         if k == "polynomial":
             return self._poly("j2", c)
