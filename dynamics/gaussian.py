@@ -128,6 +128,43 @@ def _scale_corr(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, np.clip(c[..., 0, 1] / np.where(s > 0, s, 1), -1, 1)
 
 
+class ReluI2(sp.Function):
+    """ReLU's arc-cosine kernel E[relu(λ_a) relu(λ_b)] = (1/2π)[√(C_aa C_bb − C_ab²)
+    + (π − arccos ρ) C_ab] with its derivatives written cancelled: ∂/∂C_ab = (π − arccos ρ)/2π
+    (Price), ∂/∂C_aa = √(C_aa C_bb − C_ab²)/(4π C_aa). The plain form's derivative is a
+    difference of two terms ∝ 1/√(1 − ρ²), NaN at ρ = 1, where a symmetric plateau sits."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        caa, cab, cbb = self.args
+        root = sp.sqrt(caa * cbb - cab**2)
+        if argindex == 1:
+            return root / (4 * sp.pi * caa)
+        if argindex == 3:
+            return root / (4 * sp.pi * cbb)
+        return (sp.pi - sp.acos(cab / sp.sqrt(caa * cbb))) / (2 * sp.pi)
+
+    def _eval_evalf(self, prec):
+        caa, cab, cbb = self.args
+        s = sp.sqrt(caa * cbb)
+        rho = cab / s
+        return (s / (2 * sp.pi) * (sp.sqrt(1 - rho**2) + (sp.pi - sp.acos(rho)) * rho)
+                ).evalf(prec)
+
+
+def _relu_i2_numeric(caa, cab, cbb):
+    c = np.stack([np.stack([caa, cab], -1), np.stack([cab, cbb], -1)], -2)
+    return _named("relu").i2(c)
+
+
+#: numpy versions for lambdify: ReLU's kernel, and sqrt / arccos clipped to their domain (a
+#: correlation of exactly ±1 can come out 1 + 1e-16 in floating point)
+NUMPY_MODULES = {"ReluI2": _relu_i2_numeric,
+                 "sqrt": lambda v: np.sqrt(np.maximum(v, 0)),
+                 "acos": lambda v: np.arccos(np.clip(v, -1, 1))}
+
+
 # ----------------------------------------------------------------------------- activations
 
 
@@ -177,10 +214,7 @@ class Activation:
         if k == "linear":
             return cab
         if k == "relu":
-            s = sp.sqrt(caa * cbb)
-            rho = cab / s
-            th = sp.acos(rho)
-            return s / (2 * sp.pi) * (sp.sqrt(1 - rho**2) + (sp.pi - th) * rho)
+            return ReluI2(caa, cab, cbb)
         if k == "polynomial":
             cov, names = _cov_symbols(2)
             a, b = sp.symbols("la lb", real=True)

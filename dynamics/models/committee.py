@@ -45,7 +45,7 @@ import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
 
-from ..gaussian import Activation, ActivationError, activation
+from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
 from ..phases import crossing_times
 
 __all__ = [
@@ -300,8 +300,9 @@ class CommitteeModel:
         fix(self, "epsilon", eps)
         fix(self, "symbols", (qsyms, rsyms, vsyms, consts))
         args = state + consts
-        fix(self, "_loss", sp.lambdify(args, eps, "numpy", cse=True))
-        fix(self, "_grad", sp.lambdify(args, grads, "numpy", cse=True))
+        modules = [NUMPY_MODULES, "numpy"]
+        fix(self, "_loss", sp.lambdify(args, eps, modules, cse=True))
+        fix(self, "_grad", sp.lambdify(args, grads, modules, cse=True))
         fix(self, "_iu", np.triu_indices(k))
 
     # ---------------------------------------------------------------- packing
@@ -475,7 +476,7 @@ def _jacobian(f, y, h=1e-6):
 
 def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
             batch: int = 1, tol: float = 1e-12) -> Plateau:
-    """Newton on dy/dt = 0 from ``start`` (a state, or the curve's first local minimum of |dy/dt|
+    """Newton on dy/dt = 0 from ``start`` (a state, or the curve's point of least |dy/dt|/ε
     after its first drop); returns :class:`Plateau`. ``lr`` > 0 uses the online ODE. Raises
     :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
     model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
@@ -488,16 +489,24 @@ def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
     if isinstance(start, Curve):
         speed = np.array([np.linalg.norm(f(y)) for y in start.y])
         first = int(np.argmax(start.loss < 0.9 * start.loss[0])) or 1
-        rising = np.flatnonzero(np.diff(speed[first:]) > 0)  # the first local minimum of speed
-        y = start.y[first + (int(rising[0]) if rising.size else len(speed) - 1 - first)].copy()
+        # slowest relative to its loss: on a plateau |dy/dt| → 0 at ε* > 0, whereas the final
+        # approach to ε = 0 has |dy/dt| ∝ ε
+        ratio = speed[first:] / np.maximum(start.loss[first:], 1e-300)
+        y = start.y[first + int(np.argmin(ratio))].copy()
     else:
         y = np.asarray(start, float).copy()
     for _ in range(50):
         fy = f(y)
         if np.linalg.norm(fy) < tol:
             break
-        y = y - np.linalg.lstsq(_jacobian(f, y), fy, rcond=None)[0]
-    else:
+        jac = _jacobian(f, y)
+        if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(fy))):
+            raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
+        step = np.linalg.lstsq(jac, fy, rcond=None)[0]
+        y = y - step
+        if np.linalg.norm(step) < 1e-13 * (1 + np.linalg.norm(y)):
+            break
+    if np.linalg.norm(f(y)) > 1e-8:
         raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "
                              f"{np.linalg.norm(f(y)):.2e})")
     level = model.loss(y, tt, a, v)

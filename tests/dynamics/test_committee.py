@@ -12,7 +12,8 @@ from dynamics.models import committee as cm
 
 def _full_flow_losses(spec, times):
     """Oracle: dJ/dt = −∇_J ε(J) in the N·K weights, ∇ by torch autograd of ε written here from
-    g(x) = erf(x/√2)'s I2 = (2/π) arcsin(C_ab/√((1+C_aa)(1+C_bb))) (float64)."""
+    g(x) = erf(x/√2)'s I2 = (2/π) arcsin(C_ab/√((1+C_aa)(1+C_bb))), or ReLU's arc-cosine kernel
+    √(C_aa C_bb)/(2π)(√(1−ρ²) + (π − arccos ρ)ρ) off the diagonal and C_aa/2 on it (float64)."""
     torch = pytest.importorskip("torch")
     wt = torch.tensor(spec.Wt / np.sqrt(spec.N))
     a = torch.tensor(spec.a)
@@ -21,8 +22,18 @@ def _full_flow_losses(spec, times):
     def eps(j):
         f = torch.cat([j, wt])
         c = f @ f.T
-        d = torch.sqrt(1 + torch.diagonal(c))
-        i2 = 2 / np.pi * torch.asin(c / torch.outer(d, d))
+        if spec.activation == "erf":
+            d = torch.sqrt(1 + torch.diagonal(c))
+            i2 = 2 / np.pi * torch.asin(c / torch.outer(d, d))
+        else:
+            n = c.shape[0]
+            off = ~torch.eye(n, dtype=torch.bool)
+            d = torch.sqrt(torch.diagonal(c))
+            s = torch.outer(d, d)[off]
+            rho = c[off] / s
+            i2 = torch.diag(torch.diagonal(c) / 2)
+            i2 = i2.masked_scatter(off, s / (2 * np.pi) * (torch.sqrt(1 - rho**2)
+                                                           + (np.pi - torch.acos(rho)) * rho))
         coef = torch.cat([v, -a])
         return coef @ i2 @ coef / 2
 
@@ -36,8 +47,9 @@ def _full_flow_losses(spec, times):
     return np.array([float(eps(torch.tensor(y.reshape(spec.K, spec.N)))) for y in sol.y.T])
 
 
-def test_reduced_flow_equals_full_parameter_flow():
-    spec = cm.sample(2, 2, 50, "erf", init=0.3, seed=4)
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_reduced_flow_equals_full_parameter_flow(act):
+    spec = cm.sample(2, 2, 50, act, init=0.3, seed=4)
     times = np.linspace(0, 40, 41)
     full = _full_flow_losses(spec, times)
     red = cm.integrate(spec, 40, "flow", rtol=1e-12, times=times).loss
