@@ -86,3 +86,18 @@ def test_generic_predict_reports_initial_loss_and_csv(tmp_path, capsys):
         rows = list(csv.reader(f))
     assert rows[0][:2] == ["t", "loss"]
     assert float(rows[1][1]) == pytest.approx(out["initial_loss"], rel=1e-12)
+
+
+def test_generic_train_csv(tmp_path, capsys):
+    spec = tmp_path / "f.npz"
+    assert main(["sample", "factorization", "--n", "5", "--rank", "1", "--init", "0.1",
+                 "-o", str(spec)]) == 0
+    assert main(["train", str(spec), "--lr", "0.1", "--steps", "50", "--csv",
+                 str(tmp_path / "t.csv")]) == 0
+    capsys.readouterr()
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["seed", "step", "t", "loss"]
+    steps = [int(r[1]) for r in rows[1:]]
+    assert steps[0] == 0 and steps[-1] == 50
+    assert float(rows[-1][2]) == pytest.approx(0.1 * 50)
