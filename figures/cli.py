@@ -242,6 +242,11 @@ def _model_named(problem: str, args: argparse.Namespace):  # -> Model
 def _cmd_sample(args: argparse.Namespace) -> int:
     from dynamics.problems import save
 
+    if args.problem == "committee":
+        from . import committee_cli
+
+        return committee_cli.sample(args)
+
     problem = _problem_name(args, _load_models(args))
     spec = sample_from_args(problem, args)
     path = save(spec, args.output)
@@ -338,6 +343,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from dynamics.integrate import predict
 
+    from . import committee_cli
+
+    if committee_cli.is_committee(args.spec):
+        return committee_cli.predict(args)
     method = _method(args)
     _load_models(args)
     spec = _load_spec(args)
@@ -347,6 +356,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         traj = predict(spec, method, t_max=args.t_max)
     _notices("predict", caught)
+    if args.csv:
+        import numpy as np
+
+        group_loss = traj.group_loss if traj.group_loss is not None else np.zeros((len(traj.t), 0))
+        committee_cli.write_csv(args.csv, ["t", "loss", *(f"group_{g}" for g in
+                                                         range(group_loss.shape[1]))],
+                                np.column_stack([traj.t, traj.loss, group_loss]).tolist())
     seconds = time.perf_counter() - started
     from dynamics.integrate import NotReducedWarning
 
@@ -361,6 +377,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
                     "options": options, "lr": args.lr, "l_ref": spec.l_ref,
                     "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
+                    "initial_loss": float(traj.loss[0]),
                     "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
                     "state_size": traj.state_size, "reduced": reduced, "seconds": seconds,
                     **groups})
@@ -469,6 +486,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from validation.training import train
 
+    from . import committee_cli
+
+    if args.spec is not None and committee_cli.is_committee(args.spec):
+        return committee_cli.train(args)
     _load_models(args)
     from_file = args.spec is not None
     loss, weight_decay = args.loss, args.weight_decay  # overrides of a spec file's values
@@ -478,6 +499,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = train(specs, config)
+    if args.csv:
+        committee_cli.write_csv(args.csv, ["seed", "step", "t", "loss"], [
+            (i if from_file else args.seed + i, round(t / args.lr), t, loss)
+            for i, traj in enumerate(result.trajectories)
+            for t, loss in zip(traj.t.tolist(), traj.loss.tolist(), strict=True)])
     crossings = result.crossing_times()
     seeds = []
     for i, (traj, cross) in enumerate(zip(result.trajectories, crossings, strict=True)):
@@ -535,6 +561,10 @@ def _phases_or_none(traj: Trajectory) -> dict | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from validation.comparison import TrainingDiverged, compare
 
+    from . import committee_cli
+
+    if committee_cli.is_committee(args.spec):
+        return committee_cli.compare(args)
     _load_models(args)
     spec = _load_spec(args)
     config = _train_config(args, None, None)
@@ -681,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dynamics.models.icl_cli import add_options as add_icl_options
 
     add_icl_options(p.add_argument_group("in-context regression (sample icl)"))
+    from . import committee_cli
+
+    committee_cli.add_sample_options(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
 
@@ -696,10 +729,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
                         "'tilted(tau=2)', 'dro' (default: the spec's)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
-    p.add_argument("--method", choices=METHODS, default="flow",
+    p.add_argument("--method", choices=(*METHODS, "online"), default="flow",
                    help="flow (reduced when it closes, else full, with a note), modified, "
                    "discrete (the exact GD map), full, sign (Adam's small-step limit), "
-                   "adam (Adam(W) at step --lr as an ODE in θ, m, v)")
+                   "adam (Adam(W) at step --lr as an ODE in θ, m, v); "
+                   "online (committee specs: online SGD's N → ∞ ODE, --lr, --batch)")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help="online: B fresh samples per step (default 1)")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                   help="write the curve: columns t, loss, then any group losses")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="step size η (modified, discrete; with --schedule the base rate)")
     p.add_argument("--momentum", type=_nonneg_float, default=None,
@@ -747,6 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of seeds S (seeds SEED..SEED+S-1), trained at once")
     _add_training_options(p)
     p.add_argument("--steps", type=_positive_int, required=True, help="number of steps N")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help="committee specs: B fresh Gaussian inputs per step (default 1)")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                   help="write every seed's curve, long format: seed, step, t, loss")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     # with SPEC.npz, --weight-decay and --loss override the spec's only when given
     p.set_defaults(func=_cmd_train, weight_decay=None, loss=None, dtype="float32")
@@ -760,6 +802,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="number of steps (default: past the predicted t_0.01)")
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="committee specs: seeds trained at once (default 1)")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help="committee specs: B fresh Gaussian inputs per step (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_compare, dtype="float64")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..blocks import Section
 from . import (
     attention,
+    committee,
     cross_entropy,
     depth,
     equations,
@@ -39,6 +40,7 @@ SECTIONS: tuple[Section, ...] = (
     open_questions.SECTION,
     depth.SECTION,
     power.SECTION,
+    committee.SECTION,
 )
 
 

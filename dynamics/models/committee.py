@@ -1,0 +1,517 @@
+"""Committee machines on Gaussian inputs: the loss of the order parameters, its reduced gradient
+flow (derived by the chain rule), online SGD in the N → ∞ limit, and the symmetric plateau.
+
+Model (Saad & Solla 1995; Goldt et al. 2019). Inputs x ~ N(0, I_N), fresh at every step.
+Student φ(x) = Σ_k v_k g(w_k·x/√N) (k = 1..K), teacher φ*(x) = Σ_m a_m g(w*_m·x/√N) + σ_ζ ζ
+(m = 1..M). Normalised weights J = W/√N; order parameters Q = J Jᵀ (K×K), R = J J*ᵀ (K×M),
+T = J* J*ᵀ (M×M), and v, a. With C = [[Q, R], [Rᵀ, T]] and I2 from :mod:`dynamics.gaussian`,
+
+    ε(Q, R, T, v, a) = ½ E[(φ − φ*)²] = ½ [Σ_kl v_k v_l I2(k,l) − 2 Σ_km v_k a_m I2(k,m)
+                                          + Σ_mn a_m a_n I2(m,n)]          (+ σ_ζ²/2, apart)
+
+is built once as a SymPy expression of the entries (K, M fixed when the spec is loaded).
+
+**Reduced gradient flow** (``flow``), in t with dJ/dt = −∇_J ε (and dv/dt = −∂ε/∂v when the
+second layer is trained). Since ε depends on J only through the contractions Q = JJᵀ and
+R = JJ*ᵀ, the chain rule gives ∇_J ε = D J + P J* with D_kl = ∂ε/∂Q_kl (k ≠ l, each pair one
+symbol), D_kk = 2 ∂ε/∂Q_kk and P = ∂ε/∂R — derived by SymPy from ε, no hand-written committee
+equations — hence
+
+    dQ/dt = −(D Q + P Rᵀ) − (D Q + P Rᵀ)ᵀ,    dR/dt = −(D R + P T).
+
+:func:`gram_flow` is that chain rule for any loss of a Gram matrix.
+
+**Online SGD** (``online``, rate η, B fresh samples per step): w_k ← w_k + (η/B) Σ_b Δ_b v_k
+g′(λ_kb) x_b/√N, Δ = φ* − φ; the second layer (when trained) takes steps η/N. In the N → ∞
+limit, in t = η·step/N (Saad & Solla's α = step/N = t/η),
+
+    dQ_kl/dt = (flow) + (η/B) v_k v_l [Σ_pq c_p c_q I4(k, l, p, q) + σ_ζ² J2(k, l)],
+
+p, q over the K + M fields with c = (−v, a); dR/dt and dv/dt are the flow's.
+
+**Plateau** (:func:`plateau`): Newton on the reduced vector field from a point of the plateau
+finds the symmetric fixed point y*; λ is the largest real eigenvalue of its Jacobian; a start at
+asymmetry δ₀ leaves it at t_esc ≈ t₀ + (1/λ) ln(1/δ₀); with δ₀ ∝ N^{−1/2}, t_esc ≈ (1/2λ) ln N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+from scipy.integrate import solve_ivp
+
+from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
+from ..phases import crossing_times
+
+__all__ = [
+    "CommitteeError",
+    "CommitteeModel",
+    "CommitteeSpec",
+    "Curve",
+    "Plateau",
+    "epsilon",
+    "gram_flow",
+    "integrate",
+    "load",
+    "model_of",
+    "plateau",
+    "sample",
+]
+
+KIND = "committee"
+SECOND_LAYER = ("fixed", "trained")
+
+
+class CommitteeError(ValueError):
+    """A committee spec or option is invalid (one-line message naming the key)."""
+
+
+# ============================================================================ the spec
+
+
+@dataclass(frozen=True, eq=False)
+class CommitteeSpec:
+    """A committee-machine problem (module docstring): teacher ``Wt`` (M×N), ``a`` (M),
+    student ``W0`` (K×N), ``v0`` (K), ``noise`` σ_ζ ≥ 0, ``second_layer`` fixed|trained."""
+
+    activation: str
+    Wt: np.ndarray
+    a: np.ndarray
+    W0: np.ndarray
+    v0: np.ndarray
+    noise: float = 0.0
+    second_layer: str = "fixed"
+    kind: str = KIND
+
+    def __post_init__(self) -> None:
+        fix = object.__setattr__
+        act = str(self.activation)
+        activation(act)  # raises ActivationError (a ValueError) for an unknown name
+        fix(self, "activation", act)
+        for key, ndim in (("Wt", 2), ("a", 1), ("W0", 2), ("v0", 1)):
+            arr = np.asarray(getattr(self, key), dtype=float)
+            if arr.ndim != ndim:
+                raise CommitteeError(f"spec key {key!r}: expected {ndim} dimensions, got shape "
+                                     f"{arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise CommitteeError(f"spec key {key!r}: contains NaN or inf")
+            fix(self, key, arr)
+        k, n = self.W0.shape
+        m, nt = self.Wt.shape
+        if k == 0 or m == 0:
+            raise CommitteeError(f"committee needs K >= 1 students and M >= 1 teachers (got "
+                                 f"K = {k}, M = {m})")
+        if n != nt:
+            raise CommitteeError(f"spec keys 'W0' {self.W0.shape} and 'Wt' {self.Wt.shape} "
+                                 "disagree in N")
+        if self.a.shape != (m,):
+            raise CommitteeError(f"spec keys 'a' {self.a.shape} and 'Wt' {self.Wt.shape} "
+                                 "disagree in M")
+        if self.v0.shape != (k,):
+            raise CommitteeError(f"spec keys 'v0' {self.v0.shape} and 'W0' {self.W0.shape} "
+                                 "disagree in K")
+        noise = float(self.noise)
+        if not (np.isfinite(noise) and noise >= 0):
+            raise CommitteeError(f"spec key 'noise' must be >= 0, got {noise:g}")
+        fix(self, "noise", noise)
+        if self.second_layer not in SECOND_LAYER:
+            raise CommitteeError(f"spec key 'second_layer' must be fixed or trained, got "
+                                 f"{self.second_layer!r}")
+
+    @property
+    def K(self) -> int:
+        return self.W0.shape[0]
+
+    @property
+    def M(self) -> int:
+        return self.Wt.shape[0]
+
+    @property
+    def N(self) -> int:
+        return self.W0.shape[1]
+
+    @property
+    def trained(self) -> bool:
+        return self.second_layer == "trained"
+
+    @property
+    def model(self) -> CommitteeModel:
+        return model_of(self.activation, self.K, self.M, self.trained)
+
+    def order_parameters(self, w: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(Q, R, T) = (WWᵀ, WW*ᵀ, W*W*ᵀ)/N of ``w`` (default the initial W0)."""
+        w = self.W0 if w is None else w
+        n = self.N
+        return w @ w.T / n, w @ self.Wt.T / n, self.Wt @ self.Wt.T / n
+
+    def initial_state(self) -> np.ndarray:
+        q, r, _ = self.order_parameters()
+        return self.model.pack(q, r, self.v0)
+
+    @property
+    def T(self) -> np.ndarray:
+        return self.Wt @ self.Wt.T / self.N
+
+    @property
+    def l_ref(self) -> float:
+        """½ E[φ*²] without the noise (the zero student's ε)."""
+        k = self.K
+        return epsilon(self.activation, np.zeros((k, k)), np.zeros((k, self.M)), self.T,
+                       np.zeros(k), self.a)
+
+    @property
+    def noise_floor(self) -> float:
+        """σ_ζ²/2, the constant the output noise adds to ε (reported apart)."""
+        return self.noise**2 / 2
+
+    def initial_loss(self) -> float:
+        return float(self.model.loss(self.initial_state(), self.T, self.a, self.v0))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"kind": np.array(KIND), "activation": np.array(self.activation),
+                "Wt": self.Wt, "a": self.a, "W0": self.W0, "v0": self.v0,
+                "noise": np.array(self.noise), "second_layer": np.array(self.second_layer)}
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, **self.arrays())
+
+    def describe(self) -> str:
+        return (f"committee K={self.K} M={self.M} N={self.N} g={self.activation} "
+                f"second layer {self.second_layer}, noise {self.noise:g}")
+
+
+def from_arrays(data: Mapping[str, object]) -> CommitteeSpec:
+    """A spec from ``.npz`` entries (one-line :class:`CommitteeError` for a missing key)."""
+    for key in ("activation", "Wt", "a", "W0", "v0"):
+        if key not in data:
+            raise CommitteeError(f"committee spec: missing key {key!r}")
+    scalar = {k: np.asarray(data[k]).item() for k in ("activation", "noise", "second_layer")
+              if k in data}
+    return CommitteeSpec(activation=str(scalar["activation"]), Wt=data["Wt"], a=data["a"],
+                         W0=data["W0"], v0=data["v0"], noise=float(scalar.get("noise", 0.0)),
+                         second_layer=str(scalar.get("second_layer", "fixed")))
+
+
+def load(path: str | Path) -> CommitteeSpec:
+    with np.load(path, allow_pickle=False) as f:
+        return from_arrays({k: f[k] for k in f.files})
+
+
+def sample(students: int, teachers: int, n: int, activation: str = "erf", init: float = 1e-3,
+           seed: int = 0, noise: float = 0.0, second_layer: str = "fixed") -> CommitteeSpec:
+    """Teacher rows with w*_m·w*_m'/N = δ_mm' (T = I), a = 1; student entries i.i.d. N(0, init²),
+    v0 = 1. Needs M ≤ N."""
+    if students < 1 or teachers < 1:
+        raise CommitteeError(f"committee needs K >= 1 students and M >= 1 teachers (got "
+                             f"K = {students}, M = {teachers})")
+    if teachers > n:
+        raise CommitteeError(f"T = I needs M <= N (got M = {teachers}, N = {n})")
+    if not init > 0:
+        raise CommitteeError(f"--init must be > 0, got {init:g}")
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(n, teachers)))
+    wt = q.T * np.sqrt(n)
+    w0 = rng.normal(scale=init, size=(students, n))
+    return CommitteeSpec(activation, wt, np.ones(teachers), w0, np.ones(students), noise,
+                         second_layer)
+
+
+# ============================================================================ the model
+
+
+def epsilon(act: str, q: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray,
+            a: np.ndarray) -> np.ndarray:
+    """ε = ½ cᵀ I2(C) c with c = (v, −a), C = [[Q, R], [Rᵀ, T]], evaluated numerically (any
+    activation, quadrature ones included); Q, R, v may carry leading batch axes (..., K, K)."""
+    g = activation(act)
+    q, r, v = np.asarray(q, float), np.asarray(r, float), np.asarray(v, float)
+    batch = np.broadcast_shapes(q.shape[:-2], r.shape[:-2], v.shape[:-1])
+    tt = np.broadcast_to(t, batch + np.shape(t))
+    c = np.concatenate([np.concatenate([np.broadcast_to(q, batch + q.shape[-2:]),
+                                        np.broadcast_to(r, batch + r.shape[-2:])], -1),
+                        np.concatenate([np.swapaxes(np.broadcast_to(r, batch + r.shape[-2:]),
+                                                    -1, -2), tt], -1)], -2)
+    d = np.diagonal(c, axis1=-2, axis2=-1)
+    pair = np.stack([np.stack([d[..., :, None] + 0 * c, c], -1),
+                     np.stack([c, d[..., None, :] + 0 * c], -1)], -2)  # (..., n, n, 2, 2)
+    coef = np.concatenate([np.broadcast_to(v, batch + v.shape[-1:]),
+                           -np.broadcast_to(a, batch + np.shape(a))], -1)
+    return 0.5 * np.einsum("...i,...ij,...j->...", coef, g.i2(pair), coef)
+
+
+def gram_flow(dq: np.ndarray, dr: np.ndarray, q: np.ndarray, r: np.ndarray,
+              t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chain rule through the contractions: for a loss ε(Q, R) with Q = JJᵀ, R = JJ*ᵀ,
+    ``dq[k, l]`` = ∂ε/∂Q_kl (one symbol per pair k ≤ l, mirrored) and ``dr`` = ∂ε/∂R, the flow
+    dJ/dt = −∇_J ε = −(D J + P J*) (D = dq off the diagonal, 2·dq on it; P = dr) moves the
+    contractions as dQ/dt = −(DQ + PRᵀ) − (DQ + PRᵀ)ᵀ, dR/dt = −(DR + PT). Units: per unit t."""
+    d = dq + np.diag(np.diag(dq))
+    g = d @ q + dr @ r.T
+    return -(g + g.T), -(d @ r + dr @ t)
+
+
+@dataclass(frozen=True, eq=False)
+class CommitteeModel:
+    """ε of (Q, R, T, v, a) for fixed K, M, g, and its derived reduced dynamics.
+
+    State vector y = (Q_kl for k ≤ l, R row-major, v if the second layer is trained).
+    """
+
+    act: Activation
+    K: int
+    M: int
+    trained: bool
+
+    def __post_init__(self) -> None:
+        k, m = self.K, self.M
+        q = sp.Matrix(k, k, lambda i, j: sp.Symbol(f"Q{min(i, j)}_{max(i, j)}", real=True))
+        r = sp.Matrix(k, m, lambda i, j: sp.Symbol(f"R{i}_{j}", real=True))
+        t = sp.Matrix(m, m, lambda i, j: sp.Symbol(f"T{min(i, j)}_{max(i, j)}", real=True))
+        v = sp.Matrix(k, 1, lambda i, _: sp.Symbol(f"v{i}", real=True))
+        a = sp.Matrix(m, 1, lambda i, _: sp.Symbol(f"a{i}", real=True))
+        i2, i2d = self.act.i2_sym, self.act.i2_diag_sym
+
+        def pair(diag_x, diag_y, cross, same):  # E[g g], the diagonal as a function of C_aa
+            return i2d(diag_x) if same else i2(diag_x, cross, diag_y)
+
+        eps = 0
+        for i in range(k):
+            for j in range(k):
+                eps += v[i] * v[j] * pair(q[i, i], q[j, j], q[i, j], i == j)
+            for j in range(m):
+                eps -= 2 * v[i] * a[j] * i2(q[i, i], r[i, j], t[j, j])
+        for i in range(m):
+            for j in range(m):
+                eps += a[i] * a[j] * pair(t[i, i], t[j, j], t[i, j], i == j)
+        eps = eps / 2
+        qsyms = [q[i, j] for i in range(k) for j in range(i, k)]
+        rsyms = list(r)
+        vsyms = list(v)
+        state = qsyms + rsyms + (vsyms if self.trained else [])
+        consts = [t[i, j] for i in range(m) for j in range(i, m)] + list(a) + \
+            ([] if self.trained else vsyms)
+        grads = [sp.diff(eps, s) for s in qsyms + rsyms + vsyms]
+        fix = object.__setattr__
+        fix(self, "epsilon", eps)
+        fix(self, "symbols", (qsyms, rsyms, vsyms, consts))
+        args = state + consts
+        modules = [NUMPY_MODULES, "numpy"]
+        fix(self, "_loss", sp.lambdify(args, eps, modules, cse=True))
+        fix(self, "_grad", sp.lambdify(args, grads, modules, cse=True))
+        fix(self, "_iu", np.triu_indices(k))
+
+    # ---------------------------------------------------------------- packing
+    @property
+    def state_size(self) -> int:
+        """K(K+1)/2 + KM (+ K when the second layer learns): independent of N."""
+        k, m = self.K, self.M
+        return k * (k + 1) // 2 + k * m + (k if self.trained else 0)
+
+    def pack(self, q: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(q)[self._iu], np.ravel(r)]
+        if self.trained:
+            parts.append(np.ravel(v))
+        return np.concatenate(parts).astype(float)
+
+    def unpack(self, y: np.ndarray, v: np.ndarray | None = None):
+        """(Q, R, v) from a state vector (v = the fixed ``v`` when not trained)."""
+        k, m = self.K, self.M
+        nq = k * (k + 1) // 2
+        q = np.zeros((k, k))
+        q[self._iu] = y[:nq]
+        q = q + np.triu(q, 1).T
+        r = np.reshape(y[nq:nq + k * m], (k, m))
+        if self.trained:
+            v = y[nq + k * m:]
+        return q, r, np.asarray(v, float)
+
+    def _args(self, y, t, a, v):
+        m = self.M
+        consts = list(np.asarray(t)[np.triu_indices(m)]) + list(a)
+        if not self.trained:
+            consts += list(v)
+        return list(y) + consts
+
+    # ---------------------------------------------------------------- dynamics
+    def loss(self, y: np.ndarray, t: np.ndarray, a: np.ndarray,
+             v: np.ndarray | None = None) -> float:
+        """ε(Q, R, T, v, a) (no noise term)."""
+        return float(self._loss(*self._args(y, t, a, v)))
+
+    def flow(self, y: np.ndarray, t: np.ndarray, a: np.ndarray,
+             v: np.ndarray | None = None) -> np.ndarray:
+        """dy/dt of the population gradient flow dJ/dt = −∇_J ε (module docstring)."""
+        k, m = self.K, self.M
+        g = np.asarray(self._grad(*self._args(y, t, a, v)), float)
+        nq = k * (k + 1) // 2
+        dq = np.zeros((k, k))
+        dq[self._iu] = g[:nq]
+        dq = dq + np.triu(dq, 1).T
+        dr = g[nq:nq + k * m].reshape(k, m)
+        q, r, _ = self.unpack(y, v)
+        dqdt, drdt = gram_flow(dq, dr, q, r, t)
+        parts = [dqdt[self._iu], drdt.ravel()]
+        if self.trained:
+            parts.append(-g[nq + k * m:])
+        return np.concatenate(parts)
+
+    def online_term(self, y: np.ndarray, t: np.ndarray, a: np.ndarray,
+                    v: np.ndarray | None = None, noise: float = 0.0) -> np.ndarray:
+        """The bracket multiplying η/B in dQ_kl/dt: v_k v_l [Σ_pq c_p c_q I4(k,l,p,q) + σ² J2(k,l)]
+        (zero for R and v); as a state vector."""
+        k, m = self.K, self.M
+        q, r, vv = self.unpack(y, v)
+        c = np.block([[q, r], [r.T, t]])
+        coef = np.concatenate([-vv, a])
+        kk, ll = self._iu
+        nf = k + m
+        p, qq = np.triu_indices(nf)
+        idx = np.stack([np.repeat(kk, len(p)), np.repeat(ll, len(p)),
+                        np.tile(p, len(kk)), np.tile(qq, len(kk))], -1)  # (pairs*fieldpairs, 4)
+        cov = c[idx[:, :, None], idx[:, None, :]]
+        i4 = self.act.i4(cov).reshape(len(kk), len(p))
+        w = coef[p] * coef[qq] * np.where(p == qq, 1.0, 2.0)
+        bracket = i4 @ w
+        if noise:
+            bracket = bracket + noise**2 * self.act.j2(c[np.stack([kk, ll], -1)[:, :, None],
+                                                         np.stack([kk, ll], -1)[:, None, :]])
+        out = np.zeros(self.state_size)
+        out[:len(kk)] = vv[kk] * vv[ll] * bracket
+        return out
+
+
+@cache
+def _model(act: str, k: int, m: int, trained: bool) -> CommitteeModel:
+    return CommitteeModel(activation(act), k, m, trained)
+
+
+def model_of(act: str, k: int, m: int, trained: bool = False) -> CommitteeModel:
+    """The committee family's member for K, M, g (built once per combination)."""
+    a = activation(act)
+    if not a.symbolic:
+        raise ActivationError(f"activation {act!r}: the derived flow needs a closed-form I2 "
+                              "(erf, relu, linear, polynomials); integrals only by quadrature")
+    return _model(act, k, m, trained)
+
+
+# ============================================================================ integration
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A predicted curve in t: ``loss`` = ε (noise floor apart), ``y`` the states."""
+
+    t: np.ndarray
+    loss: np.ndarray
+    y: np.ndarray
+    method: str
+
+    def escape_time(self, level: float) -> float | None:
+        """First t with ε ≤ level/2 (half the plateau level), interpolated in ln ε."""
+        return crossing_times(self.t, self.loss, level, (0.5,))[0.5]
+
+
+def integrate(spec: CommitteeSpec, t_end: float, method: str = "flow", lr: float = 0.0,
+              batch: int = 1, y0: np.ndarray | None = None, points: int = 400,
+              rtol: float = 1e-9, times: np.ndarray | None = None) -> Curve:
+    """Integrate the reduced ``flow`` or ``online`` ODE (rate ``lr`` = η, ``batch`` = B) from
+    the spec's initial order parameters (or ``y0``) to ``t_end`` (t = η·step/N), sampled at
+    ``points`` equally spaced times (or at ``times``)."""
+    if method not in ("flow", "online"):
+        raise CommitteeError(f"unknown committee method {method!r} (flow, online)")
+    if method == "online" and not lr > 0:
+        raise CommitteeError("--method online needs --lr > 0")
+    if batch < 1:
+        raise CommitteeError(f"--batch must be >= 1, got {batch}")
+    model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
+    scale = lr / batch if method == "online" else 0.0
+
+    def rhs(_, y):
+        out = model.flow(y, tt, a, v)
+        if scale:
+            out = out + scale * model.online_term(y, tt, a, v, spec.noise)
+        return out
+
+    y0 = spec.initial_state() if y0 is None else np.asarray(y0, float)
+    ts = np.linspace(0, t_end, points) if times is None else np.asarray(times, float)
+    sol = solve_ivp(rhs, (0, t_end), y0, t_eval=ts, method="LSODA", rtol=rtol,
+                    atol=rtol * 1e-3)
+    if not sol.success:
+        raise CommitteeError(f"integration failed: {sol.message}")
+    loss = np.array([model.loss(y, tt, a, v) for y in sol.y.T])
+    return Curve(sol.t, loss, sol.y.T, method)
+
+
+# ============================================================================ the plateau
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The fixed point y* a plateau sits at, its level ε(y*), the escape eigenvalue λ (largest
+    real eigenvalue of the Jacobian of dy/dt there, per unit t) and its eigenvector."""
+
+    y: np.ndarray
+    level: float
+    rate: float
+    direction: np.ndarray
+
+    def escape_time(self, t0: float, delta0: float) -> float:
+        """t_esc ≈ t₀ + (1/λ) ln(1/δ₀)."""
+        return t0 + np.log(1 / delta0) / self.rate
+
+
+def _jacobian(f, y, h=1e-6):
+    cols = []
+    for i in range(len(y)):
+        e = np.zeros_like(y)
+        e[i] = h * max(1.0, abs(y[i]))
+        cols.append((f(y + e) - f(y - e)) / (2 * e[i]))
+    return np.stack(cols, 1)
+
+
+def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
+            batch: int = 1, tol: float = 1e-12) -> Plateau:
+    """Newton on dy/dt = 0 from ``start`` (a state, or the curve's point of least |dy/dt|/ε
+    after its first drop); returns :class:`Plateau`. ``lr`` > 0 uses the online ODE. Raises
+    :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
+    model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
+    scale = lr / batch
+
+    def f(y):
+        out = model.flow(y, tt, a, v)
+        return out + scale * model.online_term(y, tt, a, v, spec.noise) if scale else out
+
+    if isinstance(start, Curve):
+        speed = np.array([np.linalg.norm(f(y)) for y in start.y])
+        first = int(np.argmax(start.loss < 0.9 * start.loss[0])) or 1
+        # slowest relative to its loss: on a plateau |dy/dt| → 0 at ε* > 0, whereas the final
+        # approach to ε = 0 has |dy/dt| ∝ ε
+        ratio = speed[first:] / np.maximum(start.loss[first:], 1e-300)
+        y = start.y[first + int(np.argmin(ratio))].copy()
+    else:
+        y = np.asarray(start, float).copy()
+    for _ in range(50):
+        fy = f(y)
+        if np.linalg.norm(fy) < tol:
+            break
+        jac = _jacobian(f, y)
+        if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(fy))):
+            raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
+        step = np.linalg.lstsq(jac, fy, rcond=None)[0]
+        y = y - step
+        if np.linalg.norm(step) < 1e-13 * (1 + np.linalg.norm(y)):
+            break
+    if np.linalg.norm(f(y)) > 1e-8:
+        raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "
+                             f"{np.linalg.norm(f(y)):.2e})")
+    level = model.loss(y, tt, a, v)
+    if not level > 1e-10 * max(spec.l_ref, 1e-300):
+        raise CommitteeError("no plateau: Newton found the minimum ε = 0, not a saddle")
+    vals, vecs = np.linalg.eig(_jacobian(f, y))
+    i = int(np.argmax(vals.real))
+    return Plateau(y, level, float(vals.real[i]), np.real(vecs[:, i]))

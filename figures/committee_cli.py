@@ -1,0 +1,225 @@
+"""``scurve sample|predict|train|compare`` for committee-machine specs (kind ``committee``).
+
+:mod:`figures.cli` hands a command here when the problem is ``committee`` or the spec file's
+``kind`` is; the theory is :mod:`dynamics.models.committee`, training
+:mod:`validation.committee`. Times are t = η·step/N (README "Committee machines").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+__all__ = [
+    "add_sample_options",
+    "compare",
+    "is_committee",
+    "predict",
+    "sample",
+    "train",
+    "write_csv",
+]
+
+ESCAPE_CAP = 1e4  # largest t the automatic end time tries (t)
+
+
+def is_committee(path: Path) -> bool:
+    """Whether ``path`` is an ``.npz`` spec of kind ``committee`` (anything else: False)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return "kind" in f.files and str(f["kind"]) == "committee"
+    except Exception:  # not our file: the generic loader reports it
+        return False
+
+
+def add_sample_options(p: argparse.ArgumentParser) -> None:
+    """``sample committee`` options (--n, --init, --seed are the shared ones)."""
+    p.add_argument("--students", type=int, default=2, help="committee: K student units "
+                   "(default 2; student rows i.i.d. N(0, init²), v0 = 1)")
+    p.add_argument("--teachers", type=int, default=2, help="committee: M teacher units "
+                   "(default 2; rows with w*·w*'/N = δ, a = 1)")
+    p.add_argument("--activation", default="erf",
+                   help="committee: erf (= erf(x/√2), default), relu, linear, tanh")
+    p.add_argument("--noise", type=float, default=0.0, help="committee: output noise σ_ζ ≥ 0")
+    p.add_argument("--second-layer", choices=("fixed", "trained"), default="fixed",
+                   help="committee: fixed (soft committee, default) or trained")
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _emit(obj: dict) -> None:
+    from .jsonable import jsonable
+
+    print(json.dumps(jsonable(obj), allow_nan=False))
+
+
+def sample(args: argparse.Namespace) -> int:
+    from dynamics.models.committee import sample as draw
+
+    if args.n is None:
+        raise ValueError("sample committee needs --n")
+    spec = draw(args.students, args.teachers, args.n, args.activation, args.init, args.seed,
+                args.noise, args.second_layer)
+    path = Path(args.output)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    spec.save(path)
+    print(f"wrote {path}: {spec.describe()}, L_ref = {spec.l_ref:.6g}")
+    return 0
+
+
+def _curve(spec, method: str, lr: float, batch: int, t_max: float | None):
+    """The ODE curve to ``t_max``, or (automatic) doubling the end time until ε ≤ 1e-4 L_ref."""
+    from dynamics.models.committee import integrate
+
+    if t_max is not None:
+        return integrate(spec, t_max, method, lr, batch, points=2000)
+    t_end = 100.0
+    while True:
+        curve = integrate(spec, t_end, method, lr, batch, points=2000)
+        if curve.loss[-1] <= 1e-4 * spec.l_ref or t_end >= ESCAPE_CAP:
+            return curve
+        t_end *= 2
+
+
+def _plateau_json(spec, curve, lr: float, batch: int) -> dict | None:
+    from dynamics.models.committee import CommitteeError, plateau
+
+    try:
+        p = plateau(spec, curve, lr=lr, batch=batch)
+    except CommitteeError:
+        return None
+    q, r, v = spec.model.unpack(p.y, spec.v0)
+    return {"level": p.level, "lambda": p.rate, "fixed_point": {"Q": q, "R": r, "v": v},
+            "escape_time": curve.escape_time(p.level)}
+
+
+def predict(args: argparse.Namespace) -> int:
+    from dynamics.models.committee import load
+    from dynamics.phases import crossing_times
+
+    spec = load(args.spec)
+    method = args.method
+    if method not in ("flow", "online"):
+        raise ValueError(f"committee specs take --method flow or online, not {method!r}")
+    lr = args.lr or 0.0
+    if method == "flow" and args.lr is not None:
+        raise ValueError("--method flow takes no --lr (it is the η → 0 limit; use online)")
+    batch = args.batch or 1
+    started = time.perf_counter()
+    curve = _curve(spec, method, lr, batch, args.t_max)
+    seconds = time.perf_counter() - started
+    plateau = _plateau_json(spec, curve, lr, batch)
+    crossings = crossing_times(curve.t, curve.loss, spec.l_ref)
+    if args.csv:
+        write_csv(args.csv, ["t", "loss"], zip(curve.t, curve.loss, strict=True))
+    if args.json:
+        _emit({"spec": str(args.spec), "problem": spec.describe(), "method": method, "lr": lr,
+               "batch": batch, "l_ref": spec.l_ref, "noise_floor": spec.noise_floor,
+               "initial_loss": float(curve.loss[0]), "final_loss": float(curve.loss[-1]),
+               "t_end": float(curve.t[-1]), "state_size": spec.model.state_size,
+               "crossings": {f"{f:g}": t for f, t in crossings.items()},
+               "plateau": plateau, "seconds": seconds})
+        return 0
+    print(f"{spec.describe()} — method {method}"
+          f"{f' (η = {lr:g}, B = {batch})' if method == 'online' else ''}, "
+          f"{spec.model.state_size} state variables ({seconds:.2f} s)")
+    print(f"  L_ref = {spec.l_ref:.6g}; ε(0) = {curve.loss[0]:.6g}; final ε {curve.loss[-1]:.3g} "
+          f"at t = {curve.t[-1]:.6g} (noise adds {spec.noise_floor:.3g})")
+    if plateau is not None:
+        esc = plateau["escape_time"]
+        print(f"  plateau at ε = {plateau['level']:.6g}, escape eigenvalue λ = "
+              f"{plateau['lambda']:.6g}; ε ≤ half of it at t = "
+              f"{'never' if esc is None else format(esc, '.6g')}")
+    return 0
+
+
+def _run(spec, args):
+    import torch
+
+    from validation.committee import train as run_training
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    started = time.perf_counter()
+    run = run_training(spec, args.lr, args.steps, seeds=args.seeds, batch=args.batch or 1,
+                       seed=getattr(args, "seed", 0), dtype=dtype, device=device)
+    return run, time.perf_counter() - started, device
+
+
+def train(args: argparse.Namespace) -> int:
+    from dynamics.models.committee import load
+
+    spec = load(args.spec)
+    run, seconds, device = _run(spec, args)
+    if args.csv:
+        write_csv(args.csv, ["seed", "step", "t", "loss"], run.long_rows())
+    rate = args.steps / seconds
+    if args.json:
+        _emit({"problem": spec.describe(), "lr": args.lr, "batch": args.batch or 1,
+               "steps": args.steps, "seeds": args.seeds, "device": device,
+               "final_loss": run.loss[:, -1], "initial_loss": float(run.loss[0, 0]),
+               "t_end": float(run.t[-1]), "steps_per_second": rate,
+               "seed_steps_per_second": rate * args.seeds, "seconds": seconds})
+        return 0
+    print(f"{spec.describe()} — online SGD η = {args.lr:g}, B = {args.batch or 1}, "
+          f"{args.steps} steps (t = {run.t[-1]:.4g}), {args.seeds} seed(s) on {device}: "
+          f"{seconds:.2f} s, {rate * args.seeds:.4g} seed-steps/s")
+    for s in range(args.seeds):
+        print(f"seed {s}: population ε {run.loss[s, -1]:.4g} "
+              f"(L_ref = {spec.l_ref:.4g})")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Flow, online ODE and training (seed mean) side by side: plateau level and escape time
+    (first t with ε ≤ half the online ODE's plateau level)."""
+    import numpy as np
+
+    from dynamics.models.committee import integrate, load
+
+    spec = load(args.spec)
+    batch = args.batch or 1
+    online0 = _curve(spec, "online", args.lr, batch, None)
+    steps = args.steps or int(np.ceil(online0.t[-1] * spec.N / args.lr))
+    args.steps = steps
+    run, seconds, device = _run(spec, args)
+    t = run.t
+    online = integrate(spec, t[-1], "online", args.lr, batch, times=t)
+    flow = integrate(spec, t[-1], "flow", times=t)
+    plateau = _plateau_json(spec, online0, args.lr, batch)
+    level = plateau["level"] if plateau else None
+    from dynamics.phases import crossing_times
+
+    def esc(loss):
+        return None if level is None else crossing_times(t, loss, level, (0.5,))[0.5]
+
+    rows = {"flow": flow.loss, "online": online.loss, "training": run.mean()}
+    escape = {k: esc(v) for k, v in rows.items()}
+    rel = np.max(np.abs(run.mean() - online.loss) / online.loss)
+    if args.json:
+        _emit({"spec": str(args.spec), "problem": spec.describe(), "lr": args.lr,
+               "batch": batch, "steps": steps, "seeds": args.seeds, "t": t,
+               "loss": rows, "escape_time": escape, "plateau": plateau,
+               "max_relative_gap_training_online": float(rel), "seconds": seconds})
+        return 0
+    print(f"{spec.describe()} — η = {args.lr:g}, B = {batch}, {steps} steps, {args.seeds} "
+          f"seed(s) on {device}")
+    if level is not None:
+        print(f"  plateau (online ODE fixed point): ε = {level:.6g}, λ = {plateau['lambda']:.4g}")
+    for k in rows:
+        e = escape[k]
+        print(f"  {k:<9} escape t = {'never' if e is None else format(e, '.5g'):>10}")
+    print(f"  largest relative gap, training seed mean vs online ODE: {rel:.3g}")
+    return 0
