@@ -474,7 +474,9 @@ def heatmap(rows: list[dict[str, Any]], measurement: str, x: str, y: str, path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sources = list(dict.fromkeys(r["source"] for r in rows))
+    sources = [s for s in dict.fromkeys(r["source"] for r in rows)  # those with a value
+               if any(r["source"] == s and r.get(measurement) not in (None, [])
+                      for r in rows)] or ["train"]
     xs = sorted({r[x] for r in rows})
     ys = sorted({r[y] for r in rows})
     fig, panels = plt.subplots(1, len(sources), figsize=(3.6 * len(sources) + 0.8, 3.4),

@@ -56,7 +56,6 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from figures.cli import UsageError, _dims, _load_models, _problem_name
-    from figures.sweeps import JobError
     from figures.sweep import (
         PLOTTABLE,
         SweepError,
@@ -65,6 +64,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         sweep,
         write_outputs,
     )
+    from figures.sweeps import JobError
 
     loaded = _load_models(args)
     if len(args.model or []) > 1:
