@@ -93,14 +93,10 @@ class Axis:
 
 
 def _number(name: str, text: str) -> Any:
+    """A list value of axis ``name``: text, an integer or a float (raises SweepError)."""
     if name in _TEXT:
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise SweepError(f"--grid {name}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise SweepError(f"--grid {name}: {text!r} is not finite")
+    value = _endpoint(name, text, "")
     if name in _INTEGER or _is_dim(name):
         if value != int(value):
             raise SweepError(f"--grid {name}: {text!r} is not an integer")
@@ -108,13 +104,14 @@ def _number(name: str, text: str) -> Any:
     return value
 
 
-def _endpoint(name: str, text: str) -> float:
+def _endpoint(name: str, text: str, what: str = "range end ") -> float:
+    """A finite float (a range end of axis ``name``; raises SweepError)."""
     try:
         value = float(text)
     except ValueError:
-        raise SweepError(f"--grid {name}: range end {text!r} is not a number") from None
+        raise SweepError(f"--grid {name}: {what}{text!r} is not a number") from None
     if not math.isfinite(value):
-        raise SweepError(f"--grid {name}: range end {text!r} is not finite")
+        raise SweepError(f"--grid {name}: {what}{text!r} is not finite")
     return value
 
 
