@@ -209,3 +209,20 @@ def test_local_cluster_gives_the_identical_table(tmp_path: Path) -> None:
         assert main([*ARGS, "--scheduler", cluster.scheduler_address, "--out",
                      str(dask)]) == 0
     assert _table(local / "results.csv") == _table(dask / "results.csv")
+
+
+def test_rerun_hits_the_cache_and_a_changed_model_file_invalidates(tmp_path: Path) -> None:
+    model = tmp_path / "mine.py"
+    model.write_text(MODEL.read_text())
+
+    def run() -> CacheStats:
+        stats = CacheStats()
+        with ThreadPoolExecutor(1) as pool:
+            sweep("symmetric", ["init=0.3"], dims=DIMS, model_file=model, seeds=1,
+                  theories=("flow",), executor=pool, cache_dir=tmp_path / "cache",
+                  stats=stats)
+        return stats
+
+    assert (run().misses, run().hits) == (1, 1)
+    model.write_text(MODEL.read_text() + "\n# edited\n")
+    assert run().misses == 1
