@@ -193,23 +193,20 @@ def _file_digest(path: str | None) -> str | None:
 
 
 def sample_cell(config: dict[str, Any]) -> Any:
-    """The spec of one cell: ``scurve sample`` with the cell's arguments and seed."""
-    from dynamics.model import get, load_file
-    from dynamics.problems import KINDS, SampleOptions, sample_model
+    """The spec of one cell: what ``scurve sample`` samples with the cell's arguments and
+    seed (the same function, :func:`figures.cli.sample_from_args`)."""
+    import argparse
+
+    from dynamics.model import load_file
+    from figures.cli import sample_from_args
 
     if config.get("model_file"):
         load_file(config["model_file"])
     s = config["sample"]
-    if config.get("dims") is not None:
-        return sample_model(get(config["problem"], {"loss": s.get("loss") or "mse",
-                                                    "depth": s.get("depth")}),
-                            config["dims"], init=s["init"], seed=config["seed"],
-                            weight_decay=s["weight_decay"])
-    options = SampleOptions(n=s["n"], rank=s["rank"], model_rank=s["model_rank"],
-                            init=s["init"], singular_values=None, scale=s["scale"],
-                            weight_decay=s["weight_decay"], loss=s["loss"], depth=s["depth"],
-                            seed=config["seed"])
-    return KINDS[config["problem"]].sample_from(options)  # type: ignore[attr-defined]
+    args = argparse.Namespace(**{k: s.get(k) for k in (*BUILTIN_SAMPLER, *SAMPLER)},
+                              singular_values=None, dims=config.get("dims"), seed=config["seed"])
+    args.loss = args.loss or "mse"
+    return sample_from_args(config["problem"], args)
 
 
 def _method(name: str, run: dict[str, Any]) -> Any:

@@ -88,17 +88,22 @@ def test_unreachable_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 # ----------------------------------------------------------------------- the table
-def test_cell_samples_what_scurve_sample_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize("argv, config", [
+    (["--model", str(MODEL), "--dims", "n=10,r=2,k=2"],
+     {"problem": "symmetric", "dims": DIMS, "model_file": str(MODEL), "sample": {}}),
+    (["factorization", "--n", "12", "--rank", "2"],
+     {"problem": "factorization", "dims": None, "sample": {"n": 12, "rank": 2, "scale": 1.0,
+                                                           "depth": 3}}),
+])
+def test_cell_samples_what_scurve_sample_samples(argv: list[str], config: dict,
+                                                 tmp_path: Path) -> None:
     from dynamics.problems import load
 
     path = tmp_path / "spec.npz"
-    assert main(["sample", "--model", str(MODEL), "--dims", "n=10,r=2,k=2", "--init", "0.3",
-                 "--seed", "1", "-o", str(path)]) == 0
+    assert main(["sample", *argv, "--init", "0.3", "--seed", "1", "-o", str(path)]) == 0
     expected = load(path)
-    got = sample_cell({"problem": "symmetric", "dims": DIMS, "seed": 1,
-                       "model_file": str(MODEL),
-                       "sample": {"init": 0.3, "weight_decay": 0.0, "loss": "mse",
-                                  "depth": 3}})
+    config["sample"].update(init=0.3, weight_decay=0.0)
+    got = sample_cell({**config, "seed": 1})
     want, have = expected.arrays(), got.arrays()
     assert set(have) == set(want)
     for key in want:
