@@ -31,6 +31,8 @@ Table columns of ``results.csv`` (one row per cell × seed × source), in order:
   (empty for ``train`` rows and theory-only sweeps);
 * ``seconds``: wall time of this source in its cell (the only column that depends on the
   machine).
+
+Not (yet) grid axes: ``betas``, ``objective``, ``schedule``, ``singular_values``.
 """
 
 from __future__ import annotations
