@@ -231,3 +231,20 @@ def test_rerun_hits_the_cache_and_a_changed_model_file_invalidates(tmp_path: Pat
     assert (run().misses, run().hits) == (1, 1)
     model.write_text(MODEL.read_text() + "\n# edited\n")
     assert run().misses == 1
+
+
+def test_readme_command_parses() -> None:
+    """The README's "Map your model" command is valid sweep grammar (it is not run here:
+    its output, the committed heatmap, was made by running it)."""
+    import re
+    import shlex
+
+    from figures.cli import build_parser
+
+    section = (ROOT / "README.md").read_text().split("## Map your model", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[:2] == ["scurve", "sweep"]
+    args = build_parser().parse_args(argv[1:])
+    assert [parse_grid(g).name for g in args.grid] == ["init", "lr"]
+    assert (ROOT / "docs" / "sweep" / "symmetric_rel_err_0.5.png").is_file()
