@@ -165,7 +165,7 @@ def test_cli_writes_table_heatmap_and_index(tmp_path: Path) -> None:
                  "--grid", "init=0.1,0.3", "--theory", "flow", "--out", str(out),
                  "--plot", "t_0.5", "--x", "init", "--y", "lr", "--workers", "1"]) == 0
     rows = _table(out / "results.csv")  # theory only: no torch in the worker
-    assert len(rows) == 6 * 2
+    assert len(rows) == 6  # 3 × 2 cells, one source
     assert list(rows[0])[:4] == ["lr", "init", "seed", "source"]
     assert (out / "t_0.5_init_lr.png").stat().st_size > 1000
     assert "t_0.5_init_lr.png" in (out / "index.html").read_text()
