@@ -850,6 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then rewrite the claims table of this README (between its markers) "
                         "from the report's data/claims.json")
     p.set_defaults(func=_cmd_report)
+
+    from figures.sweep_cli import add_parser as add_sweep
+
+    add_sweep(sub, model_help)
     return parser
 
 

@@ -1,0 +1,513 @@
+"""``scurve sweep``: map a spec family (built-in or ``--model FILE.py``) over a grid of settings.
+
+A *cell* is one point of the grid (one value per axis) and one seed. For each cell the spec is
+sampled exactly as ``scurve sample PROBLEM ... --seed s`` with the cell's arguments samples it,
+every requested theory is integrated (:func:`dynamics.integrate.predict`) and, when an
+optimizer is given, the spec is trained with PyTorch from the same initial weights
+(:func:`validation.training.train`, every step recorded). Each curve is measured by
+:mod:`dynamics.phases` and each theory is judged against training by
+:func:`validation.comparison.judge` (relative error |t_theory − t_train| / t_train of each
+crossing time).
+
+Times are continuous time t = η·step (t_k = Σ_{j<k} η_j), losses are in the spec's units and
+plateau levels in units of L_ref (the loss at the initial point, ``spec.l_ref``).
+
+Cells run through the shared job runner :func:`figures.sweeps.run_jobs` (a local process pool
+or a Dask ``distributed`` executor) and are cached per cell under ``cache_dir``, keyed by
+everything that determines them (the cell's configuration, the model file's bytes, the code).
+
+Grid grammar (a contract): ``NAME=V1,V2,...`` or ``NAME=LO..HI:COUNT[:log]``.
+
+Table columns of ``results.csv`` (one row per cell × seed × source), in order:
+
+* one column per grid axis (its value), ``seed``, ``source`` (a theory's method name or
+  ``train``);
+* ``t_0.5``, ``t_0.1``, ``t_0.01``: first time the loss is ≤ f·L_ref (empty: not reached);
+* ``final_loss`` (at the curve's end ``t_end``), ``t_end``, ``l_ref``;
+* ``plateaus`` (count), ``plateau_levels`` (in L_ref, ``;``-separated), ``plateau_lengths``
+  (in t), ``drop_times`` (steepest point, t), ``drop_widths`` (t), ``tail`` (``exponential``,
+  ``power`` or empty);
+* ``rel_err_0.5``, ``rel_err_0.1``, ``rel_err_0.01``, ``verdict``: a theory against training
+  (empty for ``train`` rows and theory-only sweeps);
+* ``seconds``: wall time of this source in its cell (the only column that depends on the
+  machine).
+
+Not (yet) grid axes: ``betas``, ``objective``, ``schedule``, ``singular_values``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from figures.sweeps import CacheStats, run_jobs
+
+__all__ = [
+    "COLUMNS",
+    "MEASUREMENTS",
+    "SweepError",
+    "parse_grid",
+    "parse_seeds",
+    "sweep",
+    "write_outputs",
+]
+
+FRACTIONS = (0.5, 0.1, 0.01)
+#: options of the built-in samplers without ``--dims`` (``scurve sample --n ...``)
+BUILTIN_SAMPLER = ("n", "rank", "model_rank", "scale", "depth", "loss")
+#: sampler options every family takes
+SAMPLER = ("init", "weight_decay")
+#: training / prediction options a grid axis may set
+RUN_OPTIONS = ("lr", "momentum", "eps", "optimizer", "steps")
+_INTEGER = {"n", "rank", "model_rank", "depth", "steps"}
+_TEXT = {"loss", "optimizer"}
+MEASUREMENTS = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "t_end", "l_ref", "plateaus",
+                "plateau_levels", "plateau_lengths", "drop_times", "drop_widths", "tail",
+                "rel_err_0.5", "rel_err_0.1", "rel_err_0.01", "verdict", "seconds")
+#: the measurements a heatmap can show (numbers; a list column shows its first entry)
+PLOTTABLE = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "plateaus", "plateau_levels",
+             "plateau_lengths", "drop_times", "drop_widths", "rel_err_0.5", "rel_err_0.1",
+             "rel_err_0.01", "seconds")
+COLUMNS = ("seed", "source", *MEASUREMENTS)
+CURVE_POINTS = 200
+
+
+class SweepError(ValueError):
+    """A bad sweep request (one line)."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A grid axis: a parameter name and its values."""
+
+    name: str
+    values: tuple[Any, ...]
+
+
+def _number(name: str, text: str) -> Any:
+    """A list value of axis ``name``: text, an integer or a float (raises SweepError)."""
+    if name in _TEXT:
+        return text
+    value = _endpoint(name, text, "")
+    if name in _INTEGER or _is_dim(name):
+        if value != int(value):
+            raise SweepError(f"--grid {name}: {text!r} is not an integer")
+        return int(value)
+    return value
+
+
+def _endpoint(name: str, text: str, what: str = "range end ") -> float:
+    """A finite float (a range end of axis ``name``; raises SweepError)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SweepError(f"--grid {name}: {what}{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SweepError(f"--grid {name}: {what}{text!r} is not finite")
+    return value
+
+
+def _is_dim(name: str) -> bool:
+    return name not in (*SAMPLER, *RUN_OPTIONS, *BUILTIN_SAMPLER)
+
+
+def parse_grid(text: str) -> Axis:
+    """``NAME=V1,V2,...`` or ``NAME=LO..HI:COUNT[:log]`` -> :class:`Axis` (raises SweepError).
+
+    A range has COUNT values evenly spaced from LO to HI (both included), geometrically with
+    ``:log``; an integer parameter's values are rounded and repeated values dropped.
+    """
+    name, sep, body = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not body.strip():
+        raise SweepError(f"--grid: expected NAME=V1,V2,... or NAME=LO..HI:COUNT[:log], "
+                         f"got {text!r}")
+    if ".." not in body:
+        values = tuple(_number(name, v.strip()) for v in body.split(",") if v.strip())
+        if not values:
+            raise SweepError(f"--grid {name}: empty list")
+        return Axis(name, values)
+    lo_text, _, rest = body.partition("..")
+    parts = rest.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+        raise SweepError(f"--grid {name}: expected LO..HI:COUNT[:log], got {body!r}")
+    lo, hi = _endpoint(name, lo_text), _endpoint(name, parts[0])
+    try:
+        count = int(parts[1])
+    except ValueError:
+        raise SweepError(f"--grid {name}: COUNT {parts[1]!r} is not an integer") from None
+    if count < 1:
+        raise SweepError(f"--grid {name}: empty range (COUNT = {count})")
+    if count > 1 and lo == hi:
+        raise SweepError(f"--grid {name}: empty range {lo:g}..{hi:g} with {count} values")
+    if len(parts) == 3:
+        if lo <= 0 or hi <= 0:
+            raise SweepError(f"--grid {name}: a log range must not reach or cross 0 "
+                             f"(got {lo:g}..{hi:g})")
+        grid = np.geomspace(lo, hi, count)
+    else:
+        grid = np.linspace(lo, hi, count)
+    if name in _INTEGER or _is_dim(name):
+        values = tuple(dict.fromkeys(int(np.rint(v)) for v in grid))
+    else:
+        values = tuple(float(v) for v in grid)
+    return Axis(name, values)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``S`` -> seeds 0..S−1; ``a,b,c`` -> those seeds."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        count = int(text)
+    except ValueError:
+        raise SweepError(f"--seeds: expected a count or a comma list of integers, "
+                         f"got {text!r}") from None
+    if count < 1:
+        raise SweepError(f"--seeds: need at least one seed, got {count}")
+    return list(range(count))
+
+
+def valid_axes(problem: str, dims: dict[str, int] | None) -> tuple[str, ...]:
+    """The parameter names a grid axis may take for ``problem`` (with ``dims``)."""
+    from dynamics.model import get
+
+    sampler: tuple[str, ...]
+    if dims is not None:
+        sampler = tuple(str(d) for d in get(problem).dims)
+    else:
+        sampler = BUILTIN_SAMPLER
+    return (*sampler, *SAMPLER, *RUN_OPTIONS)
+
+
+def _file_digest(path: str | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sample_cell(config: dict[str, Any]) -> Any:
+    """The spec of one cell: what ``scurve sample`` samples with the cell's arguments and
+    seed (the same function, :func:`figures.cli.sample_from_args`)."""
+    import argparse
+
+    from dynamics.model import load_file
+    from figures.cli import sample_from_args
+
+    if config.get("model_file"):
+        load_file(config["model_file"])
+    s = config["sample"]
+    args = argparse.Namespace(**{k: s.get(k) for k in (*BUILTIN_SAMPLER, *SAMPLER)},
+                              singular_values=None, dims=config.get("dims"), seed=config["seed"])
+    args.loss = args.loss or "mse"
+    return sample_from_args(config["problem"], args)
+
+
+def _method(name: str, run: dict[str, Any]) -> Any:
+    """The method object of theory ``name`` with the cell's run options that it takes
+    (``lr``, ``momentum``, ``eps``; ``decoupled`` for AdamW's sign theory)."""
+    import dataclasses
+
+    from dynamics import methods
+
+    if name not in methods._CLASSES:
+        methods.method_from_name(name)  # raises: unknown method (names the known ones)
+    accepted = {f.name for f in dataclasses.fields(methods._CLASSES[name])}
+    options = {"lr": run["lr"], "momentum": run["momentum"], "eps": run["eps"],
+               "decoupled": True if run["optimizer"] == "adamw" else None}
+    return methods.method_from_name(name, **{k: v for k, v in options.items()
+                                             if k in accepted})
+
+
+def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
+    """At most CURVE_POINTS samples of a curve, log-spaced in index (the early drop kept)."""
+    idx = np.unique(np.geomspace(1, len(t), CURVE_POINTS).astype(int) - 1)
+    return {"t": np.asarray(t)[idx], "loss": np.asarray(loss)[idx]}
+
+
+def _measure(traj: Any) -> dict[str, Any]:
+    """The measurements of one curve (:mod:`dynamics.phases`)."""
+    cross = traj.crossing_times(FRACTIONS)
+    out: dict[str, Any] = {f"t_{f:g}": cross[f] for f in FRACTIONS}
+    out.update(final_loss=float(traj.loss[-1]), t_end=float(traj.t[-1]),
+               l_ref=float(traj.l_ref))
+    try:
+        phases = traj.phases()
+    except ValueError:  # too few finite samples (a diverged run)
+        phases = None
+    if phases is not None:
+        out.update(
+            plateaus=len(phases.plateaus),
+            plateau_levels=[p.level / phases.l_ref for p in phases.plateaus],
+            plateau_lengths=[p.length for p in phases.plateaus],
+            drop_times=[d.time for d in phases.drops],
+            drop_widths=[d.width for d in phases.drops],
+            tail=None if phases.tail is None else phases.tail.kind)
+    out["curve"] = _compact(traj.t, traj.loss)
+    return out
+
+
+def run_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """One cell × seed: every theory and (optionally) training; the measurements per source.
+
+    Returns ``{source: measurements}`` (see the module docstring for the measurements).
+    """
+    import warnings
+
+    from dynamics.integrate import predict
+    from validation.comparison import judge, tolerance
+
+    spec = sample_cell(config)
+    run = config["run"]
+    out: dict[str, Any] = {}
+    # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
+    t_max = 1.5 * run["lr"] * run["steps"] if run["train"] else None
+    for name in config["theories"]:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traj = predict(spec, _method(name, run), t_max=t_max)
+        out[name] = {**_measure(traj), "seconds": time.perf_counter() - started}
+    if run["train"]:
+        import torch
+
+        from validation.training import TrainConfig, train
+
+        torch.set_num_threads(1)
+        started = time.perf_counter()
+        train_config = TrainConfig(optimizer=run["optimizer"], lr=run["lr"],
+                                   steps=run["steps"], momentum=run["momentum"],
+                                   eps=run["eps"], dtype=run["dtype"], device="cpu",
+                                   record="all")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = train(spec, train_config)
+        experiment = result.trajectories[0]
+        out["train"] = {**_measure(experiment), "seconds": time.perf_counter() - started,
+                        "diverged": bool(result.diverged)}
+        exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}
+        for name in config["theories"]:
+            th_cross = {f: out[name][f"t_{f:g}"] for f in FRACTIONS}
+            verdict, errors, _ = judge(exp_cross, out["train"]["t_end"], th_cross,
+                                       out[name]["t_end"], tolerance(name, run["dtype"]), name)
+            out[name]["verdict"] = verdict
+            out[name].update({f"rel_err_{f:g}": e for f, e in errors.items()})
+    return out
+
+
+def _cell_options(axes: Sequence[Axis], point: tuple[Any, ...], base: dict[str, Any],
+                  dims: dict[str, int] | None) -> tuple[dict, dict, dict | None]:
+    """Sampler options, run options and dims of one grid point."""
+    values = dict(zip((a.name for a in axes), point, strict=True))
+    sample = {k: values.get(k, base[k]) for k in (*BUILTIN_SAMPLER, *SAMPLER)}
+    run = {k: values.get(k, base[k]) for k in RUN_OPTIONS}
+    cell_dims = None if dims is None else {k: int(values.get(k, v)) for k, v in dims.items()}
+    return sample, run, cell_dims
+
+
+def sweep(
+    problem: str,
+    grid: Sequence[Axis] | Sequence[str],
+    *,
+    dims: dict[str, int] | None = None,
+    model_file: str | Path | None = None,
+    seeds: Sequence[int] | int = 1,
+    theories: Sequence[str] = ("flow",),
+    train: str | None = None,
+    steps: int = 1000,
+    defaults: dict[str, Any] | None = None,
+    dtype: str = "float64",
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    stats: CacheStats | None = None,
+    curves: dict[int, dict[str, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
+
+    Args:
+        problem: a built-in kind or a model's name (``model_file``'s ``MODEL``).
+        grid: axes, as :class:`Axis` or grid strings ``NAME=...`` (:func:`parse_grid`).
+        dims: model dimensions (``--dims``); None: the built-in sampler options.
+        model_file: the user's ``FILE.py`` (its bytes key the cache).
+        seeds: a count S (seeds 0..S−1) or the seeds.
+        theories: ``predict`` method names.
+        train: the optimizer to train with (None: theory only).
+        steps: training steps (the grid may vary ``steps``).
+        defaults: values of the non-grid parameters (``init``, ``lr``, ``n``, ...).
+        dtype: training precision (default float64, the comparison precision).
+        executor, cache_dir, stats: as :func:`figures.sweeps.run_jobs`.
+        progress: a bar on stderr with cells done/left and an ETA.
+        curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
+
+    Raises:
+        SweepError: an axis that is not a parameter, a bad range or seed list.
+    """
+    from dynamics.model import load_file
+
+    if model_file is not None:
+        load_file(model_file)
+    axes = [a if isinstance(a, Axis) else parse_grid(a) for a in grid]
+    valid = valid_axes(problem, dims)
+    names = [a.name for a in axes]
+    for name in names:
+        if name not in valid:
+            raise SweepError(f"--grid {name}: not a parameter of {problem} (valid: "
+                             f"{', '.join(valid)})")
+        if names.count(name) > 1:
+            raise SweepError(f"--grid {name}: given twice")
+    from dynamics.methods import METHODS
+    from validation.names import OPTIMIZERS
+
+    for name in theories:
+        if name not in METHODS:
+            raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(METHODS)})")
+    if train is not None and train not in OPTIMIZERS:
+        raise SweepError(f"--train: unknown optimizer {train!r} (known: {', '.join(OPTIMIZERS)})")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    base: dict[str, Any] = {"n": None, "rank": 1, "model_rank": None, "scale": 1.0, "depth": 3,
+                            "loss": "mse", "init": 1e-3, "weight_decay": 0.0, "lr": None,
+                            "momentum": 0.0, "eps": 1e-8, "optimizer": train or "sgd",
+                            "steps": steps}
+    base.update(defaults or {})
+    digest = _file_digest(None if model_file is None else str(model_file))
+    points = list(np.ndindex(*(len(a.values) for a in axes))) if axes else [()]
+    jobs, labels = [], []
+    for index in points:
+        point = tuple(a.values[i] for a, i in zip(axes, index, strict=True))
+        sample, run, cell_dims = _cell_options(axes, point, base, dims)
+        run = {**run, "train": train is not None, "dtype": dtype}
+        if dims is None and sample["n"] is None:
+            raise SweepError(f"sweep {problem} needs --n or --dims (or an axis n)")
+        if run["lr"] is None and (train is not None
+                                  or any(t in ("discrete", "modified") for t in theories)):
+            raise SweepError("--lr is needed (or an axis lr) to train or for discrete/modified")
+        for seed in seed_list:
+            jobs.append((run_cell, {
+                "problem": problem, "dims": cell_dims, "sample": sample, "run": run,
+                "seed": seed, "theories": list(theories),
+                "model_file": None if model_file is None else str(Path(model_file).resolve()),
+                "model_digest": digest}))
+            labels.append((point, seed))
+    results = run_jobs(jobs, executor=executor, cache_dir=cache_dir,
+                       progress_label="sweep cells" if progress else None, stats=stats)
+    rows: list[dict[str, Any]] = []
+    for (point, seed), result in zip(labels, results, strict=True):
+        for source in (*theories, *(["train"] if train is not None else [])):
+            measured = result[source]
+            row = dict(zip(names, point, strict=True))
+            row.update(seed=seed, source=source)
+            row.update({k: measured.get(k) for k in MEASUREMENTS})
+            if curves is not None:
+                curves[len(rows)] = measured["curve"]
+            rows.append(row)
+    return rows
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(_cell_text(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def write_outputs(
+    rows: list[dict[str, Any]], out: str | Path, axes: Sequence[str],
+    curves: dict[int, dict[str, np.ndarray]] | None = None,
+    plots: Sequence[tuple[str, str, str]] = (), title: str = "sweep",
+) -> list[Path]:
+    """``results.csv``, ``curves.npz``, one heatmap PNG per ``(measurement, x, y)`` and
+    ``index.html`` under ``out``; the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results.csv"]
+    with open(written[0], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*axes, *COLUMNS])
+        for row in rows:
+            writer.writerow([_cell_text(row.get(c)) for c in (*axes, *COLUMNS)])
+    if curves:
+        path = out / "curves.npz"
+        np.savez_compressed(path, **{f"{k}_{part}": v[part] for k, v in curves.items()
+                                     for part in ("t", "loss")})
+        written.append(path)
+    images = [heatmap(rows, m, x, y, out / f"{m}_{x}_{y}.png") for m, x, y in plots]
+    written.extend(images)
+    page = out / "index.html"
+    body = "".join(f'<figure><img src="{html.escape(p.name)}"><figcaption>'
+                   f"{html.escape(p.stem)}</figcaption></figure>" for p in images)
+    page.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><p>{len(rows)} rows: "
+        f"<a href='results.csv'>results.csv</a> (columns documented in figures/sweep.py); "
+        f"compact curves in curves.npz (keys ROW_t, ROW_loss).</p>{body}")
+    written.append(page)
+    return written
+
+
+def _numeric(value: Any) -> float:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return float("nan") if value is None else float(value)
+
+
+def heatmap(rows: list[dict[str, Any]], measurement: str, x: str, y: str, path: Path) -> Path:
+    """PNG: the median over seeds of ``measurement`` on the (x, y) grid, one panel per
+    source (a list measurement shows its first entry; blank: not reached)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = [s for s in dict.fromkeys(r["source"] for r in rows)  # those with a value
+               if any(r["source"] == s and r.get(measurement) not in (None, [])
+                      for r in rows)] or ["train"]
+    xs = sorted({r[x] for r in rows})
+    ys = sorted({r[y] for r in rows})
+    fig, panels = plt.subplots(1, len(sources), figsize=(3.6 * len(sources) + 0.8, 3.4),
+                               squeeze=False, constrained_layout=True)
+    grids = []
+    for source in sources:
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for i, yv in enumerate(ys):
+            for j, xv in enumerate(xs):
+                values = [_numeric(r.get(measurement)) for r in rows
+                          if r["source"] == source and r[x] == xv and r[y] == yv]
+                finite = [v for v in values if math.isfinite(v)]
+                if finite:
+                    grid[i, j] = float(np.median(finite))
+        grids.append(grid)
+    finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    image = None
+    for ax, source, grid in zip(panels[0], sources, grids, strict=True):
+        image = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=vmax,
+                          cmap="viridis")
+        ax.set_xticks(range(len(xs)), [f"{v:.3g}" if isinstance(v, float) else str(v)
+                                       for v in xs], rotation=45)
+        ax.set_yticks(range(len(ys)), [f"{v:.3g}" if isinstance(v, float) else str(v)
+                                       for v in ys])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(source)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if math.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                            color="w")
+    if image is not None:
+        fig.colorbar(image, ax=panels[0].tolist(), label=f"{measurement} (median over seeds)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
