@@ -120,7 +120,8 @@ def test_the_page_is_written_at_once_and_each_section_as_it_finishes(tmp_path, c
                 ) == 0
     assert seen["first"].count("Being built now") == 2 and "text of the first section" not in \
         seen["first"] and "Quick run (--quick)" in seen["first"]
-    assert "text of the first section" in seen["second"] and seen["second"].count("Being built") == 1
+    assert "text of the first section" in seen["second"]
+    assert seen["second"].count("Being built") == 1
     final = (tmp_path / "index.html").read_text()
     assert "text of the second section" in final and "Being built" not in final
     err = capsys.readouterr().err
