@@ -4,8 +4,11 @@
 thread each, their jobs on one executor (cached by :mod:`figures.sweeps`); each section's HTML
 fragment goes to ``OUT/sections/`` and its claims and data to ``OUT/data/``, so ``--only``
 refreshes its sections and keeps the others. The page and the claims table
-(``data/claims.{json,csv,md}``) are then assembled from every fragment on disk. Progress goes to
-standard error: a bar per section on a terminal, else one line per finished section.
+(``data/claims.{json,csv,md}``) are assembled from every fragment on disk: at once (sections
+being built are marked so) and again as each section finishes, so a reader can open
+``index.html`` and reload. Progress goes to standard error: a bar per section on a terminal,
+else a line per finished section and every :data:`PROGRESS_EVERY` seconds (sections running,
+jobs done and left, time left).
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ def _claims_html(out: Path, rows: list[dict[str, Any]]) -> str:
         for r in rows)
     return ("<p>Each claim is judged on a map over the parameters it hinges on (init σ per "
             "coordinate, rank, optimizer and η, target scale, λ); the verdict names the region "
-            "where its test holds. Click a map for its section.</p>"
+            "where its test holds, in one sentence (a row whose result flips back and forth "
+            "along its axis is called seed-dependent, with the fraction that holds); each "
+            "section keeps the cell-by-cell list. Click a map for its section.</p>"
             "<table><tr><th>#</th><th>claim</th><th>verdict</th>"
             "<th>where it holds</th><th>what decides it</th><th>map</th></tr>"
             f"{body}</table>"
