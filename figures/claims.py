@@ -274,6 +274,10 @@ class ClaimMap:
     """A short name of the test (prefixes its region when a claim has several maps)."""
     reference: bool = False
     """Shown for comparison only (e.g. holds by construction): drawn faded, never judged."""
+    hinge: tuple[str, Callable[[Any, Any], float]] | None = None
+    """A combination of the axes the claim hinges on: (its symbol, f(x value, y value)), e.g.
+    ("nσ²", lambda σ, n: n * σ**2). :func:`headline` states the boundary in it when the cells
+    that hold fill one interval of it that no failing cell enters."""
 
     def __post_init__(self) -> None:
         self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
@@ -450,6 +454,29 @@ def _edge(m: ClaimMap, edges: list[tuple[Any, Any]]) -> str:
     return f"{m.x.fmt(lo)}…{m.x.fmt(hi)}{trend}"
 
 
+def _hinge_sentence(m: ClaimMap) -> str:
+    """"holds where nσ² ≈ 0.9–3; fails where it is smaller or larger" when the map has a
+    :attr:`ClaimMap.hinge` and its holding cells span an interval of it no failing cell
+    enters; else ""."""
+    if m.hinge is None:
+        return ""
+    name, f = m.hinge
+    held, fail = [], []
+    for i, yv in enumerate(m.y.values):
+        for j, xv in enumerate(m.x.values):
+            if m.measured[i, j]:
+                (held if m.ok[i, j] else fail).append(float(f(xv, yv)))
+    if not held or not fail:
+        return ""
+    lo, hi = min(held), max(held)
+    if any(lo <= v <= hi for v in fail):
+        return ""
+    below, above = any(v < lo for v in fail), any(v > hi for v in fail)
+    side = "smaller or larger" if below and above else "smaller" if below else "larger"
+    value = f"{lo:.2g}" if lo == hi else f"{lo:.2g}–{hi:.2g}"
+    return f"holds where {name} ≈ {value}; fails where it is {side}"
+
+
 def headline(m: ClaimMap) -> str:
     """Where ``m`` holds, in one sentence for the claims table (the cell list: :func:`boundary`).
 
@@ -460,7 +487,8 @@ def headline(m: ClaimMap) -> str:
     (:data:`FLIPS` or more changes along x) are called seed-dependent, with the fraction of
     their cells that hold. Rows holding or failing everywhere are named by their y values.
     Cells whose seeds disagree on fewer than :data:`MIN_SEEDS` seeds are counted at the end.
-    A non-numeric x falls back to :func:`boundary`.
+    A map with a :attr:`ClaimMap.hinge` that separates its cells gives the interval of the
+    hinge instead (:func:`_hinge_sentence`). A non-numeric x falls back to :func:`boundary`.
     """
     shapes = row_shapes(m)
     if not shapes:
@@ -476,6 +504,9 @@ def headline(m: ClaimMap) -> str:
         return f"holds everywhere tested ({where}){tail}"
     if not ok.any():
         return f"fails everywhere tested ({where}){tail}"
+    hinged = _hinge_sentence(m)
+    if hinged:
+        return hinged + tail
     if not m.x.numeric:
         return boundary(m) + tail
     x = m.x.values
@@ -501,7 +532,11 @@ def headline(m: ClaimMap) -> str:
         highs = [(yv, measured_x(yv)[s[1]]) for yv, s in bands
                  if s and s[1] < len(measured_x(yv)) - 1]
         name = m.x.name
-        if lows and highs:
+        if all(sp is not None and sp[0] == sp[1] for _, sp in bands):
+            only = [(yv, measured_x(yv)[sp[0]]) for yv, sp in bands if sp is not None]
+            lows, highs = only, []
+            phrase = f"holds only at {name} = {_edge(m, only)}"
+        elif lows and highs:
             phrase = f"holds for {_edge(m, lows)} ≤ {name} ≤ {_edge(m, highs)}"
         elif lows:
             phrase = f"holds for {name} ≥ {_edge(m, lows)}"

@@ -103,3 +103,24 @@ def test_a_judged_claim_keeps_the_sentence_and_the_cell_list():
     result = judge(2, [_map(grid)], "numbers")
     assert result.region == "holds for σ ≥ 0.03 at every n"
     assert result.cells == boundary(_map(grid))
+
+
+def test_single_cells_per_row_read_as_one_moving_value():
+    # the README's claim 2 before: σ = 0.3 holds at n = 10, 30, σ = 0.1 at n = 100, 300
+    grid = np.zeros((4, 7))
+    grid[:2, 5] = 1
+    grid[2:, 4] = 1
+    assert headline(_map(grid)) == "holds only at σ = 0.1…0.3 (falling with n) at every n"
+
+
+def test_a_hinge_that_separates_the_cells_gives_the_boundary_in_it():
+    grid = np.zeros((4, 7))
+    grid[:2, 5] = 1  # nσ² = 0.9, 2.7
+    grid[2:, 4] = 1  # nσ² = 1, 3
+    m = _map(grid)
+    m.hinge = ("nσ²", lambda sigma, n: n * sigma**2)
+    assert headline(m) == "holds where nσ² ≈ 0.9–3; fails where it is smaller or larger"
+    grid[3, 0] = 1  # σ = 0.001 at n = 300 (nσ² = 3e-4) also holds: the hinge no longer separates
+    m = _map(grid)
+    m.hinge = ("nσ²", lambda sigma, n: n * sigma**2)
+    assert not headline(m).startswith("holds where nσ²")
