@@ -290,7 +290,7 @@ def report(
     def context(i: int, section: Section) -> Context:
         bar = _Bar(total=0, position=i, dynamic_ncols=True, disable=not bars,
                    desc=f"{section.number:>2}. {section.slug}")
-        return Context(out, quick, pool, cache, stats, section, bar,
+        return Context(out, quick, pool, cache, CacheStats(parent=stats), section, bar,
                        section.settings(quick, full_tasks), full_tasks)
 
     mode = (f"{_MODES['quick' if quick else 'full_tasks' if full_tasks else 'default']} "
@@ -332,6 +332,8 @@ def report(
     seconds = time.perf_counter() - started
     record = {"seconds": seconds, "quick": quick, "full_tasks": full_tasks,
               "section_seconds": timing,
+              "section_cpu_seconds": {slug: c.stats.to_dict()["jobs_cpu_seconds"]
+                                      for slug, c in contexts.items()},
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
     _assemble(out, f"Last run ({'quick' if quick else 'full'}, sections "
