@@ -554,9 +554,9 @@ def headline(m: ClaimMap) -> str:
         else:
             parts.append(f"fails for {_edge(m, lo)} ≤ {m.x.name} ≤ {_edge(m, hi)}" + at(gaps))
     if by_shape.get("all"):
-        parts.append(f"holds at every {m.x.name}" + at(by_shape["all"]))
+        parts.append(f"holds at every {m.x.name} tested" + at(by_shape["all"]))
     if by_shape.get("none"):
-        parts.append(f"fails at every {m.x.name}" + at(by_shape["none"]))
+        parts.append(f"fails at every {m.x.name} tested" + at(by_shape["none"]))
     flips = by_shape.get("flip", [])
     if flips:
         index = [list(m.y.values).index(yv) for yv, _ in flips]

@@ -53,8 +53,8 @@ def test_rows_that_hold_or_fail_everywhere_are_named():
     grid = np.ones((4, 7))
     grid[0] = 0
     grid[1, :3] = 0
-    assert headline(_map(grid)) == ("holds for σ ≥ 0.03 at n = 30; holds at every σ at "
-                                    "n = 100, 300; fails at every σ at n = 10")
+    assert headline(_map(grid)) == ("holds for σ ≥ 0.03 at n = 30; holds at every σ tested at "
+                                    "n = 100, 300; fails at every σ tested at n = 10")
 
 
 def test_a_flip_flop_is_seed_dependent_with_its_fraction_not_a_region():
@@ -68,9 +68,9 @@ def test_a_flip_flop_is_seed_dependent_with_its_fraction_not_a_region():
     grid = np.ones((4, 7))
     grid[2:] = row
     assert flipping_rows(_map(grid)) == [100, 300]
-    assert headline(_map(grid)) == ("holds at every σ at n = 10, 30; seed-dependent along σ at "
-                                    "n = 100, 300 (flips back and forth: holds at 4 of 14 cells "
-                                    "(29%))")
+    assert headline(_map(grid)) == ("holds at every σ tested at n = 10, 30; seed-dependent "
+                                    "along σ at n = 100, 300 (flips back and forth: holds at 4 "
+                                    "of 14 cells (29%))")
 
 
 def test_two_changes_are_a_boundary_not_a_flip():
