@@ -26,6 +26,7 @@ A claim whose section did not run is ``"not measured"`` with the reason, never g
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ __all__ = [
     "bumps_as_claimed",
     "bumps_per_vector",
     "ce_checks",
+    "cell_lists",
     "cells",
     "claim_verdict",
     "claims_markdown",
@@ -71,10 +73,12 @@ __all__ = [
     "failed",
     "failure_counts",
     "fit_slope",
+    "flipping_rows",
     "full_rank_checks",
     "gradient_group_checks",
     "grouped_checks",
     "groups_found",
+    "headline",
     "judge",
     "legend",
     "loss_at",
@@ -86,9 +90,11 @@ __all__ = [
     "rank_10_checks",
     "recovery_counts",
     "replace_readme_table",
+    "row_shapes",
     "s_curve_checks",
     "same_plateaus",
     "seed_cell",
+    "seed_short",
     "simultaneous",
     "smear",
     "solution_size",
@@ -178,7 +184,8 @@ class ClaimResult:
     """A judged claim.
 
     ``numbers``: one or two plain sentences with the numbers that decide it; ``region``: where
-    it holds, in words (:func:`boundary`); ``settings``: seeds and settings; ``thumbnail``: the
+    it holds, in one sentence (:func:`headline`); ``cells``: the same cell by cell
+    (:func:`boundary`); ``settings``: seeds and settings; ``thumbnail``: the
     map's PNG, relative to the report folder ("" if none).
     """
 
@@ -188,6 +195,9 @@ class ClaimResult:
     settings: str = ""
     region: str = ""
     thumbnail: str = ""
+    cells: str = ""
+    """The region cell by cell (:func:`boundary`), kept in the section; ``region`` is the
+    one-sentence :func:`headline`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))  # from JSON: its text
@@ -264,6 +274,10 @@ class ClaimMap:
     """A short name of the test (prefixes its region when a claim has several maps)."""
     reference: bool = False
     """Shown for comparison only (e.g. holds by construction): drawn faded, never judged."""
+    hinge: tuple[str, Callable[[Any, Any], float]] | None = None
+    """A combination of the axes the claim hinges on: (its symbol, f(x value, y value)), e.g.
+    ("nσ²", lambda σ, n: n * σ**2). :func:`headline` states the boundary in it when the cells
+    that hold fill one interval of it that no failing cell enters."""
 
     def __post_init__(self) -> None:
         self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
@@ -367,6 +381,194 @@ def boundary(m: ClaimMap) -> str:
     return "; ".join(parts)
 
 
+FLIPS = 3
+"""A row of a map whose verdict changes at least this often along x flips back and forth: on
+few seeds that is noise, not a boundary, so :func:`headline` calls it seed-dependent there."""
+MIN_SEEDS = 3  # a cell whose seeds disagree should rest on at least this many seeds
+
+
+def row_shapes(m: ClaimMap) -> list[tuple[Any, str, tuple[int, int] | None]]:
+    """The shape of each measured row of ``m`` along x: (y value, shape, held span).
+
+    Shapes: ``"all"`` (every measured cell holds), ``"none"``, ``"flip"`` (the verdict changes
+    ≥ :data:`FLIPS` times along x), ``"band"`` (the held cells are contiguous; span = first and
+    last held index among the row's measured cells), ``"gap"`` (fails on one contiguous inner
+    stretch; span = first and last failing index). Unmeasured cells are skipped.
+    """
+    out: list[tuple[Any, str, tuple[int, int] | None]] = []
+    for i, yv in enumerate(m.y.values):
+        keep = m.measured[i]
+        if not keep.any():
+            continue
+        ok = [bool(v) for v in m.ok[i][keep]]
+        changes = sum(a != b for a, b in itertools.pairwise(ok))
+        held = [j for j, v in enumerate(ok) if v]
+        if all(ok):
+            out.append((yv, "all", None))
+        elif not any(ok):
+            out.append((yv, "none", None))
+        elif changes >= FLIPS:
+            out.append((yv, "flip", None))
+        elif held == list(range(held[0], held[-1] + 1)):
+            out.append((yv, "band", (held[0], held[-1])))
+        else:
+            fail = [j for j, v in enumerate(ok) if not v]
+            out.append((yv, "gap", (fail[0], fail[-1])))
+    return out
+
+
+def flipping_rows(m: ClaimMap) -> list[Any]:
+    """The y values whose rows flip back and forth along x (:func:`row_shapes`)."""
+    return [yv for yv, shape, _ in row_shapes(m) if shape == "flip"]
+
+
+def seed_short(m: ClaimMap) -> int:
+    """How many measured cells have seeds that disagree (0 < fraction holding < 1) while the
+    map rests on fewer than :data:`MIN_SEEDS` seeds (cells to rerun with more seeds)."""
+    h = m.holds[m.measured]
+    return int(np.sum((h > 0) & (h < 1))) if m.seeds < MIN_SEEDS else 0
+
+
+def _values(axis: Axis, values: Sequence[Any]) -> str:
+    values = list(values)
+    if axis.numeric and len(values) > 2:
+        return f"{axis.fmt(values[0])}–{axis.fmt(values[-1])}"
+    return ", ".join(axis.fmt(v) for v in values)
+
+
+def _edge(m: ClaimMap, edges: list[tuple[Any, Any]]) -> str:
+    """One threshold over the rows: its value, or its range and how it moves with y."""
+    xs = [x for _, x in edges]
+    if len(set(xs)) == 1:
+        return m.x.fmt(xs[0])
+    lo, hi = min(xs), max(xs)
+    trend = ""
+    if m.y.numeric and len(edges) > 1:
+        order = [x for _, x in sorted(edges, key=lambda e: e[0])]
+        if all(a <= b for a, b in itertools.pairwise(order)):
+            trend = f" (rising with {m.y.name})"
+        elif all(a >= b for a, b in itertools.pairwise(order)):
+            trend = f" (falling with {m.y.name})"
+        else:
+            trend = f" (depending on {m.y.name})"
+    return f"{m.x.fmt(lo)}…{m.x.fmt(hi)}{trend}"
+
+
+def _hinge_sentence(m: ClaimMap) -> str:
+    """"holds where nσ² ≈ 0.9–3; fails where it is smaller or larger" when the map has a
+    :attr:`ClaimMap.hinge` and its holding cells span an interval of it no failing cell
+    enters; else ""."""
+    if m.hinge is None:
+        return ""
+    name, f = m.hinge
+    held, fail = [], []
+    for i, yv in enumerate(m.y.values):
+        for j, xv in enumerate(m.x.values):
+            if m.measured[i, j]:
+                (held if m.ok[i, j] else fail).append(float(f(xv, yv)))
+    if not held or not fail:
+        return ""
+    lo, hi = min(held), max(held)
+    if any(lo <= v <= hi for v in fail):
+        return ""
+    below, above = any(v < lo for v in fail), any(v > hi for v in fail)
+    side = "smaller or larger" if below and above else "smaller" if below else "larger"
+    value = f"{lo:.2g}" if lo == hi else f"{lo:.2g}–{hi:.2g}"
+    return f"holds where {name} ≈ {value}; fails where it is {side}"
+
+
+def headline(m: ClaimMap) -> str:
+    """Where ``m`` holds, in one sentence for the claims table (the cell list: :func:`boundary`).
+
+    Every measured cell holding (failing) gives "holds (fails) everywhere tested" with the
+    ranges. Along a numeric x each row that holds on one stretch contributes its edges, and the
+    sentence gives each edge as a value or a range over y ("holds for σ ≥ 0.01…0.1 (rising
+    with n)"); rows that fail in one inner stretch give "fails for a ≤ σ ≤ b". Rows that flip
+    (:data:`FLIPS` or more changes along x) are called seed-dependent, with the fraction of
+    their cells that hold. Rows holding or failing everywhere are named by their y values.
+    Cells whose seeds disagree on fewer than :data:`MIN_SEEDS` seeds are counted at the end.
+    A map with a :attr:`ClaimMap.hinge` that separates its cells gives the interval of the
+    hinge instead (:func:`_hinge_sentence`). A non-numeric x falls back to :func:`boundary`.
+    """
+    shapes = row_shapes(m)
+    if not shapes:
+        return "not measured"
+    ok = m.ok[m.measured]
+    rows = [yv for yv, _, _ in shapes]
+    where = (f"{m.x.name} {_values(m.x, m.x.values)}"
+             + (f", {m.y.name} {_values(m.y, rows)}" if len(m.y.values) > 1 else ""))
+    short = seed_short(m)
+    tail = (f" ({short} cell{'s' if short > 1 else ''} where seeds disagree rest on "
+            f"{m.seeds} seed{'s' if m.seeds > 1 else ''})") if short else ""
+    if ok.all():
+        return f"holds everywhere tested ({where}){tail}"
+    if not ok.any():
+        return f"fails everywhere tested ({where}){tail}"
+    hinged = _hinge_sentence(m)
+    if hinged:
+        return hinged + tail
+    if not m.x.numeric:
+        return boundary(m) + tail
+    x = m.x.values
+    parts = []
+    by_shape: dict[str, list[tuple[Any, tuple[int, int] | None]]] = {}
+    for yv, shape, span in shapes:
+        by_shape.setdefault(shape, []).append((yv, span))
+
+    def at(entries: list[tuple[Any, Any]]) -> str:
+        if len(m.y.values) == 1:
+            return ""
+        if len(entries) == len(rows) > 1:
+            return f" at every {m.y.name}"
+        return f" at {m.y.name} = {', '.join(m.y.fmt(yv) for yv, _ in entries)}"
+
+    def measured_x(yv: Any) -> list[Any]:
+        i = list(m.y.values).index(yv)
+        return [v for v, k in zip(x, m.measured[i], strict=True) if k]
+
+    bands = by_shape.get("band", [])
+    if bands:
+        lows = [(yv, measured_x(yv)[s[0]]) for yv, s in bands if s and s[0] > 0]
+        highs = [(yv, measured_x(yv)[s[1]]) for yv, s in bands
+                 if s and s[1] < len(measured_x(yv)) - 1]
+        name = m.x.name
+        if all(sp is not None and sp[0] == sp[1] for _, sp in bands):
+            only = [(yv, measured_x(yv)[sp[0]]) for yv, sp in bands if sp is not None]
+            lows, highs = only, []
+            phrase = f"holds only at {name} = {_edge(m, only)}"
+        elif lows and highs:
+            phrase = f"holds for {_edge(m, lows)} ≤ {name} ≤ {_edge(m, highs)}"
+        elif lows:
+            phrase = f"holds for {name} ≥ {_edge(m, lows)}"
+        else:
+            phrase = f"holds for {name} ≤ {_edge(m, highs)}"
+        if len(lows) + len(highs) and (0 < len(lows) < len(bands) or 0 < len(highs) < len(bands)):
+            phrase += " (open-ended at some rows)"
+        parts.append(phrase + at(bands))
+    gaps = by_shape.get("gap", [])
+    if gaps:
+        lo = [(yv, measured_x(yv)[s[0]]) for yv, s in gaps if s]
+        hi = [(yv, measured_x(yv)[s[1]]) for yv, s in gaps if s]
+        if lo == hi:
+            parts.append(f"fails only at {m.x.name} = {_edge(m, lo)}" + at(gaps))
+        else:
+            parts.append(f"fails for {_edge(m, lo)} ≤ {m.x.name} ≤ {_edge(m, hi)}" + at(gaps))
+    if by_shape.get("all"):
+        parts.append(f"holds at every {m.x.name} tested" + at(by_shape["all"]))
+    if by_shape.get("none"):
+        parts.append(f"fails at every {m.x.name} tested" + at(by_shape["none"]))
+    flips = by_shape.get("flip", [])
+    if flips:
+        index = [list(m.y.values).index(yv) for yv, _ in flips]
+        sub = m.holds[index][m.measured[index]]
+        held = int(np.sum(sub > HOLDS))
+        seeds = (f"; over seeds it holds {np.mean(sub):.0%} of the time" if m.seeds > 1 else "")
+        parts.append(f"seed-dependent along {m.x.name}" + at(flips)
+                     + f" (flips back and forth: holds at {held} of {sub.size} cells "
+                       f"({held / sub.size:.0%}){seeds})")
+    return "; ".join(parts) + tail
+
+
 def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[Verdict, str]:
     """(verdict, region) of a claim judged on several maps (each a part of the claim).
 
@@ -386,8 +588,17 @@ def claim_verdict(maps: Sequence[ClaimMap]) -> tuple[Verdict, str]:
     else:
         result = IN_PART
     if len(maps) == 1:
-        return result, boundary(maps[0])
-    return result, " | ".join(f"{m.name or m.test}: {boundary(m)}" for m in maps)
+        return result, headline(maps[0])
+    return result, " | ".join(f"{m.name or m.test}: {headline(m)}" for m in maps)
+
+
+def cell_lists(maps: Sequence[ClaimMap]) -> str:
+    """The region of a claim judged on ``maps`` cell by cell (:func:`boundary` of each map,
+    prefixed by its test when there are several): what its section keeps."""
+    maps = [m for m in maps if not m.reference]
+    if len(maps) == 1:
+        return boundary(maps[0])
+    return " | ".join(f"{m.name or m.test}: {boundary(m)}" for m in maps)
 
 
 def judge(number: int, maps: Sequence[ClaimMap], numbers: str, settings: str = "",
@@ -395,7 +606,7 @@ def judge(number: int, maps: Sequence[ClaimMap], numbers: str, settings: str = "
     """Claim ``number`` judged on ``maps`` (:func:`claim_verdict`), with the sentences of its
     deciding ``numbers``, its ``settings`` and its map's ``thumbnail``."""
     result, region = claim_verdict(maps)
-    return ClaimResult(number, result, numbers, settings, region, thumbnail)
+    return ClaimResult(number, result, numbers, settings, region, thumbnail, cell_lists(maps))
 
 
 def cells(x: Axis, y: Axis, cell: Callable[[Any, Any], tuple[float, str]]

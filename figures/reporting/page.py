@@ -4,8 +4,11 @@
 thread each, their jobs on one executor (cached by :mod:`figures.sweeps`); each section's HTML
 fragment goes to ``OUT/sections/`` and its claims and data to ``OUT/data/``, so ``--only``
 refreshes its sections and keeps the others. The page and the claims table
-(``data/claims.{json,csv,md}``) are then assembled from every fragment on disk. Progress goes to
-standard error: a bar per section on a terminal, else one line per finished section.
+(``data/claims.{json,csv,md}``) are assembled from every fragment on disk: at once (sections
+being built are marked so) and again as each section finishes, so a reader can open
+``index.html`` and reload. Progress goes to standard error: a bar per section on a terminal,
+else a line per finished section and every :data:`PROGRESS_EVERY` seconds (sections running,
+jobs done and left, time left).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import sys
 import threading
 import time
@@ -29,6 +33,14 @@ from .blocks import Context, Section, SectionResult, TextBlock, write_csv
 from .sections import SECTIONS, resolve_sections
 
 __all__ = ["report", "write_readme"]
+
+_MODES = {
+    "quick": "Quick run (--quick): small problems and few seeds, a smoke test; the verdicts "
+             "of a default run rest on larger maps.",
+    "default": "Default run: the maps every verdict rests on.",
+    "full_tasks": "Default maps with the training tasks' full configurations and more seeds "
+                  "(--full-tasks).",
+}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1500px;
@@ -68,7 +80,9 @@ def _claims_html(out: Path, rows: list[dict[str, Any]]) -> str:
         for r in rows)
     return ("<p>Each claim is judged on a map over the parameters it hinges on (init σ per "
             "coordinate, rank, optimizer and η, target scale, λ); the verdict names the region "
-            "where its test holds. Click a map for its section.</p>"
+            "where its test holds, in one sentence (a row whose result flips back and forth "
+            "along its axis is called seed-dependent, with the fraction that holds); each "
+            "section keeps the cell-by-cell list. Click a map for its section.</p>"
             "<table><tr><th>#</th><th>claim</th><th>verdict</th>"
             "<th>where it holds</th><th>what decides it</th><th>map</th></tr>"
             f"{body}</table>"
@@ -103,6 +117,8 @@ def _save_section(out: Path, section: Section, result: SectionResult, quick: boo
     fragment = "\n".join([
         f"<h2 id='{section.slug}'>{section.number}. {html.escape(section.title)}</h2>",
         *(block.html() for block in result.blocks),
+        *(f"<p class='small'>Claim {c.number}, cell by cell: {html.escape(c.cells)}</p>"
+          for c in result.claims if c.cells),
         f"<p class='small'>Built {stamp} by a {'quick' if quick else 'full'} run in "
         f"{seconds:.1f} s; regenerate this section: <code>{html.escape(command)}</code></p>"])
     (out / "sections").mkdir(exist_ok=True)
@@ -113,13 +129,22 @@ def _save_section(out: Path, section: Section, result: SectionResult, quick: boo
         json.dumps(jsonable(record), indent=1, ensure_ascii=False))
 
 
-def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
-    """Write ``out/index.html`` from the section fragments on disk; returns the claims rows."""
+def _assemble(out: Path, footer: str, running: frozenset[str] = frozenset(),
+              mode: str = "") -> list[dict[str, Any]]:
+    """Write ``out/index.html`` from the section fragments on disk; returns the claims rows.
+
+    Sections in ``running`` (slugs) are marked as being built now (the page is rewritten as
+    each one finishes: reload it); ``mode`` says which run a reader is looking at."""
     parts, results, reasons = [], {}, {}
     for section in SECTIONS:
         fragment = out / "sections" / f"{_stem(section)}.html"
         meta = out / "data" / f"{_stem(section)}.json"
-        if fragment.is_file() and meta.is_file():
+        if section.slug in running:
+            reasons[section.slug] = "section being built now"
+            parts.append(f"<h2 id='{section.slug}'>{section.number}. "
+                         f"{html.escape(section.title)}</h2><p class='pending'>Being built "
+                         "now: reload this page when it is done.</p>")
+        elif fragment.is_file() and meta.is_file():
             record = json.loads(meta.read_text())
             parts.append(fragment.read_text(encoding="utf-8"))
             results.update({c["number"]: ClaimResult(**c) for c in record["claims"]})
@@ -141,7 +166,9 @@ def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
         "<h1>scurve report</h1><p>Step-wise learning in solvable toy models: theory "
         "(float64 integration of the derived dynamics) against real training from the same "
         "initialisation. Time is continuous, t = η·step.</p>"
-        f"<nav>{nav}</nav><h2 id='claims'>Claims</h2>{_claims_html(out, claims)}",
+        + (f"<p class='{'pending' if running else 'small'}'>{html.escape(mode)}</p>"
+           if mode else "")
+        + f"<nav>{nav}</nav><h2 id='claims'>Claims</h2>{_claims_html(out, claims)}",
         *parts,
         f"<hr><p class='small'>{html.escape(footer)}</p></body></html>"])
     (out / "index.html").write_text(page, encoding="utf-8")
@@ -149,12 +176,56 @@ def _assemble(out: Path, footer: str) -> list[dict[str, Any]]:
 
 
 _PRINT = threading.Lock()
+PROGRESS_EVERY = 30.0  # seconds between progress lines when standard error is not a terminal
 
 
-def _run_section(ctx: Context, lines: bool) -> tuple[str | None, float]:
+class _Bar(tqdm):
+    """A section's progress bar that counts its finished jobs (``done``) even when it is not
+    drawn (tqdm's disabled bars count nothing)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.done = 0
+
+    def update(self, n: float | None = 1) -> bool | None:
+        self.done += int(n or 0)
+        return super().update(n)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _Progress:
+    """Progress of a report run over its sections' bars: jobs done and left (those the sections
+    have asked for so far) and an estimate of the time left, elapsed × left / done."""
+
+    def __init__(self, bars: dict[str, _Bar], started: float) -> None:
+        self.bars, self.started = bars, started
+        self.finished: list[str] = []
+
+    def line(self, head: str) -> str:
+        total = sum(int(b.total or 0) for b in self.bars.values())
+        done = sum(b.done for b in self.bars.values())
+        left = max(total - done, 0)
+        elapsed = time.perf_counter() - self.started
+        eta = 0.0 if not left else elapsed * left / done if done else math.nan
+        running = [slug for slug in self.bars if slug not in self.finished]
+        return (f"scurve report: {head}; {len(self.finished)}/{len(self.bars)} sections done"
+                + (f", running {', '.join(running)}" if running else "")
+                + f"; jobs {done}/{total} done, {left} left (as far as counted); "
+                f"elapsed {_duration(elapsed)}, about {_duration(eta)} left")
+
+
+def _run_section(ctx: Context, lines: bool, progress: _Progress | None = None,
+                 saved: Any = None) -> tuple[str | None, float]:
     """Build and save ``ctx.section``: (error or None, seconds). A failure becomes a note in
     the section; the other sections go on. With ``lines`` (standard error not a terminal),
-    prints one line when the section is done instead of drawing its bar."""
+    prints one line when the section is done (with ``progress``: jobs left and time left)
+    instead of drawing its bar. ``saved()`` is called once the section is on disk (the live
+    page)."""
     started = time.perf_counter()
     try:
         result = ctx.section.build(ctx)
@@ -165,11 +236,16 @@ def _run_section(ctx: Context, lines: bool) -> tuple[str | None, float]:
         ctx.bar.close()
     seconds = time.perf_counter() - started
     _save_section(ctx.out, ctx.section, result, ctx.quick, seconds, ctx.command)
-    if lines:
-        with _PRINT:
-            print(f"scurve report: section {ctx.section.number}/{len(SECTIONS)} "
-                  f"{ctx.section.slug} {'done' if result.error is None else 'failed'} in "
-                  f"{seconds:.1f} s", file=sys.stderr, flush=True)
+    head = (f"section {ctx.section.number}/{len(SECTIONS)} {ctx.section.slug} "
+            f"{'done' if result.error is None else 'failed'} in {seconds:.1f} s")
+    with _PRINT:
+        if progress is not None:
+            progress.finished.append(ctx.section.slug)
+        if saved is not None:
+            saved()
+        if lines:
+            print(progress.line(head) if progress is not None else f"scurve report: {head}",
+                  file=sys.stderr, flush=True)
     return result.error, seconds
 
 
@@ -212,30 +288,56 @@ def report(
     bars = sys.stderr.isatty()  # else one line per finished section (CI logs, files)
 
     def context(i: int, section: Section) -> Context:
-        bar = tqdm(total=0, position=i, dynamic_ncols=True, disable=not bars,
+        bar = _Bar(total=0, position=i, dynamic_ncols=True, disable=not bars,
                    desc=f"{section.number:>2}. {section.slug}")
-        return Context(out, quick, pool, cache, stats, section, bar,
+        return Context(out, quick, pool, cache, CacheStats(parent=stats), section, bar,
                        section.settings(quick, full_tasks), full_tasks)
 
+    mode = (f"{_MODES['quick' if quick else 'full_tasks' if full_tasks else 'default']} "
+            "Each section says which run built it.")
+    contexts = {section.slug: context(i, section) for i, section in enumerate(chosen)}
+    progress = _Progress({slug: c.bar for slug, c in contexts.items()}, started)
+
+    def saved() -> None:  # the live page: rewritten as each section finishes (under _PRINT)
+        running = frozenset(contexts) - frozenset(progress.finished)
+        _assemble(out, "Run in progress: reload this page as sections finish.", running,
+                  f"{mode} In progress: {len(progress.finished)}/{len(contexts)} sections "
+                  "built; reload this page as sections finish.")
+
+    with _PRINT:
+        saved()  # index.html exists at once
+    stop = threading.Event()
+
+    def ticker() -> None:  # a line every PROGRESS_EVERY seconds between sections
+        while not stop.wait(PROGRESS_EVERY):
+            with _PRINT:
+                print(progress.line("progress"), file=sys.stderr, flush=True)
+
+    if not bars:
+        threading.Thread(target=ticker, daemon=True, name="report-progress").start()
     errors: dict[str, str] = {}
     timing: dict[str, float] = {}
     try:  # sections run concurrently: one waits on its jobs while another draws
         with ThreadPoolExecutor(len(chosen), thread_name_prefix="section") as threads:
-            futures = {section.slug: threads.submit(_run_section, context(i, section), not bars)
-                       for i, section in enumerate(chosen)}
+            futures = {slug: threads.submit(_run_section, ctx, not bars, progress, saved)
+                       for slug, ctx in contexts.items()}
             for slug, future in futures.items():
                 error, timing[slug] = future.result()
                 if error is not None:
                     errors[slug] = error
     finally:
+        stop.set()
         if own:
             pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - started
     record = {"seconds": seconds, "quick": quick, "full_tasks": full_tasks,
               "section_seconds": timing,
+              "section_cpu_seconds": {slug: c.stats.to_dict()["jobs_cpu_seconds"]
+                                      for slug, c in contexts.items()},
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
     _assemble(out, f"Last run ({'quick' if quick else 'full'}, sections "
                    f"{', '.join(s.slug for s in chosen)}): {seconds:.1f} s wall time; "
-                   f"{stats.misses} jobs computed, {stats.hits} read from the cache.")
+                   f"{stats.misses} jobs computed, {stats.hits} read from the cache.",
+              mode=mode)
     return record

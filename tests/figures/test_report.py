@@ -52,7 +52,8 @@ def test_progress_is_a_line_per_section_off_a_terminal_and_bars_on_one(small, ca
     assert main(command) == 0
     err = capsys.readouterr().err
     assert re.fullmatch(rf"scurve report: section 1/{len(SECTIONS)} scalar-vector done in "
-                        r"\d+\.\d s\n", err)
+                        r"\d+\.\d s; 1/1 sections done; jobs (\d+)/\1 done, 0 left \(as far as "
+                        r"counted\); elapsed \d+ s, about 0 s left\n", err)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(command) == 0
     err = capsys.readouterr().err
@@ -77,6 +78,54 @@ def test_a_failing_section_is_reported_and_the_others_go_on(tmp_path, capsys, mo
     rows = {r["claim"]: r for r in json.loads((tmp_path / "data" / "claims.json").read_text())}
     assert rows[1]["verdict"] == NOT_MEASURED and rows[1]["numbers"] == "error: RuntimeError: boom"
     assert 'class="error"' in (tmp_path / "index.html").read_text()
+
+
+def test_the_page_is_written_at_once_and_each_section_as_it_finishes(tmp_path, capsys,
+                                                                   monkeypatch):
+    """index.html exists before any section is built and names the sections being built; a
+    finished section appears in it while another is still running; progress lines count the
+    jobs left."""
+    import threading
+
+    from figures.reporting import page, sections
+    from figures.reporting.blocks import SectionResult, TextBlock
+
+    first_done = threading.Event()
+    seen: dict[str, str] = {}
+
+    def first(ctx):
+        seen["first"] = (tmp_path / "index.html").read_text()
+        return SectionResult([TextBlock("text of the first section")])
+
+    def second(ctx):
+        assert first_done.wait(60)
+        seen["second"] = (tmp_path / "index.html").read_text()
+        return SectionResult([TextBlock("text of the second section")])
+
+    build = {"scalar-vector": first, "rank-1": second}
+    patched = tuple(dataclasses.replace(s, build=build[s.slug]) if s.slug in build else s
+                    for s in sections.SECTIONS)
+    monkeypatch.setattr(sections, "SECTIONS", patched)
+    monkeypatch.setattr(page, "SECTIONS", patched)
+    real_assemble = page._assemble
+
+    def assemble(out, footer, running=frozenset(), mode=""):
+        rows = real_assemble(out, footer, running, mode)
+        if "scalar-vector" not in running and "rank-1" in running:
+            first_done.set()
+        return rows
+
+    monkeypatch.setattr(page, "_assemble", assemble)
+    assert main(["report", "--quick", "--out", str(tmp_path), "--only", "scalar-vector,rank-1"]
+                ) == 0
+    assert seen["first"].count("Being built now") == 2 and "text of the first section" not in \
+        seen["first"] and "Quick run (--quick)" in seen["first"]
+    assert "text of the first section" in seen["second"]
+    assert seen["second"].count("Being built") == 1
+    final = (tmp_path / "index.html").read_text()
+    assert "text of the second section" in final and "Being built" not in final
+    err = capsys.readouterr().err
+    assert "1/2 sections done, running rank-1; jobs 0/0 done, 0 left" in err
 
 
 def test_readme_option_rewrites_only_the_claims_table(small, tmp_path):

@@ -156,6 +156,9 @@ def build_rank_1(ctx: Context) -> SectionResult:
         "kind": "factorization", "n": n, "rank": 1, "init": sigma, "singular_values": [1.0],
         "seed": 0}, "gradient flow (exact reduced), rank 1, s = 1, seed 0")
     block, thumb = _s_curve_figure(ctx, 2, m, "rank 1")
+    # the boundary in the init's energy per vector (s = 1 units): too little, no initial
+    # decay; too much, no plateau
+    m.hinge = ("the init energy nσ² (s = 1)", lambda sigma, n: n * sigma**2)
     return SectionResult([block, *blocks], [_s_curve_claim(2, m, runs, thumb, energy=True)],
                          {"map": m.rows()})
 

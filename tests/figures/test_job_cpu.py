@@ -1,0 +1,41 @@
+"""CPU seconds per computed job (:class:`figures.sweeps.CacheStats`): what the report's run
+record says each section and each job function cost."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from figures.sweeps import CacheStats, run_jobs
+
+
+def spin(config):
+    """Burn ``config["cpu"]`` seconds of this process's CPU time (measured by the OS)."""
+    started = time.process_time()
+    while time.process_time() - started < config["cpu"]:
+        sum(range(1000))
+    return config["cpu"]
+
+
+def idle(config):
+    """Sleep: wall time, almost no CPU."""
+    time.sleep(config["wall"])
+    return 0
+
+
+def test_computed_jobs_count_their_cpu_seconds_and_cached_ones_none(tmp_path):
+    total = CacheStats()
+    section = CacheStats(parent=total)
+    jobs = [(spin, {"cpu": 0.15}), (spin, {"cpu": 0.1}), (idle, {"wall": 0.2})]
+    with ThreadPoolExecutor(1) as pool:
+        assert run_jobs(jobs, pool, tmp_path, None, section) == [0.15, 0.1, 0]
+        cpu = section.to_dict()["cpu_seconds"]
+        spin_s = cpu[f"{__name__}.spin"]
+        # the OS clock ticks at ≤ 10 ms; the loop overshoots by one sum(range(1000)) (~10 µs)
+        assert 0.25 <= spin_s < 0.25 + 0.1
+        assert cpu[f"{__name__}.idle"] < 0.1  # sleeping is not CPU time
+        assert total.to_dict() == section.to_dict()  # the parent counts the same
+        assert run_jobs(jobs, pool, tmp_path, None, section) == [0.15, 0.1, 0]  # cached
+    assert section.hits == 3 and section.misses == 3
+    # both sides rounded to 0.01 s
+    assert abs(section.to_dict()["jobs_cpu_seconds"] - spin_s - cpu[f"{__name__}.idle"]) <= 0.011
