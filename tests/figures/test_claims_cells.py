@@ -63,8 +63,9 @@ def test_judge_takes_the_verdict_and_region_of_its_maps():
     x, y = Axis("σ", (0.01, 0.1, 1.0)), Axis("n", (10,))
     m = ClaimMap("t", x, y, [[0.0, 1.0, 1.0]])
     claim = judge(4, [m], "Numbers.", "flow", "thumb.png")
-    assert claim == ClaimResult(4, IN_PART, "Numbers.", "flow",
-                                "holds for σ ≥ 0.1; fails below", "thumb.png")
+    # the one-sentence headline is the region; the cell-by-cell text is kept in ``cells``
+    assert claim == ClaimResult(4, IN_PART, "Numbers.", "flow", "holds for σ ≥ 0.1",
+                                "thumb.png", cells="holds for σ ≥ 0.1; fails below")
     unmeasured = ClaimMap("t", x, y, [[math.nan] * 3])
     assert judge(4, [unmeasured], "").verdict == NOT_MEASURED
 
