@@ -84,6 +84,7 @@ __all__ = [
     "loss_at",
     "map_verdict",
     "more_bumps",
+    "more_seeds",
     "most_failed",
     "plateau_count",
     "plateau_share",
@@ -278,10 +279,16 @@ class ClaimMap:
     """A combination of the axes the claim hinges on: (its symbol, f(x value, y value)), e.g.
     ("nσ²", lambda σ, n: n * σ**2). :func:`headline` states the boundary in it when the cells
     that hold fill one interval of it that no failing cell enters."""
+    counts: np.ndarray | None = None
+    """Seeds per cell (same shape), where cells rest on different numbers of seeds (extra
+    seeds only where the first one's verdict sits beside the boundary, :func:`more_seeds`);
+    None: ``seeds`` everywhere."""
 
     def __post_init__(self) -> None:
         self.holds = np.asarray(self.holds, dtype=float).reshape(len(self.y.values),
                                                                  len(self.x.values))
+        if self.counts is not None:
+            self.counts = np.asarray(self.counts, dtype=int).reshape(self.holds.shape)
         if self.notes is not None:
             self.notes = np.asarray(self.notes, dtype=object).reshape(self.holds.shape)
 
@@ -423,10 +430,39 @@ def flipping_rows(m: ClaimMap) -> list[Any]:
 
 
 def seed_short(m: ClaimMap) -> int:
-    """How many measured cells have seeds that disagree (0 < fraction holding < 1) while the
-    map rests on fewer than :data:`MIN_SEEDS` seeds (cells to rerun with more seeds)."""
-    h = m.holds[m.measured]
-    return int(np.sum((h > 0) & (h < 1))) if m.seeds < MIN_SEEDS else 0
+    """How many measured cells have seeds that disagree (0 < fraction holding < 1) while they
+    rest on fewer than :data:`MIN_SEEDS` seeds (cells to rerun with more seeds); the seeds of
+    a cell are ``m.counts`` where given, else ``m.seeds``."""
+    counts = np.full(m.holds.shape, m.seeds) if m.counts is None else m.counts
+    h, n = m.holds[m.measured], counts[m.measured]
+    return int(np.sum((h > 0) & (h < 1) & (n < MIN_SEEDS)))
+
+
+def more_seeds(m: ClaimMap, near: np.ndarray | None = None) -> np.ndarray:
+    """Which cells of ``m`` (a map on its first seeds) to rerun at more seeds: a bool grid.
+
+    A cell gets more seeds when its verdict may be noise: it differs from the verdict of a
+    measured neighbour along x or y (the boundary runs beside it, so its own test sits near
+    the threshold there), its seeds disagree (0 < fraction holding < 1) on fewer than
+    :data:`MIN_SEEDS` seeds (:func:`seed_short`), or ``near`` (optional bool grid) marks it
+    as near a threshold of its test. A map that holds (or fails) everywhere, or only along a
+    clean boundary's two sides, adds few seeds; one that flips back and forth adds them
+    along the whole row, so its fraction of seeds can say whether it is a boundary or noise.
+    """
+    measured, ok = m.measured, m.ok
+    flag = np.zeros(ok.shape, dtype=bool)
+    for axis in (0, 1):
+        a, b = [slice(None)] * 2, [slice(None)] * 2
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        differ = measured[tuple(a)] & measured[tuple(b)] & (ok[tuple(a)] != ok[tuple(b)])
+        flag[tuple(a)] |= differ
+        flag[tuple(b)] |= differ
+    counts = np.full(ok.shape, m.seeds) if m.counts is None else m.counts
+    with np.errstate(invalid="ignore"):
+        flag |= measured & (m.holds > 0) & (m.holds < 1) & (counts < MIN_SEEDS)
+    if near is not None:
+        flag |= measured & np.asarray(near, dtype=bool).reshape(ok.shape)
+    return flag
 
 
 def _values(axis: Axis, values: Sequence[Any]) -> str:
@@ -498,8 +534,10 @@ def headline(m: ClaimMap) -> str:
     where = (f"{m.x.name} {_values(m.x, m.x.values)}"
              + (f", {m.y.name} {_values(m.y, rows)}" if len(m.y.values) > 1 else ""))
     short = seed_short(m)
-    tail = (f" ({short} cell{'s' if short > 1 else ''} where seeds disagree rest on "
-            f"{m.seeds} seed{'s' if m.seeds > 1 else ''})") if short else ""
+    few = (f"{m.seeds} seed{'s' if m.seeds > 1 else ''}" if m.counts is None
+           else f"fewer than {MIN_SEEDS} seeds")
+    tail = (f" ({short} cell{'s' if short > 1 else ''} where seeds disagree rest on {few})"
+            if short else "")
     if ok.all():
         return f"holds everywhere tested ({where}){tail}"
     if not ok.any():

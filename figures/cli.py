@@ -656,6 +656,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     resolve_sections(args.only)  # a bad --only is a usage error before anything starts
     if args.quick and args.full_tasks:
         raise UsageError("--quick and --full-tasks exclude each other")
+    if args.quick and args.full:
+        raise UsageError("--quick and --full exclude each other")
     started = time.perf_counter()
     client = None
     executor = None
@@ -668,7 +670,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         executor = client.get_executor()
     try:
         record = build_report(args.out, quick=args.quick, only=args.only, executor=executor,
-                              cache_dir=args.cache, full_tasks=args.full_tasks)
+                              cache_dir=args.cache, full_tasks=args.full_tasks,
+                              full=args.full)
     finally:
         if client is not None:
             client.close()
@@ -842,6 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-tasks", action="store_true",
                    help="grouped losses on the tasks' full configurations, 3 seeds every "
                         "method (not with --quick; about 45 minutes more on 2 cores)")
+    p.add_argument("--full", action="store_true",
+                   help="the full maps of every section (more methods and seeds; about twice "
+                        "the default run's time)")
     p.add_argument("--cache", type=Path, default=None,
                    help="result cache folder (default OUT/cache)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",

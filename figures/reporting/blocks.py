@@ -140,9 +140,10 @@ class Section:
     """A report section: number, slug (for ``--only``), title, builder and its settings.
 
     ``full`` and ``quick``: the section's settings (its grids, sizes and seeds; a frozen
-    dataclass of its module, or None) for a full run and under ``--quick``; ``full_tasks``:
-    those under ``--full-tasks`` (the tasks' full configurations; None: ``full``). The builder
-    reads the chosen ones as ``ctx.settings``.
+    dataclass of its module, or None) for a full run (``--full``) and under ``--quick``;
+    ``default``: those of the default run where they differ from ``full`` (None: ``full``);
+    ``full_tasks``: those under ``--full-tasks`` (the tasks' full configurations; None: as
+    without it). The builder reads the chosen ones as ``ctx.settings``.
     """
 
     number: int
@@ -152,19 +153,23 @@ class Section:
     full: Any = None
     quick: Any = None
     full_tasks: Any = None
+    default: Any = None
 
-    def settings(self, quick: bool, full_tasks: bool = False) -> Any:
-        """``quick`` under ``--quick``, ``full_tasks`` (if any) under ``--full-tasks``, else
-        ``full``."""
+    def settings(self, quick: bool, full_tasks: bool = False, full: bool = False) -> Any:
+        """``quick`` under ``--quick``; ``full_tasks`` (if any) under ``--full-tasks``;
+        ``full`` under ``--full``; else ``default`` (None: ``full``)."""
         if quick:
             return self.quick
-        return self.full_tasks if full_tasks and self.full_tasks is not None else self.full
+        if full_tasks and self.full_tasks is not None:
+            return self.full_tasks
+        return self.full if full or self.default is None else self.default
 
 
 @dataclass
 class Context:
     """What a section needs: output folder, budget, executor, cache, progress bar, settings
-    (``full_tasks``: the report runs the tasks' full configurations, ``--full-tasks``)."""
+    (``full_tasks``: the report runs the tasks' full configurations, ``--full-tasks``;
+    ``full``: the full maps, ``--full``)."""
 
     out: Path
     quick: bool
@@ -175,6 +180,8 @@ class Context:
     bar: tqdm
     settings: Any = None
     full_tasks: bool = False
+    full: bool = False
+    """The run's maps are the full ones (``--full``), not the default run's."""
 
     def run(self, jobs: Sequence[Job]) -> list[Any]:
         """Results of the jobs (cached), counted on the section's progress bar."""
@@ -183,7 +190,8 @@ class Context:
     @property
     def command(self) -> str:
         """The command that rebuilds this section."""
-        quick = " --quick" if self.quick else " --full-tasks" if self.full_tasks else ""
+        quick = (" --quick" if self.quick else " --full-tasks" if self.full_tasks else "") \
+            + (" --full" if self.full else "")
         cache = "" if self.cache_dir == self.out / "cache" else f" --cache {self.cache_dir}"
         return f"scurve report --only {self.section.slug} --out {self.out}{quick}{cache}"
 

@@ -37,10 +37,18 @@ __all__ = ["report", "write_readme"]
 _MODES = {
     "quick": "Quick run (--quick): small problems and few seeds, a smoke test; the verdicts "
              "of a default run rest on larger maps.",
-    "default": "Default run: the maps every verdict rests on.",
+    "default": "Default run: the maps every verdict rests on, cut to what the verdicts need "
+               "(fewer methods shown beside the judged ones, extra seeds only where a verdict "
+               "is near its boundary); `scurve report --full` runs the full maps.",
+    "full": "Full run (--full): the full maps of every section.",
     "full_tasks": "Default maps with the training tasks' full configurations and more seeds "
                   "(--full-tasks).",
 }
+
+
+def _mode(quick: bool, full: bool, full_tasks: bool) -> str:
+    """The key of :data:`_MODES` of a run."""
+    return "quick" if quick else "full_tasks" if full_tasks else "full" if full else "default"
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1500px;
@@ -106,7 +114,7 @@ def _stem(section: Section) -> str:
 
 
 def _save_section(out: Path, section: Section, result: SectionResult, quick: bool,
-                  seconds: float, command: str) -> None:
+                  seconds: float, command: str, mode: str = "") -> None:
     """Write the section's HTML fragment (``sections/``) and its claims and data (``data/``).
 
     The page is assembled from the fragments on disk, so ``--only`` refreshes its sections
@@ -119,11 +127,11 @@ def _save_section(out: Path, section: Section, result: SectionResult, quick: boo
         *(block.html() for block in result.blocks),
         *(f"<p class='small'>Claim {c.number}, cell by cell: {html.escape(c.cells)}</p>"
           for c in result.claims if c.cells),
-        f"<p class='small'>Built {stamp} by a {'quick' if quick else 'full'} run in "
+        f"<p class='small'>Built {stamp} by a {mode or ('quick' if quick else 'full')} run in "
         f"{seconds:.1f} s; regenerate this section: <code>{html.escape(command)}</code></p>"])
     (out / "sections").mkdir(exist_ok=True)
     (out / "sections" / f"{_stem(section)}.html").write_text(fragment, encoding="utf-8")
-    record = {"quick": quick, "built": stamp, "seconds": seconds, "reasons": reasons,
+    record = {"quick": quick, "mode": mode, "built": stamp, "seconds": seconds, "reasons": reasons,
               "claims": [c.__dict__ for c in result.claims], **result.data}
     (out / "data" / f"{_stem(section)}.json").write_text(
         json.dumps(jsonable(record), indent=1, ensure_ascii=False))
@@ -235,7 +243,8 @@ def _run_section(ctx: Context, lines: bool, progress: _Progress | None = None,
     finally:
         ctx.bar.close()
     seconds = time.perf_counter() - started
-    _save_section(ctx.out, ctx.section, result, ctx.quick, seconds, ctx.command)
+    _save_section(ctx.out, ctx.section, result, ctx.quick, seconds, ctx.command,
+                  _mode(ctx.quick, ctx.full, ctx.full_tasks).replace("_", " "))
     head = (f"section {ctx.section.number}/{len(SECTIONS)} {ctx.section.slug} "
             f"{'done' if result.error is None else 'failed'} in {seconds:.1f} s")
     with _PRINT:
@@ -256,6 +265,7 @@ def report(
     executor: Executor | None = None,
     cache_dir: str | Path | None = None,
     full_tasks: bool = False,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Run the sections (all, or ``only``) and write ``out/index.html`` and ``out/data/``.
 
@@ -270,6 +280,8 @@ def report(
         cache_dir: result cache (default ``out/cache``).
         full_tasks: the training tasks' full configurations and more seeds (sections with
             ``full_tasks`` settings: grouped losses); not with ``quick``.
+        full: every section's full maps (:attr:`Section.full`) instead of the default run's
+            (:attr:`Section.default`); not with ``quick``.
 
     Returns:
         The run record written to ``out/data/run.json``: seconds (total and per section),
@@ -277,6 +289,8 @@ def report(
     """
     if quick and full_tasks:
         raise ValueError("--quick and --full-tasks exclude each other")
+    if quick and full:
+        raise ValueError("--quick and --full exclude each other")
     started = time.perf_counter()
     chosen = resolve_sections(only)
     out = Path(out)
@@ -291,9 +305,9 @@ def report(
         bar = _Bar(total=0, position=i, dynamic_ncols=True, disable=not bars,
                    desc=f"{section.number:>2}. {section.slug}")
         return Context(out, quick, pool, cache, CacheStats(parent=stats), section, bar,
-                       section.settings(quick, full_tasks), full_tasks)
+                       section.settings(quick, full_tasks, full), full_tasks, full)
 
-    mode = (f"{_MODES['quick' if quick else 'full_tasks' if full_tasks else 'default']} "
+    mode = (f"{_MODES[_mode(quick, full, full_tasks)]} "
             "Each section says which run built it.")
     contexts = {section.slug: context(i, section) for i, section in enumerate(chosen)}
     progress = _Progress({slug: c.bar for slug, c in contexts.items()}, started)
@@ -330,13 +344,13 @@ def report(
         if own:
             pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - started
-    record = {"seconds": seconds, "quick": quick, "full_tasks": full_tasks,
+    record = {"seconds": seconds, "quick": quick, "full": full, "full_tasks": full_tasks,
               "section_seconds": timing,
               "section_cpu_seconds": {slug: c.stats.to_dict()["jobs_cpu_seconds"]
                                       for slug, c in contexts.items()},
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
-    _assemble(out, f"Last run ({'quick' if quick else 'full'}, sections "
+    _assemble(out, f"Last run ({_mode(quick, full, full_tasks).replace('_', ' ')}, sections "
                    f"{', '.join(s.slug for s in chosen)}): {seconds:.1f} s wall time; "
                    f"{stats.misses} jobs computed, {stats.hits} read from the cache.",
               mode=mode)
