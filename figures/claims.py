@@ -303,7 +303,8 @@ class ClaimMap:
             return np.where(self.measured, self.holds > HOLDS, False)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per cell (for ``data/``): y, x, fraction holding, holds, note."""
+        """One row per cell (for ``data/``): y, x, fraction holding, holds, note (and the
+        cell's seeds where :attr:`counts` is given)."""
         out = []
         for i, yv in enumerate(self.y.values):
             for j, xv in enumerate(self.x.values):
@@ -311,7 +312,9 @@ class ClaimMap:
                 out.append({"map": self.name or self.test, self.y.name: yv, self.x.name: xv,
                             "fraction holding": None if not np.isfinite(value) else value,
                             "holds": None if not np.isfinite(value) else bool(value > HOLDS),
-                            "note": "" if self.notes is None else str(self.notes[i, j] or "")})
+                            "note": "" if self.notes is None else str(self.notes[i, j] or ""),
+                            **({} if self.counts is None else
+                               {"seeds": int(self.counts[i, j])})})
         return out
 
 

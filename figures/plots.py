@@ -792,14 +792,15 @@ def _plot_maps(maps: Sequence, title: str, thumbnail: bool) -> Figure:
                 if thumbnail:
                     continue
                 note = "" if m.notes is None else str(m.notes[i, j] or "")
+                seeds = m.seeds if getattr(m, "counts", None) is None else int(m.counts[i, j])
                 if not np.isfinite(value):
                     text = note or "n/a"
-                elif note and m.seeds > 1:
-                    text = f"{value * m.seeds:.0f}/{m.seeds}\n{note}"
+                elif note and seeds > 1:
+                    text = f"{value * seeds:.0f}/{seeds}\n{note}"
                 elif note:
                     text = note
-                elif m.seeds > 1:
-                    text = f"{value * m.seeds:.0f}/{m.seeds}"
+                elif seeds > 1:
+                    text = f"{value * seeds:.0f}/{seeds}"
                 else:
                     text = "✓" if value > 0.5 else "✗"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7.5,

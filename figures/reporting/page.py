@@ -185,6 +185,7 @@ def _assemble(out: Path, footer: str, running: frozenset[str] = frozenset(),
 
 _PRINT = threading.Lock()
 PROGRESS_EVERY = 30.0  # seconds between progress lines when standard error is not a terminal
+RUNNING_SHOWN = 3  # sections named in a progress line as running (then "and k more")
 
 
 class _Bar(tqdm):
@@ -221,8 +222,10 @@ class _Progress:
         elapsed = time.perf_counter() - self.started
         eta = 0.0 if not left else elapsed * left / done if done else math.nan
         running = [slug for slug in self.bars if slug not in self.finished]
+        shown = ", ".join(running[:RUNNING_SHOWN]) + (
+            f" and {len(running) - RUNNING_SHOWN} more" if len(running) > RUNNING_SHOWN else "")
         return (f"scurve report: {head}; {len(self.finished)}/{len(self.bars)} sections done"
-                + (f", running {', '.join(running)}" if running else "")
+                + (f", running {shown}" if running else "")
                 + f"; jobs {done}/{total} done, {left} left (as far as counted); "
                 f"elapsed {_duration(elapsed)}, about {_duration(eta)} left")
 

@@ -256,7 +256,8 @@ def test_open_questions_one_mode_plateaus_and_an_aligned_start_does_not(build):
 def test_full_tasks_choose_their_settings_only_without_quick(tmp_path):
     from figures.reporting import report
 
-    assert grouped.SECTION.settings(False) is grouped.FULL
+    assert grouped.SECTION.settings(False) is grouped.DEFAULT
+    assert grouped.SECTION.settings(False, full=True) is grouped.FULL
     assert grouped.SECTION.settings(False, full_tasks=True) is grouped.FULL_TASKS
     assert grouped.SECTION.settings(True, full_tasks=True) is grouped.QUICK
     assert grouped.FULL_TASKS.full_tasks and not grouped.FULL.full_tasks

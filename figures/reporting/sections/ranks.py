@@ -17,7 +17,6 @@ from ...claims import (
     ClaimMap,
     ClaimResult,
     cells,
-    counted_cell,
     full_rank_checks,
     judge,
     legend,
@@ -88,7 +87,7 @@ def _s_curve_map(ctx: Context, sigmas: Sequence[float], y: Axis,
     for (key, _), run in zip(extra, flows(ctx, [{**specs[key], "seed": k} for key, k in extra],
                                           T_MAX), strict=True):
         checks[key].append(s_curve_checks(run))
-    holds, notes = cells(x, y, lambda yv, s: counted_cell(checks[(yv, s)]))
+    holds, notes = cells(x, y, lambda yv, s: seed_cell(checks[(yv, s)]))
     counts = cells(x, y, lambda yv, s: (len(checks[(yv, s)]), ""))[0]
     more = (f"; seeds {', '.join(map(str, (0, *EXTRA_SEEDS)))} at the "
             f"{int(flagged.sum())} cells beside the boundary" if extra else "")
