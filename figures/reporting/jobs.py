@@ -45,6 +45,7 @@ PLOT_SAMPLES = 600  # samples kept per trajectory for figures and data files
 MAX_PAIRS = 16  # above r·k target/learned pairs, only max_j |cos| is kept per learned vector
 BUMP_PROMINENCE = 0.05  # a bump: a local maximum of an alignment curve this prominent
 REFERENCE_EVERY = 50  # task runs: the mean loss is timed on a copy of the model this often
+STORED_VECTORS = 16  # learned vectors per factor kept in a stored trajectory (:func:`_narrow`)
 
 
 def make_spec(config: dict[str, Any]) -> Problem:
@@ -77,6 +78,26 @@ def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
     return Trajectory(t[keep], traj.loss[keep], traj.l_ref, cosines,
                       {name: v[keep] for name, v in traj.norms.items()}, traj.method,
                       None if traj.steps is None else traj.steps[keep])
+
+
+def _narrow(traj: Trajectory, count: int = STORED_VECTORS) -> Trajectory:
+    """``traj`` with at most ``count`` learned vectors per factor kept in its stored cosines
+    and norms (evenly spaced by index; the vectors of a random start are exchangeable).
+
+    Stored curves are for the figures, which draw more than a few learned vectors as their
+    median and 10–90 % band (:func:`figures.plots.plot_trajectories`): over ``count`` of them
+    instead of all. Every number judged is computed before, from all of them
+    (:func:`_factor_summary`)."""
+    def pick(k: int) -> np.ndarray:
+        return np.unique(np.linspace(0, k - 1, count).round().astype(int))
+
+    if all(v.shape[-1] <= count for v in traj.norms.values()):
+        return traj
+    keep = {name: pick(v.shape[-1]) for name, v in traj.norms.items()}
+    return dataclasses.replace(
+        traj, cosines={name: c[..., keep[name]] if name in keep else c
+                       for name, c in traj.cosines.items()},
+        norms={name: v[:, keep[name]] for name, v in traj.norms.items()})
 
 
 def _factor_summary(t: np.ndarray, cosines: np.ndarray, norms: np.ndarray) -> dict[str, Any]:
@@ -122,7 +143,7 @@ def summarize(traj: Trajectory, loss_t: np.ndarray | None = None,
 
     Crossing times and phases come from ``(loss_t, loss)`` when given (a training run's
     every-step loss), else from the trajectory. The trajectory itself is kept thinned
-    (:func:`_thin`) for the figures.
+    (:func:`_thin`, :func:`_narrow`) for the figures.
     """
     from dynamics.phases import analyze, crossing_times
 
@@ -140,7 +161,7 @@ def summarize(traj: Trajectory, loss_t: np.ndarray | None = None,
         except ValueError:  # too few usable samples for the phase analysis
             phases = None
     return {
-        "trajectory": _thin(traj),
+        "trajectory": _narrow(_thin(traj)),
         "crossings": crossings,
         "phases": phases,
         "factors": {name: _factor_summary(traj.t, traj.cosines[name], traj.norms[name])
