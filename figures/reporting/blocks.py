@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -212,8 +213,21 @@ class Context:
         return TableBlock(title, rows, self.out, data)
 
 
+CSV_DIGITS = 8  # significant digits of the floats in the data files (what the figures draw)
+
+
+def _csv_value(value: Any) -> Any:
+    """A float rounded to :data:`CSV_DIGITS` significant digits, written as the shortest text
+    that reads back as that value (0.99999942607 → ``0.99999943``, 1.0 → ``1.0``); anything
+    else unchanged."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return repr(float(f"{float(value):.{CSV_DIGITS}g}"))
+    return value
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write ``rows`` (dicts; the header is the union of their keys, in order) to ``path``."""
+    """Write ``rows`` (dicts; the header is the union of their keys, in order) to ``path``,
+    floats to :data:`CSV_DIGITS` significant digits."""
     path.parent.mkdir(parents=True, exist_ok=True)
     keys: list[str] = []
     for row in rows:
@@ -221,5 +235,5 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
     return path

@@ -37,3 +37,17 @@ def test_a_narrow_run_is_stored_whole():
     stored = summarize(traj)["trajectory"]
     np.testing.assert_array_equal(stored.norms["X"], traj.norms["X"])
     np.testing.assert_array_equal(stored.cosines["Y"], traj.cosines["Y"])
+
+
+def test_data_files_round_floats_to_eight_digits_and_keep_everything_else(tmp_path):
+    import csv
+
+    from figures.reporting.blocks import write_csv
+
+    rows = [{"x": 0.9999994260767537, "y": 1.0, "n": 3, "s": "a", "b": True, "z": np.float64(1e-3),
+             "nan": float("nan"), "none": None, "big": 123456789.123}]
+    path = write_csv(tmp_path / "rows.csv", rows)
+    (row,) = csv.DictReader(path.open())
+    assert row == {"x": "0.99999943", "y": "1.0", "n": "3", "s": "a", "b": "True", "z": "0.001",
+                   "nan": "nan", "none": "", "big": "123456790.0"}
+    assert abs(float(row["x"]) / rows[0]["x"] - 1) < 1e-8  # 8 significant digits
