@@ -41,6 +41,7 @@ __all__ = [
     "CLAIMS",
     "HOLDS",
     "IN_PART",
+    "MIN_SEEDS",
     "NOT_MEASURED",
     "NOT_SUPPORTED",
     "README_BEGIN",

@@ -84,3 +84,16 @@ def test_near_marks_cells_a_section_knows_are_close_to_a_threshold():
     unmeasured = np.ones((4, 7))
     unmeasured[0, 0] = np.nan
     assert not more_seeds(_map(unmeasured), near).any()  # nothing to rerun where nothing ran
+
+
+def test_grouped_training_adds_seeds_only_to_a_task_whose_seeds_disagree():
+    from figures.reporting.sections import grouped
+
+    st = grouped.SECTION.settings(quick=False)
+    assert tuple(st.seeds) == (0, 1)
+    agree = [{"closer": True, "wider": False}] * 2
+    split = [{"closer": True, "wider": True}, {"closer": False, "wider": True}]
+    assert grouped._extra_seeds(st, {"parity": agree, "skills": agree}) == []
+    assert grouped._extra_seeds(st, {"parity": agree, "skills": split}) == [("skills", 2)]
+    three = [*split, {"closer": True, "wider": True}]
+    assert grouped._extra_seeds(st, {"parity": three}) == []  # already on 3 seeds
