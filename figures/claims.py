@@ -339,7 +339,8 @@ def _run_phrase(axis: Axis, ok: Sequence[bool]) -> str:
     fail = [v for v, k in zip(values, ok, strict=True) if not k]
     fmt = axis.fmt
     if not fail:
-        span = f" ({fmt(values[0])}–{fmt(values[-1])})" if len(values) > 1 else ""
+        span = ("" if len(values) < 2 else f" ({fmt(values[0])}–{fmt(values[-1])})"
+                if axis.numeric else f" ({', '.join(fmt(v) for v in values)})")
         return f"holds at every {name} tested{span}"
     if not hold:
         return f"fails at every {name} tested"

@@ -97,3 +97,11 @@ def test_grouped_training_adds_seeds_only_to_a_task_whose_seeds_disagree():
     assert grouped._extra_seeds(st, {"parity": agree, "skills": split}) == [("skills", 2)]
     three = [*split, {"closer": True, "wider": True}]
     assert grouped._extra_seeds(st, {"parity": three}) == []  # already on 3 seeds
+
+
+def test_a_text_axis_held_everywhere_lists_its_values_not_a_range():
+    from figures.claims import boundary
+
+    tasks = ClaimMap("test", Axis("task", ("parity", "skills")), Axis("check", ("wider",)),
+                     [[1.0, 1.0]])
+    assert boundary(tasks) == "holds at every task tested (parity, skills)"

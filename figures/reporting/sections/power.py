@@ -25,7 +25,7 @@ worst-group and mean loss, and the steps until the mean loss stays ≤ :data:`LE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from ...plots import FamilyPanel
 from ..blocks import Block, Context, Section, SectionResult, TextBlock, fmt
 from ..jobs import job_power_law, job_power_theory, job_power_train
 
-__all__ = ["FULL", "QUICK", "SECTION", "Settings", "law_curves"]
+__all__ = ["DEFAULT", "FULL", "QUICK", "SECTION", "Settings", "law_curves"]
 
 TASK_NAMES = ("modes", "modes-scale")
 LEVEL = 1e-2  # cost: steps until the mean loss stays ≤ LEVEL × its start
@@ -61,6 +61,9 @@ class Settings:
 
 FULL = Settings((-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0), 3, 0.05)
 QUICK = Settings((-0.5, 0.0, 1.0), 1, 0.1)
+DEFAULT = replace(FULL, gd_map=False)
+"""The default run: without the exact GD map (equal to float64 SGD up to rounding, the run the
+section already trains; ~6 CPU-s per objective against 0.5 for the flow); ``--full`` runs it."""
 
 
 def _spread(t_half: np.ndarray) -> float:
@@ -347,6 +350,9 @@ def _agreement(plans: dict[str, dict[str, Any]], rows: dict[str, list[dict[str, 
             if gd_map:
                 text += "; the GD map, the same theory stepped at η, does not"
         parts.append(text + ".")
+    if not gd_map:
+        parts.append("The exact GD map beside the flow (the theory stepped at η) runs under "
+                     "`scurve report --full`.")
     return TextBlock(" ".join(parts))
 
 
@@ -406,4 +412,5 @@ def build(ctx: Context) -> SectionResult:
     return SectionResult(blocks, [], data)
 
 
-SECTION = Section(14, "power-family", "Power family", build, FULL, QUICK)
+SECTION = Section(14, "power-family", "Power family", build, FULL, QUICK,
+                  default=DEFAULT)
