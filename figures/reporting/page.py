@@ -38,8 +38,9 @@ _MODES = {
     "quick": "Quick run (--quick): small problems and few seeds, a smoke test; the verdicts "
              "of a default run rest on larger maps.",
     "default": "Default run: the maps every verdict rests on, cut to what the verdicts need "
-               "(fewer methods shown beside the judged ones, extra seeds only where a verdict "
-               "is near its boundary); `scurve report --full` runs the full maps.",
+               "(grouped losses: the judged methods only; power family: without the exact GD "
+               "map; extra seeds only beside a map's boundary or where seeds disagree); "
+               "`scurve report --full` runs the full maps.",
     "full": "Full run (--full): the full maps of every section.",
     "full_tasks": "Default maps with the training tasks' full configurations and more seeds "
                   "(--full-tasks).",
