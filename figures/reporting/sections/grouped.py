@@ -425,7 +425,7 @@ def build(ctx: Context) -> SectionResult:
               "cubed). Training, mean → grouped loss (mean ± sd over seeds): " + "; ".join(
                   f"{task} spread {change(task, 'mean', 'grouped', 'spread')}, width "
                   f"{change(task, 'mean', 'grouped', 'width')}" for task in st.tasks) + ".")
-    claims = [judge(11, [map_t, map_r], text11, _short_settings(st), thumb11)]
+    claims = [judge(11, [map_t, map_r], text11, map_r.settings, thumb11)]
     # ------------------------------------------------------------------- claim 12
     x12 = Axis("task", st.tasks, "task")
     names12 = tuple(name for name, _, _ in sources)
