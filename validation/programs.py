@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -510,12 +511,42 @@ class Plan:
         self._expansions()  # the panel products of every gradient sum, grouped
         for finish in pending:
             finish()
+        self._lines = _fuse_offsets(self._lines)
+        if self.device.type == "cpu":
+            self._lines = [self._host_matmul(line) for line in self._lines]
         args = ", ".join(["_between"] * scaled + [f"{k}={k}" for k in self._bound])
         body = "\n".join(f"    {line}" for line in self._lines) or "    pass"
         self.source = f"def _step({args}):\n{body}\n    return {{{returned}}}\n"
-        names = {"torch": torch, "_bmm": torch.bmm, **self._bound}
+        names = {"torch": torch, "_bmm": torch.bmm, "_mm": np.matmul, **self._bound}
         exec(compile(self.source, "<scurve.plan>", "exec"), names)
         self._fn = names["_step"]
+
+    _BMM = re.compile(r"_bmm\(\(?(\w+)\)?(\.mT)?, \(?(\w+)\)?(\.mT)?, out=(\w+)(\.mT)?\)")
+
+    def _host_matmul(self, line: str) -> str:
+        """A CPU product into a bound buffer, ``_bmm(a, b, out=o)`` with bound tensors, as
+        ``numpy.matmul`` on numpy views of the same memory, made once: the same float
+        products (BLAS gemm per seed), with a fraction of torch.bmm's per-matrix overhead
+        on these small matrices (measured: 18 vs 30 µs for 20 products 10x100 @ 100x20).
+        Kept as it is where numpy would not call BLAS (an operand or the output without
+        a unit stride), or an operand is not a bound tensor."""
+        match = self._BMM.fullmatch(line)
+        if match is None:
+            return line
+        a, ta, b, tb, o, to = match.groups()
+        views = []
+        for name, t in ((a, ta), (b, tb), (o, to)):
+            x = self._bound.get(name)
+            if not isinstance(x, Tensor) or x.dtype not in (torch.float32, F64) \
+                    or x.ndim != 3 or x.requires_grad:
+                return line
+            views.append(x.mT if t else x)
+        arrays = [v.numpy() for v in views]
+        unit = [x.strides[-1] == x.itemsize or x.strides[-2] == x.itemsize for x in arrays]
+        if not all(unit) or arrays[2].strides[-1] != arrays[2].itemsize:
+            return line  # numpy's matmul calls BLAS only for a C-ordered output
+        names = [self._bind(None, x, self._var("np"))[0] for x in arrays]
+        return f"_mm({names[0]}, {names[1]}, out={names[2]})  # {line}"
 
     def __call__(self, *between: Any) -> dict[str, Tensor]:
         return self._fn(*between)
@@ -1292,6 +1323,28 @@ class Plan:
                 return None
             numbers[a:b] = [c] * (b - a)
         return info[0][0], numbers
+
+
+_PRODUCT = re.compile(r"(\w+) = _bmm\((\w+(?:\.mT)?), (\w+(?:\.mT)?)\)")
+_OFFSET = re.compile(r"(\w+) = (\w+) \+ (\w+)")
+
+
+def _fuse_offsets(lines: list[str]) -> list[str]:
+    """``v = _bmm(a, b)`` followed by ``w = c + v`` (v used nowhere else) as one
+    ``w = torch.baddbmm(c, a, b)``: c + a·b in one op (e.g. L = L_ref + Σ P ⊙ P′ ⊙ w)."""
+    out: list[str] = []
+    for line in lines:
+        add = _OFFSET.fullmatch(line)
+        prev = _PRODUCT.fullmatch(out[-1]) if out and add else None
+        if prev is not None and prev.group(1) in (add.group(2), add.group(3)) \
+                and add.group(2) != add.group(3) \
+                and not any(re.search(rf"\b{prev.group(1)}\b", x) for x in lines
+                            if x not in (line, out[-1])):
+            c = add.group(3) if add.group(2) == prev.group(1) else add.group(2)
+            out[-1] = f"{add.group(1)} = torch.baddbmm({c}, {prev.group(2)}, {prev.group(3)})"
+            continue
+        out.append(line)
+    return out
 
 
 def _consecutive(tensors: Sequence[Tensor | None]) -> Tensor | None:
