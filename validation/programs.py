@@ -450,15 +450,23 @@ class Plan:
             outputs are written times s (s folded into each product's smaller operand). The
             trainer's plain SGD passes s = −η (0 for a stopped seed): θ += out is its update.
 
+        own_outputs: (owned inputs) each output named like an input is written into a buffer
+            the plan allocates like that input's group: ``out_groups[i]`` holds the outputs
+            of ``groups[i]`` (same shape and layout; None where the group has no outputs).
+
     ``plan()`` runs a step and returns ``{output name: tensor}`` (scalars (S, 1, 1)). ``macs``:
-    multiply-adds of the matmuls of one call; ``source``: the compiled step.
+    multiply-adds of the matmuls of one call; ``source``: the compiled step. ``Plan.compiled``
+    counts the plans compiled in this process (a test checks one ``train`` compiles once).
     """
+
+    compiled = 0
 
     def __init__(self, graph: Graph, outputs: Mapping[str, Node],
                  inputs: Mapping[str, Tensor] | None = None,
                  out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64,
                  scaled: bool = False, seeds: int | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, own_outputs: bool = False):
+        Plan.compiled += 1
         self.graph, self.dtype = graph, dtype
         out = dict(out or {})
         self.owned = inputs is None
@@ -499,6 +507,9 @@ class Plan:
         self._find_panels()
         if self.owned:
             self._allocate()
+        self.out_groups: list[Tensor | None] = []
+        if own_outputs:  # a buffer like each group of inputs, for the outputs named like them
+            out = self._own_outputs(outputs, out)
         results = {name: self._ref(node) for name, node in outputs.items() if name not in out}
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
@@ -547,6 +558,24 @@ class Plan:
             return line  # numpy's matmul calls BLAS only for a C-ordered output
         names = [self._bind(None, x, self._var("np"))[0] for x in arrays]
         return f"_mm({names[0]}, {names[1]}, out={names[2]})  # {line}"
+
+    def _own_outputs(self, outputs: Mapping[str, Node], out: dict[str, Tensor]
+                     ) -> dict[str, Tensor]:
+        """``out`` plus, for each group of owned inputs whose names are all outputs, one
+        zeroed buffer of the group's shape (contiguous) holding those outputs the way the
+        group holds the inputs (``out_groups``, None for a group without outputs)."""
+        if not self.owned:
+            raise ValueError("own_outputs: the plan must own its inputs")
+        out = dict(out)
+        for names, storage, transposed in self.groups:
+            if not all(name in outputs for name in names):
+                self.out_groups.append(None)
+                continue
+            buffer = torch.zeros(storage.shape, dtype=self.dtype, device=self.device)
+            self.out_groups.append(buffer)
+            out |= {name: buffer[i].mT if transposed else buffer[i]
+                    for i, name in enumerate(names)}
+        return out
 
     def __call__(self, *between: Any) -> dict[str, Tensor]:
         return self._fn(*between)

@@ -321,24 +321,16 @@ class _Objective:
         shapes = self.shapes | {name: tuple(values[0][name].shape) for name in varying}
         graph, outputs = programs.objective(model, shapes, consts, lam, offset=self.l_ref,
                                             varying=varying)
-        # where the plan will keep the learned matrices decides the gradient buffers' layout
-        layout = programs.Plan(graph, outputs, dtype=dtype, seeds=seeds, device=device)
-        learned = [group for group in layout.groups if group[0][0] in self.names]
-        if any(set(names) - set(self.names) for names, _, _ in learned):
+        self.scaled = scaled  # one compilation: the plan places W and allocates g_W like W
+        self.plan = programs.Plan(graph, outputs, dtype=dtype, scaled=scaled, seeds=seeds,
+                                  device=device, own_outputs=True)
+        self.learned = [(names, buf, transposed) for (names, _, transposed), buf in
+                        zip(self.plan.groups, self.plan.out_groups, strict=True)
+                        if names[0] in self.names]
+        if any(set(names) - set(self.names) for names, _, _ in self.learned):
             raise RuntimeError("programs: a varying constant shares storage with learned ones")
-        self.grads = [torch.zeros(t.shape, dtype=dtype, device=device) for _, t, _ in
-                      learned]  # each like its group's storage (transposed or not)
-        out = {name: g[i].mT if transposed else g[i]
-               for (names, _, transposed), g in zip(learned, self.grads, strict=True)
-               for i, name in enumerate(names)}
-        self.scaled = scaled
-        self.plan = programs.Plan(*programs.objective(model, shapes, consts, lam,
-                                                      offset=self.l_ref, varying=varying),
-                                  out=out, dtype=dtype, scaled=scaled, seeds=seeds,
-                                  device=device)
+        self.grads = [buf for _, buf, _ in self.learned]  # each like its group's storage
         self.groups = [t for names, t, _ in self.plan.groups if names[0] in self.names]
-        if [g[0] for g in self.plan.groups] != [g[0] for g in layout.groups]:
-            raise RuntimeError("programs: the plan's layout changed between two compilations")
         for name in varying:
             self.plan.inputs[name].copy_(consts[name])
         self.w = self.plan.inputs
@@ -374,7 +366,7 @@ class _Objective:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
         loss = self.step().view(-1)
         grads = {}
-        for (names, _, transposed), g in zip(self.plan.groups, self.grads, strict=True):
+        for names, g, transposed in self.learned:
             grads |= {name: (g[i].mT if transposed else g[i]).clone()
                       for i, name in enumerate(names)}
         return loss, grads

@@ -266,3 +266,24 @@ def test_owned_inputs_live_in_groups(name):
     if name == "factorization":  # X and Y live beside A and B: one contraction, no copies
         contractions = [line for line in plan.source.splitlines() if "_bmm(rowr" in line]
         assert len(contractions) == 1 and ".copy_(" not in plan.source
+
+
+@pytest.mark.parametrize("dtype, spec, plans", [
+    ("float64", "factorization", 1),  # the step (its float64 loss is the measurement)
+    ("float32", "factorization", 2),  # the step, and the float64 loss that measures it
+    ("float64", "dro", 2),  # the step (D an input), and the group losses ℓ_g
+])
+def test_one_train_compiles_each_program_once(dtype, spec, plans):
+    """One ``train`` compiles each program it runs exactly once: no layout pass, no
+    recompilation (``Plan.compiled`` counts every compilation)."""
+    from dynamics.problems import Factorization, sample_modes
+    from validation.training import TrainConfig, train
+
+    specs = [Factorization.sample(6, 2, init=0.1, seed=s) for s in range(2)] \
+        if spec == "factorization" else \
+        [sample_modes([1.0, 2.0], [0.7, 0.3], n=6, hidden=3, seed=s, objective="dro")
+         for s in range(2)]
+    before = P.Plan.compiled
+    result = train(specs, TrainConfig(steps=5, lr=0.05, dtype=dtype, progress=False))
+    assert P.Plan.compiled - before == plans
+    assert np.all(np.isfinite(result.loss))
