@@ -73,6 +73,7 @@ from .matexpr import (
 )
 from .model import Model, ModelError
 from .model import get as get_model
+from .terms import dag as term_dag
 
 __all__ = [
     "FullFlow",
@@ -146,7 +147,13 @@ def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic], printer: type =
              ) -> dict:
     """Source of ``outs`` as a function of ``args`` (lambdify, cse, chain printer)."""
     fn = sp.lambdify(args, list(outs.values()), printer=printer, cse=True, dummify=False)
-    return {"args": [str(a) for a in args], "outs": list(outs), "source": inspect.getsource(fn)}
+    out = {"args": [str(a) for a in args], "outs": list(outs), "source": inspect.getsource(fn)}
+    if printer is TorchChainPrinter:  # the trainer builds its graph from the terms themselves
+        try:
+            out["terms"] = term_dag(args, outs)
+        except ValueError as exc:  # validation.programs says so if it needs these terms
+            out["terms"] = {"error": str(exc)}
+    return out
 
 
 def _latex_names(model: Model, reducer: PairReducer | None = None,
@@ -484,7 +491,8 @@ def _code_version() -> str:
     """Hash of the SymPy version and of the source of the modules that derive and print."""
     digest = hashlib.sha256(sp.__version__.encode())
     here = Path(__file__)
-    for source in (here, Path(matexpr.__file__), here.with_name("persample.py")):
+    for source in (here, Path(matexpr.__file__), here.with_name("persample.py"),
+                   here.with_name("terms.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 

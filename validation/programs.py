@@ -13,8 +13,10 @@ seeds, every scalar one of shape (S, 1, 1), and three helpers this module suppli
 Two ways to run it, with one meaning:
 
 * :func:`function` executes the source as written, with the helpers above (the reference).
-* :class:`Graph` and :class:`Plan` execute the *same source* once with symbolic stand-ins, which
-  records it as an expression graph, then compile that graph into one flat function per run:
+* :class:`Graph` and :class:`Plan` build an expression graph from the program's *terms* — the
+  same SymPy expressions, as a node list (:func:`dynamics.terms.dag`, stored with the source in
+  the symbolic cache; no source is re-executed) — then compile that graph into one flat
+  function per run (once per program and run: ``Plan.compiled`` counts compilations):
   subexpressions that depend only on constants (and λ) are evaluated once, in float64, before
   the run (e.g. C's softmax for the cross-entropy, λ + 1, AᵀA where a chain needs it); a λ that
   is 0 for every seed drops out; every matrix chain and trace of the whole program is split into
@@ -45,6 +47,7 @@ import torch
 from torch import Tensor
 
 from dynamics import symbolic
+from dynamics.errors import ModelError
 from dynamics.model import Model
 
 __all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "objective"]
@@ -147,70 +150,15 @@ class Node:
         return f"Node({self.id}, {self.op}, shape={self.shape})"
 
 
+def _unknown(op: str) -> Node:
+    raise ValueError(f"programs: unknown term operation {op!r}")
+
+
 def _broadcast(*shapes: tuple[int, int] | None) -> tuple[int, int] | None:
     mats = {s for s in shapes if s is not None}
     if len(mats) > 1:
         raise ValueError(f"elementwise operation on matrices of shapes {sorted(mats)}")
     return mats.pop() if mats else None
-
-
-class _Value:
-    """A symbolic stand-in for a tensor while the generated source is executed."""
-
-    __slots__ = ("g", "node")
-    __array_priority__ = 1000
-
-    def __init__(self, g: Graph, node: Node):
-        self.g, self.node = g, node
-
-    def _wrap(self, other: Any) -> Node:
-        if isinstance(other, _Value):
-            return other.node
-        return self.g.num(other)
-
-    def __add__(self, o): return _Value(self.g, self.g.add(self.node, self._wrap(o)))
-    def __radd__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.node))
-    def __sub__(self, o): return _Value(self.g, self.g.add(self.node, self.g.neg(self._wrap(o))))
-    def __rsub__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.g.neg(self.node)))
-    def __mul__(self, o): return _Value(self.g, self.g.mul(self.node, self._wrap(o)))
-    def __rmul__(self, o): return _Value(self.g, self.g.mul(self._wrap(o), self.node))
-    def __neg__(self): return _Value(self.g, self.g.neg(self.node))
-    def __pos__(self): return self
-
-    def __truediv__(self, o):
-        return _Value(self.g, self.g.mul(self.node, self.g.pow(self._wrap(o), -1)))
-
-    def __rtruediv__(self, o):
-        return _Value(self.g, self.g.mul(self._wrap(o), self.g.pow(self.node, -1)))
-
-    def __pow__(self, e):
-        if isinstance(e, _Value):
-            raise ValueError("powers with a tensor exponent are not supported")
-        return _Value(self.g, self.g.pow(self.node, e))
-
-    def __matmul__(self, o): return _Value(self.g, self.g.chain(self.node, self._wrap(o)))
-
-    @property
-    def mT(self):  # torch's name
-        return _Value(self.g, self.g.transpose(self.node))
-
-    T = mT
-
-
-class _TorchStandIn:
-    """``torch`` while tracing: its elementwise functions record a node."""
-
-    def __init__(self, g: Graph):
-        self.g = g
-
-    def __getattr__(self, name: str):
-        if not callable(getattr(torch, name, None)):
-            raise AttributeError(name)
-
-        def fn(x: _Value) -> _Value:
-            return _Value(x.g, x.g.fn(name, x.node))
-
-        return fn
 
 
 class Graph:
@@ -378,15 +326,28 @@ class Graph:
         return self._node("einsum", xs, tuple(shape), all(x.const for x in xs), spec)
 
     def call(self, program: Mapping[str, Any], args: Mapping[str, Node]) -> dict[str, Node]:
-        """Execute generated ``program`` on nodes ``args`` (by argument name): output nodes."""
-        names = {"_chain": lambda *m: _Value(self, self.chain(*(v.node for v in m))),
-                 "_trace": lambda *m: _Value(self, self.trace(*(v.node for v in m))),
-                 "_entry_sum": lambda x: _Value(self, self.entry_sum(x.node)),
-                 "torch": _TorchStandIn(self)}
-        fn = _load(program["source"], names)
-        result = fn(*(_Value(self, args[a]) for a in program["args"]))
-        return {name: (r.node if isinstance(r, _Value) else self.num(r))
-                for name, r in zip(program["outs"], result, strict=True)}
+        """The outputs of derived ``program`` on nodes ``args`` (by argument name), built from
+        its terms (:func:`dynamics.terms.dag`, the SymPy expressions as a node list): output
+        nodes by name."""
+        terms = program["terms"]
+        if "error" in terms:
+            raise ModelError(f"programs: the trainer cannot run this program: {terms['error']}")
+        built: list[Node] = []
+        for op, value, children in terms["nodes"]:
+            xs = [built[i] for i in children]
+            built.append(
+                args[value] if op == "arg" else
+                self.num(value) if op == "num" else
+                self.add(*xs) if op == "add" else
+                self.mul(*xs) if op == "mul" else
+                self.chain(*xs) if op == "chain" else
+                self.transpose(xs[0]) if op == "T" else
+                self.trace(*xs) if op == "trace" else
+                self.pow(xs[0], value) if op == "pow" else
+                self.fn(value, xs[0]) if op == "fn" else
+                self.entry_sum(xs[0]) if op == "esum" else
+                _unknown(op))
+        return {name: built[i] for name, i in zip(terms["outs"], terms["roots"], strict=True)}
 
     # ------------------------------------------------------------------ evaluation
 
