@@ -347,6 +347,7 @@ class _Objective:
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.target_names = dict(model.targets)
         self.products: dict[str, tuple[Tensor | None, Tensor | None]] | None = None
+        self.copies: list[tuple[Tensor, Tensor]] | None = None  # float64 copy of w, by group
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
         self.grouped = None if objective is None else _Groups(
             specs, self.shapes, consts, self.w, dtype,
@@ -379,8 +380,11 @@ class _Objective:
         if self.exact is None:
             loss.copy_(step_loss.view(-1))
         else:
-            for name in self.names:
-                self.w64[name].copy_(self.w[name])
+            if self.copies is None:  # a whole group at once where both plans lay it out alike
+                self.copies = _copies(self.exact.groups, self.plan.groups, self.names,
+                                      self.w64, self.w)
+            for target, source in self.copies:
+                target.copy_(source)
             loss.copy_(self.exact()["L"].view(-1))
         if self.products is None:  # the loss program's own TᵀW, WᵀW where it computes them
             self.products = {name: (plan.contraction(self.target_names[name], name),
@@ -394,6 +398,20 @@ class _Objective:
                     out.copy_(product)
                 else:
                     torch.bmm(left, w, out=out)
+
+
+def _copies(targets: list, sources: list, names: Sequence[str], target_w: dict[str, Tensor],
+            source_w: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """(target, source) pairs that copy the learned matrices ``names``: one pair per group of
+    ``(names, storage, transposed)`` that both plans hold the same way, else one per matrix."""
+    held = {tuple(group[0]): group for group in sources}
+    pairs, done = [], set()
+    for group, storage, transposed in targets:
+        other = held.get(tuple(group))
+        if other is not None and other[2] == transposed and other[1].shape == storage.shape:
+            pairs.append((storage, other[1]))
+            done |= set(group)
+    return pairs + [(target_w[n], source_w[n]) for n in names if n not in done]
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
