@@ -20,12 +20,15 @@ Two ways to run it, with one meaning:
   subexpressions that depend only on constants (and λ) are evaluated once, in float64, before
   the run (e.g. C's softmax for the cross-entropy, λ + 1, AᵀA where a chain needs it); a λ that
   is 0 for every seed drops out; every matrix chain and trace of the whole program is split into
-  binary products by the ``multi_dot`` dynamic programme with products that another chain
-  already needs (or its transpose) costing nothing, so e.g. the factorization's four gradient
-  chains and two loss traces share the four contractions AᵀX, BᵀY, XᵀX, YᵀY; traces are taken
-  at their cheapest rotation and split, Σ(W₁ ⊙ W₂ᵀ); gradient sums accumulate in place into the
-  caller's buffers. The result is ordinary Python over torch calls (``Plan.source``), so a step
-  costs a handful of batched matmuls and small in-place ops with no per-step planning.
+  binary products (the planning, :mod:`validation.planning`) by the ``multi_dot`` dynamic
+  programme with products that another chain already needs (or its transpose) costing
+  nothing, so e.g. the factorization's four gradient chains and two loss traces share the
+  four contractions AᵀX, BᵀY, XᵀX, YᵀY; traces are taken at their cheapest rotation and split,
+  Σ(W₁ ⊙ W₂ᵀ); gradient sums accumulate in place into the caller's buffers. The result is
+  ordinary Python over torch calls (``Plan.source``), so a step costs a handful of batched
+  matmuls and small in-place ops with no per-step planning; on the CPU, products into the
+  plan's own buffers run as ``numpy.matmul`` on views of the same memory (the same BLAS gemm
+  per seed with less per-matrix overhead than ``torch.bmm`` on these small matrices).
 
 :func:`objective` builds the graph of a model's training objective — L − L(0) and
 g_W = ∂L/∂W + λW for the MSE-type models (the ``train`` program), or for a cross-entropy model
@@ -49,6 +52,11 @@ from torch import Tensor
 from dynamics import symbolic
 from dynamics.errors import ModelError
 from dynamics.model import Model
+
+from . import planning
+from .planning import Products, Word
+from .planning import flip as _flip
+from .planning import flip_factors as _flip_factors
 
 __all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "objective"]
 
@@ -382,13 +390,6 @@ class Graph:
 # --------------------------------------------------------------------------- plan
 
 
-Word = tuple[tuple[int, bool], ...]  # a product of factors (node id, transposed)
-
-
-def _flip(word: Word) -> Word:
-    return tuple((i, not t) for i, t in reversed(word))
-
-
 class Plan:
     """``outputs`` of a :class:`Graph` compiled into one flat function (module docstring).
 
@@ -441,8 +442,9 @@ class Plan:
         self._bound: dict[str, Any] = {}
         self._refs: dict[int, tuple[str, bool]] = {}  # node id -> (variable, transposed)
         self._words: dict[Word, tuple[str, bool]] = {}  # computed products this step
-        self._plans: dict[Word, tuple[tuple, int]] = {}  # product -> (factors, top split)
-        self._traces: dict[int, tuple[int, int] | None] = {}
+        self._products = Products()  # which binary products compute every chain and trace
+        self._plans = self._products.plans  # product -> (factors, top split)
+        self._traces = self._products.traces  # trace node id -> (rotation, split)
         self._memo: dict[str, str] = {}
         self._panel_of: dict[Word, dict] = {}  # contraction -> its panel product
         self._slices: dict[Word, tuple[str, bool]] = {}
@@ -462,9 +464,9 @@ class Plan:
         order = self._topological(outputs.values())
         for node in order:  # choose every product first, so that later chains can reuse
             if node.op == "chain" and not node.const:
-                self._plan(node.args)
+                self._products.plan(node.args)
             elif node.op == "trace" and not node.const:
-                self._traces[node.id] = self._plan_trace(node.args)
+                self._traces[node.id] = self._products.plan_trace(node.args)
         self._find_panels()
         if self.owned:
             self._allocate()
@@ -610,96 +612,14 @@ class Plan:
 
     # ------------------------------------------------------------------ products
 
-    def _shape(self, f: tuple[Node, bool]) -> tuple[int, int]:
-        node, t = f
-        return node.shape[::-1] if t else node.shape
-
-    @staticmethod
-    def _word(factors: Sequence[tuple[Node, bool]]) -> Word:
-        return tuple((f.id, t) for f, t in factors)
-
-    def _free(self, factors: Sequence[tuple[Node, bool]]) -> bool:
-        """A product that costs nothing more: one factor, planned already (or its transpose),
-        or constant (computed before the run)."""
-        word = self._word(factors)
-        return len(word) == 1 or word in self._plans or _flip(word) in self._plans \
-            or all(f.const for f, _ in factors)
-
-    def _best(self, factors: Sequence[tuple[Node, bool]]) -> tuple[dict, float]:
-        """The multi_dot programme over ``factors`` where planned products cost nothing:
-        ({(i, j): split or None (free)}, multiply-adds)."""
-        m = len(factors)
-        dims = [self._shape(factors[0])[0]] + [self._shape(f)[1] for f in factors]
-        cost: dict[tuple[int, int], float] = {}
-        split: dict[tuple[int, int], int | None] = {}
-        for length in range(1, m + 1):
-            for i in range(m - length + 1):
-                j = i + length - 1
-                if self._free(factors[i:j + 1]):
-                    cost[i, j], split[i, j] = 0, None
-                    continue
-                best, where = math.inf, None
-                for s in range(i, j):
-                    c = cost[i, s] + cost[s + 1, j] + dims[i] * dims[s + 1] * dims[j + 1]
-                    if c < best:
-                        best, where = c, s
-                cost[i, j], split[i, j] = best, where
-        return split, cost[0, m - 1]
-
-    def _plan(self, factors: Sequence[tuple[Node, bool]]) -> None:
-        """Choose the products of ``factors`` (those not free yet) and record each one's top
-        split, so that every later chain may reuse them."""
-        split, _ = self._best(factors)
-
-        def mark(i: int, j: int) -> None:
-            s = split[i, j]
-            if s is None:
-                return
-            self._plans.setdefault(self._word(factors[i:j + 1]),
-                                   (tuple(factors[i:j + 1]), s - i))
-            mark(i, s)
-            mark(s + 1, j)
-
-        mark(0, len(factors) - 1)
-
-    def _plan_trace(self, factors: Sequence[tuple[Node, bool]]) -> tuple[int, int] | None:
-        """tr(f₁ ⋯ f_m) = Σ(W₁ ⊙ W₂ᵀ) at the cheapest rotation and split: (rotation, split)."""
-        m = len(factors)
-        if m == 1:
-            return None
-        best = None
-        for rot in range(m):
-            fs = list(factors[rot:]) + list(factors[:rot])
-            for s in range(1, m):
-                c1 = self._best(fs[:s])[1] if s > 1 else 0
-                c2 = self._best(fs[s:])[1] if m - s > 1 else 0
-                rows, cols = self._shape(fs[0])[0], self._shape(fs[s - 1])[1]
-                c = c1 + c2 + rows * cols / 4  # an elementwise product is cheaper than a MAC
-                if best is None or c < best[0]:
-                    best = (c, rot, s)
-        _, rot, s = best
-        fs = list(factors[rot:]) + list(factors[:rot])
-        self._plan(fs[:s])
-        self._plan([(f, not t) for f, t in reversed(fs[s:])])  # W₂ᵀ is what the product reads
-        return rot, s
-
-    def _split_factors(self, factors: Sequence[tuple[Node, bool]]
-                       ) -> tuple[list[tuple[Node, bool]], list[tuple[Node, bool]]]:
-        """The planned top split of the product ``factors``: (left factors, right factors)."""
-        word = self._word(factors)
-        if word not in self._plans and _flip(word) not in self._plans:
-            self._plan(factors)
-        if word in self._plans:
-            fs, s = self._plans[word]
-            return list(fs[:s + 1]), list(fs[s + 1:])
-        fs, s = self._plans[_flip(word)]  # (a b)ᵀ = bᵀ aᵀ
-        return _flip_factors(fs[s + 1:]), _flip_factors(fs[:s + 1])
+    _shape = staticmethod(planning.shape)
+    _word = staticmethod(planning.word)
 
     def _operands(self, factors: Sequence[tuple[Node, bool]]
                   ) -> tuple[tuple[str, bool], tuple[str, bool], int, int]:
         """The two operands of the planned top product of ``factors`` and their sizes
         (entries per seed), counting the product's multiply-adds."""
-        left, right = self._split_factors(factors)
+        left, right = self._products.split(factors)
         rows, inner = self._shape(left[0])[0], self._shape(left[-1])[1]
         cols = self._shape(right[-1])[1]
         self.macs += self.seeds * rows * inner * cols
@@ -966,7 +886,7 @@ class Plan:
 
     def _op_trace(self, node: Node) -> tuple[str, bool]:
         plan = self._traces.get(node.id, None if len(node.args) == 1 else
-                                self._plan_trace(node.args))
+                                self._products.plan_trace(node.args))
         if plan is None:
             x = self._use(self._value(node.args))
             return self._emit(f"torch.diagonal({x}, 0, -2, -1).sum(-1, keepdim=True)"
@@ -1205,7 +1125,7 @@ class Plan:
             c, scalars, core = term
             if core.op != "chain" or core.const or self._word(core.args) in self._words:
                 continue
-            left, right = self._split_factors(core.args)
+            left, right = self._products.split(core.args)
             if len(left) == 1 and not left[0][1] and left[0][0].op == "leaf":
                 found.append((term, left[0][0], right))
         if len({m.id for _, m, _ in found}) < 2 or len({m.id for _, m, _ in found}) < len(found):
@@ -1351,10 +1271,6 @@ def _consecutive(tensors: Sequence[Tensor | None]) -> Tensor | None:
             return None
     return first.as_strided((len(tensors), *first.shape),
                             (first.numel(), *first.stride()))
-
-
-def _flip_factors(factors: Sequence[tuple[Node, bool]]) -> list[tuple[Node, bool]]:
-    return [(f, not t) for f, t in reversed(factors)]
 
 
 def _ident(name: str) -> str:
