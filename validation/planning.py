@@ -50,24 +50,31 @@ class Products:
         self.plans: dict[Word, tuple[tuple, int]] = {}
         self.traces: dict[int, tuple[int, int] | None] = {}
 
-    def free(self, factors: Sequence[Factor]) -> bool:
-        """A product that costs nothing more: one factor, planned already (or its transpose),
-        or constant (computed before the run)."""
-        key = word(factors)
-        return len(key) == 1 or key in self.plans or flip(key) in self.plans \
-            or all(f.const for f, _ in factors)
+    def snapshot(self) -> tuple[dict[Word, int], dict[int, tuple[int, int] | None]]:
+        """The choices as plain data (node ids): ({word: top split}, traces)."""
+        return {k: s for k, (_, s) in self.plans.items()}, dict(self.traces)
+
+    def load(self, snapshot: tuple[dict[Word, int], dict], nodes: Sequence[Any]) -> None:
+        """Take the choices of :meth:`snapshot` for a graph of the same structure (``nodes``
+        by id)."""
+        plans, traces = snapshot
+        self.plans.update({k: (tuple((nodes[i], t) for i, t in k), s) for k, s in plans.items()})
+        self.traces.update(traces)
 
     def best(self, factors: Sequence[Factor]) -> tuple[dict, float]:
         """The multi_dot programme over ``factors`` where planned products cost nothing:
         ({(i, j): split or None (free)}, multiply-adds)."""
         m = len(factors)
         dims = [shape(factors[0])[0]] + [shape(f)[1] for f in factors]
+        key, const = word(factors), [f.const for f, _ in factors]
+        flipped = flip(key)  # flip(key[i:j + 1]) = flipped[m − 1 − j : m − i]
         cost: dict[tuple[int, int], float] = {}
         split: dict[tuple[int, int], int | None] = {}
         for length in range(1, m + 1):
             for i in range(m - length + 1):
                 j = i + length - 1
-                if self.free(factors[i:j + 1]):
+                if length == 1 or key[i:j + 1] in self.plans \
+                        or flipped[m - 1 - j:m - i] in self.plans or all(const[i:j + 1]):
                     cost[i, j], split[i, j] = 0, None
                     continue
                 best, where = math.inf, None

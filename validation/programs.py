@@ -192,6 +192,14 @@ class Graph:
             self._keys[key] = node
         return node
 
+    def signature(self) -> tuple:
+        """The structure of the graph (every node's operation, operands, shape and value; a
+        constant by its name, not its value): equal for the same model, shapes and options,
+        the key under which a plan's product choices are reused."""
+        return tuple((n.op, tuple(a.id if isinstance(a, Node) else (a[0].id, a[1])
+                                  for a in n.args), n.shape, n.const, n.value)
+                     for n in self.nodes)
+
     def input(self, name: str, shape: tuple[int, int]) -> Node:
         """A learned matrix (varies every step), bound to a tensor when a :class:`Plan` runs."""
         node = self._node("leaf", (), tuple(shape), False, name)
@@ -390,6 +398,9 @@ class Graph:
 # --------------------------------------------------------------------------- plan
 
 
+_PLANNED: dict[tuple, tuple] = {}  # graph structure -> planned products (Products.snapshot)
+
+
 class Plan:
     """``outputs`` of a :class:`Graph` compiled into one flat function (module docstring).
 
@@ -462,11 +473,18 @@ class Plan:
                 self._bind(node, inputs[name], f"in_{_ident(name)}")
                 self._tensor_of[node.id] = self.inputs[name] = inputs[name]
         order = self._topological(outputs.values())
-        for node in order:  # choose every product first, so that later chains can reuse
-            if node.op == "chain" and not node.const:
-                self._products.plan(node.args)
-            elif node.op == "trace" and not node.const:
-                self._traces[node.id] = self._products.plan_trace(node.args)
+        key = (graph.signature(), tuple(node.id for node in outputs.values()))
+        if key in _PLANNED:  # the same program structure planned before (another run)
+            self._products.load(_PLANNED[key], graph.nodes)
+        else:
+            for node in order:  # choose every product first, so that later chains can reuse
+                if node.op == "chain" and not node.const:
+                    self._products.plan(node.args)
+                elif node.op == "trace" and not node.const:
+                    self._traces[node.id] = self._products.plan_trace(node.args)
+            if len(_PLANNED) >= 64:
+                _PLANNED.pop(next(iter(_PLANNED)))
+            _PLANNED[key] = self._products.snapshot()
         self._find_panels()
         if self.owned:
             self._allocate()
@@ -885,8 +903,9 @@ class Plan:
         return self._value(node.args)
 
     def _op_trace(self, node: Node) -> tuple[str, bool]:
-        plan = self._traces.get(node.id, None if len(node.args) == 1 else
-                                self._products.plan_trace(node.args))
+        if node.id not in self._traces:  # (planned up front unless the trace is constant)
+            self._traces[node.id] = self._products.plan_trace(node.args)
+        plan = self._traces[node.id]
         if plan is None:
             x = self._use(self._value(node.args))
             return self._emit(f"torch.diagonal({x}, 0, -2, -1).sum(-1, keepdim=True)"

@@ -287,3 +287,30 @@ def test_one_train_compiles_each_program_once(dtype, spec, plans):
     result = train(specs, TrainConfig(steps=5, lr=0.05, dtype=dtype, progress=False))
     assert P.Plan.compiled - before == plans
     assert np.all(np.isfinite(result.loss))
+
+
+@pytest.mark.parametrize("name", ["chain3", "factorization_ce"])
+def test_product_choices_are_reused_for_the_same_structure(name):
+    """A second plan of the same program structure (other constants and learned values) takes
+    the product choices of the first (no planning), emits the same step, and is still right
+    (against autograd at its own values)."""
+    model = MODELS[name]
+    P._PLANNED.clear()
+    sources = []
+    for seed in (3, 4):
+        values = point(model, seed=seed)
+        shapes = {w: tuple(values[w].shape[1:]) for w in model.learned_names}
+        consts = {c: values[c] for c in model.constant_names}
+        offset = None if model.cross_entropy() else torch.tensor(zero_loss(name, model, values))
+        plan = P.Plan(*P.objective(model, shapes, consts, None, offset=offset), seeds=S,
+                      device="cpu")
+        assert len(P._PLANNED) == 1
+        for w in model.learned_names:
+            plan.inputs[w].copy_(values[w])
+        want_loss, want_grads = autograd(name, model, values, np.zeros(S))
+        got = plan()
+        assert rel(got["L"][:, 0, 0], want_loss) < 1e-12
+        for w in model.learned_names:
+            assert rel(got[w], want_grads[w]) < 1e-12
+        sources.append(plan.source)
+    assert sources[0] == sources[1]
