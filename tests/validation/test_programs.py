@@ -237,25 +237,19 @@ def test_graph_sharing_and_errors():
         g.add(x, g.transpose(y))
 
 
-@pytest.mark.parametrize("name", ["factorization", "attention", "chain3", "vector",
-                                  "factorization_ce"])
-def test_owned_inputs_live_in_groups(name):
-    """A plan that places the learned matrices itself: every input in exactly one group, the
-    inputs are views of the groups' storage, and the values equal autograd."""
+def owned_plan(name: str, seed: int) -> tuple[Model, dict, P.Plan]:
+    """A plan of ``name``'s objective (λ = 0) at ``point(seed)`` that owns its inputs."""
     model = MODELS[name]
-    values = point(model, seed=7)
+    values = point(model, seed=seed)
     shapes = {w: tuple(values[w].shape[1:]) for w in model.learned_names}
     consts = {c: values[c] for c in model.constant_names}
     offset = None if model.cross_entropy() else torch.tensor(zero_loss(name, model, values))
     graph, outputs = P.objective(model, shapes, consts, None, offset=offset)
-    plan = P.Plan(graph, outputs, seeds=S, device="cpu")
-    names = [n for group in plan.groups for n in group[0]]
-    assert sorted(names) == sorted(model.learned_names)
-    for group_names, storage, transposed in plan.groups:
-        assert storage.shape[:2] == (len(group_names), S)
-        for i, w in enumerate(group_names):
-            view = storage[i].mT if transposed else storage[i]
-            assert view.data_ptr() == plan.inputs[w].data_ptr()
+    return model, values, P.Plan(graph, outputs, seeds=S, device="cpu")
+
+
+def assert_equals_autograd(name: str, model: Model, values: dict, plan: P.Plan) -> None:
+    """The plan run at ``values`` (λ = 0) against autograd, loss and gradients to 1e-12."""
     for w in model.learned_names:
         plan.inputs[w].copy_(values[w])
     want_loss, want_grads = autograd(name, model, values, np.zeros(S))
@@ -263,6 +257,22 @@ def test_owned_inputs_live_in_groups(name):
     assert rel(got["L"][:, 0, 0], want_loss) < 1e-12
     for w in model.learned_names:
         assert rel(got[w], want_grads[w]) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["factorization", "attention", "chain3", "vector",
+                                  "factorization_ce"])
+def test_owned_inputs_live_in_groups(name):
+    """A plan that places the learned matrices itself: every input in exactly one group, the
+    inputs are views of the groups' storage, and the values equal autograd."""
+    model, values, plan = owned_plan(name, seed=7)
+    names = [n for group in plan.groups for n in group[0]]
+    assert sorted(names) == sorted(model.learned_names)
+    for group_names, storage, transposed in plan.groups:
+        assert storage.shape[:2] == (len(group_names), S)
+        for i, w in enumerate(group_names):
+            view = storage[i].mT if transposed else storage[i]
+            assert view.data_ptr() == plan.inputs[w].data_ptr()
+    assert_equals_autograd(name, model, values, plan)
     if name == "factorization":  # X and Y live beside A and B: one contraction, no copies
         contractions = [line for line in plan.source.splitlines() if "_bmm(rowr" in line]
         assert len(contractions) == 1 and ".copy_(" not in plan.source
@@ -294,23 +304,11 @@ def test_product_choices_are_reused_for_the_same_structure(name):
     """A second plan of the same program structure (other constants and learned values) takes
     the product choices of the first (no planning), emits the same step, and is still right
     (against autograd at its own values)."""
-    model = MODELS[name]
     P._PLANNED.clear()
     sources = []
     for seed in (3, 4):
-        values = point(model, seed=seed)
-        shapes = {w: tuple(values[w].shape[1:]) for w in model.learned_names}
-        consts = {c: values[c] for c in model.constant_names}
-        offset = None if model.cross_entropy() else torch.tensor(zero_loss(name, model, values))
-        plan = P.Plan(*P.objective(model, shapes, consts, None, offset=offset), seeds=S,
-                      device="cpu")
+        model, values, plan = owned_plan(name, seed)
         assert len(P._PLANNED) == 1
-        for w in model.learned_names:
-            plan.inputs[w].copy_(values[w])
-        want_loss, want_grads = autograd(name, model, values, np.zeros(S))
-        got = plan()
-        assert rel(got["L"][:, 0, 0], want_loss) < 1e-12
-        for w in model.learned_names:
-            assert rel(got[w], want_grads[w]) < 1e-12
+        assert_equals_autograd(name, model, values, plan)
         sources.append(plan.source)
     assert sources[0] == sources[1]
