@@ -398,6 +398,7 @@ class Graph:
 # --------------------------------------------------------------------------- plan
 
 
+_HOST_MNK = 4 * 65536  # OpenBLAS multiplies m x k @ k x n on one thread up to m·k·n = this
 _PLANNED: dict[tuple, tuple] = {}  # graph structure -> planned products (Products.snapshot)
 
 
@@ -521,7 +522,9 @@ class Plan:
         products (BLAS gemm per seed), with a fraction of torch.bmm's per-matrix overhead
         on these small matrices (measured: 18 vs 30 µs for 20 products 10x100 @ 100x20).
         Kept as it is where numpy would not call BLAS (an operand or the output without
-        a unit stride), or an operand is not a bound tensor."""
+        a unit stride), an operand is not a bound tensor, or a product is large enough for
+        OpenBLAS to spread it over threads (m·k·n > ``_HOST_MNK``; torch's own thread rule,
+        :func:`validation.training.limit_threads`, governs those)."""
         match = self._BMM.fullmatch(line)
         if match is None:
             return line
@@ -533,6 +536,9 @@ class Plan:
                     or x.ndim != 3 or x.requires_grad:
                 return line
             views.append(x.mT if t else x)
+        (_, m, k), n = views[0].shape, views[1].shape[-1]
+        if m * k * n > _HOST_MNK:  # OpenBLAS would thread it, beside torch's thread rule
+            return line
         arrays = [v.numpy() for v in views]
         unit = [x.strides[-1] == x.itemsize or x.strides[-2] == x.itemsize for x in arrays]
         if not all(unit) or arrays[2].strides[-1] != arrays[2].itemsize:

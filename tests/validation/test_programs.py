@@ -312,3 +312,18 @@ def test_product_choices_are_reused_for_the_same_structure(name):
         assert_equals_autograd(name, model, values, plan)
         sources.append(plan.source)
     assert sources[0] == sources[1]
+
+
+def test_cpu_products_into_buffers_run_on_numpy_views_unless_large():
+    """Small products into a plan's own buffers are numpy.matmul on views of the same memory
+    (checked right by the autograd tests above, which all run on the CPU); a product large
+    enough for OpenBLAS to thread (m·k·n > 2¹⁸) stays torch.bmm."""
+    *_, plan = owned_plan("factorization", seed=5)
+    host = [line for line in plan.source.splitlines() if "_mm(" in line]
+    assert host and all("# _bmm(" in line for line in host)
+    n, r, k = 1400, 10, 10  # the panel product: (k x n) @ (n x (r + k)): 10·1400·20 > 2¹⁸
+    rng = np.random.default_rng(0)
+    consts = {c: torch.tensor(rng.standard_normal((S, n, r))) for c in ("A", "B")}
+    big = P.Plan(*P.objective(FACTORIZATION, {"X": (n, k), "Y": (n, k)}, consts, None),
+                 seeds=S, device="cpu")
+    assert "_bmm(" in big.source and "_mm(" not in big.source.replace("_bmm(", "")
