@@ -504,7 +504,7 @@ class Plan:
         self._expansions()  # the panel products of every gradient sum, grouped
         for finish in pending:
             finish()
-        self._lines = _fuse_offsets(self._lines)
+        self._lines = _fuse_offsets(self._lines, returned)
         if self.device.type == "cpu":
             self._lines = [self._host_matmul(line) for line in self._lines]
         args = ", ".join(["_between"] * scaled + [f"{k}={k}" for k in self._bound])
@@ -1264,16 +1264,16 @@ _PRODUCT = re.compile(r"(\w+) = _bmm\((\w+(?:\.mT)?), (\w+(?:\.mT)?)\)")
 _OFFSET = re.compile(r"(\w+) = (\w+) \+ (\w+)")
 
 
-def _fuse_offsets(lines: list[str]) -> list[str]:
-    """``v = _bmm(a, b)`` followed by ``w = c + v`` (v used nowhere else) as one
-    ``w = torch.baddbmm(c, a, b)``: c + a·b in one op (e.g. L = L_ref + Σ P ⊙ P′ ⊙ w)."""
+def _fuse_offsets(lines: list[str], returned: str) -> list[str]:
+    """``v = _bmm(a, b)`` followed by ``w = c + v`` (v used nowhere else, nor ``returned``)
+    as one ``w = torch.baddbmm(c, a, b)``: c + a·b in one op (e.g. L = L_ref + Σ P ⊙ P′ ⊙ w)."""
     out: list[str] = []
     for line in lines:
         add = _OFFSET.fullmatch(line)
         prev = _PRODUCT.fullmatch(out[-1]) if out and add else None
         if prev is not None and prev.group(1) in (add.group(2), add.group(3)) \
                 and add.group(2) != add.group(3) \
-                and not any(re.search(rf"\b{prev.group(1)}\b", x) for x in lines
+                and not any(re.search(rf"\b{prev.group(1)}\b", x) for x in [*lines, returned]
                             if x not in (line, out[-1])):
             c = add.group(3) if add.group(2) == prev.group(1) else add.group(2)
             out[-1] = f"{add.group(1)} = torch.baddbmm({c}, {prev.group(2)}, {prev.group(3)})"

@@ -327,3 +327,12 @@ def test_cpu_products_into_buffers_run_on_numpy_views_unless_large():
     big = P.Plan(*P.objective(FACTORIZATION, {"X": (n, k), "Y": (n, k)}, consts, None),
                  seeds=S, device="cpu")
     assert "_bmm(" in big.source and "_mm(" not in big.source.replace("_bmm(", "")
+
+
+def test_offset_fused_into_baddbmm_only_where_the_product_is_not_used_again():
+    lines = ["v1 = _bmm(a, b)", "v2 = c + v1"]
+    assert P._fuse_offsets(lines, "'L': v2") == ["v2 = torch.baddbmm(c, a, b)"]
+    assert P._fuse_offsets(lines, "'L': v2, 'P': v1") == lines  # v1 is returned
+    assert P._fuse_offsets([*lines, "v3 = v1 * 2"], "'L': v3") == [*lines, "v3 = v1 * 2"]
+    a, b, c = torch.randn(3, 1, 4), torch.randn(3, 4, 1), torch.randn(3, 1, 1)
+    assert torch.allclose(torch.baddbmm(c, a, b), c + torch.bmm(a, b), rtol=1e-6, atol=1e-6)
