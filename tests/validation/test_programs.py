@@ -14,6 +14,7 @@ import torch
 from dynamics import symbolic
 from dynamics.catalog import ATTENTION, FACTORIZATION, FACTORIZATION_CE, VECTOR, chain
 from dynamics.model import Model
+from validation import graph as G
 from validation import programs as P
 
 F64 = torch.float64
@@ -32,10 +33,10 @@ def test_chain_order_and_value_equal_multi_dot():
     rng = np.random.default_rng(0)
     shapes = [(30, 2), (2, 40), (40, 3), (3, 5)]
     mats = [rng.standard_normal((S, *sh)) for sh in shapes]
-    got = P._chain(*(torch.tensor(m) for m in mats)).numpy()
+    got = G._chain(*(torch.tensor(m) for m in mats)).numpy()
     for s in range(S):
         assert rel(got[s], np.linalg.multi_dot([m[s] for m in mats])) < 1e-13
-    tree, cost = P._order((30, 2, 40, 3, 5))
+    tree, cost = G._order((30, 2, 40, 3, 5))
     # the cheapest order of 30x2 · 2x40 · 40x3 · 3x5, by enumeration of all five trees
     d = (30, 2, 40, 3, 5)
     candidates = {
@@ -46,23 +47,23 @@ def test_chain_order_and_value_equal_multi_dot():
         (0, (1, (2, 3))): d[2] * d[3] * d[4] + d[1] * d[2] * d[4] + d[0] * d[1] * d[4],
     }
     assert cost == min(candidates.values()) and candidates[tree] == cost
-    assert P._order.cache_info().hits >= 0  # memoised per tuple of shapes
-    before = P._order.cache_info().hits
-    P._chain(*(torch.tensor(m) for m in mats))
-    assert P._order.cache_info().hits == before + 1
+    assert G._order.cache_info().hits >= 0  # memoised per tuple of shapes
+    before = G._order.cache_info().hits
+    G._chain(*(torch.tensor(m) for m in mats))
+    assert G._order.cache_info().hits == before + 1
 
 
 def test_trace_and_entry_sum():
     rng = np.random.default_rng(1)
     a, b, c = rng.standard_normal((S, 4, 6)), rng.standard_normal((S, 6, 5)), \
         rng.standard_normal((S, 5, 4))
-    t = P._trace(torch.tensor(a), torch.tensor(b), torch.tensor(c))
+    t = G._trace(torch.tensor(a), torch.tensor(b), torch.tensor(c))
     assert t.shape == (S, 1, 1)
     for s in range(S):
         assert rel(t[s, 0, 0], np.trace(a[s] @ b[s] @ c[s])) < 1e-13
     sq = rng.standard_normal((S, 4, 4))
-    assert rel(P._trace(torch.tensor(sq))[:, 0, 0], np.trace(sq, axis1=1, axis2=2)) < 1e-14
-    e = P._entry_sum(torch.tensor(a))
+    assert rel(G._trace(torch.tensor(sq))[:, 0, 0], np.trace(sq, axis1=1, axis2=2)) < 1e-14
+    e = G._entry_sum(torch.tensor(a))
     assert e.shape == (S, 1, 1) and rel(e[:, 0, 0], a.sum((1, 2))) < 1e-14
 
 
