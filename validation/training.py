@@ -9,9 +9,10 @@ in-place tensor operation, and nothing is read back to the host before the run e
 progress bar, when shown, reads the loss every 1 % of the steps).
 
 Loss and gradient come from the model's loss itself: :func:`dynamics.symbolic.training_program`
-derives L − L(0) and g_W = ∂L/∂W + λW with SymPy and prints them as PyTorch source batched over
-seeds (cross-entropy models: the logits Z, (L, ∂L/∂Z) of the shifted logits, and the chain
-rule); :mod:`validation.programs` compiles that source once per run into one flat step —
+derives L − L(0) and g_W = ∂L/∂W + λW with SymPy, batched over seeds (cross-entropy models:
+the logits Z, (L, ∂L/∂Z) of the shifted logits, and the chain rule); :mod:`validation.graph`
+builds their graph from the SymPy terms and :mod:`validation.programs` compiles it once per
+run into one flat step —
 constant-only values (λ + 1, C's softmax, ...) computed before the run, every matrix chain and
 trace of the program sharing its products, contractions over the large dimension that share an
 operand done as one matmul of a panel [T | W], gradient sums as one more — so no gradient is
