@@ -769,7 +769,9 @@ class ReducedGD(_Reduced):
 class TrainingProgram:
     """The PyTorch source of a model's loss and gradients (run by :mod:`validation.training`).
 
-    ``programs[name] = {"args", "outs", "source"}``: ``train`` (MSE models) returns
+    ``programs[name] = {"args", "outs", "source", "terms"}`` (``terms``: the same expressions
+    as a node list, :func:`dynamics.terms.dag`, from which the trainer builds its graph):
+    ``train`` (MSE models) returns
     L − L(0) (the loss minus its value at zero learned matrices, i.e. minus L_ref for a
     polynomial loss) and g_W = ∂L/∂W + λW; cross-entropy models have ``logits`` (Z), ``ce``
     ((L, E = ∂L/∂Z) of shifted logits) and ``grad`` (g_W given E).
