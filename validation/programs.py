@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +54,8 @@ __all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "ob
 
 
 _HOST_MNK = 4 * 65536  # OpenBLAS multiplies m x k @ k x n on one thread up to m·k·n = this
-_PLANNED: dict[tuple, tuple] = {}  # graph structure -> planned products (Products.snapshot)
+_PLANNED: dict[tuple, tuple] = {}
+_PLANNED_LOCK = threading.Lock()  # graph structure -> planned products (Products.snapshot)
 
 
 class Plan:
@@ -129,17 +131,19 @@ class Plan:
                 self._tensor_of[node.id] = self.inputs[name] = inputs[name]
         order = self._topological(outputs.values())
         key = (graph.signature(), tuple(node.id for node in outputs.values()))
-        if key in _PLANNED:  # the same program structure planned before (another run)
-            self._products.load(_PLANNED[key], graph.nodes)
+        planned = _PLANNED.get(key)
+        if planned is not None:  # the same program structure planned before (another run)
+            self._products.load(planned, graph.nodes)
         else:
             for node in order:  # choose every product first, so that later chains can reuse
                 if node.op == "chain" and not node.const:
                     self._products.plan(node.args)
                 elif node.op == "trace" and not node.const:
                     self._traces[node.id] = self._products.plan_trace(node.args)
-            if len(_PLANNED) >= 64:
-                _PLANNED.pop(next(iter(_PLANNED)))
-            _PLANNED[key] = self._products.snapshot()
+            with _PLANNED_LOCK:  # the report trains in several threads
+                if len(_PLANNED) >= 64:
+                    _PLANNED.pop(next(iter(_PLANNED)))
+                _PLANNED[key] = self._products.snapshot()
         self._find_panels()
         if self.owned:
             self._allocate()
