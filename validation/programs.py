@@ -54,8 +54,8 @@ __all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "ob
 
 
 _HOST_MNK = 4 * 65536  # OpenBLAS multiplies m x k @ k x n on one thread up to m·k·n = this
-_PLANNED: dict[tuple, tuple] = {}
-_PLANNED_LOCK = threading.Lock()  # graph structure -> planned products (Products.snapshot)
+_PLANNED: dict[tuple, tuple] = {}  # graph structure -> planned products (Products.snapshot)
+_PLANNED_LOCK = threading.Lock()
 
 
 class Plan:
