@@ -90,8 +90,9 @@ from scipy.integrate import quad
 from scipy.optimize import brentq
 from scipy.special import digamma, polygamma
 
+from . import registry
 from .errors import ModelError
-from .problems import KINDS, AttentionHead, Chain, Factorization, Problem, Vector
+from .problems import Factorization, Spec
 from .trajectory import Trajectory
 
 __all__ = [
@@ -262,7 +263,7 @@ def plateau_time_fixed_norm(s: float, eps: float, n: int, f: float = 0.5) -> flo
 # Per-spec (per-seed) predictions and the staircase
 
 
-def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, float]:
+def initial_strengths(spec: Spec) -> tuple[np.ndarray, np.ndarray, float]:
     """(s, w₀, ν) of a factorization spec: the small-init inputs of the staircase.
 
     s: the target's nonzero singular values, decreasing; w₀[i] = |m_i⊥|², m_i =
@@ -292,7 +293,7 @@ def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, floa
     return s, w0, float(off) / (2 * spec.k)
 
 
-def staircase_loss(t: ArrayLike, spec: Factorization) -> np.ndarray:
+def staircase_loss(t: ArrayLike, spec: Spec) -> np.ndarray:
     """Small-init prediction of the loss curve: L(t) = ½Σ_i (s_i − z_i(t))².
 
     z_i = logistic_w(t, s_i, w_i0, λ + ν) from :func:`initial_strengths` — independent logistic
@@ -306,7 +307,7 @@ def staircase_loss(t: ArrayLike, spec: Factorization) -> np.ndarray:
     return np.sum(residual, axis=0)
 
 
-def mode_times(spec: Factorization, level: float = 0.5) -> np.ndarray:
+def mode_times(spec: Spec, level: float = 0.5) -> np.ndarray:
     """Per-seed t_i: time at which z_i = u_iᵀXYᵀv_i reaches level·s_i' (s_i' = s_i − λ − ν).
 
     t_i = (1/2s_i') ln[(s_i'/w_i0 − 1)·level/(1 − level)] with (s, w₀, ν) from
@@ -391,7 +392,7 @@ def attention_balanced_crossing(f: float, S: float, p0: float) -> float:
     return (_g(x_f) - _g(x0)) / (2 * S**1.5)
 
 
-def attention_overlaps(spec: AttentionHead) -> tuple[np.ndarray, float]:
+def attention_overlaps(spec: Spec) -> tuple[np.ndarray, float]:
     """((a, b, c, d), S) of a rank-1 head (h = h′ = 1): a = uᵀq0, ..., S = ‖M‖‖N‖.
 
     u, v (u′, v′) are the unit singular vectors of M = QKᵀ (N = OVᵀ): u = Q/‖Q‖, v = K/‖K‖.
@@ -670,7 +671,7 @@ def chain_plateau_time(f: float, s: float, sigma: float, depth: int) -> float:
     return c * g + k - sigma**2 / (2 * s**2)
 
 
-def chain_overlaps(spec: Chain) -> tuple[np.ndarray, float]:
+def chain_overlaps(spec: Spec) -> tuple[np.ndarray, float]:
     """((uᵀX0, M_1, ..., M_{D−2}, vᵀY0), s) of a rank-1 chain with k = 1.
 
     C = A Bᵀ = s u vᵀ with s = ‖A‖‖B‖, u = A/‖A‖, v = B/‖B‖; the middle factors are scalars.
@@ -724,7 +725,7 @@ def chain_local_slope(f: float, s: float, sigma: float, depth: int) -> float:
 # Vector baseline and the per-spec entry point
 
 
-def vector_loss(t: ArrayLike, spec: Vector) -> np.ndarray:
+def vector_loss(t: ArrayLike, spec: Spec) -> np.ndarray:
     """Exact L(t) = ½‖a − x(t)‖² of the vector flow dx/dt = a − (1 + λ)x.
 
     x(t) = a/(1 + λ) + (x0 − a/(1 + λ))e^{−(1+λ)t}; for λ = 0, L = L(0)e^{−2t}.
@@ -736,19 +737,19 @@ def vector_loss(t: ArrayLike, spec: Vector) -> np.ndarray:
     return 0.5 * np.sum((spec.a[:, 0] - x) ** 2, axis=-1)
 
 
-def _closed_form_spec(spec: Problem, kind: str | None = None) -> None:
+def _closed_form_spec(spec: Spec, kind: str | None = None) -> None:
     """Raise a one-line :class:`ModelError` unless ``spec`` is a built-in spec with a closed
     form (of ``kind`` when given): a spec of any other model (a ``ModelSpec``, e.g. a grouped
     model or ``sample_model(model, dims)``) has none and must be integrated."""
-    builtin = KINDS.get(spec.kind)
-    if builtin is None or type(spec) is not builtin or (kind is not None and spec.kind != kind):
-        want = kind or "/".join(KINDS)
+    entry = registry.entry(spec.kind)
+    if entry is None or not entry.hook("closed_form") or (kind is not None and spec.kind != kind):
+        want = kind or "/".join(n for n, e in registry.entries().items() if e.hook("closed_form"))
         raise ModelError(f"{spec.kind}: no closed-form prediction for this spec (closed forms "
                          f"are for built-in {want} specs); integrate it with "
                          "dynamics.integrate.predict")
 
 
-def crossing_time(spec: Problem, f: float = 0.5) -> float:
+def crossing_time(spec: Spec, f: float = 0.5) -> float:
     """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``.
 
     * vector: exact, from :func:`vector_loss`;

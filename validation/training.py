@@ -43,7 +43,6 @@ seed whose loss is non-finite or above ``DIVERGENCE·L_ref`` stops there (its st
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 import time
 import warnings
@@ -57,7 +56,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
-from dynamics.problems import Factorization, Problem
+from dynamics.problems import Problem
 from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
@@ -481,14 +480,15 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
         raise ValueError("specs: need at least one problem spec")
     out = []
     for spec in specs:
-        if config.loss == "ce" and not isinstance(spec, Factorization):
+        takes_loss = "loss" in spec.options  # a family with a loss option (factorization)
+        if config.loss == "ce" and not takes_loss:
             raise ValueError(f"loss: cross-entropy needs a factorization spec, not {spec.kind!r}")
         changes: dict[str, object] = {}
         if config.weight_decay is not None:
             changes["weight_decay"] = config.weight_decay
-        if config.loss is not None and isinstance(spec, Factorization):
+        if config.loss is not None and takes_loss:
             changes["loss"] = config.loss
-        out.append(dataclasses.replace(spec, **changes) if changes else spec)
+        out.append(spec.replace(**changes) if changes else spec)
     def signature(spec: Problem) -> tuple:
         obj = spec.group_objective
         return (spec.model, [(k, v.shape) for k, v in spec.values().items()],
