@@ -339,9 +339,14 @@ class Spec:
 
     @property
     def l_ref(self) -> float:
-        """Loss of the zero model (every learned matrix 0; README "Conventions"), cached."""
+        """Loss of the zero model (every learned matrix 0; README "Conventions"), cached: the
+        model module's closed form of it (hook ``zero_loss``, tested against the derived one)
+        when it has one, so that it needs no SymPy; else the derived :func:`zero_loss`."""
         if "l_ref" not in self._cache:
-            self._cache["l_ref"] = zero_loss(self.model, self.values())
+            closed = self.entry.hook("zero_loss")
+            value = closed(self) if closed is not None else None
+            self._cache["l_ref"] = float(value) if value is not None else \
+                zero_loss(self.model, self.values())
         return self._cache["l_ref"]
 
     @property
@@ -496,8 +501,12 @@ AttentionHead = Builder("attention", ("Q", "K", "O", "V", "Q0", "K0", "O0", "V0"
                         sample=_attention_sample)
 Chain = Builder("chain", ("A", "B", "X0", "Y0", "M0"))
 
-#: the built-in kinds with a sampler: name -> builder (``KINDS[kind].sample(...)``)
-KINDS: dict[str, Builder] = {b.kind: b for b in (Vector, Factorization, AttentionHead, Chain)}
+#: every registered kind with a sampler: name -> builder (``KINDS[kind].sample(...)``), in the
+#: registry's order (the four former spec classes under their names)
+KINDS: dict[str, Builder] = {
+    name: next((b for b in (Vector, Factorization, AttentionHead, Chain) if b.kind == name),
+               None) or Builder(name, ())
+    for name, e in registry.entries().items() if e.sample is not None}
 
 
 def values_of(model: Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -680,6 +689,8 @@ def load(path: str | Path) -> Spec:
         raise SpecError(f"{path}: missing key 'kind'")
     kind = str(content.pop("kind"))
     entry = _entry(kind)
+    if entry.hook("load") is not None:  # a family with its own spec type (committee)
+        return entry.hook("load")(content)
     decay = 0.0
     if "weight_decay" in content:
         wd = content.pop("weight_decay")
@@ -697,6 +708,16 @@ def load(path: str | Path) -> Spec:
         if not np.issubdtype(np.asarray(value).dtype, np.number):
             raise SpecError(f"{key}: expected a numeric array, got dtype {value.dtype}")
     return Spec(kind, content, decay, objective, options)
+
+
+def kind_of(path: str | Path) -> str | None:
+    """The ``kind`` entry of a spec file, or None when it has none or is not a spec file
+    (the loader then reports it)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["kind"]) if "kind" in data.files else None
+    except Exception:  # not a spec file: load() names the problem
+        return None
 
 
 def _takers(option: str) -> str:

@@ -27,7 +27,8 @@ from typing import Any
 __all__ = ["BUILTIN_MODULES", "Entry", "Option", "entries", "entry", "register"]
 
 #: the built-in model modules (dynamics.models.NAME), in the order the CLI lists them
-BUILTIN_MODULES = ("vector", "factorization", "attention", "chain", "modes", "icl_cli")
+BUILTIN_MODULES = ("vector", "factorization", "attention", "chain", "modes", "icl_cli",
+                   "committee_cli")
 
 #: an option's value types: how the command line parses it
 TYPES = ("int", "posint", "float", "posfloat", "nonneg", "floats", "str", "flag")

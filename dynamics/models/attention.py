@@ -70,6 +70,13 @@ def _sample_cli(n: int, **options: Any) -> Any:
     return sample(n, **options)
 
 
+def zero_loss(spec: Any) -> float:
+    """½‖M‖²‖N‖² (M = Q⋆K⋆ᵀ, N = O⋆V⋆ᵀ)."""
+    m = ((spec.Q.T @ spec.Q) * (spec.K.T @ spec.K)).sum()
+    nn = ((spec.O.T @ spec.O) * (spec.V.T @ spec.V)).sum()
+    return 0.5 * float(m * nn)
+
+
 def rate_scale(spec: Any) -> tuple[float, float]:
     """Singular values of each circuit (M = QKᵀ, N = OVᵀ) times the other circuit's norm (the
     circuit's effective target): (largest, smallest nonzero), in 1/t."""
@@ -95,7 +102,7 @@ ENTRY = register(Entry(
         Option("weight_decay", "nonneg", 0.0, "λ (default 0)"),
     ),
     hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True,
-           "dims": {"n": ("Q", 0), "r": ("Q", 1), "k": ("Q0", 1)},
+           "dims": {"n": ("Q", 0), "r": ("Q", 1), "k": ("Q0", 1)}, "zero_loss": zero_loss,
            "attributes": {"d": lambda spec: spec.n, "h": lambda spec: spec.r},
            "describe": lambda spec: (f"attention d={spec.d} h={spec.h} h'={spec.k} "
                                      f"λ={spec.weight_decay:g}")},

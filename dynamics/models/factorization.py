@@ -95,6 +95,13 @@ def rate_scale(spec: Any) -> tuple[float, float]:
     return scale_of(product_singular_values(spec.A, spec.B))
 
 
+def zero_loss(spec: Any) -> float | None:
+    """½‖A Bᵀ‖² = ½ tr(AᵀA BᵀB) (squared loss; None for cross-entropy: derived)."""
+    if spec.options.get("loss", "mse") != "mse":
+        return None
+    return 0.5 * float(((spec.A.T @ spec.A) * (spec.B.T @ spec.B)).sum())
+
+
 def _describe(spec: Any) -> str:
     return (f"factorization n={spec.n} r={spec.r} k={spec.k} loss={spec.loss} "
             f"λ={spec.weight_decay:g}")
@@ -129,6 +136,7 @@ ENTRY = register(Entry(
              Option("loss", "str", "mse", "factorization loss (default mse)", choices=LOSSES)),
     hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "describe": _describe,
            "defaults": {"loss": "mse"}, "check": _check_loss, "dims": PAIR_DIMS,
+           "zero_loss": zero_loss,
            "attributes": {"target": lambda spec: spec.A @ spec.B.T}},
     description=DESCRIPTION,
 ))

@@ -11,10 +11,11 @@ from ..registry import Entry, Option, register
 __all__ = ["ENTRY", "OPTIONS", "add_options"]
 
 OPTIONS = (
-    Option("dim", "posint", None, "icl: input dimension D", required=True),
-    Option("context", "posint", None, "icl: context pairs N per sequence", required=True),
-    Option("sequences", "posint", None, "icl: training sequences P", required=True),
-    Option("heads", "posint", 1, "icl: attention heads H (default 1)"),
+    # plain integers: the sampler checks them (one-line IclError naming the option)
+    Option("dim", "int", None, "icl: input dimension D", required=True),
+    Option("context", "int", None, "icl: context pairs N per sequence", required=True),
+    Option("sequences", "int", None, "icl: training sequences P", required=True),
+    Option("heads", "int", 1, "icl: attention heads H (default 1)"),
     Option("separate", "flag", False,
            "icl: separate rank-R keys and queries (--rank R) instead of merged ones"),
     Option("rank", "posint", 1, "icl: rank R of separate keys and queries (default 1)"),
@@ -48,7 +49,7 @@ def add_options(parser: object) -> None:
         if o.type == "flag":
             add(o.flag, action="store_true", help=o.help)
         else:
-            add(o.flag, type=int if o.type == "posint" else str, default=o.default,
+            add(o.flag, type=int if o.type == "int" else str, default=o.default,
                 help=o.help, metavar=o.metavar)
 
 

@@ -60,6 +60,7 @@ ENTRY = register(Entry(
     ),
     hooks={"grouped": False, "rate_scale": lambda spec: (1.0, 1.0), "closed_form": True,
            "normalize": _normalize, "dims": {"n": ("a", 0)},
+           "zero_loss": lambda spec: 0.5 * float((spec.a**2).sum()),
            "describe": lambda spec: f"vector n={spec.n} λ={spec.weight_decay:g}"},
     description="½‖a − x‖²: pure exponential decay (n x 1 target a)",
 ))
