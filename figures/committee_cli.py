@@ -2,7 +2,8 @@
 
 :mod:`figures.cli` hands a command here because the committee's registry entry names this
 module (hook ``cli``, :mod:`dynamics.models.committee_cli`); the theory is
-:mod:`dynamics.models.committee`, training :mod:`validation.committee`. Times are t = η·step/N (README "Committee machines").
+:mod:`dynamics.models.committee`, training :mod:`validation.committee`. Times are
+t = η·step/N (README "Committee machines").
 """
 
 from __future__ import annotations

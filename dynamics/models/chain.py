@@ -96,8 +96,10 @@ def _normalize(data: dict) -> dict:
 ENTRY = register(Entry(
     "chain", build, sample,
     options=(*PAIR_OPTIONS,
-             Option("depth", "posint", 3, "chain depth D >= 2 (default 3): X M_1 ... M_{D-2} Y^T")),
-    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "dims": PAIR_DIMS, "zero_loss": zero_loss,
+             Option("depth", "posint", 3,
+                    "chain depth D >= 2 (default 3): X M_1 ... M_{D-2} Y^T")),
+    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "dims": PAIR_DIMS,
+           "zero_loss": zero_loss,
            "normalize": _normalize, "selects": ("M0",),
            "attributes": {"depth": lambda spec: spec.M0.shape[0] + 2,
                           "target": lambda spec: spec.A @ spec.B.T},
