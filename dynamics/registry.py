@@ -89,8 +89,12 @@ def register(item: Entry) -> Entry:
 def _load_builtins() -> None:
     if not _LOADED:
         _LOADED.append(True)
-        for name in BUILTIN_MODULES:
-            importlib.import_module(f"dynamics.models.{name}")
+        first = [importlib.import_module(f"dynamics.models.{name}").ENTRY.name
+                 for name in BUILTIN_MODULES]
+        rest = {n: e for n, e in _ENTRIES.items() if n not in first}
+        ordered = {n: _ENTRIES[n] for n in first} | rest  # built-ins first, in module order
+        _ENTRIES.clear()
+        _ENTRIES.update(ordered)
 
 
 def entries() -> dict[str, Entry]:
@@ -102,8 +106,8 @@ def entries() -> dict[str, Entry]:
 def builtin_names() -> tuple[str, ...]:
     """The names the built-in modules register."""
     _load_builtins()
-    return tuple(n for n in _ENTRIES if _ENTRIES[n].build.__module__.startswith(
-        "dynamics.models."))
+    return tuple(n for n in _ENTRIES if getattr(_ENTRIES[n].build, "__module__", "")
+                 .startswith("dynamics.models."))
 
 
 def entry(name: str) -> Entry | None:
