@@ -45,8 +45,10 @@ L = ½ fᵀ S f through the sufficient statistic S = Σ_n z_n z_nᵀ, and ∇_θ
 at fixed R = S f: the reduced state is the learned matrices, its size independent of N
 (:mod:`dynamics.persample`).
 
-Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; every
-error (the file fails to import, has no ``MODEL``, the model is malformed) is a
+Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; a file
+may instead register a :class:`dynamics.registry.Entry` for it (its sampler with its command-line
+options and hooks, as the built-in modules of :mod:`dynamics.models` do; README "Add a model").
+Every error (the file fails to import, has no ``MODEL``, the model is malformed) is a
 :class:`ModelError` with one line saying what and where.
 """
 
@@ -415,5 +417,11 @@ def load_file(path: str | Path) -> Model:
     if model.name in _builtins():
         raise ModelError(f"{path}: model name {model.name!r} is a built-in model's; choose "
                          "another name")
-    register(model)
+    from . import registry
+
+    own = registry.entry(model.name)
+    if own is not None and getattr(own.build, "__module__", None) == name:
+        _BUILT[model.name] = model  # the file registered its entry (sampler, options, hooks)
+    else:
+        register(model)
     return model

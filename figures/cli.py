@@ -891,7 +891,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scurve`` console command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     kind = argv[1] if len(argv) > 1 and argv[0] == "sample" else None
-    parser = build_parser(kind if kind in PROBLEMS else None)
+    if kind is not None and _model_files(argv):  # a model file may register a sampler
+        from dynamics.errors import ScurveError
+        from dynamics.model import load_file
+
+        try:
+            for path in _model_files(argv):
+                load_file(path)
+        except ScurveError as exc:
+            print(f"scurve sample: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+    sampled = {n for n, e in _registry().entries().items() if e.sample is not None}
+    parser = build_parser(kind if kind in sampled else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -917,6 +928,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # anything else is a bug in scurve, not a user error
         return _bug(args, exc)
+
+
+def _model_files(argv: Sequence[str]) -> list[str]:
+    """The ``--model FILE`` arguments of ``argv`` (before parsing)."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--model="):
+            out.append(arg.split("=", 1)[1])
+    return out
 
 
 def _bug(args: argparse.Namespace, exc: Exception) -> int:
