@@ -46,8 +46,7 @@ EXIT_DIVERGED = 1
 EXIT_BUG = 3
 
 
-class UsageError(Exception):
-    """A user error: reported as one line on stderr with exit status 2."""
+from dynamics.errors import ScurveError, UsageError  # noqa: E402  (standard library only)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -317,11 +316,17 @@ def _method(args: argparse.Namespace) -> Method:
     """The method object of ``--method`` with the options given (others: a usage error)."""
     from dynamics.methods import method_from_name
 
-    # options not given are None (left out); one the method does not take is a ValueError
-    return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
-                            schedule=args.schedule, eps=args.eps,
-                            decoupled=True if args.decoupled else None, betas=args.betas,
-                            weight_decay=args.weight_decay)
+    # options not given are None (left out); the method object checks the others: at this
+    # boundary every ValueError it raises is about the user's options (a usage error)
+    try:
+        return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
+                                schedule=args.schedule, eps=args.eps,
+                                decoupled=True if args.decoupled else None, betas=args.betas,
+                                weight_decay=args.weight_decay)
+    except ScurveError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_flow_lr(method: Method, spec: Problem) -> None:
@@ -892,7 +897,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     kind = argv[1] if len(argv) > 1 and argv[0] == "sample" else None
     if kind is not None and _model_files(argv):  # a model file may register a sampler
-        from dynamics.errors import ScurveError
         from dynamics.model import load_file
 
         try:
@@ -906,9 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as exc:  # dynamics.errors.ScurveError is a ValueError
-        # TODO(issue 17 Build 7): plain ValueErrors still count as user errors here until
-        # every user error raises a dynamics.errors.ScurveError subclass
+    except ScurveError as exc:  # a user error (dynamics.errors); any other exception is a bug
         print(f"scurve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:

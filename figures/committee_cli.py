@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from dynamics.errors import UsageError
+
 __all__ = [
     "compare",
     "predict",
@@ -83,10 +85,10 @@ def predict(args: argparse.Namespace) -> int:
     spec = load(args.spec)
     method = args.method
     if method not in ("flow", "online"):
-        raise ValueError(f"committee specs take --method flow or online, not {method!r}")
+        raise UsageError(f"committee specs take --method flow or online, not {method!r}")
     lr = args.lr or 0.0
     if method == "flow" and args.lr is not None:
-        raise ValueError("--method flow takes no --lr (it is the η → 0 limit; use online)")
+        raise UsageError("--method flow takes no --lr (it is the η → 0 limit; use online)")
     batch = args.batch or 1
     started = time.perf_counter()
     curve = _curve(spec, method, lr, batch, args.t_max)

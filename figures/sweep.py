@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from dynamics.errors import UsageError
 from figures.sweeps import CacheStats, run_jobs
 
 __all__ = [
@@ -82,7 +83,7 @@ COLUMNS = ("seed", "source", *MEASUREMENTS)
 CURVE_POINTS = 200
 
 
-class SweepError(ValueError):
+class SweepError(UsageError):
     """A bad sweep request (one line)."""
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
 
+from ..errors import SpecError
 from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
 from ..phases import crossing_times
 
@@ -67,7 +68,7 @@ KIND = "committee"
 SECOND_LAYER = ("fixed", "trained")
 
 
-class CommitteeError(ValueError):
+class CommitteeError(SpecError):
     """A committee spec or option is invalid (one-line message naming the key)."""
 
 
