@@ -225,14 +225,19 @@ def _dims(text: str) -> dict[str, int]:
 
 def _load_models(args: argparse.Namespace) -> list[str]:
     """Register every ``--model FILE.py``; the names of the models loaded."""
-    from dynamics.model import load_file
+    paths = getattr(args, "model", None) or []
+    if not paths:
+        return []
+    from dynamics.model import load_file  # SymPy: only for model files
 
-    return [load_file(path).name for path in getattr(args, "model", None) or []]
+    return [load_file(path).name for path in paths]
 
 
 def _problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
     """The positional PROBLEM, or the model of the one --model file when it is omitted."""
-    from dynamics.model import known
+
+    def known() -> list[str]:  # the registry's names (no SymPy)
+        return list(_registry().entries())
 
     problem = args.problem
     if problem is None:
