@@ -106,7 +106,7 @@ def entries() -> dict[str, Entry]:
 def builtin_names() -> tuple[str, ...]:
     """The names the built-in modules register."""
     _load_builtins()
-    return tuple(n for n in _ENTRIES if getattr(_ENTRIES[n].build, "__module__", "")
+    return tuple(n for n in _ENTRIES if (getattr(_ENTRIES[n].build, "__module__", None) or "")
                  .startswith("dynamics.models."))
 
 

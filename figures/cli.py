@@ -46,7 +46,11 @@ EXIT_DIVERGED = 1
 EXIT_BUG = 3
 
 
-from dynamics.errors import ScurveError, UsageError  # noqa: E402  (standard library only)
+def _usage(message: str) -> Exception:
+    """A :class:`dynamics.errors.UsageError` (one line, exit status 2)."""
+    from dynamics.errors import UsageError
+
+    return UsageError(message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -201,13 +205,13 @@ def sample_from_args(
                             weight_decay=getattr(args, "weight_decay", None) or 0.0)
     entry = _registry().entry(problem)
     if entry is None or entry.sample is None:
-        raise UsageError(f"model {problem!r} has no built-in sampler: give --dims "
+        raise _usage(f"model {problem!r} has no built-in sampler: give --dims "
                          "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
     options = {}
     for o in entry.options:
         value = getattr(args, o.name, None)
         if value is None and o.required:
-            raise UsageError(f"sample {problem} needs {o.flag} (or --dims)")
+            raise _usage(f"sample {problem} needs {o.flag} (or --dims)")
         options[o.name] = o.default if value is None else value
     return entry.sample(**options, seed=seed)
 
@@ -242,11 +246,11 @@ def _problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
     problem = args.problem
     if problem is None:
         if len(loaded) != 1:
-            raise UsageError("give the problem (a built-in or the name of a --model file's "
+            raise _usage("give the problem (a built-in or the name of a --model file's "
                              f"model); known: {', '.join(known())}")
         problem = loaded[0]
     if problem not in known():
-        raise UsageError(f"unknown problem {problem!r} (known: {', '.join(known())}; load "
+        raise _usage(f"unknown problem {problem!r} (known: {', '.join(known())}; load "
                          "your own with --model FILE.py)")
     return problem
 
@@ -328,10 +332,12 @@ def _method(args: argparse.Namespace) -> Method:
                                 schedule=args.schedule, eps=args.eps,
                                 decoupled=True if args.decoupled else None, betas=args.betas,
                                 weight_decay=args.weight_decay)
-    except ScurveError:
-        raise
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        from dynamics.errors import ScurveError
+
+        if isinstance(exc, ScurveError):
+            raise
+        raise _usage(str(exc)) from None
 
 
 def _check_flow_lr(method: Method, spec: Problem) -> None:
@@ -341,7 +347,7 @@ def _check_flow_lr(method: Method, spec: Problem) -> None:
         return
     objective = spec.group_objective
     if objective is None or objective.dro_step is None:
-        raise UsageError("--lr: method 'flow' takes --lr only under a Group DRO objective "
+        raise _usage("--lr: method 'flow' takes --lr only under a Group DRO objective "
                          "(its weights move per step); drop --lr or use --method modified|discrete")
 
 
@@ -365,7 +371,7 @@ def _load_spec(args: argparse.Namespace) -> Problem:
     if args.objective is None:
         return spec
     if spec.group_objective is None:
-        raise UsageError(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
+        raise _usage(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
                          "e.g. kind 'modes', takes one)")
     return spec.with_objective(args.objective)
 
@@ -512,13 +518,13 @@ def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: floa
 def _train_specs(args: argparse.Namespace) -> list[Problem]:
 
     if args.spec is not None and args.problem is not None:
-        raise UsageError("give either SPEC.npz or --problem, not both")
+        raise _usage("give either SPEC.npz or --problem, not both")
     if args.spec is not None:
         if args.seeds != 1:
-            raise UsageError("--seeds needs --problem (a spec file is one seed)")
+            raise _usage("--seeds needs --problem (a spec file is one seed)")
         return [_load_spec(args)]
     if args.problem is None:
-        raise UsageError("give a spec file (SPEC.npz) or --problem NAME")
+        raise _usage("give a spec file (SPEC.npz) or --problem NAME")
     _problem_name(args, [])
     args.weight_decay = args.weight_decay or 0.0
     args.loss = args.loss or "mse"
@@ -699,7 +705,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     resolve_sections(args.only)  # a bad --only is a usage error before anything starts
     if args.quick and args.full_tasks:
-        raise UsageError("--quick and --full-tasks exclude each other")
+        raise _usage("--quick and --full-tasks exclude each other")
     started = time.perf_counter()
     client = None
     executor = None
@@ -707,7 +713,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         try:
             from distributed import Client
         except ImportError:
-            raise UsageError("--scheduler needs Dask: pip install -e \".[dask]\"") from None
+            raise _usage("--scheduler needs Dask: pip install -e \".[dask]\"") from None
         client = Client(args.scheduler)
         executor = client.get_executor()
     try:
@@ -899,6 +905,8 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scurve`` console command; returns the exit status."""
+    from dynamics.errors import ScurveError  # standard library only
+
     argv = list(sys.argv[1:] if argv is None else argv)
     kind = argv[1] if len(argv) > 1 and argv[0] == "sample" else None
     if kind is not None and _model_files(argv):  # a model file may register a sampler
