@@ -172,6 +172,17 @@ def _model_or_spec_error(kind: str, data: Mapping[str, object]) -> Model:
         raise SpecError(f"kind: {exc}") from None
 
 
+def _numeric(key: str, value: object) -> np.ndarray:
+    """``value`` as a finite float64 array; :class:`SpecError` naming ``key`` otherwise."""
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise SpecError(f"{key}: expected a numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise SpecError(f"{key}: contains non-finite values")
+    return arr
+
+
 def _equal(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
@@ -230,13 +241,7 @@ class Spec:
                                 f"(expected {', '.join(model.spec_keys())})")
             arrays = check_arrays(model, data)
             for key in selects & set(data):
-                arr = np.asarray(data[key])
-                if not np.issubdtype(arr.dtype, np.number):
-                    raise SpecError(f"{key}: expected a numeric array, got dtype {arr.dtype}")
-                arr = arr.astype(np.float64)
-                if not np.all(np.isfinite(arr)):
-                    raise SpecError(f"{key}: contains non-finite values")
-                arrays[key] = arr
+                arrays[key] = _numeric(key, data[key])
             self._cache["model"] = model
         set_(self, "data", arrays)
         set_(self, "_objective", None)
@@ -546,13 +551,7 @@ def check_arrays(model: Model, arrays: Mapping[str, object]) -> dict[str, np.nda
                 else "constant"
             raise SpecError(f"missing key {key!r} ({role} {what[0] if what else key} of model "
                             f"{model.name!r})")
-        arr = np.asarray(arrays[key])
-        if not np.issubdtype(arr.dtype, np.number):
-            raise SpecError(f"{key}: expected a numeric array, got dtype {arr.dtype}")
-        arr = arr.astype(np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise SpecError(f"{key}: contains non-finite values")
-        out[key] = arr
+        out[key] = _numeric(key, arrays[key])
     bound: dict[object, tuple[int, str, tuple]] = {}
     for name, sym in model.symbols.items():
         key = model.key(name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Entry, Option, register
+from ..registry import Entry, register
+from .factorization import PAIR_OPTIONS
 
 __all__ = ["ENTRY", "build", "sample"]
 
@@ -91,16 +92,8 @@ def rate_scale(spec: Any) -> tuple[float, float]:
 
 ENTRY = register(Entry(
     "attention", build, _sample_cli,
-    options=(
-        Option("n", "posint", None, "dimension d of the head", required=True),
-        Option("rank", "posint", 1, "head dim h of the target circuits"),
-        Option("model_rank", "posint", None, "learned head dim h'; default: h"),
-        Option("init", "nonneg", 1e-3, "init std σ per coordinate (default 1e-3)"),
-        Option("singular_values", "floats", None,
-               "comma-separated singular values of each circuit (default: random Gaussian)"),
-        Option("scale", "posfloat", 1.0, "typical singular value of random circuits (default 1)"),
-        Option("weight_decay", "nonneg", 0.0, "λ (default 0)"),
-    ),
+    options=PAIR_OPTIONS,  # --n is d, --rank the head dim h, --model-rank h'
+
     hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True,
            "dims": {"n": ("Q", 0), "r": ("Q", 1), "k": ("Q0", 1)}, "zero_loss": zero_loss,
            "attributes": {"d": lambda spec: spec.n, "h": lambda spec: spec.r},
