@@ -1,6 +1,6 @@
 """Symbolic dynamics: SymPy derives every flow, map and training program from a model's loss.
 
-A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.catalog`) is a scalar
+A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.models`) is a scalar
 loss L over learned matrices W and constants. Weight decay adds ½λ Σ_W ‖W‖². In continuous time
 t (a gradient step of rate η advances t by η, README "Conventions") SymPy derives:
 

@@ -91,3 +91,19 @@ def test_a_model_modules_required_option_is_one_line(tmp_path, capsys):
                  str(tmp_path / "s.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "needs --n" in err
+
+
+@pytest.mark.parametrize("kind, options", [("factorization", ["--n", "20", "--rank", "2"]),
+                                           ("chain", ["--n", "10", "--depth", "4"]),
+                                           ("vector", ["--n", "5"])])
+def test_sample_of_a_builtin_imports_no_sympy(kind, options, tmp_path):
+    """Issue 18 item 4: the registry, the samplers and the spec need no SymPy to draw numbers
+    (the built-in modules build their models lazily); timing: bench_cli_startup.py."""
+    import subprocess
+    import sys
+
+    driver = ("import sys; from figures.cli import main; code = main(sys.argv[1:]); "
+              "print(code, 'sympy' in sys.modules, 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", driver, "sample", kind, *options, "-o",
+                          str(tmp_path / "s.npz")], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout + out.stderr
