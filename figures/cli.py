@@ -703,7 +703,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from figures.reporting import report as build_report
     from figures.reporting import resolve_sections, write_readme
 
-    resolve_sections(args.only)  # a bad --only is a usage error before anything starts
+    try:  # a bad --only is a usage error before anything starts
+        resolve_sections(args.only)
+    except ValueError as exc:  # resolve_sections reads only the user's --only
+        raise _usage(str(exc)) from None
     if args.quick and args.full_tasks:
         raise _usage("--quick and --full-tasks exclude each other")
     started = time.perf_counter()
