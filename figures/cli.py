@@ -753,7 +753,9 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
                   "model becomes a known problem / spec kind")
     p = sub.add_parser(
         "sample", help="sample a problem spec (.npz) from a seed",
-        description="Built-ins take --n/--rank/...: targets with i.i.d. Gaussian factors (or "
+        description="Each registered model takes its own sampler's options (scurve sample KIND "
+        "--help lists them; dynamics/models/). The matrix built-ins take --n/--rank/...: "
+        "targets with i.i.d. Gaussian factors (or "
         "--singular-values), learned factors N(0, init²). With --dims NAME=SIZE,... any model "
         "(also --model FILE.py) is sampled: each constant i.i.d. N(0, 1/m), m the product of "
         "its large dimensions (1 if none); each learned matrix i.i.d. N(0, init²).")
