@@ -167,3 +167,20 @@ def test_the_grep_finds_what_it_looks_for() -> None:
     assert PATTERN.search("if isinstance(spec, Factorization):")
     assert PATTERN.search("isinstance(s, (Vector, Chain))")
     assert not PATTERN.search("isinstance(model, Family)")
+
+
+def test_replace_pickle_and_objective_swap() -> None:
+    import pickle
+
+    spec = Factorization.sample(5, 2, seed=1)
+    moved = spec.replace(X0=spec.A * 0.5, loss="ce", weight_decay=0.2)
+    assert np.array_equal(moved.X0, spec.A * 0.5) and moved.loss == "ce"
+    assert moved.weight_decay == 0.2 and np.array_equal(moved.Y0, spec.Y0)
+    assert spec.loss == "mse"  # the original is unchanged
+    with pytest.raises(Exception, match="immutable"):
+        spec.kind = "vector"
+    assert pickle.loads(pickle.dumps(moved)) == moved
+    modes = _sample("modes")
+    mean = modes.with_objective("mean")
+    assert mean.objective == "mean" and modes.objective == "power(q=1)"
+    assert mean.data.keys() == modes.data.keys() and mean != modes
