@@ -181,6 +181,15 @@ class CommitteeSpec:
     def save(self, path: str | Path) -> None:
         np.savez(path, **self.arrays())
 
+    def __eq__(self, other: object) -> bool:
+        """Equal arrays and settings (``load(save(spec)) == spec``)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        a, b = self.arrays(), other.arrays()  # type: ignore[attr-defined]
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def describe(self) -> str:
         return (f"committee K={self.K} M={self.M} N={self.N} g={self.activation} "
                 f"second layer {self.second_layer}, noise {self.noise:g}")
