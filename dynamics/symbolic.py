@@ -1,6 +1,6 @@
 """Symbolic dynamics: SymPy derives every flow, map and training program from a model's loss.
 
-A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.catalog`) is a scalar
+A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.models`) is a scalar
 loss L over learned matrices W and constants. Weight decay adds ½λ Σ_W ‖W‖². In continuous time
 t (a gradient step of rate η advances t by η, README "Conventions") SymPy derives:
 
@@ -60,6 +60,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
 
 from . import matexpr
+from .errors import UsageError
 from .matexpr import (
     ChainPrinter,
     MultiDotPrinter,
@@ -812,7 +813,7 @@ def _cached(kind: str, model: Model, flag: bool) -> object:
     if kind == "full":
         if model.cross_entropy():
             if flag:
-                raise ValueError("cross-entropy: plain gradient flow only (no modified equation)")
+                raise UsageError("cross-entropy: plain gradient flow only (no modified equation)")
             payload, derived = _load_or_derive("full-ce", _key_exprs(model),
                                                lambda: _derive_ce(model))
             return _CrossEntropyFlow(model, False, payload, derived)
@@ -868,7 +869,7 @@ def component_equations(model: Model | str, rank: int, latex: bool = False) -> l
     independent entry.
     """
     if isinstance(rank, bool) or int(rank) != rank or rank < 1:
-        raise ValueError(f"rank: must be an integer >= 1, got {rank!r}")
+        raise UsageError(f"rank: must be an integer >= 1, got {rank!r}")
     rank = int(rank)
     flow = reduced_flow(model)
     model = flow.model

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from dynamics.errors import UsageError
 from figures.sweeps import CacheStats, run_jobs
 
 __all__ = [
@@ -82,7 +83,7 @@ COLUMNS = ("seed", "source", *MEASUREMENTS)
 CURVE_POINTS = 200
 
 
-class SweepError(ValueError):
+class SweepError(UsageError):
     """A bad sweep request (one line)."""
 
 
@@ -185,8 +186,12 @@ def valid_axes(problem: str, dims: dict[str, int] | None) -> tuple[str, ...]:
     sampler: tuple[str, ...]
     if dims is not None:
         sampler = tuple(str(d) for d in get(problem).dims)
-    else:
-        sampler = BUILTIN_SAMPLER
+    else:  # the model's registered sampler options (dynamics.registry) that a cell can set
+        from dynamics import registry
+
+        entry = registry.entry(problem)
+        declared = {o.name for o in entry.options} if entry is not None else set()
+        sampler = tuple(o for o in BUILTIN_SAMPLER if o in declared) or BUILTIN_SAMPLER
     return (*sampler, *SAMPLER, *RUN_OPTIONS)
 
 

@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from figures.cli import UsageError, _dims, _load_models, _problem_name
+    from dynamics.errors import UsageError
+    from figures.cli import _dims, _load_models, _problem_name
     from figures.sweep import (
         PLOTTABLE,
         SweepError,

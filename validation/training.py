@@ -44,7 +44,6 @@ seed whose loss is non-finite or above ``DIVERGENCE·L_ref`` stops there (its st
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 import time
 import warnings
@@ -57,8 +56,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
-from dynamics.problems import Factorization, Problem
+from dynamics.problems import Problem
 from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
@@ -111,39 +111,39 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown {self.optimizer!r} "
+            raise UsageError(f"optimizer: unknown {self.optimizer!r} "
                              f"(expected one of {', '.join(OPTIMIZERS)})")
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"steps: must be an integer >= 1, got {self.steps!r}")
+            raise UsageError(f"steps: must be an integer >= 1, got {self.steps!r}")
         self.steps = int(self.steps)
         lrs = np.asarray(self.lr, dtype=np.float64)
         if lrs.ndim > 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
-            raise ValueError(f"lr: must be a finite number > 0 or a list of them, got {self.lr!r}")
+            raise UsageError(f"lr: must be a finite number > 0 or a list of them, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+            raise UsageError(f"momentum: must be in [0, 1), got {self.momentum!r}")
         if self.optimizer in ("adam", "adamw") and self.momentum:
-            raise ValueError(f"momentum: {self.optimizer} has no momentum (it uses betas)")
+            raise UsageError(f"momentum: {self.optimizer} has no momentum (it uses betas)")
         if self.optimizer == "momentum" and not self.momentum:
             self.momentum = 0.9
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
+            raise UsageError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if not (np.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"eps: must be a finite number > 0, got {self.eps!r}")
+            raise UsageError(f"eps: must be a finite number > 0, got {self.eps!r}")
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
-            raise ValueError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
+            raise UsageError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
                              f"got {self.schedule!r}")
         wd = self.weight_decay
         if wd is not None and not (np.isfinite(wd) and wd >= 0):
-            raise ValueError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
+            raise UsageError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
         if self.loss not in (None, "mse", "ce"):
-            raise ValueError(f"loss: must be 'mse' or 'ce', got {self.loss!r}")
+            raise UsageError(f"loss: must be 'mse' or 'ce', got {self.loss!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: must be 'float32' or 'float64', got {self.dtype!r}")
+            raise UsageError(f"dtype: must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise UsageError(f"device: must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.record not in ("log", "all"):
-            raise ValueError(f"record: must be 'log' or 'all', got {self.record!r}")
+            raise UsageError(f"record: must be 'log' or 'all', got {self.record!r}")
 
 
 @dataclass
@@ -489,17 +489,18 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
     """The specs with the config's loss and weight decay applied; one shape for all."""
     specs = [specs] if not isinstance(specs, Sequence) else list(specs)
     if not specs:
-        raise ValueError("specs: need at least one problem spec")
+        raise UsageError("specs: need at least one problem spec")
     out = []
     for spec in specs:
-        if config.loss == "ce" and not isinstance(spec, Factorization):
-            raise ValueError(f"loss: cross-entropy needs a factorization spec, not {spec.kind!r}")
+        takes_loss = "loss" in spec.options  # a family with a loss option (factorization)
+        if config.loss == "ce" and not takes_loss:
+            raise UsageError(f"loss: cross-entropy needs a factorization spec, not {spec.kind!r}")
         changes: dict[str, object] = {}
         if config.weight_decay is not None:
             changes["weight_decay"] = config.weight_decay
-        if config.loss is not None and isinstance(spec, Factorization):
+        if config.loss is not None and takes_loss:
             changes["loss"] = config.loss
-        out.append(dataclasses.replace(spec, **changes) if changes else spec)
+        out.append(spec.replace(**changes) if changes else spec)
     def signature(spec: Problem) -> tuple:
         obj = spec.group_objective
         return (spec.model, [(k, v.shape) for k, v in spec.values().items()],
@@ -508,7 +509,7 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
     first = signature(out[0])
     for i, spec in enumerate(out[1:], 1):
         if signature(spec) != first:
-            raise ValueError(f"specs: spec {i} ({spec.describe()}) does not match spec 0 "
+            raise UsageError(f"specs: spec {i} ({spec.describe()}) does not match spec 0 "
                              f"({out[0].describe()}) in kind, loss or shape")
     return out
 
@@ -540,7 +541,7 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} requested but CUDA is not available")
+        raise UsageError(f"device: {name!r} requested but CUDA is not available")
     return torch.device(name)
 
 
@@ -559,7 +560,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     if lr_host.ndim == 0:
         lr_host = np.full(len(specs), float(lr_host))
     elif lr_host.size != len(specs):
-        raise ValueError(f"lr: got {lr_host.size} step sizes for {len(specs)} specs")
+        raise UsageError(f"lr: got {lr_host.size} step sizes for {len(specs)} specs")
     device, dtype = _device(config.device), DTYPES[config.dtype]
     rec = record_steps(config.steps, config.record)
     show = config.progress and sys.stderr.isatty()
