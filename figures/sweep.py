@@ -32,7 +32,12 @@ Table columns of ``results.csv`` (one row per cell × seed × source), in order:
 * ``seconds``: wall time of this source in its cell (the only column that depends on the
   machine).
 
-Not (yet) grid axes: ``betas``, ``objective``, ``schedule``, ``singular_values``.
+Run-option axes: ``lr``, ``momentum``, ``eps``, ``optimizer``, ``steps``, Adam's ``beta1``
+and ``beta2`` (or ``betas`` with values ``B1/B2``), ``schedule`` (``--schedule``'s
+``NAME:KEY=VALUE,...`` form) and ``objective`` (a grouped model's group objective,
+:func:`dynamics.groups.parse`). A list whose values contain commas (a schedule) separates its
+values with ``|``: ``schedule=step:step_size=100,gamma=0.5|cosine:T_max=1000``.
+Not a grid axis: ``singular_values``.
 """
 
 from __future__ import annotations
@@ -69,9 +74,10 @@ BUILTIN_SAMPLER = ("n", "rank", "model_rank", "scale", "depth", "loss")
 #: sampler options every family takes
 SAMPLER = ("init", "weight_decay")
 #: training / prediction options a grid axis may set
-RUN_OPTIONS = ("lr", "momentum", "eps", "optimizer", "steps")
+RUN_OPTIONS = ("lr", "momentum", "eps", "optimizer", "steps", "beta1", "beta2", "betas",
+               "schedule", "objective")
 _INTEGER = {"n", "rank", "model_rank", "depth", "steps"}
-_TEXT = {"loss", "optimizer"}
+_TEXT = {"loss", "optimizer", "betas", "schedule", "objective"}
 MEASUREMENTS = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "t_end", "l_ref", "plateaus",
                 "plateau_levels", "plateau_lengths", "drop_times", "drop_widths", "tail",
                 "rel_err_0.5", "rel_err_0.1", "rel_err_0.01", "verdict", "seconds")
@@ -95,10 +101,36 @@ class Axis:
     values: tuple[Any, ...]
 
 
+def _text(name: str, text: str) -> str:
+    """A text value of axis ``name``, checked where it has a grammar (raises SweepError)."""
+    try:
+        if name == "betas":
+            b1, sep, b2 = text.partition("/")
+            betas = (float(b1), float(b2)) if sep else ()
+            if not betas or not all(0 <= b < 1 for b in betas):
+                raise ValueError(f"expected B1/B2 with 0 <= B < 1, got {text!r}")
+        elif name == "schedule":
+            from dynamics.schedules import schedule_from_text
+
+            schedule_from_text(text)
+        elif name == "objective":
+            from dynamics.groups import parse
+
+            parse(text)
+    except ValueError as exc:
+        raise SweepError(f"--grid {name}: {exc}") from None
+    return text
+
+
 def _number(name: str, text: str) -> Any:
     """A list value of axis ``name``: text, an integer or a float (raises SweepError)."""
     if name in _TEXT:
-        return text
+        return _text(name, text)
+    if name in ("beta1", "beta2"):
+        value = _endpoint(name, text, "")
+        if not 0 <= value < 1:
+            raise SweepError(f"--grid {name}: must be in [0, 1), got {text!r}")
+        return value
     value = _endpoint(name, text, "")
     if name in _INTEGER or _is_dim(name):
         if value != int(value):
@@ -133,8 +165,9 @@ def parse_grid(text: str) -> Axis:
     if not sep or not name or not body.strip():
         raise SweepError(f"--grid: expected NAME=V1,V2,... or NAME=LO..HI:COUNT[:log], "
                          f"got {text!r}")
-    if ".." not in body:
-        values = tuple(_number(name, v.strip()) for v in body.split(",") if v.strip())
+    if ".." not in body or name in _TEXT:
+        parts = body.split("|") if "|" in body else body.split(",")
+        values = tuple(_number(name, v.strip()) for v in parts if v.strip())
         if not values:
             raise SweepError(f"--grid {name}: empty list")
         return Axis(name, values)
@@ -195,6 +228,19 @@ def valid_axes(problem: str, dims: dict[str, int] | None) -> tuple[str, ...]:
     return (*sampler, *SAMPLER, *RUN_OPTIONS)
 
 
+def _check_grouped(problem: str) -> None:
+    """Raise SweepError unless ``problem`` is a grouped model (it has a group objective)."""
+    from dynamics.model import get
+
+    try:
+        grouped = get(problem).grouped
+    except ValueError:
+        grouped = False
+    if not grouped:
+        raise SweepError(f"--grid objective: {problem} has no groups (objectives apply to a "
+                         "grouped model, e.g. modes)")
+
+
 def _file_digest(path: str | None) -> str | None:
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -227,9 +273,25 @@ def _method(name: str, run: dict[str, Any]) -> Any:
         methods.method_from_name(name)  # raises: unknown method (names the known ones)
     accepted = {f.name for f in dataclasses.fields(methods._CLASSES[name])}
     options = {"lr": run["lr"], "momentum": run["momentum"], "eps": run["eps"],
-               "decoupled": True if run["optimizer"] == "adamw" else None}
+               "decoupled": True if run["optimizer"] == "adamw" else None,
+               "betas": _betas(run), "schedule": _schedule(run)}
     return methods.method_from_name(name, **{k: v for k, v in options.items()
                                              if k in accepted})
+
+
+def _betas(run: dict[str, Any]) -> tuple[float, float]:
+    """Adam's (β₁, β₂) of a cell: its ``betas`` text ``B1/B2`` or its ``beta1``, ``beta2``."""
+    if run.get("betas"):
+        b1, _, b2 = run["betas"].partition("/")
+        return float(b1), float(b2)
+    return float(run["beta1"]), float(run["beta2"])
+
+
+def _schedule(run: dict[str, Any]) -> Any:
+    """The cell's learning-rate schedule (:mod:`dynamics.schedules`), or None."""
+    from dynamics.schedules import schedule_from_text
+
+    return None if not run.get("schedule") else schedule_from_text(run["schedule"])
 
 
 def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
@@ -272,6 +334,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
 
     spec = sample_cell(config)
     run = config["run"]
+    if run.get("objective"):
+        spec = spec.with_objective(run["objective"])
     out: dict[str, Any] = {}
     # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
     t_max = 1.5 * run["lr"] * run["steps"] if run["train"] else None
@@ -290,8 +354,9 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         train_config = TrainConfig(optimizer=run["optimizer"], lr=run["lr"],
                                    steps=run["steps"], momentum=run["momentum"],
-                                   eps=run["eps"], dtype=run["dtype"], device="cpu",
-                                   record="all")
+                                   eps=run["eps"], betas=_betas(run),
+                                   schedule=_schedule(run), dtype=run["dtype"],
+                                   device="cpu", record="all")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = train(spec, train_config)
@@ -369,6 +434,10 @@ def sweep(
                              f"{', '.join(valid)})")
         if names.count(name) > 1:
             raise SweepError(f"--grid {name}: given twice")
+    if "betas" in names and ({"beta1", "beta2"} & set(names)):
+        raise SweepError("--grid betas: give either betas or beta1/beta2 axes, not both")
+    if "objective" in names or (defaults or {}).get("objective"):
+        _check_grouped(problem)
     from dynamics.methods import METHODS
     from validation.names import OPTIMIZERS
 
@@ -381,7 +450,8 @@ def sweep(
     base: dict[str, Any] = {"n": None, "rank": 1, "model_rank": None, "scale": 1.0, "depth": 3,
                             "loss": "mse", "init": 1e-3, "weight_decay": 0.0, "lr": None,
                             "momentum": 0.0, "eps": 1e-8, "optimizer": train or "sgd",
-                            "steps": steps}
+                            "steps": steps, "beta1": 0.9, "beta2": 0.999, "betas": None,
+                            "schedule": None, "objective": None}
     base.update(defaults or {})
     digest = _file_digest(None if model_file is None else str(model_file))
     points = list(np.ndindex(*(len(a.values) for a in axes))) if axes else [()]
