@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN_MODULES", "Entry", "Option", "entries", "entry", "register"]
+__all__ = ["BUILTIN_MODULES", "Entry", "Option", "entries", "entry", "register", "sample"]
 
 #: the built-in model modules (dynamics.models.NAME), in the order the CLI lists them
 BUILTIN_MODULES = ("vector", "factorization", "attention", "chain", "modes", "icl_cli",
@@ -114,3 +114,46 @@ def entry(name: str) -> Entry | None:
     """The entry of ``name``, or None."""
     _load_builtins()
     return _ENTRIES.get(name)
+
+
+def sample(name: str, options: Mapping[str, Any], seed: int = 0,
+           dims: Mapping[str, int] | None = None) -> Any:
+    """The spec ``scurve sample NAME ... --seed SEED`` draws (one implementation for the command
+    line and ``scurve sweep``).
+
+    With ``dims`` (symbol name -> size) any registered model is drawn by
+    :func:`dynamics.problems.sample_model` from ``options``' ``init`` (default 1e-3) and
+    ``weight_decay`` (default 0). Otherwise the model's registered sampler takes ``options``;
+    each declared option left out (or None) takes its declared default. Raises
+    :class:`dynamics.errors.UsageError` for an unknown model, one without a sampler, an option
+    the sampler does not declare, or a required option left out.
+    """
+    from .errors import UsageError
+
+    item = entry(name)
+    if item is None:
+        raise UsageError(f"unknown problem {name!r} (known: {', '.join(entries())})")
+    if dims is not None:
+        from .model import get
+        from .problems import sample_model
+
+        init = options.get("init")
+        selection = {k: options[k] for k in ("loss", "depth") if options.get(k) is not None}
+        return sample_model(get(name, selection or None), dims,
+                            init=1e-3 if init is None else init, seed=seed,
+                            weight_decay=options.get("weight_decay") or 0.0)
+    if item.sample is None:
+        raise UsageError(f"model {name!r} has no built-in sampler: give --dims NAME=SIZE,... "
+                         "(e.g. --dims n=50,r=2,k=2)")
+    declared = {o.name: o for o in item.options}
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        raise UsageError(f"sample {name}: no option {unknown[0]!r} (options: "
+                         f"{', '.join(declared) or 'none'})")
+    values = {}
+    for o in item.options:
+        value = options.get(o.name)
+        if value is None and o.required:
+            raise UsageError(f"sample {name} needs {o.flag} (or --dims)")
+        values[o.name] = o.default if value is None else value
+    return item.sample(**values, seed=seed)

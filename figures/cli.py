@@ -196,27 +196,17 @@ def sample_from_args(
     """
     seed = args.seed if seed is None else seed
     dims = getattr(args, "dims", None)
-    if dims is not None:
-        from dynamics.problems import sample_model
-
-        init = getattr(args, "init", None)
-        return sample_model(_model_named(problem, args), dims,
-                            init=1e-3 if init is None else init, seed=seed,
-                            weight_decay=getattr(args, "weight_decay", None) or 0.0)
-    entry = _registry().entry(problem)
-    if entry is None or entry.sample is None:
-        raise _usage(f"model {problem!r} has no built-in sampler: give --dims "
-                         "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
-    options = {}
-    for o in entry.options:
-        value = getattr(args, o.name, None)
-        if value is None and o.required:
-            raise _usage(f"sample {problem} needs {o.flag} (or --dims)")
-        options[o.name] = o.default if value is None else value
-    return entry.sample(**options, seed=seed)
+    registry = _registry()
+    item = registry.entry(problem)
+    names = ("init", "weight_decay", "loss", "depth") if dims is not None else \
+        tuple(o.name for o in (item.options if item is not None else ()))
+    options = {k: getattr(args, k, None) for k in names}
+    if dims is not None and getattr(args, "loss", None) is None:
+        options["loss"] = "mse"
+    return registry.sample(problem, options, seed=seed, dims=dims)
 
 
-def _dims(text: str) -> dict[str, int]:
+def parse_dims(text: str) -> dict[str, int]:
     """``n=50,r=2,k=2`` -> {"n": 50, "r": 2, "k": 2}."""
     out = {}
     for part in text.split(","):
@@ -227,7 +217,7 @@ def _dims(text: str) -> dict[str, int]:
     return out
 
 
-def _load_models(args: argparse.Namespace) -> list[str]:
+def load_models(args: argparse.Namespace) -> list[str]:
     """Register every ``--model FILE.py``; the names of the models loaded."""
     paths = getattr(args, "model", None) or []
     if not paths:
@@ -237,7 +227,7 @@ def _load_models(args: argparse.Namespace) -> list[str]:
     return [load_file(path).name for path in paths]
 
 
-def _problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
+def problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
     """The positional PROBLEM, or the model of the one --model file when it is omitted."""
 
     def known() -> list[str]:  # the registry's names (no SymPy)
@@ -263,7 +253,7 @@ def _model_named(problem: str, args: argparse.Namespace):  # -> Model
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    problem = _problem_name(args, _load_models(args))
+    problem = problem_name(args, load_models(args))
     commands = _commands_of(problem)
     if commands is not None:  # a family with its own spec type and commands (committee)
         return commands.sample(args)
@@ -398,7 +388,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if commands is not None:  # a family with its own commands (hook "cli")
         return commands.predict(args)
     method = _method(args)
-    _load_models(args)
+    load_models(args)
     spec = _load_spec(args)
     _check_flow_lr(method, spec)
     started = time.perf_counter()
@@ -475,7 +465,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     from dynamics import symbolic
     from dynamics.model import Family, entry, get
 
-    problem = _problem_name(args, _load_models(args))
+    problem = problem_name(args, load_models(args))
     if args.rank is not None:
         title = f"reduced gradient flow, every dimension = {args.rank}, component by component"
         blocks: dict[str, list[str]] = {title: symbolic.component_equations(
@@ -525,7 +515,7 @@ def _train_specs(args: argparse.Namespace) -> list[Problem]:
         return [_load_spec(args)]
     if args.problem is None:
         raise _usage("give a spec file (SPEC.npz) or --problem NAME")
-    _problem_name(args, [])
+    problem_name(args, [])
     args.weight_decay = args.weight_decay or 0.0
     args.loss = args.loss or "mse"
     return [sample_from_args(args.problem, args, seed=args.seed + i) for i in range(args.seeds)]
@@ -541,7 +531,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     commands = _commands_of_file(args.spec)
     if commands is not None:  # a family with its own commands (hook "cli")
         return commands.train(args)
-    _load_models(args)
+    load_models(args)
     from_file = args.spec is not None
     loss, weight_decay = args.loss, args.weight_decay  # overrides of a spec file's values
     specs = _train_specs(args)
@@ -615,7 +605,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     commands = _commands_of_file(args.spec)
     if commands is not None:  # a family with its own commands (hook "cli")
         return commands.compare(args)
-    _load_models(args)
+    load_models(args)
     spec = _load_spec(args)
     config = _train_config(args, None, None)
     try:
@@ -762,7 +752,7 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("problem", nargs="?", default=None,
                    help=f"{', '.join(PROBLEMS)} or a --model file's model (default: that model)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
-    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+    p.add_argument("--dims", type=parse_dims, default=None, metavar="NAME=SIZE,...",
                    help="sizes of the model's dimension symbols, e.g. n=50,r=2,k=2")
     _add_problem_options(p, required=False, kind=sample_kind)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
@@ -829,7 +819,7 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--problem", default=None, metavar="NAME",
                    help=f"sample --seeds problems ({', '.join(PROBLEMS)}, or a --model file's "
                    "model with --dims) instead of reading SPEC.npz")
-    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+    p.add_argument("--dims", type=parse_dims, default=None, metavar="NAME=SIZE,...",
                    help="with --problem: sizes of the model's dimension symbols")
     _add_problem_options(p, required=False)
     p.add_argument("--seeds", type=_positive_int, default=1,

@@ -93,7 +93,9 @@ def test_unreachable_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str
      {"problem": "symmetric", "dims": DIMS, "model_file": str(MODEL), "sample": {}}),
     (["factorization", "--n", "12", "--rank", "2"],
      {"problem": "factorization", "dims": None, "sample": {"n": 12, "rank": 2, "scale": 1.0,
-                                                           "depth": 3}}),
+                                                           "weight_decay": 0.0}}),
+    (["committee", "--n", "40", "--students", "3"],  # any registered family's sampler
+     {"problem": "committee", "dims": None, "sample": {"n": 40, "students": 3}}),
 ])
 def test_cell_samples_what_scurve_sample_samples(argv: list[str], config: dict,
                                                  tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_cell_samples_what_scurve_sample_samples(argv: list[str], config: dict,
     path = tmp_path / "spec.npz"
     assert main(["sample", *argv, "--init", "0.3", "--seed", "1", "-o", str(path)]) == 0
     expected = load(path)
-    config["sample"].update(init=0.3, weight_decay=0.0)
+    config["sample"].update(init=0.3)
     got = sample_cell({**config, "seed": 1})
     want, have = expected.arrays(), got.arrays()
     assert set(have) == set(want)
@@ -320,3 +322,27 @@ def test_betas_schedule_and_objective_axes_equal_single_runs(tmp_path: Path) -> 
         traj = predict(s.with_objective(row["objective"]), Flow())
         assert row["t_0.5"] == traj.crossing_times((0.5,))[0.5]
     assert rows3[0]["t_0.5"] != rows3[1]["t_0.5"]
+
+
+def test_any_registered_sampler_option_is_an_axis_and_set_fixes_one(tmp_path: Path) -> None:
+    """Axis names and types come from the model's registered sampler (dynamics.registry):
+    icl's ``heads`` and ``separate`` are axes; ``--set`` fixes an option in every cell."""
+    from figures.sweep import axis_types
+
+    types = axis_types("icl", None)
+    assert types["heads"] == "int" and types["separate"] == "bool" and types["init"] == "float"
+    assert "rank" not in axis_types("vector", None)
+    assert parse_grid("separate=true,false", types).values == (True, False)
+    with pytest.raises(SweepError, match="not a parameter of vector"):
+        sweep("vector", ["rank=1,2"], defaults={"n": 3})
+    with pytest.raises(SweepError, match="own predict/train"):
+        sweep("committee", ["init=0.1"], defaults={"n": 10})
+    code = main(["sweep", "vector", "--set", "n=3", "--set", "scale=2", "--grid",
+                 "init=0.1,0.2", "--out", str(tmp_path)])
+    assert code == 0
+    rows = _table(tmp_path / "results.csv")
+    assert [r["init"] for r in rows] == ["0.1", "0.2"]
+    # L_ref = ½‖a‖² with ‖a‖ ≈ scale: the --set value reached the sampler
+    from dynamics.problems import Vector
+
+    assert float(rows[0]["l_ref"]) == Vector.sample(3, init=0.1, scale=2.0, seed=0).l_ref
