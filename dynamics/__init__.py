@@ -35,6 +35,7 @@ _EXPORTS = {
     "StepLR": "schedules",
     "Phases": "phases",
     "Problem": "problems",
+    "Spec": "problems",
     "SpecError": "problems",
     "Trajectory": "trajectory",
     "Vector": "problems",

@@ -37,13 +37,15 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
+from .errors import SpecError
+
 __all__ = ["ACTIVATIONS", "Activation", "ActivationError", "activation", "gaussian_moment"]
 
 x = sp.Symbol("x", real=True)
 QUAD_POINTS = {2: 60, 3: 40, 4: 24}
 
 
-class ActivationError(ValueError):
+class ActivationError(SpecError):
     """Unknown activation, or one whose Gaussian integrals do not exist (one-line message)."""
 
 

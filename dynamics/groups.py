@@ -42,6 +42,8 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
+from .errors import SpecError, UsageError
+
 __all__ = [
     "ELL",
     "NAMES",
@@ -141,12 +143,12 @@ def objective(name: str, q: float | None = None, tau: float | None = None,
     given = {"q": q, "tau": tau, "step": step}
     allowed = {"power": {"q"}, "tilted": {"tau"}, "dro": {"step"}}.get(name, set())
     if name not in NAMES:
-        raise ValueError(f"unknown group objective {name!r} (choose from {', '.join(NAMES)})")
+        raise SpecError(f"unknown group objective {name!r} (choose from {', '.join(NAMES)})")
     extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
     if extra:
-        raise ValueError(f"group objective {name!r} takes no {', '.join(extra)}")
+        raise SpecError(f"group objective {name!r} takes no {', '.join(extra)}")
     if eps is not None and not (np.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        raise SpecError(f"eps must be a finite number >= 0, got {eps!r}")
     if name == "mean":
         return GroupObjective("mean", WEIGHT * ELL, weighted=True)
     if name == "grouped":
@@ -156,23 +158,23 @@ def objective(name: str, q: float | None = None, tau: float | None = None,
         return GroupObjective("root", sp.sqrt(ELL + e), params={"eps": e})
     if name == "power":
         if q is None or not np.isfinite(q):
-            raise ValueError("group objective 'power' needs a finite q (e.g. q=1)")
+            raise SpecError("group objective 'power' needs a finite q (e.g. q=1)")
         e = (ROOT_EPS if q < 0 else 0.0) if eps is None else eps
         if q <= -1 and e == 0:
-            raise ValueError(f"power q={q:g} needs eps > 0 (its slope diverges at loss 0)")
+            raise SpecError(f"power q={q:g} needs eps > 0 (its slope diverges at loss 0)")
         qs = sp.nsimplify(q)
         shifted = ELL + e
         f = sp.log(shifted) if qs == -1 else shifted ** (qs + 1) / (qs + 1)
         return GroupObjective("power", f, params={"q": float(q)} | ({"eps": e} if e else {}))
     if name == "tilted":
         if tau is None or not np.isfinite(tau) or tau == 0:
-            raise ValueError("group objective 'tilted' needs a finite tau != 0 (e.g. tau=1)")
+            raise SpecError("group objective 'tilted' needs a finite tau != 0 (e.g. tau=1)")
         t = sp.nsimplify(tau)
         return GroupObjective("tilted", WEIGHT * sp.exp(t * ELL), sp.log(SUM) / t,
                               params={"tau": float(tau)}, weighted=True)
     c = DRO_STEP if step is None else step
     if not (np.isfinite(c) and c > 0):
-        raise ValueError(f"dro step must be a finite number > 0, got {step!r}")
+        raise SpecError(f"dro step must be a finite number > 0, got {step!r}")
     return GroupObjective("dro", WEIGHT * ELL, params={"step": float(c)}, weighted=True,
                           dro_step=float(c))
 
@@ -195,7 +197,7 @@ def parse(text: str) -> GroupObjective:
     ``root(eps=0.01)`` (:attr:`GroupObjective.label` round-trips). One-line ValueError."""
     match = re.fullmatch(r"\s*([a-z]+)\s*(?:\((.*)\))?\s*", str(text))
     if not match:
-        raise ValueError(f"objective: cannot read {text!r} (e.g. 'mean', 'power(q=1)')")
+        raise SpecError(f"objective: cannot read {text!r} (e.g. 'mean', 'power(q=1)')")
     name, inner = match.group(1), match.group(2)
     params: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in (inner or "").split(","))):
@@ -203,10 +205,10 @@ def parse(text: str) -> GroupObjective:
         try:
             params[key.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"objective: {part!r} in {text!r} is not key=number") from None
+            raise SpecError(f"objective: {part!r} in {text!r} is not key=number") from None
     unknown = sorted(set(params) - {"q", "tau", "eps", "step"})
     if unknown:
-        raise ValueError(f"objective: unknown parameter {unknown[0]!r} in {text!r}")
+        raise SpecError(f"objective: unknown parameter {unknown[0]!r} in {text!r}")
     return objective(name, **params)
 
 
@@ -220,7 +222,7 @@ def mode_emergence_time(obj: GroupObjective, scale: float, w0: float, weight: fl
     w_f = s(1 − √fraction). Mean loss: the logistic time ln[(w_f/w0)(s − w0)/(s − w_f)]/(2ps).
     """
     if obj.dro_step is not None:
-        raise ValueError("Group DRO couples the groups through its weights; integrate it")
+        raise UsageError("Group DRO couples the groups through its weights; integrate it")
     w_end = scale * (1 - np.sqrt(fraction))
 
     def dt_du(u: float) -> float:  # u = ln w
@@ -304,7 +306,7 @@ class GroupedDynamics:
 
     def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
         if not lr > 0:
-            raise ValueError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
+            raise UsageError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
         return self.objective.dro_step / lr * losses
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
@@ -352,7 +354,7 @@ class GroupedFullFlow(GroupedDynamics):
     def __init__(self, inner: Any, obj: GroupObjective, frequencies: ArrayLike,
                  name: str) -> None:
         if obj.dro_step is not None:
-            raise ValueError("Group DRO's theory needs reduced dynamics (its weights are state)")
+            raise UsageError("Group DRO's theory needs reduced dynamics (its weights are state)")
         super().__init__(inner, obj, frequencies, name)
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:

@@ -45,8 +45,10 @@ L = ½ fᵀ S f through the sufficient statistic S = Σ_n z_n z_nᵀ, and ∇_θ
 at fixed R = S f: the reduced state is the learned matrices, its size independent of N
 (:mod:`dynamics.persample`).
 
-Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; every
-error (the file fails to import, has no ``MODEL``, the model is malformed) is a
+Model files. :func:`load_file` imports a user's Python file and registers its ``MODEL``; a file
+may instead register a :class:`dynamics.registry.Entry` for it (its sampler with its command-line
+options and hooks, as the built-in modules of :mod:`dynamics.models` do; README "Add a model").
+Every error (the file fails to import, has no ``MODEL``, the model is malformed) is a
 :class:`ModelError` with one line saying what and where.
 """
 
@@ -337,51 +339,54 @@ class Family:
     description: str = ""
 
 
-_REGISTRY: dict[str, Model | Family] = {}
+#: built models and families by name (each registry entry's ``build`` runs once)
+_BUILT: dict[str, Model | Family] = {}
 
 
 def register(model: Model | Family) -> Model | Family:
-    """Make ``model`` known under its name (a later model of the same name replaces it)."""
-    _REGISTRY[model.name] = model
+    """Make ``model`` known under its name (a later model of the same name replaces it): a
+    :class:`dynamics.registry.Entry` without a sampler (``scurve sample --dims`` draws it)."""
+    from . import registry
+
+    registry.register(registry.Entry(model.name, lambda: model, description=model.description))
+    _BUILT[model.name] = model
     return model
 
 
 def known() -> list[str]:
     """Names of every known model (built-ins first)."""
-    _builtins()
-    return list(_REGISTRY)
+    from . import registry
+
+    return list(registry.entries())
+
+
+def entry(kind: str) -> Model | Family:
+    """The registered model or family of ``kind`` (no selection), built on first use."""
+    from . import registry
+
+    found = registry.entry(kind)
+    if found is None:
+        raise ModelError(f"unknown kind {kind!r} (known models: {', '.join(known())}; load "
+                         "your own with --model FILE.py)")
+    built = _BUILT.get(kind)
+    if built is None:
+        built = _BUILT[kind] = found.build()
+    return built
 
 
 def get(kind: str, spec: Mapping[str, object] | None = None) -> Model:
     """The model of spec ``kind``; a family picks its member from the spec's arrays/options."""
-    _builtins()
-    entry = _REGISTRY.get(kind)
-    if entry is None:
-        raise ModelError(f"unknown kind {kind!r} (known models: {', '.join(_REGISTRY)}; load "
-                         "your own with --model FILE.py)")
-    if isinstance(entry, Family):
-        return entry.select(spec or {})
-    return entry
-
-
-def entry(kind: str) -> Model | Family:
-    """The registered model or family of ``kind`` (no selection)."""
-    _builtins()
-    if kind not in _REGISTRY:
-        get(kind)  # raises the one-line error
-    return _REGISTRY[kind]
-
-
-_BUILTIN_NAMES: set[str] = set()
+    model = entry(kind)
+    if isinstance(model, Family):
+        return model.select(spec or {})
+    return model
 
 
 def _builtins() -> frozenset[str]:
-    """Register the built-in models (once); their names."""
-    if not _BUILTIN_NAMES:
-        from . import catalog  # registers the built-in models
+    """The built-in models' names."""
+    from . import registry
 
-        _BUILTIN_NAMES.update(catalog.BUILTINS)
-    return frozenset(_BUILTIN_NAMES)
+    return frozenset(registry.builtin_names())
 
 
 def load_file(path: str | Path) -> Model:
@@ -412,5 +417,11 @@ def load_file(path: str | Path) -> Model:
     if model.name in _builtins():
         raise ModelError(f"{path}: model name {model.name!r} is a built-in model's; choose "
                          "another name")
-    register(model)
+    from . import registry
+
+    own = registry.entry(model.name)
+    if own is not None and getattr(own.build, "__module__", None) == name:
+        _BUILT[model.name] = model  # the file registered its entry (sampler, options, hooks)
+    else:
+        register(model)
     return model

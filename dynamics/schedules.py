@@ -35,6 +35,8 @@ from dataclasses import dataclass, fields
 from itertools import islice
 from typing import TYPE_CHECKING, ClassVar
 
+from .errors import UsageError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -52,7 +54,7 @@ __all__ = [
 
 def _positive_int(owner: str, name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
+        raise UsageError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
 
 
 def _finite(owner: str, name: str, value: object, low: float, high: float = math.inf,
@@ -63,7 +65,7 @@ def _finite(owner: str, name: str, value: object, low: float, high: float = math
     if not ok:
         bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}"
                                                           if high < math.inf else "")
-        raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
+        raise UsageError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -205,23 +207,23 @@ def schedule_from_text(text: str) -> Schedule:
     by_class = {cls.__name__: cls for cls in SCHEDULES.values()}
     cls = SCHEDULES.get(name) or by_class.get(name)
     if cls is None:
-        raise ValueError(f"unknown schedule {name!r} (expected one of "
+        raise UsageError(f"unknown schedule {name!r} (expected one of "
                          f"{', '.join(SCHEDULES)}, e.g. step:step_size=100,gamma=0.5)")
     kinds = {f.name: f.type for f in fields(cls)}
     options: dict[str, int | float] = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, value = (s.strip() for s in part.partition("="))
         if not sep or key not in kinds:
-            raise ValueError(f"schedule {cls.name}: expected KEY=VALUE with KEY one of "
+            raise UsageError(f"schedule {cls.name}: expected KEY=VALUE with KEY one of "
                              f"{', '.join(kinds)}, got {part!r}")
         try:
             options[key] = int(value) if kinds[key] == "int" else float(value)
         except ValueError:
             what = "an integer" if kinds[key] == "int" else "a number"
-            raise ValueError(f"schedule {cls.name}: {key} must be {what}, got "
+            raise UsageError(f"schedule {cls.name}: {key} must be {what}, got "
                              f"{value!r}") from None
     try:
         return cls(**options)
     except TypeError:
         missing = [k for k in kinds if k not in options]
-        raise ValueError(f"schedule {cls.name}: missing {', '.join(missing)}") from None
+        raise UsageError(f"schedule {cls.name}: missing {', '.join(missing)}") from None

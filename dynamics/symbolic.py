@@ -1,6 +1,6 @@
 """Symbolic dynamics: SymPy derives every flow, map and training program from a model's loss.
 
-A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.catalog`) is a scalar
+A model (:class:`dynamics.model.Model`; the built-ins in :mod:`dynamics.models`) is a scalar
 loss L over learned matrices W and constants. Weight decay adds ½λ Σ_W ‖W‖². In continuous time
 t (a gradient step of rate η advances t by η, README "Conventions") SymPy derives:
 
@@ -60,6 +60,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
 
 from . import matexpr
+from .errors import UsageError
 from .matexpr import (
     ChainPrinter,
     MultiDotPrinter,
@@ -73,6 +74,7 @@ from .matexpr import (
 )
 from .model import Model, ModelError
 from .model import get as get_model
+from .terms import dag as term_dag
 
 __all__ = [
     "FullFlow",
@@ -146,7 +148,13 @@ def _program(args: list[sp.Basic], outs: Mapping[str, sp.Basic], printer: type =
              ) -> dict:
     """Source of ``outs`` as a function of ``args`` (lambdify, cse, chain printer)."""
     fn = sp.lambdify(args, list(outs.values()), printer=printer, cse=True, dummify=False)
-    return {"args": [str(a) for a in args], "outs": list(outs), "source": inspect.getsource(fn)}
+    out = {"args": [str(a) for a in args], "outs": list(outs), "source": inspect.getsource(fn)}
+    if printer is TorchChainPrinter:  # the trainer builds its graph from the terms themselves
+        try:
+            out["terms"] = term_dag(args, outs)
+        except ValueError as exc:  # validation.programs says so if it needs these terms
+            out["terms"] = {"error": str(exc)}
+    return out
 
 
 def _latex_names(model: Model, reducer: PairReducer | None = None,
@@ -484,7 +492,8 @@ def _code_version() -> str:
     """Hash of the SymPy version and of the source of the modules that derive and print."""
     digest = hashlib.sha256(sp.__version__.encode())
     here = Path(__file__)
-    for source in (here, Path(matexpr.__file__), here.with_name("persample.py")):
+    for source in (here, Path(matexpr.__file__), here.with_name("persample.py"),
+                   here.with_name("terms.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
@@ -761,7 +770,9 @@ class ReducedGD(_Reduced):
 class TrainingProgram:
     """The PyTorch source of a model's loss and gradients (run by :mod:`validation.training`).
 
-    ``programs[name] = {"args", "outs", "source"}``: ``train`` (MSE models) returns
+    ``programs[name] = {"args", "outs", "source", "terms"}`` (``terms``: the same expressions
+    as a node list, :func:`dynamics.terms.dag`, from which the trainer builds its graph):
+    ``train`` (MSE models) returns
     L − L(0) (the loss minus its value at zero learned matrices, i.e. minus L_ref for a
     polynomial loss) and g_W = ∂L/∂W + λW; cross-entropy models have ``logits`` (Z), ``ce``
     ((L, E = ∂L/∂Z) of shifted logits) and ``grad`` (g_W given E).
@@ -802,7 +813,7 @@ def _cached(kind: str, model: Model, flag: bool) -> object:
     if kind == "full":
         if model.cross_entropy():
             if flag:
-                raise ValueError("cross-entropy: plain gradient flow only (no modified equation)")
+                raise UsageError("cross-entropy: plain gradient flow only (no modified equation)")
             payload, derived = _load_or_derive("full-ce", _key_exprs(model),
                                                lambda: _derive_ce(model))
             return _CrossEntropyFlow(model, False, payload, derived)
@@ -858,7 +869,7 @@ def component_equations(model: Model | str, rank: int, latex: bool = False) -> l
     independent entry.
     """
     if isinstance(rank, bool) or int(rank) != rank or rank < 1:
-        raise ValueError(f"rank: must be an integer >= 1, got {rank!r}")
+        raise UsageError(f"rank: must be an integer >= 1, got {rank!r}")
     rank = int(rank)
     flow = reduced_flow(model)
     model = flow.model

@@ -90,8 +90,9 @@ from scipy.integrate import quad
 from scipy.optimize import brentq
 from scipy.special import digamma, polygamma
 
-from .errors import ModelError
-from .problems import KINDS, AttentionHead, Chain, Factorization, Problem, Vector
+from . import registry
+from .errors import ModelError, UsageError
+from .problems import Factorization, Spec
 from .trajectory import Trajectory
 
 __all__ = [
@@ -152,7 +153,7 @@ def logistic_w(t: ArrayLike, s: float, w0: float, weight_decay: float = 0.0) -> 
     t = np.asarray(t, dtype=np.float64)
     sp = _rate(s, weight_decay)
     if w0 < 0:
-        raise ValueError(f"w0 = p·q must be >= 0 for a balanced start (got {w0})")
+        raise UsageError(f"w0 = p·q must be >= 0 for a balanced start (got {w0})")
     if sp > 0:
         if w0 == 0:
             return np.zeros_like(t)
@@ -188,9 +189,9 @@ def logistic_crossing(f: float, s: float, w0: float, weight_decay: float = 0.0) 
     (w₀ = 0, or s' ≤ w_f: no learning when λ ≥ s).
     """
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     if w0 < 0:
-        raise ValueError(f"w0 = p·q must be >= 0 for a balanced start (got {w0})")
+        raise UsageError(f"w0 = p·q must be >= 0 for a balanced start (got {w0})")
     sp = _rate(s, weight_decay)
     root = math.sqrt(f)
     low, high = s * (1 - root), s * (1 + root)
@@ -213,7 +214,7 @@ def plateau_constant(f: float = 0.5, model_rank: int = 1) -> float:
     w₀ = (σ²/2)χ²_k, E ln χ²_k = ψ(k/2) + ln 2 (module docstring).
     """
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     root = math.sqrt(f)
     return math.log((1 - root) / root) - float(digamma(model_rank / 2)) - math.log(2)
 
@@ -262,7 +263,7 @@ def plateau_time_fixed_norm(s: float, eps: float, n: int, f: float = 0.5) -> flo
 # Per-spec (per-seed) predictions and the staircase
 
 
-def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, float]:
+def initial_strengths(spec: Spec) -> tuple[np.ndarray, np.ndarray, float]:
     """(s, w₀, ν) of a factorization spec: the small-init inputs of the staircase.
 
     s: the target's nonzero singular values, decreasing; w₀[i] = |m_i⊥|², m_i =
@@ -272,7 +273,7 @@ def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, floa
     """
     _closed_form_spec(spec, "factorization")
     if spec.loss != "mse":
-        raise ValueError("closed forms are for the mse loss")
+        raise ModelError("closed forms are for the mse loss")
     qa, ra = np.linalg.qr(spec.A)  # C = ABᵀ = Q_a (R_a R_bᵀ) Q_bᵀ: no n x n matrix formed
     qb, rb = np.linalg.qr(spec.B)
     uc, s, vct = np.linalg.svd(ra @ rb.T)
@@ -292,7 +293,7 @@ def initial_strengths(spec: Factorization) -> tuple[np.ndarray, np.ndarray, floa
     return s, w0, float(off) / (2 * spec.k)
 
 
-def staircase_loss(t: ArrayLike, spec: Factorization) -> np.ndarray:
+def staircase_loss(t: ArrayLike, spec: Spec) -> np.ndarray:
     """Small-init prediction of the loss curve: L(t) = ½Σ_i (s_i − z_i(t))².
 
     z_i = logistic_w(t, s_i, w_i0, λ + ν) from :func:`initial_strengths` — independent logistic
@@ -306,7 +307,7 @@ def staircase_loss(t: ArrayLike, spec: Factorization) -> np.ndarray:
     return np.sum(residual, axis=0)
 
 
-def mode_times(spec: Factorization, level: float = 0.5) -> np.ndarray:
+def mode_times(spec: Spec, level: float = 0.5) -> np.ndarray:
     """Per-seed t_i: time at which z_i = u_iᵀXYᵀv_i reaches level·s_i' (s_i' = s_i − λ − ν).
 
     t_i = (1/2s_i') ln[(s_i'/w_i0 − 1)·level/(1 − level)] with (s, w₀, ν) from
@@ -315,7 +316,7 @@ def mode_times(spec: Factorization, level: float = 0.5) -> np.ndarray:
     k = r = 3, level ½): within 1e-4 relative of the flow's z_i crossings (tests: 1e-3).
     """
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise UsageError(f"level must be in (0, 1), got {level}")
     s, w0, nu = initial_strengths(spec)
     sp = s - spec.weight_decay - nu
     out = np.full(s.size, math.inf)
@@ -380,7 +381,7 @@ def attention_balanced_crossing(f: float, S: float, p0: float) -> float:
     1/(2Sp₀²). 0 if L(0) ≤ f·L_ref; ``inf`` for p₀ = 0.
     """
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     x0 = p0**2 / math.sqrt(S)
     root = math.sqrt(f)
     if x0 == 0:
@@ -391,13 +392,13 @@ def attention_balanced_crossing(f: float, S: float, p0: float) -> float:
     return (_g(x_f) - _g(x0)) / (2 * S**1.5)
 
 
-def attention_overlaps(spec: AttentionHead) -> tuple[np.ndarray, float]:
+def attention_overlaps(spec: Spec) -> tuple[np.ndarray, float]:
     """((a, b, c, d), S) of a rank-1 head (h = h′ = 1): a = uᵀq0, ..., S = ‖M‖‖N‖.
 
     u, v (u′, v′) are the unit singular vectors of M = QKᵀ (N = OVᵀ): u = Q/‖Q‖, v = K/‖K‖.
     """
     if spec.h != 1 or spec.k != 1:
-        raise ValueError(f"closed form needs a rank-1 head with h' = 1 (got h={spec.h}, "
+        raise ModelError(f"closed form needs a rank-1 head with h' = 1 (got h={spec.h}, "
                          f"h'={spec.k})")
     pairs = [(spec.Q, spec.Q0), (spec.K, spec.K0), (spec.O, spec.O0), (spec.V, spec.V0)]
     overlaps = np.array([float(t[:, 0] @ w[:, 0]) / np.linalg.norm(t) for t, w in pairs])
@@ -415,7 +416,7 @@ def attention_blowup_time(overlaps: ArrayLike, S: float) -> float:
     """
     a = np.asarray(overlaps, dtype=np.float64)
     if a.shape != (4,):
-        raise ValueError(f"expected the four overlaps (a, b, c, d), got shape {a.shape}")
+        raise UsageError(f"expected the four overlaps (a, b, c, d), got shape {a.shape}")
     return _blowup_tau(a) / (2 * S)
 
 
@@ -458,7 +459,7 @@ def attention_plateau_time(S: float, sigma: float, f: float = 0.5) -> float:
     :data:`ATTENTION_MEDIAN`/(2Sσ²) + the same shift, sd of ln t ≈ 1.0.
     """
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     return ATTENTION_CONSTANT / (2 * S * sigma**2) + _attention_saturation(f, S)
 
 
@@ -468,7 +469,7 @@ def attention_plateau_time(S: float, sigma: float, f: float = 0.5) -> float:
 
 def _depth(depth: int) -> int:
     if int(depth) != depth or depth < 2:
-        raise ValueError(f"depth must be an integer >= 2, got {depth}")
+        raise UsageError(f"depth must be an integer >= 2, got {depth}")
     return int(depth)
 
 
@@ -530,13 +531,13 @@ def chain_time(u0: float, u1: float, s: float, depth: int) -> float:
     """
     depth = _depth(depth)
     if s <= 0 or u0 <= 0 or u1 <= 0:
-        raise ValueError(f"need s, u0, u1 > 0 (got s={s}, u0={u0}, u1={u1})")
+        raise UsageError(f"need s, u0, u1 > 0 (got s={s}, u0={u0}, u1={u1})")
     if u1 == u0:
         return 0.0
     if u1 == s:
         return math.inf
     if (u0 < s) != (u1 < s) or (u1 < u0) != (u0 > s):
-        raise ValueError(f"u1={u1} is not reached from u0={u0}: u moves towards s={s}")
+        raise UsageError(f"u1={u1} is not reached from u0={u0}: u moves towards s={s}")
     if depth == 2:
         return _logistic_time(u0, u1, s)
     t = _chain_time(u0 / s, math.log(abs(s - u0) / s), u1 / s, math.log(abs(s - u1) / s), depth)
@@ -552,9 +553,9 @@ def chain_crossing(f: float, s: float, u0: float, depth: int) -> float:
     """
     depth = _depth(depth)
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     if u0 < 0:
-        raise ValueError(f"u0 = a^D must be >= 0 for a balanced aligned start (got {u0})")
+        raise UsageError(f"u0 = a^D must be >= 0 for a balanced aligned start (got {u0})")
     if depth == 2:
         return logistic_crossing(f, s, u0)
     root = math.sqrt(f)
@@ -611,7 +612,7 @@ def chain_u(t: ArrayLike, s: float, u0: float, depth: int) -> np.ndarray:
     depth = _depth(depth)
     t = np.asarray(t, dtype=np.float64)
     if np.any(t < 0):
-        raise ValueError("t must be >= 0")
+        raise UsageError("t must be >= 0")
     if depth == 2:
         return logistic_w(t, s, u0)
     if u0 == 0 or u0 == s:
@@ -650,7 +651,7 @@ def chain_law(f: float, s: float, depth: int) -> tuple[float, float]:
     """
     depth = _depth(depth)
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     root = math.sqrt(f)
     if depth == 2:
         return 1 / s, math.log(s * (1 - root) / root) / (2 * s)
@@ -670,13 +671,13 @@ def chain_plateau_time(f: float, s: float, sigma: float, depth: int) -> float:
     return c * g + k - sigma**2 / (2 * s**2)
 
 
-def chain_overlaps(spec: Chain) -> tuple[np.ndarray, float]:
+def chain_overlaps(spec: Spec) -> tuple[np.ndarray, float]:
     """((uᵀX0, M_1, ..., M_{D−2}, vᵀY0), s) of a rank-1 chain with k = 1.
 
     C = A Bᵀ = s u vᵀ with s = ‖A‖‖B‖, u = A/‖A‖, v = B/‖B‖; the middle factors are scalars.
     """
     if spec.r != 1 or spec.k != 1:
-        raise ValueError(f"closed form needs a rank-1 chain with k = 1 (got r={spec.r}, "
+        raise ModelError(f"closed form needs a rank-1 chain with k = 1 (got r={spec.r}, "
                          f"k={spec.k})")
     norm_a, norm_b = float(np.linalg.norm(spec.A)), float(np.linalg.norm(spec.B))
     a = [float(spec.A[:, 0] @ spec.X0[:, 0]) / norm_a, *spec.M0.reshape(-1).tolist(),
@@ -695,7 +696,7 @@ def chain_blowup_time(overlaps: ArrayLike, s: float) -> float:
     """
     a = np.asarray(overlaps, dtype=np.float64)
     if a.ndim != 1 or a.size < 3:
-        raise ValueError(f"expected D >= 3 overlaps, got shape {a.shape}")
+        raise UsageError(f"expected D >= 3 overlaps, got shape {a.shape}")
     return _blowup_tau(a) / (2 * s)
 
 
@@ -724,7 +725,7 @@ def chain_local_slope(f: float, s: float, sigma: float, depth: int) -> float:
 # Vector baseline and the per-spec entry point
 
 
-def vector_loss(t: ArrayLike, spec: Vector) -> np.ndarray:
+def vector_loss(t: ArrayLike, spec: Spec) -> np.ndarray:
     """Exact L(t) = ½‖a − x(t)‖² of the vector flow dx/dt = a − (1 + λ)x.
 
     x(t) = a/(1 + λ) + (x0 − a/(1 + λ))e^{−(1+λ)t}; for λ = 0, L = L(0)e^{−2t}.
@@ -736,19 +737,19 @@ def vector_loss(t: ArrayLike, spec: Vector) -> np.ndarray:
     return 0.5 * np.sum((spec.a[:, 0] - x) ** 2, axis=-1)
 
 
-def _closed_form_spec(spec: Problem, kind: str | None = None) -> None:
+def _closed_form_spec(spec: Spec, kind: str | None = None) -> None:
     """Raise a one-line :class:`ModelError` unless ``spec`` is a built-in spec with a closed
     form (of ``kind`` when given): a spec of any other model (a ``ModelSpec``, e.g. a grouped
     model or ``sample_model(model, dims)``) has none and must be integrated."""
-    builtin = KINDS.get(spec.kind)
-    if builtin is None or type(spec) is not builtin or (kind is not None and spec.kind != kind):
-        want = kind or "/".join(KINDS)
+    entry = registry.entry(spec.kind)
+    if entry is None or not entry.hook("closed_form") or (kind is not None and spec.kind != kind):
+        want = kind or "/".join(n for n, e in registry.entries().items() if e.hook("closed_form"))
         raise ModelError(f"{spec.kind}: no closed-form prediction for this spec (closed forms "
                          f"are for built-in {want} specs); integrate it with "
                          "dynamics.integrate.predict")
 
 
-def crossing_time(spec: Problem, f: float = 0.5) -> float:
+def crossing_time(spec: Spec, f: float = 0.5) -> float:
     """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``.
 
     * vector: exact, from :func:`vector_loss`;
@@ -763,7 +764,7 @@ def crossing_time(spec: Problem, f: float = 0.5) -> float:
     Returns ``inf`` when the level is never reached.
     """
     if not 0 < f < 1:
-        raise ValueError(f"f must be in (0, 1), got {f}")
+        raise UsageError(f"f must be in (0, 1), got {f}")
     _closed_form_spec(spec)
     if spec.kind == "attention":
         overlaps, S = attention_overlaps(spec)
@@ -773,7 +774,7 @@ def crossing_time(spec: Problem, f: float = 0.5) -> float:
             spec = Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
                                  weight_decay=spec.weight_decay)
         elif spec.weight_decay:
-            raise ValueError("the chain's closed form (D >= 3) is for weight decay 0")
+            raise ModelError("the chain's closed form (D >= 3) is for weight decay 0")
         else:
             overlaps, s = chain_overlaps(spec)
             return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from dynamics.errors import UsageError
+
 __all__ = [
     "ABBREV",
     "CHECKS",
@@ -1051,6 +1053,6 @@ def replace_readme_table(readme: str, table: str) -> str:
     Raises ValueError if the markers are missing."""
     start, end = readme.find(README_BEGIN), readme.find(README_END)
     if start < 0 or end < start:
-        raise ValueError("README: claims-table markers not found "
+        raise UsageError("README: claims-table markers not found "
                          f"({README_BEGIN!r} … {README_END!r})")
     return readme[:start + len(README_BEGIN)] + "\n" + table + "\n" + readme[end:]

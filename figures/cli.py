@@ -31,16 +31,26 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-#: the built-in spec kinds with samplers, ``tuple(dynamics.problems.KINDS)`` (named here so
-#: that the parser needs no SymPy; a test checks the two agree)
-PROBLEMS = ("vector", "factorization", "attention", "chain")
+
+
+def _registry():  # -> the dynamics.registry module (standard library only: no SymPy)
+    from dynamics import registry
+
+    return registry
+
+
+#: the registered models with a sampler (:mod:`dynamics.registry`), in the registry's order
+PROBLEMS = tuple(n for n, e in _registry().entries().items() if e.sample is not None)
 EXIT_DIVERGED = 1
 #: an exception that is not a user error: a bug (``--debug`` re-raises it)
 EXIT_BUG = 3
 
 
-class UsageError(Exception):
-    """A user error: reported as one line on stderr with exit status 2."""
+def _usage(message: str) -> Exception:
+    """A :class:`dynamics.errors.UsageError` (one line, exit status 2)."""
+    from dynamics.errors import UsageError
+
+    return UsageError(message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,24 +133,34 @@ def _emit_json(obj: object) -> None:
 
 
 # --------------------------------------------------------------------------- sample
-def _add_problem_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """Options that define a problem (shared by ``sample`` and ``train --problem``)."""
-    p.add_argument("--n", type=_positive_int, required=required,
-                   help="dimension n (d for the attention head)")
-    p.add_argument("--rank", type=_positive_int, default=1, help="target rank r (head dim h)")
-    p.add_argument("--model-rank", type=_positive_int, default=None,
-                   help="model rank k (head dim h'); default: the target rank")
-    p.add_argument("--init", type=_nonneg_float, default=1e-3,
-                   help="init std σ per coordinate (default 1e-3)")
-    p.add_argument("--singular-values", type=_float_list, default=None,
-                   help="comma-separated target singular values (default: random Gaussian)")
-    p.add_argument("--scale", type=_positive_float, default=1.0,
-                   help="typical target singular value for random targets (default 1)")
-    p.add_argument("--weight-decay", type=_nonneg_float, default=0.0, help="λ (default 0)")
-    p.add_argument("--loss", choices=("mse", "ce"), default="mse",
-                   help="factorization loss (default mse)")
-    p.add_argument("--depth", type=_positive_int, default=3,
-                   help="chain depth D >= 2 (default 3): X M_1 ... M_{D-2} Y^T")
+def _converters() -> dict[str, Callable[[str], object]]:
+    """How the command line parses each option type of :data:`dynamics.registry.TYPES`."""
+    return {"int": int, "posint": _positive_int, "float": _float, "posfloat": _positive_float,
+            "nonneg": _nonneg_float, "floats": _float_list, "str": str}
+
+
+def _add_problem_options(p: argparse.ArgumentParser, *, required: bool,
+                         kind: str | None = None) -> None:
+    """The sampler options of every registered model (or only of ``kind``), read from the
+    registry (:mod:`dynamics.registry`), one group per model; an option several models share is
+    declared once, by the first. Every option defaults to None here: the sampler's declared
+    default applies (:func:`sample_from_args`). Then ``--seed``."""
+    del required  # each model's required options are checked when it is sampled
+    convert = _converters()
+    seen: set[str] = set()
+    for name, entry in _registry().entries().items():
+        if entry.sample is None or (kind is not None and name != kind):
+            continue
+        group = p.add_argument_group(f"{name} options (sample {name})")
+        for o in entry.options:
+            if o.name in seen or o.flag in p._option_string_actions:  # e.g. train's --objective
+                continue
+            seen.add(o.name)
+            if o.type == "flag":
+                group.add_argument(o.flag, action="store_true", default=None, help=o.help)
+                continue
+            group.add_argument(o.flag, type=convert[o.type], default=None, help=o.help,
+                               choices=o.choices or None, metavar=o.metavar)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -171,34 +191,22 @@ def sample_from_args(
     """Build a spec from the problem options (raises SpecError on impossible settings).
 
     With ``--dims`` any model (built-in or ``--model FILE.py``) is sampled by
-    :func:`dynamics.problems.sample_model`; otherwise the built-in samplers take --n, --rank...
+    :func:`dynamics.problems.sample_model`; otherwise the model's registered sampler takes its
+    declared options (:mod:`dynamics.registry`), each left out taking its declared default.
     """
-    from dynamics.problems import SampleOptions, sample_model
-
     seed = args.seed if seed is None else seed
     dims = getattr(args, "dims", None)
-    if dims is not None:
-        return sample_model(_model_named(problem, args), dims, init=args.init, seed=seed,
-                            weight_decay=args.weight_decay)
-    if problem == "icl":  # in-context regression: its own options (dynamics/models/icl.py)
-        from dynamics.models.icl import sample_from_options
-
-        return sample_from_options(args, seed)
-    if problem not in PROBLEMS:
-        raise UsageError(f"model {problem!r} has no built-in sampler: give --dims "
-                         "NAME=SIZE,... (e.g. --dims n=50,r=2,k=2)")
-    if args.n is None:
-        raise UsageError(f"sample {problem} needs --n (or --dims)")
-    options = SampleOptions(n=args.n, rank=args.rank, model_rank=args.model_rank,
-                            init=args.init, singular_values=args.singular_values,
-                            scale=args.scale, weight_decay=args.weight_decay, loss=args.loss,
-                            depth=args.depth, seed=seed)
-    from dynamics.problems import KINDS
-
-    return KINDS[problem].sample_from(options)  # type: ignore[attr-defined]
+    registry = _registry()
+    item = registry.entry(problem)
+    names = ("init", "weight_decay", "loss", "depth") if dims is not None else \
+        tuple(o.name for o in (item.options if item is not None else ()))
+    options = {k: getattr(args, k, None) for k in names}
+    if dims is not None and getattr(args, "loss", None) is None:
+        options["loss"] = "mse"
+    return registry.sample(problem, options, seed=seed, dims=dims)
 
 
-def _dims(text: str) -> dict[str, int]:
+def parse_dims(text: str) -> dict[str, int]:
     """``n=50,r=2,k=2`` -> {"n": 50, "r": 2, "k": 2}."""
     out = {}
     for part in text.split(","):
@@ -209,25 +217,30 @@ def _dims(text: str) -> dict[str, int]:
     return out
 
 
-def _load_models(args: argparse.Namespace) -> list[str]:
+def load_models(args: argparse.Namespace) -> list[str]:
     """Register every ``--model FILE.py``; the names of the models loaded."""
-    from dynamics.model import load_file
+    paths = getattr(args, "model", None) or []
+    if not paths:
+        return []
+    from dynamics.model import load_file  # SymPy: only for model files
 
-    return [load_file(path).name for path in getattr(args, "model", None) or []]
+    return [load_file(path).name for path in paths]
 
 
-def _problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
+def problem_name(args: argparse.Namespace, loaded: list[str]) -> str:
     """The positional PROBLEM, or the model of the one --model file when it is omitted."""
-    from dynamics.model import known
+
+    def known() -> list[str]:  # the registry's names (no SymPy)
+        return list(_registry().entries())
 
     problem = args.problem
     if problem is None:
         if len(loaded) != 1:
-            raise UsageError("give the problem (a built-in or the name of a --model file's "
+            raise _usage("give the problem (a built-in or the name of a --model file's "
                              f"model); known: {', '.join(known())}")
         problem = loaded[0]
     if problem not in known():
-        raise UsageError(f"unknown problem {problem!r} (known: {', '.join(known())}; load "
+        raise _usage(f"unknown problem {problem!r} (known: {', '.join(known())}; load "
                          "your own with --model FILE.py)")
     return problem
 
@@ -240,18 +253,36 @@ def _model_named(problem: str, args: argparse.Namespace):  # -> Model
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    problem = problem_name(args, load_models(args))
+    commands = _commands_of(problem)
+    if commands is not None:  # a family with its own spec type and commands (committee)
+        return commands.sample(args)
     from dynamics.problems import save
 
-    if args.problem == "committee":
-        from . import committee_cli
-
-        return committee_cli.sample(args)
-
-    problem = _problem_name(args, _load_models(args))
     spec = sample_from_args(problem, args)
     path = save(spec, args.output)
     print(f"wrote {path}: {spec.describe()}, L_ref = {spec.l_ref:.6g}")
     return 0
+
+
+def _commands_of(kind: str | None):  # -> a module with sample/predict/train/compare, or None
+    """The command module a registered family names (hook ``cli``), else None."""
+    entry = _registry().entry(kind) if kind else None
+    module = entry.hook("cli") if entry is not None else None
+    if module is None:
+        return None
+    import importlib
+
+    return importlib.import_module(module)
+
+
+def _commands_of_file(path: Path | None):  # -> module or None
+    """:func:`_commands_of` the ``kind`` of spec file ``path``."""
+    if path is None:
+        return None
+    from dynamics.problems import kind_of
+
+    return _commands_of(kind_of(path))
 
 
 # --------------------------------------------------------------------------- predict
@@ -284,11 +315,19 @@ def _method(args: argparse.Namespace) -> Method:
     """The method object of ``--method`` with the options given (others: a usage error)."""
     from dynamics.methods import method_from_name
 
-    # options not given are None (left out); one the method does not take is a ValueError
-    return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
-                            schedule=args.schedule, eps=args.eps,
-                            decoupled=True if args.decoupled else None, betas=args.betas,
-                            weight_decay=args.weight_decay)
+    # options not given are None (left out); the method object checks the others: at this
+    # boundary every ValueError it raises is about the user's options (a usage error)
+    try:
+        return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
+                                schedule=args.schedule, eps=args.eps,
+                                decoupled=True if args.decoupled else None, betas=args.betas,
+                                weight_decay=args.weight_decay)
+    except ValueError as exc:
+        from dynamics.errors import ScurveError
+
+        if isinstance(exc, ScurveError):
+            raise
+        raise _usage(str(exc)) from None
 
 
 def _check_flow_lr(method: Method, spec: Problem) -> None:
@@ -298,7 +337,7 @@ def _check_flow_lr(method: Method, spec: Problem) -> None:
         return
     objective = spec.group_objective
     if objective is None or objective.dro_step is None:
-        raise UsageError("--lr: method 'flow' takes --lr only under a Group DRO objective "
+        raise _usage("--lr: method 'flow' takes --lr only under a Group DRO objective "
                          "(its weights move per step); drop --lr or use --method modified|discrete")
 
 
@@ -322,7 +361,7 @@ def _load_spec(args: argparse.Namespace) -> Problem:
     if args.objective is None:
         return spec
     if spec.group_objective is None:
-        raise UsageError(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
+        raise _usage(f"--objective: {spec.describe()} has no groups (a grouped model's spec, "
                          "e.g. kind 'modes', takes one)")
     return spec.with_objective(args.objective)
 
@@ -343,12 +382,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from dynamics.integrate import predict
 
-    from . import committee_cli
+    from .committee_cli import write_csv
 
-    if committee_cli.is_committee(args.spec):
-        return committee_cli.predict(args)
+    commands = _commands_of_file(args.spec)
+    if commands is not None:  # a family with its own commands (hook "cli")
+        return commands.predict(args)
     method = _method(args)
-    _load_models(args)
+    load_models(args)
     spec = _load_spec(args)
     _check_flow_lr(method, spec)
     started = time.perf_counter()
@@ -360,7 +400,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         import numpy as np
 
         group_loss = traj.group_loss if traj.group_loss is not None else np.zeros((len(traj.t), 0))
-        committee_cli.write_csv(args.csv, ["t", "loss", *(f"group_{g}" for g in
+        write_csv(args.csv, ["t", "loss", *(f"group_{g}" for g in
                                                          range(group_loss.shape[1]))],
                                 np.column_stack([traj.t, traj.loss, group_loss]).tolist())
     seconds = time.perf_counter() - started
@@ -425,7 +465,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     from dynamics import symbolic
     from dynamics.model import Family, entry, get
 
-    problem = _problem_name(args, _load_models(args))
+    problem = problem_name(args, load_models(args))
     if args.rank is not None:
         title = f"reduced gradient flow, every dimension = {args.rank}, component by component"
         blocks: dict[str, list[str]] = {title: symbolic.component_equations(
@@ -468,14 +508,14 @@ def _train_config(args: argparse.Namespace, loss: str | None, weight_decay: floa
 def _train_specs(args: argparse.Namespace) -> list[Problem]:
 
     if args.spec is not None and args.problem is not None:
-        raise UsageError("give either SPEC.npz or --problem, not both")
+        raise _usage("give either SPEC.npz or --problem, not both")
     if args.spec is not None:
         if args.seeds != 1:
-            raise UsageError("--seeds needs --problem (a spec file is one seed)")
+            raise _usage("--seeds needs --problem (a spec file is one seed)")
         return [_load_spec(args)]
     if args.problem is None:
-        raise UsageError("give a spec file (SPEC.npz) or --problem NAME")
-    _problem_name(args, [])
+        raise _usage("give a spec file (SPEC.npz) or --problem NAME")
+    problem_name(args, [])
     args.weight_decay = args.weight_decay or 0.0
     args.loss = args.loss or "mse"
     return [sample_from_args(args.problem, args, seed=args.seed + i) for i in range(args.seeds)]
@@ -486,11 +526,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from validation.training import train
 
-    from . import committee_cli
+    from .committee_cli import write_csv
 
-    if args.spec is not None and committee_cli.is_committee(args.spec):
-        return committee_cli.train(args)
-    _load_models(args)
+    commands = _commands_of_file(args.spec)
+    if commands is not None:  # a family with its own commands (hook "cli")
+        return commands.train(args)
+    load_models(args)
     from_file = args.spec is not None
     loss, weight_decay = args.loss, args.weight_decay  # overrides of a spec file's values
     specs = _train_specs(args)
@@ -500,7 +541,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", RuntimeWarning)
         result = train(specs, config)
     if args.csv:
-        committee_cli.write_csv(args.csv, ["seed", "step", "t", "loss"], [
+        write_csv(args.csv, ["seed", "step", "t", "loss"], [
             (i if from_file else args.seed + i, round(t / args.lr), t, loss)
             for i, traj in enumerate(result.trajectories)
             for t, loss in zip(traj.t.tolist(), traj.loss.tolist(), strict=True)])
@@ -561,11 +602,10 @@ def _phases_or_none(traj: Trajectory) -> dict | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from validation.comparison import TrainingDiverged, compare
 
-    from . import committee_cli
-
-    if committee_cli.is_committee(args.spec):
-        return committee_cli.compare(args)
-    _load_models(args)
+    commands = _commands_of_file(args.spec)
+    if commands is not None:  # a family with its own commands (hook "cli")
+        return commands.compare(args)
+    load_models(args)
     spec = _load_spec(args)
     config = _train_config(args, None, None)
     try:
@@ -653,11 +693,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from figures.reporting import report as build_report
     from figures.reporting import resolve_sections, write_readme
 
-    resolve_sections(args.only)  # a bad --only is a usage error before anything starts
+    try:  # a bad --only is a usage error before anything starts
+        resolve_sections(args.only)
+    except ValueError as exc:  # resolve_sections reads only the user's --only
+        raise _usage(str(exc)) from None
     if args.quick and args.full_tasks:
-        raise UsageError("--quick and --full-tasks exclude each other")
+        raise _usage("--quick and --full-tasks exclude each other")
     if args.quick and args.full:
-        raise UsageError("--quick and --full exclude each other")
+        raise _usage("--quick and --full exclude each other")
     started = time.perf_counter()
     client = None
     executor = None
@@ -665,7 +708,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         try:
             from distributed import Client
         except ImportError:
-            raise UsageError("--scheduler needs Dask: pip install -e \".[dask]\"") from None
+            raise _usage("--scheduler needs Dask: pip install -e \".[dask]\"") from None
         client = Client(args.scheduler)
         executor = client.get_executor()
     try:
@@ -690,7 +733,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
+    """The ``scurve`` parser; ``sample_kind``: ``scurve sample KIND`` shows (and takes) only
+    that model's sampler options."""
     parser = _Parser(prog="scurve", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error (a bug), show its traceback")
@@ -701,22 +746,18 @@ def build_parser() -> argparse.ArgumentParser:
                   "model becomes a known problem / spec kind")
     p = sub.add_parser(
         "sample", help="sample a problem spec (.npz) from a seed",
-        description="Built-ins take --n/--rank/...: targets with i.i.d. Gaussian factors (or "
+        description="Each registered model takes its own sampler's options (scurve sample KIND "
+        "--help lists them; dynamics/models/). The matrix built-ins take --n/--rank/...: "
+        "targets with i.i.d. Gaussian factors (or "
         "--singular-values), learned factors N(0, init²). With --dims NAME=SIZE,... any model "
         "(also --model FILE.py) is sampled: each constant i.i.d. N(0, 1/m), m the product of "
         "its large dimensions (1 if none); each learned matrix i.i.d. N(0, init²).")
     p.add_argument("problem", nargs="?", default=None,
                    help=f"{', '.join(PROBLEMS)} or a --model file's model (default: that model)")
     p.add_argument("--model", action="append", type=Path, metavar="FILE.py", help=model_help)
-    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+    p.add_argument("--dims", type=parse_dims, default=None, metavar="NAME=SIZE,...",
                    help="sizes of the model's dimension symbols, e.g. n=50,r=2,k=2")
-    _add_problem_options(p, required=False)
-    from dynamics.models.icl_cli import add_options as add_icl_options
-
-    add_icl_options(p.add_argument_group("in-context regression (sample icl)"))
-    from . import committee_cli
-
-    committee_cli.add_sample_options(p)
+    _add_problem_options(p, required=False, kind=sample_kind)
     p.add_argument("-o", "--output", type=Path, required=True, help="spec file to write")
     p.set_defaults(func=_cmd_sample)
 
@@ -781,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problem", default=None, metavar="NAME",
                    help=f"sample --seeds problems ({', '.join(PROBLEMS)}, or a --model file's "
                    "model with --dims) instead of reading SPEC.npz")
-    p.add_argument("--dims", type=_dims, default=None, metavar="NAME=SIZE,...",
+    p.add_argument("--dims", type=parse_dims, default=None, metavar="NAME=SIZE,...",
                    help="with --problem: sizes of the model's dimension symbols")
     _add_problem_options(p, required=False)
     p.add_argument("--seeds", type=_positive_int, default=1,
@@ -865,13 +906,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scurve`` console command; returns the exit status."""
-    parser = build_parser()
+    from dynamics.errors import ScurveError  # standard library only
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    kind = argv[1] if len(argv) > 1 and argv[0] == "sample" else None
+    if kind is not None and _model_files(argv):  # a model file may register a sampler
+        from dynamics.model import load_file
+
+        try:
+            for path in _model_files(argv):
+                load_file(path)
+        except ScurveError as exc:
+            print(f"scurve sample: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+    sampled = {n for n, e in _registry().entries().items() if e.sample is not None}
+    parser = build_parser(kind if kind in sampled else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as exc:  # dynamics.errors.ScurveError is a ValueError
-        # TODO(issue 17 Build 7): plain ValueErrors still count as user errors here until
-        # every user error raises a dynamics.errors.ScurveError subclass
+    except ScurveError as exc:  # a user error (dynamics.errors); any other exception is a bug
         print(f"scurve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:
@@ -891,6 +944,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # anything else is a bug in scurve, not a user error
         return _bug(args, exc)
+
+
+def _model_files(argv: Sequence[str]) -> list[str]:
+    """The ``--model FILE`` arguments of ``argv`` (before parsing)."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--model="):
+            out.append(arg.split("=", 1)[1])
+    return out
 
 
 def _bug(args: argparse.Namespace, exc: Exception) -> int:

@@ -1,8 +1,9 @@
 """``scurve sample|predict|train|compare`` for committee-machine specs (kind ``committee``).
 
-:mod:`figures.cli` hands a command here when the problem is ``committee`` or the spec file's
-``kind`` is; the theory is :mod:`dynamics.models.committee`, training
-:mod:`validation.committee`. Times are t = η·step/N (README "Committee machines").
+:mod:`figures.cli` hands a command here because the committee's registry entry names this
+module (hook ``cli``, :mod:`dynamics.models.committee_cli`); the theory is
+:mod:`dynamics.models.committee`, training :mod:`validation.committee`. Times are
+t = η·step/N (README "Committee machines").
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import json
 import time
 from pathlib import Path
 
+from dynamics.errors import UsageError
+
 __all__ = [
-    "add_sample_options",
     "compare",
-    "is_committee",
     "predict",
     "sample",
     "train",
@@ -24,30 +25,6 @@ __all__ = [
 ]
 
 ESCAPE_CAP = 1e4  # largest t the automatic end time tries (t)
-
-
-def is_committee(path: Path) -> bool:
-    """Whether ``path`` is an ``.npz`` spec of kind ``committee`` (anything else: False)."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return "kind" in f.files and str(f["kind"]) == "committee"
-    except Exception:  # not our file: the generic loader reports it
-        return False
-
-
-def add_sample_options(p: argparse.ArgumentParser) -> None:
-    """``sample committee`` options (--n, --init, --seed are the shared ones)."""
-    p.add_argument("--students", type=int, default=2, help="committee: K student units "
-                   "(default 2; student rows i.i.d. N(0, init²), v0 = 1)")
-    p.add_argument("--teachers", type=int, default=2, help="committee: M teacher units "
-                   "(default 2; rows with w*·w*'/N = δ, a = 1)")
-    p.add_argument("--activation", default="erf",
-                   help="committee: erf (= erf(x/√2), default), relu, linear, tanh")
-    p.add_argument("--noise", type=float, default=0.0, help="committee: output noise σ_ζ ≥ 0")
-    p.add_argument("--second-layer", choices=("fixed", "trained"), default="fixed",
-                   help="committee: fixed (soft committee, default) or trained")
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
@@ -64,12 +41,9 @@ def _emit(obj: dict) -> None:
 
 
 def sample(args: argparse.Namespace) -> int:
-    from dynamics.models.committee import sample as draw
+    from .cli import sample_from_args
 
-    if args.n is None:
-        raise ValueError("sample committee needs --n")
-    spec = draw(args.students, args.teachers, args.n, args.activation, args.init, args.seed,
-                args.noise, args.second_layer)
+    spec = sample_from_args("committee", args)  # the registered sampler and its options
     path = Path(args.output)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -111,10 +85,10 @@ def predict(args: argparse.Namespace) -> int:
     spec = load(args.spec)
     method = args.method
     if method not in ("flow", "online"):
-        raise ValueError(f"committee specs take --method flow or online, not {method!r}")
+        raise UsageError(f"committee specs take --method flow or online, not {method!r}")
     lr = args.lr or 0.0
     if method == "flow" and args.lr is not None:
-        raise ValueError("--method flow takes no --lr (it is the η → 0 limit; use online)")
+        raise UsageError("--method flow takes no --lr (it is the η → 0 limit; use online)")
     batch = args.batch or 1
     started = time.perf_counter()
     curve = _curve(spec, method, lr, batch, args.t_max)

@@ -32,7 +32,12 @@ Table columns of ``results.csv`` (one row per cell × seed × source), in order:
 * ``seconds``: wall time of this source in its cell (the only column that depends on the
   machine).
 
-Not (yet) grid axes: ``betas``, ``objective``, ``schedule``, ``singular_values``.
+Run-option axes: ``lr``, ``momentum``, ``eps``, ``optimizer``, ``steps``, Adam's ``beta1``
+and ``beta2`` (or ``betas`` with values ``B1/B2``), ``schedule`` (``--schedule``'s
+``NAME:KEY=VALUE,...`` form) and ``objective`` (a grouped model's group objective,
+:func:`dynamics.groups.parse`). A list whose values contain commas (a schedule) separates its
+values with ``|``: ``schedule=step:step_size=100,gamma=0.5|cosine:T_max=1000``.
+Not a grid axis: ``singular_values``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from dynamics.errors import UsageError
 from figures.sweeps import CacheStats, run_jobs
 
 __all__ = [
@@ -63,14 +69,18 @@ __all__ = [
 ]
 
 FRACTIONS = (0.5, 0.1, 0.01)
-#: options of the built-in samplers without ``--dims`` (``scurve sample --n ...``)
-BUILTIN_SAMPLER = ("n", "rank", "model_rank", "scale", "depth", "loss")
-#: sampler options every family takes
-SAMPLER = ("init", "weight_decay")
-#: training / prediction options a grid axis may set
-RUN_OPTIONS = ("lr", "momentum", "eps", "optimizer", "steps")
-_INTEGER = {"n", "rank", "model_rank", "depth", "steps"}
-_TEXT = {"loss", "optimizer"}
+#: the run-option axes and their value types (``float``, ``int``, ``text``, ``bool``)
+RUN_TYPES = {"lr": "float", "momentum": "float", "eps": "float", "optimizer": "text",
+             "steps": "int", "beta1": "float", "beta2": "float", "betas": "text",
+             "schedule": "text", "objective": "text"}
+RUN_OPTIONS = tuple(RUN_TYPES)
+#: a registered sampler option's value type (dynamics.registry.TYPES) as an axis type; an
+#: option of another type (a list of floats) is not a grid axis
+_OPTION_TYPES = {"int": "int", "posint": "int", "float": "float", "posfloat": "float",
+                 "nonneg": "float", "str": "text", "flag": "bool"}
+#: axis types guessed for a grid string parsed without its problem (``parse_grid(text)``)
+_GUESS = {"init": "float", "weight_decay": "float", "scale": "float", "noise": "float",
+          "loss": "text", "activation": "text", "second_layer": "text", **RUN_TYPES}
 MEASUREMENTS = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "t_end", "l_ref", "plateaus",
                 "plateau_levels", "plateau_lengths", "drop_times", "drop_widths", "tail",
                 "rel_err_0.5", "rel_err_0.1", "rel_err_0.01", "verdict", "seconds")
@@ -82,7 +92,7 @@ COLUMNS = ("seed", "source", *MEASUREMENTS)
 CURVE_POINTS = 200
 
 
-class SweepError(ValueError):
+class SweepError(UsageError):
     """A bad sweep request (one line)."""
 
 
@@ -94,12 +104,40 @@ class Axis:
     values: tuple[Any, ...]
 
 
-def _number(name: str, text: str) -> Any:
-    """A list value of axis ``name``: text, an integer or a float (raises SweepError)."""
-    if name in _TEXT:
-        return text
+def _text(name: str, text: str) -> str:
+    """A text value of axis ``name``, checked where it has a grammar (raises SweepError)."""
+    try:
+        if name == "betas":
+            b1, sep, b2 = text.partition("/")
+            betas = (float(b1), float(b2)) if sep else ()
+            if not betas or not all(0 <= b < 1 for b in betas):
+                raise ValueError(f"expected B1/B2 with 0 <= B < 1, got {text!r}")
+        elif name == "schedule":
+            from dynamics.schedules import schedule_from_text
+
+            schedule_from_text(text)
+        elif name == "objective":
+            from dynamics.groups import parse
+
+            parse(text)
+    except ValueError as exc:
+        raise SweepError(f"--grid {name}: {exc}") from None
+    return text
+
+
+def _value(name: str, text: str, kind: str) -> Any:
+    """A list value of axis ``name`` of type ``kind`` (raises SweepError)."""
+    if kind == "text":
+        return _text(name, text)
+    if kind == "bool":
+        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() not in truth:
+            raise SweepError(f"--grid {name}: expected true or false, got {text!r}")
+        return truth[text.lower()]
     value = _endpoint(name, text, "")
-    if name in _INTEGER or _is_dim(name):
+    if name in ("beta1", "beta2") and not 0 <= value < 1:
+        raise SweepError(f"--grid {name}: must be in [0, 1), got {text!r}")
+    if kind == "int":
         if value != int(value):
             raise SweepError(f"--grid {name}: {text!r} is not an integer")
         return int(value)
@@ -117,23 +155,24 @@ def _endpoint(name: str, text: str, what: str = "range end ") -> float:
     return value
 
 
-def _is_dim(name: str) -> bool:
-    return name not in (*SAMPLER, *RUN_OPTIONS, *BUILTIN_SAMPLER)
-
-
-def parse_grid(text: str) -> Axis:
+def parse_grid(text: str, types: dict[str, str] | None = None) -> Axis:
     """``NAME=V1,V2,...`` or ``NAME=LO..HI:COUNT[:log]`` -> :class:`Axis` (raises SweepError).
 
-    A range has COUNT values evenly spaced from LO to HI (both included), geometrically with
-    ``:log``; an integer parameter's values are rounded and repeated values dropped.
+    ``types`` gives each axis name's value type (:func:`axis_types`; without it, or for a name
+    it lacks, the type is guessed: a run option's, float for ``init``-like names, otherwise an
+    integer dimension). A range has COUNT values evenly spaced from LO to HI (both included),
+    geometrically with ``:log``; an integer parameter's values are rounded and repeated values
+    dropped.
     """
     name, sep, body = text.partition("=")
     name = name.strip()
     if not sep or not name or not body.strip():
         raise SweepError(f"--grid: expected NAME=V1,V2,... or NAME=LO..HI:COUNT[:log], "
                          f"got {text!r}")
-    if ".." not in body:
-        values = tuple(_number(name, v.strip()) for v in body.split(",") if v.strip())
+    kind = (types or {}).get(name) or _GUESS.get(name, "int")
+    if ".." not in body or kind in ("text", "bool"):
+        parts = body.split("|") if "|" in body else body.split(",")
+        values = tuple(_value(name, v.strip(), kind) for v in parts if v.strip())
         if not values:
             raise SweepError(f"--grid {name}: empty list")
         return Axis(name, values)
@@ -157,7 +196,7 @@ def parse_grid(text: str) -> Axis:
         grid = np.geomspace(lo, hi, count)
     else:
         grid = np.linspace(lo, hi, count)
-    if name in _INTEGER or _is_dim(name):
+    if kind == "int":
         values = tuple(dict.fromkeys(int(np.rint(v)) for v in grid))
     else:
         values = tuple(float(v) for v in grid)
@@ -178,16 +217,63 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(count))
 
 
+def axis_types(problem: str, dims: dict[str, int] | None) -> dict[str, str]:
+    """Every parameter a grid axis may set for ``problem`` and its value type: the options of
+    the model's registered sampler (:mod:`dynamics.registry`; with ``dims``, the model's
+    dimensions, ``init`` and ``weight_decay``), then the run options :data:`RUN_TYPES`."""
+    from dynamics import registry
+
+    if dims is not None:
+        from dynamics.model import get
+
+        sampler = {str(d): "int" for d in get(problem).dims}
+        sampler |= {"init": "float", "weight_decay": "float"}
+    else:
+        entry = registry.entry(problem)
+        if entry is None or entry.sample is None:
+            raise SweepError(f"sweep {problem}: no built-in sampler, give --dims NAME=SIZE,...")
+        if entry.hook("cli") is not None:  # a family with its own predict/train commands
+            raise SweepError(f"sweep {problem}: its specs have their own predict/train (scurve "
+                             f"predict/train/compare); the sweep maps models on the shared path")
+        sampler = {o.name: _OPTION_TYPES[o.type] for o in entry.options
+                   if o.type in _OPTION_TYPES}
+    return sampler | {k: v for k, v in RUN_TYPES.items() if k not in sampler}
+
+
 def valid_axes(problem: str, dims: dict[str, int] | None) -> tuple[str, ...]:
     """The parameter names a grid axis may take for ``problem`` (with ``dims``)."""
+    return tuple(axis_types(problem, dims))
+
+
+def _required(problem: str, dims: dict[str, int] | None) -> set[str]:
+    """The sampler options a cell must give (declared required, :mod:`dynamics.registry`)."""
+    from dynamics import registry
+
+    entry = None if dims is not None else registry.entry(problem)
+    return {o.name for o in entry.options if o.required} if entry is not None else set()
+
+
+def _sampler_defaults(problem: str, dims: dict[str, int] | None) -> dict[str, Any]:
+    """The sampler options of a cell and their defaults (None: required or model-chosen)."""
+    if dims is not None:
+        return {"init": 1e-3, "weight_decay": 0.0}
+    from dynamics import registry
+
+    entry = registry.entry(problem)
+    return {o.name: o.default for o in entry.options} if entry is not None else {}
+
+
+def _check_grouped(problem: str) -> None:
+    """Raise SweepError unless ``problem`` is a grouped model (it has a group objective)."""
     from dynamics.model import get
 
-    sampler: tuple[str, ...]
-    if dims is not None:
-        sampler = tuple(str(d) for d in get(problem).dims)
-    else:
-        sampler = BUILTIN_SAMPLER
-    return (*sampler, *SAMPLER, *RUN_OPTIONS)
+    try:
+        grouped = get(problem).grouped
+    except ValueError:
+        grouped = False
+    if not grouped:
+        raise SweepError(f"--grid objective: {problem} has no groups (objectives apply to a "
+                         "grouped model, e.g. modes)")
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -196,19 +282,14 @@ def _file_digest(path: str | None) -> str | None:
 
 def sample_cell(config: dict[str, Any]) -> Any:
     """The spec of one cell: what ``scurve sample`` samples with the cell's arguments and
-    seed (the same function, :func:`figures.cli.sample_from_args`)."""
-    import argparse
-
+    seed (the same function, :func:`dynamics.registry.sample`)."""
+    from dynamics import registry
     from dynamics.model import load_file
-    from figures.cli import sample_from_args
 
     if config.get("model_file"):
         load_file(config["model_file"])
-    s = config["sample"]
-    args = argparse.Namespace(**{k: s.get(k) for k in (*BUILTIN_SAMPLER, *SAMPLER)},
-                              singular_values=None, dims=config.get("dims"), seed=config["seed"])
-    args.loss = args.loss or "mse"
-    return sample_from_args(config["problem"], args)
+    return registry.sample(config["problem"], config["sample"], seed=config["seed"],
+                           dims=config.get("dims"))
 
 
 def _method(name: str, run: dict[str, Any]) -> Any:
@@ -222,9 +303,25 @@ def _method(name: str, run: dict[str, Any]) -> Any:
         methods.method_from_name(name)  # raises: unknown method (names the known ones)
     accepted = {f.name for f in dataclasses.fields(methods._CLASSES[name])}
     options = {"lr": run["lr"], "momentum": run["momentum"], "eps": run["eps"],
-               "decoupled": True if run["optimizer"] == "adamw" else None}
+               "decoupled": True if run["optimizer"] == "adamw" else None,
+               "betas": _betas(run), "schedule": _schedule(run)}
     return methods.method_from_name(name, **{k: v for k, v in options.items()
                                              if k in accepted})
+
+
+def _betas(run: dict[str, Any]) -> tuple[float, float]:
+    """Adam's (β₁, β₂) of a cell: its ``betas`` text ``B1/B2`` or its ``beta1``, ``beta2``."""
+    if run.get("betas"):
+        b1, _, b2 = run["betas"].partition("/")
+        return float(b1), float(b2)
+    return float(run["beta1"]), float(run["beta2"])
+
+
+def _schedule(run: dict[str, Any]) -> Any:
+    """The cell's learning-rate schedule (:mod:`dynamics.schedules`), or None."""
+    from dynamics.schedules import schedule_from_text
+
+    return None if not run.get("schedule") else schedule_from_text(run["schedule"])
 
 
 def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
@@ -267,6 +364,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
 
     spec = sample_cell(config)
     run = config["run"]
+    if run.get("objective"):
+        spec = spec.with_objective(run["objective"])
     out: dict[str, Any] = {}
     # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
     t_max = 1.5 * run["lr"] * run["steps"] if run["train"] else None
@@ -285,8 +384,9 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         train_config = TrainConfig(optimizer=run["optimizer"], lr=run["lr"],
                                    steps=run["steps"], momentum=run["momentum"],
-                                   eps=run["eps"], dtype=run["dtype"], device="cpu",
-                                   record="all")
+                                   eps=run["eps"], betas=_betas(run),
+                                   schedule=_schedule(run), dtype=run["dtype"],
+                                   device="cpu", record="all")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = train(spec, train_config)
@@ -304,10 +404,11 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cell_options(axes: Sequence[Axis], point: tuple[Any, ...], base: dict[str, Any],
-                  dims: dict[str, int] | None) -> tuple[dict, dict, dict | None]:
+                  sampler: Sequence[str], dims: dict[str, int] | None
+                  ) -> tuple[dict, dict, dict | None]:
     """Sampler options, run options and dims of one grid point."""
     values = dict(zip((a.name for a in axes), point, strict=True))
-    sample = {k: values.get(k, base[k]) for k in (*BUILTIN_SAMPLER, *SAMPLER)}
+    sample = {k: values.get(k, base[k]) for k in sampler}
     run = {k: values.get(k, base[k]) for k in RUN_OPTIONS}
     cell_dims = None if dims is None else {k: int(values.get(k, v)) for k, v in dims.items()}
     return sample, run, cell_dims
@@ -355,8 +456,9 @@ def sweep(
 
     if model_file is not None:
         load_file(model_file)
-    axes = [a if isinstance(a, Axis) else parse_grid(a) for a in grid]
-    valid = valid_axes(problem, dims)
+    types = axis_types(problem, dims)
+    axes = [parse_grid(a, types) if isinstance(a, str) else a for a in grid]
+    valid = tuple(types)
     names = [a.name for a in axes]
     for name in names:
         if name not in valid:
@@ -364,6 +466,10 @@ def sweep(
                              f"{', '.join(valid)})")
         if names.count(name) > 1:
             raise SweepError(f"--grid {name}: given twice")
+    if "betas" in names and ({"beta1", "beta2"} & set(names)):
+        raise SweepError("--grid betas: give either betas or beta1/beta2 axes, not both")
+    if "objective" in names or (defaults or {}).get("objective"):
+        _check_grouped(problem)
     from dynamics.methods import METHODS
     from validation.names import OPTIMIZERS
 
@@ -373,20 +479,27 @@ def sweep(
     if train is not None and train not in OPTIMIZERS:
         raise SweepError(f"--train: unknown optimizer {train!r} (known: {', '.join(OPTIMIZERS)})")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    base: dict[str, Any] = {"n": None, "rank": 1, "model_rank": None, "scale": 1.0, "depth": 3,
-                            "loss": "mse", "init": 1e-3, "weight_decay": 0.0, "lr": None,
-                            "momentum": 0.0, "eps": 1e-8, "optimizer": train or "sgd",
-                            "steps": steps}
-    base.update(defaults or {})
+    sampler = _sampler_defaults(problem, dims)
+    base: dict[str, Any] = {"lr": None, "momentum": 0.0, "eps": 1e-8,
+                            "optimizer": train or "sgd", "steps": steps, "beta1": 0.9,
+                            "beta2": 0.999, "betas": None, "schedule": None, "objective": None}
+    base.update(sampler)
+    for key, value in (defaults or {}).items():
+        if key not in valid and key not in (dims or {}):
+            raise SweepError(f"--{key.replace('_', '-')}: not a parameter of {problem} "
+                             f"(valid: {', '.join(valid)})")
+        base[key] = value
     digest = _file_digest(None if model_file is None else str(model_file))
     points = list(np.ndindex(*(len(a.values) for a in axes))) if axes else [()]
     jobs, labels = [], []
     for index in points:
         point = tuple(a.values[i] for a, i in zip(axes, index, strict=True))
-        sample, run, cell_dims = _cell_options(axes, point, base, dims)
+        sample, run, cell_dims = _cell_options(axes, point, base, tuple(sampler), dims)
         run = {**run, "train": train is not None, "dtype": dtype}
-        if dims is None and sample["n"] is None:
-            raise SweepError(f"sweep {problem} needs --n or --dims (or an axis n)")
+        missing = [k for k, v in sample.items() if v is None and k in _required(problem, dims)]
+        if missing:
+            raise SweepError(f"sweep {problem} needs --{missing[0].replace('_', '-')} (or an "
+                             f"axis {missing[0]}) or --dims")
         if run["lr"] is None and (train is not None
                                   or any(t in ("discrete", "modified") for t in theories)):
             raise SweepError("--lr is needed (or an axis lr) to train or for discrete/modified")

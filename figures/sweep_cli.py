@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
                    help="model dimensions (any model, as scurve sample --dims)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2|LO..HI:COUNT[:log]",
                    help="a grid axis (repeatable): a sampler argument (init, n, rank, a --dims "
-                   "dimension, ...) or a run option (lr, momentum, eps, optimizer, steps)")
+                   "dimension, ...) or a run option (lr, momentum, eps, optimizer, steps, "
+                   "beta1, beta2, betas=B1/B2, schedule, objective; separate values that "
+                   "contain commas with |)")
     p.add_argument("--seeds", default="1", metavar="S|A,B,...",
                    help="seeds 0..S-1, or a comma list (default 1)")
     p.add_argument("--theory", default="flow", metavar="M1,M2,...",
@@ -51,14 +53,19 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
         p.add_argument(f"--{name}", type=kind, default=None,
                        help=f"value of {name} in every cell (unless it is a grid axis)")
     p.add_argument("--loss", choices=("mse", "ce"), default=None)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="value of any other sampler or run option in every cell (repeatable; "
+                   "e.g. --set students=4 for a committee)")
     p.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from figures.cli import UsageError, _dims, _load_models, _problem_name
+    from dynamics.errors import UsageError
+    from figures.cli import load_models, parse_dims, problem_name
     from figures.sweep import (
         PLOTTABLE,
         SweepError,
+        axis_types,
         parse_grid,
         parse_seeds,
         sweep,
@@ -66,15 +73,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     from figures.sweeps import JobError
 
-    loaded = _load_models(args)
+    loaded = load_models(args)
     if len(args.model or []) > 1:
         raise UsageError("sweep takes one --model FILE.py")
-    problem = _problem_name(args, loaded)
+    problem = problem_name(args, loaded)
     try:
-        dims = None if args.dims is None else _dims(args.dims)
+        dims = None if args.dims is None else parse_dims(args.dims)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"--dims: {exc}") from None
-    axes = [parse_grid(g) for g in args.grid]
+    types = axis_types(problem, dims)
+    axes = [parse_grid(g, types) for g in args.grid]
     names = [a.name for a in axes]
     plots = []
     for measurement in args.plot:
@@ -92,6 +100,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "n": args.n, "rank": args.rank, "init": args.init, "lr": args.lr,
         "momentum": args.momentum, "weight_decay": args.weight_decay, "eps": args.eps,
         "depth": args.depth, "scale": args.scale, "loss": args.loss}.items() if v is not None}
+    for text in args.set:
+        axis = parse_grid(text, types)
+        if len(axis.values) != 1:
+            raise SweepError(f"--set {axis.name}: one value (a grid axis takes several)")
+        defaults[axis.name] = axis.values[0]
     if args.steps < 1:
         raise UsageError(f"--steps: must be >= 1, got {args.steps}")
     client = executor = None

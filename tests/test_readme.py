@@ -40,7 +40,8 @@ def test_your_own_model_section_runs(tmp_path, monkeypatch, capsys):
     commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()
     (tmp_path / "mine.py").write_text(code)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(dynamics.model, "_REGISTRY", dict(dynamics.model._REGISTRY))
+    monkeypatch.setattr(dynamics.registry, "_ENTRIES", dict(dynamics.registry._ENTRIES))
+    monkeypatch.setattr(dynamics.model, "_BUILT", dict(dynamics.model._BUILT))
     for line in commands[:3]:  # sample, derive, predict (train/compare: tests/validation)
         argv = shlex.split(line.split("#")[0])
         assert argv[0] == "scurve"

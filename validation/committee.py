@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from dynamics.errors import UsageError
 from dynamics.gaussian import activation, x
 from dynamics.models.committee import CommitteeSpec, epsilon
 
@@ -85,7 +86,7 @@ def train(spec: CommitteeSpec, lr: float, steps: int, seeds: int = 1, batch: int
     at once (or from each seed's own ``w0[s]``, shape (seeds, K, N)); logs every ``every``
     steps (default steps/400) and at the last step."""
     if not lr > 0 or steps < 1 or seeds < 1 or batch < 1:
-        raise ValueError("train needs lr > 0 and steps, seeds, batch >= 1")
+        raise UsageError("train needs lr > 0 and steps, seeds, batch >= 1")
     every = every or max(1, steps // 400)
     g, dg = torch_activation(spec.activation)
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynamics.errors import UsageError
 from dynamics.integrate import predict
 from dynamics.matexpr import ReductionError
 from dynamics.methods import Adam, Discrete, Flow, Method, Modified, Sign
@@ -185,7 +186,7 @@ def compare(
     ``ValueError`` if ``config.lr`` is not one number or the training diverges.
     """
     if np.ndim(config.lr) != 0:
-        raise ValueError(f"lr: compare trains one spec with one step size, got {config.lr!r}")
+        raise UsageError(f"lr: compare trains one spec with one step size, got {config.lr!r}")
     lr = float(config.lr)
     spec = _prepare([spec], config)[0]  # with the config's λ and loss: the spec trained
     loss = "ce" if spec.model.cross_entropy() else "mse"

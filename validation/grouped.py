@@ -51,6 +51,7 @@ from sklearn.metrics import silhouette_score
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
+from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective, objective
 
 __all__ = [
@@ -167,7 +168,7 @@ class ObjectiveLoss(LossMethod):
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
         if groups is None:
-            raise ValueError(f"loss method {self.name!r} needs group labels")
+            raise UsageError(f"loss method {self.name!r} needs group labels")
         means, present = group_means(losses, groups, self.num_groups)
         info: Diagnostics = {
             "group_loss": torch.where(present, means.detach(), torch.nan),
@@ -199,7 +200,7 @@ def select_parameters(
     chosen = [n for n in names if include is None or any(fnmatch.fnmatch(n, p) for p in include)]
     chosen = [n for n in chosen if not any(fnmatch.fnmatch(n, p) for p in exclude)]
     if not chosen:
-        raise ValueError(f"no parameter matches include={include} exclude={list(exclude)}")
+        raise UsageError(f"no parameter matches include={include} exclude={list(exclude)}")
     return chosen
 
 
@@ -301,7 +302,7 @@ def gradient_affinity(
         return 1.0 - np.arccos(cos) / math.pi
     if kind == "cosine":
         return np.maximum(cos, 0.0)
-    raise ValueError(f"unknown affinity {kind!r}; use 'qdg' or 'cosine'")
+    raise UsageError(f"unknown affinity {kind!r}; use 'qdg' or 'cosine'")
 
 
 def eigengap_k(affinity: np.ndarray, max_k: int, min_k: int = 2) -> int:
@@ -314,7 +315,7 @@ def eigengap_k(affinity: np.ndarray, max_k: int, min_k: int = 2) -> int:
     """
     n = affinity.shape[0]
     if not 1 <= min_k <= max_k < n:
-        raise ValueError(f"eigengap needs 1 <= min_k <= max_k < N (got {min_k}, {max_k}, {n})")
+        raise UsageError(f"eigengap needs 1 <= min_k <= max_k < N (got {min_k}, {max_k}, {n})")
     scale = 1.0 / np.sqrt(np.maximum(affinity.sum(axis=1), 1e-300))
     normalised = affinity * scale[:, None] * scale[None, :]
     top = max_k + 1
@@ -371,11 +372,11 @@ def cluster_unit_gradients(
     """
     if algorithm == "kmeans":
         if sign_invariant:
-            raise ValueError("sign_invariant clustering needs algorithm='spectral'")
+            raise UsageError("sign_invariant clustering needs algorithm='spectral'")
         points = unit.detach().double().cpu().numpy()
         return KMeans(num_groups, n_init=n_init, random_state=seed).fit_predict(points)
     if algorithm != "spectral":
-        raise ValueError(f"unknown clustering algorithm {algorithm!r}")
+        raise UsageError(f"unknown clustering algorithm {algorithm!r}")
     return spectral_labels(gradient_affinity(unit, affinity, sign_invariant), num_groups,
                            n_init, seed)
 
@@ -563,9 +564,9 @@ class GradientClusterer:
 
     def __post_init__(self) -> None:
         if self.algorithm == "kmeans" and self.sign_invariant:
-            raise ValueError("sign_invariant clustering needs algorithm='spectral'")
+            raise UsageError("sign_invariant clustering needs algorithm='spectral'")
         if self.num_clusters is None and self.k_rule not in ("eigengap", "silhouette"):
-            raise ValueError(f"unknown k_rule {self.k_rule!r}; use 'eigengap' or 'silhouette'")
+            raise UsageError(f"unknown k_rule {self.k_rule!r}; use 'eigengap' or 'silhouette'")
 
     @property
     def capacity(self) -> int:

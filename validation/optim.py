@@ -27,6 +27,8 @@ import math
 import torch
 from torch import Tensor
 
+from dynamics.errors import UsageError
+
 from .names import OPTIMIZERS
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer"]
@@ -109,4 +111,4 @@ def make_optimizer(
         return SGD(param, momentum, weight_decay)
     if name in ("adam", "adamw"):
         return Adam(param, betas, eps, weight_decay, decoupled=name == "adamw")
-    raise ValueError(f"unknown optimizer {name!r} (expected one of {', '.join(OPTIMIZERS)})")
+    raise UsageError(f"unknown optimizer {name!r} (expected one of {', '.join(OPTIMIZERS)})")

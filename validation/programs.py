@@ -1,41 +1,31 @@
-"""Programs: run the PyTorch source that :mod:`dynamics.symbolic` generates from a model's loss.
+"""Programs: a derived program's :class:`validation.graph.Graph` compiled into one step.
 
-:func:`dynamics.symbolic.training_program` prints a model's loss and gradients as PyTorch source
-(:class:`dynamics.matexpr.TorchChainPrinter`): every matrix a tensor (S, rows, cols) batched over
-seeds, every scalar one of shape (S, 1, 1), and three helpers this module supplies —
+The graph (:mod:`validation.graph`, built from the SymPy terms of
+:func:`dynamics.symbolic.training_program`) is compiled into one flat function per run (once
+per program and run: ``Plan.compiled`` counts compilations). Planning, then emission:
+subexpressions that depend only on constants (and λ) are evaluated once, in float64, before
+the run (e.g. C's softmax for the cross-entropy, λ + 1, AᵀA where a chain needs it); a λ that
+is 0 for every seed drops out; every matrix chain and trace of the whole program is split into
+binary products (:mod:`validation.planning`, cached by graph structure: the same model, shapes
+and options plan once per process) by the ``multi_dot`` dynamic programme with products that
+another chain already needs (or its transpose) costing nothing, so e.g. the factorization's
+four gradient chains and two loss traces share the four contractions AᵀX, BᵀY, XᵀX, YᵀY;
+traces are taken at their cheapest rotation and split, Σ(W₁ ⊙ W₂ᵀ); contractions of leaves
+sharing an operand are one panel product; gradient sums accumulate in place into the caller's
+buffers. :class:`Plan` emits the result as ordinary Python over torch calls (``Plan.source``),
+so a step costs a handful of batched matmuls and small in-place ops with no per-step planning;
+on the CPU, small products into the plan's own buffers run as ``numpy.matmul`` on views of the
+same memory (the same BLAS gemm per seed with less per-matrix overhead than ``torch.bmm`` on
+these small matrices).
 
-    _chain(m₁, …, m_k)   m₁ m₂ ⋯ m_k, multiplied in the cheapest order for the shapes (the
-                         ``numpy.linalg.multi_dot`` dynamic programme; the order is memoised
-                         per tuple of shapes, two factors are just ``a @ b``)
-    _trace(m₁, …, m_k)   tr(m₁ ⋯ m_k) = Σ((m₁ ⋯ m_{k−1}) ⊙ m_kᵀ) over the last two axes, (S, 1, 1)
-    _entry_sum(x)        Σ of the entries of each seed's matrix, (S, 1, 1)
-
-Two ways to run it, with one meaning:
-
-* :func:`function` executes the source as written, with the helpers above (the reference).
-* :class:`Graph` and :class:`Plan` execute the *same source* once with symbolic stand-ins, which
-  records it as an expression graph, then compile that graph into one flat function per run:
-  subexpressions that depend only on constants (and λ) are evaluated once, in float64, before
-  the run (e.g. C's softmax for the cross-entropy, λ + 1, AᵀA where a chain needs it); a λ that
-  is 0 for every seed drops out; every matrix chain and trace of the whole program is split into
-  binary products by the ``multi_dot`` dynamic programme with products that another chain
-  already needs (or its transpose) costing nothing, so e.g. the factorization's four gradient
-  chains and two loss traces share the four contractions AᵀX, BᵀY, XᵀX, YᵀY; traces are taken
-  at their cheapest rotation and split, Σ(W₁ ⊙ W₂ᵀ); gradient sums accumulate in place into the
-  caller's buffers. The result is ordinary Python over torch calls (``Plan.source``), so a step
-  costs a handful of batched matmuls and small in-place ops with no per-step planning.
-
-:func:`objective` builds the graph of a model's training objective — L − L(0) and
-g_W = ∂L/∂W + λW for the MSE-type models (the ``train`` program), or for a cross-entropy model
-Z (``logits``), z = Z − max Z and c = C − max C per seed, (L, E) (``ce``) and g_W (``grad``),
-C = the model's target logits computed once from the constants.
+The graph's names are re-exported here (``programs.objective``, ``programs.Graph``, ...).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
+import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,388 +33,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dynamics import symbolic
-from dynamics.model import Model
+from . import planning
+from .graph import (  # re-exported: the graph of a program and its eager reference
+    F64,
+    Graph,
+    Node,
+    function,
+    group_losses,
+    namespace,
+    objective,
+)
+from .planning import Products, Word
+from .planning import flip as _flip
+from .planning import flip_factors as _flip_factors
 
 __all__ = ["Graph", "Node", "Plan", "function", "group_losses", "namespace", "objective"]
-
-F64 = torch.float64
-
-
-# --------------------------------------------------------------------------- eager helpers
-
-
-@functools.lru_cache(maxsize=4096)
-def _order(dims: tuple[int, ...]) -> tuple[Any, int]:
-    """Cheapest parenthesisation of a chain with dimensions ``dims`` (d₀ x d₁, d₁ x d₂, ...):
-    (tree, multiply-adds); a tree is a factor index or a pair of trees."""
-    m = len(dims) - 1
-    cost = [[0] * m for _ in range(m)]
-    split = [[0] * m for _ in range(m)]
-    for length in range(2, m + 1):
-        for i in range(m - length + 1):
-            j = i + length - 1
-            cost[i][j] = math.inf
-            for s in range(i, j):
-                c = cost[i][s] + cost[s + 1][j] + dims[i] * dims[s + 1] * dims[j + 1]
-                if c < cost[i][j]:
-                    cost[i][j], split[i][j] = c, s
-
-    def tree(i: int, j: int) -> Any:
-        return i if i == j else (tree(i, split[i][j]), tree(split[i][j] + 1, j))
-
-    return tree(0, m - 1), cost[0][m - 1]
-
-
-def _chain(*mats: Tensor) -> Tensor:
-    """m₁ m₂ ⋯ m_k of (S, ·, ·) tensors in the cheapest order (memoised per shapes)."""
-    if len(mats) == 1:
-        return mats[0]
-    if len(mats) == 2:
-        return mats[0] @ mats[1]
-    tree, _ = _order((mats[0].shape[-2], *(m.shape[-1] for m in mats)))
-
-    def run(t: Any) -> Tensor:
-        return mats[t] if isinstance(t, int) else run(t[0]) @ run(t[1])
-
-    return run(tree)
-
-
-def _trace(*mats: Tensor) -> Tensor:
-    """tr(m₁ ⋯ m_k) per seed, (S, 1, 1): Σ((m₁ ⋯ m_{k−1}) ⊙ m_kᵀ); one argument: Σ diag."""
-    if len(mats) == 1:
-        return torch.diagonal(mats[0], 0, -2, -1).sum(-1, keepdim=True).unsqueeze(-1)
-    return (_chain(*mats[:-1]) * mats[-1].mT).sum((-2, -1), keepdim=True)
-
-
-def _entry_sum(x: Tensor) -> Tensor:
-    """Σ of the entries of each seed's matrix, (S, 1, 1)."""
-    return x.sum((-2, -1), keepdim=True)
-
-
-def namespace() -> dict[str, Any]:
-    """The globals generated source runs in: the helpers and ``torch``."""
-    return {"_chain": _chain, "_trace": _trace, "_entry_sum": _entry_sum, "torch": torch}
-
-
-def _load(source: str, names: dict[str, Any]) -> Any:
-    exec(compile(source, "<scurve.training-program>", "exec"), names)
-    return names["_lambdifygenerated"]
-
-
-def function(program: Mapping[str, Any]) -> Any:
-    """A generated program (``{"args", "outs", "source"}``) as a callable:
-    ``values`` by argument name -> ``{output name: tensor}``, run as written (eager)."""
-    fn = _load(program["source"], namespace())
-    args, outs = tuple(program["args"]), tuple(program["outs"])
-
-    def call(values: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return dict(zip(outs, fn(*(values[a] for a in args)), strict=True))
-
-    return call
-
-
-# --------------------------------------------------------------------------- graph
-
-
-class Node:
-    """One value of a program: a matrix (``shape`` = (rows, cols)) or a scalar (``None``).
-
-    ``op`` is one of leaf, num, add, mul, pow, fn, T, chain, trace, esum, amax; ``args`` its
-    operands (nodes; for chain/trace a tuple of (node, transposed) factors). ``const``: depends
-    on constants only (evaluated once before a run).
-    """
-
-    __slots__ = ("args", "const", "id", "op", "shape", "value")
-
-    def __init__(self, id: int, op: str, args: tuple, shape: tuple[int, int] | None,
-                 const: bool, value: Any = None):
-        self.id, self.op, self.args, self.shape, self.const = id, op, args, shape, const
-        self.value = value  # leaf: its name; num: the number
-
-    def __repr__(self) -> str:
-        return f"Node({self.id}, {self.op}, shape={self.shape})"
-
-
-def _broadcast(*shapes: tuple[int, int] | None) -> tuple[int, int] | None:
-    mats = {s for s in shapes if s is not None}
-    if len(mats) > 1:
-        raise ValueError(f"elementwise operation on matrices of shapes {sorted(mats)}")
-    return mats.pop() if mats else None
-
-
-class _Value:
-    """A symbolic stand-in for a tensor while the generated source is executed."""
-
-    __slots__ = ("g", "node")
-    __array_priority__ = 1000
-
-    def __init__(self, g: Graph, node: Node):
-        self.g, self.node = g, node
-
-    def _wrap(self, other: Any) -> Node:
-        if isinstance(other, _Value):
-            return other.node
-        return self.g.num(other)
-
-    def __add__(self, o): return _Value(self.g, self.g.add(self.node, self._wrap(o)))
-    def __radd__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.node))
-    def __sub__(self, o): return _Value(self.g, self.g.add(self.node, self.g.neg(self._wrap(o))))
-    def __rsub__(self, o): return _Value(self.g, self.g.add(self._wrap(o), self.g.neg(self.node)))
-    def __mul__(self, o): return _Value(self.g, self.g.mul(self.node, self._wrap(o)))
-    def __rmul__(self, o): return _Value(self.g, self.g.mul(self._wrap(o), self.node))
-    def __neg__(self): return _Value(self.g, self.g.neg(self.node))
-    def __pos__(self): return self
-
-    def __truediv__(self, o):
-        return _Value(self.g, self.g.mul(self.node, self.g.pow(self._wrap(o), -1)))
-
-    def __rtruediv__(self, o):
-        return _Value(self.g, self.g.mul(self._wrap(o), self.g.pow(self.node, -1)))
-
-    def __pow__(self, e):
-        if isinstance(e, _Value):
-            raise ValueError("powers with a tensor exponent are not supported")
-        return _Value(self.g, self.g.pow(self.node, e))
-
-    def __matmul__(self, o): return _Value(self.g, self.g.chain(self.node, self._wrap(o)))
-
-    @property
-    def mT(self):  # torch's name
-        return _Value(self.g, self.g.transpose(self.node))
-
-    T = mT
-
-
-class _TorchStandIn:
-    """``torch`` while tracing: its elementwise functions record a node."""
-
-    def __init__(self, g: Graph):
-        self.g = g
-
-    def __getattr__(self, name: str):
-        if not callable(getattr(torch, name, None)):
-            raise AttributeError(name)
-
-        def fn(x: _Value) -> _Value:
-            return _Value(x.g, x.g.fn(name, x.node))
-
-        return fn
-
-
-class Graph:
-    """An expression graph with structural sharing (equal subexpressions are one node)."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Node] = []
-        self._keys: dict[tuple, Node] = {}
-        self.inputs: dict[str, Node] = {}
-        self.constants: dict[str, tuple[Node, Tensor]] = {}  # name -> (node, float64 value)
-
-    # ------------------------------------------------------------------ building
-
-    def _node(self, op: str, args: tuple, shape, const: bool, value: Any = None,
-              key: tuple | None = None) -> Node:
-        key = key or (op, tuple(a.id if isinstance(a, Node) else
-                                (a[0].id, a[1]) if isinstance(a, tuple) else a for a in args),
-                      value)
-        node = self._keys.get(key)
-        if node is None:
-            node = Node(len(self.nodes), op, args, shape, const, value)
-            self.nodes.append(node)
-            self._keys[key] = node
-        return node
-
-    def input(self, name: str, shape: tuple[int, int]) -> Node:
-        """A learned matrix (varies every step), bound to a tensor when a :class:`Plan` runs."""
-        node = self._node("leaf", (), tuple(shape), False, name)
-        self.inputs[name] = node
-        return node
-
-    def constant(self, name: str, value: Tensor) -> Node:
-        """A fixed value (S, rows, cols), or a scalar (S, 1, 1) when ``value.ndim`` is 1."""
-        value = value.to(F64)
-        shape = None if value.ndim == 1 else tuple(value.shape[1:])
-        node = self._node("leaf", (), shape, True, "const:" + name)
-        self.constants[name] = (node, value.view(-1, 1, 1) if shape is None else value)
-        return node
-
-    def num(self, x: float) -> Node:
-        if isinstance(x, Node):
-            return x
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
-            raise ValueError(f"unexpected operand {x!r} in a generated program")
-        return self._node("num", (), None, True, float(x))
-
-    def neg(self, x: Node) -> Node:
-        return self.mul(self.num(-1.0), x)
-
-    def add(self, *xs: Node) -> Node:
-        terms: list[Node] = []
-        for x in xs:
-            terms += list(x.args) if x.op == "add" else [x]
-        number = sum(t.value for t in terms if t.op == "num")
-        consts = [t for t in terms if t.const and t.op != "num"]
-        rest = [t for t in terms if not t.const]
-        if len(consts) > 1 or (consts and number):
-            consts = [self._make("add", consts + ([self.num(number)] if number else []))]
-        elif number:
-            consts = [self.num(number)]
-        terms = consts + rest
-        if not terms:
-            return self.num(0.0)
-        return terms[0] if len(terms) == 1 else self._make("add", terms)
-
-    def mul(self, *xs: Node) -> Node:
-        factors: list[Node] = []
-        for x in xs:
-            factors += list(x.args) if x.op == "mul" else [x]
-        number = math.prod(f.value for f in factors if f.op == "num")
-        if number == 0:
-            return self.num(0.0)
-        consts = [f for f in factors if f.const and f.op != "num"]
-        rest = [f for f in factors if not f.const]
-        if len(consts) > 1:
-            consts = [self._make("mul", consts)]
-        factors = consts + rest
-        if not factors:
-            return self.num(number)
-        if number != 1:
-            if len(factors) == 1 and factors[0].const:
-                return self._make("mul", [self.num(number), factors[0]])
-            factors = [self.num(number), *factors]
-        return factors[0] if len(factors) == 1 else self._make("mul", factors)
-
-    def _make(self, op: str, args: list[Node]) -> Node:
-        args = sorted(args, key=lambda a: a.id)
-        shape = _broadcast(*(a.shape for a in args))
-        return self._node(op, tuple(args), shape, all(a.const for a in args))
-
-    def pow(self, x: Node, e: float) -> Node:
-        if x.op == "num":
-            return self.num(x.value ** e)
-        if e == 1:
-            return x
-        return self._node("pow", (x,), x.shape, x.const, float(e))
-
-    def fn(self, name: str, x: Node) -> Node:
-        if x.op == "num":
-            return self.num(float(getattr(torch, name)(torch.tensor(x.value, dtype=F64))))
-        return self._node("fn", (x,), x.shape, x.const, name)
-
-    def transpose(self, x: Node) -> Node:
-        if x.shape is None:
-            return x
-        if x.op == "T":
-            return x.args[0]
-        if x.op == "chain":
-            return self._chain_of(tuple((f, not t) for f, t in reversed(x.args)))
-        return self._node("T", (x,), (x.shape[1], x.shape[0]), x.const)
-
-    @staticmethod
-    def _factors(xs: Sequence[Node]) -> list[tuple[Node, bool]]:
-        out: list[tuple[Node, bool]] = []
-        for x in xs:
-            if x.op == "chain":
-                out += list(x.args)
-            elif x.op == "T":
-                out.append((x.args[0], True))
-            else:
-                out.append((x, False))
-        return out
-
-    def _chain_of(self, factors: tuple[tuple[Node, bool], ...]) -> Node:
-        if len(factors) == 1:
-            f, t = factors[0]
-            return self.transpose(f) if t else f
-        shapes = [(f.shape[::-1] if t else f.shape) for f, t in factors]
-        for a, b in itertools.pairwise(shapes):
-            if a[1] != b[0]:
-                raise ValueError(f"chain of mismatched shapes {shapes}")
-        return self._node("chain", factors, (shapes[0][0], shapes[-1][1]),
-                          all(f.const for f, _ in factors))
-
-    def chain(self, *xs: Node) -> Node:
-        scalars = [x for x in xs if x.shape is None]
-        mats = [x for x in xs if x.shape is not None]
-        body = self._chain_of(tuple(self._factors(mats)))
-        return self.mul(*scalars, body) if scalars else body
-
-    def trace(self, *xs: Node) -> Node:
-        if len(xs) == 1 and xs[0].op == "add":  # tr is linear
-            return self.add(*(self.trace(t) for t in xs[0].args))
-        if len(xs) == 1 and xs[0].op == "mul" and sum(f.shape is not None
-                                                       for f in xs[0].args) == 1:
-            scalars = [f for f in xs[0].args if f.shape is None]
-            (mat,) = [f for f in xs[0].args if f.shape is not None]
-            return self.mul(*scalars, self.trace(mat))
-        factors = tuple(self._factors(xs))
-        shapes = [(f.shape[::-1] if t else f.shape) for f, t in factors]
-        if shapes[0][0] != shapes[-1][1]:
-            raise ValueError(f"trace of a non-square product {shapes}")
-        return self._node("trace", factors, None, all(f.const for f, _ in factors))
-
-    def entry_sum(self, x: Node) -> Node:
-        return self._node("esum", (x,), None, x.const)
-
-    def amax(self, x: Node) -> Node:
-        """max over each seed's entries, (S, 1, 1)."""
-        return self._node("amax", (x,), None, x.const)
-
-    def einsum(self, spec: str, *xs: Node, shape: tuple[int, int]) -> Node:
-        """``torch.einsum(spec, *xs)`` (batched contraction, e.g. over per-sample constants),
-        a (S, rows, cols) value of ``shape``; a result (S, rows) gets a unit axis (S, rows, 1)."""
-        return self._node("einsum", xs, tuple(shape), all(x.const for x in xs), spec)
-
-    def call(self, program: Mapping[str, Any], args: Mapping[str, Node]) -> dict[str, Node]:
-        """Execute generated ``program`` on nodes ``args`` (by argument name): output nodes."""
-        names = {"_chain": lambda *m: _Value(self, self.chain(*(v.node for v in m))),
-                 "_trace": lambda *m: _Value(self, self.trace(*(v.node for v in m))),
-                 "_entry_sum": lambda x: _Value(self, self.entry_sum(x.node)),
-                 "torch": _TorchStandIn(self)}
-        fn = _load(program["source"], names)
-        result = fn(*(_Value(self, args[a]) for a in program["args"]))
-        return {name: (r.node if isinstance(r, _Value) else self.num(r))
-                for name, r in zip(program["outs"], result, strict=True)}
-
-    # ------------------------------------------------------------------ evaluation
-
-    def evaluate(self, node: Node, values: Mapping[int, Tensor]) -> Tensor:
-        """Eager value of ``node`` (the helpers' semantics); ``values`` by leaf node id."""
-        memo: dict[int, Tensor] = dict(values)
-
-        def ev(x: Node) -> Tensor | float:
-            if x.id in memo:
-                return memo[x.id]
-            a = [ev(y) for y in x.args] if x.op not in ("chain", "trace") else \
-                [ev(f).mT if t else ev(f) for f, t in x.args]
-            out = {
-                "num": lambda: x.value,
-                "add": lambda: functools.reduce(lambda p, q: p + q, a),
-                "mul": lambda: functools.reduce(lambda p, q: p * q, a),
-                "pow": lambda: a[0] ** x.value,
-                "fn": lambda: getattr(torch, x.value)(a[0]),
-                "T": lambda: a[0].mT,
-                "chain": lambda: _chain(*a),
-                "trace": lambda: _trace(*a),
-                "esum": lambda: _entry_sum(a[0]),
-                "amax": lambda: a[0].amax((-2, -1), keepdim=True),
-                "einsum": lambda: _einsum(x.value, *a),
-            }[x.op]()
-            memo[x.id] = out
-            return out
-
-        return ev(node)
 
 
 # --------------------------------------------------------------------------- plan
 
 
-Word = tuple[tuple[int, bool], ...]  # a product of factors (node id, transposed)
-
-
-def _flip(word: Word) -> Word:
-    return tuple((i, not t) for i, t in reversed(word))
+_HOST_MNK = 4 * 65536  # OpenBLAS multiplies m x k @ k x n on one thread up to m·k·n = this
+_PLANNED: dict[tuple, tuple] = {}  # graph structure -> planned products (Products.snapshot)
+_PLANNED_LOCK = threading.Lock()
 
 
 class Plan:
@@ -449,15 +80,23 @@ class Plan:
             outputs are written times s (s folded into each product's smaller operand). The
             trainer's plain SGD passes s = −η (0 for a stopped seed): θ += out is its update.
 
+        own_outputs: (owned inputs) each output named like an input is written into a buffer
+            the plan allocates like that input's group: ``out_groups[i]`` holds the outputs
+            of ``groups[i]`` (same shape and layout; None where the group has no outputs).
+
     ``plan()`` runs a step and returns ``{output name: tensor}`` (scalars (S, 1, 1)). ``macs``:
-    multiply-adds of the matmuls of one call; ``source``: the compiled step.
+    multiply-adds of the matmuls of one call; ``source``: the compiled step. ``Plan.compiled``
+    counts the plans compiled in this process (a test checks one ``train`` compiles once).
     """
+
+    compiled = 0
 
     def __init__(self, graph: Graph, outputs: Mapping[str, Node],
                  inputs: Mapping[str, Tensor] | None = None,
                  out: Mapping[str, Tensor] | None = None, dtype: torch.dtype = F64,
                  scaled: bool = False, seeds: int | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, own_outputs: bool = False):
+        Plan.compiled += 1
         self.graph, self.dtype = graph, dtype
         out = dict(out or {})
         self.owned = inputs is None
@@ -471,8 +110,9 @@ class Plan:
         self._bound: dict[str, Any] = {}
         self._refs: dict[int, tuple[str, bool]] = {}  # node id -> (variable, transposed)
         self._words: dict[Word, tuple[str, bool]] = {}  # computed products this step
-        self._plans: dict[Word, tuple[tuple, int]] = {}  # product -> (factors, top split)
-        self._traces: dict[int, tuple[int, int] | None] = {}
+        self._products = Products()  # which binary products compute every chain and trace
+        self._plans = self._products.plans  # product -> (factors, top split)
+        self._traces = self._products.traces  # trace node id -> (rotation, split)
         self._memo: dict[str, str] = {}
         self._panel_of: dict[Word, dict] = {}  # contraction -> its panel product
         self._slices: dict[Word, tuple[str, bool]] = {}
@@ -490,14 +130,26 @@ class Plan:
                 self._bind(node, inputs[name], f"in_{_ident(name)}")
                 self._tensor_of[node.id] = self.inputs[name] = inputs[name]
         order = self._topological(outputs.values())
-        for node in order:  # choose every product first, so that later chains can reuse
-            if node.op == "chain" and not node.const:
-                self._plan(node.args)
-            elif node.op == "trace" and not node.const:
-                self._traces[node.id] = self._plan_trace(node.args)
+        key = (graph.signature(), tuple(node.id for node in outputs.values()))
+        planned = _PLANNED.get(key)
+        if planned is not None:  # the same program structure planned before (another run)
+            self._products.load(planned, graph.nodes)
+        else:
+            for node in order:  # choose every product first, so that later chains can reuse
+                if node.op == "chain" and not node.const:
+                    self._products.plan(node.args)
+                elif node.op == "trace" and not node.const:
+                    self._traces[node.id] = self._products.plan_trace(node.args)
+            with _PLANNED_LOCK:  # the report trains in several threads
+                if len(_PLANNED) >= 64:
+                    _PLANNED.pop(next(iter(_PLANNED)))
+                _PLANNED[key] = self._products.snapshot()
         self._find_panels()
         if self.owned:
             self._allocate()
+        self.out_groups: list[Tensor | None] = []
+        if own_outputs:  # a buffer like each group of inputs, for the outputs named like them
+            out = self._own_outputs(outputs, out)
         results = {name: self._ref(node) for name, node in outputs.items() if name not in out}
         returned = ", ".join(f"{name!r}: {self._use(ref)}" for name, ref in results.items())
         scale = None
@@ -510,12 +162,65 @@ class Plan:
         self._expansions()  # the panel products of every gradient sum, grouped
         for finish in pending:
             finish()
+        self._lines = _fuse_offsets(self._lines, returned)
+        if self.device.type == "cpu":
+            self._lines = [self._host_matmul(line) for line in self._lines]
         args = ", ".join(["_between"] * scaled + [f"{k}={k}" for k in self._bound])
         body = "\n".join(f"    {line}" for line in self._lines) or "    pass"
         self.source = f"def _step({args}):\n{body}\n    return {{{returned}}}\n"
-        names = {"torch": torch, "_bmm": torch.bmm, **self._bound}
+        names = {"torch": torch, "_bmm": torch.bmm, "_mm": np.matmul, **self._bound}
         exec(compile(self.source, "<scurve.plan>", "exec"), names)
         self._fn = names["_step"]
+
+    _BMM = re.compile(r"_bmm\(\(?(\w+)\)?(\.mT)?, \(?(\w+)\)?(\.mT)?, out=(\w+)(\.mT)?\)")
+
+    def _host_matmul(self, line: str) -> str:
+        """A CPU product into a bound buffer, ``_bmm(a, b, out=o)`` with bound tensors, as
+        ``numpy.matmul`` on numpy views of the same memory, made once: the same float
+        products (BLAS gemm per seed), with a fraction of torch.bmm's per-matrix overhead
+        on these small matrices (measured: 18 vs 30 µs for 20 products 10x100 @ 100x20).
+        Kept as it is where numpy would not call BLAS (an operand or the output without
+        a unit stride), an operand is not a bound tensor, or a product is large enough for
+        OpenBLAS to spread it over threads (m·k·n > ``_HOST_MNK``; torch's own thread rule,
+        :func:`validation.training.limit_threads`, governs those)."""
+        match = self._BMM.fullmatch(line)
+        if match is None:
+            return line
+        a, ta, b, tb, o, to = match.groups()
+        views = []
+        for name, t in ((a, ta), (b, tb), (o, to)):
+            x = self._bound.get(name)
+            if not isinstance(x, Tensor) or x.dtype not in (torch.float32, F64) \
+                    or x.ndim != 3 or x.requires_grad:
+                return line
+            views.append(x.mT if t else x)
+        (_, m, k), n = views[0].shape, views[1].shape[-1]
+        if m * k * n > _HOST_MNK:  # OpenBLAS would thread it, beside torch's thread rule
+            return line
+        arrays = [v.numpy() for v in views]
+        unit = [x.strides[-1] == x.itemsize or x.strides[-2] == x.itemsize for x in arrays]
+        if not all(unit) or arrays[2].strides[-1] != arrays[2].itemsize:
+            return line  # numpy's matmul calls BLAS only for a C-ordered output
+        names = [self._bind(None, x, self._var("np"))[0] for x in arrays]
+        return f"_mm({names[0]}, {names[1]}, out={names[2]})  # {line}"
+
+    def _own_outputs(self, outputs: Mapping[str, Node], out: dict[str, Tensor]
+                     ) -> dict[str, Tensor]:
+        """``out`` plus, for each group of owned inputs whose names are all outputs, one
+        zeroed buffer of the group's shape (contiguous) holding those outputs the way the
+        group holds the inputs (``out_groups``, None for a group without outputs)."""
+        if not self.owned:
+            raise ValueError("own_outputs: the plan must own its inputs")
+        out = dict(out)
+        for names, storage, transposed in self.groups:
+            if not all(name in outputs for name in names):
+                self.out_groups.append(None)
+                continue
+            buffer = torch.zeros(storage.shape, dtype=self.dtype, device=self.device)
+            self.out_groups.append(buffer)
+            out |= {name: buffer[i].mT if transposed else buffer[i]
+                    for i, name in enumerate(names)}
+        return out
 
     def __call__(self, *between: Any) -> dict[str, Tensor]:
         return self._fn(*between)
@@ -589,96 +294,14 @@ class Plan:
 
     # ------------------------------------------------------------------ products
 
-    def _shape(self, f: tuple[Node, bool]) -> tuple[int, int]:
-        node, t = f
-        return node.shape[::-1] if t else node.shape
-
-    @staticmethod
-    def _word(factors: Sequence[tuple[Node, bool]]) -> Word:
-        return tuple((f.id, t) for f, t in factors)
-
-    def _free(self, factors: Sequence[tuple[Node, bool]]) -> bool:
-        """A product that costs nothing more: one factor, planned already (or its transpose),
-        or constant (computed before the run)."""
-        word = self._word(factors)
-        return len(word) == 1 or word in self._plans or _flip(word) in self._plans \
-            or all(f.const for f, _ in factors)
-
-    def _best(self, factors: Sequence[tuple[Node, bool]]) -> tuple[dict, float]:
-        """The multi_dot programme over ``factors`` where planned products cost nothing:
-        ({(i, j): split or None (free)}, multiply-adds)."""
-        m = len(factors)
-        dims = [self._shape(factors[0])[0]] + [self._shape(f)[1] for f in factors]
-        cost: dict[tuple[int, int], float] = {}
-        split: dict[tuple[int, int], int | None] = {}
-        for length in range(1, m + 1):
-            for i in range(m - length + 1):
-                j = i + length - 1
-                if self._free(factors[i:j + 1]):
-                    cost[i, j], split[i, j] = 0, None
-                    continue
-                best, where = math.inf, None
-                for s in range(i, j):
-                    c = cost[i, s] + cost[s + 1, j] + dims[i] * dims[s + 1] * dims[j + 1]
-                    if c < best:
-                        best, where = c, s
-                cost[i, j], split[i, j] = best, where
-        return split, cost[0, m - 1]
-
-    def _plan(self, factors: Sequence[tuple[Node, bool]]) -> None:
-        """Choose the products of ``factors`` (those not free yet) and record each one's top
-        split, so that every later chain may reuse them."""
-        split, _ = self._best(factors)
-
-        def mark(i: int, j: int) -> None:
-            s = split[i, j]
-            if s is None:
-                return
-            self._plans.setdefault(self._word(factors[i:j + 1]),
-                                   (tuple(factors[i:j + 1]), s - i))
-            mark(i, s)
-            mark(s + 1, j)
-
-        mark(0, len(factors) - 1)
-
-    def _plan_trace(self, factors: Sequence[tuple[Node, bool]]) -> tuple[int, int] | None:
-        """tr(f₁ ⋯ f_m) = Σ(W₁ ⊙ W₂ᵀ) at the cheapest rotation and split: (rotation, split)."""
-        m = len(factors)
-        if m == 1:
-            return None
-        best = None
-        for rot in range(m):
-            fs = list(factors[rot:]) + list(factors[:rot])
-            for s in range(1, m):
-                c1 = self._best(fs[:s])[1] if s > 1 else 0
-                c2 = self._best(fs[s:])[1] if m - s > 1 else 0
-                rows, cols = self._shape(fs[0])[0], self._shape(fs[s - 1])[1]
-                c = c1 + c2 + rows * cols / 4  # an elementwise product is cheaper than a MAC
-                if best is None or c < best[0]:
-                    best = (c, rot, s)
-        _, rot, s = best
-        fs = list(factors[rot:]) + list(factors[:rot])
-        self._plan(fs[:s])
-        self._plan([(f, not t) for f, t in reversed(fs[s:])])  # W₂ᵀ is what the product reads
-        return rot, s
-
-    def _split_factors(self, factors: Sequence[tuple[Node, bool]]
-                       ) -> tuple[list[tuple[Node, bool]], list[tuple[Node, bool]]]:
-        """The planned top split of the product ``factors``: (left factors, right factors)."""
-        word = self._word(factors)
-        if word not in self._plans and _flip(word) not in self._plans:
-            self._plan(factors)
-        if word in self._plans:
-            fs, s = self._plans[word]
-            return list(fs[:s + 1]), list(fs[s + 1:])
-        fs, s = self._plans[_flip(word)]  # (a b)ᵀ = bᵀ aᵀ
-        return _flip_factors(fs[s + 1:]), _flip_factors(fs[:s + 1])
+    _shape = staticmethod(planning.shape)
+    _word = staticmethod(planning.word)
 
     def _operands(self, factors: Sequence[tuple[Node, bool]]
                   ) -> tuple[tuple[str, bool], tuple[str, bool], int, int]:
         """The two operands of the planned top product of ``factors`` and their sizes
         (entries per seed), counting the product's multiply-adds."""
-        left, right = self._split_factors(factors)
+        left, right = self._products.split(factors)
         rows, inner = self._shape(left[0])[0], self._shape(left[-1])[1]
         cols = self._shape(right[-1])[1]
         self.macs += self.seeds * rows * inner * cols
@@ -944,8 +567,9 @@ class Plan:
         return self._value(node.args)
 
     def _op_trace(self, node: Node) -> tuple[str, bool]:
-        plan = self._traces.get(node.id, None if len(node.args) == 1 else
-                                self._plan_trace(node.args))
+        if node.id not in self._traces:  # (planned up front unless the trace is constant)
+            self._traces[node.id] = self._products.plan_trace(node.args)
+        plan = self._traces[node.id]
         if plan is None:
             x = self._use(self._value(node.args))
             return self._emit(f"torch.diagonal({x}, 0, -2, -1).sum(-1, keepdim=True)"
@@ -1184,7 +808,7 @@ class Plan:
             c, scalars, core = term
             if core.op != "chain" or core.const or self._word(core.args) in self._words:
                 continue
-            left, right = self._split_factors(core.args)
+            left, right = self._products.split(core.args)
             if len(left) == 1 and not left[0][1] and left[0][0].op == "leaf":
                 found.append((term, left[0][0], right))
         if len({m.id for _, m, _ in found}) < 2 or len({m.id for _, m, _ in found}) < len(found):
@@ -1294,6 +918,28 @@ class Plan:
         return info[0][0], numbers
 
 
+_PRODUCT = re.compile(r"(\w+) = _bmm\((\w+(?:\.mT)?), (\w+(?:\.mT)?)\)")
+_OFFSET = re.compile(r"(\w+) = (\w+) \+ (\w+)")
+
+
+def _fuse_offsets(lines: list[str], returned: str) -> list[str]:
+    """``v = _bmm(a, b)`` followed by ``w = c + v`` (v used nowhere else, nor ``returned``)
+    as one ``w = torch.baddbmm(c, a, b)``: c + a·b in one op (e.g. L = L_ref + Σ P ⊙ P′ ⊙ w)."""
+    out: list[str] = []
+    for line in lines:
+        add = _OFFSET.fullmatch(line)
+        prev = _PRODUCT.fullmatch(out[-1]) if out and add else None
+        if prev is not None and prev.group(1) in (add.group(2), add.group(3)) \
+                and add.group(2) != add.group(3) \
+                and not any(re.search(rf"\b{prev.group(1)}\b", x) for x in [*lines, returned]
+                            if x not in (line, out[-1])):
+            c = add.group(3) if add.group(2) == prev.group(1) else add.group(2)
+            out[-1] = f"{add.group(1)} = torch.baddbmm({c}, {prev.group(2)}, {prev.group(3)})"
+            continue
+        out.append(line)
+    return out
+
+
 def _consecutive(tensors: Sequence[Tensor | None]) -> Tensor | None:
     """The tensors as one (m, ...) view when they are contiguous, of one shape and dtype, and
     lie one after another in one storage; else None."""
@@ -1310,134 +956,5 @@ def _consecutive(tensors: Sequence[Tensor | None]) -> Tensor | None:
                             (first.numel(), *first.stride()))
 
 
-def _flip_factors(factors: Sequence[tuple[Node, bool]]) -> list[tuple[Node, bool]]:
-    return [(f, not t) for f, t in reversed(factors)]
-
-
 def _ident(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
-
-
-# --------------------------------------------------------------------------- objective
-
-
-def objective(model: Model, shapes: Mapping[str, tuple[int, int]],
-              constants: Mapping[str, Tensor], lam: Tensor | None,
-              gradients: bool = True, offset: Tensor | None = None,
-              varying: Sequence[str] = ()) -> tuple[Graph, dict[str, Node]]:
-    """The graph of ``model``'s training objective for S seeds.
-
-    Args:
-        shapes: (rows, cols) of each learned matrix (the inputs), and of each ``varying``
-            constant.
-        constants: each constant (S, rows, cols), float64.
-        lam: (S,) coupled weight decay λ, or None (λ = 0: its terms drop out).
-        gradients: also the gradients g_W = ∂L/∂W + λW (outputs by learned name).
-        offset: (S,) L(0) = L_ref of an MSE-type model, added to its L.
-        varying: constants that are inputs of the step instead (set by the caller before each
-            call, not folded): a grouped model's D = diag(∂F/∂ℓ) under a group objective.
-
-    Returns ``(graph, outputs)``: output ``L`` is L − L(0) for MSE-type models (plus
-    ``offset``) and the whole loss KL(softmax(vec C) ‖ softmax(vec Z)) for a cross-entropy
-    model (``offset`` unused).
-    """
-    if model.per_sample:
-        return _per_sample_objective(model, shapes, constants, lam, gradients)
-    programs = symbolic.training_program(model).programs
-    g = Graph()
-    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
-    for name in model.constant_names:
-        args[name] = g.input(name, shapes[name]) if name in varying else \
-            g.constant(name, constants[name])
-    args["lam"] = g.num(0.0) if lam is None or not bool(torch.any(lam != 0)) else \
-        g.constant("lam", lam)
-    if not model.cross_entropy():
-        outs = g.call(programs["train"], args)
-        if offset is not None:
-            outs["L"] = g.add(g.constant("L_ref", offset), outs["L"])
-        return g, outs if gradients else {"L": outs["L"]}
-    z = g.call(programs["logits"], args)["Z"]
-    c = g.constant("C", _target_logits(model, constants, shapes))
-    ce = g.call(programs["ce"], {"z": g.add(z, g.neg(g.amax(z))),
-                                 "c": g.add(c, g.neg(g.amax(c)))})
-    outs = {"L": ce["L"]}
-    if gradients:
-        outs |= g.call(programs["grad"], args | {"E": ce["E"]})
-    return g, outs
-
-
-def _per_sample_objective(model: Model, shapes: Mapping[str, tuple[int, int]],
-                          constants: Mapping[str, Tensor], lam: Tensor | None,
-                          gradients: bool) -> tuple[Graph, dict[str, Node]]:
-    """The graph of a per-sample model (:mod:`dynamics.persample`): r_n = Σ_k ⟨X_{k,n}, F_k⟩
-    as batched contractions (einsum over the samples; a per-sample constant whose F_k holds no
-    learned matrix folds into a fixed offset), L = ½Σ_n r_n² (the whole loss: no L(0) offset),
-    g_W = ∇_W Σ_k tr(R_kᵀ F_k) + λW at R_k = Σ_n r_n X_{k,n}."""
-    programs = symbolic.training_program(model).programs
-    g = Graph()
-    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
-    per = [x.name for x in model.per_sample]
-    for name in model.constant_names:
-        if name not in per:
-            args[name] = g.constant(name, constants[name])
-    args["lam"] = g.num(0.0) if lam is None or not bool(torch.any(lam != 0)) else \
-        g.constant("lam", lam)
-    fs = g.call(programs["F"], args)
-    first = constants[per[0]]
-    seeds, samples = first.shape[0], first.shape[1]
-    fixed = torch.zeros(seeds, samples, 1, dtype=F64, device=first.device)
-    terms = []
-    host = {k: v.detach().cpu().numpy() for k, v in constants.items()}
-    zero = {k: np.zeros(shape) for k, shape in shapes.items()}
-    full = symbolic.full_flow(model)
-    for name in per:
-        x = constants[name].to(F64)
-        if name in fs:
-            terms.append((name, g.constant(name, x), fs[name]))
-            continue  # F_k free of the learned matrices: a fixed offset Σ⟨X_{k,n}, F_k⟩
-        value = np.array([np.broadcast_to(full.fixed_part(
-            {k: v[s] for k, v in host.items()} | zero, name), x.shape[2:])
-            for s in range(seeds)])
-        fixed = fixed + x.reshape(seeds, samples, -1) @ torch.tensor(
-            value.reshape(seeds, -1, 1), dtype=F64, device=x.device)
-    r = g.add(*(g.einsum("snij,sij->sn", node, f, shape=(samples, 1)) for _, node, f in terms),
-              g.constant("r_fixed", fixed))
-    outs: dict[str, Node] = {"L": g.mul(g.num(0.5), g.entry_sum(g.pow(r, 2.0)))}
-    if gradients:
-        rs = {f"R_{name}": g.num(0.0) for name in per}
-        rs |= {f"R_{name}": g.einsum("snij,snk->sij", node, r, shape=f.shape)
-               for name, node, f in terms}
-        outs |= g.call(programs["grad"], args | rs)
-    return g, outs
-
-
-def _einsum(spec: str, *xs: Tensor) -> Tensor:
-    out = torch.einsum(spec, *xs)
-    return out.unsqueeze(-1) if out.ndim == 2 else out
-
-
-def group_losses(model: Model, shapes: Mapping[str, tuple[int, int]],
-                 constants: Mapping[str, Tensor]) -> tuple[Graph, dict[str, Node]]:
-    """The graph of a grouped model's E = ∂L/∂D (S, G, G), whose diagonal is ℓ_g per seed, from
-    :func:`dynamics.symbolic.training_program`'s ``groups`` program."""
-    program = symbolic.training_program(model).programs["groups"]
-    g = Graph()
-    args: dict[str, Node] = {name: g.input(name, shapes[name]) for name in model.learned_names}
-    for name in model.constant_names:
-        args[name] = g.constant(name, constants[name])
-    return g, g.call(program, args)
-
-
-def _target_logits(model: Model, constants: Mapping[str, Tensor],
-                   shapes: Mapping[str, tuple[int, int]]) -> Tensor:
-    """C of a cross-entropy model per seed, (S, ·, ·) float64, by the derived numpy program."""
-    flow = symbolic.full_flow(model)
-    host = {k: v.detach().cpu().numpy() for k, v in constants.items()}
-    seeds = next(iter(host.values())).shape[0]
-    out = []
-    for s in range(seeds):
-        values = {k: v[s] for k, v in host.items()}
-        values |= {k: np.zeros(shape) for k, shape in shapes.items()}
-        out.append(flow.logits(values)[1])
-    device = next(iter(constants.values())).device
-    return torch.tensor(np.array(out), dtype=F64, device=device)

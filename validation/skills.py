@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dynamics.errors import UsageError
 from validation.sampled import SampledTask
 
 __all__ = [
@@ -104,7 +105,7 @@ class AttentionOnlyTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not a multiple of heads {heads}")
+            raise UsageError(f"width {width} is not a multiple of heads {heads}")
         self.heads, self.readout = heads, readout
         self.embed = nn.Parameter(torch.empty(vocab, width))
         self.position = nn.Parameter(torch.empty(length, width))
@@ -171,9 +172,9 @@ class SkillsTask(SampledTask):
     def __post_init__(self) -> None:
         self.offsets = tuple(int(k) for k in self.offsets)
         if not self.offsets or any(k == 0 or abs(k) >= self.block for k in self.offsets):
-            raise ValueError(f"offsets must be nonzero with |k| < block = {self.block}")
+            raise UsageError(f"offsets must be nonzero with |k| < block = {self.block}")
         if self.queries < 1:
-            raise ValueError(f"queries must be at least 1, got {self.queries}")
+            raise UsageError(f"queries must be at least 1, got {self.queries}")
         self.evaluation_set(self.eval_per_group, torch.Generator().manual_seed(self.seed))
 
     @property

@@ -9,9 +9,10 @@ in-place tensor operation, and nothing is read back to the host before the run e
 progress bar, when shown, reads the loss every 1 % of the steps).
 
 Loss and gradient come from the model's loss itself: :func:`dynamics.symbolic.training_program`
-derives L − L(0) and g_W = ∂L/∂W + λW with SymPy and prints them as PyTorch source batched over
-seeds (cross-entropy models: the logits Z, (L, ∂L/∂Z) of the shifted logits, and the chain
-rule); :mod:`validation.programs` compiles that source once per run into one flat step —
+derives L − L(0) and g_W = ∂L/∂W + λW with SymPy, batched over seeds (cross-entropy models:
+the logits Z, (L, ∂L/∂Z) of the shifted logits, and the chain rule); :mod:`validation.graph`
+builds their graph from the SymPy terms and :mod:`validation.programs` compiles it once per
+run into one flat step —
 constant-only values (λ + 1, C's softmax, ...) computed before the run, every matrix chain and
 trace of the program sharing its products, contractions over the large dimension that share an
 operand done as one matmul of a panel [T | W], gradient sums as one more — so no gradient is
@@ -43,7 +44,6 @@ seed whose loss is non-finite or above ``DIVERGENCE·L_ref`` stops there (its st
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 import time
 import warnings
@@ -56,8 +56,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
-from dynamics.problems import Factorization, Problem
+from dynamics.problems import Problem
 from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
@@ -110,39 +111,39 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown {self.optimizer!r} "
+            raise UsageError(f"optimizer: unknown {self.optimizer!r} "
                              f"(expected one of {', '.join(OPTIMIZERS)})")
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"steps: must be an integer >= 1, got {self.steps!r}")
+            raise UsageError(f"steps: must be an integer >= 1, got {self.steps!r}")
         self.steps = int(self.steps)
         lrs = np.asarray(self.lr, dtype=np.float64)
         if lrs.ndim > 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
-            raise ValueError(f"lr: must be a finite number > 0 or a list of them, got {self.lr!r}")
+            raise UsageError(f"lr: must be a finite number > 0 or a list of them, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+            raise UsageError(f"momentum: must be in [0, 1), got {self.momentum!r}")
         if self.optimizer in ("adam", "adamw") and self.momentum:
-            raise ValueError(f"momentum: {self.optimizer} has no momentum (it uses betas)")
+            raise UsageError(f"momentum: {self.optimizer} has no momentum (it uses betas)")
         if self.optimizer == "momentum" and not self.momentum:
             self.momentum = 0.9
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
+            raise UsageError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if not (np.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"eps: must be a finite number > 0, got {self.eps!r}")
+            raise UsageError(f"eps: must be a finite number > 0, got {self.eps!r}")
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
-            raise ValueError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
+            raise UsageError(f"schedule: must be a dynamics.schedules schedule (StepLR, ...), "
                              f"got {self.schedule!r}")
         wd = self.weight_decay
         if wd is not None and not (np.isfinite(wd) and wd >= 0):
-            raise ValueError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
+            raise UsageError(f"weight_decay: must be a finite number >= 0, got {wd!r}")
         if self.loss not in (None, "mse", "ce"):
-            raise ValueError(f"loss: must be 'mse' or 'ce', got {self.loss!r}")
+            raise UsageError(f"loss: must be 'mse' or 'ce', got {self.loss!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: must be 'float32' or 'float64', got {self.dtype!r}")
+            raise UsageError(f"dtype: must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise UsageError(f"device: must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.record not in ("log", "all"):
-            raise ValueError(f"record: must be 'log' or 'all', got {self.record!r}")
+            raise UsageError(f"record: must be 'log' or 'all', got {self.record!r}")
 
 
 @dataclass
@@ -321,24 +322,16 @@ class _Objective:
         shapes = self.shapes | {name: tuple(values[0][name].shape) for name in varying}
         graph, outputs = programs.objective(model, shapes, consts, lam, offset=self.l_ref,
                                             varying=varying)
-        # where the plan will keep the learned matrices decides the gradient buffers' layout
-        layout = programs.Plan(graph, outputs, dtype=dtype, seeds=seeds, device=device)
-        learned = [group for group in layout.groups if group[0][0] in self.names]
-        if any(set(names) - set(self.names) for names, _, _ in learned):
+        self.scaled = scaled  # one compilation: the plan places W and allocates g_W like W
+        self.plan = programs.Plan(graph, outputs, dtype=dtype, scaled=scaled, seeds=seeds,
+                                  device=device, own_outputs=True)
+        self.learned = [(names, buf, transposed) for (names, _, transposed), buf in
+                        zip(self.plan.groups, self.plan.out_groups, strict=True)
+                        if names[0] in self.names]
+        if any(set(names) - set(self.names) for names, _, _ in self.learned):
             raise RuntimeError("programs: a varying constant shares storage with learned ones")
-        self.grads = [torch.zeros(t.shape, dtype=dtype, device=device) for _, t, _ in
-                      learned]  # each like its group's storage (transposed or not)
-        out = {name: g[i].mT if transposed else g[i]
-               for (names, _, transposed), g in zip(learned, self.grads, strict=True)
-               for i, name in enumerate(names)}
-        self.scaled = scaled
-        self.plan = programs.Plan(*programs.objective(model, shapes, consts, lam,
-                                                      offset=self.l_ref, varying=varying),
-                                  out=out, dtype=dtype, scaled=scaled, seeds=seeds,
-                                  device=device)
+        self.grads = [buf for _, buf, _ in self.learned]  # each like its group's storage
         self.groups = [t for names, t, _ in self.plan.groups if names[0] in self.names]
-        if [g[0] for g in self.plan.groups] != [g[0] for g in layout.groups]:
-            raise RuntimeError("programs: the plan's layout changed between two compilations")
         for name in varying:
             self.plan.inputs[name].copy_(consts[name])
         self.w = self.plan.inputs
@@ -355,6 +348,7 @@ class _Objective:
         self.targets = {name: consts[t] for name, t in model.targets.items()}
         self.target_names = dict(model.targets)
         self.products: dict[str, tuple[Tensor | None, Tensor | None]] | None = None
+        self.copies: list[tuple[Tensor, Tensor]] | None = None  # float64 copy of w, by group
         self.gram = [{name: v[t].T @ v[t] for name, t in model.targets.items()} for v in values]
         self.grouped = None if objective is None else _Groups(
             specs, self.shapes, consts, self.w, dtype,
@@ -374,7 +368,7 @@ class _Objective:
         """Loss (S,) and g_W = ∂L/∂W + λW (coupled decay) by name, in the training dtype."""
         loss = self.step().view(-1)
         grads = {}
-        for (names, _, transposed), g in zip(self.plan.groups, self.grads, strict=True):
+        for names, g, transposed in self.learned:
             grads |= {name: (g[i].mT if transposed else g[i]).clone()
                       for i, name in enumerate(names)}
         return loss, grads
@@ -387,8 +381,11 @@ class _Objective:
         if self.exact is None:
             loss.copy_(step_loss.view(-1))
         else:
-            for name in self.names:
-                self.w64[name].copy_(self.w[name])
+            if self.copies is None:  # a whole group at once where both plans lay it out alike
+                self.copies = _copies(self.exact.groups, self.plan.groups, self.names,
+                                      self.w64, self.w)
+            for target, source in self.copies:
+                target.copy_(source)
             loss.copy_(self.exact()["L"].view(-1))
         if self.products is None:  # the loss program's own TᵀW, WᵀW where it computes them
             self.products = {name: (plan.contraction(self.target_names[name], name),
@@ -402,6 +399,20 @@ class _Objective:
                     out.copy_(product)
                 else:
                     torch.bmm(left, w, out=out)
+
+
+def _copies(targets: list, sources: list, names: Sequence[str], target_w: dict[str, Tensor],
+            source_w: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """(target, source) pairs that copy the learned matrices ``names``: one pair per group of
+    ``(names, storage, transposed)`` that both plans hold the same way, else one per matrix."""
+    held = {tuple(group[0]): group for group in sources}
+    pairs, done = [], set()
+    for group, storage, transposed in targets:
+        other = held.get(tuple(group))
+        if other is not None and other[2] == transposed and other[1].shape == storage.shape:
+            pairs.append((storage, other[1]))
+            done |= set(group)
+    return pairs + [(target_w[n], source_w[n]) for n in names if n not in done]
 
 
 def _loop(objective: _Objective, optimizers: list[SGD | Adam], lr: Tensor, limit: Tensor,
@@ -478,17 +489,18 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
     """The specs with the config's loss and weight decay applied; one shape for all."""
     specs = [specs] if not isinstance(specs, Sequence) else list(specs)
     if not specs:
-        raise ValueError("specs: need at least one problem spec")
+        raise UsageError("specs: need at least one problem spec")
     out = []
     for spec in specs:
-        if config.loss == "ce" and not isinstance(spec, Factorization):
-            raise ValueError(f"loss: cross-entropy needs a factorization spec, not {spec.kind!r}")
+        takes_loss = "loss" in spec.options  # a family with a loss option (factorization)
+        if config.loss == "ce" and not takes_loss:
+            raise UsageError(f"loss: cross-entropy needs a factorization spec, not {spec.kind!r}")
         changes: dict[str, object] = {}
         if config.weight_decay is not None:
             changes["weight_decay"] = config.weight_decay
-        if config.loss is not None and isinstance(spec, Factorization):
+        if config.loss is not None and takes_loss:
             changes["loss"] = config.loss
-        out.append(dataclasses.replace(spec, **changes) if changes else spec)
+        out.append(spec.replace(**changes) if changes else spec)
     def signature(spec: Problem) -> tuple:
         obj = spec.group_objective
         return (spec.model, [(k, v.shape) for k, v in spec.values().items()],
@@ -497,7 +509,7 @@ def _prepare(specs: Problem | Sequence[Problem], config: TrainConfig) -> list[Pr
     first = signature(out[0])
     for i, spec in enumerate(out[1:], 1):
         if signature(spec) != first:
-            raise ValueError(f"specs: spec {i} ({spec.describe()}) does not match spec 0 "
+            raise UsageError(f"specs: spec {i} ({spec.describe()}) does not match spec 0 "
                              f"({out[0].describe()}) in kind, loss or shape")
     return out
 
@@ -529,7 +541,7 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} requested but CUDA is not available")
+        raise UsageError(f"device: {name!r} requested but CUDA is not available")
     return torch.device(name)
 
 
@@ -548,7 +560,7 @@ def train(specs: Problem | Sequence[Problem], config: TrainConfig | None = None)
     if lr_host.ndim == 0:
         lr_host = np.full(len(specs), float(lr_host))
     elif lr_host.size != len(specs):
-        raise ValueError(f"lr: got {lr_host.size} step sizes for {len(specs)} specs")
+        raise UsageError(f"lr: got {lr_host.size} step sizes for {len(specs)} specs")
     device, dtype = _device(config.device), DTYPES[config.dtype]
     rec = record_steps(config.steps, config.record)
     show = config.progress and sys.stderr.isatty()

@@ -45,6 +45,7 @@ import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
 
+from ..errors import SpecError
 from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
 from ..phases import crossing_times
 
@@ -67,7 +68,7 @@ KIND = "committee"
 SECOND_LAYER = ("fixed", "trained")
 
 
-class CommitteeError(ValueError):
+class CommitteeError(SpecError):
     """A committee spec or option is invalid (one-line message naming the key)."""
 
 
@@ -179,6 +180,15 @@ class CommitteeSpec:
 
     def save(self, path: str | Path) -> None:
         np.savez(path, **self.arrays())
+
+    def __eq__(self, other: object) -> bool:
+        """Equal arrays and settings (``load(save(spec)) == spec``)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        a, b = self.arrays(), other.arrays()  # type: ignore[attr-defined]
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def describe(self) -> str:
         return (f"committee K={self.K} M={self.M} N={self.N} g={self.activation} "

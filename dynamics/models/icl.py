@@ -37,7 +37,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from ..model import Family, Model, ModelError, register
+from ..model import Family, Model, ModelError
 from ..problems import ModelSpec, SpecError
 
 __all__ = [
@@ -110,7 +110,8 @@ def _select(spec: Mapping[str, object]) -> Model:
     return separate(k0.shape[0])
 
 
-register(Family("icl", _select, (("merged", {}),), ICL.description))
+FAMILY = Family("icl", _select, (("merged", {}),), ICL.description)
+"""Registered by :mod:`dynamics.models.icl_cli` (its sampler and options, without SymPy)."""
 
 
 def _check_int(name: str, value: object, low: int = 1) -> int:

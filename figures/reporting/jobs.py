@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
-from dynamics.problems import KINDS, Chain, Factorization, Problem
+from dynamics.problems import KINDS, Chain, Problem
 from dynamics.trajectory import Trajectory
 
 __all__ = [
@@ -191,7 +191,7 @@ def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
     parameters) of a squared-loss factorization curve without decay; None for anything else."""
     from dynamics.phases import mechanistic_phases
 
-    if not isinstance(spec, Factorization) or spec.loss != "mse" or spec.weight_decay:
+    if spec.kind != "factorization" or spec.loss != "mse" or spec.weight_decay:
         return None
     s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     try:
@@ -291,7 +291,7 @@ def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:
 
     spec = make_spec(config["spec"])
     c = math.sqrt(config["fraction"])
-    spec = dataclasses.replace(spec, X0=spec.A * c, Y0=spec.B * c)
+    spec = spec.replace(X0=spec.A * c, Y0=spec.B * c)
     return summarize(predict(spec, t_max=config["t_max"]))  # gradient flow
 
 

@@ -32,8 +32,16 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dynamics.problems import Factorization, Problem
+from validation import programs
 from validation.optim import SGD, Adam, make_optimizer
-from validation.training import DIVERGENCE, TrainConfig, limit_threads, record_steps, train
+from validation.training import (
+    DIVERGENCE,
+    TrainConfig,
+    _Objective,
+    limit_threads,
+    record_steps,
+    train,
+)
 
 
 def hand_loop(spec: Factorization, lr: float, steps: int, device: str, dtype: torch.dtype):
@@ -357,6 +365,18 @@ def main() -> None:
     print(f"generated / hand-written batched = {loop_rate / old_rate:.2f}x (target >= 1.0); "
           f"generated / autograd batched = {loop_rate / auto_rate:.1f}x (target >= 10); "
           f"generated / per-seed loop = {loop_rate / base_rate:.1f}x (target >= 25)")
+    compile_ms = []
+    with torch.inference_mode():
+        for reuse in (False, True):  # the step's plan: products planned, or reused by structure
+            if not reuse:
+                programs._PLANNED.clear()
+            start = time.perf_counter()
+            _Objective(specs, torch.device(result.device), dtype, scaled=True)
+            compile_ms.append(1e3 * (time.perf_counter() - start))
+    step_ms = 1e3 * seconds / args.steps
+    print(f"compile (the step and its float64 measurement): {compile_ms[0]:.1f} ms planned, "
+          f"{compile_ms[1]:.1f} ms with the products reused = {compile_ms[0] / step_ms:.0f} "
+          f"and {compile_ms[1] / step_ms:.0f} steps of the loop")
     diff = float(np.nanmax(np.abs(result.loss - old_loss) / old_loss[:, :1]))
     print(f"same curves: max |L_generated − L_hand-written| / L_ref over {args.steps} steps = "
           f"{diff:.2e}")

@@ -84,8 +84,8 @@ def _valid_arrays():
         (lambda d: d.update(weight_decay=np.array(-0.1)), "weight_decay: must be"),
         (lambda d: d.update(weight_decay=np.array(np.nan)), "weight_decay: must be"),
         (lambda d: d.update(X0=np.ones((5, 2, 1))), "X0: expected a 2-d array"),
-        (lambda d: d.update(B=np.ones((4, 2))), "B: shape (4, 2) does not match A"),
-        (lambda d: d.update(Y0=np.ones((5, 3))), "Y0: shape (5, 3), expected (5, 2)"),
+        (lambda d: d.update(B=np.ones((4, 2))), "B: shape (4, 2) disagrees with X0 (5, 2)"),
+        (lambda d: d.update(Y0=np.ones((5, 3))), "Y0: shape (5, 3) disagrees with X0 (5, 2)"),
         (lambda d: d["A"].__setitem__((0, 0), np.inf), "A: contains non-finite values"),
         (lambda d: d.update(extra=np.zeros(2)), "extra: unexpected key"),
     ],
@@ -113,7 +113,7 @@ def test_attention_dimension_mismatch(tmp_path):
     a = AttentionHead.sample(5, 1, 2, seed=0)
     arrays = {"kind": np.array("attention"), **a.arrays()}
     arrays["V0"] = np.ones((5, 1))
-    with pytest.raises(SpecError, match=r"V0: shape \(5, 1\), expected \(5, 2\)"):
+    with pytest.raises(SpecError, match=r"V0: shape \(5, 1\) disagrees with Q0 \(5, 2\)"):
         load(_write(tmp_path / "a.npz", **arrays))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import dynamics.model
+import dynamics.registry
 from figures.cli import main
 
 
@@ -16,7 +17,8 @@ from figures.cli import main
 def _registry(monkeypatch):
     """Each test starts from the built-in models only (--model registers in-process)."""
     dynamics.model.known()
-    monkeypatch.setattr(dynamics.model, "_REGISTRY", dict(dynamics.model._REGISTRY))
+    monkeypatch.setattr(dynamics.registry, "_ENTRIES", dict(dynamics.registry._ENTRIES))
+    monkeypatch.setattr(dynamics.model, "_BUILT", dict(dynamics.model._BUILT))
 
 MINE = """
 import sympy as sp
@@ -119,7 +121,8 @@ def test_spec_of_unknown_kind_and_bad_shapes_exit_2(tmp_path, capsys):
     assert main(["sample", "--model", str(model), "--dims", "n=8,r=1,k=2", "-o",
                  str(spec)]) == 0
     capsys.readouterr()
-    del dynamics.model._REGISTRY["mine"]  # as in a fresh process
+    del dynamics.registry._ENTRIES["mine"]  # as in a fresh process
+    del dynamics.model._BUILT["mine"]
     # without --model the kind is unknown: named, with the known ones
     assert main(["predict", str(spec)]) == 2
     line = _one_error_line(capsys)

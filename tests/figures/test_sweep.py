@@ -93,7 +93,9 @@ def test_unreachable_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str
      {"problem": "symmetric", "dims": DIMS, "model_file": str(MODEL), "sample": {}}),
     (["factorization", "--n", "12", "--rank", "2"],
      {"problem": "factorization", "dims": None, "sample": {"n": 12, "rank": 2, "scale": 1.0,
-                                                           "depth": 3}}),
+                                                           "weight_decay": 0.0}}),
+    (["committee", "--n", "40", "--students", "3"],  # any registered family's sampler
+     {"problem": "committee", "dims": None, "sample": {"n": 40, "students": 3}}),
 ])
 def test_cell_samples_what_scurve_sample_samples(argv: list[str], config: dict,
                                                  tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_cell_samples_what_scurve_sample_samples(argv: list[str], config: dict,
     path = tmp_path / "spec.npz"
     assert main(["sample", *argv, "--init", "0.3", "--seed", "1", "-o", str(path)]) == 0
     expected = load(path)
-    config["sample"].update(init=0.3, weight_decay=0.0)
+    config["sample"].update(init=0.3)
     got = sample_cell({**config, "seed": 1})
     want, have = expected.arrays(), got.arrays()
     assert set(have) == set(want)
@@ -248,3 +250,99 @@ def test_readme_command_parses() -> None:
     args = build_parser().parse_args(argv[1:])
     assert [parse_grid(g).name for g in args.grid] == ["init", "lr"]
     assert (ROOT / "docs" / "sweep" / "symmetric_rel_err_0.5.png").is_file()
+
+
+# ------------------------------------------------------------ run-option axes
+def test_run_option_axes_grammar() -> None:
+    assert parse_grid("betas=0.9/0.999,0.5/0.99").values == ("0.9/0.999", "0.5/0.99")
+    assert parse_grid("beta2=0.9,0.999").values == (0.9, 0.999)
+    assert parse_grid("schedule=step:step_size=10,gamma=0.5|linear:start_factor=0.5,"
+                      "total_iters=20").values == ("step:step_size=10,gamma=0.5",
+                                                   "linear:start_factor=0.5,total_iters=20")
+    assert parse_grid("objective=mean,power(q=1)").values == ("mean", "power(q=1)")
+    for bad, words in (("betas=0.9", "B1/B2"), ("beta1=1.5", r"\[0, 1\)"),
+                       ("objective=median", "unknown group objective"),
+                       ("schedule=step:gamma=x", "schedule")):
+        with pytest.raises(SweepError, match=words):
+            parse_grid(bad)
+
+
+def test_objective_axis_on_a_model_without_groups_is_refused() -> None:
+    with pytest.raises(SweepError, match="has no groups"):
+        sweep("factorization", ["objective=mean,power(q=1)"], defaults={"n": 4, "lr": 0.1},
+              theories=("flow",))
+
+
+def test_betas_schedule_and_objective_axes_equal_single_runs(tmp_path: Path) -> None:
+    """Each new axis reaches the run: the rows equal one predict / train with that setting."""
+    from dynamics.integrate import predict
+    from dynamics.methods import Adam, Discrete, Flow
+    from dynamics.problems import Factorization, sample_model
+    from dynamics.schedules import schedule_from_text
+    from validation.training import TrainConfig, train
+
+    with ThreadPoolExecutor(1) as pool:
+        rows = sweep("factorization", ["betas=0.9/0.999,0.5/0.9"], seeds=1, theories=("adam",),
+                     train="adam", steps=60, defaults={"n": 6, "rank": 1, "init": 0.1,
+                                                       "lr": 0.02},
+                     executor=pool, cache_dir=tmp_path / "c1")
+        sched = ["schedule=step:step_size=20,gamma=0.5|linear:start_factor=0.5,total_iters=30"]
+        rows2 = sweep("factorization", sched, seeds=1, theories=("discrete",), train="sgd",
+                      steps=60, defaults={"n": 6, "rank": 1, "init": 0.1, "lr": 0.2},
+                      executor=pool, cache_dir=tmp_path / "c2")
+    spec = Factorization.sample(6, 1, init=0.1, seed=0)
+    for row in rows:
+        betas = tuple(float(b) for b in row["betas"].split("/"))
+        if row["source"] == "train":
+            traj = train(spec, TrainConfig(optimizer="adam", lr=0.02, steps=60, betas=betas,
+                                           dtype="float64", device="cpu",
+                                           record="all")).trajectories[0]
+        else:
+            traj = predict(spec, Adam(0.02, betas=betas), t_max=1.5 * 0.02 * 60)
+        assert row["final_loss"] == float(traj.loss[-1]), row
+    assert rows[0]["final_loss"] != rows[2]["final_loss"]  # the axis changed the run
+    for row in rows2:
+        schedule = schedule_from_text(row["schedule"])
+        if row["source"] == "train":
+            traj = train(spec, TrainConfig(optimizer="sgd", lr=0.2, steps=60, schedule=schedule,
+                                           dtype="float64", device="cpu",
+                                           record="all")).trajectories[0]
+        else:
+            traj = predict(spec, Discrete(0.2, schedule=schedule), t_max=1.5 * 0.2 * 60)
+        assert row["final_loss"] == float(traj.loss[-1]), row
+    assert rows2[0]["final_loss"] != rows2[2]["final_loss"]
+    # a grouped model: the objective axis trains that objective
+    with ThreadPoolExecutor(1) as pool:
+        rows3 = sweep("modes", ["objective=mean,power(q=1)"], dims={"n": 6, "k": 4, "G": 2},
+                      seeds=1, theories=("flow",), defaults={"init": 0.01},
+                      executor=pool, cache_dir=tmp_path / "c3")
+    assert [r["objective"] for r in rows3] == ["mean", "power(q=1)"]
+    for row in rows3:
+        s = sample_model("modes", {"n": 6, "k": 4, "G": 2}, init=0.01, seed=0)
+        traj = predict(s.with_objective(row["objective"]), Flow())
+        assert row["t_0.5"] == traj.crossing_times((0.5,))[0.5]
+    assert rows3[0]["t_0.5"] != rows3[1]["t_0.5"]
+
+
+def test_any_registered_sampler_option_is_an_axis_and_set_fixes_one(tmp_path: Path) -> None:
+    """Axis names and types come from the model's registered sampler (dynamics.registry):
+    icl's ``heads`` and ``separate`` are axes; ``--set`` fixes an option in every cell."""
+    from figures.sweep import axis_types
+
+    types = axis_types("icl", None)
+    assert types["heads"] == "int" and types["separate"] == "bool" and types["init"] == "float"
+    assert "rank" not in axis_types("vector", None)
+    assert parse_grid("separate=true,false", types).values == (True, False)
+    with pytest.raises(SweepError, match="not a parameter of vector"):
+        sweep("vector", ["rank=1,2"], defaults={"n": 3})
+    with pytest.raises(SweepError, match="own predict/train"):
+        sweep("committee", ["init=0.1"], defaults={"n": 10})
+    code = main(["sweep", "vector", "--set", "n=3", "--set", "scale=2", "--grid",
+                 "init=0.1,0.2", "--out", str(tmp_path)])
+    assert code == 0
+    rows = _table(tmp_path / "results.csv")
+    assert [r["init"] for r in rows] == ["0.1", "0.2"]
+    # L_ref = ½‖a‖² with ‖a‖ ≈ scale: the --set value reached the sampler
+    from dynamics.problems import Vector
+
+    assert float(rows[0]["l_ref"]) == Vector.sample(3, init=0.1, scale=2.0, seed=0).l_ref

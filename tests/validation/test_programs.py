@@ -14,6 +14,7 @@ import torch
 from dynamics import symbolic
 from dynamics.catalog import ATTENTION, FACTORIZATION, FACTORIZATION_CE, VECTOR, chain
 from dynamics.model import Model
+from validation import graph as G
 from validation import programs as P
 
 F64 = torch.float64
@@ -32,10 +33,10 @@ def test_chain_order_and_value_equal_multi_dot():
     rng = np.random.default_rng(0)
     shapes = [(30, 2), (2, 40), (40, 3), (3, 5)]
     mats = [rng.standard_normal((S, *sh)) for sh in shapes]
-    got = P._chain(*(torch.tensor(m) for m in mats)).numpy()
+    got = G._chain(*(torch.tensor(m) for m in mats)).numpy()
     for s in range(S):
         assert rel(got[s], np.linalg.multi_dot([m[s] for m in mats])) < 1e-13
-    tree, cost = P._order((30, 2, 40, 3, 5))
+    tree, cost = G._order((30, 2, 40, 3, 5))
     # the cheapest order of 30x2 · 2x40 · 40x3 · 3x5, by enumeration of all five trees
     d = (30, 2, 40, 3, 5)
     candidates = {
@@ -46,23 +47,23 @@ def test_chain_order_and_value_equal_multi_dot():
         (0, (1, (2, 3))): d[2] * d[3] * d[4] + d[1] * d[2] * d[4] + d[0] * d[1] * d[4],
     }
     assert cost == min(candidates.values()) and candidates[tree] == cost
-    assert P._order.cache_info().hits >= 0  # memoised per tuple of shapes
-    before = P._order.cache_info().hits
-    P._chain(*(torch.tensor(m) for m in mats))
-    assert P._order.cache_info().hits == before + 1
+    assert G._order.cache_info().hits >= 0  # memoised per tuple of shapes
+    before = G._order.cache_info().hits
+    G._chain(*(torch.tensor(m) for m in mats))
+    assert G._order.cache_info().hits == before + 1
 
 
 def test_trace_and_entry_sum():
     rng = np.random.default_rng(1)
     a, b, c = rng.standard_normal((S, 4, 6)), rng.standard_normal((S, 6, 5)), \
         rng.standard_normal((S, 5, 4))
-    t = P._trace(torch.tensor(a), torch.tensor(b), torch.tensor(c))
+    t = G._trace(torch.tensor(a), torch.tensor(b), torch.tensor(c))
     assert t.shape == (S, 1, 1)
     for s in range(S):
         assert rel(t[s, 0, 0], np.trace(a[s] @ b[s] @ c[s])) < 1e-13
     sq = rng.standard_normal((S, 4, 4))
-    assert rel(P._trace(torch.tensor(sq))[:, 0, 0], np.trace(sq, axis1=1, axis2=2)) < 1e-14
-    e = P._entry_sum(torch.tensor(a))
+    assert rel(G._trace(torch.tensor(sq))[:, 0, 0], np.trace(sq, axis1=1, axis2=2)) < 1e-14
+    e = G._entry_sum(torch.tensor(a))
     assert e.shape == (S, 1, 1) and rel(e[:, 0, 0], a.sum((1, 2))) < 1e-14
 
 
@@ -237,25 +238,19 @@ def test_graph_sharing_and_errors():
         g.add(x, g.transpose(y))
 
 
-@pytest.mark.parametrize("name", ["factorization", "attention", "chain3", "vector",
-                                  "factorization_ce"])
-def test_owned_inputs_live_in_groups(name):
-    """A plan that places the learned matrices itself: every input in exactly one group, the
-    inputs are views of the groups' storage, and the values equal autograd."""
+def owned_plan(name: str, seed: int) -> tuple[Model, dict, P.Plan]:
+    """A plan of ``name``'s objective (λ = 0) at ``point(seed)`` that owns its inputs."""
     model = MODELS[name]
-    values = point(model, seed=7)
+    values = point(model, seed=seed)
     shapes = {w: tuple(values[w].shape[1:]) for w in model.learned_names}
     consts = {c: values[c] for c in model.constant_names}
     offset = None if model.cross_entropy() else torch.tensor(zero_loss(name, model, values))
     graph, outputs = P.objective(model, shapes, consts, None, offset=offset)
-    plan = P.Plan(graph, outputs, seeds=S, device="cpu")
-    names = [n for group in plan.groups for n in group[0]]
-    assert sorted(names) == sorted(model.learned_names)
-    for group_names, storage, transposed in plan.groups:
-        assert storage.shape[:2] == (len(group_names), S)
-        for i, w in enumerate(group_names):
-            view = storage[i].mT if transposed else storage[i]
-            assert view.data_ptr() == plan.inputs[w].data_ptr()
+    return model, values, P.Plan(graph, outputs, seeds=S, device="cpu")
+
+
+def assert_equals_autograd(name: str, model: Model, values: dict, plan: P.Plan) -> None:
+    """The plan run at ``values`` (λ = 0) against autograd, loss and gradients to 1e-12."""
     for w in model.learned_names:
         plan.inputs[w].copy_(values[w])
     want_loss, want_grads = autograd(name, model, values, np.zeros(S))
@@ -263,6 +258,82 @@ def test_owned_inputs_live_in_groups(name):
     assert rel(got["L"][:, 0, 0], want_loss) < 1e-12
     for w in model.learned_names:
         assert rel(got[w], want_grads[w]) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["factorization", "attention", "chain3", "vector",
+                                  "factorization_ce"])
+def test_owned_inputs_live_in_groups(name):
+    """A plan that places the learned matrices itself: every input in exactly one group, the
+    inputs are views of the groups' storage, and the values equal autograd."""
+    model, values, plan = owned_plan(name, seed=7)
+    names = [n for group in plan.groups for n in group[0]]
+    assert sorted(names) == sorted(model.learned_names)
+    for group_names, storage, transposed in plan.groups:
+        assert storage.shape[:2] == (len(group_names), S)
+        for i, w in enumerate(group_names):
+            view = storage[i].mT if transposed else storage[i]
+            assert view.data_ptr() == plan.inputs[w].data_ptr()
+    assert_equals_autograd(name, model, values, plan)
     if name == "factorization":  # X and Y live beside A and B: one contraction, no copies
         contractions = [line for line in plan.source.splitlines() if "_bmm(rowr" in line]
         assert len(contractions) == 1 and ".copy_(" not in plan.source
+
+
+@pytest.mark.parametrize("dtype, spec, plans", [
+    ("float64", "factorization", 1),  # the step (its float64 loss is the measurement)
+    ("float32", "factorization", 2),  # the step, and the float64 loss that measures it
+    ("float64", "dro", 2),  # the step (D an input), and the group losses ℓ_g
+])
+def test_one_train_compiles_each_program_once(dtype, spec, plans):
+    """One ``train`` compiles each program it runs exactly once: no layout pass, no
+    recompilation (``Plan.compiled`` counts every compilation)."""
+    from dynamics.problems import Factorization, sample_modes
+    from validation.training import TrainConfig, train
+
+    specs = [Factorization.sample(6, 2, init=0.1, seed=s) for s in range(2)] \
+        if spec == "factorization" else \
+        [sample_modes([1.0, 2.0], [0.7, 0.3], n=6, hidden=3, seed=s, objective="dro")
+         for s in range(2)]
+    before = P.Plan.compiled
+    result = train(specs, TrainConfig(steps=5, lr=0.05, dtype=dtype, progress=False))
+    assert P.Plan.compiled - before == plans
+    assert np.all(np.isfinite(result.loss))
+
+
+@pytest.mark.parametrize("name", ["chain3", "factorization_ce"])
+def test_product_choices_are_reused_for_the_same_structure(name):
+    """A second plan of the same program structure (other constants and learned values) takes
+    the product choices of the first (no planning), emits the same step, and is still right
+    (against autograd at its own values)."""
+    P._PLANNED.clear()
+    sources = []
+    for seed in (3, 4):
+        model, values, plan = owned_plan(name, seed)
+        assert len(P._PLANNED) == 1
+        assert_equals_autograd(name, model, values, plan)
+        sources.append(plan.source)
+    assert sources[0] == sources[1]
+
+
+def test_cpu_products_into_buffers_run_on_numpy_views_unless_large():
+    """Small products into a plan's own buffers are numpy.matmul on views of the same memory
+    (checked right by the autograd tests above, which all run on the CPU); a product large
+    enough for OpenBLAS to thread (m·k·n > 2¹⁸) stays torch.bmm."""
+    *_, plan = owned_plan("factorization", seed=5)
+    host = [line for line in plan.source.splitlines() if "_mm(" in line]
+    assert host and all("# _bmm(" in line for line in host)
+    n, r, k = 1400, 10, 10  # the panel product: (k x n) @ (n x (r + k)): 10·1400·20 > 2¹⁸
+    rng = np.random.default_rng(0)
+    consts = {c: torch.tensor(rng.standard_normal((S, n, r))) for c in ("A", "B")}
+    big = P.Plan(*P.objective(FACTORIZATION, {"X": (n, k), "Y": (n, k)}, consts, None),
+                 seeds=S, device="cpu")
+    assert "_bmm(" in big.source and "_mm(" not in big.source.replace("_bmm(", "")
+
+
+def test_offset_fused_into_baddbmm_only_where_the_product_is_not_used_again():
+    lines = ["v1 = _bmm(a, b)", "v2 = c + v1"]
+    assert P._fuse_offsets(lines, "'L': v2") == ["v2 = torch.baddbmm(c, a, b)"]
+    assert P._fuse_offsets(lines, "'L': v2, 'P': v1") == lines  # v1 is returned
+    assert P._fuse_offsets([*lines, "v3 = v1 * 2"], "'L': v3") == [*lines, "v3 = v1 * 2"]
+    a, b, c = torch.randn(3, 1, 4), torch.randn(3, 4, 1), torch.randn(3, 1, 1)
+    assert torch.allclose(torch.baddbmm(c, a, b), c + torch.bmm(a, b), rtol=1e-6, atol=1e-6)
