@@ -50,7 +50,8 @@ def fmt(value: Any) -> str:
 
 @dataclass
 class FigureBlock:
-    """A figure: its PNG (embedded), caption, regenerating command and data file."""
+    """A figure: its PNG, caption, regenerating command and data file. The fragment links the
+    PNG by its path; the page embeds it (:func:`figures.reporting.page.inline_images`)."""
 
     png: Path
     root: Path
@@ -59,10 +60,8 @@ class FigureBlock:
     data: Path
 
     def html(self) -> str:
-        encoded = base64.b64encode(self.png.read_bytes()).decode()
         rel_png, rel_data = self.png.relative_to(self.root), self.data.relative_to(self.root)
-        return (f'<figure><img alt="{html.escape(self.caption)}" '
-                f'src="data:image/png;base64,{encoded}">'
+        return (f'<figure><img alt="{html.escape(self.caption)}" src="{rel_png}">'
                 f"<figcaption>{html.escape(self.caption)}<br>"
                 f'<a href="{rel_png}">PNG</a> · <a href="{rel_data}">data (CSV)</a> · '
                 f"regenerate: <code>{html.escape(self.command)}</code></figcaption></figure>")

@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -66,6 +67,23 @@ code{background:#f4f4f4;padding:0 .3em} .small{font-size:.8em}
 ul.eqs{list-style:none;padding-left:0} img.eq{max-width:100%;margin:.2em 0}
 nav a{margin-right:1em} img.thumb{height:2.2em;border:1px solid #ccc}
 """
+
+
+_IMAGE = re.compile(r'(<img [^>]*?src=")([^":]+\.png)(")')
+
+
+def inline_images(out: Path, fragment: str) -> str:
+    """``fragment`` with each ``<img src="PATH.png">`` (relative to ``out``) embedded as a
+    base64 data URI, so ``index.html`` stands alone while the fragments on disk only link
+    the PNGs (each figure is stored once, in ``figures/``)."""
+    def embed(match: re.Match[str]) -> str:
+        path = out / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        return f"{match.group(1)}data:image/png;base64,{encoded}{match.group(3)}"
+
+    return _IMAGE.sub(embed, fragment)
 
 
 def _thumbnail_html(out: Path, row: dict[str, Any]) -> str:
@@ -155,7 +173,7 @@ def _assemble(out: Path, footer: str, running: frozenset[str] = frozenset(),
                          "now: reload this page when it is done.</p>")
         elif fragment.is_file() and meta.is_file():
             record = json.loads(meta.read_text())
-            parts.append(fragment.read_text(encoding="utf-8"))
+            parts.append(inline_images(out, fragment.read_text(encoding="utf-8")))
             results.update({c["number"]: ClaimResult(**c) for c in record["claims"]})
             reasons[section.slug] = record["reasons"]
         else:

@@ -240,3 +240,20 @@ def test_sections_resolve_by_number_or_slug():
     assert [s.slug for s in resolve_sections("2,weight-decay")] == ["rank-1", "weight-decay"]
     assert len(resolve_sections(None)) == len(SECTIONS) >= 12
     assert {c.section for c in CLAIMS} <= {s.slug for s in SECTIONS}
+
+
+def test_fragments_link_pngs_and_the_page_embeds_them(tmp_path):
+    """Each figure is stored once (figures/); index.html embeds it as a data URI."""
+    import base64
+
+    from figures.reporting.page import inline_images
+
+    (tmp_path / "figures").mkdir()
+    png = b"\x89PNG\r\n\x1a\nfake"
+    (tmp_path / "figures" / "a.png").write_bytes(png)
+    fragment = ('<figure><img alt="x" src="figures/a.png"><a href="figures/a.png">PNG</a>'
+                '<img src="figures/missing.png"></figure>')
+    page = inline_images(tmp_path, fragment)
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert '<a href="figures/a.png">PNG</a>' in page  # links stay links
+    assert 'src="figures/missing.png"' in page  # nothing to embed: left as it was
