@@ -261,12 +261,10 @@ def _trajectory(
     order = {w: (np.array([o[w][0] for o in overlaps]), np.array([o[w][1] for o in overlaps]))
              for w in first}
     gram = {w: first[w][2] for w in first}
-    traj = Trajectory.from_order_parameters(t, np.asarray(losses, dtype=np.float64), spec.l_ref,
-                                            order, gram, method=method, steps=steps)
-    traj.state_size = state_size
-    if group_loss is not None:
-        traj.group_loss = np.array(group_loss, dtype=np.float64)
-    return traj
+    return Trajectory.from_order_parameters(
+        t, np.asarray(losses, dtype=np.float64), spec.l_ref, order, gram, method=method,
+        steps=steps, state_size=state_size,
+        group_loss=None if group_loss is None else np.array(group_loss, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- continuous

@@ -174,7 +174,8 @@ def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
         return None
     s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     try:
-        return mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, s).to_dict()
+        return mechanistic_phases(traj.t, traj.loss, None, None, s,
+                                  overlaps={f: traj.overlaps(f) for f in ("X", "Y")}).to_dict()
     except (ValueError, KeyError):
         return None
 
