@@ -503,7 +503,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seeds.append({"seed": i if from_file else args.seed + i, **traj.summary()})
     if args.json:
         single = len(seeds) == 1
-        _emit_json({
+        _emit_json({  # one seed: its run summary (Trajectory.summary) at the top level
+            **({k: v for k, v in seeds[0].items() if k != "seed"} if single else {}),
+            "runs": seeds,
             "problem": specs[0].describe(), "optimizer": config.optimizer, "lr": args.lr,
             "schedule": _schedule_text(config.schedule), "steps": config.steps,
             "device": result.device, "dtype": result.dtype,
