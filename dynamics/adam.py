@@ -46,9 +46,10 @@ import math
 import numpy as np
 
 from . import symbolic
-from .integrate import _full_overlaps, _Packer, _solve_chunks, _trajectory
+from .integrate import _full_overlaps, _grid, _Packer, _solve_chunks, _trajectory
 from .methods import Adam
 from .problems import Problem
+from .record import SaveAt, Stop
 from .trajectory import Trajectory
 
 __all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam"]
@@ -72,6 +73,9 @@ def run_adam(
     t_max: float | None = None,
     rtol: float = RTOL,
     solver: str = SOLVER,
+    *,
+    stop: Stop | None = None,
+    saveat: SaveAt | None = None,
 ) -> Trajectory:
     """Integrate the Adam(W) ODE of ``method`` (module docstring) from ``spec``'s initial point.
 
@@ -80,6 +84,8 @@ def run_adam(
         method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled).
         t_max: end-time cap in t (default 1e6/s_min, as :func:`dynamics.integrate.predict`).
         rtol, solver: solve_ivp's relative tolerance and method (tests use a tighter one).
+        stop, saveat: :class:`dynamics.record.Stop` (its None fields: ``t_max``, loss
+            :data:`LOSS_STOP`, stall :data:`STALL`) and the grid (``SaveAt.grid()``).
 
     Returns:
         A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v).
@@ -144,10 +150,12 @@ def run_adam(
     scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
     y0 = np.concatenate([theta.pack(params), np.zeros(size - n)])
     s_max, s_min = spec.rate_scale()
-    cap = float(t_max) if t_max is not None else 1e6 / s_min
-    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, cap, s_max,
-                             solver=solver, rtol=rtol, stop=LOSS_STOP,
-                             first=min(2.0 / s_max, FIRST * scale), stall=STALL)
+    stop = (Stop() if stop is None else stop).with_defaults(
+        t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)
+    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, float(stop.t_max),
+                             s_max, solver=solver, rtol=rtol, stop=stop.loss,
+                             first=min(2.0 / s_max, FIRST * scale), stall=stop.stall,
+                             saveat=_grid("adam", saveat))
     observed = [observe(y) for y in ys]
     return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
                        size)

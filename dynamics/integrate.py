@@ -83,23 +83,23 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from . import groups, symbolic
+from .errors import UsageError
 from .matexpr import ReductionError
 from .methods import Discrete, Flow, Method
 from .model import Model
 from .problems import Problem
+from .record import SaveAt, Stop, as_saveat
 from .trajectory import Trajectory
 
 __all__ = ["RECORDS", "SIGN_STEP", "IntegrationError", "NotReducedWarning", "predict"]
 
-RECORDS = ("all", "log")
+RECORDS = ("all", "log")  # the legacy ``record=`` shorthands (SaveAt.every(), SaveAt.log())
 LOSS_STOP = 1e-6  # stop once L < LOSS_STOP · L_ref
 GROUPED_LOSS_STOP = 1e-3  # ... under a group objective whose slopes vary (power-law tails)
-CROSSINGS = (0.5, 0.1, 0.01)  # fractions f whose crossing times t_f are kept exact
 MAX_STEPS = 10_000_000  # discrete GD map
 MAX_SIGN_STEPS = 2_000_000  # sign descent
-SAMPLES = 1500  # dense-output samples per trajectory (log- and linearly spaced)
+SAMPLES = 1500  # dense-output samples per trajectory (log- and linearly spaced): SaveAt.grid()
 MAX_LOG_STEP = 0.1  # ... plus up to SAMPLES more where ln L changes by more between neighbours
-LOG_RATIO = 1.01  # record="log": keep a step once t has grown by 1 % since the last kept one
 SIGN_STEP = 2e-3  # κ: relative step of the sign descent (module docstring)
 SIGN_REACH = (10.0, 1e-2)  # sign step: reach = θ_*·clip(10·√(L/L_ref), 1e-2, 1)
 STALL = 1e-9  # sign: "stopped changing" = best loss improved by less than this (relative)
@@ -148,6 +148,9 @@ class _Packer:
 def predict(
     spec: Problem,
     method: Method | None = None,
+    saveat: SaveAt | None = None,
+    stop: Stop | None = None,
+    *,
     t_max: float | None = None,
     record: str | None = None,
 ) -> Trajectory:
@@ -158,19 +161,24 @@ def predict(
         method: a method object of :mod:`dynamics.methods` (``Flow()``, ``Modified(lr)``,
             ``Discrete(lr, momentum, schedule)``, ``Full()``, ``Sign(eps, decoupled)``), which
             carries the method's own options; default ``Flow()``.
-        t_max: end-time cap in t (default: automatic, see module docstring).
-        record: which steps a discrete process keeps (``Discrete``, ``Sign``): ``"all"``
-            (default for ``Discrete``) or ``"log"`` (default for ``Sign``): the first 100 steps,
-            then one whenever t has grown by 1 %, the last step, and the two steps around the
-            first crossing of each f·L_ref, f ∈ {0.5, 0.1, 0.01}, so crossing times are those
-            of every step.
+        saveat: what to save (:class:`dynamics.record.SaveAt`); default: the method's
+            (continuous methods ``SaveAt.grid(1500)``, refined where ln L jumps; ``Discrete``
+            every step; ``Sign`` log-spaced). Every record keeps the crossings of
+            f·L_ref, f ∈ ``saveat.crossings``, exactly.
+        stop: when to stop (:class:`dynamics.record.Stop`: ``t_max`` in t, ``loss`` as a
+            fraction of L_ref, ``stall``); ``None`` fields are automatic (module docstring).
+        t_max: shorthand for ``Stop(t_max=…)``.
+        record: shorthand for ``saveat`` of a discrete process: ``"all"`` (every step) or
+            ``"log"`` (the first 100 steps, then one whenever t has grown by 1 %, the last
+            step, and the two steps around each crossing).
 
     Returns:
-        A :class:`Trajectory` with loss, cosines and norms (``method`` = the method's name);
-        ``steps`` set for ``Discrete``.
+        A :class:`Trajectory` holding loss and order parameters (``method`` = the method's
+        name); ``steps`` set for the discrete processes.
 
     Raises:
-        ValueError: bad arguments. IntegrationError: the integration failed or diverged.
+        ValueError (``UsageError``): bad arguments. IntegrationError: the integration failed or
+        diverged.
     """
     method = Flow() if method is None else method
     if not isinstance(method, Method):
@@ -178,12 +186,25 @@ def predict(
                          f"got {method!r}")
     if t_max is not None and not (np.isfinite(t_max) and t_max > 0):
         raise ValueError(f"t_max must be a finite number > 0, got {t_max!r}")
+    stop = Stop() if stop is None else stop
+    if not isinstance(stop, Stop):
+        raise ValueError(f"stop must be a dynamics.record.Stop, got {stop!r}")
+    if t_max is not None:
+        if stop.t_max is not None:
+            raise ValueError("give the end time once: t_max or stop=Stop(t_max=...)")
+        stop = Stop(t_max, stop.loss, stop.stall)
+    if record is not None:
+        if saveat is not None:
+            raise ValueError("give what to save once: record or saveat")
+        if record not in RECORDS:
+            raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
+        saveat = as_saveat(record, "all")
+    if saveat is not None and not isinstance(saveat, SaveAt):
+        raise ValueError(f"saveat must be a dynamics.record.SaveAt, got {saveat!r}")
     method.check(spec)
-    if record is not None and record not in RECORDS:
-        raise ValueError(f"unknown record {record!r} (expected one of {', '.join(RECORDS)})")
     s_max, s_min = spec.rate_scale()
-    cap = float(t_max) if t_max is not None else 1e6 / s_min
-    return method.run(spec, cap, record, s_max)  # each method object owns its algorithm
+    stop = stop.with_defaults(t_max=1e6 / s_min)  # the loss and stall rules: the method's
+    return method.run(spec, saveat, stop, s_max)  # each method object owns its algorithm
 
 
 class NotReducedWarning(UserWarning):
@@ -240,18 +261,20 @@ def _trajectory(
     order = {w: (np.array([o[w][0] for o in overlaps]), np.array([o[w][1] for o in overlaps]))
              for w in first}
     gram = {w: first[w][2] for w in first}
-    traj = Trajectory.from_order_parameters(t, np.asarray(losses, dtype=np.float64), spec.l_ref,
-                                            order, gram, method=method, steps=steps)
-    traj.state_size = state_size
-    if group_loss is not None:
-        traj.group_loss = np.array(group_loss, dtype=np.float64)
-    return traj
+    return Trajectory.from_order_parameters(
+        t, np.asarray(losses, dtype=np.float64), spec.l_ref, order, gram, method=method,
+        steps=steps, state_size=state_size,
+        group_loss=None if group_loss is None else np.array(group_loss, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- continuous
 
 
-def _continuous(spec: Problem, method: str, lr: float, cap: float, s_max: float) -> Trajectory:
+def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, stop: Stop,
+                s_max: float) -> Trajectory:
+    """Integrate the flow of ``method`` (``flow``, ``modified``, ``full``) until ``stop``
+    (:func:`_solve_chunks`), sampled as ``saveat`` says (a grid; default ``SaveAt.grid()``)."""
+    saveat = _grid(method, saveat)
     lam, model, values = spec.weight_decay, spec.model, spec.values()
     reduced = None
     if method in ("flow", "modified") and not model.cross_entropy():
@@ -284,8 +307,9 @@ def _continuous(spec: Problem, method: str, lr: float, cap: float, s_max: float)
             return (full.loss_value(params), _full_overlaps(model, params),
                     full.group_losses(params) if grouped else None)
 
-    t_grid, ys = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref, cap,
-                               s_max)
+    t_grid, ys = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref,
+                               float(stop.t_max), s_max, stop=stop.loss, stall=stop.stall,
+                               saveat=saveat)
     observed = [observe(y) for y in ys]
     return _trajectory(t_grid, [v for v, _, _ in observed], [o for _, o, _ in observed], spec,
                        method, packer.size, group_loss=[g for _, _, g in observed] if grouped
@@ -306,6 +330,7 @@ def _solve_chunks(
     stop: float | None = None,
     first: float | None = None,
     stall: float | None = None,
+    saveat: SaveAt | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
@@ -313,12 +338,14 @@ def _solve_chunks(
     (atol = 1e-14·‖y₀‖); ``stop``: the loss level (× L_ref) to stop at (default
     :func:`_loss_stop`); ``first``: the first chunk's length in t (default 2/s_max);
     ``stall``: also stop once a chunk lowered the loss by less than this fraction while it is
-    below ½L_ref (a fixed point above the stop level: weight decay). Returns the sample times
-    (module docstring: 1500 log- and linearly spaced plus the exact crossing times) and the
-    state at each.
+    below ½L_ref (a fixed point above the stop level: weight decay); ``saveat``: the grid
+    (:meth:`SaveAt.times`, default ``SaveAt.grid()``) and the crossings kept. Returns the
+    sample times (module docstring: 1500 log- and linearly spaced plus the exact crossing
+    times) and the state at each.
     """
 
     level = _loss_stop(spec) if stop is None else stop
+    saveat = SaveAt.grid(SAMPLES) if saveat is None else saveat
 
     def below(t: float, y: np.ndarray) -> float:
         return observe(y)[0] - level * l_ref
@@ -362,11 +389,7 @@ def _solve_chunks(
                                    f"t = {t0:.6g} after {WALL_LIMIT:.0f} s")
     t_end = t0
     first = min((s.t[1] for s in sols if s.t.size > 1), default=t_end)
-    grid = np.unique(np.concatenate([
-        [0.0],
-        np.geomspace(max(first, t_end * 1e-6), t_end, SAMPLES // 2) if t_end > 0 else [],
-        np.linspace(0.0, t_end, SAMPLES // 2),
-    ]))
+    grid = saveat.times(t_end, first)
 
     def state_at(t: float) -> np.ndarray:
         sol = next(s for s in sols if t <= s.t[-1] + 1e-12 * max(t_end, 1.0))
@@ -375,9 +398,9 @@ def _solve_chunks(
     ys = [state_at(t) for t in grid]
     losses = np.array([observe(y)[0] for y in ys])
     added = 0
-    while added < SAMPLES:  # refine where ln L jumps between neighbours (sharp drops)
+    while added < saveat.samples:  # refine where ln L jumps between neighbours (sharp drops)
         log_loss = np.log(np.maximum(losses, 1e-300))
-        jumps = np.flatnonzero(np.abs(np.diff(log_loss)) > MAX_LOG_STEP)[: SAMPLES - added]
+        jumps = np.flatnonzero(np.abs(np.diff(log_loss)) > MAX_LOG_STEP)[: saveat.samples - added]
         if jumps.size == 0:
             break
         mids = 0.5 * (grid[jumps] + grid[jumps + 1])
@@ -388,7 +411,7 @@ def _solve_chunks(
             ys.insert(int(j) + 1, y)
         added += jumps.size
     extra = []
-    for f in CROSSINGS:  # t_f itself, by root finding on the dense output
+    for f in saveat.crossings:  # t_f itself, by root finding on the dense output
         level = f * l_ref
         hit = np.flatnonzero(losses <= level)
         if hit.size == 0 or hit[0] == 0:
@@ -409,52 +432,6 @@ def _solve_chunks(
 # --------------------------------------------------------------------------- discrete processes
 
 
-class _Recorder:
-    """The samples a discrete process keeps (GD map, sign descent): steps, t, loss, state.
-
-    ``every``: every step. Otherwise the first 100 steps, a step whenever t has grown by the
-    factor :data:`LOG_RATIO` since the last kept one, the last step, and the two steps around
-    the first crossing of each f·L_ref (f in :data:`CROSSINGS`): crossing times computed from
-    the kept samples (README "Conventions": linear in log L between the bracketing samples) are then
-    exactly those computed from every step.
-    """
-
-    def __init__(self, every: bool, l_ref: float) -> None:
-        self.every = every
-        self.levels = sorted((f * l_ref for f in CROSSINGS), reverse=True)
-        self.steps: list[int] = []
-        self.t: list[float] = []
-        self.loss: list[float] = []
-        self.states: list[dict[str, np.ndarray]] = []
-        self.pending: tuple | None = None  # the previous step, not (yet) kept
-
-    def add(self, step: int, t: float, loss: float, state: dict[str, np.ndarray]) -> None:
-        crossing = False
-        while self.levels and loss <= self.levels[0]:
-            self.levels.pop(0)
-            crossing = True
-        if crossing and self.pending is not None:
-            self._keep(*self.pending)
-        if (self.every or crossing or step <= 100 or not self.t
-                or t >= LOG_RATIO * self.t[-1]):
-            self._keep(step, t, loss, state)
-            self.pending = None
-        else:
-            self.pending = (step, t, loss, state)
-
-    def _keep(self, step: int, t: float, loss: float, state: dict[str, np.ndarray]) -> None:
-        self.steps.append(step)
-        self.t.append(t)
-        self.loss.append(loss)
-        self.states.append(state)
-
-    def finish(self) -> None:
-        """Keep the last step."""
-        if self.pending is not None:
-            self._keep(*self.pending)
-            self.pending = None
-
-
 class _Stall:
     """Sign descent has "stopped changing": between two checks (at step counts doubling from
     :data:`STALL_MIN_STEPS`) the best loss improved by less than :data:`STALL` (relative) *and*
@@ -462,7 +439,8 @@ class _Stall:
     Σh_m — chattering in place around a stationary point (weight decay, a saddle), not the
     slow coherent motion of a plateau, whose loss may change by less than 10⁻⁹."""
 
-    def __init__(self, params: dict[str, np.ndarray]) -> None:
+    def __init__(self, params: dict[str, np.ndarray], threshold: float = STALL) -> None:
+        self.threshold = threshold
         self.size = sum(w.size for w in params.values())
         self.best, self.path = math.inf, 0.0
         self.check_at = STALL_MIN_STEPS
@@ -475,7 +453,7 @@ class _Stall:
         best_then, path_then, params_then = self.then
         net = math.sqrt(sum(float(np.sum((w - params_then[k]) ** 2))
                             for k, w in params.items()) / self.size)
-        stalled = (self.best >= (1 - STALL) * best_then
+        stalled = (self.best >= (1 - self.threshold) * best_then
                    and net <= 1e-3 * (self.path - path_then))
         self.check_at = 2 * step
         self.then = (self.best, self.path, {k: w.copy() for k, w in params.items()})
@@ -538,7 +516,18 @@ class _ReducedGD:
         return self.gd.group_losses(state, self.consts)
 
 
-def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Trajectory:
+def _grid(method: str, saveat: SaveAt | None) -> SaveAt:
+    """The grid a continuous method samples (``SaveAt.grid()`` by default); a per-step record
+    is refused (one line): a flow has no steps."""
+    if saveat is None:
+        return SaveAt.grid(SAMPLES)
+    if saveat.mode != "grid":
+        raise UsageError(f"method {method!r} is continuous: save on a grid, SaveAt.grid(n), "
+                         f"not {saveat.mode!r}")
+    return saveat
+
+
+def _discrete(spec: Problem, method: Discrete, saveat: SaveAt | None, stop: Stop) -> Trajectory:
     """Iterate the exact reduced GD map (the full-parameter GD where it does not close): step
     m of rate η_m (``method.lr``, or its schedule's η_m) at t_m = η·m (with a schedule
     t_m = Σ_{j<m} η_j); keep every step (or a log-spaced subset).
@@ -547,6 +536,8 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
     the state in one step of rate η_m > 0 below 1e-13, i.e. rounding; or two steps in a row of
     rate 0: a schedule that reached 0 so stays, cosine's η_min = 0 being a single step; or its
     norm fell below 1e-12 of the initial one), or at the cap (t >= cap or 10⁷ steps).
+    ``stop``: t_max (the cap) and the loss level (default :func:`_loss_stop`); ``saveat``:
+    the steps kept (default every step; :class:`dynamics.record.Recorder`).
     """
     model, lr, momentum, schedule = spec.model, method.lr, method.momentum, method.schedule
     gd = _reduced(spec, lambda: symbolic.reduced_gd(model, momentum=momentum > 0))
@@ -554,8 +545,10 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
     state = process.state
     lam, l_ref = spec.weight_decay, spec.l_ref
     rates = None if schedule is None else schedule.iterate(lr)
+    stop = stop.with_defaults(loss=_loss_stop(spec))
+    cap, level = float(stop.t_max), stop.level(l_ref)  # type: ignore[arg-type]
     max_steps = MAX_STEPS if rates is not None else int(min(MAX_STEPS, np.ceil(cap / lr)))
-    rec = _Recorder(record == "all", l_ref)
+    rec = (SaveAt.every() if saveat is None else saveat).recorder(l_ref)
     value = process.loss(state)
     rec.add(0, 0.0, value, state)
     norm0 = _norm(state) or 1.0
@@ -573,7 +566,7 @@ def _discrete(spec: Problem, method: Discrete, cap: float, record: str) -> Traje
         moved = math.sqrt(sum(float(np.sum((new[k] - state[k]) ** 2)) for k in new))
         state = new
         rec.add(step, t, value, state)
-        if (value < _loss_stop(spec) * l_ref or (rate > 0 and moved <= 1e-13 * size)
+        if (value < level or (rate > 0 and moved <= 1e-13 * size)
                 or rate == previous == 0 or size < 1e-12 * norm0
                 or (rates is not None and t >= cap)):
             break  # (without a schedule the cap is max_steps)
@@ -590,12 +583,15 @@ def _norm(state: dict[str, np.ndarray]) -> float:
     return math.sqrt(sum(float(np.sum(v**2)) for v in state.values()))
 
 
-def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -> Trajectory:
+def _sign(spec: Problem, eps: float, decoupled: bool, saveat: SaveAt | None, stop: Stop
+          ) -> Trajectory:
     """Sign descent with a vanishing relative step (module docstring: "The sign flow").
 
     θ_{m+1} = θ_m − h_m·[g/(|g| + ε) + λ_d θ_m], g = ∇L + λ_c θ_m (λ_c = λ, λ_d = 0; AdamW:
     λ_c = 0, λ_d = λ), h_m = κ·min(rms θ_m, θ_*·clip(10√(L/L_ref), 10⁻², 1)), t_{m+1} = t_m + h_m.
-    θ_* is the rms entry of the model's constants (the size of the solution).
+    θ_* is the rms entry of the model's constants (the size of the solution). ``stop``: t_max,
+    the loss level (default :data:`LOSS_STOP`) and the stall (default :data:`STALL`,
+    :class:`_Stall`); ``saveat``: the steps kept (default ``SaveAt.log()``).
     """
     lam, l_ref, model, values = spec.weight_decay, spec.l_ref, spec.model, spec.values()
     coupled, decay = (0.0, lam) if decoupled else (lam, 0.0)
@@ -610,7 +606,10 @@ def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -
         both = params | fixed
         return full.loss_value(both), _full_overlaps(model, both)
 
-    rec, stall = _Recorder(record == "all", l_ref), _Stall(params)
+    stop = stop.with_defaults(loss=LOSS_STOP, stall=STALL)
+    cap, level = float(stop.t_max), stop.level(l_ref)  # type: ignore[arg-type]
+    rec = (SaveAt.log() if saveat is None else saveat).recorder(l_ref)
+    stall = _Stall(params, stop.stall)  # type: ignore[arg-type]
     t, value, state = 0.0, *observe()
     rec.add(0, t, value, state)
     for step in range(1, MAX_SIGN_STEPS + 1):
@@ -627,7 +626,7 @@ def _sign(spec: Problem, eps: float, cap: float, decoupled: bool, record: str) -
         if not np.isfinite(value):
             raise IntegrationError(f"{spec.describe()}: method 'sign' overflowed at t = {t:.6g}")
         rec.add(step, t, value, state)
-        if value < LOSS_STOP * l_ref or t >= cap or stall(step, h, value, params):
+        if value < level or t >= cap or stall(step, h, value, params):
             break
     rec.finish()
     return _trajectory(np.array(rec.t), rec.loss, rec.states, spec, "sign", size)

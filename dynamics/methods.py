@@ -30,6 +30,7 @@ from .schedules import Schedule
 
 if TYPE_CHECKING:
     from .problems import Problem
+    from .record import SaveAt, Stop
     from .trajectory import Trajectory
 
 __all__ = ["METHODS", "Adam", "Discrete", "Flow", "Full", "Method", "Modified", "Sign",
@@ -54,11 +55,13 @@ class Method:
     def check(self, spec: Problem) -> None:
         """Refuse (one-line ``ValueError``) a spec this method cannot integrate."""
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
-        """Integrate ``spec`` from its initial point up to t = ``t_max`` (continuous time
-        t = η·step); ``record`` (discrete processes: which steps to keep, None = the method's
-        default) and ``s_max`` (the spec's largest rate scale, 1/t: first step size) come
-        from :func:`dynamics.integrate.predict`, which checks them. A new method is one
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
+        """Integrate ``spec`` from its initial point until ``stop`` says (its ``t_max``, in
+        continuous time t = η·step, is always set; ``loss`` and ``stall`` may be None: the
+        method's defaults), keeping the samples ``saveat`` asks for (None: the method's
+        default); ``s_max`` is the spec's largest rate scale (1/t: first step size). All three
+        come from :func:`dynamics.integrate.predict`, which checks them. A new method is one
         subclass with its options, ``name`` and this ``run``."""
         raise NotImplementedError(f"method {self.name!r} has no run")
 
@@ -84,10 +87,11 @@ class Flow(Method):
         if self.lr is not None:
             _rate("Flow", "lr", self.lr)
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .integrate import _continuous
 
-        return _continuous(spec, self.name, self.lr or 0.0, t_max, s_max)
+        return _continuous(spec, self.name, self.lr or 0.0, saveat, stop, s_max)
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,11 @@ class Full(Method):
     name: ClassVar[str] = "full"
     reducible: ClassVar[bool] = False
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .integrate import _continuous
 
-        return _continuous(spec, self.name, 0.0, t_max, s_max)
+        return _continuous(spec, self.name, 0.0, saveat, stop, s_max)
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,11 @@ class Modified(Method):
             raise ValueError(f"objective {objective.label}: the modified equation is derived "
                              "for a fixed loss; use --method flow or discrete")
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .integrate import _continuous
 
-        return _continuous(spec, self.name, self.lr, t_max, s_max)
+        return _continuous(spec, self.name, self.lr, saveat, stop, s_max)
 
 
 @dataclass(frozen=True)
@@ -149,10 +155,11 @@ class Discrete(Method):
     def check(self, spec: Problem) -> None:
         _no_cross_entropy(spec, "reduced GD map")
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .integrate import _discrete
 
-        return _discrete(spec, self, t_max, record or "all")
+        return _discrete(spec, self, saveat, stop)
 
 
 @dataclass(frozen=True)
@@ -176,10 +183,11 @@ class Sign(Method):
             raise ValueError(f"objective {objective.label}: the sign flow is not modelled for "
                              "group objectives; use --method flow or discrete")
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .integrate import _sign
 
-        return _sign(spec, self.eps, t_max, self.decoupled, record or "log")
+        return _sign(spec, self.eps, self.decoupled, saveat, stop)
 
 
 @dataclass(frozen=True)
@@ -215,10 +223,11 @@ class Adam(Method):
         if not isinstance(self.decoupled, bool):
             raise ValueError(f"Adam: decoupled must be True or False, got {self.decoupled!r}")
 
-    def run(self, spec: Problem, t_max: float, record: str | None, s_max: float) -> Trajectory:
+    def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
+            ) -> Trajectory:
         from .adam import run_adam  # the Adam ODE's own module (it imports integrate)
 
-        return run_adam(spec, self, t_max)
+        return run_adam(spec, self, stop=stop, saveat=saveat)
 
 
 _CLASSES: dict[str, type[Method]] = {

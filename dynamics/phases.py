@@ -473,12 +473,13 @@ def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
 def mechanistic_phases(
     t: ArrayLike,
     loss: ArrayLike,
-    cosines: Mapping[str, ArrayLike],
-    norms: Mapping[str, ArrayLike],
+    cosines: Mapping[str, ArrayLike] | None,
+    norms: Mapping[str, ArrayLike] | None,
     s: ArrayLike | None = None,
     factors: Sequence[str] = ("X", "Y"),
     *,
     target: tuple[ArrayLike, ArrayLike] | None = None,
+    overlaps: Mapping[str, ArrayLike] | None = None,
 ) -> MechanisticPhases:
     """Phases of a factorization curve from its order parameters (module docstring).
 
@@ -486,7 +487,10 @@ def mechanistic_phases(
     penalty), ``cosines[f]`` (T, r, k) the cosine between target column j and learned
     vector l of factor f, ``norms[f]`` (T, k) the learned vectors' norms (as carried by
     :class:`dynamics.trajectory.Trajectory`), ``factors`` the names of the left and right
-    factor. The target is given either by ``s`` (r,), its singular values
+    factor; or, instead of cosines and norms, ``overlaps[f]`` (T, r, k) = ‖w_l‖·cos_jl, the
+    overlaps with the unit target columns (:meth:`dynamics.trajectory.Trajectory.overlaps`,
+    straight from the order parameters). The target is given either by ``s`` (r,), its
+    singular values
     ``s_j = ‖a_j‖‖b_j‖``, when the columns of A and of B are orthogonal (for a spec:
     ``norm(A, axis=0) * norm(B, axis=0)``), or by ``target = (A, B)`` (n x r each, full
     column rank), from which the overlaps are rotated exactly into the singular basis of
@@ -498,11 +502,16 @@ def mechanistic_phases(
         raise ValueError(f"factors must name the left and right factor (got {factors!r})")
     if (s is None) == (target is None):
         raise ValueError("give the target as exactly one of s (singular values) or target=(A, B)")
-    p, q = (
-        np.asarray(cosines[f], dtype=np.float64)
-        * np.asarray(norms[f], dtype=np.float64)[:, None, :]
-        for f in factors
-    )
+    if overlaps is not None:
+        p, q = (np.asarray(overlaps[f], dtype=np.float64) for f in factors)
+    elif cosines is None or norms is None:
+        raise ValueError("give cosines and norms, or overlaps")
+    else:
+        p, q = (
+            np.asarray(cosines[f], dtype=np.float64)
+            * np.asarray(norms[f], dtype=np.float64)[:, None, :]
+            for f in factors
+        )
     if target is not None:
         s, left, right = _singular_basis(*target)
         p, q = left @ p, right @ q  # overlaps with the singular directions u_j, v_j

@@ -355,13 +355,12 @@ def staircase_times(
 def mode_strengths(traj: Trajectory) -> np.ndarray:
     """z_i(t) = ⟨a_i, XYᵀ b_i⟩/(‖a_i‖‖b_i‖) from a factorization trajectory, shape (T, r).
 
-    From the stored cosines and norms: z_i = Σ_l cos_X[i,l] cos_Y[i,l] ‖x_l‖ ‖y_l‖. For a
-    target sampled with ``singular_values`` (A = U diag √s, B = V diag √s) this is u_iᵀZv_i,
-    the strength of mode i that :func:`mode_times` predicts.
+    From the trajectory's order parameters (:meth:`Trajectory.overlaps`, P_il/√G_ii =
+    ⟨a_i/‖a_i‖, x_l⟩): z_i = Σ_l (P_X)_il (P_Y)_il/√((G_A)_ii (G_B)_ii). For a target sampled
+    with ``singular_values`` (A = U diag √s, B = V diag √s) this is u_iᵀZv_i, the strength of
+    mode i that :func:`mode_times` predicts.
     """
-    cx, cy = traj.cosines["X"], traj.cosines["Y"]
-    nx, ny = traj.norms["X"], traj.norms["Y"]
-    return np.einsum("til,til,tl,tl->ti", cx, cy, nx, ny)
+    return np.einsum("til,til->ti", traj.overlaps("X"), traj.overlaps("Y"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,10 +286,6 @@ def _commands_of_file(path: Path | None):  # -> module or None
 
 
 # --------------------------------------------------------------------------- predict
-def _crossings_json(crossings: dict) -> dict[str, float | None]:
-    return {f"{f:g}": (None if t is None else float(t)) for f, t in crossings.items()}
-
-
 def _summary_lines(crossings: dict, phases: Phases) -> list[str]:
     """Readable summary of crossing times and phases (times in t)."""
     lines = []
@@ -413,12 +409,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     phases = traj.phases()
     options = _options(method)
     groups = {} if traj.group_loss is None else _group_lines(traj, spec)
-    if args.json:
-        _emit_json({"spec": str(args.spec), "problem": spec.describe(), "method": args.method,
-                    "options": options, "lr": args.lr, "l_ref": spec.l_ref,
-                    "crossings": _crossings_json(crossings), "phases": phases.to_dict(),
-                    "initial_loss": float(traj.loss[0]),
-                    "final_loss": float(traj.loss[-1]), "t_end": float(traj.t[-1]),
+    if args.json:  # the run summary (Trajectory.summary) and what only predict knows
+        _emit_json({**traj.summary(), "spec": str(args.spec), "problem": spec.describe(),
+                    "method": args.method, "options": options, "lr": args.lr,
                     "state_size": traj.state_size, "reduced": reduced, "seconds": seconds,
                     **groups})
         return 0
@@ -546,14 +539,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             for i, traj in enumerate(result.trajectories)
             for t, loss in zip(traj.t.tolist(), traj.loss.tolist(), strict=True)])
     crossings = result.crossing_times()
-    seeds = []
-    for i, (traj, cross) in enumerate(zip(result.trajectories, crossings, strict=True)):
-        seeds.append({"seed": i if from_file else args.seed + i,
-                      "crossings": _crossings_json(cross), "phases": _phases_or_none(traj),
-                      "final_loss": float(result.final_loss[i])})
+    seeds = []  # one run, one answer: crossings and phases from the same exact record
+    for i, traj in enumerate(result.trajectories):
+        seeds.append({"seed": i if from_file else args.seed + i, **traj.summary()})
     if args.json:
         single = len(seeds) == 1
-        _emit_json({
+        _emit_json({  # one seed: its run summary (Trajectory.summary) at the top level
+            **({k: v for k, v in seeds[0].items() if k != "seed"} if single else {}),
+            "runs": seeds,
             "problem": specs[0].describe(), "optimizer": config.optimizer, "lr": args.lr,
             "schedule": _schedule_text(config.schedule), "steps": config.steps,
             "device": result.device, "dtype": result.dtype,
@@ -588,14 +581,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _schedule_note(schedule: Schedule | None) -> str:
     return "" if schedule is None else f" ({_schedule_text(schedule)})"
-
-
-def _phases_or_none(traj: Trajectory) -> dict | None:
-    """Phases of a run, or None when it diverged before giving enough samples to analyse."""
-    try:
-        return traj.phases().to_dict()
-    except ValueError:  # too few finite samples before the divergence
-        return None
 
 
 # --------------------------------------------------------------------------- compare

@@ -111,19 +111,23 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready summary (crossing keys as strings, times in t; no NaN or inf)."""
+        """JSON-ready summary (crossing keys as strings, times in t; no NaN or inf): per run
+        (experiment and each theory) the one run summary of :meth:`Trajectory.summary`
+        (``runs``), and beside it the comparison's own crossings, errors and verdicts."""
 
         def keyed(d: dict[float, float | None]) -> dict[str, float | None]:
             return {f"{f:g}": v for f, v in d.items()}
 
+        runs = {"experiment": self.experiment.summary(FRACTIONS),
+                **{k: v.summary(FRACTIONS) for k, v in self.theories.items()}}
         return {
             "crossings": {k: keyed(v) for k, v in self.crossings.items()},
             "relative_errors": {k: keyed(v) for k, v in self.relative_errors.items()},
             "verdicts": self.verdicts,
             "tolerances": {k: tolerance(k, self.train_result.dtype) for k in self.theories},
-            "phases": {"experiment": self.experiment.phases().to_dict(),
-                       **{k: v.phases().to_dict() for k, v in self.theories.items()}},
-            "final_loss": float(self.experiment.loss[-1]),
+            "phases": {k: run["phases"] for k, run in runs.items()},
+            "runs": runs,
+            "final_loss": runs["experiment"]["final_loss"],
             "steps": int(self.train_result.config.steps),
             "steps_per_second": self.train_result.steps_per_second,
             "notes": self.notes,

@@ -59,6 +59,7 @@ from tqdm import tqdm
 from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective
 from dynamics.problems import Problem
+from dynamics.record import SaveAt, as_saveat
 from dynamics.schedules import Schedule, times
 from dynamics.trajectory import Trajectory
 
@@ -91,7 +92,10 @@ class TrainConfig:
         loss: ``mse`` or ``ce`` (factorization only); None: each spec's.
         dtype: ``float32`` or ``float64`` (parameters, gradients, optimizer state).
         device: ``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``.
-        record: ``log`` (order parameters at :func:`record_steps`) or ``all`` (every step).
+        record: the steps whose order parameters (and float64 loss) are measured: a
+            :class:`dynamics.record.SaveAt` (``SaveAt.log()``, ``SaveAt.every()``,
+            ``SaveAt.at(k)``, ...) or its shorthand ``log`` / ``all`` (:func:`record_steps`).
+            The loss is kept at every step whatever it says (the exact crossing record).
         progress: show a tqdm bar (only when stderr is a terminal).
     """
 
@@ -106,7 +110,7 @@ class TrainConfig:
     loss: str | None = None
     dtype: str = "float32"
     device: str = "auto"
-    record: str = "log"
+    record: str | SaveAt = "log"
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -142,8 +146,9 @@ class TrainConfig:
             raise UsageError(f"dtype: must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UsageError(f"device: must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.record not in ("log", "all"):
-            raise UsageError(f"record: must be 'log' or 'all', got {self.record!r}")
+        if not isinstance(self.record, SaveAt) and self.record not in ("log", "all"):
+            raise UsageError(f"record: must be 'log', 'all' or a dynamics.record.SaveAt, got "
+                             f"{self.record!r}")
 
 
 @dataclass
@@ -152,7 +157,9 @@ class TrainResult:
 
     Attributes:
         trajectories: one :class:`Trajectory` per seed at the record steps (times ``t``),
-            ``method`` the optimizer; a diverged seed's ends before its divergence step.
+            ``method`` the optimizer, with its every-step loss as the exact crossing record
+            (``every_t``/``every_loss``, up to and including a divergence step) and its group
+            losses; a diverged seed's samples end before its divergence step.
         diverged: ``(seed, step, loss)`` of every seed that diverged.
         seconds: wall time of the training loop (device work included).
         steps_per_second: batched steps per second (each advances all S seeds).
@@ -194,35 +201,20 @@ class TrainResult:
     def crossing_times(
         self, fractions: tuple[float, ...] = (0.5, 0.1, 0.01)
     ) -> list[dict[float, float | None]]:
-        """Per seed, t_f from the every-step loss (exact to the step's interpolation)."""
-        from dynamics.phases import crossing_times
-
-        out = []
-        for traj, loss, t in zip(self.trajectories, self.loss, self.t, strict=True):
-            keep = np.isfinite(loss)
-            out.append(crossing_times(t[keep], loss[keep], traj.l_ref, fractions))
-        return out
+        """Per seed, t_f from the every-step loss (exact to the step's interpolation): each
+        trajectory's :meth:`Trajectory.crossing_times`."""
+        return [traj.crossing_times(fractions) for traj in self.trajectories]
 
 
-def record_steps(steps: int, record: str | int | Sequence[int] = "log") -> np.ndarray:
-    """Steps at which the order parameters are recorded, sorted and unique.
+def record_steps(steps: int, record: str | int | Sequence[int] | SaveAt = "log") -> np.ndarray:
+    """Steps at which the order parameters are recorded, sorted and unique: the
+    :class:`dynamics.record.SaveAt` ``record`` (:meth:`SaveAt.step_indices`) or its shorthand.
 
     ``log``: every step up to 100, about 200 log-spaced and 200 linearly spaced steps up to
     ``steps`` (always 0 and ``steps``); ``all``: every step 0..steps; an int n: every n-th
     step; a sequence: the listed steps within [0, steps]. Always 0 and ``steps``.
     """
-    if isinstance(record, str):
-        if record == "all":
-            return np.arange(steps + 1)
-        early = np.arange(min(steps, 100) + 1)
-        log = np.rint(np.geomspace(1, steps, 200))
-        linear = np.rint(np.linspace(0, steps, 201))
-        return np.unique(np.concatenate([early, log, linear, [steps]]).astype(np.int64))
-    if isinstance(record, (int, np.integer)):
-        listed = np.arange(0, steps + 1, int(record))
-    else:
-        listed = np.array([int(s) for s in record if 0 <= s <= steps], dtype=np.int64)
-    return np.unique(np.concatenate([[0], listed, [steps]]).astype(np.int64))
+    return as_saveat(record, "log").step_indices(steps)
 
 
 def _torch_slopes(obj: GroupObjective) -> Callable[[Tensor, Tensor], Tensor]:
@@ -618,13 +610,14 @@ def _result(specs: list[Problem], config: TrainConfig, lr: np.ndarray, clock: np
             final_loss[seed] = value
         keep = rec < end
         mine = {name: (p[seed, keep], u[seed, keep]) for name, (p, u) in order.items()}
-        traj = Trajectory.from_order_parameters(
-            clock[seed, rec[keep]], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
-            method=config.optimizer, steps=rec[keep])
         if group_loss is not None:
             group_loss[seed, end + 1:] = np.nan
-            traj.group_loss = group_loss[seed, rec[keep]]
-        trajectories.append(traj)
+        finite = np.isfinite(loss[seed])  # the exact crossing record: every step to `end`
+        trajectories.append(Trajectory.from_order_parameters(
+            clock[seed, rec[keep]], loss[seed, rec[keep]], spec.l_ref, mine, gram[seed],
+            method=config.optimizer, steps=rec[keep],
+            group_loss=None if group_loss is None else group_loss[seed, rec[keep]],
+            every_t=clock[seed, finite], every_loss=loss[seed, finite]))
     if messages:
         warnings.warn("; ".join(messages), RuntimeWarning, stacklevel=3)
     return TrainResult(

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from dynamics.problems import KINDS, Chain, Problem
+from dynamics.record import SaveAt
 from dynamics.trajectory import Trajectory
 
 __all__ = [
@@ -55,29 +56,25 @@ def make_spec(config: dict[str, Any]) -> Problem:
 
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
-    """At most ~``count`` samples (half linear, half log-spaced in t); big cosines compacted.
+    """At most ~``count`` samples (``SaveAt.grid(count).thin``: half linear, half log-spaced in
+    t); big cosines compacted. The thinned trajectory is for figures: it holds cosines and
+    norms (not the order parameters) and no exact crossing record.
 
     With more than :data:`MAX_PAIRS` target/learned pairs a factor keeps only
     max_j |cos(target j, learned l)| per learned vector (shape (T, 1, k)): what is plotted.
     """
-    t = traj.t
-    if t.size > count:
-        first = t[1] if t[0] == 0 else t[0]
-        marks = np.concatenate([np.linspace(t[0], t[-1], count // 2),
-                                np.geomspace(max(first, t[-1] * 1e-6), t[-1], count // 2)])
-        keep = np.unique(np.concatenate([[0, t.size - 1],
-                                         np.searchsorted(t, marks).clip(0, t.size - 1)]))
-    else:
-        keep = np.arange(t.size)
+    keep = SaveAt.grid(count).thin(traj.t)
     cosines = {}
     for name, cos in traj.cosines.items():
         cos = cos[keep]
         if cos.shape[1] * cos.shape[2] > MAX_PAIRS:
             cos = np.max(np.abs(cos), axis=1, keepdims=True)
         cosines[name] = cos
-    return Trajectory(t[keep], traj.loss[keep], traj.l_ref, cosines,
+    return Trajectory(traj.t[keep], traj.loss[keep], traj.l_ref, cosines,
                       {name: v[keep] for name, v in traj.norms.items()}, traj.method,
-                      None if traj.steps is None else traj.steps[keep])
+                      None if traj.steps is None else traj.steps[keep], traj.state_size,
+                      None if traj.group_loss is None else traj.group_loss[keep],
+                      time_unit=traj.time_unit)
 
 
 def _narrow(traj: Trajectory, count: int = STORED_VECTORS) -> Trajectory:
@@ -195,7 +192,8 @@ def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
         return None
     s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     try:
-        return mechanistic_phases(traj.t, traj.loss, traj.cosines, traj.norms, s).to_dict()
+        return mechanistic_phases(traj.t, traj.loss, None, None, s,
+                                  overlaps={f: traj.overlaps(f) for f in ("X", "Y")}).to_dict()
     except (ValueError, KeyError):
         return None
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,9 +21,9 @@ class Halved(Method):
 
     name: ClassVar[str] = "halved"
 
-    def run(self, spec, t_max, record, s_max):
-        traj = Flow().run(spec, t_max / 2, record, s_max)
-        return traj.__class__(**{**traj.__dict__, "t": 2 * traj.t})
+    def run(self, spec, saveat, stop, s_max):
+        traj = Flow().run(spec, saveat, dataclasses.replace(stop, t_max=stop.t_max / 2), s_max)
+        return dataclasses.replace(traj, t=2 * traj.t)
 
 
 @dataclass(frozen=True)
