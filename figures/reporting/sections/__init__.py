@@ -16,6 +16,7 @@ from . import (
     depth,
     equations,
     grouped,
+    icl,
     open_questions,
     optimizers,
     power,
@@ -41,6 +42,7 @@ SECTIONS: tuple[Section, ...] = (
     depth.SECTION,
     power.SECTION,
     committee.SECTION,
+    icl.SECTION,
 )
 
 
