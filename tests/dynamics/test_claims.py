@@ -129,6 +129,7 @@ def test_claim4_rank10_plateau_with_smeared_drop(seed):
     assert smear_ten > 2 * smear_one
 
 
+@pytest.mark.slow  # ~5 s: rank-100 training
 def test_claim4_rank100_no_plateau_power_law_span_without_alignment():
     sigma = 0.03
     _, _, one = _phases_at_n100(1, sigma)

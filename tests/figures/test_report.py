@@ -217,6 +217,7 @@ def test_the_command_under_each_figure_regenerates_it(report):
     assert json.loads((report / "data" / "run.json").read_text())["cache"]["misses"] == 0
 
 
+@pytest.mark.slow  # ~4 s: starts a LocalCluster
 def test_report_jobs_run_on_a_dask_cluster(tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,

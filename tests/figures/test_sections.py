@@ -194,6 +194,7 @@ def test_scaling_matches_the_closed_forms(build):
     assert _only_claim(result, 5).verdict == _expected([c["holds"] for c in cells])
 
 
+@pytest.mark.slow  # ~6 s of SGD/Adam training
 def test_optimizers_rank_1_has_no_bumps(build):
     """One mode: its alignment rises monotonically, so claim 10's rank-1 cells hold for SGD."""
     result = build(optimizers.SECTION, optimizers.Settings(MapGrid((1e-3, 1.0), (1, 2, 5), (0,))))
@@ -232,6 +233,7 @@ def test_weight_decay_delays_and_shrinks_to_s_minus_lambda(build):
     assert _only_claim(result, 7).verdict == SUPPORTED
 
 
+@pytest.mark.slow  # ~7 s; the equations are also derived in tests/dynamics
 def test_equations_are_derived_and_typeset(build):
     result = build(equations.SECTION, None)
     assert list(result.data["equations"]) == [d[0] for d in equations.DERIVATIONS]
@@ -243,6 +245,7 @@ def test_equations_are_derived_and_typeset(build):
     assert result.claims == []
 
 
+@pytest.mark.slow  # ~4 s
 def test_open_questions_one_mode_plateaus_and_an_aligned_start_does_not(build):
     """A single mode from σ = 1e-3 starts with overlap ~σ: a plateau; modes started balanced
     and aligned at half their targets are past theirs: none."""
