@@ -24,6 +24,8 @@ class SampledTask:
     """Groups g = 0..G−1 with frequencies p_g ∝ (g + 1)^−α; fresh batches; a fixed evaluation
     set of the same number of examples per group."""
 
+    #: the model spec a task is (theory runs on it); None: a task of sampled examples
+    spec = None
     num_groups: int
     alpha: float
     batch_size: int
@@ -35,6 +37,11 @@ class SampledTask:
     def probabilities(self) -> np.ndarray:
         """Group frequencies p_g ∝ g^−α (g from 1)."""
         return zipf_frequencies(self.num_groups, self.alpha)
+
+    @property
+    def group_names(self) -> list[str]:
+        """A display name per group."""
+        return [f"task {g + 1}" for g in range(self.num_groups)]
 
     @property
     def threshold(self) -> np.ndarray:

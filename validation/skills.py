@@ -182,6 +182,11 @@ class SkillsTask(SampledTask):
         return len(self.offsets)
 
     @property
+    def group_names(self) -> list[str]:
+        """A display name per group: the skill's offset k."""
+        return [f"skill {k:+d}" for k in self.offsets]
+
+    @property
     def vocab(self) -> int:
         """Number of token ids, G·B (skill g owns ids g·B … g·B + B − 1)."""
         return self.num_groups * self.block

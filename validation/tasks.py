@@ -119,11 +119,17 @@ def objective_label(method: str, q: float | None = None, tau: float | None = Non
     return objective(method, q=q, tau=tau, eps=eps, step=step).label
 
 
+def spec_of(task: Task) -> ModelSpec | None:
+    """The model spec a task is (theory runs on it: :class:`SpecTask`), or None for a task of
+    examples (the protocol's optional ``spec`` attribute)."""
+    return getattr(task, "spec", None)
+
+
 def task_method(task: Task, method: str, seed: int = 0, **params: Any) -> str | LossMethod:
     """What :func:`train_task` takes for ``method`` with ``params`` (q, tau, eps, step, and
     options): a :class:`SpecTask` the objective's label, any other task its loss method
     (:func:`make_method`)."""
-    if isinstance(task, SpecTask):
+    if spec_of(task) is not None:
         options = sorted(set(params) - {"q", "tau", "eps", "step"})
         if options:
             raise ValueError(f"method {method!r} on task {task.name!r} takes no "
@@ -170,6 +176,11 @@ class SpecTask:
     def threshold(self) -> np.ndarray:
         """Emergence threshold per group: half its reference loss (the t_0.5 convention)."""
         return self.reference_loss / 2
+
+    @property
+    def group_names(self) -> list[str]:
+        """A display name per group."""
+        return [f"group {g + 1}" for g in range(self.num_groups)]
 
 
 
@@ -606,7 +617,7 @@ def train_task(
     ``progress`` and a terminal on stderr. Torch threads: one while a step is small
     (:func:`validation.training.limit_threads`, work ≈ 3 × examples × parameters).
     """
-    if isinstance(task, SpecTask):
+    if spec_of(task) is not None:
         if probe_every is not None:
             raise ValueError(f"task {task.name!r}: the gradient probe needs a task of examples")
         return _train_spec(task, method, steps, lr, optimizer, record, progress, dtype)
@@ -793,7 +804,7 @@ def grouped_runs(
         result = train_task(task, chosen, steps, lr, seed, setting.optimizer,
                             setting.record, progress, probe_every=probe_every,
                             probe_options=probe_options, reference_every=reference_every)
-        if isinstance(task, SpecTask):  # the batched trainer: time a mean-loss run beside it
+        if spec_of(task) is not None:  # the batched trainer: time a mean-loss run beside it
             mean = train_task(task, "mean", steps, lr, seed, setting.optimizer, setting.record)
             result.seconds_per_step = result.wall_seconds / steps
             result.overhead = result.wall_seconds / mean.wall_seconds
@@ -816,7 +827,7 @@ def predict_task(
     :func:`dynamics.integrate.predict` samples (dense where the losses move). ``wall_seconds``
     is the integration time.
     """
-    if not isinstance(task, SpecTask):
+    if spec_of(task) is None:
         raise TypeError(f"task {task.name!r} has no derived theory (it is not a model's spec)")
     label = method if "(" in method else objective_label(method)
     spec = task.spec.with_objective(label)
@@ -898,7 +909,7 @@ def compare_methods(
                 record=setting.record, progress=progress,
             )  # fmt: skip
             runs.append(_summary(result))
-            if theory and isinstance(task, SpecTask):
+            if theory and spec_of(task) is not None:
                 prediction = predict_task(task, loss_method, steps, lr)
                 predicted.append(_summary(prediction))
                 t_pred = group_emergence(prediction.time, prediction.group_loss, task.threshold)

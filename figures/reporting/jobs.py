@@ -228,7 +228,6 @@ def job_task(config: dict[str, Any]) -> dict[str, Any]:
     ``group_accuracy``), the task's ``reference`` loss ℓ_ref,g and ``probabilities`` p_g,
     ``groups`` (a name per group) and :meth:`validation.tasks.TaskResult.summary`.
     """
-    from validation.skills import SkillsTask
     from validation.tasks import TASKS, make_method, make_task, train_task
 
     setting = TASKS[config["task"]]
@@ -240,8 +239,7 @@ def job_task(config: dict[str, Any]) -> dict[str, Any]:
                         probe_every=config.get("probe_every"),
                         probe_options=config.get("probe_options"),
                         reference_every=REFERENCE_EVERY)
-    names = ([f"skill {k:+d}" for k in task.offsets] if isinstance(task, SkillsTask)
-             else [f"task {g + 1}" for g in range(task.num_groups)])
+    names = task.group_names
     return {"time": result.time, "time_unit": result.time_unit, "group_loss": result.group_loss,
             "group_accuracy": result.group_accuracy,
             "reference": np.asarray(task.reference_loss, dtype=float),
