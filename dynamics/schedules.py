@@ -39,6 +39,7 @@ from .errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "SCHEDULES",
@@ -48,6 +49,7 @@ __all__ = [
     "Schedule",
     "StepLR",
     "schedule_from_text",
+    "step_times",
     "times",
 ]
 
@@ -194,6 +196,17 @@ def times(lr: float, steps: int, schedule: Schedule | None = None) -> np.ndarray
     out = np.zeros(steps + 1)
     np.cumsum(schedule.rates(lr, steps), out=out[1:])
     return out
+
+
+def step_times(lr: float, steps: ArrayLike, schedule: Schedule | None = None) -> np.ndarray:
+    """t at the listed steps k (integers >= 0): t_k of :func:`times`, η·k without a schedule
+    (the same float64 values as ``times(lr, max(k))[k]``)."""
+    import numpy as np
+
+    k = np.asarray(steps, dtype=int)
+    if schedule is None:
+        return float(lr) * k
+    return times(lr, int(k.max(initial=0)), schedule)[k]
 
 
 def schedule_from_text(text: str) -> Schedule:

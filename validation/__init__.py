@@ -31,7 +31,6 @@ _EXPORTS = {
     "SpecTask": "tasks",
     "plateau_to_drop": "emergence",
     "summarize_run": "emergence",
-    "table_markdown": "tasks",
     "train_task": "tasks",
 }
 

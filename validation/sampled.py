@@ -11,6 +11,8 @@ evaluation come from here.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -20,23 +22,27 @@ from dynamics.groups import zipf_frequencies
 __all__ = ["SampledTask"]
 
 
+@dataclass
 class SampledTask:
     """Groups g = 0..G−1 with frequencies p_g ∝ (g + 1)^−α; fresh batches; a fixed evaluation
-    set of the same number of examples per group."""
+    set of the same number of examples per group.
 
-    #: the model spec a task is (theory runs on it); None: a task of sampled examples
-    spec = None
-    num_groups: int
-    alpha: float
-    batch_size: int
-    eval_inputs: Tensor
-    eval_targets: Tensor
-    eval_labels: Tensor
+    The fields every such task has (keyword-only, after the task's own): ``seed`` (the
+    subsets/evaluation set), ``time_unit`` (``"step"``) and ``gradient_params``, patterns of
+    the parameters whose per-example gradients the gradient methods use (None: all)."""
+
+    _: KW_ONLY
+    seed: int = 0
+    time_unit: str = "step"
+    gradient_params: tuple[str, ...] | None = None
+    eval_inputs: Tensor = field(init=False, repr=False)
+    eval_targets: Tensor = field(init=False, repr=False)
+    eval_labels: Tensor = field(init=False, repr=False)
 
     @property
     def probabilities(self) -> np.ndarray:
         """Group frequencies p_g ∝ g^−α (g from 1)."""
-        return zipf_frequencies(self.num_groups, self.alpha)
+        return zipf_frequencies(self.num_groups, self.alpha)  # type: ignore[attr-defined]
 
     @property
     def group_names(self) -> list[str]:
@@ -57,7 +63,8 @@ class SampledTask:
     def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """A fresh batch (inputs, targets, group labels), groups drawn with probabilities p_g."""
         p = torch.as_tensor(self.probabilities)
-        labels = torch.multinomial(p, self.batch_size, replacement=True, generator=generator)
+        size = self.batch_size  # type: ignore[attr-defined]
+        labels = torch.multinomial(p, size, replacement=True, generator=generator)
         return *self.examples(labels, generator), labels  # type: ignore[attr-defined]
 
     @torch.no_grad()

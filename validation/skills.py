@@ -47,7 +47,7 @@ repeated segment, which one positional head solves, showed none (issue 13's prob
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 SKILLS_FULL: dict[str, Any] = {"steps": 4000, "lr": 2e-3, "optimizer": "adam", "record": 10}
-"""Training settings of the full run (``TASKS["skills"]`` in :mod:`validation.tasks`)."""
+"""Training settings of the full run (``TASKS["skills"]`` in :mod:`validation.tasks.registry`)."""
 
 SKILLS_REDUCED: dict[str, Any] = {
     "task": {"block": 12, "eval_per_group": 128},
@@ -160,14 +160,7 @@ class SkillsTask(SampledTask):
     layers: int = 2
     batch_size: int = 64
     eval_per_group: int = 256
-    seed: int = 0
     name: str = "skills"
-    time_unit: str = "step"
-    gradient_params: tuple[str, ...] | None = None
-    """Parameters whose per-example gradients the gradient methods use (None: all)."""
-    eval_inputs: Tensor = field(init=False, repr=False)
-    eval_targets: Tensor = field(init=False, repr=False)
-    eval_labels: Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.offsets = tuple(int(k) for k in self.offsets)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dynamics.groups import objective
+from figures.task_tables import table_markdown
 from validation.emergence import plateau_to_drop
 from validation.grouped import ObjectiveLoss
 from validation.tasks import (
@@ -18,7 +19,6 @@ from validation.tasks import (
     grouped_runs,
     make_method,
     make_task,
-    table_markdown,
     train_task,
 )
 
