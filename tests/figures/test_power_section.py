@@ -39,7 +39,7 @@ def _rows(result) -> dict:
 
 
 def test_registered_after_depth():
-    assert [s.slug for s in SECTIONS][-3:] == ["depth", "power-family", "committee"]
+    assert [s.slug for s in SECTIONS][-4:] == ["depth", "power-family", "committee", "icl"]
     assert resolve_sections("14") == resolve_sections("power-family") == [section.SECTION]
 
 
