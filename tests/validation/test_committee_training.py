@@ -76,7 +76,13 @@ def test_plateau_length_grows_as_log_n_over_two_lambda():
     Measured (η = 1, 16 seeds, each its own start, init σ = 0.1; 2026-12-05): plateau lengths
     74.5 ± 3.6, 78.2 ± 3.1, 77.8 ± 2.2, 98.6 ± 5.2 at N = 250, 500, 1000, 2000 (N = 4000 not
     finished): fitted slope ≈ 10 ± 3 against 1/(2λ) = 6.68 — not yet within 20 %; more seeds
-    are needed to decide (the seed sd of an escape time is ≈ 1/λ ≈ 13)."""
+    are needed to decide (the seed sd of an escape time is ≈ 1/λ ≈ 13).
+
+    Theory isolated (tests/benchmarks/nsweep_committee_ode.py, 2026-12-05): the online ODE alone,
+    started from each seed's own initial order parameters (no finite-N noise after t = 0), gives
+    the same excess: slope 8.30 ± 1.0 (64 seeds; 9.33 ± 1.7 with 16) against 6.68, i.e. +24 %,
+    1.6 SE. So the excess is not finite-N SGD noise; it is in the ODE from the random start
+    (pre-asymptotic, or statistical at 1.6 SE) — open."""
     lr, seeds, ns = 1.0, 16, (250, 500, 1000, 2000, 4000)
     lengths = []
     for n in ns:
