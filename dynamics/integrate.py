@@ -83,7 +83,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from . import groups, symbolic
-from .errors import UsageError
+from .errors import ScurveError, UsageError
 from .matexpr import ReductionError
 from .methods import Discrete, Flow, Method
 from .model import Model
@@ -107,9 +107,15 @@ STALL_MIN_STEPS = 1000  # ... while the step count doubled from at least this ma
 WALL_LIMIT = 600.0  # seconds before a continuous integration gives up
 
 
-class IntegrationError(RuntimeError):
-    """Integration failed (solve_ivp failure, overflow, divergence); the message names the
-    spec, the method and the time reached."""
+class IntegrationError(ScurveError, RuntimeError):
+    """Integration failed (solve_ivp failure, overflow, divergence, the wall-clock limit); the
+    message is one line naming the spec, the method, the time reached and why. A
+    :class:`ScurveError` (the CLI: one line, exit 2): it is the consequence of the settings
+    asked for (a step size that diverges, an end time out of reach), not a bug."""
+
+
+class _OutOfTime(Exception):
+    """Raised from inside a right-hand side once :data:`WALL_LIMIT` has passed."""
 
 
 @dataclass(frozen=True)
@@ -355,11 +361,25 @@ def _solve_chunks(
     sols = []
     norm0 = float(np.linalg.norm(y0)) or 1.0
     started = time.perf_counter()
+    calls = [0]
+
+    def timed(t: float, y: np.ndarray) -> np.ndarray:  # the wall limit, checked inside a chunk
+        calls[0] += 1
+        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
+            raise _OutOfTime(t)
+        return rhs(t, y)
+
     while True:
         t1 = min(cap, t0 + chunk)
-        try:
-            sol = solve_ivp(rhs, (t0, t1), y, method=solver, rtol=rtol,
-                            atol=1e-14 * norm0, dense_output=True, events=below)
+        try:  # trial steps that overflow are rejected by the step control: no warnings
+            with np.errstate(over="ignore", invalid="ignore"):
+                sol = solve_ivp(timed, (t0, t1), y, method=solver, rtol=rtol,
+                                atol=1e-14 * norm0, dense_output=True, events=below)
+        except _OutOfTime as exc:
+            raise IntegrationError(
+                f"{spec.describe()}: method {method!r} still running at t = {exc.args[0]:.6g} "
+                f"after {WALL_LIMIT:.0f} s (a stiff or very long run: give an earlier t_max)"
+            ) from None
         except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             raise IntegrationError(
                 f"{spec.describe()}: method {method!r} failed after t = {t0:.6g} "
@@ -384,9 +404,6 @@ def _solve_chunks(
         if speed < 1e-9 * s_max * size or size < 1e-12 * norm0:
             break
         chunk = t0  # doubling
-        if time.perf_counter() - started > WALL_LIMIT:
-            raise IntegrationError(f"{spec.describe()}: method {method!r} still running at "
-                                   f"t = {t0:.6g} after {WALL_LIMIT:.0f} s")
     t_end = t0
     first = min((s.t[1] for s in sols if s.t.size > 1), default=t_end)
     grid = saveat.times(t_end, first)

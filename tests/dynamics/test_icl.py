@@ -273,3 +273,23 @@ def test_separate_heads_rest_on_the_saddle_levels():
     paper = _paper_levels([0.1, 0.2, 0.3, 0.4], context)
     for lv, i in zip(levels, idx, strict=True):
         assert lv / (count / 2) == pytest.approx(paper[i], rel=0.03)
+
+
+def test_rate_scale_is_the_spread_of_the_escape_rates():
+    """The icl rate scale is (σ₁, σ_D) of B = Σ_p y_p z_p (computed here from the raw sequences),
+    for merged and separate specs alike; and the default flow of separate heads — whose loss
+    floor 𝓛_D > 0.01 L_ref is never crossed — ends by itself within ~100× the last drop instead of
+    running for minutes towards the generic end time 10⁶/√(2 L_ref)."""
+    dim, context, count = 3, 7, 400
+    x, y = sequences(covariance(dim, seed=2), context, count, seed=3)
+    beta = np.einsum("pn,pnd->pd", y[:, :-1], x[:, :-1])
+    b = np.einsum("p,pd,pe->de", y[:, -1], beta, x[:, -1])
+    want = np.linalg.svd(b, compute_uv=False)[[0, -1]]
+    for separate_heads in (False, True):
+        spec = sample_icl(dim, context, count, 2, init=0.1, seed=2, separate=separate_heads)
+        assert np.allclose(spec.rate_scale(), want, rtol=1e-12)
+    spec = sample_icl(dim, context, count, 3, init=1e-2, seed=2, separate=True)
+    traj = predict(spec)  # converged: all three heads grown, the loss at its minimum 0.31 L_ref
+    drops = analyze(traj.t, traj.loss, spec.l_ref).drops
+    assert drops and traj.loss[-1] > 0.01 * spec.l_ref
+    assert traj.t[-1] < 100 * drops[-1].time

@@ -516,3 +516,15 @@ def test_discrete_with_a_schedule_stops_at_t_max():
     traj = predict(spec, Discrete(LR, schedule=cos), t_max=3.0)
     assert traj.t[-1] >= 3.0 > traj.t[-2]
     assert traj.steps[-1] > 50
+
+
+def test_the_wall_limit_stops_a_chunk_from_inside(monkeypatch):
+    """A continuous integration past WALL_LIMIT stops inside the solver (not only between
+    doubling chunks) with a one-line IntegrationError that is a ScurveError naming t."""
+    from dynamics.errors import ScurveError
+
+    monkeypatch.setattr(integrate, "WALL_LIMIT", 0.0)
+    spec = Factorization.sample(n=6, rank=2, init=1e-3, seed=0)
+    with pytest.raises(integrate.IntegrationError, match=r"still running at t = .* after 0 s") as e:
+        integrate.predict(spec)
+    assert isinstance(e.value, ScurveError) and "\n" not in str(e.value)
