@@ -1,7 +1,8 @@
 """In-context linear regression with merged linear attention (dynamics/models/icl.py).
 
-Oracles written here: the linear-attention forward pass on tokens [x; y] in torch (autograd,
-full-batch GD, float64), an explicit numpy GD of the two-layer network on z, and the paper's
+Oracles: the linear-attention forward pass on the tokens [x; y] in torch (autograd, full-batch
+GD, float64; validation.icl, independent of the SymPy derivation), and, written here, torch
+autograd of ½‖y − vWZ‖², an explicit numpy GD of the two-layer network on z, and the paper's
 saddle-loss recursion.
 """
 
@@ -27,30 +28,6 @@ from dynamics.phases import analyze
 from dynamics.problems import load, save
 
 
-def _attention_loss(tokens_x, tokens_y, wkq, wv):
-    """½ Σ_p (ŷ_p − y_q)²: H heads of linear attention on tokens eₙ = [xₙ; yₙ] (the query's
-    y set to 0), ŷ = Σ_h (Σₙ (eₙᵀ W^KQ_h e_q) W^V_h eₙ)_{D+1}, summed over all N+1 tokens."""
-    target = tokens_y[:, -1]
-    y_in = tokens_y.clone()
-    y_in[:, -1] = 0.0
-    e = torch.cat([tokens_x, y_in[..., None]], dim=-1)  # (P, N+1, D+1)
-    eq = e[:, -1]  # (P, D+1)
-    scores = torch.einsum("pni,hij,pj->phn", e, wkq, eq)
-    values = torch.einsum("hij,pnj->phni", wv, e)
-    out = torch.einsum("phn,phni->pi", scores, values)
-    return 0.5 * torch.sum((out[:, -1] - target) ** 2)
-
-
-def _embed(w, v, dim):
-    """W^KQ_h = [[W_h, 0], [0, 0]], W^V_h = v_h e_{D+1} e_{D+1}ᵀ (the blocks that carry ŷ)."""
-    heads = w.shape[0]
-    wkq = torch.zeros(heads, dim + 1, dim + 1, dtype=torch.float64)
-    wkq[:, :dim, :dim] = w.reshape(heads, dim, dim)
-    wv = torch.zeros(heads, dim + 1, dim + 1, dtype=torch.float64)
-    wv[:, dim, dim] = v.reshape(heads)
-    return wkq, wv
-
-
 def test_covariance_has_unit_trace_and_eigenvalues_proportional_to_1_to_d():
     cov = covariance(5, seed=3)
     assert np.trace(cov) == pytest.approx(1.0, rel=1e-14)
@@ -72,8 +49,11 @@ def test_sequences_draw_fresh_w_per_sequence():
 
 def test_merged_attention_equals_its_mlp_twin_at_every_gd_step():
     """Full-batch GD (float64) of linear attention computed on the tokens, through torch
-    autograd, against scurve's exact reduced GD map of ½‖y − vWZ‖² from the same
-    initialisation: the loss at every one of 300 steps to 1e-12 relative."""
+    autograd (validation.icl, which shares nothing with the derivation), against scurve's exact
+    reduced GD map of ½‖y − vWZ‖² from the same initialisation: the loss at every one of 300
+    steps to 1e-12 relative."""
+    from validation.icl import attention_gd
+
     dim, context, count, heads = 3, 7, 200, 2
     spec = sample_icl(dim, context, count, heads, init=0.3, seed=4)
     lr, steps = 2e-4, 300
@@ -81,18 +61,7 @@ def test_merged_attention_equals_its_mlp_twin_at_every_gd_step():
     x, y = sequences(covariance(dim, seed=4), context, count, seed=5)  # sample_icl's draws
     v = spec.values()
     assert np.allclose(features(x, y)[0], v["Z"], rtol=0, atol=0)
-    tx, ty = torch.tensor(x), torch.tensor(y)
-    w = torch.tensor(v["W"], requires_grad=True)
-    vv = torch.tensor(v["v"], requires_grad=True)
-    losses = []
-    for _ in range(steps + 1):
-        loss = _attention_loss(tx, ty, *_embed(w, vv, dim))
-        losses.append(loss.item())
-        gw, gv = torch.autograd.grad(loss, [w, vv])
-        with torch.no_grad():
-            w -= lr * gw
-            vv -= lr * gv
-    want = np.array(losses)[traj.steps]
+    want = attention_gd(x, y, v["W"], v["v"], lr, steps)[traj.steps]
     assert want[-1] < 0.5 * want[0]  # it learned: the comparison covers the drop
     assert np.max(np.abs(traj.loss / want - 1)) < 1e-12
 
