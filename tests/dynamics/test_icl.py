@@ -262,3 +262,43 @@ def test_rate_scale_is_the_spread_of_the_escape_rates():
     drops = analyze(traj.t, traj.loss, spec.l_ref).drops
     assert drops and traj.loss[-1] > 0.01 * spec.l_ref
     assert traj.t[-1] < 100 * drops[-1].time
+
+
+@pytest.mark.slow
+def test_separate_heads_staircase_in_training_six_seeds():
+    """The staircase in float32 torch training (6 seeds, D = 4, N = 31, P = 20 000, H = 4,
+    σ = 1e-2, η = 0.1/P, t·P to 2500: the last drop of seed 4 is at 1954): every plateau the
+    phase analysis finds on a training curve, and its final level, rest on the run's own
+    empirical saddles (least squares on the top-m eigen-directions of Λ) within 1 % (measured
+    ≤ 0.5 %), in increasing m — the components are learned in decreasing eigenvalue order —
+    down to m = D. (Two components may fall in one drop: a plateau can be skipped.)"""
+    from validation.training import TrainConfig, train
+
+    dim, context, count, seeds = 4, 31, 20_000, 6
+    specs = [sample_icl(dim, context, count, 4, init=1e-2, seed=s, separate=True)
+             for s in range(seeds)]
+    run = train(specs, TrainConfig(lr=0.1 / count, steps=25_000, dtype="float32",
+                                   device="cpu"))
+    for s, (spec, traj) in enumerate(zip(specs, run.trajectories, strict=True)):
+        phases = analyze(traj.t, traj.loss, spec.l_ref)
+        levels = [p.level for p in phases.plateaus] + [float(traj.loss[-1])]
+        emp = _empirical_levels(spec, covariance(dim, seed=s), dim)
+        idx = [int(np.argmin(np.abs(emp / lv - 1))) for lv in levels]
+        assert idx == sorted(idx) and idx[-1] == dim and len(set(idx)) == len(idx) >= 3, (s, idx)
+        for lv, i in zip(levels, idx, strict=True):
+            assert lv == pytest.approx(emp[i], rel=0.01), (s, i)
+
+
+@pytest.mark.slow
+def test_empirical_saddles_tend_to_the_paper_levels():
+    """The saddles a finite training set rests on (least squares, as above) against the paper's
+    population levels 𝓛ₘ (per ½P): at P = 100 000 within 3 % for 6 seeds (measured ≤ 1.3 %; the
+    bound is 2.3× the error, not 10×: the deviation is sampling noise ∝ 1/√P, from the heavy
+    tails of y_q² = (wᵀx_q)², and 3 % is the issue's bound); at P = 20 000 it is up to 3.8 %."""
+    dim, context, count = 4, 31, 100_000
+    for s in range(6):
+        spec = sample_icl(dim, context, count, 1, init=1e-2, seed=s, separate=True)
+        cov = covariance(dim, seed=s)
+        paper = _paper_levels(np.linalg.eigvalsh(cov), context)
+        emp = _empirical_levels(spec, cov, dim)
+        np.testing.assert_allclose(emp / (count / 2), paper, rtol=0.03)
