@@ -58,8 +58,9 @@ def make_spec(config: dict[str, Any]) -> Problem:
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
     """At most ~``count`` samples (``SaveAt.grid(count).thin``: half linear, half log-spaced in
-    t); big cosines compacted. The thinned trajectory is for figures: it holds cosines and
-    norms (not the order parameters) and no exact crossing record.
+    t); big cosines compacted; cosines and norms in float32 (t and the loss stay float64). The
+    thinned trajectory is for figures: it holds cosines and norms (not the order parameters)
+    and no exact crossing record.
 
     With more than :data:`MAX_PAIRS` target/learned pairs a factor keeps only
     max_j |cos(target j, learned l)| per learned vector (shape (T, 1, k)): what is plotted.
@@ -70,9 +71,10 @@ def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
         cos = cos[keep]
         if cos.shape[1] * cos.shape[2] > MAX_PAIRS:
             cos = np.max(np.abs(cos), axis=1, keepdims=True)
-        cosines[name] = cos
+        cosines[name] = cos.astype(np.float32)  # drawn, never judged: half the cache
     return Trajectory(traj.t[keep], traj.loss[keep], traj.l_ref, cosines,
-                      {name: v[keep] for name, v in traj.norms.items()}, traj.method,
+                      {name: v[keep].astype(np.float32) for name, v in traj.norms.items()},
+                      traj.method,
                       None if traj.steps is None else traj.steps[keep], traj.state_size,
                       None if traj.group_loss is None else traj.group_loss[keep],
                       time_unit=traj.time_unit)
