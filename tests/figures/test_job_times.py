@@ -30,16 +30,3 @@ def test_job_train_crossings_use_the_schedules_clock() -> None:
     assert want is not None and got == pytest.approx(want, rel=1e-9)
     step = int(np.searchsorted(schedule_times(0.2, 100, schedule), want))
     assert 0.2 * step > 1.2 * want  # η·k at that step: far off
-
-
-def test_job_predict_reads_mechanistic_phases_through_the_models_hook() -> None:
-    """A squared-loss factorization gets mechanistic phases (its module registers the mode
-    strengths); a chain, an attention head or a factorization with weight decay gets None."""
-    from figures.reporting.jobs import job_predict
-
-    base = {"n": 6, "rank": 1, "init": 1e-3, "seed": 0}
-    got = job_predict({"spec": {"kind": "factorization", **base}, "method": "flow"})
-    assert got["mechanistic"] is not None and got["mechanistic"]["plateaus"]
-    for spec in ({"kind": "factorization", **base, "weight_decay": 0.1},
-                 {"kind": "attention", "d": 6, "rank": 1, "init": 1e-3, "seed": 0}):
-        assert job_predict({"spec": spec, "method": "flow"})["mechanistic"] is None
