@@ -87,14 +87,6 @@ class GroupObjective:
     dro_step: float | None = None
     """Group DRO's step c per training step (w = softmax(z) is then state, see module doc)."""
 
-    def dro_increment(self, losses: Any) -> Any:
-        """Group DRO's per-step increment of the logits z: c·ℓ_g, so a step is z ← z + c·ℓ and,
-        in t = η·step, dz/dt = c·ℓ/η (weights w = softmax(z)). The one definition of the update,
-        used by the GD map, the flow and both torch trainers (numpy arrays or torch tensors)."""
-        if self.dro_step is None:
-            raise UsageError(f"objective {self.label!r} is not Group DRO: it has no logits")
-        return self.dro_step * losses
-
     @cached_property
     def constant_slopes(self) -> bool:
         """Whether d = ∂F/∂ℓ does not depend on ℓ (F linear in the group losses: the mean)."""
@@ -315,7 +307,7 @@ class GroupedDynamics:
     def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
         if not lr > 0:
             raise UsageError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
-        return self.objective.dro_increment(losses) / lr
+        return self.objective.dro_step / lr * losses
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
         state, consts = self.inner.initial(values)
@@ -349,7 +341,7 @@ class GroupedDynamics:
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
-            z = z + self.objective.dro_increment(losses)
+            z = z + self.objective.dro_step * losses
         new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)},
                               lam=lam, lr=lr, mu=mu)
         return dict(new) | ({"z": z} if self.dro else {})
