@@ -326,24 +326,23 @@ class GroupedDynamics:
     def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
         return self.inner.overlaps(self._split(state)[0], consts)
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
-            lam: float, lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
+            lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t (``lr`` = η enters DRO's dz/dt and a modified equation)."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
-        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam=lam,
-                             lr=lr)
+        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam, lr)
         return dict(out) | ({"z": self._dz(losses, lr)} if self.dro else {})
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
-             lam: float, lr: float, mu: float = 0.0) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
+             lam: float, mu: float = 0.0) -> Arrays:
         """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
             z = z + self.objective.dro_step * losses
-        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)},
-                              lam=lam, lr=lr, mu=mu)
+        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
+                              mu)
         return dict(new) | ({"z": z} if self.dro else {})
 
 
@@ -374,10 +373,10 @@ class GroupedFullFlow(GroupedDynamics):
         d = self.matrix(self.inner.group_losses(values))
         return self.inner.grad(dict(values) | {self.name: d}, lam)
 
-    def rhs(self, values: Mapping[str, np.ndarray], *,  # type: ignore[override]
-            lam: float, lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], lam: float,  # type: ignore[override]
+            lr: float = 0.0) -> Arrays:
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.rhs(dict(values) | {self.name: d}, lam=lam, lr=lr)
+        return self.inner.rhs(dict(values) | {self.name: d}, lam, lr)
 
 
 def grouped(inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,

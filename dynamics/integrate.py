@@ -293,7 +293,7 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(flow.rhs(packer.unpack(y), consts, lam=lam, lr=lr))
+            return packer.pack(flow.rhs(packer.unpack(y), consts, lam, lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             st = packer.unpack(y)
@@ -306,7 +306,7 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam=lam, lr=lr))
+            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam, lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             params = packer.unpack(y) | fixed
@@ -491,7 +491,7 @@ class _FullGD:
             state |= {f"b_{w}": np.zeros_like(values[w]) for w in self.model.learned_names}
         self.state = state
 
-    def step(self, state: dict, *, lam: float, lr: float, mu: float) -> dict:
+    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
         params = {w: state[w] for w in self.model.learned_names}
         grads = self.full.grad(params | self.fixed, lam)
         out = {}
@@ -520,8 +520,8 @@ class _ReducedGD:
         self.gd = _grouped(spec, gd)
         self.state, self.consts = self.gd.initial(spec.values())
 
-    def step(self, state: dict, *, lam: float, lr: float, mu: float) -> dict:
-        return self.gd.step(state, self.consts, lam=lam, lr=lr, mu=mu)
+    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
+        return self.gd.step(state, self.consts, lr, lam, mu)
 
     def loss(self, state: dict) -> float:
         return self.gd.loss_value(state, self.consts)
@@ -572,7 +572,7 @@ def _discrete(spec: Problem, method: Discrete, saveat: SaveAt | None, stop: Stop
     t, previous = 0.0, lr
     for step in range(1, max_steps + 1):
         rate = lr if rates is None else next(rates)
-        new = process.step(state, lam=lam, lr=rate, mu=momentum)
+        new = process.step(state, rate, lam, momentum)
         t = step * lr if rates is None else t + rate  # t_m = Σ_{j<m} η_j (= η·m)
         value = process.loss(new)
         if not np.isfinite(value) or value > 1e12 * l_ref:
