@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
-from dynamics import schedules
 from dynamics.problems import KINDS, Chain, Problem
 from dynamics.record import SaveAt
 from dynamics.trajectory import Trajectory
@@ -211,7 +210,7 @@ def job_train(config: dict[str, Any]) -> dict[str, Any]:
     settings = TrainConfig(**config["train"])
     result = train(specs, settings)
     lrs = np.broadcast_to(np.asarray(settings.lr, dtype=float), (len(specs),))
-    runs = [summarize(traj, schedules.times(lr, loss.size - 1, settings.schedule), loss)
+    runs = [summarize(traj, lr * np.arange(loss.size), loss)
             for traj, loss, lr in zip(result.trajectories, result.loss, lrs, strict=True)]
     return {"runs": runs, "diverged": sorted({int(d[0]) for d in result.diverged}),
             "seconds": result.seconds}
@@ -379,7 +378,7 @@ def job_power_train(config: dict[str, Any]) -> dict[str, Any]:
     run = train([task.spec.with_objective(config["objective"]) for task in tasks],
                 TrainConfig(optimizer=TASKS[config["task"]].optimizer, lr=lr, steps=steps,
                             dtype="float64", device="cpu"))
-    t = schedules.times(lr, steps)
+    t = lr * np.arange(steps + 1)
     runs = []
     for task, group_loss in zip(tasks, run.group_loss, strict=True):
         mean = group_loss @ task.frequencies
