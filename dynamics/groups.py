@@ -326,23 +326,24 @@ class GroupedDynamics:
     def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
         return self.inner.overlaps(self._split(state)[0], consts)
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+            weight_decay: float, lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t (``lr`` = η enters DRO's dz/dt and a modified equation)."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
-        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam, lr)
+        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)},
+                             weight_decay=weight_decay, lr=lr)
         return dict(out) | ({"z": self._dz(losses, lr)} if self.dro else {})
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
-             lam: float, mu: float = 0.0) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+             lr: float, weight_decay: float, momentum: float = 0.0) -> Arrays:
         """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
             z = z + self.objective.dro_step * losses
-        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
-                              mu)
+        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr=lr,
+                              weight_decay=weight_decay, momentum=momentum)
         return dict(new) | ({"z": z} if self.dro else {})
 
 
@@ -368,15 +369,15 @@ class GroupedFullFlow(GroupedDynamics):
                    consts: object = None) -> float:
         return float(self.frequencies @ self.group_losses(values))
 
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
-        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters)."""
+    def grad(self, values: Mapping[str, np.ndarray], *, weight_decay: float) -> Arrays:
+        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters, λ = ``weight_decay``)."""
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.grad(dict(values) | {self.name: d}, lam)
+        return self.inner.grad(dict(values) | {self.name: d}, weight_decay=weight_decay)
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float,  # type: ignore[override]
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], *,  # type: ignore[override]
+            weight_decay: float, lr: float = 0.0) -> Arrays:
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.rhs(dict(values) | {self.name: d}, lam, lr)
+        return self.inner.rhs(dict(values) | {self.name: d}, weight_decay=weight_decay, lr=lr)
 
 
 def grouped(inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,
