@@ -87,6 +87,16 @@ class GroupObjective:
     dro_step: float | None = None
     """Group DRO's step c per training step (w = softmax(z) is then state, see module doc)."""
 
+    def dro_increment(self, losses: Any) -> Any:
+        """Group DRO's logit step per training step: Δz_g = c·ℓ_g, applied as z ← z + Δz
+        (Sagawa et al. 2020: q_g ← q_g·e^{c ℓ_g}, renormalised, i.e. q = softmax(z)); ℓ_g in
+        loss units, c = :attr:`dro_step`. The one definition of the update: written with ``*``
+        only, so it serves numpy arrays (the GD map; the flow's dz/dt = Δz/η per unit t) and
+        torch tensors (training) alike. ValueError for an objective that is not DRO."""
+        if self.dro_step is None:
+            raise ValueError(f"{self.label} is not Group DRO (no weight update)")
+        return self.dro_step * losses
+
     @cached_property
     def constant_slopes(self) -> bool:
         """Whether d = ∂F/∂ℓ does not depend on ℓ (F linear in the group losses: the mean)."""
@@ -307,7 +317,7 @@ class GroupedDynamics:
     def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
         if not lr > 0:
             raise UsageError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
-        return self.objective.dro_step / lr * losses
+        return self.objective.dro_increment(losses) / lr  # dz/dt = Δz/η per unit t
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
         state, consts = self.inner.initial(values)
@@ -341,7 +351,7 @@ class GroupedDynamics:
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
-            z = z + self.objective.dro_step * losses
+            z = z + self.objective.dro_increment(losses)
         new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr=lr,
                               weight_decay=weight_decay, momentum=momentum)
         return dict(new) | ({"z": z} if self.dro else {})
