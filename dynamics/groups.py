@@ -224,7 +224,8 @@ def parse(text: str) -> GroupObjective:
 
 def mode_emergence_time(obj: GroupObjective, scale: float, w0: float, weight: float = 1.0,
                         fraction: float = 0.5) -> float:
-    """t at which one decoupled, balanced mode reaches ℓ = fraction·s²/2 from strength w0.
+    """t at which one decoupled, balanced mode reaches ℓ = fraction·s²/2 from strength w0: the
+    prediction of :func:`dynamics.phases.emergence_time` (fall from ℓ_ref = s²/2 to 0).
 
     With the mode's two factors equal, w = p·q and no other group changing, ℓ = ½(s − w)² and
     dw/dt = 2 d(ℓ) w (s − w), d = ∂F/∂ℓ at this group alone (other groups' ℓ held at 0 in

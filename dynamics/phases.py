@@ -202,6 +202,7 @@ __all__ = [
     "Tail",
     "analyze",
     "crossing_times",
+    "emergence_time",
     "fall_level",
     "fall_times",
     "mechanistic_phases",
@@ -453,6 +454,17 @@ def fall_times(t: ArrayLike, loss: ArrayLike, before: float, after: float,
     times = crossing_times(t, loss, before, tuple(lv / before for lv in levels))
     return np.array([np.nan if times[lv / before] is None else times[lv / before]
                      for lv in levels])
+
+
+def emergence_time(t: ArrayLike, loss: ArrayLike, before: float, after: float = 0.0,
+                   remaining: float = 0.5) -> float:
+    """THE emergence time: the first time the curve has done half its fall from ``before`` to
+    ``after``, L ≤ ``after`` + ½(``before`` − ``after``) (:func:`fall_times` with q =
+    ``remaining`` = ½; units of ``t``); NaN if never. Callers choose the fall: per group
+    ``before`` = ℓ_g's reference (zero-model) loss and ``after`` = 0 for the theory's
+    :func:`dynamics.groups.mode_emergence_time`, or the group's own start and end loss
+    (:func:`validation.emergence.group_emergence`'s ``t_half``)."""
+    return float(fall_times(t, loss, before, after, (remaining,))[0])
 
 
 def relative_width(t_start: ArrayLike, t_mid: ArrayLike, t_end: ArrayLike) -> np.ndarray:

@@ -47,7 +47,8 @@ def group_emergence(
     * ``t_threshold``: first time ℓ_g ≤ threshold (scalar or per group).
     * ``t_half``, ``t_10``, ``t_90``: times when 50 %, 10 %, 90 % of the group's own drop
       ℓ_g(t₀) − ℓ_g(t_end) is done, i.e. ℓ_g first ≤ ℓ_g(t₀) − f·(ℓ_g(t₀) − ℓ_g(t_end));
-      t_half is "the" emergence time.
+      t_half is "the" emergence time (:func:`dynamics.phases.emergence_time` of the
+      group's own fall from ℓ_g(t₀) to ℓ_g(t_end)).
     * ``width``: (t_90 − t_10) / t_half, THE drop width relative to its time
       (:func:`dynamics.phases.relative_width` of :func:`dynamics.phases.fall_times` of the
       fall from ℓ_g(t₀) to ℓ_g(t_end)).

@@ -342,15 +342,15 @@ POWER_FRACTIONS = (0.9, 0.5, 0.1)
 
 def _group_times(t: np.ndarray, group_loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(G, 3) t_f of every group at the :data:`POWER_FRACTIONS` of its reference loss
-    (:func:`dynamics.phases.crossing_times`, linear in ln ℓ between samples); NaN: never."""
-    from dynamics.phases import crossing_times
+    (:func:`dynamics.phases.fall_times` of the fall from it to 0, linear in ln ℓ between
+    samples; t_0.5 is :func:`dynamics.phases.emergence_time`); NaN: never."""
+    from dynamics.phases import fall_times
 
     out = np.full((group_loss.shape[1], len(POWER_FRACTIONS)), np.nan)
     for g in range(group_loss.shape[1]):
         finite = np.isfinite(group_loss[:, g])
-        times = crossing_times(t[finite], group_loss[finite, g], float(reference[g]),
-                               POWER_FRACTIONS)
-        out[g] = [np.nan if times[f] is None else times[f] for f in POWER_FRACTIONS]
+        out[g] = fall_times(t[finite], group_loss[finite, g], float(reference[g]), 0.0,
+                            POWER_FRACTIONS)
     return out
 
 

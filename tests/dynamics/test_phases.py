@@ -343,3 +343,17 @@ def test_fall_times_and_relative_width_match_a_logistic_closed_form():
     assert float(relative_width(*got)) == pytest.approx(2 * np.log(9) / 5, abs=1e-5)
     assert np.isnan(fall_times(t, loss, before, after, (0.0,))).all()  # L_0 = a: never
     assert np.isnan(fall_times(t, loss, np.nan, after)).all()
+
+
+def test_emergence_time_is_the_half_fall_of_a_logistic():
+    """L = b/(1 + e^{2(t−3)}) falls from b to 0; half way (L = b/2) at t = 3 exactly. With
+    after = b/4 the half-fall level 5b/8 is reached at 3 + ln(3/5)/2. Oracle: the closed
+    form; 1e-3 sampling makes the ln-L interpolation error < 1e-6 (tolerance 1e-5)."""
+    from dynamics.phases import emergence_time
+
+    b = 3.0
+    t = np.linspace(0.0, 8.0, 8_001)
+    loss = b / (1 + np.exp(2 * (t - 3)))
+    assert emergence_time(t, loss, b) == pytest.approx(3.0, abs=1e-5)
+    assert emergence_time(t, loss, b, b / 4) == pytest.approx(3 + np.log(3 / 5) / 2, abs=1e-5)
+    assert np.isnan(emergence_time(t[:100], loss[:100], b))  # not by the end
