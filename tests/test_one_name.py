@@ -66,3 +66,29 @@ def test_the_grep_finds_the_old_definitions(snippet: str, name: str | None) -> N
     and not their mention in a docstring or comment."""
     assert _hits(snippet) == ([name] if name else [])
     assert _hits(f'"""{snippet.strip()}"""\n# {snippet.strip()}\n') == []
+
+
+def test_dynamics_take_rate_decay_and_momentum_by_keyword() -> None:
+    """Issue 17: one argument order everywhere: ``grad``/``rhs``/``step`` of every flow and
+    map take ``lr``, ``weight_decay``, ``momentum`` keyword-only (a positional call fails)."""
+    import inspect
+
+    from dynamics import groups, persample, symbolic
+
+    classes = (symbolic.FullFlow, symbolic._CrossEntropyFlow, symbolic.ReducedFlow,
+               symbolic.ReducedGD, persample.PerSampleFlow, persample.PerSampleReduced,
+               groups.GroupedDynamics, groups.GroupedFullFlow)
+    checked = 0
+    for cls in classes:
+        for method in ("grad", "rhs", "step"):
+            if not hasattr(cls, method):
+                continue
+            params = inspect.signature(getattr(cls, method)).parameters
+            named = [p for p in ("lr", "weight_decay", "momentum") if p in params]
+            assert named, f"{cls.__name__}.{method} takes none of lr, weight_decay, momentum"
+            assert "lam" not in params and "mu" not in params, f"{cls.__name__}.{method}"
+            for name in named:
+                assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, \
+                    f"{cls.__name__}.{method}({name}) is positional"
+            checked += 1
+    assert checked >= 10
