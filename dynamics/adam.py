@@ -114,7 +114,7 @@ def run_adam(
 
     def gradient(t: float, th: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            g = theta.pack(full.grad(theta.unpack(th) | fixed, coupled))
+            g = theta.pack(full.grad(theta.unpack(th) | fixed, weight_decay=coupled))
         if not np.all(np.isfinite(g)):
             raise FloatingPointError(
                 f"the gradient is not finite at t = {t:.6g} (max |θ| = "

@@ -87,6 +87,16 @@ class GroupObjective:
     dro_step: float | None = None
     """Group DRO's step c per training step (w = softmax(z) is then state, see module doc)."""
 
+    def dro_increment(self, losses: Any) -> Any:
+        """Group DRO's logit step per training step: Δz_g = c·ℓ_g, applied as z ← z + Δz
+        (Sagawa et al. 2020: q_g ← q_g·e^{c ℓ_g}, renormalised, i.e. q = softmax(z)); ℓ_g in
+        loss units, c = :attr:`dro_step`. The one definition of the update: written with ``*``
+        only, so it serves numpy arrays (the GD map; the flow's dz/dt = Δz/η per unit t) and
+        torch tensors (training) alike. ValueError for an objective that is not DRO."""
+        if self.dro_step is None:
+            raise ValueError(f"{self.label} is not Group DRO (no weight update)")
+        return self.dro_step * losses
+
     @cached_property
     def constant_slopes(self) -> bool:
         """Whether d = ∂F/∂ℓ does not depend on ℓ (F linear in the group losses: the mean)."""
@@ -214,7 +224,8 @@ def parse(text: str) -> GroupObjective:
 
 def mode_emergence_time(obj: GroupObjective, scale: float, w0: float, weight: float = 1.0,
                         fraction: float = 0.5) -> float:
-    """t at which one decoupled, balanced mode reaches ℓ = fraction·s²/2 from strength w0.
+    """t at which one decoupled, balanced mode reaches ℓ = fraction·s²/2 from strength w0: the
+    prediction of :func:`dynamics.phases.emergence_time` (fall from ℓ_ref = s²/2 to 0).
 
     With the mode's two factors equal, w = p·q and no other group changing, ℓ = ½(s − w)² and
     dw/dt = 2 d(ℓ) w (s − w), d = ∂F/∂ℓ at this group alone (other groups' ℓ held at 0 in
@@ -307,7 +318,7 @@ class GroupedDynamics:
     def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
         if not lr > 0:
             raise UsageError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
-        return self.objective.dro_step / lr * losses
+        return self.objective.dro_increment(losses) / lr  # dz/dt = Δz/η per unit t
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
         state, consts = self.inner.initial(values)
@@ -326,23 +337,24 @@ class GroupedDynamics:
     def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
         return self.inner.overlaps(self._split(state)[0], consts)
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+            weight_decay: float, lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t (``lr`` = η enters DRO's dz/dt and a modified equation)."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
-        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam, lr)
+        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)},
+                             weight_decay=weight_decay, lr=lr)
         return dict(out) | ({"z": self._dz(losses, lr)} if self.dro else {})
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
-             lam: float, mu: float = 0.0) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+             lr: float, weight_decay: float, momentum: float = 0.0) -> Arrays:
         """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
-            z = z + self.objective.dro_step * losses
-        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
-                              mu)
+            z = z + self.objective.dro_increment(losses)
+        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr=lr,
+                              weight_decay=weight_decay, momentum=momentum)
         return dict(new) | ({"z": z} if self.dro else {})
 
 
@@ -368,15 +380,15 @@ class GroupedFullFlow(GroupedDynamics):
                    consts: object = None) -> float:
         return float(self.frequencies @ self.group_losses(values))
 
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
-        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters)."""
+    def grad(self, values: Mapping[str, np.ndarray], *, weight_decay: float) -> Arrays:
+        """g_W = ∂L_D/∂W + λW at D = diag(d(ℓ)) (full parameters, λ = ``weight_decay``)."""
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.grad(dict(values) | {self.name: d}, lam)
+        return self.inner.grad(dict(values) | {self.name: d}, weight_decay=weight_decay)
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float,  # type: ignore[override]
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], *,  # type: ignore[override]
+            weight_decay: float, lr: float = 0.0) -> Arrays:
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.rhs(dict(values) | {self.name: d}, lam, lr)
+        return self.inner.rhs(dict(values) | {self.name: d}, weight_decay=weight_decay, lr=lr)
 
 
 def grouped(inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,

@@ -293,7 +293,7 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(flow.rhs(packer.unpack(y), consts, lam, lr))
+            return packer.pack(flow.rhs(packer.unpack(y), consts, weight_decay=lam, lr=lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             st = packer.unpack(y)
@@ -306,7 +306,7 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam, lr))
+            return packer.pack(full.rhs(packer.unpack(y) | fixed, weight_decay=lam, lr=lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             params = packer.unpack(y) | fixed
@@ -491,12 +491,12 @@ class _FullGD:
             state |= {f"b_{w}": np.zeros_like(values[w]) for w in self.model.learned_names}
         self.state = state
 
-    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
+    def step(self, state: dict, *, lr: float, weight_decay: float, momentum: float) -> dict:
         params = {w: state[w] for w in self.model.learned_names}
-        grads = self.full.grad(params | self.fixed, lam)
+        grads = self.full.grad(params | self.fixed, weight_decay=weight_decay)
         out = {}
         for w, g in grads.items():
-            buf = mu * state[f"b_{w}"] + g if self.momentum else g
+            buf = momentum * state[f"b_{w}"] + g if self.momentum else g
             out[w] = state[w] - lr * buf
             if self.momentum:
                 out[f"b_{w}"] = buf
@@ -520,8 +520,9 @@ class _ReducedGD:
         self.gd = _grouped(spec, gd)
         self.state, self.consts = self.gd.initial(spec.values())
 
-    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
-        return self.gd.step(state, self.consts, lr, lam, mu)
+    def step(self, state: dict, *, lr: float, weight_decay: float, momentum: float) -> dict:
+        return self.gd.step(state, self.consts, lr=lr, weight_decay=weight_decay,
+                            momentum=momentum)
 
     def loss(self, state: dict) -> float:
         return self.gd.loss_value(state, self.consts)
@@ -572,7 +573,7 @@ def _discrete(spec: Problem, method: Discrete, saveat: SaveAt | None, stop: Stop
     t, previous = 0.0, lr
     for step in range(1, max_steps + 1):
         rate = lr if rates is None else next(rates)
-        new = process.step(state, rate, lam, momentum)
+        new = process.step(state, lr=rate, weight_decay=lam, momentum=momentum)
         t = step * lr if rates is None else t + rate  # t_m = Σ_{j<m} η_j (= η·m)
         value = process.loss(new)
         if not np.isfinite(value) or value > 1e12 * l_ref:
@@ -634,7 +635,7 @@ def _sign(spec: Problem, eps: float, decoupled: bool, saveat: SaveAt | None, sto
         gain, floor = SIGN_REACH
         reach = scale * min(1.0, max(floor, gain * math.sqrt(max(value, 0.0) / l_ref)))
         h = min(SIGN_STEP * max(min(rms, reach), 1e-12 * scale), cap - t)
-        grads = full.grad(params | fixed, coupled)
+        grads = full.grad(params | fixed, weight_decay=coupled)
         for name, w in params.items():
             g = grads[name]
             w -= h * (g / (np.abs(g) + eps) + decay * w)

@@ -224,13 +224,15 @@ class PerSampleFlow(_Base):
         r = self._z(values) @ self._f(values, self._shapes(values))
         return float(0.5 * r @ r)
 
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
-        """g_W = ∂L/∂W + λW."""
+    def grad(self, values: Mapping[str, np.ndarray], *, weight_decay: float) -> Arrays:
+        """g_W = ∂L/∂W + λW (λ = ``weight_decay``)."""
         z, shapes = self._z(values), self._shapes(values)
-        return self._grad(values, z.T @ (z @ self._f(values, shapes)), shapes, lam)
+        return self._grad(values, z.T @ (z @ self._f(values, shapes)), shapes, weight_decay)
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float, lr: float = 0.0) -> Arrays:
-        """dθ/dt per unit t (η enters only the modified equation)."""
+    def rhs(self, values: Mapping[str, np.ndarray], *, weight_decay: float,
+            lr: float = 0.0) -> Arrays:
+        """dθ/dt per unit t (η = ``lr`` enters only the modified equation)."""
+        lam = weight_decay
         z, shapes = self._z(values), self._shapes(values)
         r = z.T @ (z @ self._f(values, shapes))
         g = self._grad(values, r, shapes, lam)
@@ -274,8 +276,10 @@ class PerSampleReduced(_Base):
         r = consts["S"] @ self._f(params, shapes)
         return self._grad(params, r, shapes, lam), r
 
-    def rhs(self, state: Mapping, consts: Mapping, lam: float, lr: float = 0.0) -> Arrays:
-        """dθ/dt per unit t (η enters only the modified equation)."""
+    def rhs(self, state: Mapping, consts: Mapping, *, weight_decay: float,
+            lr: float = 0.0) -> Arrays:
+        """dθ/dt per unit t (η = ``lr`` enters only the modified equation)."""
+        lam = weight_decay
         g, r = self._g(state, consts, lam)
         if not self.modified:
             return {k: -v for k, v in g.items()}
@@ -283,12 +287,14 @@ class PerSampleReduced(_Base):
         hv = self._hv(dict(state) | dict(consts), r, lambda u: s @ u, consts["_shapes"], g, lam)
         return {k: -g[k] - 0.5 * lr * hv[k] for k in g}
 
-    def step(self, state: Mapping, consts: Mapping, lr: float, lam: float, mu: float = 0.0
-             ) -> Arrays:
-        """One GD step (torch.optim.SGD semantics): b' = μb + g, W' = W − ηb'."""
+    def step(self, state: Mapping, consts: Mapping, *, lr: float, weight_decay: float,
+             momentum: float = 0.0) -> Arrays:
+        """One GD step (torch.optim.SGD semantics): b' = μb + g, W' = W − ηb' (η = ``lr``,
+        λ = ``weight_decay`` in g, μ = ``momentum``)."""
+        mu = momentum
         if mu != 0.0 and not self.momentum:
-            raise ValueError("mu != 0 needs reduced_gd(model, momentum=True)")
-        g, _ = self._g({w: state[w] for w in self.names}, consts, lam)
+            raise ValueError("momentum != 0 needs reduced_gd(model, momentum=True)")
+        g, _ = self._g({w: state[w] for w in self.names}, consts, weight_decay)
         out = {}
         for w in self.names:
             buf = mu * state[f"b_{w}"] + g[w] if self.momentum else g[w]

@@ -202,7 +202,11 @@ __all__ = [
     "Tail",
     "analyze",
     "crossing_times",
+    "emergence_time",
+    "fall_level",
+    "fall_times",
     "mechanistic_phases",
+    "relative_width",
 ]
 
 LOSS_FLOOR = 1e-150  # floor of L / L_ref before taking logarithms
@@ -428,6 +432,48 @@ def crossing_times(
             frac = (log_loss[i - 1] - math.log(f * l_ref)) / (log_loss[i - 1] - log_loss[i])
             out[f] = float(t[i - 1] + frac * (t[i] - t[i - 1]))
     return out
+
+
+def fall_level(before: float, after: float, remaining: float) -> float:
+    """The loss a fraction ``remaining`` = q of the way back up a fall from ``before`` to
+    ``after``: ``L_q = after + q·(before − after)`` (loss units). THE drop's ends are
+    ``t_0.9`` and ``t_0.1``, the first times at or below ``L_0.9`` and ``L_0.1`` (module doc,
+    "Drop"); its width is ``t_0.1 − t_0.9`` (:attr:`Drop.width`, in t)."""
+    return after + remaining * (before - after)
+
+
+def fall_times(t: ArrayLike, loss: ArrayLike, before: float, after: float,
+               remaining: tuple[float, ...] = (0.9, 0.5, 0.1)) -> np.ndarray:
+    """First times the raw curve is at or below ``L_q`` (:func:`fall_level`) for each q of
+    ``remaining``, as :func:`crossing_times` finds them (linear in ln L between samples), in
+    the units of ``t``; NaN for a level never reached, all NaN unless ``before`` > 0 is
+    finite. The default gives THE drop's (t_0.9, t_0.5, t_0.1)."""
+    levels = [fall_level(before, after, q) for q in remaining]
+    if not (math.isfinite(before) and before > 0) or not all(lv > 0 for lv in levels):
+        return np.full(len(remaining), np.nan)
+    times = crossing_times(t, loss, before, tuple(lv / before for lv in levels))
+    return np.array([np.nan if times[lv / before] is None else times[lv / before]
+                     for lv in levels])
+
+
+def emergence_time(t: ArrayLike, loss: ArrayLike, before: float, after: float = 0.0,
+                   remaining: float = 0.5) -> float:
+    """THE emergence time: the first time the curve has done half its fall from ``before`` to
+    ``after``, L ≤ ``after`` + ½(``before`` − ``after``) (:func:`fall_times` with q =
+    ``remaining`` = ½; units of ``t``); NaN if never. Callers choose the fall: per group
+    ``before`` = ℓ_g's reference (zero-model) loss and ``after`` = 0 for the theory's
+    :func:`dynamics.groups.mode_emergence_time`, or the group's own start and end loss
+    (:func:`validation.emergence.group_emergence`'s ``t_half``)."""
+    return float(fall_times(t, loss, before, after, (remaining,))[0])
+
+
+def relative_width(t_start: ArrayLike, t_mid: ArrayLike, t_end: ArrayLike) -> np.ndarray:
+    """THE drop width relative to its time: ``(t_end − t_start)/t_mid`` (dimensionless), with
+    ``(t_start, t_mid, t_end) = (t_0.9, t_0.5, t_0.1)`` of :func:`fall_times` (:attr:`Drop.width`
+    over the half-fall time). NaN propagates (a level never reached)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.asarray(t_end, dtype=float) - np.asarray(t_start, dtype=float)) / np.asarray(
+            t_mid, dtype=float)
 
 
 def analyze(t: ArrayLike, loss: ArrayLike, l_ref: float) -> Phases:
@@ -856,8 +902,8 @@ def _plateaus_and_drops(curve: _Curve, t0: float, y0: float) -> tuple[list[Plate
                     del groups[k]
                 break
             before_lin, after_lin = math.exp(group.level), math.exp(after)
-            q90 = math.log(after_lin + 0.9 * (before_lin - after_lin))
-            q10 = math.log(after_lin + 0.1 * (before_lin - after_lin))
+            q90 = math.log(fall_level(before_lin, after_lin, 0.9))
+            q10 = math.log(fall_level(before_lin, after_lin, 0.1))
             # Both exist: the next group, or the last grid point, lies at or below `after`.
             t90, i90 = _first_below(curve, group.flattest, q90)
             t10, i10 = _first_below(curve, i90, q10)

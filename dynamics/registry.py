@@ -9,7 +9,8 @@ module (:mod:`dynamics.models`, or a user's ``--model FILE.py``) registers one :
 * ``sample``: the sampler, ``sample(**options, seed=...) -> dynamics.problems.Spec``;
 * ``options``: the sampler's command-line options as data (:class:`Option`);
 * ``hooks``: optional per-model functions of a spec (``rate_scale``, ``describe``,
-  ``closed_form`` (True when :mod:`dynamics.theory` has a closed form), ``defaults`` (the
+  ``closed_form`` (the model's closed-form small-init t_f, ``closed_form(spec, f) -> float``
+  in t, called by :func:`dynamics.theory.crossing_time`; absent: none), ``defaults`` (the
   model-selection entries of a spec file and their default values, e.g. ``{"loss": "mse"}``),
   ``attributes`` (derived quantities readable as ``spec.NAME``, e.g. the chain's ``depth``),
   ``normalize`` (reshapes of a spec's arrays, e.g. a vector target stored n x 1), ``plot``).

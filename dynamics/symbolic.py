@@ -611,15 +611,17 @@ class FullFlow(_Compiled):
         """ℓ_g = (∂L/∂D)_gg of a grouped model (loss units), shape (G,)."""
         return np.diagonal(self._programs["groups"](values)["E"]).copy()
 
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
-        """g_W = ∂L/∂W + λW for every learned W."""
-        return self._programs["grad"](dict(values) | {"lam": lam})
+    def grad(self, values: Mapping[str, np.ndarray], *, weight_decay: float) -> Arrays:
+        """g_W = ∂L/∂W + λW for every learned W (λ = ``weight_decay``)."""
+        return self._programs["grad"](dict(values) | {"lam": weight_decay})
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float, lr: float = 0.0) -> Arrays:
-        """dW/dt (per unit t): −g_W, minus (lr/2)·D(g_W)[g] if :attr:`modified`."""
+    def rhs(self, values: Mapping[str, np.ndarray], *, weight_decay: float,
+            lr: float = 0.0) -> Arrays:
+        """dW/dt (per unit t): −g_W, minus (η/2)·D(g_W)[g] if :attr:`modified` (η = ``lr``,
+        λ = ``weight_decay``)."""
         if not self.modified:
-            return {f: -g for f, g in self.grad(values, lam).items()}
-        return self._programs["rhs"](dict(values) | {"lam": lam, "eta": lr})
+            return {f: -g for f, g in self.grad(values, weight_decay=weight_decay).items()}
+        return self._programs["rhs"](dict(values) | {"lam": weight_decay, "eta": lr})
 
 
 class _CrossEntropyFlow(FullFlow):
@@ -639,10 +641,10 @@ class _CrossEntropyFlow(FullFlow):
         z, c = self._logits(values)
         return float(self._programs["ce_loss"]({"z": z, "c": c})["L"])
 
-    def grad(self, values: Mapping[str, np.ndarray], lam: float) -> Arrays:
+    def grad(self, values: Mapping[str, np.ndarray], *, weight_decay: float) -> Arrays:
         z, c = self._logits(values)
         e = self._programs["dz"]({"z": z, "c": c})["E"]
-        return self._programs["grad"](dict(values) | {"E": e, "lam": lam})
+        return self._programs["grad"](dict(values) | {"E": e, "lam": weight_decay})
 
 
 def pair_value(values: Mapping[str, np.ndarray], pair: list) -> np.ndarray:
@@ -738,10 +740,10 @@ class ReducedFlow(_Reduced):
         super().__init__(model, payload, derived)
         self.modified = modified
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+            weight_decay: float, lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t; ``lr`` (η) enters only the modified equation."""
-        return self._run("rhs", dict(state) | dict(consts) | {"lam": lam, "eta": lr})
+        return self._run("rhs", dict(state) | dict(consts) | {"lam": weight_decay, "eta": lr})
 
 
 class ReducedGD(_Reduced):
@@ -756,15 +758,16 @@ class ReducedGD(_Reduced):
         super().__init__(model, payload, derived)
         self.momentum = momentum
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
-             lam: float, mu: float = 0.0) -> Arrays:
-        """The state after one step of rate ``lr`` (η), decay ``lam`` (λ), momentum ``mu`` (μ)."""
-        values = dict(state) | dict(consts) | {"eta": lr, "lam": lam}
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+             lr: float, weight_decay: float, momentum: float = 0.0) -> Arrays:
+        """The state after one step of rate ``lr`` (η), decay ``weight_decay`` (λ), momentum
+        ``momentum`` (μ)."""
+        values = dict(state) | dict(consts) | {"eta": lr, "lam": weight_decay}
         if not self.momentum:
-            if mu != 0.0:
-                raise ValueError("mu != 0 needs reduced_gd(model, momentum=True)")
+            if momentum != 0.0:
+                raise ValueError("momentum != 0 needs reduced_gd(model, momentum=True)")
             return self._run("step", values)
-        return self._run("step", values | {"mu": mu})
+        return self._run("step", values | {"mu": momentum})
 
 
 class TrainingProgram:
@@ -889,7 +892,7 @@ def component_equations(model: Model | str, rank: int, latex: bool = False) -> l
 
     state = {key: entries(key) for key in flow.keys}
     consts = {key: entries(key) for key in flow.constants}
-    rates = flow.rhs(state, consts, lam, 0.0)
+    rates = flow.rhs(state, consts, weight_decay=lam, lr=0.0)
     out = []
     for key, rate in rates.items():
         rows, cols = shapes[key]

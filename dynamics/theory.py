@@ -102,10 +102,12 @@ __all__ = [
     "SEED_SD",
     "attention_balanced_crossing",
     "attention_blowup_time",
+    "attention_crossing_time",
     "attention_overlaps",
     "attention_plateau_time",
     "chain_blowup_time",
     "chain_crossing",
+    "chain_crossing_time",
     "chain_law",
     "chain_law_slope",
     "chain_local_slope",
@@ -115,6 +117,7 @@ __all__ = [
     "chain_time",
     "chain_u",
     "crossing_time",
+    "factorization_crossing_time",
     "initial_strengths",
     "logistic_crossing",
     "logistic_loss",
@@ -127,6 +130,7 @@ __all__ = [
     "plateau_time_sd",
     "staircase_loss",
     "staircase_times",
+    "vector_crossing_time",
     "vector_loss",
 ]
 
@@ -749,7 +753,8 @@ def _closed_form_spec(spec: Spec, kind: str | None = None) -> None:
 
 
 def crossing_time(spec: Spec, f: float = 0.5) -> float:
-    """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``.
+    """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``, by the
+    ``closed_form(spec, f)`` hook its model module registers (:mod:`dynamics.registry`):
 
     * vector: exact, from :func:`vector_loss`;
     * factorization (mse): the crossing of :func:`staircase_loss`; for rank 1 this is
@@ -765,28 +770,48 @@ def crossing_time(spec: Spec, f: float = 0.5) -> float:
     if not 0 < f < 1:
         raise UsageError(f"f must be in (0, 1), got {f}")
     _closed_form_spec(spec)
-    if spec.kind == "attention":
-        overlaps, S = attention_overlaps(spec)
-        return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
-    if spec.kind == "chain":
-        if spec.depth == 2:
-            spec = Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
-                                 weight_decay=spec.weight_decay)
-        elif spec.weight_decay:
-            raise ModelError("the chain's closed form (D >= 3) is for weight decay 0")
-        else:
-            overlaps, s = chain_overlaps(spec)
-            return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
+    return float(registry.entry(spec.kind).hook("closed_form")(spec, f))
+
+
+def attention_crossing_time(spec: Spec, f: float) -> float:
+    """The attention head's t_f (rank 1, h′ = 1): :func:`attention_blowup_time` plus the
+    saturation shift of :func:`attention_plateau_time` (in t); the model's ``closed_form``."""
+    overlaps, S = attention_overlaps(spec)
+    return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
+
+
+def chain_crossing_time(spec: Spec, f: float) -> float:
+    """The chain's t_f (in t): depth 2 is the factorization's
+    (:func:`factorization_crossing_time`); depth D >= 3 (λ = 0) the blow-up time
+    :func:`chain_blowup_time` plus :func:`chain_law`'s shift; the model's ``closed_form``."""
+    if spec.depth == 2:
+        return factorization_crossing_time(
+            Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
+                          weight_decay=spec.weight_decay), f)
+    if spec.weight_decay:
+        raise ModelError("the chain's closed form (D >= 3) is for weight decay 0")
+    overlaps, s = chain_overlaps(spec)
+    return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
+
+
+def vector_crossing_time(spec: Spec, f: float) -> float:
+    """The vector model's exact t_f: the root of :func:`vector_loss` (t) = f·L_ref (``inf``
+    when never reached); the model's ``closed_form``."""
     level = f * spec.l_ref
-    if spec.kind == "vector":
-        rate = 1 + spec.weight_decay
-        loss0 = float(vector_loss(0.0, spec))
-        if loss0 <= level:
-            return 0.0
-        floor = float(vector_loss(1e3 / rate, spec))
-        if floor > level:
-            return math.inf
-        return brentq(lambda t: float(vector_loss(t, spec)) - level, 0.0, 1e3 / rate)
+    rate = 1 + spec.weight_decay
+    loss0 = float(vector_loss(0.0, spec))
+    if loss0 <= level:
+        return 0.0
+    floor = float(vector_loss(1e3 / rate, spec))
+    if floor > level:
+        return math.inf
+    return brentq(lambda t: float(vector_loss(t, spec)) - level, 0.0, 1e3 / rate)
+
+
+def factorization_crossing_time(spec: Spec, f: float) -> float:
+    """The factorization's (mse) t_f: the crossing of :func:`staircase_loss` with f·L_ref
+    (``inf`` when never reached; in t); the model's ``closed_form``."""
+    level = f * spec.l_ref
     loss0 = float(staircase_loss(0.0, spec))
     if loss0 <= level:
         return 0.0

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from dynamics.errors import UsageError
+from dynamics.phases import relative_width
 
 __all__ = [
     "ABBREV",
@@ -796,8 +797,9 @@ def s_curve_checks(run: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def smear(run: Mapping[str, Any]) -> float:
-    """Relative duration of the fall, (t_0.1 − t_0.9)/t_0.5."""
-    return (crossing(run, 0.1) - crossing(run, 0.9)) / crossing(run, 0.5)
+    """Relative duration of the fall from L_ref to 0, (t_0.1 − t_0.9)/t_0.5: THE relative drop
+    width (:func:`dynamics.phases.relative_width`)."""
+    return float(relative_width(crossing(run, 0.9), crossing(run, 0.5), crossing(run, 0.1)))
 
 
 def rank_10_checks(run: Mapping[str, Any], rank_1: Mapping[str, Any]) -> dict[str, bool]:

@@ -363,12 +363,16 @@ def _load_spec(args: argparse.Namespace) -> Problem:
 
 
 def _group_lines(traj: Trajectory, spec: Problem) -> dict[str, object]:
-    """Per-group crossing times t_g (ℓ_g ≤ ½ ℓ_g(0)) of a grouped spec's trajectory."""
-    from dynamics.phases import crossing_times
+    """Per-group emergence times t_g (ℓ_g ≤ ½ ℓ_g's reference loss, None: never;
+    :func:`dynamics.phases.emergence_time`) of a grouped spec's trajectory."""
+    import math
+
+    from dynamics.phases import emergence_time
 
     reference = spec.reference_losses  # type: ignore[union-attr]
-    times = [crossing_times(traj.t, traj.group_loss[:, g], reference[g], (0.5,))[0.5]
+    times = [emergence_time(traj.t, traj.group_loss[:, g], float(reference[g]))
              for g in range(traj.group_loss.shape[1])]
+    times = [None if math.isnan(x) else x for x in times]
     return {"objective": spec.objective, "group_crossings_0.5": times,  # type: ignore
             "group_final_loss": traj.group_loss[-1].tolist()}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import time
 from pathlib import Path
 
@@ -174,10 +175,11 @@ def compare(args: argparse.Namespace) -> int:
     flow = integrate(spec, t[-1], "flow", times=t)
     plateau = _plateau_json(spec, online0, args.lr, batch)
     level = plateau["level"] if plateau else None
-    from dynamics.phases import crossing_times
+    from dynamics.phases import emergence_time
 
-    def esc(loss):
-        return None if level is None else crossing_times(t, loss, level, (0.5,))[0.5]
+    def esc(loss):  # half the fall from the plateau level (None: no plateau, or never)
+        value = math.nan if level is None else emergence_time(t, loss, level)
+        return None if math.isnan(value) else value
 
     rows = {"flow": flow.loss, "online": online.loss, "training": run.mean()}
     escape = {k: esc(v) for k, v in rows.items()}

@@ -260,8 +260,8 @@ def sign_limit(
                          dtype=dtype, device=device)
     result = train([spec] * len(lrs), config)
     runs = []
-    for lr, crossings in zip(lrs, result.crossing_times(FRACTIONS), strict=True):
-        status, errors, _ = judge(crossings, lr * steps, sign, float(theory.t[-1]),
+    for lr, crossings, t in zip(lrs, result.crossing_times(FRACTIONS), result.t, strict=True):
+        status, errors, _ = judge(crossings, float(t[-1]), sign, float(theory.t[-1]),
                                   tolerance("sign", dtype), "sign")
         window = lr / (1 - betas[1]) / sign[0.5] if sign[0.5] else None
         runs.append({"lr": lr, "crossings": crossings, "relative_errors": errors,

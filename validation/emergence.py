@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from dynamics.phases import crossing_times
+from dynamics.phases import fall_times, relative_width
 
 __all__ = [
     "DROP_LEVEL",
@@ -39,15 +39,6 @@ __all__ = [
 ]
 
 
-def _times(t: np.ndarray, y: np.ndarray, start: float, levels: np.ndarray) -> np.ndarray:
-    """First times y ≤ each level (levels relative to ``start`` > 0), NaN for never:
-    :func:`dynamics.phases.crossing_times` with L_ref = start, f = level (linear in ln y)."""
-    if not (np.isfinite(start) and start > 0):
-        return np.full(len(levels), np.nan)
-    times = crossing_times(t, y, start, tuple(float(f) for f in levels))
-    return np.array([np.nan if times[float(f)] is None else times[float(f)] for f in levels])
-
-
 def group_emergence(
     t: np.ndarray, group_loss: np.ndarray, threshold: float | np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -56,28 +47,30 @@ def group_emergence(
     * ``t_threshold``: first time ℓ_g ≤ threshold (scalar or per group).
     * ``t_half``, ``t_10``, ``t_90``: times when 50 %, 10 %, 90 % of the group's own drop
       ℓ_g(t₀) − ℓ_g(t_end) is done, i.e. ℓ_g first ≤ ℓ_g(t₀) − f·(ℓ_g(t₀) − ℓ_g(t_end));
-      t_half is "the" emergence time.
-    * ``width``: (t_90 − t_10) / t_half, the duration of the drop relative to its time.
+      t_half is "the" emergence time (:func:`dynamics.phases.emergence_time` of the
+      group's own fall from ℓ_g(t₀) to ℓ_g(t_end)).
+    * ``width``: (t_90 − t_10) / t_half, THE drop width relative to its time
+      (:func:`dynamics.phases.relative_width` of :func:`dynamics.phases.fall_times` of the
+      fall from ℓ_g(t₀) to ℓ_g(t_end)).
 
     Drop times are NaN for a group that never reaches the threshold (it has not emerged,
     and its "own drop" is then noise).
     """
     levels = np.broadcast_to(np.asarray(threshold, dtype=float), group_loss.shape[1:])
-    fractions = np.array([0.1, 0.5, 0.9])
-    t_threshold = np.array([_times(t, group_loss[:, g], levels[g], np.ones(1))[0]
+    t_threshold = np.array([fall_times(t, group_loss[:, g], levels[g], 0.0, (1.0,))[0]
                             for g in range(len(levels))])
     drops = np.full((len(levels), 3), np.nan)
     for g in range(len(levels)):
-        start, end = group_loss[0, g], group_loss[-1, g]
+        start, end = float(group_loss[0, g]), float(group_loss[-1, g])
         if np.isfinite(t_threshold[g]) and end < start:
-            drops[g] = _times(t, group_loss[:, g], start, 1 - fractions * (1 - end / start))
-    t_10, t_half, t_90 = drops.T
+            drops[g] = fall_times(t, group_loss[:, g], start, end)  # (t_0.9, t_0.5, t_0.1)
+    t_10, t_half, t_90 = drops.T  # 10 %, 50 %, 90 % of the fall done
     return {
         "t_threshold": t_threshold,
         "t_half": t_half,
         "t_10": t_10,
         "t_90": t_90,
-        "width": (t_90 - t_10) / t_half,
+        "width": relative_width(t_10, t_half, t_90),
     }
 
 
@@ -92,22 +85,28 @@ def accuracy_emergence(
     ``t_lo``, ``t_mid``, ``t_hi``: first times the accuracy reaches chance + f·(1 − chance)
     for the three ``fractions`` (default 0.6, 0.75, 0.9 for a binary task), i.e. the error
     1 − accuracy first ≤ (1 − f)·(1 − chance) (the crossing times of the error, linear in
-    its logarithm); ``width`` = (t_hi − t_lo)/t_mid. NaN where never reached.
+    its logarithm, :func:`dynamics.phases.fall_times` of the error's fall from 1 − chance
+    to 0); ``width`` = (t_hi − t_lo)/t_mid (:func:`dynamics.phases.relative_width`). NaN where
+    never reached.
     The loss width of a cross-entropy task includes the slow growth of the margin after the
     task is solved (ℓ ∝ e^{−margin}); the accuracy width measures the transition itself.
     Fractions 0.2 and 0.8 rather than 0.1 and 0.9 keep an evaluation set's sampling noise
     (sd 0.03 at 256 examples) from triggering a crossing.
     """
     error = 1.0 - np.asarray(group_accuracy, dtype=float)
-    levels = 1.0 - np.asarray(fractions, dtype=float)
-    times = np.array([_times(t, error[:, g], 1.0 - chance, levels)
+    remaining = tuple(1.0 - float(f) for f in fractions)
+    times = np.array([fall_times(t, error[:, g], 1.0 - chance, 0.0, remaining)
                       for g in range(error.shape[1])]).reshape(-1, 3)
     t_lo, t_mid, t_hi = times.T
-    return {"t_lo": t_lo, "t_mid": t_mid, "t_hi": t_hi, "width": (t_hi - t_lo) / t_mid}
+    return {"t_lo": t_lo, "t_mid": t_mid, "t_hi": t_hi,
+            "width": relative_width(t_lo, t_mid, t_hi)}
 
 
 PLATEAU_LEVEL = 0.9
-"""A group is on its plateau while ℓ_g > 0.9·ℓ_g(t₀) (within 10 % of its start)."""
+"""A group is on its plateau while ℓ_g > 0.9·ℓ_g(t₀) (within 10 % of its start). This is
+the start of the fall from ℓ_g(t₀) to 0 (:func:`dynamics.phases.fall_times`, q = 0.9), a
+per-group stand-in that needs no shape analysis, not :func:`dynamics.phases.analyze`'s
+plateau (which needs a flat stretch and a following drop)."""
 DROP_LEVEL = 0.2
 """A group's drop ends when ℓ_g ≤ 0.2·ℓ_g(t₀)."""
 
@@ -121,8 +120,8 @@ def plateau_to_drop(t: np.ndarray, group_loss: np.ndarray) -> dict[str, np.ndarr
     it then takes to fall). Crossings interpolated in ln ℓ (:func:`dynamics.phases.crossing_times`);
     NaN where the group never reaches 0.2·ℓ_g(t₀). Times in the units of ``t``.
     """
-    levels = np.array([PLATEAU_LEVEL, DROP_LEVEL])
-    times = np.array([_times(t, group_loss[:, g], group_loss[0, g], levels)
+    times = np.array([fall_times(t, group_loss[:, g], float(group_loss[0, g]), 0.0,
+                                 (PLATEAU_LEVEL, DROP_LEVEL))
                       for g in range(group_loss.shape[1])]).reshape(-1, 2)
     plateau = times[:, 0] - t[0]
     drop = times[:, 1] - times[:, 0]

@@ -36,6 +36,7 @@ asymmetry δ₀ leaves it at t_esc ≈ t₀ + (1/λ) ln(1/δ₀); with δ₀ ∝
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -47,7 +48,7 @@ from scipy.integrate import solve_ivp
 
 from ..errors import SpecError
 from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
-from ..phases import crossing_times
+from ..phases import emergence_time
 
 __all__ = [
     "CommitteeError",
@@ -422,8 +423,11 @@ class Curve:
     method: str
 
     def escape_time(self, level: float) -> float | None:
-        """First t with ε ≤ level/2 (half the plateau level), interpolated in ln ε."""
-        return crossing_times(self.t, self.loss, level, (0.5,))[0.5]
+        """First t with ε ≤ level/2 (half the plateau level), interpolated in ln ε: the
+        emergence time (:func:`dynamics.phases.emergence_time`) of the fall from ``level``
+        to 0; None if never."""
+        t = emergence_time(self.t, self.loss, level)
+        return None if math.isnan(t) else t
 
 
 def integrate(spec: CommitteeSpec, t_end: float, method: str = "flow", lr: float = 0.0,

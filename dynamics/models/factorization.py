@@ -130,11 +130,21 @@ PAIR_OPTIONS = (
 #: dimension sizes from the spec keys (key, axis) of the models fitting A Bᵀ
 PAIR_DIMS = {"n": ("A", 0), "r": ("A", 1), "k": ("X0", 1)}
 
+
+def _crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f of :func:`dynamics.theory.factorization_crossing_time` (imported
+    on use)."""
+    from ..theory import factorization_crossing_time
+
+    return factorization_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "factorization", build, sample,
     options=(*PAIR_OPTIONS,
              Option("loss", "str", "mse", "factorization loss (default mse)", choices=LOSSES)),
-    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "describe": _describe,
+    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": _crossing_time,
+           "describe": _describe,
            "defaults": {"loss": "mse"}, "check": _check_loss, "dims": PAIR_DIMS,
            "zero_loss": zero_loss,
            "attributes": {"target": lambda spec: spec.A @ spec.B.T}},

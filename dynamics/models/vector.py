@@ -50,6 +50,13 @@ def _normalize(data: dict) -> dict:
             for k, v in data.items()}
 
 
+def _crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f of :func:`dynamics.theory.vector_crossing_time` (imported on use)."""
+    from ..theory import vector_crossing_time
+
+    return vector_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "vector", build, sample,
     options=(
@@ -58,7 +65,7 @@ ENTRY = register(Entry(
         Option("scale", "posfloat", 1.0, "target norm ‖a‖ ≈ scale (default 1)"),
         Option("weight_decay", "nonneg", 0.0, "λ (default 0)"),
     ),
-    hooks={"grouped": False, "rate_scale": lambda spec: (1.0, 1.0), "closed_form": True,
+    hooks={"grouped": False, "rate_scale": lambda spec: (1.0, 1.0), "closed_form": _crossing_time,
            "normalize": _normalize, "dims": {"n": ("a", 0)},
            "zero_loss": lambda spec: 0.5 * float((spec.a**2).sum()),
            "describe": lambda spec: f"vector n={spec.n} λ={spec.weight_decay:g}"},

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
+from dynamics import schedules
 from dynamics.problems import KINDS, Chain, Problem
 from dynamics.record import SaveAt
+from dynamics.schedules import Schedule, schedule_from_text
 from dynamics.trajectory import Trajectory
 
 __all__ = [
@@ -200,18 +202,31 @@ def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
         return None
 
 
+def _schedule(text: str | None) -> Schedule | None:
+    """A job config's ``"schedule"`` (``NAME:KEY=VALUE,...`` text, JSON-friendly, see
+    :func:`dynamics.schedules.schedule_from_text`) -> the schedule; None stays None."""
+    return None if text is None else schedule_from_text(text)
+
+
+def _with_schedule(train: dict[str, Any]) -> dict[str, Any]:
+    """``config["train"]`` with a text ``"schedule"`` parsed (:func:`_schedule`)."""
+    if isinstance(train.get("schedule"), str):
+        return {**train, "schedule": _schedule(train["schedule"])}
+    return train
+
+
 def job_train(config: dict[str, Any]) -> dict[str, Any]:
     """Train every spec of ``config["specs"]`` (spec dicts of one shape) at once, with
-    ``TrainConfig(**config["train"])`` (t = η·step): ``{"runs": [summarize per spec, from its
+    ``TrainConfig(**config["train"])`` (a text ``"schedule"`` parsed; t = η·step, with a
+    schedule t_k = Σ_{j<k} η_j): ``{"runs": [summarize per spec, from its
     every-step loss], "diverged": [index of each spec that diverged], "seconds"}``."""
     from validation.training import TrainConfig, train
 
     specs = [make_spec(spec) for spec in config["specs"]]
-    settings = TrainConfig(**config["train"])
+    settings = TrainConfig(**_with_schedule(config["train"]))
     result = train(specs, settings)
-    lrs = np.broadcast_to(np.asarray(settings.lr, dtype=float), (len(specs),))
-    runs = [summarize(traj, lr * np.arange(loss.size), loss)
-            for traj, loss, lr in zip(result.trajectories, result.loss, lrs, strict=True)]
+    runs = [summarize(traj, t, loss)  # t: schedules.times, t_k = Σ_{j<k} η_j
+            for traj, loss, t in zip(result.trajectories, result.loss, result.t, strict=True)]
     return {"runs": runs, "diverged": sorted({int(d[0]) for d in result.diverged}),
             "seconds": result.seconds}
 
@@ -329,15 +344,15 @@ POWER_FRACTIONS = (0.9, 0.5, 0.1)
 
 def _group_times(t: np.ndarray, group_loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(G, 3) t_f of every group at the :data:`POWER_FRACTIONS` of its reference loss
-    (:func:`dynamics.phases.crossing_times`, linear in ln ℓ between samples); NaN: never."""
-    from dynamics.phases import crossing_times
+    (:func:`dynamics.phases.fall_times` of the fall from it to 0, linear in ln ℓ between
+    samples; t_0.5 is :func:`dynamics.phases.emergence_time`); NaN: never."""
+    from dynamics.phases import fall_times
 
     out = np.full((group_loss.shape[1], len(POWER_FRACTIONS)), np.nan)
     for g in range(group_loss.shape[1]):
         finite = np.isfinite(group_loss[:, g])
-        times = crossing_times(t[finite], group_loss[finite, g], float(reference[g]),
-                               POWER_FRACTIONS)
-        out[g] = [np.nan if times[f] is None else times[f] for f in POWER_FRACTIONS]
+        out[g] = fall_times(t[finite], group_loss[finite, g], float(reference[g]), 0.0,
+                            POWER_FRACTIONS)
     return out
 
 
@@ -369,7 +384,8 @@ def job_power_train(config: dict[str, Any]) -> dict[str, Any]:
     Per seed: ``times`` (G, 3) (:func:`_group_times`); ``final`` (G,) ℓ_g after the last step;
     ``mean_start``, ``mean_final`` the mean loss Σ_g p̂_g ℓ_g at step 0 and at the end;
     ``steps_to_level`` the first step from which the mean loss stays ≤ ``level`` × its start
-    to the end of the run (None: not by the end). Time t = η·step (README "Conventions")."""
+    to the end of the run (None: not by the end). Time t = η·step (README "Conventions"); with
+    an optional ``"schedule"`` (text, :func:`_schedule`) t_k = Σ_{j<k} η_j."""
     from validation.tasks import TASKS, make_task
     from validation.training import TrainConfig, train
 
@@ -377,8 +393,9 @@ def job_power_train(config: dict[str, Any]) -> dict[str, Any]:
     lr, steps = config["lr"], config["steps"]
     run = train([task.spec.with_objective(config["objective"]) for task in tasks],
                 TrainConfig(optimizer=TASKS[config["task"]].optimizer, lr=lr, steps=steps,
-                            dtype="float64", device="cpu"))
-    t = lr * np.arange(steps + 1)
+                            dtype="float64", device="cpu",
+                            schedule=_schedule(config.get("schedule"))))
+    t = schedules.times(lr, steps, _schedule(config.get("schedule")))
     runs = []
     for task, group_loss in zip(tasks, run.group_loss, strict=True):
         mean = group_loss @ task.frequencies

@@ -57,3 +57,17 @@ def test_bad_parameters_are_one_line_errors(name, params, message):
         objective(name, **params)
     assert "\n" not in str(info.value)
     assert set(NAMES) >= {"mean", "power", "tilted"}
+
+
+def test_dro_increment_is_c_times_the_losses_on_numpy_and_torch():
+    """Δz = c·ℓ (Sagawa et al.'s q ← q e^{cℓ}): one definition for numpy and torch arrays."""
+
+    obj = objective("dro", step=0.25)
+    losses = np.array([0.5, 2.0, 0.0])
+    np.testing.assert_array_equal(obj.dro_increment(losses), [0.125, 0.5, 0.0])
+    torch = pytest.importorskip("torch")
+    got = obj.dro_increment(torch.tensor(losses))
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_array_equal(got.numpy(), [0.125, 0.5, 0.0])
+    with pytest.raises(ValueError, match="not Group DRO"):
+        objective("mean").dro_increment(losses)

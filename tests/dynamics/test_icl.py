@@ -70,7 +70,7 @@ def test_derived_gradient_equals_autograd():
     """The derived gradient of ½‖y − vWZ‖² against torch autograd at a random point, 1e-12."""
     spec = sample_icl(3, 5, 40, 4, init=0.5, seed=0)
     values = spec.values()
-    grad = S.full_flow(get("icl")).grad(values, 0.0)
+    grad = S.full_flow(get("icl")).grad(values, weight_decay=0.0)
     t = {k: torch.tensor(a, requires_grad=True) for k, a in values.items()}
     loss = 0.5 * torch.sum((t["y"] - t["v"] @ t["W"] @ t["Z"]) ** 2)
     gw, gv = torch.autograd.grad(loss, [t["W"], t["v"]])

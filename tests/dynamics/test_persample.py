@@ -79,12 +79,12 @@ def test_modified_hessian_vector_matches_finite_difference(sensing: model.Model)
     spec = _spec(sensing, d=5, h=3, n=30)
     vals = spec.values()
     flow, mod = symbolic.full_flow(sensing), symbolic.full_flow(sensing, modified=True)
-    g = flow.grad(vals, 0.0)
+    g = flow.grad(vals, weight_decay=0.0)
     eps = 1e-6
-    plus = flow.grad(vals | {k: vals[k] + eps * g[k] for k in g}, 0.0)
-    minus = flow.grad(vals | {k: vals[k] - eps * g[k] for k in g}, 0.0)
+    plus = flow.grad(vals | {k: vals[k] + eps * g[k] for k in g}, weight_decay=0.0)
+    minus = flow.grad(vals | {k: vals[k] - eps * g[k] for k in g}, weight_decay=0.0)
     eta = 0.1
-    rhs = mod.rhs(vals, 0.0, eta)
+    rhs = mod.rhs(vals, weight_decay=0.0, lr=eta)
     for k in g:
         hg = (plus[k] - minus[k]) / (2 * eps)
         np.testing.assert_allclose(rhs[k], -g[k] - 0.5 * eta * hg, rtol=1e-6, atol=1e-9)
@@ -124,7 +124,7 @@ def test_depth3_gradient_equals_numpy() -> None:
     vals = {"X": x, "y": y, "W0": w[0], "W1": w[1], "W2": w[2]}
     r = np.einsum("nij,ij->n", x, w[0] @ w[1] @ w[2]) - y.ravel()
     big = np.einsum("n,nij->ij", r, x)
-    g = symbolic.full_flow(m).grad(vals, 0.1)
+    g = symbolic.full_flow(m).grad(vals, weight_decay=0.1)
     want = {"W0": big @ (w[1] @ w[2]).T, "W1": w[0].T @ big @ w[2].T,
             "W2": (w[0] @ w[1]).T @ big}
     for k, v in want.items():

@@ -325,3 +325,35 @@ def test_savgol_cubic_equals_scipy(n, window):
         expected = signal.savgol_filter(y, window, 3, deriv=deriv, delta=delta, mode="interp")
         np.testing.assert_allclose(savgol_cubic(y, window, deriv, delta), expected,
                                    rtol=1e-10, atol=1e-10 * np.abs(y).max())
+
+
+def test_fall_times_and_relative_width_match_a_logistic_closed_form():
+    """L = a + (b − a)/(1 + e^{t−5}) reaches a + q(b − a) at t = 5 + ln(1/q − 1): the drop
+    (t_0.9, t_0.5, t_0.1) = 5 ∓ ln 9, 5, relative width 2 ln 9 / 5. Oracle: the closed form;
+    sampling every 1e-3 in t makes the ln-L interpolation error < 1e-6 (tolerance 1e-5)."""
+    from dynamics.phases import fall_level, fall_times, relative_width
+
+    before, after = 2.0, 0.5
+    t = np.linspace(0.0, 12.0, 12_001)
+    loss = after + (before - after) / (1 + np.exp(t - 5))
+    assert fall_level(before, after, 0.9) == pytest.approx(0.5 + 0.9 * 1.5, rel=1e-15)
+    got = fall_times(t, loss, before, after)
+    want = 5 + np.log(1 / np.array([0.9, 0.5, 0.1]) - 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert float(relative_width(*got)) == pytest.approx(2 * np.log(9) / 5, abs=1e-5)
+    assert np.isnan(fall_times(t, loss, before, after, (0.0,))).all()  # L_0 = a: never
+    assert np.isnan(fall_times(t, loss, np.nan, after)).all()
+
+
+def test_emergence_time_is_the_half_fall_of_a_logistic():
+    """L = b/(1 + e^{2(t−3)}) falls from b to 0; half way (L = b/2) at t = 3 exactly. With
+    after = b/4 the half-fall level 5b/8 is reached at 3 + ln(3/5)/2. Oracle: the closed
+    form; 1e-3 sampling makes the ln-L interpolation error < 1e-6 (tolerance 1e-5)."""
+    from dynamics.phases import emergence_time
+
+    b = 3.0
+    t = np.linspace(0.0, 8.0, 8_001)
+    loss = b / (1 + np.exp(2 * (t - 3)))
+    assert emergence_time(t, loss, b) == pytest.approx(3.0, abs=1e-5)
+    assert emergence_time(t, loss, b, b / 4) == pytest.approx(3 + np.log(3 / 5) / 2, abs=1e-5)
+    assert np.isnan(emergence_time(t[:100], loss[:100], b))  # not by the end

@@ -48,3 +48,19 @@ def test_vector_crossing_time_against_euler() -> None:
     # Euler's error in t is O(dt) ≈ 1e-5 relative to t ~ 1: tolerance 1e-3 (100x)
     assert theory.crossing_time(spec) == pytest.approx(t, rel=1e-3)
     assert np.isfinite(t)
+
+
+def test_crossing_time_is_the_models_closed_form_hook(monkeypatch) -> None:
+    """Issue 17: ``crossing_time`` picks no closed form by the kind's name; it calls the
+    ``closed_form(spec, f)`` hook the model module registered (a stub here proves it)."""
+    import inspect
+
+    from dynamics import registry
+
+    spec = Vector.sample(n=3, seed=0)
+    calls = []
+    monkeypatch.setitem(registry.entry("vector").hooks, "closed_form",
+                        lambda s, f: calls.append((s, f)) or 7.25)
+    assert theory.crossing_time(spec, 0.3) == 7.25
+    assert calls == [(spec, 0.3)]
+    assert "spec.kind ==" not in inspect.getsource(theory.crossing_time)

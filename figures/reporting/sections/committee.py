@@ -128,9 +128,10 @@ def job_committee_eta(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _half(t: np.ndarray, loss: np.ndarray, level: float) -> float | None:
-    from dynamics.phases import crossing_times
+    from dynamics.phases import emergence_time
 
-    return crossing_times(t, loss, level, (0.5,))[0.5]
+    value = emergence_time(t, loss, level)  # half the fall from the plateau level
+    return None if math.isnan(value) else value
 
 
 def build(ctx: Context) -> SectionResult:
