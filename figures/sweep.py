@@ -37,7 +37,14 @@ and ``beta2`` (or ``betas`` with values ``B1/B2``), ``schedule`` (``--schedule``
 ``NAME:KEY=VALUE,...`` form) and ``objective`` (a grouped model's group objective,
 :func:`dynamics.groups.parse`). A list whose values contain commas (a schedule) separates its
 values with ``|``: ``schedule=step:step_size=100,gamma=0.5|cosine:T_max=1000``.
-Not a grid axis: ``singular_values``.
+``t_max``: the theories' horizon in t (default: with training 1.5 × its horizon η·steps, else
+each theory's own end). Not a grid axis: ``singular_values`` (a list; give it in ``defaults``).
+
+The report's claim maps are sweeps too (:meth:`figures.reporting.blocks.Context.sweep`): a
+section declares its grid, :func:`sweep` runs it with ``record=True`` (each row then also
+holds ``run``, the report's full summary of its curve, :func:`figures.reporting.jobs.summarize`,
+not written to ``results.csv``) and :mod:`figures.claims` judges the rows
+(:func:`figures.claims.grid_runs`).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from figures.sweeps import CacheStats, run_jobs
 __all__ = [
     "COLUMNS",
     "MEASUREMENTS",
+    "Axis",
     "SweepError",
     "parse_grid",
     "parse_seeds",
@@ -72,7 +80,7 @@ FRACTIONS = (0.5, 0.1, 0.01)
 #: the run-option axes and their value types (``float``, ``int``, ``text``, ``bool``)
 RUN_TYPES = {"lr": "float", "momentum": "float", "eps": "float", "optimizer": "text",
              "steps": "int", "beta1": "float", "beta2": "float", "betas": "text",
-             "schedule": "text", "objective": "text"}
+             "schedule": "text", "objective": "text", "t_max": "float"}
 RUN_OPTIONS = tuple(RUN_TYPES)
 #: a registered sampler option's value type (dynamics.registry.TYPES) as an axis type; an
 #: option of another type (a list of floats) is not a grid axis
@@ -352,6 +360,24 @@ def _measure(traj: Any) -> dict[str, Any]:
     return out
 
 
+def _recorder(config: dict[str, Any]) -> Any:
+    """``traj -> {"run": the report's summary of traj}`` for a cell of a recording sweep
+    (:func:`figures.reporting.jobs.summarize`), ``traj -> {}`` otherwise."""
+    if not config.get("record"):
+        return lambda traj: {}
+    from figures.reporting.jobs import summarize
+
+    return lambda traj: {"run": summarize(traj)}
+
+
+def _record_version() -> str:
+    """SHA-256 of the source of the report's run summary (a recording cell's cache key: the
+    summary lives in another module, which the job's own code version does not cover)."""
+    from figures.reporting import jobs
+
+    return hashlib.sha256(Path(jobs.__file__).read_bytes()).hexdigest()
+
+
 def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     """One cell × seed: every theory and (optionally) training; the measurements per source.
 
@@ -368,13 +394,15 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         spec = spec.with_objective(run["objective"])
     out: dict[str, Any] = {}
     # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
-    t_max = 1.5 * run["lr"] * run["steps"] if run["train"] else None
+    # (unless the cell sets its own horizon ``t_max``)
+    t_max = run.get("t_max") or (1.5 * run["lr"] * run["steps"] if run["train"] else None)
+    record = _recorder(config)
     for name in config["theories"]:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traj = predict(spec, _method(name, run), t_max=t_max)
-        out[name] = {**_measure(traj), "seconds": time.perf_counter() - started}
+        out[name] = {**_measure(traj), **record(traj), "seconds": time.perf_counter() - started}
     if run["train"]:
         import torch
 
@@ -391,7 +419,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
             warnings.simplefilter("ignore", RuntimeWarning)
             result = train(spec, train_config)
         experiment = result.trajectories[0]
-        out["train"] = {**_measure(experiment), "seconds": time.perf_counter() - started,
+        out["train"] = {**_measure(experiment), **record(experiment),
+                        "seconds": time.perf_counter() - started,
                         "diverged": bool(result.diverged)}
         exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}
         for name in config["theories"]:
@@ -428,9 +457,10 @@ def sweep(
     dtype: str = "float64",
     executor: Executor | None = None,
     cache_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | Any = False,
     stats: CacheStats | None = None,
     curves: dict[int, dict[str, np.ndarray]] | None = None,
+    record: bool = False,
 ) -> list[dict[str, Any]]:
     """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
 
@@ -446,8 +476,12 @@ def sweep(
         defaults: values of the non-grid parameters (``init``, ``lr``, ``n``, ...).
         dtype: training precision (default float64, the comparison precision).
         executor, cache_dir, stats: as :func:`figures.sweeps.run_jobs`.
-        progress: a bar on stderr with cells done/left and an ETA.
+        progress: a bar on stderr with cells done/left and an ETA (or an open ``tqdm`` bar
+            that counts the cells, as :func:`figures.sweeps.run_jobs`).
         curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
+        record: each row also holds ``run``, the report's full summary of its curve
+            (:func:`figures.reporting.jobs.summarize`: crossings, phases, alignment and norm
+            histories, the thinned trajectory); not a column of ``results.csv``.
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
@@ -508,10 +542,12 @@ def sweep(
                 "problem": problem, "dims": cell_dims, "sample": sample, "run": run,
                 "seed": seed, "theories": list(theories),
                 "model_file": None if model_file is None else str(Path(model_file).resolve()),
-                "model_digest": digest}))
+                "model_digest": digest,
+                **({"record": _record_version()} if record else {})}))
             labels.append((point, seed))
-    results = run_jobs(jobs, executor=executor, cache_dir=cache_dir,
-                       progress_label="sweep cells" if progress else None, stats=stats)
+    label = "sweep cells" if progress is True else (progress or None)
+    results = run_jobs(jobs, executor=executor, cache_dir=cache_dir, progress_label=label,
+                       stats=stats)
     rows: list[dict[str, Any]] = []
     for (point, seed), result in zip(labels, results, strict=True):
         for source in (*theories, *(["train"] if train is not None else [])):
@@ -519,6 +555,8 @@ def sweep(
             row = dict(zip(names, point, strict=True))
             row.update(seed=seed, source=source)
             row.update({k: measured.get(k) for k in MEASUREMENTS})
+            if record:
+                row["run"] = measured["run"]
             if curves is not None:
                 curves[len(rows)] = measured["curve"]
             rows.append(row)
