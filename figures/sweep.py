@@ -516,10 +516,12 @@ def sweep(
     sampler = _sampler_defaults(problem, dims)
     base: dict[str, Any] = {"lr": None, "momentum": 0.0, "eps": 1e-8,
                             "optimizer": train or "sgd", "steps": steps, "beta1": 0.9,
-                            "beta2": 0.999, "betas": None, "schedule": None, "objective": None}
+                            "beta2": 0.999, "betas": None, "schedule": None, "objective": None,
+                            "t_max": None}
     base.update(sampler)
     for key, value in (defaults or {}).items():
-        if key not in valid and key not in (dims or {}):
+        # a sampler option that is no grid axis (a list: singular_values) may still be set
+        if key not in valid and key not in (dims or {}) and key not in sampler:
             raise SweepError(f"--{key.replace('_', '-')}: not a parameter of {problem} "
                              f"(valid: {', '.join(valid)})")
         base[key] = value
@@ -545,7 +547,7 @@ def sweep(
                 "model_digest": digest,
                 **({"record": _record_version()} if record else {})}))
             labels.append((point, seed))
-    label = "sweep cells" if progress is True else (progress or None)
+    label = "sweep cells" if progress is True else None if progress is False else progress
     results = run_jobs(jobs, executor=executor, cache_dir=cache_dir, progress_label=label,
                        stats=stats)
     rows: list[dict[str, Any]] = []
