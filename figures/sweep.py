@@ -74,6 +74,7 @@ __all__ = [
     "parse_seeds",
     "sweep",
     "write_outputs",
+    "write_table",
 ]
 
 FRACTIONS = (0.5, 0.1, 0.01)
@@ -575,6 +576,19 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def write_table(rows: list[dict[str, Any]], path: str | Path, axes: Sequence[str]) -> Path:
+    """The sweep table (``results.csv``'s format: a column per grid axis, then
+    :data:`COLUMNS`) of ``rows`` at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*axes, *COLUMNS])
+        for row in rows:
+            writer.writerow([_cell_text(row.get(c)) for c in (*axes, *COLUMNS)])
+    return path
+
+
 def write_outputs(
     rows: list[dict[str, Any]], out: str | Path, axes: Sequence[str],
     curves: dict[int, dict[str, np.ndarray]] | None = None,
@@ -583,13 +597,7 @@ def write_outputs(
     """``results.csv``, ``curves.npz``, one heatmap PNG per ``(measurement, x, y)`` and
     ``index.html`` under ``out``; the paths written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.csv"]
-    with open(written[0], "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*axes, *COLUMNS])
-        for row in rows:
-            writer.writerow([_cell_text(row.get(c)) for c in (*axes, *COLUMNS)])
+    written = [write_table(rows, out / "results.csv", axes)]
     if curves:
         path = out / "curves.npz"
         np.savez_compressed(path, **{f"{k}_{part}": v[part] for k, v in curves.items()

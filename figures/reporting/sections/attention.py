@@ -70,8 +70,9 @@ def build(ctx: Context) -> SectionResult:
                        settings, theory, trained),
         overlay_table(ctx, "table", settings, theory, trained)]
     x, y = Axis("σ", s.sigmas, SIGMA_LABEL, True), Axis("d", s.ds)
-    runs = grid_runs(ctx.sweep("attention", map_grid(s), seeds=[0], theories=["flow"],
-                               defaults={"rank": 2}), ("n", "init"))
+    rows = ctx.sweep("map-claim6-sweep", "attention", map_grid(s), seeds=[0],
+                     theories=["flow"], defaults={"rank": 2})
+    runs = grid_runs(rows, ("n", "init"))
     holds, notes = cells(x, y, lambda d, sigma: seed_cell(
         [attention_checks(runs[(d, sigma)])]) if (d, sigma) in runs else (math.nan, "stiff"))
     m = ClaimMap("plateau, then the drop once the last of the four factors aligns", x, y, holds,

@@ -69,8 +69,9 @@ def build(ctx: Context) -> SectionResult:
                        trained, log_time=False),
         overlay_table(ctx, "table", settings, theory, trained)]
     x, y = Axis("σ", s.sigmas, SIGMA_LABEL, True), Axis("n", s.ns)
-    runs = grid_runs(ctx.sweep("vector", map_grid(s), seeds=[0], theories=["flow"],
-                               defaults={"t_max": T_MAX}), ("n", "init"))
+    rows = ctx.sweep("map-claim1-sweep", "vector", map_grid(s), seeds=[0], theories=["flow"],
+                     defaults={"t_max": T_MAX})
+    runs = grid_runs(rows, ("n", "init"))
     fits = {key: exp_fit(run["trajectory"].t, run["trajectory"].loss, run["l_ref"])
             for key, run in runs.items()}
     holds, notes = cells(x, y, lambda n, sigma: seed_cell(

@@ -73,9 +73,9 @@ def build(ctx: Context) -> SectionResult:
         overlay_table(ctx, "table", settings, theory, trained)]
     x = Axis("λ", s.lambdas, "weight decay λ")
     y = Axis("σ", s.sigmas, SIGMA_LABEL)
-    runs = grid_runs(ctx.sweep("factorization", map_grid(s), seeds=[0], theories=["flow"],
-                               defaults=MAP_DEFAULTS | {"n": s.n}),
-                     ("init", "weight_decay"))
+    rows = ctx.sweep("map-claim7-sweep", "factorization", map_grid(s), seeds=[0],
+                     theories=["flow"], defaults=MAP_DEFAULTS | {"n": s.n})
+    runs = grid_runs(rows, ("init", "weight_decay"))
     holds, notes = cells(x, y, lambda sigma, lam: seed_cell([weight_decay_checks(
         crossing(runs[(sigma, lam)]), crossing(runs[(sigma, 0.0)]),
         solution_size(runs[(sigma, lam)]), S, lam)]))
