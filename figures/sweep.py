@@ -54,7 +54,7 @@ import hashlib
 import html
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,6 +462,7 @@ def sweep(
     stats: CacheStats | None = None,
     curves: dict[int, dict[str, np.ndarray]] | None = None,
     record: bool = False,
+    where: Callable[[dict[str, Any], int], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
 
@@ -483,6 +484,8 @@ def sweep(
         record: each row also holds ``run``, the report's full summary of its curve
             (:func:`figures.reporting.jobs.summarize`: crossings, phases, alignment and norm
             histories, the thinned trajectory); not a column of ``results.csv``.
+        where: if given, only the cells for which ``where(axis values, seed)`` is true run
+            (a map that adds seeds beside its boundary, a corner left out).
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
@@ -541,6 +544,8 @@ def sweep(
                                   or any(t in ("discrete", "modified") for t in theories)):
             raise SweepError("--lr is needed (or an axis lr) to train or for discrete/modified")
         for seed in seed_list:
+            if where is not None and not where(dict(zip(names, point, strict=True)), seed):
+                continue
             jobs.append((run_cell, {
                 "problem": problem, "dims": cell_dims, "sample": sample, "run": run,
                 "seed": seed, "theories": list(theories),

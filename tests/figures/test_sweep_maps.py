@@ -76,3 +76,23 @@ def test_grid_runs_refuses_rows_it_cannot_key_apart() -> None:
     assert len(grid_runs(rows, ("n", "seed"))) == 2
     with pytest.raises(UsageError, match="two flow rows"):
         grid_runs(rows, ("n",))
+
+
+def test_where_runs_only_the_chosen_cells_with_the_numbers_of_the_full_grid() -> None:
+    """``where`` (a map's extra seeds beside its boundary): only the chosen cells × seeds run,
+    and each row equals the same cell's row of the whole grid."""
+    from figures.sweep import Axis, sweep
+
+    grid = [Axis("n", (1, 3)), Axis("init", (0.01, 0.1))]
+    options = {"theories": ["flow"], "defaults": {"t_max": 5.0}}
+    with ThreadPoolExecutor(1) as pool:
+        full = sweep("vector", grid, seeds=[0, 1], executor=pool, **options)
+        some = sweep("vector", grid, seeds=[0, 1], executor=pool,
+                     where=lambda v, seed: v["n"] == 3 and seed == 1, **options)
+    assert [(r["n"], r["init"], r["seed"]) for r in some] == [(3, 0.01, 1), (3, 0.1, 1)]
+    drop = ("seconds",)
+    for row in some:
+        (same,) = [r for r in full if (r["n"], r["init"], r["seed"])
+                   == (row["n"], row["init"], row["seed"])]
+        assert {k: v for k, v in row.items() if k not in drop} == \
+            {k: v for k, v in same.items() if k not in drop}
