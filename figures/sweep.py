@@ -387,7 +387,6 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     from dynamics.integrate import predict
-    from validation.comparison import judge, tolerance
 
     spec = sample_cell(config)
     run = config["run"]
@@ -407,6 +406,7 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     if run["train"]:
         import torch
 
+        from validation.comparison import judge, tolerance  # imports torch: only to train
         from validation.training import TrainConfig, train
 
         torch.set_num_threads(1)
