@@ -63,15 +63,17 @@ from typing import Any
 import numpy as np
 
 from dynamics.errors import UsageError
-from figures.sweeps import CacheStats, run_jobs
+from figures.sweeps import CacheStats, Job, run_jobs
 
 __all__ = [
     "COLUMNS",
     "MEASUREMENTS",
     "Axis",
+    "Plan",
     "SweepError",
     "parse_grid",
     "parse_seeds",
+    "plan",
     "sweep",
     "write_outputs",
     "write_table",
@@ -490,6 +492,67 @@ def sweep(
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
     """
+    planned = plan(problem, grid, dims=dims, model_file=model_file, seeds=seeds,
+                   theories=theories, train=train, steps=steps, defaults=defaults, dtype=dtype,
+                   record=record, where=where)
+    label = "sweep cells" if progress is True else None if progress is False else progress
+    results = run_jobs(planned.jobs, executor=executor, cache_dir=cache_dir,
+                       progress_label=label, stats=stats)
+    return planned.rows(results, curves)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep's cells as jobs (:func:`plan`): ``jobs`` (``(run_cell, config)``, for
+    :func:`figures.sweeps.run_jobs`), each one's ``labels`` (grid point, seed), the axis
+    ``names``, the row ``sources`` and whether rows keep the run summary (``record``)."""
+
+    jobs: list[Job]
+    labels: list[tuple[tuple[Any, ...], int]]
+    names: list[str]
+    sources: tuple[str, ...]
+    record: bool
+
+    def rows(self, results: Sequence[dict[str, Any]],
+             curves: dict[int, dict[str, np.ndarray]] | None = None) -> list[dict[str, Any]]:
+        """The table rows (one per cell × seed × source) of the jobs' ``results``."""
+        rows: list[dict[str, Any]] = []
+        for (point, seed), result in zip(self.labels, results, strict=True):
+            for source in self.sources:
+                measured = result[source]
+                row = dict(zip(self.names, point, strict=True))
+                row.update(seed=seed, source=source)
+                row.update({k: measured.get(k) for k in MEASUREMENTS})
+                if self.record:
+                    row["run"] = measured["run"]
+                if curves is not None:
+                    curves[len(rows)] = measured["curve"]
+                rows.append(row)
+        return rows
+
+
+def plan(
+    problem: str,
+    grid: Sequence[Axis] | Sequence[str],
+    *,
+    dims: dict[str, int] | None = None,
+    model_file: str | Path | None = None,
+    seeds: Sequence[int] | int = 1,
+    theories: Sequence[str] = ("flow",),
+    train: str | None = None,
+    steps: int = 1000,
+    defaults: dict[str, Any] | None = None,
+    dtype: str = "float64",
+    record: bool = False,
+    where: Callable[[dict[str, Any], int], bool] | None = None,
+) -> Plan:
+    """The cells of :func:`sweep` (same arguments) as jobs, not run: several plans' jobs can
+    run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves at
+    once, in one pool); :meth:`Plan.rows` turns their results into the table.
+
+    Raises:
+        SweepError: an axis that is not a parameter, a bad range or seed list.
+    """
     from dynamics.model import load_file
 
     if model_file is not None:
@@ -553,22 +616,8 @@ def sweep(
                 "model_digest": digest,
                 **({"record": _record_version()} if record else {})}))
             labels.append((point, seed))
-    label = "sweep cells" if progress is True else None if progress is False else progress
-    results = run_jobs(jobs, executor=executor, cache_dir=cache_dir, progress_label=label,
-                       stats=stats)
-    rows: list[dict[str, Any]] = []
-    for (point, seed), result in zip(labels, results, strict=True):
-        for source in (*theories, *(["train"] if train is not None else [])):
-            measured = result[source]
-            row = dict(zip(names, point, strict=True))
-            row.update(seed=seed, source=source)
-            row.update({k: measured.get(k) for k in MEASUREMENTS})
-            if record:
-                row["run"] = measured["run"]
-            if curves is not None:
-                curves[len(rows)] = measured["curve"]
-            rows.append(row)
-    return rows
+    sources = (*theories, *(["train"] if train is not None else []))
+    return Plan(jobs, labels, names, sources, record)
 
 
 def _cell_text(value: Any) -> str:
