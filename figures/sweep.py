@@ -364,13 +364,20 @@ def _measure(traj: Any) -> dict[str, Any]:
 
 
 def _recorder(config: dict[str, Any]) -> Any:
-    """``traj -> {"run": the report's summary of traj}`` for a cell of a recording sweep
-    (:func:`figures.reporting.jobs.summarize`), ``traj -> {}`` otherwise."""
+    """``(spec, traj, theory) -> {"run": the report's summary of traj}`` for a cell of a
+    recording sweep (:func:`figures.reporting.jobs.summarize`, with a theory's mechanistic
+    phases), ``-> {}`` otherwise."""
     if not config.get("record"):
-        return lambda traj: {}
-    from figures.reporting.jobs import summarize
+        return lambda spec, traj, theory=True: {}
+    from figures.reporting.jobs import _mechanistic, summarize
 
-    return lambda traj: {"run": summarize(traj)}
+    def record(spec: Any, traj: Any, theory: bool = True) -> dict[str, Any]:
+        run = summarize(traj)
+        if theory:  # and the mechanistic phases of a theory curve, as job_predict keeps
+            run["mechanistic"] = _mechanistic(spec, traj)
+        return {"run": run}
+
+    return record
 
 
 def _record_version() -> str:
@@ -404,7 +411,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traj = predict(spec, _method(name, run), t_max=t_max)
-        out[name] = {**_measure(traj), **record(traj), "seconds": time.perf_counter() - started}
+        out[name] = {**_measure(traj), **record(spec, traj),
+                     "seconds": time.perf_counter() - started}
     if run["train"]:
         import torch
 
@@ -422,7 +430,7 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
             warnings.simplefilter("ignore", RuntimeWarning)
             result = train(spec, train_config)
         experiment = result.trajectories[0]
-        out["train"] = {**_measure(experiment), **record(experiment),
+        out["train"] = {**_measure(experiment), **record(spec, experiment, False),
                         "seconds": time.perf_counter() - started,
                         "diverged": bool(result.diverged)}
         exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}

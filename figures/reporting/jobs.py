@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
-from dynamics.problems import KINDS, Chain, Problem
+from dynamics.problems import Chain, Problem
 from dynamics.record import SaveAt
 from dynamics.trajectory import Trajectory
 
@@ -50,9 +50,14 @@ STORED_VECTORS = 16  # learned vectors per factor kept in a stored trajectory (:
 
 
 def make_spec(config: dict[str, Any]) -> Problem:
-    """The spec sampled from ``config`` = ``{"kind": ..., **sample arguments}`` (with its seed)."""
+    """The spec sampled from ``config`` = ``{"kind": ..., **sampler options, "seed": s}``: what
+    ``scurve sample KIND ... --seed s`` draws and what a sweep's cell samples
+    (:func:`dynamics.registry.sample`, one sampler for all three)."""
+    from dynamics import registry
+
     args = dict(config)
-    return KINDS[args.pop("kind")].sample(**args)  # type: ignore[attr-defined]
+    kind, seed = args.pop("kind"), args.pop("seed", 0)
+    return registry.sample(kind, args, seed=seed)
 
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:

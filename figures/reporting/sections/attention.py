@@ -51,7 +51,7 @@ QUICK = Settings(6, (0.1, 0.2), QUICK_SIGMAS, (5, 10))
 
 
 def _spec(d: int, sigma: float) -> dict[str, Any]:
-    return {"kind": "attention", "d": d, "rank": 2, "init": sigma, "seed": 0}
+    return {"kind": "attention", "n": d, "rank": 2, "init": sigma, "seed": 0}  # n: d
 
 
 def map_grid(s: Settings) -> list[GridAxis]:
