@@ -152,10 +152,9 @@ def run_adam(
     s_max, s_min = spec.rate_scale()
     stop = (Stop() if stop is None else stop).with_defaults(
         t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)
-    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, float(stop.t_max),
-                             s_max, solver=solver, rtol=rtol, stop=stop.loss,
-                             first=min(2.0 / s_max, FIRST * scale), stall=stop.stall,
-                             saveat=_grid("adam", saveat))
-    observed = [observe(y) for y in ys]
+    grid, observed = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, float(stop.t_max),
+                                   s_max, solver=solver, rtol=rtol, stop=stop.loss,
+                                   first=min(2.0 / s_max, FIRST * scale), stall=stop.stall,
+                                   saveat=_grid("adam", saveat))
     return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
                        size)

@@ -87,6 +87,14 @@ class GroupObjective:
     dro_step: float | None = None
     """Group DRO's step c per training step (w = softmax(z) is then state, see module doc)."""
 
+    def dro_increment(self, losses: Any) -> Any:
+        """Group DRO's per-step increment of the logits z: c·ℓ_g, so a step is z ← z + c·ℓ and,
+        in t = η·step, dz/dt = c·ℓ/η (weights w = softmax(z)). The one definition of the update,
+        used by the GD map, the flow and both torch trainers (numpy arrays or torch tensors)."""
+        if self.dro_step is None:
+            raise UsageError(f"objective {self.label!r} is not Group DRO: it has no logits")
+        return self.dro_step * losses
+
     @cached_property
     def constant_slopes(self) -> bool:
         """Whether d = ∂F/∂ℓ does not depend on ℓ (F linear in the group losses: the mean)."""
@@ -307,7 +315,7 @@ class GroupedDynamics:
     def _dz(self, losses: np.ndarray, lr: float) -> np.ndarray:
         if not lr > 0:
             raise UsageError("Group DRO's flow needs the step size η (dz/dt = (c/η)ℓ)")
-        return self.objective.dro_step / lr * losses
+        return self.objective.dro_increment(losses) / lr
 
     def initial(self, values: Mapping[str, np.ndarray]) -> tuple[Arrays, Arrays]:
         state, consts = self.inner.initial(values)
@@ -326,23 +334,24 @@ class GroupedDynamics:
     def overlaps(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray]) -> dict:
         return self.inner.overlaps(self._split(state)[0], consts)
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+            lam: float, lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t (``lr`` = η enters DRO's dz/dt and a modified equation)."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
-        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam, lr)
+        out = self.inner.rhs(core, dict(consts) | {self.name: self.matrix(losses, z)}, lam=lam,
+                             lr=lr)
         return dict(out) | ({"z": self._dz(losses, lr)} if self.dro else {})
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
-             lam: float, mu: float = 0.0) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+             lam: float, lr: float, mu: float = 0.0) -> Arrays:
         """One GD step of rate η = ``lr`` (reduced map), D from the current point."""
         core, z = self._split(state)
         losses = self.inner.group_losses(core, consts)
         if self.dro:
-            z = z + self.objective.dro_step * losses
-        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)}, lr, lam,
-                              mu)
+            z = z + self.objective.dro_increment(losses)
+        new = self.inner.step(core, dict(consts) | {self.name: self.matrix(losses, z)},
+                              lam=lam, lr=lr, mu=mu)
         return dict(new) | ({"z": z} if self.dro else {})
 
 
@@ -373,10 +382,10 @@ class GroupedFullFlow(GroupedDynamics):
         d = self.matrix(self.inner.group_losses(values))
         return self.inner.grad(dict(values) | {self.name: d}, lam)
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float,  # type: ignore[override]
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], *,  # type: ignore[override]
+            lam: float, lr: float = 0.0) -> Arrays:
         d = self.matrix(self.inner.group_losses(values))
-        return self.inner.rhs(dict(values) | {self.name: d}, lam, lr)
+        return self.inner.rhs(dict(values) | {self.name: d}, lam=lam, lr=lr)
 
 
 def grouped(inner: Any, obj: GroupObjective, frequencies: ArrayLike, name: str,

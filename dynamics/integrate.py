@@ -83,7 +83,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from . import groups, symbolic
-from .errors import UsageError
+from .errors import ScurveError, UsageError
 from .matexpr import ReductionError
 from .methods import Discrete, Flow, Method
 from .model import Model
@@ -105,11 +105,19 @@ SIGN_REACH = (10.0, 1e-2)  # sign step: reach = θ_*·clip(10·√(L/L_ref), 1e-
 STALL = 1e-9  # sign: "stopped changing" = best loss improved by less than this (relative)
 STALL_MIN_STEPS = 1000  # ... while the step count doubled from at least this many steps
 WALL_LIMIT = 600.0  # seconds before a continuous integration gives up
+STREAM_SIZE = 20_000  # states with more entries are sampled chunk by chunk (_solve_chunks)
+CHUNK_SAMPLES = 400  # samples per doubling chunk of a streamed integration
 
 
-class IntegrationError(RuntimeError):
-    """Integration failed (solve_ivp failure, overflow, divergence); the message names the
-    spec, the method and the time reached."""
+class IntegrationError(ScurveError, RuntimeError):
+    """Integration failed (solve_ivp failure, overflow, divergence, the wall-clock limit); the
+    message is one line naming the spec, the method, the time reached and why. A
+    :class:`ScurveError` (the CLI: one line, exit 2): it is the consequence of the settings
+    asked for (a step size that diverges, an end time out of reach), not a bug."""
+
+
+class _OutOfTime(Exception):
+    """Raised from inside a right-hand side once :data:`WALL_LIMIT` has passed."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +295,7 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(flow.rhs(packer.unpack(y), consts, lam, lr))
+            return packer.pack(flow.rhs(packer.unpack(y), consts, lam=lam, lr=lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             st = packer.unpack(y)
@@ -300,17 +308,16 @@ def _continuous(spec: Problem, method: str, lr: float, saveat: SaveAt | None, st
         packer = _Packer.of(state)
 
         def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam, lr))
+            return packer.pack(full.rhs(packer.unpack(y) | fixed, lam=lam, lr=lr))
 
         def observe(y: np.ndarray) -> tuple[float, dict, np.ndarray | None]:
             params = packer.unpack(y) | fixed
             return (full.loss_value(params), _full_overlaps(model, params),
                     full.group_losses(params) if grouped else None)
 
-    t_grid, ys = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref,
-                               float(stop.t_max), s_max, stop=stop.loss, stall=stop.stall,
-                               saveat=saveat)
-    observed = [observe(y) for y in ys]
+    t_grid, observed = _solve_chunks(spec, method, rhs, observe, packer.pack(state), spec.l_ref,
+                                     float(stop.t_max), s_max, stop=stop.loss, stall=stop.stall,
+                                     saveat=saveat)
     return _trajectory(t_grid, [v for v, _, _ in observed], [o for _, o, _ in observed], spec,
                        method, packer.size, group_loss=[g for _, _, g in observed] if grouped
                        else None)
@@ -320,7 +327,7 @@ def _solve_chunks(
     spec: Problem,
     method: str,
     rhs: Callable[[float, np.ndarray], np.ndarray],
-    observe: Callable[[np.ndarray], tuple[float, dict]],
+    observe: Callable[[np.ndarray], tuple],
     y0: np.ndarray,
     l_ref: float,
     cap: float,
@@ -331,8 +338,8 @@ def _solve_chunks(
     first: float | None = None,
     stall: float | None = None,
     saveat: SaveAt | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
+) -> tuple[np.ndarray, list[tuple]]:
+    """Integrate in doubling chunks until a stop criterion holds; sample the solution.
 
     ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
     (atol = 1e-14·‖y₀‖); ``stop``: the loss level (× L_ref) to stop at (default
@@ -341,25 +348,61 @@ def _solve_chunks(
     below ½L_ref (a fixed point above the stop level: weight decay); ``saveat``: the grid
     (:meth:`SaveAt.times`, default ``SaveAt.grid()``) and the crossings kept. Returns the
     sample times (module docstring: 1500 log- and linearly spaced plus the exact crossing
-    times) and the state at each.
+    times) and ``observe`` of the state at each (``observe(y)[0]`` is the loss).
+
+    A state of more than :data:`STREAM_SIZE` numbers is *streamed*: the solver's dense output
+    (~8 numbers per state entry per step) is not kept; each chunk is sampled as it is solved
+    (``t_eval``: :data:`CHUNK_SAMPLES` log- and linearly spaced times in the chunk, observed at
+    once, the states dropped), the crossings f·L_ref found by the solver's event root finding,
+    and the record thinned to ``saveat`` (crossings kept). Memory is then one chunk's samples'
+    observations, not every step's interpolant (tens of GB for Adam at n = 100).
     """
 
     level = _loss_stop(spec) if stop is None else stop
     saveat = SaveAt.grid(SAMPLES) if saveat is None else saveat
+    streamed = y0.size > STREAM_SIZE
 
     def below(t: float, y: np.ndarray) -> float:
         return observe(y)[0] - level * l_ref
 
     below.terminal = True  # type: ignore[attr-defined]
+    crossings = []  # streamed: non-terminal events at f·L_ref (exact t_f by root finding)
+    for f in saveat.crossings if streamed else ():
+        def crossing(t: float, y: np.ndarray, lv: float = f * l_ref) -> float:
+            return observe(y)[0] - lv
+        crossings.append(crossing)
     t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max if first is None else first)
     sols = []
+    record: list[tuple[float, tuple]] = [(0.0, observe(y0))] if streamed else []
     norm0 = float(np.linalg.norm(y0)) or 1.0
     started = time.perf_counter()
+    calls = [0]
+
+    def timed(t: float, y: np.ndarray) -> np.ndarray:  # the wall limit, checked inside a chunk
+        calls[0] += 1
+        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
+            raise _OutOfTime(t)
+        return rhs(t, y)
+
     while True:
         t1 = min(cap, t0 + chunk)
-        try:
-            sol = solve_ivp(rhs, (t0, t1), y, method=solver, rtol=rtol,
-                            atol=1e-14 * norm0, dense_output=True, events=below)
+        t_eval = None
+        if streamed:
+            half = CHUNK_SAMPLES // 2
+            low = t0 if t0 > 0 else min(t1 * 1e-6, t1 / half)
+            t_eval = np.unique(np.clip(np.concatenate([np.geomspace(low, t1, half),
+                                                       np.linspace(t0, t1, half + 1)[1:]]),
+                                       t0, t1))
+        try:  # trial steps that overflow are rejected by the step control: no warnings
+            with np.errstate(over="ignore", invalid="ignore"):
+                sol = solve_ivp(timed, (t0, t1), y, method=solver, rtol=rtol,
+                                atol=1e-14 * norm0, dense_output=not streamed,
+                                events=[below, *crossings], t_eval=t_eval)
+        except _OutOfTime as exc:
+            raise IntegrationError(
+                f"{spec.describe()}: method {method!r} still running at t = {exc.args[0]:.6g} "
+                f"after {WALL_LIMIT:.0f} s (a stiff or very long run: give an earlier t_max)"
+            ) from None
         except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             raise IntegrationError(
                 f"{spec.describe()}: method {method!r} failed after t = {t0:.6g} "
@@ -370,9 +413,16 @@ def _solve_chunks(
                 f"{spec.describe()}: method {method!r} failed at t = {sol.t[-1]:.6g} "
                 f"({sol.message})"
             )
-        sols.append(sol)
         before = observe(y)[0] if stall is not None else 0.0
-        t0, y = float(sol.t[-1]), sol.y[:, -1]
+        if streamed:  # observe this chunk's samples and crossings now, keep no states
+            record += [(float(t), observe(sol.y[:, i])) for i, t in enumerate(sol.t)]
+            for times, states in zip(sol.t_events, sol.y_events, strict=True):
+                record += [(float(t), observe(ys)) for t, ys in zip(times, states, strict=True)]
+            end = sol.t_events[0]  # the stop level reached: the chunk ends there
+            t0, y = (float(end[0]), sol.y_events[0][0]) if sol.status == 1 else (t1, sol.y[:, -1])
+        else:
+            sols.append(sol)
+            t0, y = float(sol.t[-1]), sol.y[:, -1]
         if sol.status == 1 or t0 >= cap:
             break
         if stall is not None:
@@ -384,9 +434,8 @@ def _solve_chunks(
         if speed < 1e-9 * s_max * size or size < 1e-12 * norm0:
             break
         chunk = t0  # doubling
-        if time.perf_counter() - started > WALL_LIMIT:
-            raise IntegrationError(f"{spec.describe()}: method {method!r} still running at "
-                                   f"t = {t0:.6g} after {WALL_LIMIT:.0f} s")
+    if streamed:
+        return _thinned(record, saveat, l_ref)
     t_end = t0
     first = min((s.t[1] for s in sols if s.t.size > 1), default=t_end)
     grid = saveat.times(t_end, first)
@@ -426,7 +475,26 @@ def _solve_chunks(
     if extra:
         grid = np.unique(np.concatenate([grid, extra]))
         ys = [state_at(t) for t in grid]
-    return grid, ys
+    return grid, [observe(y) for y in ys]
+
+
+def _thinned(record: list[tuple[float, tuple]], saveat: SaveAt, l_ref: float
+             ) -> tuple[np.ndarray, list[tuple]]:
+    """A streamed record sorted by t, duplicates dropped, thinned to ``saveat``'s samples
+    (:meth:`SaveAt.thin`) with the first sample at or below each f·L_ref kept: the exact
+    crossings, which the solver's events put in the record."""
+    record.sort(key=lambda item: item[0])
+    t = np.array([item[0] for item in record])
+    keep = np.concatenate([[True], np.diff(t) > 0])
+    record = [item for item, k in zip(record, keep, strict=True) if k]
+    t, losses = t[keep], np.array([item[1][0] for item in record])
+    chosen = set(saveat.thin(t).tolist())
+    for f in saveat.crossings:
+        hit = np.flatnonzero(losses <= f * l_ref * (1 + 1e-9))
+        if hit.size:
+            chosen.add(int(hit[0]))
+    index = sorted(chosen)
+    return t[index], [record[i][1] for i in index]
 
 
 # --------------------------------------------------------------------------- discrete processes
@@ -474,7 +542,7 @@ class _FullGD:
             state |= {f"b_{w}": np.zeros_like(values[w]) for w in self.model.learned_names}
         self.state = state
 
-    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
+    def step(self, state: dict, *, lam: float, lr: float, mu: float) -> dict:
         params = {w: state[w] for w in self.model.learned_names}
         grads = self.full.grad(params | self.fixed, lam)
         out = {}
@@ -503,8 +571,8 @@ class _ReducedGD:
         self.gd = _grouped(spec, gd)
         self.state, self.consts = self.gd.initial(spec.values())
 
-    def step(self, state: dict, lr: float, lam: float, mu: float) -> dict:
-        return self.gd.step(state, self.consts, lr, lam, mu)
+    def step(self, state: dict, *, lam: float, lr: float, mu: float) -> dict:
+        return self.gd.step(state, self.consts, lam=lam, lr=lr, mu=mu)
 
     def loss(self, state: dict) -> float:
         return self.gd.loss_value(state, self.consts)
@@ -555,7 +623,7 @@ def _discrete(spec: Problem, method: Discrete, saveat: SaveAt | None, stop: Stop
     t, previous = 0.0, lr
     for step in range(1, max_steps + 1):
         rate = lr if rates is None else next(rates)
-        new = process.step(state, rate, lam, momentum)
+        new = process.step(state, lam=lam, lr=rate, mu=momentum)
         t = step * lr if rates is None else t + rate  # t_m = Σ_{j<m} η_j (= η·m)
         value = process.loss(new)
         if not np.isfinite(value) or value > 1e12 * l_ref:

@@ -229,7 +229,7 @@ class PerSampleFlow(_Base):
         z, shapes = self._z(values), self._shapes(values)
         return self._grad(values, z.T @ (z @ self._f(values, shapes)), shapes, lam)
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float, lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], *, lam: float, lr: float = 0.0) -> Arrays:
         """dθ/dt per unit t (η enters only the modified equation)."""
         z, shapes = self._z(values), self._shapes(values)
         r = z.T @ (z @ self._f(values, shapes))
@@ -274,7 +274,7 @@ class PerSampleReduced(_Base):
         r = consts["S"] @ self._f(params, shapes)
         return self._grad(params, r, shapes, lam), r
 
-    def rhs(self, state: Mapping, consts: Mapping, lam: float, lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping, consts: Mapping, *, lam: float, lr: float = 0.0) -> Arrays:
         """dθ/dt per unit t (η enters only the modified equation)."""
         g, r = self._g(state, consts, lam)
         if not self.modified:
@@ -283,7 +283,7 @@ class PerSampleReduced(_Base):
         hv = self._hv(dict(state) | dict(consts), r, lambda u: s @ u, consts["_shapes"], g, lam)
         return {k: -g[k] - 0.5 * lr * hv[k] for k in g}
 
-    def step(self, state: Mapping, consts: Mapping, lr: float, lam: float, mu: float = 0.0
+    def step(self, state: Mapping, consts: Mapping, *, lam: float, lr: float, mu: float = 0.0
              ) -> Arrays:
         """One GD step (torch.optim.SGD semantics): b' = μb + g, W' = W − ηb'."""
         if mu != 0.0 and not self.momentum:

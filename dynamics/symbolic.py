@@ -615,7 +615,7 @@ class FullFlow(_Compiled):
         """g_W = ∂L/∂W + λW for every learned W."""
         return self._programs["grad"](dict(values) | {"lam": lam})
 
-    def rhs(self, values: Mapping[str, np.ndarray], lam: float, lr: float = 0.0) -> Arrays:
+    def rhs(self, values: Mapping[str, np.ndarray], *, lam: float, lr: float = 0.0) -> Arrays:
         """dW/dt (per unit t): −g_W, minus (lr/2)·D(g_W)[g] if :attr:`modified`."""
         if not self.modified:
             return {f: -g for f, g in self.grad(values, lam).items()}
@@ -738,8 +738,8 @@ class ReducedFlow(_Reduced):
         super().__init__(model, payload, derived)
         self.modified = modified
 
-    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lam: float,
-            lr: float = 0.0) -> Arrays:
+    def rhs(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+            lam: float, lr: float = 0.0) -> Arrays:
         """d(state)/dt per unit t; ``lr`` (η) enters only the modified equation."""
         return self._run("rhs", dict(state) | dict(consts) | {"lam": lam, "eta": lr})
 
@@ -756,8 +756,8 @@ class ReducedGD(_Reduced):
         super().__init__(model, payload, derived)
         self.momentum = momentum
 
-    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], lr: float,
-             lam: float, mu: float = 0.0) -> Arrays:
+    def step(self, state: Mapping[str, np.ndarray], consts: Mapping[str, np.ndarray], *,
+             lam: float, lr: float, mu: float = 0.0) -> Arrays:
         """The state after one step of rate ``lr`` (η), decay ``lam`` (λ), momentum ``mu`` (μ)."""
         values = dict(state) | dict(consts) | {"eta": lr, "lam": lam}
         if not self.momentum:
@@ -889,7 +889,7 @@ def component_equations(model: Model | str, rank: int, latex: bool = False) -> l
 
     state = {key: entries(key) for key in flow.keys}
     consts = {key: entries(key) for key in flow.constants}
-    rates = flow.rhs(state, consts, lam, 0.0)
+    rates = flow.rhs(state, consts, lam=lam)
     out = []
     for key, rate in rates.items():
         rows, cols = shapes[key]

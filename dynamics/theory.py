@@ -749,44 +749,68 @@ def _closed_form_spec(spec: Spec, kind: str | None = None) -> None:
 
 
 def crossing_time(spec: Spec, f: float = 0.5) -> float:
-    """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``.
+    """Per-seed small-init prediction of t_f (first t with L ≤ f·L_ref) for ``spec``: the
+    ``crossing_time`` hook its model module registers (no branch on the kind here):
 
-    * vector: exact, from :func:`vector_loss`;
-    * factorization (mse): the crossing of :func:`staircase_loss`; for rank 1 this is
+    * vector: exact, from :func:`vector_loss` (:func:`vector_crossing_time`);
+    * factorization (mse): the crossing of :func:`staircase_loss`
+      (:func:`staircase_crossing_time`); for rank 1 this is
       t_f = (1/2s') ln[(s'/w₀ − 1)/(s'/w_f − 1)], s' = s − λ − ν. Measured (rank 1, f = ½,
       s ∈ [0.5, 4], n ∈ [50, 400]): |error| < 0.1 % for ν/s ≤ 2e-3 (σ = 1e-3), < 2 % for
       ν/s ≤ 0.08 (σ = 1e-2); without the ν term the error is ≈ −ν/s;
     * attention head (rank 1, h′ = 1): :func:`attention_blowup_time` plus the saturation
-      shift of :func:`attention_plateau_time`. Measured (S ≈ 1-1.4, 4 seeds each): within
-      3e-4 relative for d·σ² ≤ 1e-3 and 5e-3 for d·σ² = 8e-3 (tests/dynamics/test_theory.py).
+      shift of :func:`attention_plateau_time` (:func:`attention_crossing_time`). Measured
+      (S ≈ 1-1.4, 4 seeds each): within 3e-4 relative for d·σ² ≤ 1e-3 and 5e-3 for
+      d·σ² = 8e-3 (tests/dynamics/test_theory.py);
+    * chain: depth 2 is the factorization; depth ≥ 3 :func:`chain_crossing_time`.
 
     Returns ``inf`` when the level is never reached.
     """
     if not 0 < f < 1:
         raise UsageError(f"f must be in (0, 1), got {f}")
     _closed_form_spec(spec)
-    if spec.kind == "attention":
-        overlaps, S = attention_overlaps(spec)
-        return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
-    if spec.kind == "chain":
-        if spec.depth == 2:
-            spec = Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
-                                 weight_decay=spec.weight_decay)
-        elif spec.weight_decay:
-            raise ModelError("the chain's closed form (D >= 3) is for weight decay 0")
-        else:
-            overlaps, s = chain_overlaps(spec)
-            return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
+    hook = registry.entry(spec.kind).hook("crossing_time")  # type: ignore[union-attr]
+    if hook is None:
+        raise ModelError(f"{spec.kind}: no closed-form crossing time registered; integrate it "
+                         "with dynamics.integrate.predict")
+    return float(hook(spec, f))
+
+
+def attention_crossing_time(spec: Spec, f: float) -> float:
+    """t_f of a rank-1 attention head: blow-up time plus the saturation shift."""
+    overlaps, S = attention_overlaps(spec)
+    return attention_blowup_time(overlaps, S) + _attention_saturation(f, S)
+
+
+def chain_crossing_time(spec: Spec, f: float) -> float:
+    """t_f of a chain: depth 2 is the factorization's staircase; depth ≥ 3 (λ = 0) the blow-up
+    time plus the chain law's shift."""
+    if spec.depth == 2:
+        return staircase_crossing_time(
+            Factorization(A=spec.A, B=spec.B, X0=spec.X0, Y0=spec.Y0,
+                          weight_decay=spec.weight_decay), f)
+    if spec.weight_decay:
+        raise ModelError("the chain's closed form (D >= 3) is for weight decay 0")
+    overlaps, s = chain_overlaps(spec)
+    return chain_blowup_time(overlaps, s) + chain_law(f, s, spec.depth)[1]
+
+
+def vector_crossing_time(spec: Spec, f: float) -> float:
+    """t_f of the vector problem, exact: the root of :func:`vector_loss` = f·L_ref."""
     level = f * spec.l_ref
-    if spec.kind == "vector":
-        rate = 1 + spec.weight_decay
-        loss0 = float(vector_loss(0.0, spec))
-        if loss0 <= level:
-            return 0.0
-        floor = float(vector_loss(1e3 / rate, spec))
-        if floor > level:
-            return math.inf
-        return brentq(lambda t: float(vector_loss(t, spec)) - level, 0.0, 1e3 / rate)
+    rate = 1 + spec.weight_decay
+    loss0 = float(vector_loss(0.0, spec))
+    if loss0 <= level:
+        return 0.0
+    floor = float(vector_loss(1e3 / rate, spec))
+    if floor > level:
+        return math.inf
+    return brentq(lambda t: float(vector_loss(t, spec)) - level, 0.0, 1e3 / rate)
+
+
+def staircase_crossing_time(spec: Spec, f: float) -> float:
+    """t_f of a squared-loss factorization: the crossing of :func:`staircase_loss`."""
+    level = f * spec.l_ref
     loss0 = float(staircase_loss(0.0, spec))
     if loss0 <= level:
         return 0.0

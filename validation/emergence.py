@@ -34,6 +34,7 @@ __all__ = [
     "plateau_to_drop",
     "recovery_relation",
     "recovery_times",
+    "relative_width",
     "summarize_run",
     "worst_group_loss",
 ]
@@ -46,6 +47,13 @@ def _times(t: np.ndarray, y: np.ndarray, start: float, levels: np.ndarray) -> np
         return np.full(len(levels), np.nan)
     times = crossing_times(t, y, start, tuple(float(f) for f in levels))
     return np.array([np.nan if times[float(f)] is None else times[float(f)] for f in levels])
+
+
+def relative_width(early: np.ndarray, middle: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """The relative width of a drop (or rise), (t_late − t_early)/t_middle: its duration in units
+    of its own time, the one definition behind every "width" of the emergence tables and the
+    power-family law (the absolute drop width of a curve is :attr:`dynamics.phases.Drop.width`)."""
+    return (np.asarray(late) - np.asarray(early)) / np.asarray(middle)
 
 
 def group_emergence(
@@ -77,7 +85,7 @@ def group_emergence(
         "t_half": t_half,
         "t_10": t_10,
         "t_90": t_90,
-        "width": (t_90 - t_10) / t_half,
+        "width": relative_width(t_10, t_half, t_90),
     }
 
 
@@ -103,7 +111,8 @@ def accuracy_emergence(
     times = np.array([_times(t, error[:, g], 1.0 - chance, levels)
                       for g in range(error.shape[1])]).reshape(-1, 3)
     t_lo, t_mid, t_hi = times.T
-    return {"t_lo": t_lo, "t_mid": t_mid, "t_hi": t_hi, "width": (t_hi - t_lo) / t_mid}
+    return {"t_lo": t_lo, "t_mid": t_mid, "t_hi": t_hi,
+            "width": relative_width(t_lo, t_mid, t_hi)}
 
 
 PLATEAU_LEVEL = 0.9

@@ -175,8 +175,8 @@ class ObjectiveLoss(LossMethod):
             "absent": torch.nonzero(~present).flatten().tolist(),
         }
         if self.objective.dro_step is not None:
-            step = self.objective.dro_step * torch.where(present, means.detach().double(), 0.0)
-            self.logits = self.logits + step
+            self.logits = self.logits + self.objective.dro_increment(
+                torch.where(present, means.detach().double(), 0.0))
             weights = self.weights.to(losses.dtype)
             info["weights"] = self.weights
         elif self.objective.weighted:

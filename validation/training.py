@@ -251,9 +251,9 @@ class _Groups:
         self.plan = programs.Plan(*programs.group_losses(model, shapes, consts),
                                   inputs={n: inputs[n] for n in model.learned_names}, dtype=dtype)
         self.freq = torch.tensor(np.array([spec.frequencies for spec in specs]), **on)
-        self.d, self.dro = d, obj.dro_step
+        self.d, self.objective = d, obj
         self.slopes = _torch_slopes(obj) if d is not None else None
-        self.z = torch.zeros_like(self.freq) if self.dro is not None else None
+        self.z = torch.zeros_like(self.freq) if obj.dro_step is not None else None
 
     def __call__(self) -> Tensor:
         """ℓ (S, G) at the current parameters; D set for the step that follows."""
@@ -261,7 +261,7 @@ class _Groups:
         if self.d is not None:
             w = self.freq
             if self.z is not None:
-                self.z.add_(ell, alpha=self.dro)
+                self.z.add_(self.objective.dro_increment(ell))
                 w = torch.softmax(self.z, dim=-1)
             self.d.copy_(torch.diag_embed(self.slopes(ell, w)))
         return ell

@@ -90,11 +90,20 @@ def rate_scale(spec: Any) -> tuple[float, float]:
     return scale_of(np.concatenate([m * norms[1], nn * norms[0]]))
 
 
+def crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f (:func:`dynamics.theory.attention_crossing_time`), read by
+    ``theory.crossing_time``."""
+    from ..theory import attention_crossing_time
+
+    return attention_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "attention", build, _sample_cli,
     options=PAIR_OPTIONS,  # --n is d, --rank the head dim h, --model-rank h'
 
     hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True,
+           "crossing_time": crossing_time,
            "dims": {"n": ("Q", 0), "r": ("Q", 1), "k": ("Q0", 1)}, "zero_loss": zero_loss,
            "attributes": {"d": lambda spec: spec.n, "h": lambda spec: spec.r},
            "describe": lambda spec: (f"attention d={spec.d} h={spec.h} h'={spec.k} "

@@ -93,12 +93,21 @@ def _normalize(data: dict) -> dict:
     return data
 
 
+def crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f (:func:`dynamics.theory.chain_crossing_time`), read by
+    ``theory.crossing_time``."""
+    from ..theory import chain_crossing_time
+
+    return chain_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "chain", build, sample,
     options=(*PAIR_OPTIONS,
              Option("depth", "posint", 3,
                     "chain depth D >= 2 (default 3): X M_1 ... M_{D-2} Y^T")),
-    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "dims": PAIR_DIMS,
+    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True,
+           "crossing_time": crossing_time, "dims": PAIR_DIMS,
            "zero_loss": zero_loss,
            "normalize": _normalize, "selects": ("M0",),
            "attributes": {"depth": lambda spec: spec.M0.shape[0] + 2,

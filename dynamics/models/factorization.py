@@ -130,11 +130,31 @@ PAIR_OPTIONS = (
 #: dimension sizes from the spec keys (key, axis) of the models fitting A Bᵀ
 PAIR_DIMS = {"n": ("A", 0), "r": ("A", 1), "k": ("X0", 1)}
 
+
+def mode_strengths(spec: Any) -> Any:
+    """s_j = ‖a_j‖‖b_j‖ of the target's columns, the strengths the mechanistic phases of a
+    squared-loss run without weight decay are read against; None otherwise."""
+    import numpy as np
+
+    if spec.loss != "mse" or spec.weight_decay:
+        return None
+    return np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
+
+
+def crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f (:func:`dynamics.theory.staircase_crossing_time`), read by
+    ``theory.crossing_time``."""
+    from ..theory import staircase_crossing_time
+
+    return staircase_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "factorization", build, sample,
     options=(*PAIR_OPTIONS,
              Option("loss", "str", "mse", "factorization loss (default mse)", choices=LOSSES)),
-    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True, "describe": _describe,
+    hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": True,
+           "crossing_time": crossing_time, "mode_strengths": mode_strengths, "describe": _describe,
            "defaults": {"loss": "mse"}, "check": _check_loss, "dims": PAIR_DIMS,
            "zero_loss": zero_loss,
            "attributes": {"target": lambda spec: spec.A @ spec.B.T}},

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,5 +54,26 @@ def add_options(parser: object) -> None:
                 help=o.help, metavar=o.metavar)
 
 
+def rate_scale(spec: Any) -> tuple[float, float]:
+    """(largest, smallest) singular value of B = Σ_p y_p z_p (D×D; ≈ P·N·Λ² for large P), in
+    1/t: the rate of the merged model's linear escape, s = ‖Z yᵀ‖ for one head, and the scale of
+    every head's rate near the end, for either model (merged ``Z``/``y`` or separate ``Zs``/``ys``).
+    The generic √(2 L_ref) is ~10³ too slow here, which made the default end time of a flow ~10⁵×
+    the staircase."""
+    import numpy as np
+
+    values = spec.data
+    if "Zs" in values:
+        b = np.einsum("pij,p->ij", np.asarray(values["Zs"]), np.asarray(values["ys"]).ravel())
+    else:
+        z, y = np.asarray(values["Z"]), np.asarray(values["y"])
+        dim = math.isqrt(z.shape[0])
+        b = (z @ y.ravel()).reshape(dim, dim)
+    sv = np.linalg.svd(b, compute_uv=False)
+    top = float(sv[0]) if sv[0] > 0 else 1.0
+    return top, max(float(sv[-1]), 1e-6 * top)
+
+
 ENTRY = register(Entry("icl", build, sample, options=OPTIONS,
-                       description="merged linear attention on in-context regression"))
+                       description="merged linear attention on in-context regression",
+                       hooks={"rate_scale": rate_scale}))

@@ -50,6 +50,14 @@ def _normalize(data: dict) -> dict:
             for k, v in data.items()}
 
 
+def crossing_time(spec: Any, f: float) -> float:
+    """The closed-form t_f (:func:`dynamics.theory.vector_crossing_time`), read by
+    ``theory.crossing_time``."""
+    from ..theory import vector_crossing_time
+
+    return vector_crossing_time(spec, f)
+
+
 ENTRY = register(Entry(
     "vector", build, sample,
     options=(
@@ -59,6 +67,7 @@ ENTRY = register(Entry(
         Option("weight_decay", "nonneg", 0.0, "λ (default 0)"),
     ),
     hooks={"grouped": False, "rate_scale": lambda spec: (1.0, 1.0), "closed_form": True,
+           "crossing_time": crossing_time,
            "normalize": _normalize, "dims": {"n": ("a", 0)},
            "zero_loss": lambda spec: 0.5 * float((spec.a**2).sum()),
            "describe": lambda spec: f"vector n={spec.n} λ={spec.weight_decay:g}"},

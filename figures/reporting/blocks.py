@@ -227,12 +227,12 @@ class Context:
         return TableBlock(title, rows, self.out, data)
 
 
-CSV_DIGITS = 8  # significant digits of the floats in the data files (what the figures draw)
+CSV_DIGITS = 7  # significant digits of the floats in the data files (what the figures draw)
 
 
 def _csv_value(value: Any) -> Any:
     """A float rounded to :data:`CSV_DIGITS` significant digits, written as the shortest text
-    that reads back as that value (0.99999942607 → ``0.99999943``, 1.0 → ``1.0``); anything
+    that reads back as that value (0.99999942607 → ``0.9999994``, 1.0 → ``1.0``); anything
     else unchanged."""
     if isinstance(value, (float, np.floating)) and math.isfinite(value):
         return repr(float(f"{float(value):.{CSV_DIGITS}g}"))

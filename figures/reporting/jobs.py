@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
+from dynamics import schedules
 from dynamics.problems import Chain, Problem
 from dynamics.record import SaveAt
 from dynamics.trajectory import Trajectory
@@ -62,8 +63,9 @@ def make_spec(config: dict[str, Any]) -> Problem:
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
     """At most ~``count`` samples (``SaveAt.grid(count).thin``: half linear, half log-spaced in
-    t); big cosines compacted. The thinned trajectory is for figures: it holds cosines and
-    norms (not the order parameters) and no exact crossing record.
+    t); big cosines compacted; cosines and norms in float32 (t and the loss stay float64). The
+    thinned trajectory is for figures: it holds cosines and norms (not the order parameters)
+    and no exact crossing record.
 
     With more than :data:`MAX_PAIRS` target/learned pairs a factor keeps only
     max_j |cos(target j, learned l)| per learned vector (shape (T, 1, k)): what is plotted.
@@ -74,9 +76,10 @@ def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
         cos = cos[keep]
         if cos.shape[1] * cos.shape[2] > MAX_PAIRS:
             cos = np.max(np.abs(cos), axis=1, keepdims=True)
-        cosines[name] = cos
+        cosines[name] = cos.astype(np.float32)  # drawn, never judged: half the cache
     return Trajectory(traj.t[keep], traj.loss[keep], traj.l_ref, cosines,
-                      {name: v[keep] for name, v in traj.norms.items()}, traj.method,
+                      {name: v[keep].astype(np.float32) for name, v in traj.norms.items()},
+                      traj.method,
                       None if traj.steps is None else traj.steps[keep], traj.state_size,
                       None if traj.group_loss is None else traj.group_loss[keep],
                       time_unit=traj.time_unit)
@@ -190,12 +193,14 @@ def job_predict(config: dict[str, Any]) -> dict[str, Any]:
 
 def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
     """Mechanistic phases (:func:`dynamics.phases.mechanistic_phases`, from the order
-    parameters) of a squared-loss factorization curve without decay; None for anything else."""
+    parameters) of a curve whose model registers its mode strengths (the ``mode_strengths``
+    hook: a squared-loss factorization without decay); None for anything else."""
     from dynamics.phases import mechanistic_phases
 
-    if spec.kind != "factorization" or spec.loss != "mse" or spec.weight_decay:
+    strengths = spec.entry.hook("mode_strengths")
+    s = None if strengths is None else strengths(spec)
+    if s is None:
         return None
-    s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     try:
         return mechanistic_phases(traj.t, traj.loss, None, None, s,
                                   overlaps={f: traj.overlaps(f) for f in ("X", "Y")}).to_dict()
@@ -213,7 +218,7 @@ def job_train(config: dict[str, Any]) -> dict[str, Any]:
     settings = TrainConfig(**config["train"])
     result = train(specs, settings)
     lrs = np.broadcast_to(np.asarray(settings.lr, dtype=float), (len(specs),))
-    runs = [summarize(traj, lr * np.arange(loss.size), loss)
+    runs = [summarize(traj, schedules.times(lr, loss.size - 1, settings.schedule), loss)
             for traj, loss, lr in zip(result.trajectories, result.loss, lrs, strict=True)]
     return {"runs": runs, "diverged": sorted({int(d[0]) for d in result.diverged}),
             "seconds": result.seconds}
@@ -381,7 +386,7 @@ def job_power_train(config: dict[str, Any]) -> dict[str, Any]:
     run = train([task.spec.with_objective(config["objective"]) for task in tasks],
                 TrainConfig(optimizer=TASKS[config["task"]].optimizer, lr=lr, steps=steps,
                             dtype="float64", device="cpu"))
-    t = lr * np.arange(steps + 1)
+    t = schedules.times(lr, steps)
     runs = []
     for task, group_loss in zip(tasks, run.group_loss, strict=True):
         mean = group_loss @ task.frequencies

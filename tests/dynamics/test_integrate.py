@@ -516,3 +516,39 @@ def test_discrete_with_a_schedule_stops_at_t_max():
     traj = predict(spec, Discrete(LR, schedule=cos), t_max=3.0)
     assert traj.t[-1] >= 3.0 > traj.t[-2]
     assert traj.steps[-1] > 50
+
+
+def test_the_wall_limit_stops_a_chunk_from_inside(monkeypatch):
+    """A continuous integration past WALL_LIMIT stops inside the solver (not only between
+    doubling chunks) with a one-line IntegrationError that is a ScurveError naming t."""
+    from dynamics.errors import ScurveError
+
+    monkeypatch.setattr(integrate, "WALL_LIMIT", 0.0)
+    spec = Factorization.sample(n=6, rank=2, init=1e-3, seed=0)
+    with pytest.raises(integrate.IntegrationError, match=r"still running at t = .* after 0 s") as e:
+        integrate.predict(spec)
+    assert isinstance(e.value, ScurveError) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", [Flow(), "adam"])
+def test_a_streamed_integration_keeps_the_crossings_and_the_curve(monkeypatch, method):
+    """Above STREAM_SIZE state entries the solver's dense output is not kept (memory: one
+    chunk's observations); its crossing times (the solver's event root finding) equal those of
+    the dense path to 1e-8 relative, and its samples lie on the dense path's curve (the dense
+    trajectory interpolated in ln L at the streamed times where ln L changes slowly: 3e-5, 10×
+    the interpolation's own error, 2.5e-6 measured)."""
+    from dynamics.methods import Adam
+
+    method = Adam(1e-3) if method == "adam" else method
+    spec = Factorization.sample(n=6, rank=2, init=1e-3, seed=0)
+    dense = predict(spec, method)
+    monkeypatch.setattr(integrate, "STREAM_SIZE", 0)
+    streamed = predict(spec, method)
+    assert 50 < streamed.t.size <= integrate.SAMPLES + 4
+    want, got = dense.crossing_times(FRACTIONS), streamed.crossing_times(FRACTIONS)
+    for f in FRACTIONS:
+        assert want[f] is not None and got[f] == pytest.approx(want[f], rel=1e-8)
+    inside = streamed.t <= dense.t[-1]
+    on_curve = np.exp(np.interp(streamed.t[inside], dense.t, np.log(dense.loss)))
+    flat = np.abs(np.gradient(np.log(on_curve), np.log(streamed.t[inside] + 1e-300))) < 0.1
+    assert np.max(np.abs(streamed.loss[inside][flat] / on_curve[flat] - 1)) < 3e-5

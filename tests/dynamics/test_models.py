@@ -219,7 +219,7 @@ def test_gradient_and_loss_match_autograd(case):
     flow = S.full_flow(MODELS[case]())
     want_loss, want = autograd(case, values, lam)
     assert rel_err(flow.grad(values, lam), want) < 1e-12
-    assert rel_err({w: -g for w, g in flow.rhs(values, lam).items()}, want) < 1e-12
+    assert rel_err({w: -g for w, g in flow.rhs(values, lam=lam).items()}, want) < 1e-12
     assert flow.loss_value(values) == pytest.approx(want_loss, rel=1e-12)
 
 
@@ -251,13 +251,13 @@ def test_modified_equation_matches_autograd_and_its_reduction(case):
     hvp = torch.autograd.grad(sum((g * g.detach()).sum() for g in grads), learned)
     want = {w: -g.detach().numpy() - eta / 2 * h.numpy()
             for w, g, h in zip(model.learned_names, grads, hvp, strict=True)}
-    full = S.full_flow(model, modified=True).rhs(values, lam, lr=eta)
+    full = S.full_flow(model, modified=True).rhs(values, lam=lam, lr=eta)
     assert rel_err(full, want) < 1e-12
     if case in NOT_CLOSING:
         return
     red = S.reduced_flow(model, modified=True)
     state, consts = red.initial(values)
-    got = red.rhs(state, consts, lam, lr=eta)
+    got = red.rhs(state, consts, lam=lam, lr=eta)
     expect = {k: v for k, v in contract(red.pairs, values, want).items() if k in got}
     expect |= {w: want[w] for w in got if w in want}  # small learned matrices: their own rate
     assert set(expect) == set(got)
@@ -312,11 +312,11 @@ def test_reduced_flow_matches_full_flow(case):
     fixed = {c: values[c] for c in model.constant_names}
     start = {w: values[w] for w in model.learned_names}
     full_loss = np.array([torch_loss(case, s | fixed) for s in
-                          integrate(lambda s: full.rhs(s | fixed, lam), start, t)])
+                          integrate(lambda s: full.rhs(s | fixed, lam=lam), start, t)])
     red = S.reduced_flow(model)
     state, consts = red.initial(values)
     red_loss = np.array([red.loss_value(s, consts) for s in
-                         integrate(lambda s: red.rhs(s, consts, lam), state, t)])
+                         integrate(lambda s: red.rhs(s, consts, lam=lam), state, t)])
     live = full_loss > 1e-8 * ref
     assert full_loss[-1] < 0.5 * ref  # a plateau ended inside the window
     assert live.sum() > 60
@@ -357,7 +357,7 @@ def test_reduced_gd_matches_numpy_gd(case, mu):
     state, consts = gd.initial(values)
     red = [gd.loss_value(state, consts)]
     for _ in range(steps):
-        state = gd.step(state, consts, lr, lam, mu)
+        state = gd.step(state, consts, lam=lam, lr=lr, mu=mu)
         red.append(gd.loss_value(state, consts))
     want = numpy_gd(case, values, lr, lam, mu, steps)
     assert np.all(np.isfinite(want)) and want[-1] < want[0]

@@ -84,7 +84,7 @@ def test_modified_hessian_vector_matches_finite_difference(sensing: model.Model)
     plus = flow.grad(vals | {k: vals[k] + eps * g[k] for k in g}, 0.0)
     minus = flow.grad(vals | {k: vals[k] - eps * g[k] for k in g}, 0.0)
     eta = 0.1
-    rhs = mod.rhs(vals, 0.0, eta)
+    rhs = mod.rhs(vals, lam=0.0, lr=eta)
     for k in g:
         hg = (plus[k] - minus[k]) / (2 * eps)
         np.testing.assert_allclose(rhs[k], -g[k] - 0.5 * eta * hg, rtol=1e-6, atol=1e-9)

@@ -128,7 +128,7 @@ def test_gradient_and_loss_match_autograd(kind, loss, n, r, k):
     g_torch, _ = torch_grad_and_hvp(kind, loss, params, targets, lam)
     point = values(kind, params, targets)
     assert rel_err(flow.grad(point, lam), g_torch) < 1e-12
-    rhs = flow.rhs(point, lam)
+    rhs = flow.rhs(point, lam=lam)
     assert rel_err({f: -v for f, v in rhs.items()}, g_torch) < 1e-12
     tp = {f: torch.tensor(v) for f, v in params.items()}
     tt = {f: torch.tensor(v) for f, v in targets.items()}
@@ -146,7 +146,7 @@ def test_modified_rhs_matches_autograd_hessian_vector_product(kind, r, k):
     params, targets = random_point(kind, 6, r, k, seed=3)
     g, hg = torch_grad_and_hvp(kind, "mse", params, targets, lam)
     want = {f: -g[f] - eta / 2 * hg[f] for f in g}
-    got = S.full_flow(kind, modified=True).rhs(values(kind, params, targets), lam, lr=eta)
+    got = S.full_flow(kind, modified=True).rhs(values(kind, params, targets), lam=lam, lr=eta)
     assert rel_err(got, want) < 1e-12
 
 
@@ -155,11 +155,11 @@ def test_full_programs_never_form_n_by_n():
     point = values("factorization", *random_point("factorization", 3000, 2, 2, seed=0))
     plain, modified = S.full_flow("factorization"), S.full_flow("factorization", modified=True)
     plain.grad(point, 0.1)  # warm up (first-call allocations)
-    modified.rhs(point, 0.1, lr=0.05)
+    modified.rhs(point, lam=0.1, lr=0.05)
     tracemalloc.start()
     plain.loss_value(point)
     plain.grad(point, 0.1)
-    modified.rhs(point, 0.1, lr=0.05)
+    modified.rhs(point, lam=0.1, lr=0.05)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 4e6
@@ -175,7 +175,9 @@ def integrate(flow, y0: dict, fixed: dict, lam: float, t_eval, lr: float = 0.0):
     full = isinstance(flow, S.FullFlow)
 
     def rhs(state):
-        return flow.rhs(state | fixed, lam, lr) if full else flow.rhs(state, fixed, lam, lr)
+        if full:
+            return flow.rhs(state | fixed, lam=lam, lr=lr)
+        return flow.rhs(state, fixed, lam=lam, lr=lr)
 
     def fun(_t, y):
         return flow.pack(rhs(flow.unpack(y, shapes)))
@@ -261,7 +263,7 @@ def reduced_gd_losses(kind, spec, lr, lam, mu, steps):
     state, gram = gd.initial(spec.values())
     losses = [gd.loss_value(state, gram)]
     for _ in range(steps):
-        state = gd.step(state, gram, lr, lam, mu)
+        state = gd.step(state, gram, lam=lam, lr=lr, mu=mu)
         losses.append(gd.loss_value(state, gram))
     return np.array(losses)
 
@@ -332,12 +334,12 @@ def test_reduced_gd_momentum_starts_from_zero_velocity_as_torch():
     assert zero["At_b_X"].shape == (2, 2) and zero["b_Yt_b_Y"].shape == (2, 2)
     for key in gram:
         np.testing.assert_array_equal(gram[key], gram_plain[key])
-    with_mu = momentum.step(zero, gram, 0.1, 0.0, 0.9)
-    without = plain.step(state, gram, 0.1, 0.0)
+    with_mu = momentum.step(zero, gram, lam=0.0, lr=0.1, mu=0.9)
+    without = plain.step(state, gram, lam=0.0, lr=0.1)
     for key in without:
         np.testing.assert_allclose(with_mu[key], without[key], rtol=1e-14, atol=1e-16)
     with pytest.raises(ValueError, match="momentum"):
-        plain.step(state, gram, 0.1, 0.0, 0.5)
+        plain.step(state, gram, lam=0.0, lr=0.1, mu=0.5)
 
 
 # ----------------------------------------------------------------------------- modified equation
@@ -432,7 +434,7 @@ def test_reduced_factorization_equations_match_design():
     flow = S.reduced_flow("factorization")
     assert set(flow.keys) == {"At_X", "Bt_Y", "Xt_X", "Yt_Y"}
     assert set(flow.constants) == {"At_A", "Bt_B"}
-    out = flow.rhs({"At_X": p, "Xt_X": u, "Bt_Y": q, "Yt_Y": v}, {"At_A": ga, "Bt_B": gb}, lam)
+    out = flow.rhs({"At_X": p, "Xt_X": u, "Bt_Y": q, "Yt_Y": v}, {"At_A": ga, "Bt_B": gb}, lam=lam)
     np.testing.assert_allclose(out["At_X"], ga @ q - p @ v - lam * p, rtol=1e-13)
     np.testing.assert_allclose(out["Bt_Y"], gb @ p - q @ u - lam * q, rtol=1e-13)
     np.testing.assert_allclose(
@@ -478,7 +480,7 @@ flow = reduced_flow("factorization")
 rng = np.random.default_rng(0)
 state = {"At_X": rng.standard_normal((2, 2)), "Xt_X": np.eye(2),
          "Bt_Y": rng.standard_normal((2, 2)), "Yt_Y": np.eye(2)}
-out = flow.rhs(state, {"At_A": np.eye(2), "Bt_B": 2 * np.eye(2)}, 0.1)
+out = flow.rhs(state, {"At_A": np.eye(2), "Bt_B": 2 * np.eye(2)}, lam=0.1)
 print(json.dumps({"derived": flow.derived, "rhs": {k: v.tolist() for k, v in out.items()},
                   "latex": flow.latex()}))
 """

@@ -49,7 +49,7 @@ def test_predict_adam_bad_input_is_one_line_exit_2(spec_path, capsys, args, word
 def test_predict_adam_blow_up_names_t(tmp_path, capsys):
     path = tmp_path / "huge.npz"
     save(sample_model("factorization", {"n": 5, "r": 1, "k": 1}, init=1e200, seed=0), path)
-    assert main(["predict", str(path), "--method", "adam", "--lr", "1e-3"]) == 1
+    assert main(["predict", str(path), "--method", "adam", "--lr", "1e-3"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not finite at t = 0" in err
 

@@ -52,3 +52,14 @@ def test_staircase_drops_in_theory_and_training_and_the_levels() -> None:
         levels.append(levels[-1] - m / (1 + (1 + lam.sum() / m) / CONTEXT))
     np.testing.assert_allclose(r["levels"], np.array(levels) / levels[0], rtol=1e-12)
     assert np.allclose(saddle_levels(lam, CONTEXT), levels)
+
+
+def test_merged_attention_on_the_tokens_overlays_its_twins_gd_map() -> None:
+    """The merged panel's overlay: attention trained on the tokens (float64) equals the GD map of
+    its MLP twin at every step shown, to 1e-10 (rounding: ~1e-14), through the drop."""
+    r = job_icl_run({"sequences": P, "eta_p": ETA_P, "tp_end": 600.0, "init": 1e-2, "seed": 0,
+                     "separate": False, "train": False, "tokens": True})
+    n = r["tokens"].size
+    assert n > 10 and r["tokens"][-1] < 0.3  # past the drop
+    np.testing.assert_allclose(r["tokens"], r["theory"][:n], rtol=1e-10)
+    assert r["tokens_error"] < 1e-10

@@ -241,3 +241,19 @@ def test_adam_small_lr_follows_sign_flow(name):
     assert out["runs"][-1]["relative_errors"][0.5] <= 0.1
     sgd = sign_limit(spec, lrs=(1e-5,), betas=(0.0, 0.0), device="cpu")
     assert max(sgd["runs"][0]["relative_errors"].values()) < 0.01
+
+
+def test_compare_with_steps_ends_theories_at_the_last_step_and_skips_a_failed_one(monkeypatch):
+    """With ``steps`` given every theory stops at the training's last time η·steps (none runs
+    past it), and a theory whose integration fails (here: the wall limit, set to 0) is skipped
+    with a note instead of sinking the comparison."""
+    import dynamics.integrate as integrate
+
+    spec, lr, _, _ = FRESH["rank1"]
+    result = compare(spec, TrainConfig(lr=lr, dtype="float64", device="cpu"), steps=40)
+    for traj in result.theories.values():
+        assert traj.t[-1] == pytest.approx(lr * 40, rel=1e-12)
+    monkeypatch.setattr(integrate, "WALL_LIMIT", 0.0)
+    result = compare(spec, TrainConfig(lr=lr, dtype="float64", device="cpu"), steps=40)
+    assert set(result.theories) == {"discrete"}  # the GD map has no wall limit; the ODEs do
+    assert any(n.startswith("flow skipped: ") and "still running" in n for n in result.notes)

@@ -73,7 +73,9 @@ def _spread(t_half: np.ndarray) -> float:
 
 def _width(times: np.ndarray) -> float:
     """Median over groups of (t_0.1 − t_0.9)/t_0.5 of (G, 3) times (NaN if any is missing)."""
-    return float(np.median((times[:, 2] - times[:, 0]) / times[:, 1]))
+    from validation.emergence import relative_width
+
+    return float(np.median(relative_width(times[:, 0], times[:, 1], times[:, 2])))
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
