@@ -53,12 +53,17 @@ STORED_VECTORS = 16  # learned vectors per factor kept in a stored trajectory (:
 def make_spec(config: dict[str, Any]) -> Problem:
     """The spec sampled from ``config`` = ``{"kind": ..., **sampler options, "seed": s}``: what
     ``scurve sample KIND ... --seed s`` draws and what a sweep's cell samples
-    (:func:`dynamics.registry.sample`, one sampler for all three)."""
+    (:func:`dynamics.registry.sample`, one sampler for all three); a config in the family's own
+    sampler arguments (``d`` of an attention head) is drawn by that sampler, the same draw."""
     from dynamics import registry
+    from dynamics.problems import KINDS
 
     args = dict(config)
     kind, seed = args.pop("kind"), args.pop("seed", 0)
-    return registry.sample(kind, args, seed=seed)
+    if set(args) <= {o.name for o in registry.entry(kind).options}:
+        return registry.sample(kind, args, seed=seed)
+    # the family's own sampler arguments (an attention head's d for the command line's n)
+    return KINDS[kind].sample(**args, seed=seed)  # type: ignore[attr-defined]
 
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:

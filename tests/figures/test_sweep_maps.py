@@ -96,3 +96,21 @@ def test_where_runs_only_the_chosen_cells_with_the_numbers_of_the_full_grid() ->
                    == (row["n"], row["init"], row["seed"])]
         assert {k: v for k, v in row.items() if k not in drop} == \
             {k: v for k, v in same.items() if k not in drop}
+
+
+def test_report_specs_are_drawn_by_the_command_lines_sampler() -> None:
+    """make_spec draws through dynamics.registry.sample (what ``scurve sample`` and a sweep cell
+    draw); an attention config in its builder's own argument ``d`` gives the same arrays as
+    the command line's ``n``."""
+    import numpy as np
+
+    from dynamics import registry
+    from figures.reporting.jobs import make_spec
+
+    base = {"rank": 2, "init": 0.1, "seed": 3}
+    by_d = make_spec({"kind": "attention", "d": 6, **base}).data
+    by_n = make_spec({"kind": "attention", "n": 6, **base}).data
+    cli = registry.sample("attention", {"n": 6, "rank": 2, "init": 0.1}, seed=3).data
+    assert by_d.keys() == by_n.keys() == cli.keys()
+    assert all(np.array_equal(by_d[k], by_n[k]) and np.array_equal(by_n[k], cli[k])
+               for k in by_d)
