@@ -44,7 +44,9 @@ The report's claim maps are sweeps too (:meth:`figures.reporting.blocks.Context.
 section declares its grid, :func:`sweep` runs it with ``record=True`` (each row then also
 holds ``run``, the report's full summary of its curve, :func:`figures.reporting.jobs.summarize`,
 not written to ``results.csv``) and :mod:`figures.claims` judges the rows
-(:func:`figures.claims.grid_runs`).
+(:func:`figures.claims.grid_runs`). :func:`plan` builds a sweep's cell jobs without running
+them (:meth:`Plan.rows` makes the table), so several grids (a section's curves and maps) run
+in one :func:`figures.sweeps.run_jobs` call.
 """
 
 from __future__ import annotations
