@@ -343,26 +343,39 @@ def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
     return {"t": np.asarray(t)[idx], "loss": np.asarray(loss)[idx]}
 
 
-def _measure(traj: Any) -> dict[str, Any]:
-    """The measurements of one curve (:mod:`dynamics.phases`)."""
+def _measure(traj: Any, phases: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The measurements of one curve (:mod:`dynamics.phases`); ``phases``: the curve's phases
+    (:meth:`dynamics.phases.Phases.to_dict`) when already analysed (a recording cell's
+    summary), else they are analysed here."""
     cross = traj.crossing_times(FRACTIONS)
     out: dict[str, Any] = {f"t_{f:g}": cross[f] for f in FRACTIONS}
     out.update(final_loss=float(traj.loss[-1]), t_end=float(traj.t[-1]),
                l_ref=float(traj.l_ref))
-    try:
-        phases = traj.phases()
-    except ValueError:  # too few finite samples (a diverged run)
-        phases = None
+    if phases is None:
+        try:
+            phases = traj.phases().to_dict()
+        except ValueError:  # too few finite samples (a diverged run)
+            phases = None
     if phases is not None:
         out.update(
-            plateaus=len(phases.plateaus),
-            plateau_levels=[p.level / phases.l_ref for p in phases.plateaus],
-            plateau_lengths=[p.length for p in phases.plateaus],
-            drop_times=[d.time for d in phases.drops],
-            drop_widths=[d.width for d in phases.drops],
-            tail=None if phases.tail is None else phases.tail.kind)
+            plateaus=len(phases["plateaus"]),
+            plateau_levels=[p["level"] / phases["l_ref"] for p in phases["plateaus"]],
+            plateau_lengths=[p["length"] for p in phases["plateaus"]],
+            drop_times=[d["time"] for d in phases["drops"]],
+            drop_widths=[d["width"] for d in phases["drops"]],
+            tail=None if phases["tail"] is None else phases["tail"]["kind"])
     out["curve"] = _compact(traj.t, traj.loss)
     return out
+
+
+def _analysed(recorded: dict[str, Any], traj: Any) -> dict[str, Any] | None:
+    """The phases a recording cell's summary already holds, when they are the ones
+    :func:`_measure` would find (the summary analysed the same curve: no separate crossing
+    record, every sample finite); else None (analyse again)."""
+    run = recorded.get("run")
+    if run is None or traj.every_t is not None or not np.isfinite(traj.loss).all():
+        return None
+    return run["phases"]
 
 
 def _recorder(config: dict[str, Any]) -> Any:
@@ -413,7 +426,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traj = predict(spec, _method(name, run), t_max=t_max)
-        out[name] = {**_measure(traj), **record(spec, traj),
+        recorded = record(spec, traj)
+        out[name] = {**_measure(traj, _analysed(recorded, traj)), **recorded,
                      "seconds": time.perf_counter() - started}
     if run["train"]:
         import torch
