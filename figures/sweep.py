@@ -474,51 +474,29 @@ def sweep(
     problem: str,
     grid: Sequence[Axis] | Sequence[str],
     *,
-    dims: dict[str, int] | None = None,
-    model_file: str | Path | None = None,
-    seeds: Sequence[int] | int = 1,
-    theories: Sequence[str] = ("flow",),
-    train: str | None = None,
-    steps: int = 1000,
-    defaults: dict[str, Any] | None = None,
-    dtype: str = "float64",
     executor: Executor | None = None,
     cache_dir: str | Path | None = None,
     progress: bool | Any = False,
     stats: CacheStats | None = None,
     curves: dict[int, dict[str, np.ndarray]] | None = None,
-    record: bool = False,
-    where: Callable[[dict[str, Any], int], bool] | None = None,
+    **cells: Any,
 ) -> list[dict[str, Any]]:
     """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
 
     Args:
-        problem: a built-in kind or a model's name (``model_file``'s ``MODEL``).
-        grid: axes, as :class:`Axis` or grid strings ``NAME=...`` (:func:`parse_grid`).
-        dims: model dimensions (``--dims``); None: the built-in sampler options.
-        model_file: the user's ``FILE.py`` (its bytes key the cache).
-        seeds: a count S (seeds 0..S−1) or the seeds.
-        theories: ``predict`` method names.
-        train: the optimizer to train with (None: theory only).
-        steps: training steps (the grid may vary ``steps``).
-        defaults: values of the non-grid parameters (``init``, ``lr``, ``n``, ...).
-        dtype: training precision (default float64, the comparison precision).
+        problem, grid: as :func:`plan`.
         executor, cache_dir, stats: as :func:`figures.sweeps.run_jobs`.
         progress: a bar on stderr with cells done/left and an ETA (or an open ``tqdm`` bar
             that counts the cells, as :func:`figures.sweeps.run_jobs`).
         curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
-        record: each row also holds ``run``, the report's full summary of its curve
-            (:func:`figures.reporting.jobs.summarize`: crossings, phases, alignment and norm
-            histories, the thinned trajectory); not a column of ``results.csv``.
-        where: if given, only the cells for which ``where(axis values, seed)`` is true run
-            (a map that adds seeds beside its boundary, a corner left out).
+        cells: the cells' settings, :func:`plan`'s keywords (``dims``, ``model_file``,
+            ``seeds``, ``theories``, ``train``, ``steps``, ``defaults``, ``dtype``,
+            ``record``, ``where``).
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
     """
-    planned = plan(problem, grid, dims=dims, model_file=model_file, seeds=seeds,
-                   theories=theories, train=train, steps=steps, defaults=defaults, dtype=dtype,
-                   record=record, where=where)
+    planned = plan(problem, grid, **cells)
     label = "sweep cells" if progress is True else None if progress is False else progress
     results = run_jobs(planned.jobs, executor=executor, cache_dir=cache_dir,
                        progress_label=label, stats=stats)
@@ -570,9 +548,26 @@ def plan(
     record: bool = False,
     where: Callable[[dict[str, Any], int], bool] | None = None,
 ) -> Plan:
-    """The cells of :func:`sweep` (same arguments) as jobs, not run: several plans' jobs can
-    run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves at
-    once, in one pool); :meth:`Plan.rows` turns their results into the table.
+    """The cells of a sweep as jobs, not run (:func:`sweep` runs them): several plans' jobs
+    can run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves
+    at once, in one pool); :meth:`Plan.rows` turns their results into the table.
+
+    Args:
+        problem: a built-in kind or a model's name (``model_file``'s ``MODEL``).
+        grid: axes, as :class:`Axis` or grid strings ``NAME=...`` (:func:`parse_grid`).
+        dims: model dimensions (``--dims``); None: the built-in sampler options.
+        model_file: the user's ``FILE.py`` (its bytes key the cache).
+        seeds: a count S (seeds 0..S−1) or the seeds.
+        theories: ``predict`` method names.
+        train: the optimizer to train with (None: theory only).
+        steps: training steps (the grid may vary ``steps``).
+        defaults: values of the non-grid parameters (``init``, ``lr``, ``n``, ...).
+        dtype: training precision (default float64, the comparison precision).
+        record: each row also holds ``run``, the report's full summary of its curve
+            (:func:`figures.reporting.jobs.summarize`: crossings, phases, alignment and norm
+            histories, the thinned trajectory); not a column of ``results.csv``.
+        where: if given, only the cells for which ``where(axis values, seed)`` is true run
+            (a map that adds seeds beside its boundary, a corner left out).
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
