@@ -17,7 +17,8 @@ computes per run (:func:`figures.reporting.jobs.summarize`) or on plain numbers:
 (10), :func:`grouped_checks` / :func:`simultaneous` (11), :func:`groups_found`,
 :func:`gradient_group_checks`, :func:`recovery_counts`, :func:`plateau_share` (12). A cell
 over seeds is :func:`seed_cell`, :func:`counted_cell` or :func:`any_cell`, a grid of cells
-:func:`cells`, a judged claim :func:`judge`. Thresholds are module constants, stated in the
+:func:`cells` (its runs, from a claim map's sweep table: :func:`grid_runs`), a judged
+claim :func:`judge`. Thresholds are module constants, stated in the
 check names (:data:`CHECKS`). Verdicts are :class:`Verdict` members; verdict logic never looks
 at display strings.
 
@@ -80,6 +81,7 @@ __all__ = [
     "flipping_rows",
     "full_rank_checks",
     "gradient_group_checks",
+    "grid_runs",
     "grouped_checks",
     "groups_found",
     "headline",
@@ -665,6 +667,25 @@ def cells(x: Axis, y: Axis, cell: Callable[[Any, Any], tuple[float, str]]
         for j, xv in enumerate(x.values):
             holds[i, j], notes[i, j] = cell(yv, xv)
     return holds, notes
+
+
+def grid_runs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], source: str = "flow"
+              ) -> dict[tuple[Any, ...], Mapping[str, Any]]:
+    """The runs of a claim map's sweep table (:func:`figures.sweep.sweep` with
+    ``record=True``, one row per cell × seed × source): the ``run`` summary of each row of
+    ``source``, keyed by the row's values of ``keys`` (grid axes and/or ``seed``), which the
+    cell tests judge. Raises UsageError if two rows share a key (an axis left out of ``keys``)."""
+    out: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for row in rows:
+        if row["source"] != source:
+            continue
+        key = tuple(row[k] for k in keys)
+        if key in out:
+            at = dict(zip(keys, key, strict=True))
+            raise UsageError(f"grid_runs: two {source} rows at {at}; key them by every axis "
+                             "and the seed")
+        out[key] = row["run"]
+    return out
 
 
 ABBREV = {"decay": "D", "plateau": "P", "sharp": "S", "levels": "L", "aligns": "A",

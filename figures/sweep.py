@@ -37,7 +37,16 @@ and ``beta2`` (or ``betas`` with values ``B1/B2``), ``schedule`` (``--schedule``
 ``NAME:KEY=VALUE,...`` form) and ``objective`` (a grouped model's group objective,
 :func:`dynamics.groups.parse`). A list whose values contain commas (a schedule) separates its
 values with ``|``: ``schedule=step:step_size=100,gamma=0.5|cosine:T_max=1000``.
-Not a grid axis: ``singular_values``.
+``t_max``: the theories' horizon in t (default: with training 1.5 × its horizon η·steps, else
+each theory's own end). Not a grid axis: ``singular_values`` (a list; give it in ``defaults``).
+
+The report's claim maps are sweeps too (:meth:`figures.reporting.blocks.Context.sweep`): a
+section declares its grid, :func:`sweep` runs it with ``record=True`` (each row then also
+holds ``run``, the report's full summary of its curve, :func:`figures.reporting.jobs.summarize`,
+not written to ``results.csv``) and :mod:`figures.claims` judges the rows
+(:func:`figures.claims.grid_runs`). :func:`plan` builds a sweep's cell jobs without running
+them (:meth:`Plan.rows` makes the table), so several grids (a section's curves and maps) run
+in one :func:`figures.sweeps.run_jobs` call.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import hashlib
 import html
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,23 +65,27 @@ from typing import Any
 import numpy as np
 
 from dynamics.errors import UsageError
-from figures.sweeps import CacheStats, run_jobs
+from figures.sweeps import CacheStats, Job, run_jobs
 
 __all__ = [
     "COLUMNS",
     "MEASUREMENTS",
+    "Axis",
+    "Plan",
     "SweepError",
     "parse_grid",
     "parse_seeds",
+    "plan",
     "sweep",
     "write_outputs",
+    "write_table",
 ]
 
 FRACTIONS = (0.5, 0.1, 0.01)
 #: the run-option axes and their value types (``float``, ``int``, ``text``, ``bool``)
 RUN_TYPES = {"lr": "float", "momentum": "float", "eps": "float", "optimizer": "text",
              "steps": "int", "beta1": "float", "beta2": "float", "betas": "text",
-             "schedule": "text", "objective": "text"}
+             "schedule": "text", "objective": "text", "t_max": "float"}
 RUN_OPTIONS = tuple(RUN_TYPES)
 #: a registered sampler option's value type (dynamics.registry.TYPES) as an axis type; an
 #: option of another type (a list of floats) is not a grid axis
@@ -330,26 +343,64 @@ def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
     return {"t": np.asarray(t)[idx], "loss": np.asarray(loss)[idx]}
 
 
-def _measure(traj: Any) -> dict[str, Any]:
-    """The measurements of one curve (:mod:`dynamics.phases`)."""
+def _measure(traj: Any, phases: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The measurements of one curve (:mod:`dynamics.phases`); ``phases``: the curve's phases
+    (:meth:`dynamics.phases.Phases.to_dict`) when already analysed (a recording cell's
+    summary), else they are analysed here."""
     cross = traj.crossing_times(FRACTIONS)
     out: dict[str, Any] = {f"t_{f:g}": cross[f] for f in FRACTIONS}
     out.update(final_loss=float(traj.loss[-1]), t_end=float(traj.t[-1]),
                l_ref=float(traj.l_ref))
-    try:
-        phases = traj.phases()
-    except ValueError:  # too few finite samples (a diverged run)
-        phases = None
+    if phases is None:
+        try:
+            phases = traj.phases().to_dict()
+        except ValueError:  # too few finite samples (a diverged run)
+            phases = None
     if phases is not None:
         out.update(
-            plateaus=len(phases.plateaus),
-            plateau_levels=[p.level / phases.l_ref for p in phases.plateaus],
-            plateau_lengths=[p.length for p in phases.plateaus],
-            drop_times=[d.time for d in phases.drops],
-            drop_widths=[d.width for d in phases.drops],
-            tail=None if phases.tail is None else phases.tail.kind)
+            plateaus=len(phases["plateaus"]),
+            plateau_levels=[p["level"] / phases["l_ref"] for p in phases["plateaus"]],
+            plateau_lengths=[p["length"] for p in phases["plateaus"]],
+            drop_times=[d["time"] for d in phases["drops"]],
+            drop_widths=[d["width"] for d in phases["drops"]],
+            tail=None if phases["tail"] is None else phases["tail"]["kind"])
     out["curve"] = _compact(traj.t, traj.loss)
     return out
+
+
+def _analysed(recorded: dict[str, Any], traj: Any) -> dict[str, Any] | None:
+    """The phases a recording cell's summary already holds, when they are the ones
+    :func:`_measure` would find (the summary analysed the same curve: no separate crossing
+    record, every sample finite); else None (analyse again)."""
+    run = recorded.get("run")
+    if run is None or traj.every_t is not None or not np.isfinite(traj.loss).all():
+        return None
+    return run["phases"]
+
+
+def _recorder(config: dict[str, Any]) -> Any:
+    """``(spec, traj, theory) -> {"run": the report's summary of traj}`` for a cell of a
+    recording sweep (:func:`figures.reporting.jobs.summarize`, with a theory's mechanistic
+    phases), ``-> {}`` otherwise."""
+    if not config.get("record"):
+        return lambda spec, traj, theory=True: {}
+    from figures.reporting.jobs import _mechanistic, summarize
+
+    def record(spec: Any, traj: Any, theory: bool = True) -> dict[str, Any]:
+        run = summarize(traj)
+        if theory:  # and the mechanistic phases of a theory curve, as job_predict keeps
+            run["mechanistic"] = _mechanistic(spec, traj)
+        return {"run": run}
+
+    return record
+
+
+def _record_version() -> str:
+    """SHA-256 of the source of the report's run summary (a recording cell's cache key: the
+    summary lives in another module, which the job's own code version does not cover)."""
+    from figures.reporting import jobs
+
+    return hashlib.sha256(Path(jobs.__file__).read_bytes()).hexdigest()
 
 
 def run_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +411,6 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     from dynamics.integrate import predict
-    from validation.comparison import judge, tolerance
 
     spec = sample_cell(config)
     run = config["run"]
@@ -368,16 +418,21 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
         spec = spec.with_objective(run["objective"])
     out: dict[str, Any] = {}
     # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
-    t_max = 1.5 * run["lr"] * run["steps"] if run["train"] else None
+    # (unless the cell sets its own horizon ``t_max``)
+    t_max = run.get("t_max") or (1.5 * run["lr"] * run["steps"] if run["train"] else None)
+    record = _recorder(config)
     for name in config["theories"]:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traj = predict(spec, _method(name, run), t_max=t_max)
-        out[name] = {**_measure(traj), "seconds": time.perf_counter() - started}
+        recorded = record(spec, traj)
+        out[name] = {**_measure(traj, _analysed(recorded, traj)), **recorded,
+                     "seconds": time.perf_counter() - started}
     if run["train"]:
         import torch
 
+        from validation.comparison import judge, tolerance  # imports torch: only to train
         from validation.training import TrainConfig, train
 
         torch.set_num_threads(1)
@@ -391,7 +446,8 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
             warnings.simplefilter("ignore", RuntimeWarning)
             result = train(spec, train_config)
         experiment = result.trajectories[0]
-        out["train"] = {**_measure(experiment), "seconds": time.perf_counter() - started,
+        out["train"] = {**_measure(experiment), **record(spec, experiment, False),
+                        "seconds": time.perf_counter() - started,
                         "diverged": bool(result.diverged)}
         exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}
         for name in config["theories"]:
@@ -418,6 +474,69 @@ def sweep(
     problem: str,
     grid: Sequence[Axis] | Sequence[str],
     *,
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool | Any = False,
+    stats: CacheStats | None = None,
+    curves: dict[int, dict[str, np.ndarray]] | None = None,
+    **cells: Any,
+) -> list[dict[str, Any]]:
+    """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
+
+    Args:
+        problem, grid: as :func:`plan`.
+        executor, cache_dir, stats: as :func:`figures.sweeps.run_jobs`.
+        progress: a bar on stderr with cells done/left and an ETA (or an open ``tqdm`` bar
+            that counts the cells, as :func:`figures.sweeps.run_jobs`).
+        curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
+        cells: the cells' settings, :func:`plan`'s keywords (``dims``, ``model_file``,
+            ``seeds``, ``theories``, ``train``, ``steps``, ``defaults``, ``dtype``,
+            ``record``, ``where``).
+
+    Raises:
+        SweepError: an axis that is not a parameter, a bad range or seed list.
+    """
+    planned = plan(problem, grid, **cells)
+    label = "sweep cells" if progress is True else None if progress is False else progress
+    results = run_jobs(planned.jobs, executor=executor, cache_dir=cache_dir,
+                       progress_label=label, stats=stats)
+    return planned.rows(results, curves)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep's cells as jobs (:func:`plan`): ``jobs`` (``(run_cell, config)``, for
+    :func:`figures.sweeps.run_jobs`), each one's ``labels`` (grid point, seed), the axis
+    ``names``, the row ``sources`` and whether rows keep the run summary (``record``)."""
+
+    jobs: list[Job]
+    labels: list[tuple[tuple[Any, ...], int]]
+    names: list[str]
+    sources: tuple[str, ...]
+    record: bool
+
+    def rows(self, results: Sequence[dict[str, Any]],
+             curves: dict[int, dict[str, np.ndarray]] | None = None) -> list[dict[str, Any]]:
+        """The table rows (one per cell × seed × source) of the jobs' ``results``."""
+        rows: list[dict[str, Any]] = []
+        for (point, seed), result in zip(self.labels, results, strict=True):
+            for source in self.sources:
+                measured = result[source]
+                row = dict(zip(self.names, point, strict=True))
+                row.update(seed=seed, source=source)
+                row.update({k: measured.get(k) for k in MEASUREMENTS})
+                if self.record:
+                    row["run"] = measured["run"]
+                if curves is not None:
+                    curves[len(rows)] = measured["curve"]
+                rows.append(row)
+        return rows
+
+
+def plan(
+    problem: str,
+    grid: Sequence[Axis] | Sequence[str],
+    *,
     dims: dict[str, int] | None = None,
     model_file: str | Path | None = None,
     seeds: Sequence[int] | int = 1,
@@ -426,13 +545,12 @@ def sweep(
     steps: int = 1000,
     defaults: dict[str, Any] | None = None,
     dtype: str = "float64",
-    executor: Executor | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
-    stats: CacheStats | None = None,
-    curves: dict[int, dict[str, np.ndarray]] | None = None,
-) -> list[dict[str, Any]]:
-    """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
+    record: bool = False,
+    where: Callable[[dict[str, Any], int], bool] | None = None,
+) -> Plan:
+    """The cells of a sweep as jobs, not run (:func:`sweep` runs them): several plans' jobs
+    can run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves
+    at once, in one pool); :meth:`Plan.rows` turns their results into the table.
 
     Args:
         problem: a built-in kind or a model's name (``model_file``'s ``MODEL``).
@@ -445,9 +563,11 @@ def sweep(
         steps: training steps (the grid may vary ``steps``).
         defaults: values of the non-grid parameters (``init``, ``lr``, ``n``, ...).
         dtype: training precision (default float64, the comparison precision).
-        executor, cache_dir, stats: as :func:`figures.sweeps.run_jobs`.
-        progress: a bar on stderr with cells done/left and an ETA.
-        curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
+        record: each row also holds ``run``, the report's full summary of its curve
+            (:func:`figures.reporting.jobs.summarize`: crossings, phases, alignment and norm
+            histories, the thinned trajectory); not a column of ``results.csv``.
+        where: if given, only the cells for which ``where(axis values, seed)`` is true run
+            (a map that adds seeds beside its boundary, a corner left out).
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
@@ -482,10 +602,12 @@ def sweep(
     sampler = _sampler_defaults(problem, dims)
     base: dict[str, Any] = {"lr": None, "momentum": 0.0, "eps": 1e-8,
                             "optimizer": train or "sgd", "steps": steps, "beta1": 0.9,
-                            "beta2": 0.999, "betas": None, "schedule": None, "objective": None}
+                            "beta2": 0.999, "betas": None, "schedule": None, "objective": None,
+                            "t_max": None}
     base.update(sampler)
     for key, value in (defaults or {}).items():
-        if key not in valid and key not in (dims or {}):
+        # a sampler option that is no grid axis (a list: singular_values) may still be set
+        if key not in valid and key not in (dims or {}) and key not in sampler:
             raise SweepError(f"--{key.replace('_', '-')}: not a parameter of {problem} "
                              f"(valid: {', '.join(valid)})")
         base[key] = value
@@ -504,25 +626,17 @@ def sweep(
                                   or any(t in ("discrete", "modified") for t in theories)):
             raise SweepError("--lr is needed (or an axis lr) to train or for discrete/modified")
         for seed in seed_list:
+            if where is not None and not where(dict(zip(names, point, strict=True)), seed):
+                continue
             jobs.append((run_cell, {
                 "problem": problem, "dims": cell_dims, "sample": sample, "run": run,
                 "seed": seed, "theories": list(theories),
                 "model_file": None if model_file is None else str(Path(model_file).resolve()),
-                "model_digest": digest}))
+                "model_digest": digest,
+                **({"record": _record_version()} if record else {})}))
             labels.append((point, seed))
-    results = run_jobs(jobs, executor=executor, cache_dir=cache_dir,
-                       progress_label="sweep cells" if progress else None, stats=stats)
-    rows: list[dict[str, Any]] = []
-    for (point, seed), result in zip(labels, results, strict=True):
-        for source in (*theories, *(["train"] if train is not None else [])):
-            measured = result[source]
-            row = dict(zip(names, point, strict=True))
-            row.update(seed=seed, source=source)
-            row.update({k: measured.get(k) for k in MEASUREMENTS})
-            if curves is not None:
-                curves[len(rows)] = measured["curve"]
-            rows.append(row)
-    return rows
+    sources = (*theories, *(["train"] if train is not None else []))
+    return Plan(jobs, labels, names, sources, record)
 
 
 def _cell_text(value: Any) -> str:
@@ -535,6 +649,19 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def write_table(rows: list[dict[str, Any]], path: str | Path, axes: Sequence[str]) -> Path:
+    """The sweep table (``results.csv``'s format: a column per grid axis, then
+    :data:`COLUMNS`) of ``rows`` at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*axes, *COLUMNS])
+        for row in rows:
+            writer.writerow([_cell_text(row.get(c)) for c in (*axes, *COLUMNS)])
+    return path
+
+
 def write_outputs(
     rows: list[dict[str, Any]], out: str | Path, axes: Sequence[str],
     curves: dict[int, dict[str, np.ndarray]] | None = None,
@@ -543,13 +670,7 @@ def write_outputs(
     """``results.csv``, ``curves.npz``, one heatmap PNG per ``(measurement, x, y)`` and
     ``index.html`` under ``out``; the paths written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.csv"]
-    with open(written[0], "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*axes, *COLUMNS])
-        for row in rows:
-            writer.writerow([_cell_text(row.get(c)) for c in (*axes, *COLUMNS)])
+    written = [write_table(rows, out / "results.csv", axes)]
     if curves:
         path = out / "curves.npz"
         np.savez_compressed(path, **{f"{k}_{part}": v[part] for k, v in curves.items()

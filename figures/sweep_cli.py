@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2|LO..HI:COUNT[:log]",
                    help="a grid axis (repeatable): a sampler argument (init, n, rank, a --dims "
                    "dimension, ...) or a run option (lr, momentum, eps, optimizer, steps, "
-                   "beta1, beta2, betas=B1/B2, schedule, objective; separate values that "
+                   "beta1, beta2, betas=B1/B2, schedule, objective, t_max; separate values that "
                    "contain commas with |)")
     p.add_argument("--seeds", default="1", metavar="S|A,B,...",
                    help="seeds 0..S-1, or a comma list (default 1)")

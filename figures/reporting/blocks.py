@@ -187,6 +187,21 @@ class Context:
         """Results of the jobs (cached), counted on the section's progress bar."""
         return run_jobs(jobs, self.executor, self.cache_dir, self.bar, self.stats)
 
+    def sweep(self, name: str, problem: str, grid: Sequence[Any], **options: Any
+              ) -> list[dict[str, Any]]:
+        """A claim map's grid run by :func:`figures.sweep.sweep` (the one grid runner, its
+        cells cached with the report's jobs, on the report's executor and progress bar):
+        one table row per cell × seed × source, each with ``run``, the report's summary of
+        its curve (``record=True``). The table is written in the sweep's format
+        (``results.csv``'s, :func:`figures.sweep.write_table`) to ``data/NN-slug-NAME.csv``.
+        ``grid``: :class:`figures.sweep.Axis` values; ``options``: :func:`figures.sweep.sweep`'s."""
+        from ..sweep import sweep, write_table
+
+        rows = sweep(problem, grid, executor=self.executor, cache_dir=self.cache_dir,
+                     progress=self.bar, stats=self.stats, record=True, **options)
+        write_table(rows, self.out / "data" / f"{self.name(name)}.csv", [a.name for a in grid])
+        return rows
+
     @property
     def command(self) -> str:
         """The command that rebuilds this section."""

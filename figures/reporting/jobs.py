@@ -19,7 +19,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from dynamics import schedules
-from dynamics.problems import KINDS, Chain, Problem
+from dynamics.problems import Chain, Problem
 from dynamics.record import SaveAt
 from dynamics.schedules import Schedule, schedule_from_text
 from dynamics.trajectory import Trajectory
@@ -52,9 +52,19 @@ STORED_VECTORS = 16  # learned vectors per factor kept in a stored trajectory (:
 
 
 def make_spec(config: dict[str, Any]) -> Problem:
-    """The spec sampled from ``config`` = ``{"kind": ..., **sample arguments}`` (with its seed)."""
+    """The spec sampled from ``config`` = ``{"kind": ..., **sampler options, "seed": s}``: what
+    ``scurve sample KIND ... --seed s`` draws and what a sweep's cell samples
+    (:func:`dynamics.registry.sample`, one sampler for all three); a config in the family's own
+    sampler arguments (``d`` of an attention head) is drawn by that sampler, the same draw."""
+    from dynamics import registry
+    from dynamics.problems import KINDS
+
     args = dict(config)
-    return KINDS[args.pop("kind")].sample(**args)  # type: ignore[attr-defined]
+    kind, seed = args.pop("kind"), args.pop("seed", 0)
+    if set(args) <= {o.name for o in registry.entry(kind).options}:
+        return registry.sample(kind, args, seed=seed)
+    # the family's own sampler arguments (an attention head's d for the command line's n)
+    return KINDS[kind].sample(**args, seed=seed)  # type: ignore[attr-defined]
 
 
 def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:

@@ -10,12 +10,13 @@ from typing import Any
 from ... import plots
 from ...claims import crossing
 from ...plots import Series
+from ...sweep import Plan, plan
 from ...sweeps import Job
 from ..blocks import Context, FigureBlock, TableBlock, fmt
-from ..jobs import job_predict, job_train
+from ..jobs import job_train
 
-__all__ = ["describe", "flows", "overlay", "overlay_figure", "overlay_table", "run_row",
-           "runs_figure", "train_job"]
+__all__ = ["describe", "flow_cell", "flows", "overlay", "overlay_figure", "overlay_table",
+           "run_row", "runs_figure", "train_job"]
 
 MAX_TRAIN_STEPS = 200_000
 
@@ -30,11 +31,27 @@ def train_job(specs: Sequence[dict[str, Any]], lr: float, steps: int, optimizer:
         **options}})
 
 
+def flow_cell(spec: dict[str, Any], t_max: float | None) -> Plan:
+    """The gradient flow of spec dict ``spec`` (``{"kind", **sampler options, "seed"}``) to
+    ``t_max`` as one sweep cell (:func:`figures.sweep.plan`): the very cell a claim map's sweep
+    over the same settings runs, so a curve and a map cell share one cached job."""
+    options = dict(spec)
+    kind, seed = options.pop("kind"), options.pop("seed", 0)
+    return plan(kind, [], seeds=[seed], theories=["flow"], record=True,
+                defaults=options | {"t_max": t_max})
+
+
 def flows(ctx: Context, specs: Sequence[dict[str, Any]], t_max: float | None
           ) -> list[dict[str, Any]]:
-    """The gradient flow (theory, float64) of each spec, to ``t_max`` (None: until it settles)."""
-    return ctx.run([(job_predict, {"spec": spec, "method": "flow", "t_max": t_max})
-                    for spec in specs])
+    """The gradient flow (theory, float64) of each spec, to ``t_max`` (None: until it settles):
+    one sweep cell each (:func:`flow_cell`), all in one run; the report's run summaries."""
+    return _flow_runs(ctx, [flow_cell(spec, t_max) for spec in specs])
+
+
+def _flow_runs(ctx: Context, cells: Sequence[Plan]) -> list[dict[str, Any]]:
+    """The run summary of each one-cell flow plan, all run at once (in the section's pool)."""
+    results = ctx.run([job for cell in cells for job in cell.jobs])
+    return [cell.rows([result])[0]["run"] for cell, result in zip(cells, results, strict=True)]
 
 
 def describe(spec: dict[str, Any]) -> str:
@@ -93,8 +110,7 @@ def overlay(ctx: Context, settings: list[dict[str, Any]]
     A setting is ``{"name", "spec", "lr", "t_max"}``; training runs until the theory's end
     time (capped at :data:`MAX_TRAIN_STEPS` steps).
     """
-    theory = ctx.run([(job_predict, {"spec": s["spec"], "method": "flow", "t_max": s["t_max"]})
-                      for s in settings])
+    theory = _flow_runs(ctx, [flow_cell(s["spec"], s["t_max"]) for s in settings])
     jobs = [train_job([s["spec"]], s["lr"], int(min(MAX_TRAIN_STEPS,
                                                     math.ceil(th["t_end"] / s["lr"]))))
             for s, th in zip(settings, theory, strict=True)]

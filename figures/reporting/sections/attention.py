@@ -17,15 +17,17 @@ from ...claims import (
     cells,
     crossing,
     fit_slope,
+    grid_runs,
     judge,
     legend,
     seed_cell,
 )
+from ...sweep import Axis as GridAxis
 from ..blocks import Block, Context, Section, SectionResult
 from ._maps import FULL_SIGMAS, QUICK_SIGMAS, SIGMA_LABEL, count, map_figure
-from ._runs import flows, overlay, overlay_figure, overlay_table
+from ._runs import overlay, overlay_figure, overlay_table
 
-__all__ = ["FULL", "QUICK", "SECTION", "Settings"]
+__all__ = ["FULL", "QUICK", "SECTION", "Settings", "map_grid"]
 
 # σ > MAX_SIGMA: from a loss ~10⁴ L_ref the flow is too stiff for the budget (minutes per
 # run); those cells are left unmeasured
@@ -49,7 +51,13 @@ QUICK = Settings(6, (0.1, 0.2), QUICK_SIGMAS, (5, 10))
 
 
 def _spec(d: int, sigma: float) -> dict[str, Any]:
-    return {"kind": "attention", "d": d, "rank": 2, "init": sigma, "seed": 0}
+    return {"kind": "attention", "n": d, "rank": 2, "init": sigma, "seed": 0}  # n: d
+
+
+def map_grid(s: Settings) -> list[GridAxis]:
+    """The claim map's grid (a sweep of ``attention``, rank 2, seed 0, gradient flow until it
+    settles): d (the sampler's ``n``) × the init σ ≤ :data:`MAX_SIGMA`."""
+    return [GridAxis("n", s.ds), GridAxis("init", tuple(v for v in s.sigmas if v <= MAX_SIGMA))]
 
 
 def build(ctx: Context) -> SectionResult:
@@ -62,9 +70,9 @@ def build(ctx: Context) -> SectionResult:
                        settings, theory, trained),
         overlay_table(ctx, "table", settings, theory, trained)]
     x, y = Axis("σ", s.sigmas, SIGMA_LABEL, True), Axis("d", s.ds)
-    specs = {(d, sigma): _spec(d, sigma) for d in y.values for sigma in x.values
-             if sigma <= MAX_SIGMA}
-    runs = dict(zip(specs, flows(ctx, list(specs.values()), None), strict=True))
+    rows = ctx.sweep("map-claim6-sweep", "attention", map_grid(s), seeds=[0],
+                     theories=["flow"], defaults={"rank": 2})
+    runs = grid_runs(rows, ("n", "init"))
     holds, notes = cells(x, y, lambda d, sigma: seed_cell(
         [attention_checks(runs[(d, sigma)])]) if (d, sigma) in runs else (math.nan, "stiff"))
     m = ClaimMap("plateau, then the drop once the last of the four factors aligns", x, y, holds,

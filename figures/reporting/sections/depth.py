@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from ... import plots
-from ...claims import crossing, fit_slope
+from ...claims import crossing, fit_slope, grid_runs
 from ...plots import ScalingPanel, ScalingSet, Series
+from ...sweep import Axis as GridAxis
 from ...sweeps import Job
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ..jobs import job_balanced, make_spec
@@ -55,6 +56,10 @@ class Settings:
 FULL = Settings({2: (0.01, 0.02, 0.04, 0.08), 3: (0.01, 0.02, 0.04, 0.08),
                  4: (0.02, 0.04, 0.08, 0.16)}, 3)
 QUICK = Settings({2: (0.04, 0.08), 3: (0.04, 0.08), 4: (0.08, 0.16)}, 1)
+
+
+MAP_DEFAULTS = {"n": N, "rank": 1, "model_rank": 1, "singular_values": [S]}
+"""The sweep's fixed chain options (:func:`_spec`'s, but depth, init and seed)."""
 
 
 def _spec(depth: int, sigma: float, seed: int) -> dict[str, Any]:
@@ -111,9 +116,14 @@ def _sweep(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
     grid = settings.sigmas
     seeds = list(range(settings.seeds))
     points = [(depth, sigma) for depth in DEPTHS for sigma in grid[depth]]
-    runs = iter(flows(ctx, [_spec(depth, sigma, seed) for depth, sigma in points
-                            for seed in seeds], None))
-    flow = {p: [crossing(next(runs)) for _ in seeds] for p in points}
+    # the flows: a sweep of the chain over depth × σ (each depth's own σ) × seeds
+    sigma_axis = tuple(sorted({sigma for depth in DEPTHS for sigma in grid[depth]}))
+    rows = ctx.sweep("sweep-flows", "chain", [GridAxis("depth", DEPTHS),
+                                              GridAxis("init", sigma_axis)],
+                     seeds=seeds, theories=["flow"], defaults=MAP_DEFAULTS,
+                     where=lambda v, _: v["init"] in grid[v["depth"]])
+    runs = grid_runs(rows, ("depth", "init", "seed"))
+    flow = {p: [crossing(runs[(*p, seed)]) for seed in seeds] for p in points}
     jobs = [_train_job(_spec(*p, 0), seeds, SWEEP_LR,
                        SWEEP_MARGIN * max(t for t in flow[p] if np.isfinite(t)))
             for p in points]

@@ -37,7 +37,7 @@ def _jobs(n: int) -> tuple[list[tuple[str, Job]], list[tuple[str, Job]]]:
             "kind": "factorization", "n": n, "rank": 1, "init": 1e-3, "singular_values": [1.0],
             "seed": 0}, "method": "flow", "t_max": 200.0})),
         ("attention, rank 1, σ = 0.1", (job_predict, {"spec": {
-            "kind": "attention", "d": 10, "rank": 1, "init": 0.1, "seed": 0},
+            "kind": "attention", "n": 10, "rank": 1, "init": 0.1, "seed": 0},
             "method": "flow", "t_max": None})),
     ]
     multi: list[tuple[str, Job]] = [(f"aligned start, w₀ = {f:g}·s", (job_predict_aligned, {

@@ -23,6 +23,7 @@ from ...claims import (
     cells,
     crossing,
     earlier,
+    grid_runs,
     judge,
     loss_at,
     more_bumps,
@@ -30,8 +31,9 @@ from ...claims import (
     same_plateaus,
 )
 from ...plots import Series
+from ...sweep import Axis as GridAxis
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
-from ..jobs import BUMP_PROMINENCE, job_predict
+from ..jobs import BUMP_PROMINENCE
 from ._maps import (
     FULL_GRID,
     QUICK_GRID,
@@ -182,9 +184,13 @@ def _adam_ode(ctx: Context, grid: MapGrid, base: dict) -> list[Block]:
 
     lr = ADAM_LRS[0]
     keys = [(r, s) for r in grid.ranks[:-1] for s in grid.sigmas if s in ODE_SIGMAS]
-    odes = dict(zip(keys, ctx.run([(job_predict, {"spec": grid.spec(r, s, 0), "method": "adam",
-                                                  "lr": lr, "t_max": ADAM_T})
-                                   for r, s in keys]), strict=True))
+    # the ODEs: a sweep of the grid's specs (seed 0) below rank n at the σ of ODE_SIGMAS
+    rows = ctx.sweep("adam-ode-sweep", "factorization",
+                     [GridAxis("rank", grid.ranks[:-1]),
+                      GridAxis("init", tuple(s for s in grid.sigmas if s in ODE_SIGMAS))],
+                     seeds=[0], theories=["adam"],
+                     defaults={"n": grid.n, "lr": lr, "t_max": ADAM_T})
+    odes = grid_runs(rows, ("rank", "init"), source="adam")
     rows, errors = [], []
     for r, s in keys:
         row: dict = {"rank": r, "σ": s}

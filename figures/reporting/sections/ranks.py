@@ -6,7 +6,7 @@ the shared grid of SGD runs (:mod:`._maps`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from ...claims import (
     ClaimResult,
     cells,
     full_rank_checks,
+    grid_runs,
     judge,
     legend,
     more_seeds,
@@ -27,6 +28,7 @@ from ...claims import (
     seed_cell,
 )
 from ...plots import Series
+from ...sweep import Axis as GridAxis
 from ..blocks import Block, Context, FigureBlock, Section, SectionResult
 from ._maps import (
     FULL_GRID,
@@ -41,7 +43,7 @@ from ._maps import (
     map_figure,
     sgd_runs,
 )
-from ._runs import flows, overlay, overlay_figure, overlay_table, runs_figure
+from ._runs import overlay, overlay_figure, overlay_table, runs_figure
 
 __all__ = ["LOW_RANK", "N_100", "RANK_1", "SECTIONS", "LowRankSettings", "N100Settings",
            "Rank1Settings"]
@@ -67,30 +69,35 @@ def _rank_settings(rank: int, sigmas: Sequence[float], n: int, singular: bool
 EXTRA_SEEDS = (1, 2)  # seeds added at the cells of an S-curve map beside its boundary
 
 
-def _s_curve_map(ctx: Context, sigmas: Sequence[float], y: Axis,
-                 spec_of: Callable[[Any, float], dict[str, Any]], settings: str
-                 ) -> tuple[ClaimMap, Runs]:
-    """Map of the whole rank-1 sequence (:func:`figures.claims.s_curve_checks`) over σ × y.
+def _s_curve_map(ctx: Context, name: str, sigmas: Sequence[float], y: Axis, y_param: str,
+                 defaults: dict[str, Any], settings: str) -> tuple[ClaimMap, Runs]:
+    """Map of the whole rank-1 sequence (:func:`figures.claims.s_curve_checks`) over σ × y:
+    a sweep of ``factorization`` over ``y_param`` (y's values) × init σ with ``defaults``,
+    gradient flow to t = :data:`T_MAX`.
 
-    Every cell runs seed 0 (its spec's seed); the cells :func:`figures.claims.more_seeds`
-    flags (beside the boundary, where one seed's verdict may be noise) add seeds
-    :data:`EXTRA_SEEDS`, so a cell whose seeds disagree rests on 3. Returns the map and the
-    seed-0 runs."""
+    Every cell runs seed 0; the cells :func:`figures.claims.more_seeds` flags (beside the
+    boundary, where one seed's verdict may be noise) add seeds :data:`EXTRA_SEEDS` (a second
+    sweep of the same grid, only there), so a cell whose seeds disagree rests on 3. Returns
+    the map and the seed-0 runs."""
     x = Axis("σ", tuple(sigmas), SIGMA_LABEL, True)
-    specs = {(yv, s): spec_of(yv, s) for yv in y.values for s in x.values}
-    runs = dict(zip(specs, flows(ctx, list(specs.values()), T_MAX), strict=True))
+    grid = [GridAxis(y_param, y.values), GridAxis("init", x.values)]
+    options = {"theories": ["flow"], "defaults": defaults | {"t_max": T_MAX}}
+    runs = grid_runs(ctx.sweep(f"{name}-sweep", "factorization", grid, seeds=[0], **options),
+                     (y_param, "init"))
     checks = {key: [s_curve_checks(run)] for key, run in runs.items()}
     first = ClaimMap("first seed", x, y, cells(x, y, lambda yv, s: seed_cell(checks[(yv, s)]))[0])
     flagged = more_seeds(first)
-    extra = [(key, k) for key in specs if flagged[y.values.index(key[0]), x.values.index(key[1])]
-             for k in EXTRA_SEEDS]
-    for (key, _), run in zip(extra, flows(ctx, [{**specs[key], "seed": k} for key, k in extra],
-                                          T_MAX), strict=True):
-        checks[key].append(s_curve_checks(run))
+    if flagged.any():
+        extra = ctx.sweep(f"{name}-sweep-seeds", "factorization", grid, seeds=EXTRA_SEEDS,
+                          where=lambda v, _: bool(flagged[y.values.index(v[y_param]),
+                                                          x.values.index(v["init"])]),
+                          **options)
+        for (yv, s, _), run in grid_runs(extra, (y_param, "init", "seed")).items():
+            checks[(yv, s)].append(s_curve_checks(run))
     holds, notes = cells(x, y, lambda yv, s: seed_cell(checks[(yv, s)]))
     counts = cells(x, y, lambda yv, s: (len(checks[(yv, s)]), ""))[0]
     more = (f"; seeds {', '.join(map(str, (0, *EXTRA_SEEDS)))} at the "
-            f"{int(flagged.sum())} cells beside the boundary" if extra else "")
+            f"{int(flagged.sum())} cells beside the boundary" if flagged.any() else "")
     return ClaimMap("the whole sequence in one run (decay, plateau, sharp drop, levels off, "
                     "aligns, norms shrink then grow)", x, y, holds, settings + more,
                     notes=notes, counts=counts), runs
@@ -172,9 +179,9 @@ def build_rank_1(ctx: Context) -> SectionResult:
     if any(th["mechanistic"] for th in theory):
         blocks.extend(_mechanistic_blocks(ctx, settings, theory))
     blocks.append(overlay_table(ctx, "table", settings, theory, trained))
-    m, runs = _s_curve_map(ctx, s.sigmas, Axis("n", s.ns), lambda n, sigma: {
-        "kind": "factorization", "n": n, "rank": 1, "init": sigma, "singular_values": [1.0],
-        "seed": 0}, "gradient flow (exact reduced), rank 1, s = 1, seed 0")
+    m, runs = _s_curve_map(ctx, "map-claim2", s.sigmas, Axis("n", s.ns), "n",
+                           {"rank": 1, "singular_values": [1.0]},
+                           "gradient flow (exact reduced), rank 1, s = 1, seed 0")
     block, thumb = _s_curve_figure(ctx, 2, m, "rank 1")
     # the boundary in the init's energy per vector (s = 1 units): too little, no initial
     # decay; too much, no plateau
@@ -213,9 +220,8 @@ def build_low_rank(ctx: Context) -> SectionResult:
             ctx, f"rank{rank}", f"Rank {rank}, Gaussian target (singular values ≈ 1), "
             "init σ swept", settings, theory, trained))
         blocks.append(overlay_table(ctx, f"rank{rank}-table", settings, theory, trained))
-    m, runs = _s_curve_map(ctx, s.sigmas, Axis("r", s.ranks, "rank r (= model rank)"),
-                           lambda r, sigma: {"kind": "factorization", "n": s.n, "rank": r,
-                                             "init": sigma, "seed": 0},
+    m, runs = _s_curve_map(ctx, "map-claim3", s.sigmas,
+                           Axis("r", s.ranks, "rank r (= model rank)"), "rank", {"n": s.n},
                            f"gradient flow (exact reduced), n = {s.n}, Gaussian target "
                            "(scale 1), seed 0")
     block, thumb = _s_curve_figure(ctx, 3, m, "low rank")

@@ -14,16 +14,18 @@ from ...claims import (
     cells,
     exp_fit,
     exponential_checks,
+    grid_runs,
     judge,
     legend,
     plateau_count,
     seed_cell,
 )
+from ...sweep import Axis as GridAxis
 from ..blocks import Block, Context, Section, SectionResult
 from ._maps import FULL_SIGMAS, QUICK_SIGMAS, SIGMA_LABEL, map_figure
-from ._runs import flows, overlay, overlay_figure, overlay_table
+from ._runs import overlay, overlay_figure, overlay_table
 
-__all__ = ["FULL", "QUICK", "SECTION", "Settings"]
+__all__ = ["FULL", "QUICK", "SECTION", "Settings", "map_grid"]
 
 CURVE_SIGMAS = (0.01, 1.0)
 T_MAX = 10.0
@@ -52,6 +54,12 @@ def _curves(s: Settings) -> list[dict[str, Any]]:
             for n in (1, s.curve_n) for sigma in CURVE_SIGMAS]
 
 
+def map_grid(s: Settings) -> list[GridAxis]:
+    """The claim map's grid (a sweep of ``vector``, seed 0, gradient flow to t = T_MAX):
+    n × init σ; ``scurve sweep vector --grid n=... --grid init=... --set t_max=10``."""
+    return [GridAxis("n", s.ns), GridAxis("init", s.sigmas)]
+
+
 def build(ctx: Context) -> SectionResult:
     s: Settings = ctx.settings
     settings = _curves(s)
@@ -61,8 +69,9 @@ def build(ctx: Context) -> SectionResult:
                        trained, log_time=False),
         overlay_table(ctx, "table", settings, theory, trained)]
     x, y = Axis("σ", s.sigmas, SIGMA_LABEL, True), Axis("n", s.ns)
-    specs = {(n, sigma): _spec(n, sigma) for n in y.values for sigma in x.values}
-    runs = dict(zip(specs, flows(ctx, list(specs.values()), T_MAX), strict=True))
+    rows = ctx.sweep("map-claim1-sweep", "vector", map_grid(s), seeds=[0], theories=["flow"],
+                     defaults={"t_max": T_MAX})
+    runs = grid_runs(rows, ("n", "init"))
     fits = {key: exp_fit(run["trajectory"].t, run["trajectory"].loss, run["l_ref"])
             for key, run in runs.items()}
     holds, notes = cells(x, y, lambda n, sigma: seed_cell(

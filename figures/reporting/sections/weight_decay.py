@@ -13,17 +13,19 @@ from ...claims import (
     ClaimMap,
     cells,
     crossing,
+    grid_runs,
     judge,
     legend,
     seed_cell,
     solution_size,
     weight_decay_checks,
 )
+from ...sweep import Axis as GridAxis
 from ..blocks import Block, Context, Section, SectionResult, fmt
 from ._maps import SIGMA_LABEL, count, map_figure
-from ._runs import flows, overlay, overlay_figure, overlay_table
+from ._runs import overlay, overlay_figure, overlay_table
 
-__all__ = ["FULL", "QUICK", "SECTION", "Settings"]
+__all__ = ["FULL", "MAP_DEFAULTS", "QUICK", "SECTION", "Settings", "map_grid"]
 
 S = 1.0  # the target's singular value
 CURVE_SIGMA = 0.05
@@ -50,6 +52,16 @@ def _spec(n: int, sigma: float, lam: float) -> dict[str, Any]:
             "weight_decay": lam, "seed": 0}
 
 
+MAP_DEFAULTS = {"rank": 1, "singular_values": [S], "t_max": 400.0}
+"""The claim map's fixed settings (with n): rank 1, s = S, gradient flow to t = 400."""
+
+
+def map_grid(s: Settings) -> list[GridAxis]:
+    """The claim map's grid (a sweep of ``factorization``, seed 0): init σ × λ, λ = 0 (the
+    reference of every cell) included."""
+    return [GridAxis("init", s.sigmas), GridAxis("weight_decay", (0.0, *s.lambdas))]
+
+
 def build(ctx: Context) -> SectionResult:
     s: Settings = ctx.settings
     settings = [{"name": f"λ={lam:g}", "lr": 0.01, "t_max": 15.0,
@@ -61,9 +73,9 @@ def build(ctx: Context) -> SectionResult:
         overlay_table(ctx, "table", settings, theory, trained)]
     x = Axis("λ", s.lambdas, "weight decay λ")
     y = Axis("σ", s.sigmas, SIGMA_LABEL)
-    specs = {(sigma, lam): _spec(s.n, sigma, lam) for sigma in y.values
-             for lam in (0.0, *x.values)}
-    runs = dict(zip(specs, flows(ctx, list(specs.values()), 400.0), strict=True))
+    rows = ctx.sweep("map-claim7-sweep", "factorization", map_grid(s), seeds=[0],
+                     theories=["flow"], defaults=MAP_DEFAULTS | {"n": s.n})
+    runs = grid_runs(rows, ("init", "weight_decay"))
     holds, notes = cells(x, y, lambda sigma, lam: seed_cell([weight_decay_checks(
         crossing(runs[(sigma, lam)]), crossing(runs[(sigma, 0.0)]),
         solution_size(runs[(sigma, lam)]), S, lam)]))
