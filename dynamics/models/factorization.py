@@ -131,6 +131,16 @@ PAIR_OPTIONS = (
 PAIR_DIMS = {"n": ("A", 0), "r": ("A", 1), "k": ("X0", 1)}
 
 
+def mode_strengths(spec: Any) -> Any:
+    """s_j = ‖a_j‖‖b_j‖ of the target's columns, the strengths the mechanistic phases of a
+    squared-loss run without weight decay are read against; None otherwise."""
+    import numpy as np
+
+    if spec.loss != "mse" or spec.weight_decay:
+        return None
+    return np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
+
+
 def _crossing_time(spec: Any, f: float) -> float:
     """The closed-form t_f of :func:`dynamics.theory.factorization_crossing_time` (imported
     on use)."""
@@ -144,7 +154,7 @@ ENTRY = register(Entry(
     options=(*PAIR_OPTIONS,
              Option("loss", "str", "mse", "factorization loss (default mse)", choices=LOSSES)),
     hooks={"grouped": False, "rate_scale": rate_scale, "closed_form": _crossing_time,
-           "describe": _describe,
+           "mode_strengths": mode_strengths, "describe": _describe,
            "defaults": {"loss": "mse"}, "check": _check_loss, "dims": PAIR_DIMS,
            "zero_loss": zero_loss,
            "attributes": {"target": lambda spec: spec.A @ spec.B.T}},

@@ -199,12 +199,14 @@ def job_predict(config: dict[str, Any]) -> dict[str, Any]:
 
 def _mechanistic(spec: Problem, traj: Trajectory) -> dict[str, Any] | None:
     """Mechanistic phases (:func:`dynamics.phases.mechanistic_phases`, from the order
-    parameters) of a squared-loss factorization curve without decay; None for anything else."""
+    parameters) of a curve whose model registers its mode strengths (the ``mode_strengths``
+    hook: a squared-loss factorization without decay); None for anything else."""
     from dynamics.phases import mechanistic_phases
 
-    if spec.kind != "factorization" or spec.loss != "mse" or spec.weight_decay:
+    strengths = spec.entry.hook("mode_strengths")
+    s = None if strengths is None else strengths(spec)
+    if s is None:
         return None
-    s = np.linalg.norm(spec.A, axis=0) * np.linalg.norm(spec.B, axis=0)
     try:
         return mechanistic_phases(traj.t, traj.loss, None, None, s,
                                   overlaps={f: traj.overlaps(f) for f in ("X", "Y")}).to_dict()
