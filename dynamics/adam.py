@@ -31,8 +31,9 @@ problems both stay moderate, and an explicit Runge–Kutta pair (scipy's DOP853,
 implicit solver's dense Jacobians of size (3N)². The integration stops at the loss
 :data:`LOSS_STOP`·L_ref (Adam's late phase, v decaying as e^{−c₂t} while g → 0, grows ever
 stiffer; t_0.5, t_0.1 and t_0.01 are before it), at a stalled state or at the cap, like the
-other continuous methods (:func:`dynamics.integrate._solve_chunks`, which also samples the dense
-output and root-finds the crossing times), or once a doubling of t lowered the loss below ½L_ref
+other continuous methods (:func:`dynamics.integrate._solve_streamed`, which keeps only the
+observations on a log grid and root-finds the crossing times in the step that crosses them:
+memory independent of the step count), or once a doubling of t lowered the loss below ½L_ref
 by less than :data:`STALL` (relative): a fixed point above the stop level (weight decay), where
 the θ–m loop's frequency grows as v decays and the steps would shrink without end. Every
 coordinate moves at speed ≲ 1 in t, so the first chunk is :data:`FIRST`·θ_* long (θ_* the rms
@@ -46,7 +47,7 @@ import math
 import numpy as np
 
 from . import symbolic
-from .integrate import _full_overlaps, _grid, _Packer, _solve_chunks, _trajectory
+from .integrate import _full_overlaps, _grid, _Packer, _solve_streamed, _trajectory
 from .methods import Adam
 from .problems import Problem
 from .record import SaveAt, Stop
@@ -152,10 +153,12 @@ def run_adam(
     s_max, s_min = spec.rate_scale()
     stop = (Stop() if stop is None else stop).with_defaults(
         t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)
-    grid, ys = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref, float(stop.t_max),
-                             s_max, solver=solver, rtol=rtol, stop=stop.loss,
-                             first=min(2.0 / s_max, FIRST * scale), stall=stop.stall,
-                             saveat=_grid("adam", saveat))
-    observed = [observe(y) for y in ys]
+    def loss(y: np.ndarray) -> float:
+        return full.loss_value(theta.unpack(y[:n]) | fixed)
+
+    grid, observed = _solve_streamed(spec, "adam", rhs, loss, observe, y0, spec.l_ref,
+                                     float(stop.t_max), s_max, solver=solver, rtol=rtol,
+                                     stop=stop.loss, first=min(2.0 / s_max, FIRST * scale),
+                                     stall=stop.stall, saveat=_grid("adam", saveat))
     return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
                        size)
