@@ -47,7 +47,14 @@ import math
 import numpy as np
 
 from . import symbolic
-from .integrate import _full_overlaps, _grid, _Packer, _solve_streamed, _trajectory
+from .integrate import (
+    IntegrationError,
+    _full_overlaps,
+    _grid,
+    _Packer,
+    _solve_streamed,
+    _trajectory,
+)
 from .methods import Adam
 from .problems import Problem
 from .record import SaveAt, Stop
@@ -77,6 +84,7 @@ def run_adam(
     *,
     stop: Stop | None = None,
     saveat: SaveAt | None = None,
+    half_step: bool = False,
 ) -> Trajectory:
     """Integrate the Adam(W) ODE of ``method`` (module docstring) from ``spec``'s initial point.
 
@@ -87,6 +95,9 @@ def run_adam(
         rtol, solver: solve_ivp's relative tolerance and method (tests use a tighter one).
         stop, saveat: :class:`dynamics.record.Stop` (its None fields: ``t_max``, loss
             :data:`LOSS_STOP`, stall :data:`STALL`) and the grid (``SaveAt.grid()``).
+        half_step: the O(η) correction (module docstring, "Modified equation"): the moments'
+            clocks start η/2 early, m(0) = (1 − β₁^{1/2})g₀, v(0) = (1 − β₂^{1/2})g₀², bias
+            1 − β_i^{t/η + 1/2}.
 
     Returns:
         A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v).
@@ -122,9 +133,12 @@ def run_adam(
                 f"{float(np.max(np.abs(th))):.3g}): the ODE blew up")
         return g
 
+    shift = 0.5 * eta if half_step else 0.0  # the moments' clock runs ahead of θ's by this
+
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         th = y[:n]
         g = gradient(t, th)
+        t = t + shift  # the moments' clock
         out = np.empty_like(y)
         if c1 is None:
             m_hat = g
@@ -150,6 +164,16 @@ def run_adam(
     entries = np.concatenate([c.ravel() for c in fixed.values()])
     scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
     y0 = np.concatenate([theta.pack(params), np.zeros(size - n)])
+    if shift > 0:  # the moments after η/2 of the frozen initial gradient g₀
+        try:
+            g0 = gradient(0.0, y0[:n])
+        except FloatingPointError as exc:
+            raise IntegrationError(f"{spec.describe()}: method 'adam' failed at t = 0 ({exc})"
+                                   ) from None
+        if c1 is not None:
+            y0[m_at:m_at + n] = -math.expm1(shift / eta * log_b1) * g0
+        if c2 is not None:
+            y0[v_at:v_at + n] = -math.expm1(shift / eta * log_b2) * g0 * g0
     s_max, s_min = spec.rate_scale()
     stop = (Stop() if stop is None else stop).with_defaults(
         t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)

@@ -27,7 +27,7 @@ from dynamics.phases import crossing_times
 from dynamics.problems import Factorization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dynamics"))
-from adam_oracle import _loss  # noqa: E402
+from adam_oracle import _loss
 
 MARKS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
 
@@ -38,9 +38,9 @@ def torch_run(spec, lr: float, t_max: float):
          for w in model.learned_names}
     c = {k: torch.tensor(values[k], dtype=torch.float64) for k in model.constant_names}
     opt = torch.optim.Adam(list(p.values()), lr=lr)
-    steps = int(round(t_max / lr))
+    steps = round(t_max / lr)
     losses, diag = [], {}
-    marks = {int(round(m / lr)) for m in MARKS}
+    marks = {round(m / lr) for m in MARKS}
     for step in range(steps + 1):
         opt.zero_grad()
         loss = _loss(model.name, p, c)
