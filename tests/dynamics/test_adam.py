@@ -2,12 +2,13 @@
 losses written by hand in ``adam_oracle``), against a tight-tolerance integration of itself, and
 against the sign flow as η → 0.
 
-Measured (``python tests/dynamics/test_adam.py`` prints the whole table; README "Adam as an
-ODE"): at η = 1e-3 the ODE's t_0.5 and t_0.1 are within 1.1 % of torch.optim.Adam everywhere on
-the acceptance grid except rank 3 at σ ≤ 1e-2 (up to 20 %) and rank 10 at σ = 1e-2 (t_0.1,
-4.3 %); at η = 1e-2 within 6 % except rank 3's t_0.1 (up to 25 %) and rank 1 at σ = 0.1 (7.5 %).
+Measured (``python tests/benchmarks/adam_error_table.py`` prints the whole table; README
+"Adam as an ODE"): at η = 1e-3 the ODE's t_0.5 and t_0.1 are within 1.1 % of torch.optim.Adam
+everywhere on the acceptance grid except rank 3 at σ ≤ 1e-2 (up to 20 %) and rank 10 at
+σ = 1e-2 (t_0.1, 4.3 %); at η = 1e-2 within 6 % except rank 3's t_0.1 (up to 25 %) and rank 1
+at σ = 0.1 (7.5 %).
 The default tests check representative cases that hold; the full grid is ``slow`` and asserts
-the issue's bounds, and where they fail (:data:`KNOWN`) the measured error with a margin.
+the issue's bounds, and where they fail (:data:`KNOWN`) it is a strict xfail with the number.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def _symmetric():
                         init=0.01, seed=0)
 
 
-def _errors(spec, lr: float, **options) -> dict[float, float]:
-    """Relative errors of the ODE's t_f against torch.optim at the same η."""
-    ode = predict(spec, Adam(lr, **options), t_max=2.0).crossing_times(F)
+def _errors(spec, lr: float, half_step: bool = False, **options) -> dict[float, float]:
+    """Relative errors of the ODE's t_f against torch.optim at the same η (``half_step``: the
+    ODE with the O(η) correction)."""
+    ode = run_adam(spec, Adam(lr, **options), t_max=2.0, half_step=half_step).crossing_times(F)
     exp = torch_crossings(spec, lr, 1.3 * (ode[0.1] or 2.0), F, **options)
     return {f: (0.0 if ode[f] is exp[f] is None  # neither reaches f·L_ref by t = 2
                 else math.inf if ode[f] is None or exp[f] is None
@@ -182,35 +184,40 @@ GRID_CASES = {
 VARIANTS = {"Adam": {}, "AdamW λ=0.01": {"weight_decay": 0.01, "decoupled": True},
             "AdamW λ=0.1": {"weight_decay": 0.1, "decoupled": True},
             "Adam L2 λ=0.01": {"weight_decay": 0.01}}
-#: where the measured error exceeds the issue's bound (README table), (case, η) -> the bound
-#: asserted instead: the measured maximum over the four optimizers with a margin. Rank 3 at small
-#: σ (target singular values 1.08, 1.00, 0.86): the ODE learns the second and third modes after
-#: a shoulder torch's Adam does not show; σ = 0.1 at η = 1e-2 (6–30 steps to t_0.5).
-KNOWN = {("factorization r=k=3 σ=0.001", 1e-3): 0.12, ("factorization r=k=3 σ=0.001", 1e-2): 0.25,
-         ("factorization r=k=3 σ=0.01", 1e-3): 0.25, ("factorization r=k=3 σ=0.01", 1e-2): 0.30,
-         ("factorization r=k=10 σ=0.01", 1e-3): 0.05, ("factorization r=k=1 σ=0.1", 1e-2): 0.09}
+#: where the measured error misses the issue's bound (README table, max over t_0.5, t_0.1 and the
+#: four optimizers): (case, η) -> the measured miss. Rank 3 at small σ (target singular values
+#: 1.08, 1.00, 0.86): the ODE learns the second and third modes after a shoulder torch's Adam does
+#: not show; rank 1, σ = 0.1 at η = 1e-2: the O(η) offset of a run 6–30 steps long (removed by
+#: ``half_step``, test_half_step_removes_the_order_eta_offset).
+KNOWN = {("factorization r=k=3 σ=0.001", 1e-3): "t_0.1 −9.5 % (Adam), +5.5 % (L2)",
+         ("factorization r=k=3 σ=0.001", 1e-2): "t_0.1 +12.8 % (Adam), +21.3 % (L2)",
+         ("factorization r=k=3 σ=0.01", 1e-3): "t_0.1 +19.7 % … +20.4 %",
+         ("factorization r=k=3 σ=0.01", 1e-2): "t_0.1 +18.2 % … +24.5 %",
+         ("factorization r=k=10 σ=0.01", 1e-3): "t_0.1 +4.1 % … +4.3 %",
+         ("factorization r=k=1 σ=0.1", 1e-2): "t_0.5 −7.5 %"}
 
 
-def grid_errors(case: str, variant: str, lr: float) -> dict[float, float]:
-    return _errors(GRID_CASES[case](), lr, **VARIANTS[variant])
+def grid_errors(case: str, variant: str, lr: float, half_step: bool = False
+                ) -> dict[float, float]:
+    return _errors(GRID_CASES[case](), lr, half_step=half_step, **VARIANTS[variant])
+
+
+def _grid_params():
+    for case in GRID_CASES:
+        for variant in VARIANTS:
+            for lr in (1e-3, 1e-2):
+                miss = KNOWN.get((case, lr))
+                marks = [pytest.mark.xfail(strict=True, reason=f"measured miss: {miss}")
+                         ] if miss else []
+                yield pytest.param(case, variant, lr, marks=marks,
+                                   id=f"{case}-{variant}-{lr:g}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lr", (1e-3, 1e-2))
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("case", list(GRID_CASES))
+@pytest.mark.parametrize("case, variant, lr", list(_grid_params()))
 def test_acceptance_grid(case, variant, lr):
-    """The issue's grid: 3 % at η = 1e-3, 6 % at 1e-2, except the cases of :data:`KNOWN`."""
-    bound = KNOWN.get((case, lr), 0.03 if lr == 1e-3 else 0.06)
+    """The issue's grid: 3 % at η = 1e-3, 6 % at 1e-2; the misses of :data:`KNOWN` are strict
+    xfails carrying the measured number (a fix turns them into failures to update)."""
+    bound = 0.03 if lr == 1e-3 else 0.06
     errors = grid_errors(case, variant, lr)
     assert max(errors.values()) <= bound, errors
-
-
-if __name__ == "__main__":  # print the whole error table (README)
-    for case in GRID_CASES:
-        for variant in VARIANTS:
-            cells = []
-            for lr in (1e-3, 1e-2):
-                e = grid_errors(case, variant, lr)
-                cells += [f"{100 * e[0.5]:.1f}", f"{100 * e[0.1]:.1f}"]
-            print(f"| {case} | {variant} | " + " | ".join(cells) + " |", flush=True)
