@@ -95,6 +95,42 @@ def test_solver_error_against_a_tight_reference(make, lr):
         assert abs(default[f] - tight[f]) <= 1e-4 * tight[f], f
 
 
+def test_streamed_solver_keeps_samples_not_steps():
+    """dynamics.integrate._solve_streamed (the Adam ODE's solver) on a decaying rotation in 2000
+    dimensions, (a, b)' = −(a, b) + ω(−b, a), L = ½‖y‖² = L₀e^{−2t}: crossing times against the
+    closed form t_f = −ln(f)/2 (root-found on a step's dense output: 1e-9 relative, the
+    solver's rtol 1e-12 far below), and the kept samples do not grow with the step count (the
+    rotation ω = 50 forces ~1400 steps; the log grid keeps 468 samples, a number bounded by
+    ln(t_end/h₀)/ln(1 + 10/1500), not by the steps)."""
+    from dynamics.integrate import _solve_streamed
+    from dynamics.record import SaveAt
+
+    spec = _fact(1, 1e-2, n=20)
+    y0 = np.linspace(1.0, 2.0, 2000)
+    steps = [0]
+
+    def rhs(t, y):
+        steps[0] += 1
+        a, b = y[:1000], y[1000:]
+        return np.concatenate([-a - 50.0 * b, -b + 50.0 * a])
+
+    def loss(y):
+        return 0.5 * float(y @ y)
+
+    l0 = loss(y0)
+    times, kept = _solve_streamed(spec, "test", rhs, loss, lambda y: (loss(y), {}), y0, l0, 20.0,
+                                  1.0, rtol=1e-12, stop=1e-6, first=0.1,
+                                  saveat=SaveAt.grid(1500))
+    assert np.all(np.diff(times) > 0) and len(kept) == times.size
+    for f in (0.5, 0.1, 0.01, 1e-6):
+        t_f = -math.log(f) / 2
+        hit = times[np.argmin(np.abs(times - t_f))]
+        assert abs(hit - t_f) <= 1e-9 * t_f, (f, hit, t_f)
+    assert times[-1] == pytest.approx(-math.log(1e-6) / 2, rel=1e-9)
+    assert steps[0] > 12 * 1000, steps[0]  # DOP853: 12 evaluations a step
+    assert times.size < 1000, times.size  # log-spaced (ratio 1 + 10/1500): 468 kept
+
+
 def test_state_is_theta_m_v_and_blow_up_names_t():
     spec = _fact(1, 1e-2, n=20)
     traj = predict(spec, Adam(1e-3))
