@@ -40,7 +40,7 @@ problems both stay moderate, and an explicit Runge–Kutta pair (scipy's DOP853,
 implicit solver's dense Jacobians of size (3N)². The integration stops at the loss
 :data:`LOSS_STOP`·L_ref (Adam's late phase, v decaying as e^{−c₂t} while g → 0, grows ever
 stiffer; t_0.5, t_0.1 and t_0.01 are before it), at a stalled state or at the cap, like the
-other continuous methods (:func:`dynamics.integrate._solve_streamed`, which keeps only the
+other continuous methods (:func:`dynamics.integrate._solve_chunks`, streamed: it keeps only the
 observations on a log grid and root-finds the crossing times in the step that crosses them:
 memory independent of the step count), or once a doubling of t lowered the loss below ½L_ref
 by less than :data:`STALL` (relative): a fixed point above the stop level (weight decay), where
@@ -61,7 +61,7 @@ from .integrate import (
     _full_overlaps,
     _grid,
     _Packer,
-    _solve_streamed,
+    _solve_chunks,
     _trajectory,
 )
 from .methods import Adam
@@ -189,9 +189,9 @@ def run_adam(
     def loss(y: np.ndarray) -> float:
         return full.loss_value(theta.unpack(y[:n]) | fixed)
 
-    grid, observed = _solve_streamed(spec, "adam", rhs, loss, observe, y0, spec.l_ref,
-                                     float(stop.t_max), s_max, solver=solver, rtol=rtol,
-                                     stop=stop.loss, first=min(2.0 / s_max, FIRST * scale),
-                                     stall=stop.stall, saveat=_grid("adam", saveat))
+    grid, observed = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref,
+                                   float(stop.t_max), s_max, solver=solver, rtol=rtol,
+                                   stop=stop.loss, first=min(2.0 / s_max, FIRST * scale),
+                                   stall=stop.stall, saveat=_grid("adam", saveat), loss=loss)
     return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
                        size)

@@ -337,7 +337,8 @@ def _solve_chunks(
     first: float | None = None,
     stall: float | None = None,
     saveat: SaveAt | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
+    loss: Callable[[np.ndarray], float] | None = None,
+) -> tuple[np.ndarray, list]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
     ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
@@ -347,11 +348,16 @@ def _solve_chunks(
     below ½L_ref (a fixed point above the stop level: weight decay); ``saveat``: the grid
     (:meth:`SaveAt.times`, default ``SaveAt.grid()``) and the crossings kept. Returns the
     sample times (module docstring: 1500 log- and linearly spaced plus the exact crossing
-    times) and the state at each.
+    times) and the state at each. ``loss`` (L(y) alone, cheap) given: streamed instead
+    (:func:`_streamed`, for a large state): the same stops, memory independent of the step
+    count, and the observations ``observe(y)`` returned in place of the states.
     """
 
     level = _loss_stop(spec) if stop is None else stop
     saveat = SaveAt.grid(SAMPLES) if saveat is None else saveat
+    if loss is not None:
+        return _streamed(spec, method, rhs, loss, observe, y0, l_ref, cap, s_max, solver, rtol,
+                         level, first, stall, saveat)
 
     def below(t: float, y: np.ndarray) -> float:
         return observe(y)[0] - level * l_ref
@@ -360,14 +366,7 @@ def _solve_chunks(
     t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max if first is None else first)
     sols = []
     norm0 = float(np.linalg.norm(y0)) or 1.0
-    started = time.perf_counter()
-    calls = [0]
-
-    def timed(t: float, y: np.ndarray) -> np.ndarray:  # the wall limit, checked inside a chunk
-        calls[0] += 1
-        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
-            raise _OutOfTime(t)
-        return rhs(t, y)
+    timed = _timed(rhs)
 
     while True:
         t1 = min(cap, t0 + chunk)
@@ -446,24 +445,28 @@ def _solve_chunks(
     return grid, ys
 
 
-def _solve_streamed(
-    spec: Problem,
-    method: str,
-    rhs: Callable[[float, np.ndarray], np.ndarray],
-    loss: Callable[[np.ndarray], float],
-    observe: Callable[[np.ndarray], tuple[float, dict]],
-    y0: np.ndarray,
-    l_ref: float,
-    cap: float,
-    s_max: float,
-    solver: str = "DOP853",
-    rtol: float = 1e-10,
-    stop: float | None = None,
-    first: float | None = None,
-    stall: float | None = None,
-    saveat: SaveAt | None = None,
-) -> tuple[np.ndarray, list[tuple[float, dict]]]:
-    """:func:`_solve_chunks` for a large state, in memory independent of the step count.
+def _timed(rhs: Callable[[float, np.ndarray], np.ndarray]
+           ) -> Callable[[float, np.ndarray], np.ndarray]:
+    """``rhs`` that raises :class:`_OutOfTime` once :data:`WALL_LIMIT` seconds have passed since
+    this call (checked every 64 evaluations, so inside a solver's step loop)."""
+    started = time.perf_counter()
+    calls = [0]
+
+    def timed(t: float, y: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
+            raise _OutOfTime(t)
+        return rhs(t, y)
+
+    return timed
+
+
+def _streamed(spec: Problem, method: str, rhs: Callable, loss: Callable, observe: Callable,
+              y0: np.ndarray, l_ref: float, cap: float, s_max: float, solver: str, rtol: float,
+              level: float, first: float | None, stall: float | None, saveat: SaveAt
+              ) -> tuple[np.ndarray, list[tuple[float, dict]]]:
+    """:func:`_solve_chunks` with ``loss``: for a large state, in memory independent of the
+    step count.
 
     One pass of the solver's steps (scipy's ``OdeSolver`` classes: the same steps as
     ``solve_ivp``) that keeps no dense output and no state: after each step it evaluates
@@ -479,18 +482,9 @@ def _solve_streamed(
     """
     import scipy.integrate
 
-    level = _loss_stop(spec) if stop is None else stop
-    saveat = SaveAt.grid(SAMPLES) if saveat is None else saveat
     ratio = 1.0 + 10.0 / saveat.samples
     norm0 = float(np.linalg.norm(y0)) or 1.0
-    started = time.perf_counter()
-    calls = [0]
-
-    def timed(t: float, y: np.ndarray) -> np.ndarray:
-        calls[0] += 1
-        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
-            raise _OutOfTime(t)
-        return rhs(t, y)
+    timed = _timed(rhs)
 
     def fail(why: str) -> IntegrationError:
         return IntegrationError(f"{spec.describe()}: method {method!r} {why}")

@@ -27,37 +27,27 @@ from dynamics.phases import crossing_times
 from dynamics.problems import Factorization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dynamics"))
-from adam_oracle import _loss
+from adam_oracle import torch_adam
 
 MARKS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
 
 
 def torch_run(spec, lr: float, t_max: float):
-    values, model = spec.values(), spec.model
-    p = {w: torch.tensor(values[w], dtype=torch.float64, requires_grad=True)
-         for w in model.learned_names}
-    c = {k: torch.tensor(values[k], dtype=torch.float64) for k in model.constant_names}
-    opt = torch.optim.Adam(list(p.values()), lr=lr)
-    steps = round(t_max / lr)
-    losses, diag = [], {}
+    """torch.optim.Adam's losses at every step to t_max, and its moment diagnostics at MARKS."""
     marks = {round(m / lr) for m in MARKS}
-    for step in range(steps + 1):
-        opt.zero_grad()
-        loss = _loss(model.name, p, c)
-        losses.append(loss.item())
-        if step == steps:
-            break
-        loss.backward()
+    diag = {}
+
+    def inspect(step, opt, params):
         if step in marks and step > 0:
-            g = torch.cat([q.grad.ravel() for q in p.values()]).abs()
-            st = [opt.state[q] for q in p.values()]
-            k = step  # steps taken so far
-            mh = torch.cat([s["exp_avg"].ravel() for s in st]) / (1 - 0.9**k)
-            vh = torch.cat([s["exp_avg_sq"].ravel() for s in st]) / (1 - 0.999**k)
+            g = torch.cat([q.grad.ravel() for q in params.values()]).abs()
+            st = [opt.state[q] for q in params.values()]
+            mh = torch.cat([s["exp_avg"].ravel() for s in st]) / (1 - 0.9**step)
+            vh = torch.cat([s["exp_avg_sq"].ravel() for s in st]) / (1 - 0.999**step)
             diag[step * lr] = (float(torch.median(vh.sqrt() / g)),
                                float(torch.median(mh.abs() / (vh.sqrt() + 1e-8))))
-        opt.step()
-    return np.arange(len(losses)) * lr, np.array(losses), diag
+
+    t, loss = torch_adam(spec, lr, round(t_max / lr), inspect=inspect)
+    return t, loss, diag
 
 
 def main() -> None:

@@ -96,13 +96,13 @@ def test_solver_error_against_a_tight_reference(make, lr):
 
 
 def test_streamed_solver_keeps_samples_not_steps():
-    """dynamics.integrate._solve_streamed (the Adam ODE's solver) on a decaying rotation in 2000
-    dimensions, (a, b)' = −(a, b) + ω(−b, a), L = ½‖y‖² = L₀e^{−2t}: crossing times against the
-    closed form t_f = −ln(f)/2 (root-found on a step's dense output: 1e-9 relative, the
-    solver's rtol 1e-12 far below), and the kept samples do not grow with the step count (the
-    rotation ω = 50 forces ~1400 steps; the log grid keeps 468 samples, a number bounded by
-    ln(t_end/h₀)/ln(1 + 10/1500), not by the steps)."""
-    from dynamics.integrate import _solve_streamed
+    """dynamics.integrate._solve_chunks streamed (``loss`` given: the Adam ODE's solver) on a
+    decaying rotation in 2000 dimensions, (a, b)' = −(a, b) + ω(−b, a), L = ½‖y‖² = L₀e^{−2t}:
+    crossing times against the closed form t_f = −ln(f)/2 (root-found on a step's dense
+    output: 1e-9 relative, the solver's rtol 1e-12 far below); the kept samples do not grow
+    with the step count (ω = 50 forces ~1400 steps; the log grid keeps 468 samples, a number
+    bounded by ln(t_end/h₀)/ln(1 + 10/1500), not by the steps)."""
+    from dynamics.integrate import _solve_chunks
     from dynamics.record import SaveAt
 
     spec = _fact(1, 1e-2, n=20)
@@ -118,9 +118,9 @@ def test_streamed_solver_keeps_samples_not_steps():
         return 0.5 * float(y @ y)
 
     l0 = loss(y0)
-    times, kept = _solve_streamed(spec, "test", rhs, loss, lambda y: (loss(y), {}), y0, l0, 20.0,
-                                  1.0, rtol=1e-12, stop=1e-6, first=0.1,
-                                  saveat=SaveAt.grid(1500))
+    times, kept = _solve_chunks(spec, "test", rhs, lambda y: (loss(y), {}), y0, l0, 20.0, 1.0,
+                                rtol=1e-12, stop=1e-6, first=0.1, saveat=SaveAt.grid(1500),
+                                loss=loss)
     assert np.all(np.diff(times) > 0) and len(kept) == times.size
     for f in (0.5, 0.1, 0.01, 1e-6):
         t_f = -math.log(f) / 2
