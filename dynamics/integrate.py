@@ -337,7 +337,8 @@ def _solve_chunks(
     first: float | None = None,
     stall: float | None = None,
     saveat: SaveAt | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
+    loss: Callable[[np.ndarray], float] | None = None,
+) -> tuple[np.ndarray, list]:
     """Integrate in doubling chunks until a stop criterion holds; sample the dense output.
 
     ``solver``/``rtol``: :func:`scipy.integrate.solve_ivp`'s method and relative tolerance
@@ -347,11 +348,16 @@ def _solve_chunks(
     below ½L_ref (a fixed point above the stop level: weight decay); ``saveat``: the grid
     (:meth:`SaveAt.times`, default ``SaveAt.grid()``) and the crossings kept. Returns the
     sample times (module docstring: 1500 log- and linearly spaced plus the exact crossing
-    times) and the state at each.
+    times) and the state at each. ``loss`` (L(y) alone, cheap) given: streamed instead
+    (:func:`_streamed`, for a large state): the same stops, memory independent of the step
+    count, and the observations ``observe(y)`` returned in place of the states.
     """
 
     level = _loss_stop(spec) if stop is None else stop
     saveat = SaveAt.grid(SAMPLES) if saveat is None else saveat
+    if loss is not None:
+        return _streamed(spec, method, rhs, loss, observe, y0, l_ref, cap, s_max, solver, rtol,
+                         level, first, stall, saveat)
 
     def below(t: float, y: np.ndarray) -> float:
         return observe(y)[0] - level * l_ref
@@ -360,14 +366,7 @@ def _solve_chunks(
     t0, y, chunk = 0.0, y0, min(cap, 2.0 / s_max if first is None else first)
     sols = []
     norm0 = float(np.linalg.norm(y0)) or 1.0
-    started = time.perf_counter()
-    calls = [0]
-
-    def timed(t: float, y: np.ndarray) -> np.ndarray:  # the wall limit, checked inside a chunk
-        calls[0] += 1
-        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
-            raise _OutOfTime(t)
-        return rhs(t, y)
+    timed = _timed(rhs)
 
     while True:
         t1 = min(cap, t0 + chunk)
@@ -444,6 +443,116 @@ def _solve_chunks(
         grid = np.unique(np.concatenate([grid, extra]))
         ys = [state_at(t) for t in grid]
     return grid, ys
+
+
+def _timed(rhs: Callable[[float, np.ndarray], np.ndarray]
+           ) -> Callable[[float, np.ndarray], np.ndarray]:
+    """``rhs`` that raises :class:`_OutOfTime` once :data:`WALL_LIMIT` seconds have passed since
+    this call (checked every 64 evaluations, so inside a solver's step loop)."""
+    started = time.perf_counter()
+    calls = [0]
+
+    def timed(t: float, y: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] % 64 == 1 and time.perf_counter() - started > WALL_LIMIT:
+            raise _OutOfTime(t)
+        return rhs(t, y)
+
+    return timed
+
+
+def _streamed(spec: Problem, method: str, rhs: Callable, loss: Callable, observe: Callable,
+              y0: np.ndarray, l_ref: float, cap: float, s_max: float, solver: str, rtol: float,
+              level: float, first: float | None, stall: float | None, saveat: SaveAt
+              ) -> tuple[np.ndarray, list[tuple[float, dict]]]:
+    """:func:`_solve_chunks` with ``loss``: for a large state, in memory independent of the
+    step count.
+
+    One pass of the solver's steps (scipy's ``OdeSolver`` classes: the same steps as
+    ``solve_ivp``) that keeps no dense output and no state: after each step it evaluates
+    ``loss`` (L(y), cheap), and it keeps ``observe(y)`` when t has grown by the factor
+    1 + 10/``saveat.samples`` since the last kept sample or ln L has changed by more than
+    :data:`MAX_LOG_STEP` (log-spaced in t, refined at drops), at the cap and at the end. The
+    crossing times of ``saveat.crossings`` and the stop level are root-found on the dense
+    output of the step that crosses them (then discarded), so crossing times are those of
+    :func:`_solve_chunks`. Stall and speed checks as there, at t doubling from ``first``.
+    Memory: O(kept samples × observation), not O(steps × state) (solve_ivp's dense output
+    of every step: 5 GB at 3N = 2400 state entries and 28 545 steps).
+    Returns the sample times and the observations at them.
+    """
+    import scipy.integrate
+
+    ratio = 1.0 + 10.0 / saveat.samples
+    norm0 = float(np.linalg.norm(y0)) or 1.0
+    timed = _timed(rhs)
+
+    def fail(why: str) -> IntegrationError:
+        return IntegrationError(f"{spec.describe()}: method {method!r} {why}")
+
+    if not hasattr(scipy.integrate, solver):
+        raise UsageError(f"unknown solver {solver!r}")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            ode = getattr(scipy.integrate, solver)(timed, 0.0, y0, cap, rtol=rtol,
+                                                   atol=1e-14 * norm0)
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+        raise fail(f"failed after t = 0 ({exc.__class__.__name__}: {exc})") from exc
+    times, kept = [0.0], [observe(y0)]
+    last_t, last_log = 0.0, math.log(max(kept[0][0], 1e-300))
+    pending = sorted((f for f in saveat.crossings if f * l_ref < kept[0][0]), reverse=True)
+    check = min(cap, 2.0 / s_max if first is None else first)
+    check_loss = kept[0][0]
+    while True:
+        t_old = ode.t
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                ode.step()
+        except _OutOfTime as exc:
+            raise fail(f"still running at t = {exc.args[0]:.6g} after {WALL_LIMIT:.0f} s "
+                       "(a stiff or very long run: give an earlier t_max)") from None
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+            raise fail(f"failed after t = {t_old:.6g} ({exc.__class__.__name__}: {exc})"
+                       ) from exc
+        t, y = float(ode.t), ode.y
+        if ode.status == "failed" or not np.all(np.isfinite(y)):
+            raise fail(f"failed at t = {t:.6g} (step size too small or a non-finite state)")
+        value = loss(y)
+        dense = None
+        for f in [f for f in pending if value <= f * l_ref] + (
+                [level] if value <= level * l_ref else []):
+            dense = dense or ode.dense_output()
+            target = f * l_ref
+            try:
+                root = brentq(lambda s, lv=target, d=dense: math.log(max(loss(d(s)), 1e-300) / lv),
+                              t_old, t, xtol=1e-14 * t, rtol=4 * np.finfo(float).eps)
+            except ValueError:
+                root = t
+            if root > times[-1]:
+                times.append(root)
+                kept.append(observe(dense(root)))
+            if f in pending:
+                pending.remove(f)
+        if value <= level * l_ref:
+            break
+        log_value = math.log(max(value, 1e-300))
+        if t >= cap or t >= last_t * ratio or abs(log_value - last_log) > MAX_LOG_STEP:
+            times.append(t)
+            kept.append(observe(y))
+            last_t, last_log = t, log_value
+        if t >= cap or ode.status == "finished":
+            break
+        if t >= check:
+            if stall is not None and value < 0.5 * l_ref and value >= (1 - stall) * check_loss:
+                break
+            speed = float(np.linalg.norm(rhs(t, y)))
+            size = float(np.linalg.norm(y))
+            if speed < 1e-9 * s_max * size or size < 1e-12 * norm0:
+                break
+            check, check_loss = 2.0 * t, value
+    if times[-1] < ode.t and value > level * l_ref:
+        times.append(float(ode.t))
+        kept.append(observe(ode.y))
+    return np.array(times), kept
 
 
 # --------------------------------------------------------------------------- discrete processes

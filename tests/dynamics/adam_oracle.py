@@ -28,9 +28,11 @@ def _loss(kind: str, p: dict, c: dict) -> torch.Tensor:
 
 
 def torch_adam(spec, lr: float, steps: int, betas=(0.9, 0.999), eps: float = 1e-8,
-               weight_decay: float = 0.0, decoupled: bool = False
+               weight_decay: float = 0.0, decoupled: bool = False, inspect=None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(t = η·step, L) of every step 0..steps of torch.optim.Adam(W) on ``spec``'s loss."""
+    """(t = η·step, L) of every step 0..steps of torch.optim.Adam(W) on ``spec``'s loss;
+    ``inspect(step, optimizer, params)`` (optional) is called after each backward pass, before
+    the optimizer's step (the gradients and the previous step's moments in place)."""
     values, model = spec.values(), spec.model
     p = {w: torch.tensor(values[w], dtype=torch.float64, requires_grad=True)
          for w in model.learned_names}
@@ -45,6 +47,8 @@ def torch_adam(spec, lr: float, steps: int, betas=(0.9, 0.999), eps: float = 1e-
         if step == steps:
             break
         loss.backward()
+        if inspect is not None:
+            inspect(step, opt, p)
         opt.step()
     return np.arange(steps + 1) * lr, np.array(losses)
 

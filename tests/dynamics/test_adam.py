@@ -2,12 +2,13 @@
 losses written by hand in ``adam_oracle``), against a tight-tolerance integration of itself, and
 against the sign flow as η → 0.
 
-Measured (``python tests/dynamics/test_adam.py`` prints the whole table; README "Adam as an
-ODE"): at η = 1e-3 the ODE's t_0.5 and t_0.1 are within 1.1 % of torch.optim.Adam everywhere on
-the acceptance grid except rank 3 at σ ≤ 1e-2 (up to 20 %) and rank 10 at σ = 1e-2 (t_0.1,
-4.3 %); at η = 1e-2 within 6 % except rank 3's t_0.1 (up to 25 %) and rank 1 at σ = 0.1 (7.5 %).
+Measured (``python tests/benchmarks/adam_error_table.py`` prints the whole table; README
+"Adam as an ODE"): at η = 1e-3 the ODE's t_0.5 and t_0.1 are within 1.1 % of torch.optim.Adam
+everywhere on the acceptance grid except rank 3 at σ ≤ 1e-2 (up to 20 %) and rank 10 at
+σ = 1e-2 (t_0.1, 4.3 %); at η = 1e-2 within 6 % except rank 3's t_0.1 (up to 25 %) and rank 1
+at σ = 0.1 (7.5 %).
 The default tests check representative cases that hold; the full grid is ``slow`` and asserts
-the issue's bounds, and where they fail (:data:`KNOWN`) the measured error with a margin.
+the issue's bounds, and where they fail (:data:`KNOWN`) it is a strict xfail with the number.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def _symmetric():
                         init=0.01, seed=0)
 
 
-def _errors(spec, lr: float, **options) -> dict[float, float]:
-    """Relative errors of the ODE's t_f against torch.optim at the same η."""
-    ode = predict(spec, Adam(lr, **options), t_max=2.0).crossing_times(F)
+def _errors(spec, lr: float, half_step: bool = False, **options) -> dict[float, float]:
+    """Relative errors of the ODE's t_f against torch.optim at the same η (``half_step``: the
+    ODE with the O(η) correction)."""
+    ode = run_adam(spec, Adam(lr, **options), t_max=2.0, half_step=half_step).crossing_times(F)
     exp = torch_crossings(spec, lr, 1.3 * (ode[0.1] or 2.0), F, **options)
     return {f: (0.0 if ode[f] is exp[f] is None  # neither reaches f·L_ref by t = 2
                 else math.inf if ode[f] is None or exp[f] is None
@@ -91,6 +93,42 @@ def test_solver_error_against_a_tight_reference(make, lr):
     assert RTOL >= 1e-8
     for f in (0.5, 0.1, 0.01):
         assert abs(default[f] - tight[f]) <= 1e-4 * tight[f], f
+
+
+def test_streamed_solver_keeps_samples_not_steps():
+    """dynamics.integrate._solve_chunks streamed (``loss`` given: the Adam ODE's solver) on a
+    decaying rotation in 2000 dimensions, (a, b)' = −(a, b) + ω(−b, a), L = ½‖y‖² = L₀e^{−2t}:
+    crossing times against the closed form t_f = −ln(f)/2 (root-found on a step's dense
+    output: 1e-9 relative, the solver's rtol 1e-12 far below); the kept samples do not grow
+    with the step count (ω = 50 forces ~1400 steps; the log grid keeps 468 samples, a number
+    bounded by ln(t_end/h₀)/ln(1 + 10/1500), not by the steps)."""
+    from dynamics.integrate import _solve_chunks
+    from dynamics.record import SaveAt
+
+    spec = _fact(1, 1e-2, n=20)
+    y0 = np.linspace(1.0, 2.0, 2000)
+    steps = [0]
+
+    def rhs(t, y):
+        steps[0] += 1
+        a, b = y[:1000], y[1000:]
+        return np.concatenate([-a - 50.0 * b, -b + 50.0 * a])
+
+    def loss(y):
+        return 0.5 * float(y @ y)
+
+    l0 = loss(y0)
+    times, kept = _solve_chunks(spec, "test", rhs, lambda y: (loss(y), {}), y0, l0, 20.0, 1.0,
+                                rtol=1e-12, stop=1e-6, first=0.1, saveat=SaveAt.grid(1500),
+                                loss=loss)
+    assert np.all(np.diff(times) > 0) and len(kept) == times.size
+    for f in (0.5, 0.1, 0.01, 1e-6):
+        t_f = -math.log(f) / 2
+        hit = times[np.argmin(np.abs(times - t_f))]
+        assert abs(hit - t_f) <= 1e-9 * t_f, (f, hit, t_f)
+    assert times[-1] == pytest.approx(-math.log(1e-6) / 2, rel=1e-9)
+    assert steps[0] > 12 * 1000, steps[0]  # DOP853: 12 evaluations a step
+    assert times.size < 1000, times.size  # log-spaced (ratio 1 + 10/1500): 468 kept
 
 
 def test_state_is_theta_m_v_and_blow_up_names_t():
@@ -136,6 +174,20 @@ def test_spec_weight_decay_is_adams_unless_overridden():
     assert off[0.1] < own[0.1]
 
 
+def test_half_step_removes_the_order_eta_offset():
+    """The half-step start (``run_adam(half_step=True)``: moments' clocks η/2 ahead) against
+    torch.optim.Adam at η = 1e-2 on rank 1, σ = 0.1 (t_0.5 ≈ 6 steps): measured −7.5 % / −5.1 %
+    (t_0.5 / t_0.1) without it, −1.35 % / −0.90 % with it, and the remaining error is O(η²)
+    (−0.48 %, −0.12 %, −0.014 % at η = 5e-3, 2.5e-3, 1e-3). Bound: the issue's 3 %."""
+    spec = _fact(1, 0.1)
+    ode = run_adam(spec, Adam(1e-2), t_max=2.0, half_step=True).crossing_times(F)
+    exp = torch_crossings(spec, 1e-2, 1.3 * ode[0.1], F)
+    plain = run_adam(spec, Adam(1e-2), t_max=2.0).crossing_times(F)
+    for f in F:
+        assert abs(ode[f] - exp[f]) <= 0.03 * exp[f], (f, ode[f], exp[f])
+        assert abs(plain[f] - exp[f]) > 3 * abs(ode[f] - exp[f]), (f, plain[f], ode[f], exp[f])
+
+
 # ----------------------------------------------------------------------------- η → 0
 
 
@@ -168,35 +220,40 @@ GRID_CASES = {
 VARIANTS = {"Adam": {}, "AdamW λ=0.01": {"weight_decay": 0.01, "decoupled": True},
             "AdamW λ=0.1": {"weight_decay": 0.1, "decoupled": True},
             "Adam L2 λ=0.01": {"weight_decay": 0.01}}
-#: where the measured error exceeds the issue's bound (README table), (case, η) -> the bound
-#: asserted instead: the measured maximum over the four optimizers with a margin. Rank 3 at small
-#: σ (target singular values 1.08, 1.00, 0.86): the ODE learns the second and third modes after
-#: a shoulder torch's Adam does not show; σ = 0.1 at η = 1e-2 (6–30 steps to t_0.5).
-KNOWN = {("factorization r=k=3 σ=0.001", 1e-3): 0.12, ("factorization r=k=3 σ=0.001", 1e-2): 0.25,
-         ("factorization r=k=3 σ=0.01", 1e-3): 0.25, ("factorization r=k=3 σ=0.01", 1e-2): 0.30,
-         ("factorization r=k=10 σ=0.01", 1e-3): 0.05, ("factorization r=k=1 σ=0.1", 1e-2): 0.09}
+#: where the measured error misses the issue's bound (README table, max over t_0.5, t_0.1 and the
+#: four optimizers): (case, η) -> the measured miss. Rank 3 at small σ (target singular values
+#: 1.08, 1.00, 0.86): the ODE learns the second and third modes after a shoulder torch's Adam does
+#: not show; rank 1, σ = 0.1 at η = 1e-2: the O(η) offset of a run 6–30 steps long (removed by
+#: ``half_step``, test_half_step_removes_the_order_eta_offset).
+KNOWN = {("factorization r=k=3 σ=0.001", 1e-3): "t_0.1 −9.5 % (Adam), +5.5 % (L2)",
+         ("factorization r=k=3 σ=0.001", 1e-2): "t_0.1 +12.8 % (Adam), +21.3 % (L2)",
+         ("factorization r=k=3 σ=0.01", 1e-3): "t_0.1 +19.7 % … +20.4 %",
+         ("factorization r=k=3 σ=0.01", 1e-2): "t_0.1 +18.2 % … +24.5 %",
+         ("factorization r=k=10 σ=0.01", 1e-3): "t_0.1 +4.1 % … +4.3 %",
+         ("factorization r=k=1 σ=0.1", 1e-2): "t_0.5 −7.5 %"}
 
 
-def grid_errors(case: str, variant: str, lr: float) -> dict[float, float]:
-    return _errors(GRID_CASES[case](), lr, **VARIANTS[variant])
+def grid_errors(case: str, variant: str, lr: float, half_step: bool = False
+                ) -> dict[float, float]:
+    return _errors(GRID_CASES[case](), lr, half_step=half_step, **VARIANTS[variant])
+
+
+def _grid_params():
+    for case in GRID_CASES:
+        for variant in VARIANTS:
+            for lr in (1e-3, 1e-2):
+                miss = KNOWN.get((case, lr))
+                marks = [pytest.mark.xfail(strict=True, reason=f"measured miss: {miss}")
+                         ] if miss else []
+                yield pytest.param(case, variant, lr, marks=marks,
+                                   id=f"{case}-{variant}-{lr:g}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lr", (1e-3, 1e-2))
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("case", list(GRID_CASES))
+@pytest.mark.parametrize("case, variant, lr", list(_grid_params()))
 def test_acceptance_grid(case, variant, lr):
-    """The issue's grid: 3 % at η = 1e-3, 6 % at 1e-2, except the cases of :data:`KNOWN`."""
-    bound = KNOWN.get((case, lr), 0.03 if lr == 1e-3 else 0.06)
+    """The issue's grid: 3 % at η = 1e-3, 6 % at 1e-2; the misses of :data:`KNOWN` are strict
+    xfails carrying the measured number (a fix turns them into failures to update)."""
+    bound = 0.03 if lr == 1e-3 else 0.06
     errors = grid_errors(case, variant, lr)
     assert max(errors.values()) <= bound, errors
-
-
-if __name__ == "__main__":  # print the whole error table (README)
-    for case in GRID_CASES:
-        for variant in VARIANTS:
-            cells = []
-            for lr in (1e-3, 1e-2):
-                e = grid_errors(case, variant, lr)
-                cells += [f"{100 * e[0.5]:.1f}", f"{100 * e[0.1]:.1f}"]
-            print(f"| {case} | {variant} | " + " | ".join(cells) + " |", flush=True)
