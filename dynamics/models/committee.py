@@ -234,11 +234,12 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
 # ============================================================================ the model
 
 
-def epsilon(act: str, q: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray,
-            a: np.ndarray) -> np.ndarray:
+def epsilon(act: str | Activation | sp.Expr, q: np.ndarray, r: np.ndarray, t: np.ndarray,
+            v: np.ndarray, a: np.ndarray) -> np.ndarray:
     """ε = ½ cᵀ I2(C) c with c = (v, −a), C = [[Q, R], [Rᵀ, T]], evaluated numerically (any
-    activation, quadrature ones included); Q, R, v may carry leading batch axes (..., K, K)."""
-    g = activation(act)
+    activation: a name, an :class:`Activation` or a SymPy expression in x, quadrature ones
+    included); Q, R, v may carry leading batch axes (..., K, K)."""
+    g = act if isinstance(act, Activation) else activation(act)
     q, r, v = np.asarray(q, float), np.asarray(r, float), np.asarray(v, float)
     batch = np.broadcast_shapes(q.shape[:-2], r.shape[:-2], v.shape[:-1])
     tt = np.broadcast_to(t, batch + np.shape(t))
