@@ -7,8 +7,8 @@ along the covariance path) against independent oracles:
 * coinciding fields, where Θ(λ)relu(λ) = relu(λ) turns I4 into ReLU's arc-cosine kernel.
 
 The old tensor Gauss–Hermite quadrature (24⁴ nodes) was 13 % off on random covariances (its
-value moved that much between 24 and 48 nodes: kinks); this one moves < 1e-14 between 40 and
-80 nodes.
+value moved that much between 24 and 48 nodes: kinks); this one moves < 1e-13 between 16 and
+120 nodes.
 """
 
 import numpy as np
