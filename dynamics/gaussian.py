@@ -135,11 +135,22 @@ def _scale_corr(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cond(c: np.ndarray, given: list[int], keep: list[int]) -> np.ndarray:
-    """Covariance of the fields ``keep`` given the fields ``given`` = 0 (Schur complement)."""
-    cgg = c[..., given, :][..., :, given]
-    ckg = c[..., keep, :][..., :, given]
+    """Covariance of the fields ``keep`` given the fields ``given`` = 0 (Schur complement;
+    one or two given fields, inverted in closed form)."""
     ckk = c[..., keep, :][..., :, keep]
-    return ckk - ckg @ np.linalg.solve(cgg, np.swapaxes(ckg, -1, -2))
+    if len(given) == 1:
+        col = c[..., keep, given[0]]
+        return ckk - col[..., :, None] * col[..., None, :] / np.maximum(
+            c[..., given[0], given[0]], 1e-300)[..., None, None]
+    i, j = given
+    a, b, d = c[..., i, i], c[..., i, j], c[..., j, j]
+    det = np.maximum(a * d - b * b, 1e-300)[..., None, None]
+    ci, cj = c[..., keep, i], c[..., keep, j]
+    quad = (d[..., None, None] * ci[..., :, None] * ci[..., None, :]
+            - b[..., None, None] * (ci[..., :, None] * cj[..., None, :]
+                                    + cj[..., :, None] * ci[..., None, :])
+            + a[..., None, None] * cj[..., :, None] * cj[..., None, :])
+    return ckk - quad / det
 
 
 def _density0(c: np.ndarray) -> np.ndarray:
