@@ -48,15 +48,16 @@ class Settings:
     t_end: float
     wide: int = 0
     wide_t_end: float = 300.0
-    relu: tuple[tuple[int, float, int], ...] = ()
-    """ReLU committees shown: (K = M, t_end, seeds) each, at N = ``n``, η = ``lr``."""
+    relu: tuple[tuple[int, float, int, float], ...] = ()
+    """ReLU committees shown: (K = M, t_end, seeds, η) each, at N = ``n`` (η = 1 diverges for
+    K = M = 4 ReLU, in the ODE as in training: the η² term of an unbounded g)."""
     nsweep_seeds: int = 0
     """Seeds per N of the ODE-only plateau-length-against-N panel (0: not shown)."""
 
 
-FULL = Settings(2, 500, 1.0, 4, 0.1, 160.0, 4, relu=((2, 100.0, 4), (4, 200.0, 2)),
+FULL = Settings(2, 500, 1.0, 4, 0.1, 160.0, 4, relu=((2, 100.0, 4, 1.0), (4, 150.0, 2, 0.5)),
                 nsweep_seeds=32)
-DEFAULT = Settings(2, 500, 1.0, 4, 0.1, 160.0, 4, relu=((2, 100.0, 2), (4, 200.0, 1)),
+DEFAULT = Settings(2, 500, 1.0, 4, 0.1, 160.0, 4, relu=((2, 100.0, 2, 1.0), (4, 150.0, 1, 0.5)),
                    nsweep_seeds=6)
 QUICK = Settings(2, 250, 1.0, 2, 0.1, 160.0)
 NS = (250, 500, 1000, 2000, 4000)  # N of the plateau-length-against-N panel
@@ -185,11 +186,14 @@ def _train_panel(ctx: Context, res: dict[str, Any], name: str, title: str,
                     label="training" if i == 0 else None)
         ax.semilogy(tw, np.maximum(res["ode"][i], 1e-12), color=f"C{i}", lw=1.2, ls="--",
                     label="online ODE (its own start)" if i == 0 else None)
-    ax.axhline(level, color="k", lw=0.8, ls=":", label=f"fixed point ε* = {level:.4g}")
+    if math.isfinite(level):
+        ax.axhline(level, color="k", lw=0.8, ls=":", label=f"fixed point ε* = {level:.4g}")
     ax.set_xlabel("t = η·step/N")
     ax.set_ylabel("population ε")
     ax.set_ylim(bottom=max(1e-6, 0.3 * float(np.min(res["train"]))))
     ax.legend(fontsize=8)
+    if not math.isfinite(level):  # Newton found no saddle on the ODE's path
+        level = float(np.max(res["ode"][0][tw > 0.1 * tw[-1]]))  # its highest later ε
     esc_t = [_half(tw, res["train"][i], level) for i in range(seeds)]
     esc_o = [_half(tw, res["ode"][i], level) for i in range(seeds)]
     block = ctx.figure(fig, name, title, [{"t": tt, **{f"train_{i}": res["train"][i][j]
@@ -301,17 +305,17 @@ def build(ctx: Context) -> SectionResult:
                      "by the initial asymmetry the ODE follows.")
     # 2d. ReLU committees (I4 semi-analytic, dynamics.gaussian._relu_i4)
     relu_runs = ctx.run([(job_committee_train, {**cfg, "k": k, "t_end": te, "seeds": ns,
-                                                "symmetric": False, "activation": "relu",
-                                                "rtol": 1e-7})
-                         for k, te, ns in s.relu])
+                                                "lr": lr, "symmetric": False,
+                                                "activation": "relu", "rtol": 1e-7})
+                         for k, te, ns, lr in s.relu])
     relu_text = ""
-    for (k, _, ns), res in zip(s.relu, relu_runs, strict=True):
+    for (k, _, ns, lr), res in zip(s.relu, relu_runs, strict=True):
         block, sentence = _train_panel(
             ctx, res, f"relu-k{k}", f"K = M = {k}, ReLU: online SGD (solid) against the online "
-            f"ODE from each seed's start (dashed); N = {s.n}, η = {s.lr:g}, σ = {s.init:g}, "
+            f"ODE from each seed's start (dashed); N = {s.n}, η = {lr:g}, σ = {s.init:g}, "
             f"{ns} seed(s)", ns)
         blocks.append(block)
-        relu_text += f" ReLU, K = M = {k}: {sentence}."
+        relu_text += f" ReLU, K = M = {k}, η = {lr:g}: {sentence}."
     # 2e. plateau length against N (online ODE from each seed's own start)
     nsweep_text = ""
     if s.nsweep_seeds:
