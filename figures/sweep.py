@@ -501,6 +501,8 @@ def sweep(
 
     own = _own_cells(problem) if dims is None else None
     known = tuple(own.SWEEP_THEORIES) if own is not None else METHODS
+    if own is not None and train not in (None, "sgd"):
+        raise SweepError(f"--train {train}: {problem} trains by plain online SGD (--train sgd)")
     for name in theories:
         if name not in known:
             raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(known)})")

@@ -51,3 +51,5 @@ def test_committee_sweep_equals_single_runs(tmp_path: Path) -> None:
 def test_committee_sweep_refuses_linear_theories() -> None:
     with pytest.raises(SweepError, match="unknown method 'discrete'"):
         sweep("committee", ["init=0.1"], theories=("discrete",), defaults={"n": 10})
+    with pytest.raises(SweepError, match="online SGD"):
+        sweep("committee", ["init=0.1"], theories=("online",), train="adam", defaults={"n": 10})
