@@ -87,20 +87,25 @@ def test_linear_committee_equals_scurve_linear_model():
     np.testing.assert_allclose(ours.loss, traj.loss, rtol=0, atol=1e-9 * traj.loss[0])
 
 
-def test_online_term_against_monte_carlo():
-    """The η bracket v_k v_l E[Δ² g′(λ_k) g′(λ_l)] (+σ² J2) by sampling the fields directly."""
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_online_term_against_monte_carlo(act):
+    """The η bracket v_k v_l E[Δ² g′(λ_k) g′(λ_l)] (+σ² J2) by sampling the fields directly
+    (ReLU: its semi-analytic I4, dynamics.gaussian._relu_i4)."""
     from scipy.special import erf
 
     rng = np.random.default_rng(0)
-    spec = cm.sample(2, 2, 30, "erf", init=0.5, seed=2, noise=0.3)
+    spec = cm.sample(2, 2, 30, act, init=0.5, seed=2, noise=0.3)
     model = spec.model
     y = spec.initial_state()
     got = model.online_term(y, spec.T, spec.a, spec.v0, spec.noise)
     q, r, _ = model.unpack(y, spec.v0)
     c = np.block([[q, r], [r.T, spec.T]])
     lam = rng.normal(size=(1_000_000, 4)) @ np.linalg.cholesky(c).T
-    g = erf(lam / np.sqrt(2))
-    dg = np.sqrt(2 / np.pi) * np.exp(-lam**2 / 2)
+    if act == "erf":
+        g = erf(lam / np.sqrt(2))
+        dg = np.sqrt(2 / np.pi) * np.exp(-lam**2 / 2)
+    else:
+        g, dg = np.maximum(lam, 0), (lam > 0).astype(float)
     delta = g[:, 2:] @ spec.a - g[:, :2] @ spec.v0 + spec.noise * rng.normal(size=len(lam))
     for i, (kk, ll) in enumerate([(0, 0), (0, 1), (1, 1)]):
         v = spec.v0[kk] * spec.v0[ll] * delta**2 * dg[:, kk] * dg[:, ll]

@@ -1,7 +1,8 @@
 """ε of a committee machine from its weights (order parameters → Gaussian integrals,
 :func:`dynamics.models.committee.epsilon`) against a Monte-Carlo estimate of ½E[(φ − φ*)²]
 from fresh inputs x ~ N(0, I_N), the networks evaluated here with numpy/scipy (issue 20's
-acceptance: erf, relu, linear, tanh and a cubic polynomial).
+acceptance: erf, relu, linear, tanh, a cubic polynomial, and sin(x) + x/2 as a user's
+expression through quadrature).
 
 Oracle error: the Monte-Carlo standard error (the tests check 3 s.e. with 10⁶ samples, slow;
 4 s.e. with 2·10⁵ samples by default). The value under test has its own error only for tanh
@@ -22,11 +23,14 @@ G = {
     "linear": lambda z: z,
     "tanh": np.tanh,
     "cubic": lambda z: z**3 - z,
+    "user": lambda z: np.sin(z) + z / 2,  # a user's expression, by quadrature
 }
 
 
 def _act(name):
-    return x**3 - x if name == "cubic" else name
+    import sympy as sp
+
+    return {"cubic": x**3 - x, "user": sp.sin(x) + x / 2}.get(name, name)
 
 
 def _check(name: str, samples: int, n_se: float, seed: int) -> None:
