@@ -164,9 +164,17 @@ def test_bad_specs(change, match):
         cm.CommitteeSpec(**{**base, **change})
 
 
-def test_quadrature_activation_has_no_derived_flow():
-    with pytest.raises(ActivationError, match="closed-form"):
-        cm.model_of("tanh", 2, 2)
+def test_quadrature_activation_flow_gradient_equals_the_symbolic_one():
+    """tanh's flow takes ∂ε/∂(Q, R, v) numerically (Price's theorem); the same numeric path on
+    erf gives the SymPy-derived gradient (the full-parameter check of tanh is slow:
+    tests/dynamics/test_committee_tanh.py)."""
+    spec = cm.sample(3, 2, 60, "erf", init=0.6, seed=1, second_layer="trained")
+    args = spec.model._args(spec.initial_state(), spec.T, spec.a, spec.v0)
+    np.testing.assert_allclose(cm.CommitteeModel._numeric_grad(spec.model, *args),
+                               spec.model._grad(*args), rtol=1e-9, atol=1e-12)
+    assert cm.model_of("tanh", 2, 2).state_size == 7
+    with pytest.raises(ActivationError, match="unknown activation"):
+        cm.model_of("softsign", 2, 2)
 
 
 def test_save_load_round_trip(tmp_path):
