@@ -4,7 +4,7 @@ Monte-Carlo, the escape law, and bad specs."""
 
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
+from committee_oracle import full_flow_losses
 
 from dynamics.gaussian import ActivationError
 from dynamics.models import committee as cm
@@ -37,14 +37,7 @@ def _full_flow_losses(spec, times):
         coef = torch.cat([v, -a])
         return coef @ i2 @ coef / 2
 
-    def rhs(_, y):
-        j = torch.tensor(y.reshape(spec.K, spec.N), requires_grad=True)
-        (g,) = torch.autograd.grad(eps(j), j)
-        return -g.numpy().ravel()
-
-    sol = solve_ivp(rhs, (0, times[-1]), (spec.W0 / np.sqrt(spec.N)).ravel(), t_eval=times,
-                    method="DOP853", rtol=1e-12, atol=1e-14)
-    return np.array([float(eps(torch.tensor(y.reshape(spec.K, spec.N)))) for y in sol.y.T])
+    return full_flow_losses(spec, times, eps)
 
 
 @pytest.mark.parametrize("act", ["erf", "relu"])

@@ -10,7 +10,7 @@ Errors: both quadratures are ≲ 1e-9 at the variances met here (C_aa ≲ 1; mea
 
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
+from committee_oracle import full_flow_losses
 
 from dynamics.models import committee as cm
 
@@ -39,14 +39,7 @@ def _full_flow_losses(spec, times):
         return 0.5 * sum(coef[p] * coef[q] * i2(c[p, p], c[p, q], c[q, q])
                          for p in range(n) for q in range(n))
 
-    def rhs(_, y):
-        j = torch.tensor(y.reshape(spec.K, spec.N), requires_grad=True)
-        (g,) = torch.autograd.grad(eps(j), j)
-        return -g.numpy().ravel()
-
-    sol = solve_ivp(rhs, (0, times[-1]), (spec.W0 / np.sqrt(spec.N)).ravel(), t_eval=times,
-                    method="DOP853", rtol=1e-10, atol=1e-12)
-    return np.array([float(eps(torch.tensor(y.reshape(spec.K, spec.N)))) for y in sol.y.T])
+    return full_flow_losses(spec, times, eps, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.slow
