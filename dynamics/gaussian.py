@@ -20,9 +20,9 @@ returns an array of shape (...). Sources, per activation:
 * polynomials: exact, by Isserlis' (Wick's) theorem E[λ_i f] = Σ_j C_ij E[∂_j f], in SymPy.
 * anything else (``tanh``, a user's expression): tensor Gauss–Hermite quadrature in the
   whitened variables z (λ = C^{1/2} z), ``QUAD_POINTS`` nodes per dimension (24 for I4).
-  Measured error (against 2× the nodes): tanh ≲ 1e-10 for I2/J2/I3, ≲ 1e-7 for I4 at unit
-  variances; it grows with the variance (I2 against 160 nodes: 3e-12 at C_aa = 1, 4e-9 at 2,
-  8e-7 at 4, tests/dynamics/test_committee_epsilon_mc.py). Plain Gauss–Hermite across a kink
+  Measured error: tanh's I2 against 160 nodes, ρ = 0.5: 3e-12 at C_aa = 1, 4e-9 at 2, 8e-7
+  at 4; coinciding fields (E[tanh(λ)²], C_aa = 1): 5.7e-9 (tests/dynamics/
+  test_committee_epsilon_mc.py, test_committee_tanh.py); I4 ≲ 1e-7 at unit variances. Plain Gauss–Hermite across a kink
   is poor: relu's I4 by 24⁴ nodes was up to 13 % off (hence :func:`_relu_i4`).
 
 SymPy forms of I2 (and of E[g(λ)²] as a function of the variance alone, which avoids the
