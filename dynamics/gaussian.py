@@ -22,8 +22,9 @@ returns an array of shape (...). Sources, per activation:
   whitened variables z (λ = C^{1/2} z), ``QUAD_POINTS`` nodes per dimension (24 for I4).
   Measured error: tanh's I2 against 160 nodes, ρ = 0.5: 3e-12 at C_aa = 1, 4e-9 at 2, 8e-7
   at 4; coinciding fields (E[tanh(λ)²], C_aa = 1): 5.7e-9 (tests/dynamics/
-  test_committee_epsilon_mc.py, test_committee_tanh.py); I4 ≲ 1e-7 at unit variances. Plain Gauss–Hermite across a kink
-  is poor: relu's I4 by 24⁴ nodes was up to 13 % off (hence :func:`_relu_i4`).
+  test_committee_epsilon_mc.py, test_committee_tanh.py); I4 ≲ 1e-7 at unit variances.
+  Plain Gauss–Hermite across a kink is poor: relu's I4 by 24⁴ nodes was up to 13 % off
+  (hence :func:`_relu_i4`).
 
 SymPy forms of I2 (and of E[g(λ)²] as a function of the variance alone, which avoids the
 singular derivative of the arcsin forms at ρ = 1) exist for erf, linear, relu and polynomials;

@@ -7,7 +7,8 @@ expression through quadrature).
 Oracle error: the Monte-Carlo standard error (the tests check 3 s.e. with 10⁶ samples, slow;
 4 s.e. with 2·10⁵ samples by default). The value under test has its own error only for tanh
 (60-point Gauss–Hermite I2): measured against 160 points it is 3e-12 at unit variance, 4e-9 at
-variance 2 and 8e-7 at variance 4 (ρ = 0.5), 5.7e-9 for E[tanh(λ)²] at unit variance — at least 10³× below the s.e. (≈ 1e-4 relative) here.
+variance 2 and 8e-7 at variance 4 (ρ = 0.5), 5.7e-9 for E[tanh(λ)²] at unit variance —
+at least 10³× below the s.e. (≈ 1e-4 relative) here.
 """
 
 import numpy as np
