@@ -199,3 +199,42 @@ def compare(args: argparse.Namespace) -> int:
         print(f"  {k:<9} escape t = {'never' if e is None else format(e, '.5g'):>10}")
     print(f"  largest relative gap, training seed mean vs online ODE: {rel:.3g}")
     return 0
+
+
+#: the committee's theories in ``scurve sweep`` and their relative-error tolerance on crossing
+#: times against training (online SGD at finite N escapes a plateau early or late, issue 20)
+SWEEP_THEORIES = {"flow": 0.1, "online": 0.1}
+
+
+def sweep_cell(spec, theories: list[str], run: dict) -> dict:
+    """One sweep cell of a committee spec (:func:`figures.sweep.run_cell`): ``{source:
+    Trajectory}`` for each theory (``flow``; ``online`` at the cell's η, B = 1), the ODE to
+    1.5× the training horizon t = η·steps/N when the cell trains, else as ``scurve predict``
+    (end doubled until ε ≤ 1e-4 L_ref), and ``train`` (online SGD, seed 0, the cell's dtype,
+    as ``scurve train --seeds 1``) when ``run["train"]``. Times t = η·step/N."""
+    import torch
+
+    from dynamics.errors import UsageError
+    from dynamics.trajectory import Trajectory
+    from validation.committee import train as run_training
+
+    lr = run["lr"]
+    out = {}
+    horizon = lr * run["steps"] / spec.N if run["train"] else None
+    for name in theories:
+        if name not in SWEEP_THEORIES:
+            raise UsageError(f"--theory {name}: a committee's theories are "
+                             f"{', '.join(SWEEP_THEORIES)}")
+        if name == "online" and not (lr and lr > 0):
+            raise UsageError("--theory online needs --lr (or an axis lr)")
+        curve = _curve(spec, name, lr or 0.0, 1, None if horizon is None else 1.5 * horizon)
+        out[name] = Trajectory(curve.t, curve.loss, spec.l_ref, method=name,
+                               state_size=spec.model.state_size)
+    if run["train"]:
+        if run["optimizer"] != "sgd" or run.get("momentum"):
+            raise UsageError("a committee trains by plain online SGD (--train sgd, no momentum)")
+        dtype = torch.float64 if run["dtype"] == "float64" else torch.float32
+        res = run_training(spec, lr, run["steps"], seeds=1, seed=0, dtype=dtype)
+        out["train"] = Trajectory(res.t, res.loss[0], spec.l_ref, method="sgd",
+                                  steps=res.steps)
+    return out

@@ -245,7 +245,7 @@ def axis_types(problem: str, dims: dict[str, int] | None) -> dict[str, str]:
         entry = registry.entry(problem)
         if entry is None or entry.sample is None:
             raise SweepError(f"sweep {problem}: no built-in sampler, give --dims NAME=SIZE,...")
-        if entry.hook("cli") is not None:  # a family with its own predict/train commands
+        if entry.hook("cli") is not None and entry.hook("sweep") is None:  # own commands
             raise SweepError(f"sweep {problem}: its specs have their own predict/train (scurve "
                              f"predict/train/compare); the sweep maps models on the shared path")
         sampler = {o.name: _OPTION_TYPES[o.type] for o in entry.options
@@ -291,6 +291,18 @@ def _check_grouped(problem: str) -> None:
 
 def _file_digest(path: str | None) -> str | None:
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _own_cells(problem: str) -> Any:
+    """The module of a family that runs its own sweep cells (registry hook ``sweep``: its
+    ``sweep_cell(spec, theories, run)`` and ``SWEEP_THEORIES`` {name: tolerance}), or None."""
+    import importlib
+
+    from dynamics import registry
+
+    entry = registry.entry(problem)
+    name = None if entry is None else entry.hook("sweep")
+    return None if name is None else importlib.import_module(name)
 
 
 def sample_cell(config: dict[str, Any]) -> Any:
@@ -417,6 +429,22 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
     if run.get("objective"):
         spec = spec.with_objective(run["objective"])
     out: dict[str, Any] = {}
+    own = None if config.get("dims") else _own_cells(config["problem"])
+    if own is not None:  # a family that runs its own cells (committee machines)
+        started = time.perf_counter()
+        trajs = own.sweep_cell(spec, config["theories"], run)
+        seconds = (time.perf_counter() - started) / len(trajs)
+        out = {k: {**_measure(v), "seconds": seconds} for k, v in trajs.items()}
+        if run["train"]:
+            from validation.comparison import judge
+        for name in config["theories"] if run["train"] else ():
+            verdict, errors, _ = judge(
+                {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}, out["train"]["t_end"],
+                {f: out[name][f"t_{f:g}"] for f in FRACTIONS}, out[name]["t_end"],
+                own.SWEEP_THEORIES[name], name)
+            out[name].update({"verdict": verdict, **{f"rel_err_{f:g}": e
+                                                     for f, e in errors.items()}})
+        return out
     # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
     # (unless the cell sets its own horizon ``t_max``)
     t_max = run.get("t_max") or (1.5 * run["lr"] * run["steps"] if run["train"] else None)
@@ -593,9 +621,13 @@ def plan(
     from dynamics.methods import METHODS
     from validation.names import OPTIMIZERS
 
+    own = _own_cells(problem) if dims is None else None
+    known = tuple(own.SWEEP_THEORIES) if own is not None else METHODS
+    if own is not None and train not in (None, "sgd"):
+        raise SweepError(f"--train {train}: {problem} trains by plain online SGD (--train sgd)")
     for name in theories:
-        if name not in METHODS:
-            raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(METHODS)})")
+        if name not in known:
+            raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(known)})")
     if train is not None and train not in OPTIMIZERS:
         raise SweepError(f"--train: unknown optimizer {train!r} (known: {', '.join(OPTIMIZERS)})")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

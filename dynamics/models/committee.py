@@ -47,7 +47,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 from ..errors import SpecError
-from ..gaussian import NUMPY_MODULES, Activation, ActivationError, activation
+from ..gaussian import NUMPY_MODULES, Activation, activation
 from ..phases import emergence_time
 
 __all__ = [
@@ -235,11 +235,12 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
 # ============================================================================ the model
 
 
-def epsilon(act: str, q: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray,
-            a: np.ndarray) -> np.ndarray:
+def epsilon(act: str | Activation | sp.Expr, q: np.ndarray, r: np.ndarray, t: np.ndarray,
+            v: np.ndarray, a: np.ndarray) -> np.ndarray:
     """ε = ½ cᵀ I2(C) c with c = (v, −a), C = [[Q, R], [Rᵀ, T]], evaluated numerically (any
-    activation, quadrature ones included); Q, R, v may carry leading batch axes (..., K, K)."""
-    g = activation(act)
+    activation: a name, an :class:`Activation` or a SymPy expression in x, quadrature ones
+    included); Q, R, v may carry leading batch axes (..., K, K)."""
+    g = act if isinstance(act, Activation) else activation(act)
     q, r, v = np.asarray(q, float), np.asarray(r, float), np.asarray(v, float)
     batch = np.broadcast_shapes(q.shape[:-2], r.shape[:-2], v.shape[:-1])
     tt = np.broadcast_to(t, batch + np.shape(t))
@@ -279,6 +280,14 @@ class CommitteeModel:
     trained: bool
 
     def __post_init__(self) -> None:
+        if not self.act.symbolic:  # tanh, a user's expression: ε and its gradient numerically
+            fix = object.__setattr__
+            fix(self, "epsilon", None)
+            fix(self, "symbols", None)
+            fix(self, "_loss", self._numeric_loss)
+            fix(self, "_grad", self._numeric_grad)
+            fix(self, "_iu", np.triu_indices(self.K))
+            return
         k, m = self.K, self.M
         q = sp.Matrix(k, k, lambda i, j: sp.Symbol(f"Q{min(i, j)}_{max(i, j)}", real=True))
         r = sp.Matrix(k, m, lambda i, j: sp.Symbol(f"R{i}_{j}", real=True))
@@ -315,6 +324,53 @@ class CommitteeModel:
         fix(self, "_loss", sp.lambdify(args, eps, modules, cse=True))
         fix(self, "_grad", sp.lambdify(args, grads, modules, cse=True))
         fix(self, "_iu", np.triu_indices(k))
+
+    # ---------------------------------------------------------------- quadrature activations
+    def _numeric_parts(self, args):
+        """(C, c) from the flat argument list of ``_loss``/``_grad``: the (K+M)² covariance
+        of the fields and the coefficients c = (v, −a)."""
+        k, m = self.K, self.M
+        ns = self.state_size
+        y, rest = np.asarray(args[:ns], float), np.asarray(args[ns:], float)
+        nt = m * (m + 1) // 2
+        t = np.zeros((m, m))
+        t[np.triu_indices(m)] = rest[:nt]
+        t = t + np.triu(t, 1).T
+        a = rest[nt:nt + m]
+        q, r, v = self.unpack(y, None if self.trained else rest[nt + m:nt + m + k])
+        return np.block([[q, r], [r.T, t]]), np.concatenate([v, -a])
+
+    def _numeric_loss(self, *args) -> float:
+        """ε = ½ Σ_ab c_a c_b I2(a, b) by the activation's quadrature (:func:`epsilon`)."""
+        c, coef = self._numeric_parts(args)
+        k = self.K
+        return float(epsilon(self.act, c[:k, :k], c[:k, k:], c[k:, k:], coef[:k], -coef[k:]))
+
+    def _numeric_grad(self, *args) -> list[float]:
+        """∂ε/∂(Q_kl for k ≤ l, R, v) by Price's theorem, the integrals by quadrature:
+        ∂I2(a,b)/∂C_ab = J2(a,b), ∂I2(a,b)/∂C_aa = ½E[g″(λ_a) g(λ_b)] (a ≠ b) and
+        dE[g(λ_a)²]/dC_aa = E[g′² + g g″]; so ∂ε/∂Q_kl = v_k v_l J2(k,l) (k < l),
+        ∂ε/∂Q_kk = ½v_k²(J2(k,k) + H(k,k)) + ½v_k Σ_{b≠k} c_b H(k,b) with H(a,b) =
+        E[g″(λ_a) g(λ_b)], ∂ε/∂R_km = −v_k a_m J2(k, m), ∂ε/∂v_k = Σ_b c_b I2(k, b)."""
+        from ..gaussian import _quad
+
+        c, coef = self._numeric_parts(args)
+        k = self.K
+        d = np.diagonal(c)
+        pair = np.stack([np.stack([d[:, None] + 0 * c, c], -1),
+                         np.stack([c, d[None, :] + 0 * c], -1)], -2)  # (n, n, 2, 2)
+        j2 = self.act.j2(pair)
+        h = _quad([self.act.d2g, self.act.g], pair)
+        i2 = self.act.i2(pair)
+        vv = coef[:k]
+        dq = np.outer(vv, vv) * j2[:k, :k]
+        off = h[:k] * coef[None, :]
+        off[np.arange(k), np.arange(k)] = 0
+        np.fill_diagonal(dq, 0.5 * vv**2 * (np.diag(j2)[:k] + np.diag(h)[:k])
+                         + 0.5 * vv * off.sum(1))
+        dr = np.outer(vv, coef[k:]) * j2[:k, k:]
+        dv = i2[:k] @ coef
+        return list(dq[self._iu]) + list(dr.ravel()) + list(dv)
 
     # ---------------------------------------------------------------- packing
     @property
@@ -403,10 +459,7 @@ def _model(act: str, k: int, m: int, trained: bool) -> CommitteeModel:
 
 def model_of(act: str, k: int, m: int, trained: bool = False) -> CommitteeModel:
     """The committee family's member for K, M, g (built once per combination)."""
-    a = activation(act)
-    if not a.symbolic:
-        raise ActivationError(f"activation {act!r}: the derived flow needs a closed-form I2 "
-                              "(erf, relu, linear, polynomials); integrals only by quadrature")
+    activation(act)  # raises ActivationError for an unknown name
     return _model(act, k, m, trained)
 
 

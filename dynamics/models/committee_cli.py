@@ -57,5 +57,6 @@ def load(content: Mapping[str, Any]) -> Any:
 
 
 ENTRY = register(Entry("committee", build, sample, options=OPTIONS,
-                       hooks={"cli": "figures.committee_cli", "load": load},
+                       hooks={"cli": "figures.committee_cli", "load": load,
+                              "sweep": "figures.committee_cli"},
                        description="soft committee machine (Saad & Solla): ODE of Q, R, v"))

@@ -4,7 +4,7 @@ Monte-Carlo, the escape law, and bad specs."""
 
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
+from committee_oracle import full_flow_losses
 
 from dynamics.gaussian import ActivationError
 from dynamics.models import committee as cm
@@ -37,14 +37,7 @@ def _full_flow_losses(spec, times):
         coef = torch.cat([v, -a])
         return coef @ i2 @ coef / 2
 
-    def rhs(_, y):
-        j = torch.tensor(y.reshape(spec.K, spec.N), requires_grad=True)
-        (g,) = torch.autograd.grad(eps(j), j)
-        return -g.numpy().ravel()
-
-    sol = solve_ivp(rhs, (0, times[-1]), (spec.W0 / np.sqrt(spec.N)).ravel(), t_eval=times,
-                    method="DOP853", rtol=1e-12, atol=1e-14)
-    return np.array([float(eps(torch.tensor(y.reshape(spec.K, spec.N)))) for y in sol.y.T])
+    return full_flow_losses(spec, times, eps)
 
 
 @pytest.mark.parametrize("act", ["erf", "relu"])
@@ -87,20 +80,25 @@ def test_linear_committee_equals_scurve_linear_model():
     np.testing.assert_allclose(ours.loss, traj.loss, rtol=0, atol=1e-9 * traj.loss[0])
 
 
-def test_online_term_against_monte_carlo():
-    """The η bracket v_k v_l E[Δ² g′(λ_k) g′(λ_l)] (+σ² J2) by sampling the fields directly."""
+@pytest.mark.parametrize("act", ["erf", "relu"])
+def test_online_term_against_monte_carlo(act):
+    """The η bracket v_k v_l E[Δ² g′(λ_k) g′(λ_l)] (+σ² J2) by sampling the fields directly
+    (ReLU: its semi-analytic I4, dynamics.gaussian._relu_i4)."""
     from scipy.special import erf
 
     rng = np.random.default_rng(0)
-    spec = cm.sample(2, 2, 30, "erf", init=0.5, seed=2, noise=0.3)
+    spec = cm.sample(2, 2, 30, act, init=0.5, seed=2, noise=0.3)
     model = spec.model
     y = spec.initial_state()
     got = model.online_term(y, spec.T, spec.a, spec.v0, spec.noise)
     q, r, _ = model.unpack(y, spec.v0)
     c = np.block([[q, r], [r.T, spec.T]])
     lam = rng.normal(size=(1_000_000, 4)) @ np.linalg.cholesky(c).T
-    g = erf(lam / np.sqrt(2))
-    dg = np.sqrt(2 / np.pi) * np.exp(-lam**2 / 2)
+    if act == "erf":
+        g = erf(lam / np.sqrt(2))
+        dg = np.sqrt(2 / np.pi) * np.exp(-lam**2 / 2)
+    else:
+        g, dg = np.maximum(lam, 0), (lam > 0).astype(float)
     delta = g[:, 2:] @ spec.a - g[:, :2] @ spec.v0 + spec.noise * rng.normal(size=len(lam))
     for i, (kk, ll) in enumerate([(0, 0), (0, 1), (1, 1)]):
         v = spec.v0[kk] * spec.v0[ll] * delta**2 * dg[:, kk] * dg[:, ll]
@@ -159,9 +157,17 @@ def test_bad_specs(change, match):
         cm.CommitteeSpec(**{**base, **change})
 
 
-def test_quadrature_activation_has_no_derived_flow():
-    with pytest.raises(ActivationError, match="closed-form"):
-        cm.model_of("tanh", 2, 2)
+def test_quadrature_activation_flow_gradient_equals_the_symbolic_one():
+    """tanh's flow takes ∂ε/∂(Q, R, v) numerically (Price's theorem); the same numeric path on
+    erf gives the SymPy-derived gradient (the full-parameter check of tanh is slow:
+    tests/dynamics/test_committee_tanh.py)."""
+    spec = cm.sample(3, 2, 60, "erf", init=0.6, seed=1, second_layer="trained")
+    args = spec.model._args(spec.initial_state(), spec.T, spec.a, spec.v0)
+    np.testing.assert_allclose(cm.CommitteeModel._numeric_grad(spec.model, *args),
+                               spec.model._grad(*args), rtol=1e-9, atol=1e-12)
+    assert cm.model_of("tanh", 2, 2).state_size == 7
+    with pytest.raises(ActivationError, match="unknown activation"):
+        cm.model_of("softsign", 2, 2)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -68,12 +68,24 @@ def test_bad_spec_shapes(tmp_path, capsys):
     assert "'W0' (2, 9)" in err and "'Wt' (2, 10)" in err
 
 
-def test_quadrature_activation_flow_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.slow
+def test_quadrature_activation_flow_predicts(tmp_path, capsys):
+    """tanh (no closed-form I2): the flow by quadrature and Price's theorem; its initial ε is
+    ε of the spec's order parameters (that function is checked against Monte-Carlo in
+    tests/dynamics/test_committee_epsilon_mc.py). Slow: the plateau search runs the
+    quadrature flow (about 50 ms a step)."""
+    from dynamics.models import committee as cm
+
     path = _sample(tmp_path, "--activation", "tanh")
     capsys.readouterr()
-    code = main(["predict", str(path)])
-    err = capsys.readouterr().err
-    assert code == 2 and "closed-form" in err and len(err.strip().splitlines()) == 1
+    code = main(["predict", str(path), "--t-max", "2", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    spec = cm.load(path)
+    q, r, t = spec.order_parameters()
+    assert code == 0
+    assert out["initial_loss"] == pytest.approx(cm.epsilon("tanh", q, r, t, spec.v0, spec.a),
+                                                rel=1e-12)
+    assert out["final_loss"] < out["initial_loss"]
 
 
 def test_generic_predict_reports_initial_loss_and_csv(tmp_path, capsys):
