@@ -244,10 +244,15 @@ def centroid_scores(
 
     Each column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses
     along c_k: K forward passes instead of N backward ones. argmax_k |s_nk| equals
-    argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
+    argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row). When every chosen parameter
+    is the weight or bias of an ``nn.Linear``, the same numbers come from one forward and one
+    backward pass instead (:func:`_linear_scores`).
     """
     named = {name: p.detach() for name, p in model.named_parameters()}
     names = list(params if params is not None else named)
+    factored = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
+    if factored is not None:
+        return factored
     fixed = {name: p for name, p in named.items() if name not in names}
     fixed.update(model.named_buffers())
     primals = tuple(named[name] for name in names)
@@ -264,6 +269,71 @@ def centroid_scores(
                          zip(direction.split(sizes), primals, strict=True))
         columns.append(jvp(losses, primals, tangents)[1])
     return torch.stack(columns, dim=1)
+
+
+def _linear_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    names: Sequence[str],
+) -> Tensor | None:
+    """:func:`centroid_scores` from the factors of the per-example gradients of linear layers,
+    or None when a chosen parameter is not the weight or bias of an ``nn.Linear``.
+
+    A linear layer z = W a + b applied to example n (at positions t, a sequence or a single
+    one) has ∇_W ℓ_n = Σ_t δ_nt a_ntᵀ and ∇_b ℓ_n = Σ_t δ_nt, with δ_nt = ∂ℓ_n/∂z_nt (one
+    backward pass of Σ_n ℓ_n, the examples being independent). So with the direction's block
+    C_k (of W) and c_k (of b): s_nk = Σ_layers Σ_t δ_ntᵀ (C_k a_nt + c_k), one matmul per
+    layer for all K directions and no per-example gradient formed. A layer applied several
+    times in the forward pass adds one such term per call.
+    """
+    modules = dict(model.named_modules())
+    blocks: dict[str, dict[str, tuple[int, int]]] = {}
+    offset = 0
+    for name in names:
+        owner, _, kind = name.rpartition(".")
+        module = modules.get(owner)
+        if type(module) is not nn.Linear or kind not in ("weight", "bias"):
+            return None
+        size = getattr(module, kind).numel()
+        blocks.setdefault(owner, {})[kind] = (offset, offset + size)
+        offset += size
+    calls: list[tuple[str, Tensor, Tensor]] = []
+
+    def hook(owner: str) -> Callable[..., None]:
+        def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+            calls.append((owner, args[0], output))
+        return record
+
+    handles = [modules[owner].register_forward_hook(hook(owner)) for owner in blocks]
+    try:
+        with torch.enable_grad():
+            losses = per_example_loss(model(inputs), targets)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = inputs.shape[0]
+    if not calls or not all(z.requires_grad and a.shape[0] == n for _, a, z in calls):
+        return None
+    deltas = torch.autograd.grad(losses.sum(), [z for _, _, z in calls])
+    directions = directions.to(deltas[0].dtype)
+    k = directions.shape[0]
+    scores = torch.zeros(n, k, dtype=deltas[0].dtype)
+    for (owner, a, _), delta in zip(calls, deltas, strict=True):
+        module = modules[owner]
+        a = a.detach().reshape(n, -1, module.in_features)
+        delta = delta.reshape(n, -1, module.out_features)
+        if "weight" in blocks[owner]:
+            start, end = blocks[owner]["weight"]
+            block = directions[:, start:end].reshape(k * module.out_features, module.in_features)
+            projected = (a @ block.T).reshape(n, a.shape[1], k, module.out_features)
+            scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
+        if "bias" in blocks[owner]:
+            start, end = blocks[owner]["bias"]
+            scores += delta.sum(dim=1) @ directions[:, start:end].T
+    return scores.detach()
 
 
 def flatten_grads(grads: dict[str, Tensor]) -> Tensor:
