@@ -242,17 +242,30 @@ def centroid_scores(
     """s_nk = ∇_θ ℓ_n · c_k for each direction c_k (rows of ``directions``, (K, M) over the
     flattened ``params`` in model order), (N, K), without forming per-example gradients.
 
-    Each column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses
-    along c_k: K forward passes instead of N backward ones. argmax_k |s_nk| equals
-    argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row). When every chosen parameter
-    is the weight or bias of an ``nn.Linear``, the same numbers come from one forward and one
-    backward pass instead (:func:`_linear_scores`).
+    When every chosen parameter is the weight or bias of an ``nn.Linear``: one forward and one
+    backward pass, from the factors δ aᵀ of the gradients (:func:`_linear_scores`); else each
+    column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses along
+    c_k (:func:`_forward_mode_scores`): K forward passes instead of N backward ones.
+    argmax_k |s_nk| equals argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
     """
     named = {name: p.detach() for name, p in model.named_parameters()}
     names = list(params if params is not None else named)
     factored = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
     if factored is not None:
         return factored
+    return _forward_mode_scores(model, per_example_loss, inputs, targets, directions, names)
+
+
+def _forward_mode_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    names: Sequence[str],
+) -> Tensor:
+    """:func:`centroid_scores` by K forward-mode derivatives (``torch.func.jvp``), any model."""
+    named = {name: p.detach() for name, p in model.named_parameters()}
     fixed = {name: p for name, p in named.items() if name not in names}
     fixed.update(model.named_buffers())
     primals = tuple(named[name] for name in names)

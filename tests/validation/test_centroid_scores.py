@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from validation.grouped import _linear_scores, centroid_scores
+from validation.grouped import _forward_mode_scores, _linear_scores, centroid_scores
 
 
 class Shared(nn.Module):
@@ -56,6 +56,8 @@ def test_scores_equal_a_loop_of_backward_calls(norm: bool, names: list[str]) -> 
     torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(_linear_scores(model, squared, x, y, directions, names),
+                               expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(_forward_mode_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
 
 
