@@ -60,8 +60,8 @@ def _thin(traj: Trajectory, count: int = PLOT_SAMPLES) -> Trajectory:
     """At most ~``count`` samples (``SaveAt.grid(count).thin``: half linear, half log-spaced in
     t); big cosines compacted. The thinned trajectory is for figures: it holds cosines and
     norms (not the order parameters) and no exact crossing record. Cosines and norms are
-    stored as float32 (:data:`STORED_DTYPE`; 7 significant digits, far below what a figure
-    or a 6-digit CSV shows, and half the cache); t and L stay float64 (claims read L(t)).
+    stored as float32 (:data:`STORED_DTYPE`: relative rounding 6e-8, invisible in a figure,
+    the 8th digit of a data CSV; half the cache); t and L stay float64 (claims read L(t)).
 
     With more than :data:`MAX_PAIRS` target/learned pairs a factor keeps only
     max_j |cos(target j, learned l)| per learned vector (shape (T, 1, k)): what is plotted.
