@@ -341,7 +341,8 @@ def _linear_scores(
         if "weight" in blocks[owner]:
             start, end = blocks[owner]["weight"]
             block = directions[:, start:end].reshape(k * module.out_features, module.in_features)
-            projected = (a @ block.T).reshape(n, a.shape[1], k, module.out_features)
+            rows = a.reshape(-1, module.in_features).contiguous()  # one GEMM over n and t
+            projected = (rows @ block.T).reshape(n, a.shape[1], k, module.out_features)
             scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
         if "bias" in blocks[owner]:
             start, end = blocks[owner]["bias"]
