@@ -238,6 +238,7 @@ def centroid_scores(
     targets: Tensor,
     directions: Tensor,
     params: Sequence[str] | None = None,
+    factored: bool = True,
 ) -> Tensor:
     """s_nk = ∇_θ ℓ_n · c_k for each direction c_k (rows of ``directions``, (K, M) over the
     flattened ``params`` in model order), (N, K), without forming per-example gradients.
@@ -247,12 +248,15 @@ def centroid_scores(
     column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses along
     c_k (:func:`_forward_mode_scores`): K forward passes instead of N backward ones.
     argmax_k |s_nk| equals argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
+    ``factored=False``: always forward-mode (the two routes agree to rounding, ~1e-7 relative
+    in float32; a method that trains on the scores' values can amplify that difference).
     """
     named = {name: p.detach() for name, p in model.named_parameters()}
     names = list(params if params is not None else named)
-    factored = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
-    if factored is not None:
-        return factored
+    if factored:
+        scores = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
+        if scores is not None:
+            return scores
     return _forward_mode_scores(model, per_example_loss, inputs, targets, directions, names)
 
 
@@ -702,10 +706,11 @@ class GradientClusterer:
         )  # fmt: skip
 
     def scores(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               centroids: Tensor) -> Tensor:
-        """∇ℓ_n·c_k for the batch (N, K), by forward-mode derivatives (:func:`centroid_scores`)."""
+               centroids: Tensor, factored: bool = True) -> Tensor:
+        """∇ℓ_n·c_k for the batch (N, K) (:func:`centroid_scores`; ``factored=False``: by
+        forward-mode derivatives only)."""
         return centroid_scores(model, self.per_example_loss, inputs, targets, centroids,
-                               self.parameter_names(model))
+                               self.parameter_names(model), factored)
 
 
 class ClusterGroupedLoss(LossMethod):
@@ -832,7 +837,10 @@ class SVDGroupedLoss(LossMethod):
                 parameters=int(unit.shape[1]),
             )  # fmt: skip
         else:
-            components = self.gradients.scores(model, *batch, self.directions.T).double()
+            # forward-mode: its loss uses the values (the factored route's rounding changed
+            # the parity svd run's final group losses by up to 3x), not only their argmax
+            components = self.gradients.scores(model, *batch, self.directions.T,
+                                               factored=False).double()
         squared = components**2
         squared = squared / squared.sum(dim=1, keepdim=True).clamp(min=1e-300) / len(squared)
         energy = squared.sum(dim=0)
