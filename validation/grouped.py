@@ -238,16 +238,38 @@ def centroid_scores(
     targets: Tensor,
     directions: Tensor,
     params: Sequence[str] | None = None,
+    factored: bool = True,
 ) -> Tensor:
     """s_nk = ∇_θ ℓ_n · c_k for each direction c_k (rows of ``directions``, (K, M) over the
     flattened ``params`` in model order), (N, K), without forming per-example gradients.
 
-    Each column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses
-    along c_k: K forward passes instead of N backward ones. argmax_k |s_nk| equals
-    argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
+    When every chosen parameter is the weight or bias of an ``nn.Linear``: one forward and one
+    backward pass, from the factors δ aᵀ of the gradients (:func:`_linear_scores`); else each
+    column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses along
+    c_k (:func:`_forward_mode_scores`): K forward passes instead of N backward ones.
+    argmax_k |s_nk| equals argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
+    ``factored=False``: always forward-mode (the two routes agree to rounding, ~1e-7 relative
+    in float32; a method that trains on the scores' values can amplify that difference).
     """
     named = {name: p.detach() for name, p in model.named_parameters()}
     names = list(params if params is not None else named)
+    if factored:
+        scores = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
+        if scores is not None:
+            return scores
+    return _forward_mode_scores(model, per_example_loss, inputs, targets, directions, names)
+
+
+def _forward_mode_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    names: Sequence[str],
+) -> Tensor:
+    """:func:`centroid_scores` by K forward-mode derivatives (``torch.func.jvp``), any model."""
+    named = {name: p.detach() for name, p in model.named_parameters()}
     fixed = {name: p for name, p in named.items() if name not in names}
     fixed.update(model.named_buffers())
     primals = tuple(named[name] for name in names)
@@ -264,6 +286,72 @@ def centroid_scores(
                          zip(direction.split(sizes), primals, strict=True))
         columns.append(jvp(losses, primals, tangents)[1])
     return torch.stack(columns, dim=1)
+
+
+def _linear_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    names: Sequence[str],
+) -> Tensor | None:
+    """:func:`centroid_scores` from the factors of the per-example gradients of linear layers,
+    or None when a chosen parameter is not the weight or bias of an ``nn.Linear``.
+
+    A linear layer z = W a + b applied to example n (at positions t, a sequence or a single
+    one) has ∇_W ℓ_n = Σ_t δ_nt a_ntᵀ and ∇_b ℓ_n = Σ_t δ_nt, with δ_nt = ∂ℓ_n/∂z_nt (one
+    backward pass of Σ_n ℓ_n, the examples being independent). So with the direction's block
+    C_k (of W) and c_k (of b): s_nk = Σ_layers Σ_t δ_ntᵀ (C_k a_nt + c_k), one matmul per
+    layer for all K directions and no per-example gradient formed. A layer applied several
+    times in the forward pass adds one such term per call.
+    """
+    modules = dict(model.named_modules())
+    blocks: dict[str, dict[str, tuple[int, int]]] = {}
+    offset = 0
+    for name in names:
+        owner, _, kind = name.rpartition(".")
+        module = modules.get(owner)
+        if type(module) is not nn.Linear or kind not in ("weight", "bias"):
+            return None
+        size = getattr(module, kind).numel()
+        blocks.setdefault(owner, {})[kind] = (offset, offset + size)
+        offset += size
+    calls: list[tuple[str, Tensor, Tensor]] = []
+
+    def hook(owner: str) -> Callable[..., None]:
+        def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+            calls.append((owner, args[0], output))
+        return record
+
+    handles = [modules[owner].register_forward_hook(hook(owner)) for owner in blocks]
+    try:
+        with torch.enable_grad():
+            losses = per_example_loss(model(inputs), targets)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = inputs.shape[0]
+    if not calls or not all(z.requires_grad and a.shape[0] == n for _, a, z in calls):
+        return None
+    deltas = torch.autograd.grad(losses.sum(), [z for _, _, z in calls])
+    directions = directions.to(deltas[0].dtype)
+    k = directions.shape[0]
+    scores = torch.zeros(n, k, dtype=deltas[0].dtype)
+    for (owner, a, _), delta in zip(calls, deltas, strict=True):
+        module = modules[owner]
+        a = a.detach().reshape(n, -1, module.in_features)
+        delta = delta.reshape(n, -1, module.out_features)
+        if "weight" in blocks[owner]:
+            start, end = blocks[owner]["weight"]
+            block = directions[:, start:end].reshape(k * module.out_features, module.in_features)
+            rows = a.reshape(-1, module.in_features).contiguous()  # one GEMM over n and t
+            projected = (rows @ block.T).reshape(n, a.shape[1], k, module.out_features)
+            scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
+        if "bias" in blocks[owner]:
+            start, end = blocks[owner]["bias"]
+            scores += delta.sum(dim=1) @ directions[:, start:end].T
+    return scores.detach()
 
 
 def flatten_grads(grads: dict[str, Tensor]) -> Tensor:
@@ -618,10 +706,11 @@ class GradientClusterer:
         )  # fmt: skip
 
     def scores(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               centroids: Tensor) -> Tensor:
-        """∇ℓ_n·c_k for the batch (N, K), by forward-mode derivatives (:func:`centroid_scores`)."""
+               centroids: Tensor, factored: bool = True) -> Tensor:
+        """∇ℓ_n·c_k for the batch (N, K) (:func:`centroid_scores`; ``factored=False``: by
+        forward-mode derivatives only)."""
         return centroid_scores(model, self.per_example_loss, inputs, targets, centroids,
-                               self.parameter_names(model))
+                               self.parameter_names(model), factored)
 
 
 class ClusterGroupedLoss(LossMethod):
@@ -748,7 +837,10 @@ class SVDGroupedLoss(LossMethod):
                 parameters=int(unit.shape[1]),
             )  # fmt: skip
         else:
-            components = self.gradients.scores(model, *batch, self.directions.T).double()
+            # forward-mode: its loss uses the values (the factored route's rounding changed
+            # the parity svd run's final group losses by up to 3x), not only their argmax
+            components = self.gradients.scores(model, *batch, self.directions.T,
+                                               factored=False).double()
         squared = components**2
         squared = squared / squared.sum(dim=1, keepdim=True).clamp(min=1e-300) / len(squared)
         energy = squared.sum(dim=0)

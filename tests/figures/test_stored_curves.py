@@ -27,17 +27,26 @@ def test_a_wide_run_is_judged_on_every_vector_and_stores_a_few_evenly_spaced():
     assert stored.norms["X"].shape == (50, kept.size) and kept.size == STORED_VECTORS
     np.testing.assert_array_equal(stored.norms["Y"], traj.norms["Y"][:, kept].astype(np.float32))
     # 2 targets × 100 vectors is compacted to max_j |cos| per vector (_thin): what is plotted
-    np.testing.assert_array_equal(stored.cosines["X"], np.abs(traj.cosines["X"][:, :, kept])
-                                  .max(axis=1, keepdims=True).astype(np.float32))
+    np.testing.assert_array_equal(stored.cosines["X"],
+                                  np.abs(traj.cosines["X"][:, :, kept]).max(axis=1, keepdims=True)
+                                  .astype(np.float32))
     np.testing.assert_array_equal(stored.loss, traj.loss)
 
 
 def test_a_narrow_run_is_stored_whole():
     traj = _trajectory(3)
     stored = summarize(traj)["trajectory"]
-    # drawn, never judged: stored in float32
     np.testing.assert_array_equal(stored.norms["X"], traj.norms["X"].astype(np.float32))
     np.testing.assert_array_equal(stored.cosines["Y"], traj.cosines["Y"].astype(np.float32))
+
+
+def test_stored_curves_are_float32_and_loss_and_time_stay_float64():
+    traj = _trajectory(3)
+    run = summarize(traj)
+    stored = run["trajectory"]
+    assert stored.t.dtype == np.float64 and stored.loss.dtype == np.float64  # claims read L(t)
+    assert all(v.dtype == np.float32 for v in (*stored.cosines.values(), *stored.norms.values()))
+    np.testing.assert_allclose(stored.norms["X"], traj.norms["X"], rtol=1e-7)  # float32: 6e-8
 
 
 def test_data_files_round_floats_to_seven_digits_and_keep_everything_else(tmp_path):

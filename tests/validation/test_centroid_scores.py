@@ -1,0 +1,75 @@
+"""centroid_scores through the factors of linear layers (one forward, one backward) against
+an independent oracle: per-example gradients by a loop of backward calls, times the
+directions; on sequences, a layer applied twice, and a model with a non-linear parameter
+(which takes the forward-mode route)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from validation.grouped import _forward_mode_scores, _linear_scores, centroid_scores
+
+
+class Shared(nn.Module):
+    """Sequence model: the same linear layer applied twice, a LayerNorm, a readout."""
+
+    def __init__(self, norm: bool) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4) if norm else nn.Identity()
+        self.out = nn.Linear(4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (N, T, 4)
+        h = torch.tanh(self.inner(torch.tanh(self.inner(x))))
+        return self.out(self.norm(h)).sum(dim=(1, 2))
+
+
+def squared(outputs: Tensor, targets: Tensor) -> Tensor:
+    return 0.5 * (outputs - targets) ** 2
+
+
+def loop_scores(model: nn.Module, x: Tensor, y: Tensor, names: list[str],
+                directions: Tensor) -> Tensor:
+    """Oracle: ∇ℓ_n by one backward per example, flattened over ``names``, times the c_k."""
+    params = dict(model.named_parameters())
+    rows = []
+    for n in range(len(x)):
+        loss = squared(model(x[n : n + 1]), y[n : n + 1]).sum()
+        grads = torch.autograd.grad(loss, [params[name] for name in names])
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows) @ directions.T
+
+
+@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("names", [["inner.weight", "inner.bias", "out.weight"],
+                                   ["out.bias", "inner.weight"]])
+def test_scores_equal_a_loop_of_backward_calls(norm: bool, names: list[str]) -> None:
+    torch.manual_seed(0)
+    model = Shared(norm).double()
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    y = torch.randn(7, dtype=torch.float64)
+    size = sum(dict(model.named_parameters())[name].numel() for name in names)
+    directions = torch.randn(3, size, dtype=torch.float64)
+    expected = loop_scores(model, x, y, names, directions)
+    torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
+                               expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(_linear_scores(model, squared, x, y, directions, names),
+                               expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(_forward_mode_scores(model, squared, x, y, directions, names),
+                               expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_non_linear_parameter_takes_the_forward_mode_route() -> None:
+    torch.manual_seed(1)
+    model = Shared(True).double()
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    y = torch.randn(5, dtype=torch.float64)
+    names = ["norm.weight", "inner.weight"]
+    directions = torch.randn(2, 4 + 16, dtype=torch.float64)
+    assert _linear_scores(model, squared, x, y, directions, names) is None
+    torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
+                               loop_scores(model, x, y, names, directions),
+                               rtol=1e-10, atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())
