@@ -25,11 +25,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN_MODULES", "Entry", "Option", "entries", "entry", "register", "sample"]
+__all__ = ["BUILTIN_ORDER", "Entry", "Option", "builtin_modules", "entries", "entry", "register",
+           "sample"]
 
-#: the built-in model modules (dynamics.models.NAME), in the order the CLI lists them
-BUILTIN_MODULES = ("vector", "factorization", "attention", "chain", "modes", "icl_cli",
-                   "committee_cli")
+#: the order in which the CLI lists the first built-ins; every other module of
+#: ``dynamics/models/`` that registers an ``ENTRY`` follows, by name (:func:`builtin_modules`)
+BUILTIN_ORDER = ("vector", "factorization", "attention", "chain", "modes", "icl", "committee")
 
 #: an option's value types: how the command line parses it
 TYPES = ("int", "posint", "float", "posfloat", "nonneg", "floats", "str", "flag")
@@ -87,11 +88,27 @@ def register(item: Entry) -> Entry:
     return item
 
 
+def builtin_modules() -> tuple[str, ...]:
+    """The registration modules of ``dynamics/models/``, found on disk: every module not
+    starting with ``_``, a family's light ``NAME_cli`` module in place of ``NAME`` where it has
+    one (it registers without importing SymPy); :data:`BUILTIN_ORDER` first. A new built-in is
+    one new module that assigns ``ENTRY = register(Entry(...))``: nothing else to edit."""
+    import pkgutil
+
+    from . import models
+
+    names = {m.name for m in pkgutil.iter_modules(models.__path__) if not m.name.startswith("_")}
+    chosen = {n for n in names if f"{n}_cli" not in names}
+    rank = {n: i for i, n in enumerate(BUILTIN_ORDER)}
+    return tuple(sorted(chosen, key=lambda n: (rank.get(n.removesuffix("_cli"), len(rank)), n)))
+
+
 def _load_builtins() -> None:
     if not _LOADED:
         _LOADED.append(True)
-        first = [importlib.import_module(f"dynamics.models.{name}").ENTRY.name
-                 for name in BUILTIN_MODULES]
+        modules = [importlib.import_module(f"dynamics.models.{name}")
+                   for name in builtin_modules()]
+        first = [m.ENTRY.name for m in modules if hasattr(m, "ENTRY")]
         rest = {n: e for n, e in _ENTRIES.items() if n not in first}
         ordered = {n: _ENTRIES[n] for n in first} | rest  # built-ins first, in module order
         _ENTRIES.clear()

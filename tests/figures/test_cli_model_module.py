@@ -107,3 +107,26 @@ def test_sample_of_a_builtin_imports_no_sympy(kind, options, tmp_path):
     out = subprocess.run([sys.executable, "-c", driver, "sample", kind, *options, "-o",
                           str(tmp_path / "s.npz")], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout + out.stderr
+
+
+def test_a_builtin_is_found_by_dropping_its_module_into_dynamics_models(tmp_path, monkeypatch,
+                                                                        capsys):
+    """A built-in is one new file: a module placed among dynamics/models' modules (here: a
+    temporary folder added to the package's path) that assigns ENTRY is discovered and listed
+    after the others, with no list of names to edit; `scurve sample` then knows it."""
+    import dynamics.models
+
+    module = MODULE.replace("register(Entry(", "ENTRY = register(Entry(")
+    (tmp_path / "tmpline.py").write_text(module)
+    monkeypatch.setattr(dynamics.models, "__path__", [*dynamics.models.__path__, str(tmp_path)])
+    monkeypatch.setattr(dynamics.registry, "_LOADED", [])  # discover again (entries: a copy)
+    import sys
+
+    try:
+        assert dynamics.registry.builtin_modules()[-1] == "tmpline"
+        names = list(dynamics.registry.entries())
+        assert names[:2] == ["vector", "factorization"] and names[-1] == "tmpline"
+        assert main(["sample", "tmpline", "--n", "4", "-o", str(tmp_path / "s.npz")]) == 0
+        assert "tmpline n=4" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("dynamics.models.tmpline", None)
