@@ -57,6 +57,7 @@ __all__ = [
     "save_png",
     "save_thumbnail",
     "trajectory_rows",
+    "visible_samples",
 ]
 
 # ----------------------------------------------------------------------------- style
@@ -78,6 +79,8 @@ BAND_ALPHA = 0.45
 LOSS_AXIS_FLOOR = 1e-12  # L / L_ref below this is float64 rounding noise: the axis stops here
 GROUP_AXIS_FLOOR = 1e-10  # ℓ_g / ℓ_ref,g below this is rounding noise (float32 training)
 MAX_VECTORS = 3  # above this many learned vectors per factor: median and 10-90 % band
+DRAW_TOLERANCE = 1e-3  # a drawn curve may move by this fraction of its axis (≈ 0.4 px) when
+# samples it does not need are dropped (:func:`visible_samples`)
 TIME_LABEL = "t  (= η · step)"
 RC = {
     "font.size": 9.5,
@@ -206,24 +209,81 @@ class _Curve:
 PANELS = ("loss", "alignment", "norm")
 
 
+def visible_samples(x: np.ndarray, ys: Sequence[np.ndarray], spans: Sequence[float],
+                    tolerance: float = DRAW_TOLERANCE) -> np.ndarray:
+    """Indices of the samples of curves ``ys`` over a shared sorted ``x`` that a drawing needs:
+    dropping any other sample moves no curve by more than ``tolerance`` of its axis.
+
+    Ramer–Douglas–Peucker on the vertical distance: a segment between kept samples a < b is
+    split at the sample i with the largest max_c |y_c(i) − lerp_c(i)| / span_c while that
+    exceeds ``tolerance``. ``x`` and ``ys`` are in the axis' own coordinates (log10 on a log
+    axis); ``spans`` is each curve's y span on its axis (x is normalised by its own range).
+    First and last samples are always kept; non-finite values count as always visible."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    if n <= 2:
+        return np.arange(n)
+    xs = (x - x[0]) / (x[-1] - x[0]) if x[-1] > x[0] else np.zeros(n)
+    y = np.stack([np.asarray(c, dtype=np.float64) / s for c, s in zip(ys, spans, strict=True)])
+    bad = ~np.isfinite(y).all(axis=0)
+    y = np.where(np.isfinite(y), y, 0.0)
+    keep = bad.copy()
+    keep[[0, -1]] = True
+    stack = [(0, n - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        w = (xs[a + 1:b] - xs[a]) / (xs[b] - xs[a]) if xs[b] > xs[a] else np.zeros(b - a - 1)
+        line = y[:, a:a + 1] + (y[:, b:b + 1] - y[:, a:a + 1]) * w
+        gap = np.abs(y[:, a + 1:b] - line).max(axis=0)
+        gap[bad[a + 1:b]] = np.inf
+        i = int(np.argmax(gap))
+        if gap[i] > tolerance:
+            m = a + 1 + i
+            keep[m] = True
+            stack += [(a, m), (m, b)]
+    return np.flatnonzero(keep)
+
+
+def _thinned(c: _Curve, log_time: bool) -> _Curve:
+    """``c`` with only its :func:`visible_samples` (curve and band together): what the figure
+    draws and its data file holds. Loss and norm panels are log axes (loss cut at
+    :data:`LOSS_AXIS_FLOOR`), alignment a linear one of span 1."""
+    t = np.log10(np.maximum(c.t, np.finfo(float).tiny)) if log_time else c.t
+    curves = [c.y] if c.band is None else [c.y, *c.band]
+    if c.panel == 1:
+        ys, spans = curves, [1.0] * len(curves)
+    else:
+        floor = LOSS_AXIS_FLOOR if c.panel == 0 else np.finfo(float).tiny
+        ys = [np.log10(np.maximum(y, floor)) for y in curves]
+        finite = [y[np.isfinite(y)] for y in ys]
+        spans = [max(float(np.ptp(y)) if y.size else 0.0, 1.0) for y in finite]
+    keep = visible_samples(t, ys, spans)
+    return _Curve(c.panel, c.factor, c.name, c.t[keep], c.y[keep],
+                  None if c.band is None else c.band[:, keep])
+
+
 def _curves(traj: Trajectory, log_time: bool) -> Iterator[_Curve]:
-    """The curves drawn for one trajectory (the figure and its data file share them).
+    """The curves drawn for one trajectory (the figure and its data file share them), each
+    with only the samples a drawing needs (:func:`_thinned`).
 
     Up to :data:`MAX_VECTORS` learned vectors per factor one by one, more as their median
     with a 10-90 % band.
     """
     keep = traj.t > 0 if log_time else np.ones(traj.t.shape, bool)
     t = traj.t[keep]
-    yield _Curve(0, "", "L/L_ref", t, traj.loss[keep] / traj.l_ref)
+    yield _thinned(_Curve(0, "", "L/L_ref", t, traj.loss[keep] / traj.l_ref), log_time)
     for name in traj.cosines:
         for panel, values in ((1, _alignment(traj.cosines[name])), (2, traj.norms[name])):
             values = values[keep]
             if values.shape[1] <= MAX_VECTORS:
                 for l in range(values.shape[1]):
-                    yield _Curve(panel, name, f"vector {l}", t, values[:, l])
+                    yield _thinned(_Curve(panel, name, f"vector {l}", t, values[:, l]), log_time)
             else:
                 low, mid, high = np.percentile(values, [10, 50, 90], axis=1)
-                yield _Curve(panel, name, "median", t, mid, np.stack([low, high]))
+                yield _thinned(_Curve(panel, name, "median", t, mid, np.stack([low, high])),
+                               log_time)
 
 
 def trajectory_rows(series: Sequence[Series], log_time: bool = False) -> list[dict[str, object]]:
@@ -246,35 +306,43 @@ def trajectory_rows(series: Sequence[Series], log_time: bool = False) -> list[di
     return rows
 
 
-def _marks(t: np.ndarray, span: tuple[float, float], log_time: bool, offset: float = 0.0,
-           count: int = MARKS) -> list[int]:
-    """Indices of ``t`` (sorted) nearest to ``count`` times evenly spaced along the time axis
-    over ``span`` (in log t on a log axis), shifted by ``offset`` of a spacing: markers evenly
-    spread in x however the samples are spaced or the curve wiggles."""
-    if t.size == 0:
-        return []
+def _marks(c: _Curve, span: tuple[float, float], log_time: bool,
+           offset: float = 0.0, count: int = MARKS) -> tuple[np.ndarray, np.ndarray]:
+    """Marker positions (t, y) on curve ``c``: ``count`` times evenly spaced along the time
+    axis over ``span`` (in log t on a log axis), shifted by ``offset`` of a spacing, that fall
+    within the curve (or half a spacing past its ends, drawn at the end); y on the drawn line
+    (interpolated in the axes' coordinates: log y on the loss and norm panels). Markers are
+    evenly spread in x however sparsely the curve is sampled (:func:`_thinned`) or however it
+    wiggles."""
+    if c.t.size == 0:
+        return np.zeros(0), np.zeros(0)
 
     def axis(x: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(x, span[0])) if log_time else x
     lo, hi = axis(np.array(span, dtype=float))
     step = (hi - lo) / count if hi > lo else 1.0
     targets = lo + step * (np.arange(count + 1) + offset)
-    u = axis(t)
-    index = np.clip(np.searchsorted(u, targets), 0, t.size - 1)
+    u = axis(c.t)
     inside = (targets >= u[0] - step / 2) & (targets <= u[-1] + step / 2)
-    return sorted(set(index[inside].tolist()))
+    targets = np.unique(np.clip(targets[inside], u[0], u[-1]))  # the ends within half a step
+    t = np.exp(targets) if log_time else targets
+    if c.panel == 1:
+        return t, np.interp(targets, u, c.y)
+    return t, np.exp(np.interp(targets, u, np.log(np.maximum(c.y, np.finfo(float).tiny))))
 
 
 def _draw(ax: plt.Axes, c: _Curve, color: str, theory: bool, style: int,
-          size: float = MARKER_SIZE, marks: list[int] | None = None) -> None:
+          size: float = MARKER_SIZE,
+          marks: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     if theory:
         ax.plot(c.t, c.y, color=color, lw=THEORY_WIDTH, ls=FACTOR_LINES[style % 4], alpha=0.9)
         if c.band is not None:
             ax.fill_between(c.t, c.band[0], c.band[1], color=color, alpha=0.15, lw=0)
     else:
-        ax.plot(c.t, c.y, color=color, lw=EXPERIMENT_WIDTH, ls="-",
-                marker=FACTOR_MARKERS[style % 4], ms=size, mfc="none", mew=0.9,
-                markevery=MARK_EVERY if marks is None else marks)
+        ax.plot(c.t, c.y, color=color, lw=EXPERIMENT_WIDTH, ls="-")
+        if marks is not None:
+            ax.plot(*marks, color=color, ls="none", marker=FACTOR_MARKERS[style % 4], ms=size,
+                    mfc="none", mew=0.9)
         if c.band is not None:
             for edge in c.band:
                 ax.plot(c.t, edge, color=color, lw=0.6, ls=":")
@@ -319,7 +387,7 @@ def plot_trajectories(
         later -= not s.theory
         size = MARKER_SIZE + (0 if s.theory else 1.5 * later)
         for c in _curves(s.trajectory, log_time):
-            marks = None if s.theory else _marks(c.t, span, log_time,
+            marks = None if s.theory else _marks(c, span, log_time,
                                                  (training - 1 - later) / max(training, 1))
             _draw(axes[0][c.panel], c, color, s.theory,
                   factors.index(c.factor) if c.factor else 0, size, marks)

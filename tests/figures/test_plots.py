@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from figures.plots import (
     render_equation,
     save_png,
     trajectory_rows,
+    visible_samples,
 )
 
 PNG = b"\x89PNG"
@@ -56,8 +59,30 @@ def test_data_rows_are_the_drawn_curves():
     # a: loss + (alignment, norm) x 2 factors x 1 vector; b: the same with median, p10, p90
     assert len([c for c in curves if c[0] == "a"]) == 1 + 2 * 2
     assert len([c for c in curves if c[0] == "b"]) == 1 + 2 * 2 * 3
-    assert len(rows) == 30 * (5 + 13)
+    # every curve keeps its first and last sample and at most all 30 (thinned to what is drawn)
+    per_curve = Counter((r["series"], r["panel"], r["factor"], r["curve"]) for r in rows)
+    assert all(2 <= k <= 30 for k in per_curve.values())
     assert {r["source"] for r in rows} == {"theory", "training"}
+
+
+def test_visible_samples_keep_what_a_drawing_needs():
+    x = np.linspace(0.0, 1.0, 2001)
+    # a straight line needs its two ends; a corner needs the corner too
+    assert list(visible_samples(x, [3 * x + 1], [4.0])) == [0, 2000]
+    corner = np.minimum(x, 0.5)
+    assert list(visible_samples(x, [corner], [0.5])) == [0, 1000, 2000]
+    # a sigmoid: far fewer samples, and every dropped one lies within the tolerance of the
+    # straight segments between the kept ones (checked here by interpolation, independently)
+    y = 1 / (1 + np.exp(-(x - 0.5) * 40))
+    for tol in (1e-2, 1e-3, 1e-4):
+        keep = visible_samples(x, [y], [1.0], tolerance=tol)
+        assert keep.size < 2001 / 5
+        assert np.max(np.abs(np.interp(x, x[keep], y[keep]) - y)) <= tol
+    # several curves share one set of samples; a NaN sample is kept
+    z = y.copy()
+    z[7] = np.nan
+    keep = visible_samples(x, [y, corner, z], [1.0, 0.5, 1.0])
+    assert 7 in keep and 1000 in keep
 
 
 def test_several_settings_get_one_plateau_row_each_above_the_data():
