@@ -78,14 +78,16 @@ class CacheStats:
     computed: list[str] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     """CPU seconds (user + system, in the worker) of the computed jobs, by function."""
+    peak_mb: dict[str, float] = field(default_factory=dict)
+    """Largest worker peak resident memory (MB) set by a computed job, by function."""
     parent: CacheStats | None = None
     """Counted here too (a report's totals over its sections' own stats)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, hits: int = 0, computed: str | None = None,
-              seconds: float | None = None) -> None:
+              seconds: float | None = None, peak_mb: float | None = None) -> None:
         """Add ``hits`` cache hits, and one miss for a job of function ``computed`` that took
-        ``seconds`` of CPU time."""
+        ``seconds`` of CPU time and raised its worker's peak memory to ``peak_mb``."""
         with self._lock:
             self.hits += hits
             if computed is not None:
@@ -93,21 +95,40 @@ class CacheStats:
                 self.computed.append(computed)
                 if seconds is not None:
                     self.cpu_seconds[computed] = self.cpu_seconds.get(computed, 0.0) + seconds
+                if peak_mb is not None:
+                    self.peak_mb[computed] = max(self.peak_mb.get(computed, 0.0), peak_mb)
         if self.parent is not None:
-            self.parent.count(hits, computed, seconds)
+            self.parent.count(hits, computed, seconds, peak_mb)
 
     def to_dict(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses, "computed": list(self.computed),
                 "cpu_seconds": {k: round(v, 2) for k, v in sorted(
                     self.cpu_seconds.items(), key=lambda kv: -kv[1])},
-                "jobs_cpu_seconds": round(sum(self.cpu_seconds.values()), 2)}
+                "jobs_cpu_seconds": round(sum(self.cpu_seconds.values()), 2),
+                "peak_mb": {k: round(v) for k, v in sorted(
+                    self.peak_mb.items(), key=lambda kv: -kv[1])}}
 
 
-def _timed(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> tuple[Any, float]:
-    """``fn(config)`` and the CPU seconds it took in this (worker) process."""
+def _timed(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]
+           ) -> tuple[Any, float, float | None]:
+    """``fn(config)``, the CPU seconds it took in this (worker) process, and the worker's peak
+    resident memory in MB if this job raised it (None if an earlier job's peak stands: the
+    job that sets a worker's high-water mark is the one that owns it)."""
+    before = _peak_rss_mb()
     started = time.process_time()
     value = fn(config)
-    return value, time.process_time() - started
+    seconds = time.process_time() - started
+    after = _peak_rss_mb()
+    return value, seconds, (after if after > before else None)
+
+
+def _peak_rss_mb() -> float:
+    """This process' peak resident set size in MB (``ru_maxrss``: KiB on Linux)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def default_executor(workers: int | None = None) -> Executor:
@@ -316,7 +337,7 @@ def run_jobs(
                 indices = futures[future]
                 fn, config = jobs[indices[0]]
                 try:
-                    value, seconds = future.result()
+                    value, seconds, peak = future.result()
                 except Exception as exc:  # reported once the other jobs have finished
                     failure = failure or JobError(f"{_function_name(fn)}({config}): {exc!r}")
                     bar.update(len(indices))
@@ -327,7 +348,7 @@ def run_jobs(
                     if paths[indices[0]] is not None:
                         save_result(paths[indices[0]], value, config)
                     stats.count(hits=len(indices) - 1, computed=_function_name(fn),
-                                seconds=seconds)
+                                seconds=seconds, peak_mb=peak)
                 else:  # computed by another caller, which caches it
                     stats.count(hits=len(indices))
                 bar.update(len(indices))

@@ -370,6 +370,8 @@ def report(
               "section_seconds": timing,
               "section_cpu_seconds": {slug: c.stats.to_dict()["jobs_cpu_seconds"]
                                       for slug, c in contexts.items()},
+              "section_peak_mb": {slug: max(c.stats.peak_mb.values(), default=0.0)
+                                  for slug, c in contexts.items()},
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
     _assemble(out, f"Last run ({_mode(quick, full, full_tasks).replace('_', ' ')}, sections "

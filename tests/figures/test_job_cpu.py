@@ -3,8 +3,11 @@ record says each section and each job function cost."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
 
 from figures.sweeps import CacheStats, run_jobs
 
@@ -15,6 +18,12 @@ def spin(config):
     while time.process_time() - started < config["cpu"]:
         sum(range(1000))
     return config["cpu"]
+
+
+def hold(config):
+    """Touch ``config["mb"]`` MB of fresh memory (resident while it lives)."""
+    block = np.ones(int(config["mb"] * 2**20 // 8))
+    return float(block[-1])
 
 
 def idle(config):
@@ -39,3 +48,15 @@ def test_computed_jobs_count_their_cpu_seconds_and_cached_ones_none(tmp_path):
     assert section.hits == 3 and section.misses == 3
     # both sides rounded to 0.01 s
     assert abs(section.to_dict()["jobs_cpu_seconds"] - spin_s - cpu[f"{__name__}.idle"]) <= 0.011
+
+
+def test_the_job_that_raises_a_workers_peak_memory_owns_it(tmp_path):
+    """In a fresh worker process, a job holding 300 MB sets the high-water mark (recorded
+    under its function, ≥ 300 MB); a job after it in the same worker that allocates little
+    records none."""
+    stats = CacheStats()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        run_jobs([(hold, {"mb": 300})], pool, tmp_path, None, stats)
+        run_jobs([(spin, {"cpu": 0.02})], pool, tmp_path, None, stats)
+    peaks = stats.to_dict()["peak_mb"]
+    assert list(peaks) == [f"{__name__}.hold"] and peaks[f"{__name__}.hold"] >= 300
