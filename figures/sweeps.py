@@ -114,15 +114,15 @@ def _timed(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]
     """``fn(config)``, the CPU seconds it took in this (worker) process, and the worker's peak
     resident memory in MB if this job raised it (None if an earlier job's peak stands: the
     job that sets a worker's high-water mark is the one that owns it)."""
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     started = time.process_time()
     value = fn(config)
     seconds = time.process_time() - started
-    after = _peak_rss_mb()
+    after = peak_rss_mb()
     return value, seconds, (after if after > before else None)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """This process' peak resident set size in MB (``ru_maxrss``: KiB on Linux)."""
     try:
         import resource

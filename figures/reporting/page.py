@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..claims import ClaimResult, claims_markdown, claims_table, replace_readme_table
 from ..jsonable import jsonable
-from ..sweeps import CacheStats, default_executor
+from ..sweeps import CacheStats, default_executor, peak_rss_mb
 from .blocks import Context, Section, SectionResult, TextBlock, write_csv
 from .sections import SECTIONS, resolve_sections
 
@@ -372,6 +372,7 @@ def report(
                                       for slug, c in contexts.items()},
               "section_peak_mb": {slug: max(c.stats.peak_mb.values(), default=0.0)
                                   for slug, c in contexts.items()},
+              "main_peak_mb": round(peak_rss_mb()),  # this process: pages, figures, results
               "cache": stats.to_dict(), "errors": errors}
     (out / "data" / "run.json").write_text(json.dumps(record, indent=1))
     _assemble(out, f"Last run ({_mode(quick, full, full_tasks).replace('_', ' ')}, sections "

@@ -214,9 +214,10 @@ def _adam_ode(ctx: Context, grid: MapGrid, base: dict) -> list[Block]:
     series = []
     for i, r in enumerate(grid.ranks[:-1]):
         run, ode = base[(r, sigma, 0)], odes[(r, sigma)]
-        series += [Series(run["trajectory"], f"rank {r}: Adam η={lr:g}", False, i, run["phases"]),
-                   Series(ode["trajectory"], f"rank {r}: Adam ODE", True, i, ode["phases"])]
-    title = f"Adam ODE over Adam, n = {grid.n}, σ = {sigma:g}"
+        # one colour, one legend entry per rank; the line style tells ODE (theory) from Adam
+        series += [Series(run["trajectory"], f"rank {r}", False, i, run["phases"]),
+                   Series(ode["trajectory"], f"rank {r}", True, i, ode["phases"])]
+    title = f"Adam ODE (theory) over Adam η = {lr:g} (training), n = {grid.n}, σ = {sigma:g}"
     figure = ctx.figure(plot_trajectories(series, title, log_time=True), "adam-ode",
                         f"{title}, seed 0 (markers: float64 training; lines: the ODE in θ, m, "
                         "v at β = (0.9, 0.999), t = η·step)",
