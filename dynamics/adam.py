@@ -69,7 +69,7 @@ from .problems import Problem
 from .record import SaveAt, Stop
 from .trajectory import Trajectory
 
-__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam"]
+__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam", "start_steps"]
 
 SOLVER = "DOP853"  # solve_ivp method (module docstring)
 RTOL = 1e-8  # its relative tolerance (error measured in tests/dynamics/test_adam.py)
@@ -84,6 +84,14 @@ def _rates(method: Adam) -> tuple[float | None, float | None]:
                  for b in method.betas)
 
 
+def start_steps(method: Adam) -> int:
+    """K, the exact Adam steps before the ODE (module docstring, "Start"): ``method.start``,
+    or ⌈1/(1 − β₁)⌉ (the first moment's window: 10 at β₁ = 0.9) when it is None."""
+    if method.start is not None:
+        return int(method.start)
+    return math.ceil(1.0 / (1.0 - method.betas[0]) - 1e-9)
+
+
 def run_adam(
     spec: Problem,
     method: Adam,
@@ -93,23 +101,22 @@ def run_adam(
     *,
     stop: Stop | None = None,
     saveat: SaveAt | None = None,
-    half_step: bool = False,
 ) -> Trajectory:
     """Integrate the Adam(W) ODE of ``method`` (module docstring) from ``spec``'s initial point.
 
     Args:
         spec: the problem; its λ is used unless ``method.weight_decay`` is given.
-        method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled).
+        method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled; ``start``:
+            the exact Adam steps before the ODE, module docstring "Start"; ``half_step``: the
+            O(η) correction, "Modified equation").
         t_max: end-time cap in t (default 1e6/s_min, as :func:`dynamics.integrate.predict`).
         rtol, solver: solve_ivp's relative tolerance and method (tests use a tighter one).
         stop, saveat: :class:`dynamics.record.Stop` (its None fields: ``t_max``, loss
             :data:`LOSS_STOP`, stall :data:`STALL`) and the grid (``SaveAt.grid()``).
-        half_step: the O(η) correction (module docstring, "Modified equation"): the moments'
-            clocks start η/2 early, m(0) = (1 − β₁^{1/2})g₀, v(0) = (1 − β₂^{1/2})g₀², bias
-            1 − β_i^{t/η + 1/2}.
 
     Returns:
-        A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v).
+        A :class:`Trajectory` in t (``method`` = "adam", ``state_size`` = entries of θ, m, v):
+        every step t = η·k of the exact start, then the ODE's samples.
 
     Raises:
         dynamics.integrate.IntegrationError: the ODE blew up (a non-finite gradient, or the
@@ -129,6 +136,7 @@ def run_adam(
     n = theta.size
     c1, c2 = _rates(method)
     eta, eps = method.lr, method.eps
+    b1, b2 = method.betas
     log_b1, log_b2 = (math.log(b) if b > 0 else -math.inf for b in method.betas)
     m_at, v_at = n, n + (n if c1 is not None else 0)
     size = v_at + (n if c2 is not None else 0)
@@ -142,7 +150,7 @@ def run_adam(
                 f"{float(np.max(np.abs(th))):.3g}): the ODE blew up")
         return g
 
-    shift = 0.5 * eta if half_step else 0.0  # the moments' clock runs ahead of θ's by this
+    shift = 0.5 * eta if method.half_step else 0.0  # the moments' clock runs ahead of θ's
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         th = y[:n]
@@ -170,28 +178,52 @@ def run_adam(
         both = theta.unpack(y[:n]) | fixed
         return full.loss_value(both), _full_overlaps(model, both)
 
-    entries = np.concatenate([c.ravel() for c in fixed.values()])
-    scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
-    y0 = np.concatenate([theta.pack(params), np.zeros(size - n)])
-    if shift > 0:  # the moments after η/2 of the frozen initial gradient g₀
-        try:
-            g0 = gradient(0.0, y0[:n])
-        except FloatingPointError as exc:
-            raise IntegrationError(f"{spec.describe()}: method 'adam' failed at t = 0 ({exc})"
-                                   ) from None
-        if c1 is not None:
-            y0[m_at:m_at + n] = -math.expm1(shift / eta * log_b1) * g0
-        if c2 is not None:
-            y0[v_at:v_at + n] = -math.expm1(shift / eta * log_b2) * g0 * g0
-    s_max, s_min = spec.rate_scale()
-    stop = (Stop() if stop is None else stop).with_defaults(
-        t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)
     def loss(y: np.ndarray) -> float:
         return full.loss_value(theta.unpack(y[:n]) | fixed)
 
-    grid, observed = _solve_chunks(spec, "adam", rhs, observe, y0, spec.l_ref,
-                                   float(stop.t_max), s_max, solver=solver, rtol=rtol,
-                                   stop=stop.loss, first=min(2.0 / s_max, FIRST * scale),
-                                   stall=stop.stall, saveat=_grid("adam", saveat), loss=loss)
-    return _trajectory(grid, [v for v, _ in observed], [o for _, o in observed], spec, "adam",
-                       size)
+    entries = np.concatenate([c.ravel() for c in fixed.values()])
+    scale = float(np.sqrt(np.mean(entries**2))) if entries.size else 1.0  # θ_*
+    s_max, s_min = spec.rate_scale()
+    stop = (Stop() if stop is None else stop).with_defaults(
+        t_max=float(t_max) if t_max is not None else 1e6 / s_min, loss=LOSS_STOP, stall=STALL)
+    cap = float(stop.t_max)
+
+    # the start: K exact steps of torch.optim.Adam(W) (module docstring, "Start")
+    th, m, v = theta.pack(params), np.zeros(n), np.zeros(n)
+    times, observed = [0.0], [observe(th)]
+    k_max = min(start_steps(method), math.floor(cap / eta + 1e-9))
+    k = 0
+    try:
+        while k < k_max and observed[-1][0] > stop.loss * spec.l_ref:
+            g = gradient(k * eta, th)
+            k += 1
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            th = th * (1 - eta * decay) - (eta / (1 - b1**k)) * m / (
+                np.sqrt(v) / math.sqrt(1 - b2**k) + eps)
+            times.append(k * eta)
+            observed.append(observe(th))
+        t_k = k * eta
+        if shift > 0:  # the moments half a step on, of the frozen gradient at θ_K
+            g = gradient(t_k, th)
+            m = b1**0.5 * m + (1 - b1**0.5) * g
+            v = b2**0.5 * v + (1 - b2**0.5) * g * g
+    except FloatingPointError as exc:
+        raise IntegrationError(f"{spec.describe()}: method 'adam' failed at t = {k * eta:.6g} "
+                               f"({exc})") from None
+    if not np.isfinite(observed[-1][0]) or not np.all(np.isfinite(th)):
+        raise IntegrationError(f"{spec.describe()}: method 'adam' failed at t = {t_k:.6g} "
+                               "(the exact start's steps left a non-finite state)")
+    y0 = np.concatenate([th] + ([m] if c1 is not None else []) + ([v] if c2 is not None else []))
+    if observed[-1][0] > stop.loss * spec.l_ref and cap - t_k > 1e-12 * max(cap, 1.0):
+        def shifted(s: float, y: np.ndarray) -> np.ndarray:
+            return rhs(s + t_k, y)
+
+        grid, kept = _solve_chunks(spec, "adam", shifted, observe, y0, spec.l_ref, cap - t_k,
+                                   s_max, solver=solver, rtol=rtol, stop=stop.loss,
+                                   first=min(2.0 / s_max, FIRST * scale), stall=stop.stall,
+                                   saveat=_grid("adam", saveat), loss=loss)
+        times += [t_k + float(s) for s in grid[1:]]  # its first sample is the step-K state
+        observed += kept[1:]
+    return _trajectory(np.array(times), [v for v, _ in observed], [o for _, o in observed], spec,
+                       "adam", size)
