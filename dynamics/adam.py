@@ -69,7 +69,7 @@ from .problems import Problem
 from .record import SaveAt, Stop
 from .trajectory import Trajectory
 
-__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam", "start_steps"]
+__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "exact_steps", "run_adam"]
 
 SOLVER = "DOP853"  # solve_ivp method (module docstring)
 RTOL = 1e-8  # its relative tolerance (error measured in tests/dynamics/test_adam.py)
@@ -84,11 +84,11 @@ def _rates(method: Adam) -> tuple[float | None, float | None]:
                  for b in method.betas)
 
 
-def start_steps(method: Adam) -> int:
-    """K, the exact Adam steps before the ODE (module docstring, "Start"): ``method.start``,
+def exact_steps(method: Adam) -> int:
+    """K, the exact Adam steps before the ODE (module docstring, "Start"): ``method.exact_steps``,
     or ⌈1/(1 − β₁)⌉ (the first moment's window: 10 at β₁ = 0.9) when it is None."""
-    if method.start is not None:
-        return int(method.start)
+    if method.exact_steps is not None:
+        return int(method.exact_steps)
     return math.ceil(1.0 / (1.0 - method.betas[0]) - 1e-9)
 
 
@@ -106,7 +106,7 @@ def run_adam(
 
     Args:
         spec: the problem; its λ is used unless ``method.weight_decay`` is given.
-        method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled; ``start``:
+        method: the :class:`dynamics.methods.Adam` object (η, β, ε, λ, decoupled; ``exact_steps``:
             the exact Adam steps before the ODE, module docstring "Start"; ``half_step``: the
             O(η) correction, "Modified equation").
         t_max: end-time cap in t (default 1e6/s_min, as :func:`dynamics.integrate.predict`).
@@ -191,7 +191,7 @@ def run_adam(
     # the start: K exact steps of torch.optim.Adam(W) (module docstring, "Start")
     th, m, v = theta.pack(params), np.zeros(n), np.zeros(n)
     times, observed = [0.0], [observe(th)]
-    k_max = min(start_steps(method), math.floor(cap / eta + 1e-9))
+    k_max = min(exact_steps(method), math.floor(cap / eta + 1e-9))
     k = 0
     try:
         while k < k_max and observed[-1][0] > stop.loss * spec.l_ref:

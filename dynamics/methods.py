@@ -204,7 +204,7 @@ class Adam(Method):
     eps: float = 1e-8
     weight_decay: float | None = None
     decoupled: bool = False
-    start: int | None = None
+    exact_steps: int | None = None
     half_step: bool = False
     name: ClassVar[str] = "adam"
     reducible: ClassVar[bool] = False  # per coordinate: the full parameters (θ, m, v)
@@ -224,10 +224,10 @@ class Adam(Method):
             raise ValueError(f"Adam: weight_decay must be a finite number >= 0, got {lam!r}")
         if not isinstance(self.decoupled, bool):
             raise ValueError(f"Adam: decoupled must be True or False, got {self.decoupled!r}")
-        start = self.start
+        start = self.exact_steps
         if start is not None and (isinstance(start, bool) or not isinstance(start, int)
                                   or start < 0):
-            raise ValueError(f"Adam: start must be an integer >= 0 (steps), got {start!r}")
+            raise ValueError(f"Adam: exact_steps must be an integer >= 0, got {start!r}")
         if not isinstance(self.half_step, bool):
             raise ValueError(f"Adam: half_step must be True or False, got {self.half_step!r}")
 

@@ -49,9 +49,9 @@ def _symmetric():
 
 def _errors(spec, lr: float, **options) -> dict[float, float]:
     """Relative errors of the ODE's t_f against torch.optim at the same η (``options``: Adam's,
-    ``start`` and ``half_step`` included; the torch run takes the optimizer's own)."""
+    ``exact_steps`` and ``half_step`` included; the torch run takes the optimizer's own)."""
     ode = run_adam(spec, Adam(lr, **options), t_max=2.0).crossing_times(F)
-    options = {k: w for k, w in options.items() if k not in ("start", "half_step")}
+    options = {k: w for k, w in options.items() if k not in ("exact_steps", "half_step")}
     exp = torch_crossings(spec, lr, 1.3 * (ode[0.1] or 2.0), F, **options)
     return {f: (0.0 if ode[f] is exp[f] is None  # neither reaches f·L_ref by t = 2
                 else math.inf if ode[f] is None or exp[f] is None
@@ -181,9 +181,9 @@ def test_half_step_removes_the_order_eta_offset():
     (t_0.5 / t_0.1) without it, −1.35 % / −0.90 % with it, and the remaining error is O(η²)
     (−0.48 %, −0.12 %, −0.014 % at η = 5e-3, 2.5e-3, 1e-3). Bound: the issue's 3 %."""
     spec = _fact(1, 0.1)
-    ode = run_adam(spec, Adam(1e-2, start=0, half_step=True), t_max=2.0).crossing_times(F)
+    ode = run_adam(spec, Adam(1e-2, exact_steps=0, half_step=True), t_max=2.0).crossing_times(F)
     exp = torch_crossings(spec, 1e-2, 1.3 * ode[0.1], F)
-    plain = run_adam(spec, Adam(1e-2, start=0), t_max=2.0).crossing_times(F)
+    plain = run_adam(spec, Adam(1e-2, exact_steps=0), t_max=2.0).crossing_times(F)
     for f in F:
         assert abs(ode[f] - exp[f]) <= 0.03 * exp[f], (f, ode[f], exp[f])
         assert abs(plain[f] - exp[f]) > 3 * abs(ode[f] - exp[f]), (f, plain[f], ode[f], exp[f])
