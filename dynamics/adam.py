@@ -69,7 +69,7 @@ from .problems import Problem
 from .record import SaveAt, Stop
 from .trajectory import Trajectory
 
-__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "exact_steps", "run_adam"]
+__all__ = ["LOSS_STOP", "RTOL", "SOLVER", "run_adam"]
 
 SOLVER = "DOP853"  # solve_ivp method (module docstring)
 RTOL = 1e-8  # its relative tolerance (error measured in tests/dynamics/test_adam.py)
@@ -82,14 +82,6 @@ def _rates(method: Adam) -> tuple[float | None, float | None]:
     """c_i = −ln(β_i)/η per unit t, or None for β_i = 0 (no moment: it equals its input)."""
     return tuple(None if b == 0 else -math.log(b) / method.lr  # type: ignore[return-value]
                  for b in method.betas)
-
-
-def exact_steps(method: Adam) -> int:
-    """K, the exact Adam steps before the ODE (module docstring, "Start"): ``method.exact_steps``,
-    or ⌈1/(1 − β₁)⌉ (the first moment's window: 10 at β₁ = 0.9) when it is None."""
-    if method.exact_steps is not None:
-        return int(method.exact_steps)
-    return math.ceil(1.0 / (1.0 - method.betas[0]) - 1e-9)
 
 
 def run_adam(
@@ -191,7 +183,7 @@ def run_adam(
     # the start: K exact steps of torch.optim.Adam(W) (module docstring, "Start")
     th, m, v = theta.pack(params), np.zeros(n), np.zeros(n)
     times, observed = [0.0], [observe(th)]
-    k_max = min(exact_steps(method), math.floor(cap / eta + 1e-9))
+    k_max = min(int(method.exact_steps or 0), math.floor(cap / eta + 1e-9))
     k = 0
     try:
         while k < k_max and observed[-1][0] > stop.loss * spec.l_ref:

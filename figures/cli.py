@@ -328,7 +328,7 @@ def _method(args: argparse.Namespace) -> Method:
                                 schedule=args.schedule, eps=args.eps,
                                 decoupled=True if args.decoupled else None, betas=args.betas,
                                 weight_decay=args.weight_decay, exact_steps=args.exact_steps,
-                                half_step=True if args.half_step else None)
+                                half_step=args.half_step)
     except ValueError as exc:
         from dynamics.errors import ScurveError
 
@@ -767,7 +767,7 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
         "predict", help="integrate the theory: loss curve, crossings, phases",
         description="Each method takes only its own options: flow, full (none); modified "
         "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled); adam (--lr, "
-        "--betas, --eps, --weight-decay, --decoupled, --exact-steps, --half-step).")
+        "--betas, --eps, --weight-decay, --decoupled, --exact-steps, --[no-]half-step).")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
     p.add_argument("--objective", default=None, metavar="LABEL",
                    help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
@@ -799,8 +799,9 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--exact-steps", type=_nonneg_int, default=None, metavar="K",
                    help="adam: the first K steps are Adam's exact map, the ODE after them "
                    "(default ⌈1/(1 − β₁)⌉ = 10; 0: the ODE from t = 0)")
-    p.add_argument("--half-step", action="store_true",
-                   help="adam: the ODE's O(η) correction (moments' clocks η/2 ahead)")
+    p.add_argument("--half-step", action=argparse.BooleanOptionalAction, default=None,
+                   help="adam: the ODE's O(η) correction, the moments' clocks η/2 ahead "
+                   "(default on; --no-half-step: the first-order ODE)")
     p.add_argument("--t-max", type=_positive_float, default=None,
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true",

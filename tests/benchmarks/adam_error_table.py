@@ -6,12 +6,12 @@ on the grid of tests/dynamics/test_adam.py (factorization n = 100, r = k ∈ {1,
 issue's bound (3 % at η = 1e-3, 6 % at η = 1e-2); "(map)": torch's t_f lies inside the exact
 start (t ≤ K·η), where the prediction is Adam's map, not the ODE.
 
-    python tests/benchmarks/adam_error_table.py [--exact-steps K] [--half-step] [--variant Adam]
+    python tests/benchmarks/adam_error_table.py [--exact-steps K] [--no-half-step] [--variant Adam]
         [--lr 1e-2] [--case 'factorization r=k=3 σ=0.01']
 
 ``--exact-steps K``: K exact Adam steps before the ODE (default: the method's, ⌈1/(1 − β₁)⌉ = 10;
-``--exact-steps 0``: the plain ODE from t = 0); ``--half-step``: the ODE with its O(η) correction
-(dynamics.adam, module docstring "Start" and "Modified equation").
+``--exact-steps 0``: the ODE from t = 0); ``--no-half-step``: without the ODE's O(η) correction
+(default on; dynamics.adam, module docstring "Start" and "Modified equation").
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dynamics"))
 from adam_oracle import torch_crossings
 from test_adam import GRID_CASES, VARIANTS, F
 
-from dynamics.adam import exact_steps as steps_of
 from dynamics.adam import run_adam
 from dynamics.methods import Adam
 
 
-def signed_errors(case: str, variant: str, lr: float, half_step: bool = False,
+def signed_errors(case: str, variant: str, lr: float, half_step: bool = True,
                   exact_steps: int | None = None) -> dict[float, tuple[float, bool] | None]:
     """f -> ((t_f ODE − t_f torch)/t_f torch, whether torch's t_f is inside the exact start
     t ≤ K·η, where the prediction is Adam's map itself), None where either does not reach
@@ -38,14 +37,14 @@ def signed_errors(case: str, variant: str, lr: float, half_step: bool = False,
     method = Adam(lr, exact_steps=exact_steps, half_step=half_step, **options)
     ode = run_adam(spec, method, t_max=2.0).crossing_times(F)
     exp = torch_crossings(spec, lr, 1.3 * (ode[0.1] or 2.0), F, **options)
-    start = steps_of(method) * lr
+    start = method.exact_steps * lr
     return {f: None if ode[f] is None or exp[f] is None else
             ((ode[f] - exp[f]) / exp[f], exp[f] <= start * (1 + 1e-9)) for f in F}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half-step", action="store_true")
+    parser.add_argument("--half-step", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--exact-steps", type=int, default=None)
     parser.add_argument("--case", action="append", choices=list(GRID_CASES))
     parser.add_argument("--variant", action="append", choices=list(VARIANTS))

@@ -24,7 +24,8 @@ def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["state_size"] == 3 * 2 * 10  # θ, m, v of X and Y
     assert out["options"] == {"lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-8,
-                              "weight_decay": 0.01, "decoupled": True}
+                              "weight_decay": 0.01, "decoupled": True, "exact_steps": 10,
+                              "half_step": True}
     assert 0 < out["crossings"]["0.5"] < out["crossings"]["0.1"]
 
 
@@ -35,6 +36,8 @@ def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
     (["--lr", "1e-3", "--eps", "0"], "--eps"),
     (["--lr", "1e-3", "--weight-decay", "-0.1"], "--weight-decay"),
     ([], "needs lr"),
+    (["--lr", "1e-3", "--exact-steps", "-1"], "--exact-steps"),
+    (["--lr", "1e-3", "--exact-steps", "2.5"], "--exact-steps"),
 ])
 def test_predict_adam_bad_input_is_one_line_exit_2(spec_path, capsys, args, words):
     try:
