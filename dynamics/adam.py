@@ -21,14 +21,40 @@ step), so the start is regular; the right-hand side at t = 0 uses those limits (
 As η → 0 at fixed β the moments follow g instantly and the ODE tends to the sign flow
 dθ/dt = −g/(|g| + ε) (:class:`dynamics.methods.Sign`).
 
-Modified equation (``half_step``). torch's step k uses g at the step's start θ_{k−1}; with the
-rate c_i each step's kernel mass equals torch's weight, so torch's m_k is the ODE's moment of g
-delayed by η/2 (left-endpoint rule, up to c_iη²/12), and the increment −η·m̂_k/(√v̂_k + ε) is
-the ODE's integral over the step at its midpoint t_k − η/2. Both agree to O(η) once the
-moments' clocks run η/2 ahead of θ's: m(0) = (1 − β₁^{1/2})g₀, v(0) = (1 − β₂^{1/2})g₀², bias
-1 − β_i^{t/η + 1/2}. It removes the O(η) offset of short runs (rank 1, σ = 0.1, η = 1e-2: t_0.5
-−7.5 % → −1.35 %, the rest O(η²)) but over-corrects long plateaus (rank 1, σ = 1e-3: −2.6 % →
-+4.0 %), so it is off by default (README "Adam as an ODE").
+Start (``exact_steps``, default K = ⌈1/(1 − β₁)⌉ = 10 at β₁ = 0.9). The ODE replaces each moment's
+sum over past steps by an integral, which holds while the state changes little over a step. Adam's
+first steps break that: every coordinate moves by ≈ η per step (exactly η on step 1, m̂/√v̂ = ±1),
+and the projection of that step on the target's directions, ~η√n, is as large as the initial
+overlaps ~σ: on a factorization n = 100, rank 3, at η = 1e-3 torch's first step changes the
+overlaps UᵀX, VᵀY by 54 % (σ = 1e-2) and 540 % (σ = 1e-3), and the ODE's θ after one step is off
+torch's by 33 % and 76 % of the step's displacement (10 % and 30 % after 10 steps). Usually that
+is a small shift of time, but where near-degenerate modes compete (target singular values 1.08,
+1.00, 0.86) it decides how long the learned modes stay rotated against the target's: the ODE from
+t = 0 showed a shoulder Adam does not have, t_0.1 +19.7 % (σ = 1e-2) and −9.5 % (σ = 1e-3) at η =
+1e-3, +24.5 % at 1e-2. It is neither ε (1e-12 and 1e-16 move the ODE's t_0.1 by ≤ 1.1e-4
+relative), nor the solver (rtol 1e-6 vs 1e-11: ≤ 5e-7), nor precision (float64 both), nor the bias
+index: the ODE restarted from torch's own (θ, m, v) after k steps, with bias 1 − β_i^{t/η} =
+torch's 1 − β_i^k there, misses t_0.1 by +19.7, −3.2, −1.1, +0.2, +0.03 % for k = 0, 1, 3, 10, 30
+(σ = 1e-2). Nor does it shrink ∝ η (σ = 1e-3: −9.5, −3.1, −0.3, +0.06 % at η = 1e-3, 5e-4, 2.5e-4,
+1e-4): it is set by η√n/σ at the start. So the first K steps are Adam's exact map (here in numpy
+with torch's arithmetic: g with Adam's coupled λθ, AdamW's θ(1 − ηλ) before the step, bias
+corrections 1 − β_i^k, ε outside the root) and the ODE starts at t = Kη from their (θ, m, v). K is
+the first moment's window: until then its bias-corrected average has fewer than 1/(1 − β₁) terms,
+a sum no integral represents. The start costs K gradients (the ODE takes hundreds to thousands)
+and lasts Kη → 0 as η → 0, so the sign-flow limit is unchanged. ``exact_steps=0``: the ODE from t
+= 0.
+
+Modified equation (``half_step``, default on). torch's step k uses g at the step's start θ_{k−1};
+with the rate c_i each step's kernel mass equals torch's weight, so torch's m_k is the ODE's
+moment of g delayed by η/2 (left-endpoint rule, up to c_iη²/12), and the increment −η·m̂_k/(√v̂_k
++ ε) is the ODE's integral over the step at its midpoint t_k − η/2. Both agree to O(η) once the
+moments' clocks run η/2 ahead of θ's: at the handover (t = Kη) the moments take half a step of the
+frozen gradient g(θ_K), m ← β₁^{1/2}m + (1 − β₁^{1/2})g (v alike; at K = 0 m(0) = (1 −
+β₁^{1/2})g₀), and the bias is 1 − β_i^{t/η + 1/2}. With the exact start, every error of the
+acceptance grid (README "Adam as an ODE") is ≤ 0.1 % at η = 1e-3 and ≤ 0.6 % at η = 1e-2 (without
+the correction 0.8 % and 2.2 %); from t = 0 it over-corrected the long plateaus (rank 1, σ = 1e-3,
+η = 1e-2: −2.6 % → +4.0 %), an error of the start, not of the correction. ``half_step=False``: the
+first-order ODE.
 
 Adam acts per coordinate, so the ODE lives in the full parameter space: 3× the learned entries
 (the Trajectory's ``state_size``); it does not close in order parameters.
