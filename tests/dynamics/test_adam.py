@@ -240,7 +240,8 @@ def test_tends_to_the_sign_flow_as_lr_shrinks():
     t_0.5 ≈ 0.21 for the trend to show at η the explicit solver reaches in seconds (at the
     default β the windows reach 2 % of t_0.5 only at η ≈ 3e-6, README's sign table; the ODE's
     cost grows like 1/η). Measured (rank 1, n = 10, σ = 1e-2): max relative distance over
-    t_0.5, t_0.1 of 0.148, 0.083, 0.033 at η = 3e-3, 1e-3, 3e-4 (~40 s in all)."""
+    t_0.5, t_0.1 of 0.145, 0.082, 0.033 at η = 3e-3, 1e-3, 3e-4 (~80 s in all on the
+    shared CPU)."""
     spec = _fact(1, 1e-2, n=10)
     sign = predict(spec, Sign()).crossing_times(F)
     gaps = []
