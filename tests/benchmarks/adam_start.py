@@ -1,0 +1,63 @@
+"""Why the Adam ODE starts with K exact Adam steps (dynamics.adam, module docstring "Start";
+README "Adam as an ODE"): signed relative errors (%) of the ODE's t_0.5 / t_0.1 against
+torch.optim.Adam (float64, tests/dynamics/adam_oracle.py) on factorization n = 100, rank 3
+(target singular values 1.08, 1.00, 0.86), seed 0.
+
+    python tests/benchmarks/adam_start.py
+
+1. The ODE started from Adam's own (θ, m, v) after k steps (``Adam(exact_steps=k)``, the first
+   k steps being torch's to 1e-12, tests/dynamics/test_adam.py), first order and with the
+   half-step correction, σ ∈ {1e-2, 1e-3}, η = 1e-3: the miss is made in the first steps.
+2. The first-order ODE from t = 0 against η (σ ∈ {1e-3, 1e-2}): the miss does not shrink ∝ η.
+3. ε (1e-8, 1e-12, 1e-16, in both) and the solver's rtol (1e-6, 1e-8, 1e-11), σ = 1e-2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dynamics"))
+from adam_oracle import torch_crossings
+
+from dynamics.adam import run_adam
+from dynamics.methods import Adam
+from dynamics.problems import sample_model
+
+F = (0.5, 0.1)
+
+
+def _spec(sigma: float):
+    return sample_model("factorization", {"n": 100, "r": 3, "k": 3}, init=sigma, seed=0)
+
+
+def errors(sigma: float, lr: float, eps: float = 1e-8, rtol: float = 1e-8, **options) -> str:
+    spec = _spec(sigma)
+    ode = run_adam(spec, Adam(lr, eps=eps, **options), t_max=2.0, rtol=rtol).crossing_times(F)
+    exp = torch_crossings(spec, lr, 1.3 * (ode[0.1] or 2.0), F, eps=eps)
+    return " / ".join(f"{100 * (ode[f] - exp[f]) / exp[f]:+.2f}" for f in F)
+
+
+def main() -> None:
+    print("1. restarted from Adam's state after k steps, η = 1e-3 (t_0.5 / t_0.1, %)")
+    for sigma in (1e-2, 1e-3):
+        for k in (0, 1, 2, 3, 5, 10, 20, 30):
+            print(f"   σ = {sigma:g}, k = {k:2d}: first order "
+                  f"{errors(sigma, 1e-3, exact_steps=k, half_step=False)}; half-step "
+                  f"{errors(sigma, 1e-3, exact_steps=k)}", flush=True)
+    print("2. the first-order ODE from t = 0 against η (t_0.5 / t_0.1, %)")
+    for sigma in (1e-3, 1e-2):
+        for lr in (1e-3, 5e-4, 2.5e-4, 1e-4):
+            print(f"   σ = {sigma:g}, η = {lr:g}: "
+                  f"{errors(sigma, lr, exact_steps=0, half_step=False)}", flush=True)
+    print("3. ε and rtol, first order from t = 0, σ = 1e-2, η = 1e-3 (t_0.5 / t_0.1, %)")
+    for eps in (1e-8, 1e-12, 1e-16):
+        print(f"   ε = {eps:g} (ODE and torch): "
+              f"{errors(1e-2, 1e-3, eps=eps, exact_steps=0, half_step=False)}", flush=True)
+    for rtol in (1e-6, 1e-8, 1e-11):
+        first_order = errors(1e-2, 1e-3, rtol=rtol, exact_steps=0, half_step=False)
+        print(f"   rtol = {rtol:g}: {first_order}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
