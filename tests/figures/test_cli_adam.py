@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dynamics.methods import Adam
 from dynamics.problems import sample_model, save
 from figures.cli import main
 
@@ -27,6 +28,21 @@ def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
                               "weight_decay": 0.01, "decoupled": True, "exact_steps": 10,
                               "half_step": True}
     assert 0 < out["crossings"]["0.5"] < out["crossings"]["0.1"]
+
+
+def test_predict_adam_start_options_reach_the_method(spec_path, capsys):
+    """--exact-steps K and --no-half-step are the method's exact_steps and half_step (the same
+    crossings as the API with them; they differ from the defaults')."""
+    from dynamics.integrate import predict
+    from dynamics.problems import load
+
+    assert main(["predict", str(spec_path), "--method", "adam", "--lr", "1e-2",
+                 "--exact-steps", "0", "--no-half-step", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["options"]["exact_steps"], out["options"]["half_step"]) == (0, False)
+    api = predict(load(spec_path), Adam(1e-2, exact_steps=0, half_step=False)).crossing_times()
+    assert out["crossings"]["0.5"] == api[0.5]
+    assert api[0.5] != predict(load(spec_path), Adam(1e-2)).crossing_times()[0.5]
 
 
 @pytest.mark.parametrize("args, words", [
