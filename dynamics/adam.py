@@ -26,25 +26,26 @@ sum over past steps by an integral, which holds while the state changes little o
 first steps break that: every coordinate moves by ≈ η per step (exactly η on step 1, m̂/√v̂ = ±1),
 and the projection of that step on the target's directions, ~η√n, is as large as the initial
 overlaps ~σ: on a factorization n = 100, rank 3, at η = 1e-3 torch's first step changes the
-overlaps UᵀX, VᵀY by 54 % (σ = 1e-2) and 540 % (σ = 1e-3), and the ODE's θ after one step is off
-torch's by 33 % and 76 % of the step's displacement (10 % and 30 % after 10 steps). Usually that
-is a small shift of time, but where near-degenerate modes compete (target singular values 1.08,
-1.00, 0.86) it decides how long the learned modes stay rotated against the target's: the ODE from
-t = 0 had a shoulder at L ≈ 0.4 L_ref that Adam does not (σ = 1e-2) or lacked Adam's (σ = 1e-3),
-t_0.1 +19.7 % and −9.5 % at η = 1e-3, +24.5 % at 1e-2 (σ = 1e-2). It is neither ε (1e-12 and 1e-16
-move the ODE's t_0.1 by ≤ 1.1e-4 relative), nor the solver (rtol 1e-6 vs 1e-11: ≤ 5e-7), nor
-precision (float64 both), nor the bias index: the ODE restarted from torch's own (θ, m, v) after k
-steps, with bias 1 − β_i^{t/η} = torch's 1 − β_i^k there, misses t_0.1 by +19.7, −3.2, −1.1, +0.2,
-+0.03 % for k = 0, 1, 3, 10, 30 (σ = 1e-2). Nor does it shrink ∝ η (σ = 1e-3: −9.5, −3.1, −0.3,
-+0.06 % at η = 1e-3, 5e-4, 2.5e-4, 1e-4): it is set by η√n/σ at the start. So the first K steps
-are Adam's exact map (here in numpy with torch's arithmetic: g with Adam's coupled λθ, AdamW's θ(1
-− ηλ) before the step, bias corrections 1 − β_i^k, ε outside the root) and the ODE starts at t =
-Kη from their (θ, m, v). K is the first moment's window: until then its bias-corrected average has
-fewer than 1/(1 − β₁) terms, a sum no integral represents. The start costs K gradients (the ODE
-takes hundreds to thousands) and lasts Kη → 0 as η → 0, so the sign-flow limit is unchanged.
-``exact_steps=0``: the ODE from t = 0. Limits (README "Adam as an ODE"): without momentum (β₁ = 0)
-the ODE misses Adam by 2–4 % at η = 1e-3 and 11–25 % at 1e-2 all along the run, not at the start;
-with a momentum window η/(1 − β₁) longer than the drop (β₁ = 0.95, η = 1e-2) by up to 17 %.
+overlaps AᵀX, BᵀY by 58 % (σ = 1e-2) and 580 % (σ = 1e-3), and the ODE lands 17 % and 56 % of that
+change away from torch's overlaps (5 % and 16 % after 10 steps; tests/benchmarks/adam_start.py).
+Usually that is a small shift of time, but where near-degenerate modes compete (target singular
+values 1.08, 1.00, 0.86) it decides how long the learned modes stay rotated against the target's:
+the ODE from t = 0 had a shoulder at L ≈ 0.4 L_ref that Adam does not (σ = 1e-2) or lacked Adam's
+(σ = 1e-3), t_0.1 +19.7 % and −9.5 % at η = 1e-3, +24.5 % at 1e-2 (σ = 1e-2). It is neither ε
+(1e-12 and 1e-16 move the ODE's t_0.1 by ≤ 1.1e-4 relative), nor the solver (rtol 1e-6 vs 1e-11: ≤
+5e-7), nor precision (float64 both), nor the bias index: the ODE restarted from torch's own (θ, m,
+v) after k steps, with bias 1 − β_i^{t/η} = torch's 1 − β_i^k there, misses t_0.1 by +19.7, −3.2,
+−1.1, +0.2, +0.03 % for k = 0, 1, 3, 10, 30 (σ = 1e-2). Nor does it shrink ∝ η (σ = 1e-3: −9.5,
+−3.1, −0.3, +0.06 % at η = 1e-3, 5e-4, 2.5e-4, 1e-4): it is set by η√n/σ at the start. So the
+first K steps are Adam's exact map (here in numpy with torch's arithmetic: g with Adam's coupled
+λθ, AdamW's θ(1 − ηλ) before the step, bias corrections 1 − β_i^k, ε outside the root) and the ODE
+starts at t = Kη from their (θ, m, v). K is the first moment's window: until then its
+bias-corrected average has fewer than 1/(1 − β₁) terms, a sum no integral represents. The start
+costs K gradients (the ODE takes hundreds to thousands) and lasts Kη → 0 as η → 0, so the
+sign-flow limit is unchanged. ``exact_steps=0``: the ODE from t = 0. Limits (README "Adam as an
+ODE"): without momentum (β₁ = 0) the ODE misses Adam by 2–4 % at η = 1e-3 and 11–25 % at 1e-2 all
+along the run, not at the start; with a momentum window η/(1 − β₁) longer than the drop (β₁ =
+0.95, η = 1e-2) by up to 17 %.
 
 Modified equation (``half_step``, default on). torch's step k uses g at the step's start θ_{k−1};
 with the rate c_i each step's kernel mass equals torch's weight, so torch's m_k is the ODE's

@@ -5,6 +5,9 @@ torch.optim.Adam (float64, tests/dynamics/adam_oracle.py) on factorization n = 1
 
     python tests/benchmarks/adam_start.py
 
+0. The first steps: how much one Adam step changes the overlaps P = (AᵀX, BᵀY) (unit target
+   columns) of torch's run, |P_k − P_0|/|P_0|, and how far the ODE from t = 0 (first order)
+   lands from them at t = kη, |P_ode − P_k|/|P_k − P_0|, η = 1e-3, σ ∈ {1e-2, 1e-3, 0.1}.
 1. The ODE started from Adam's own (θ, m, v) after k steps (``Adam(exact_steps=k)``, the first
    k steps being torch's to 1e-12, tests/dynamics/test_adam.py), first order and with the
    half-step correction, σ ∈ {1e-2, 1e-3}, η = 1e-3: the miss is made in the first steps.
@@ -20,14 +23,44 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dynamics"))
-from adam_oracle import torch_crossings
+from adam_oracle import torch_adam, torch_crossings
 
 from dynamics.adam import run_adam
 from dynamics.methods import Adam
 from dynamics.problems import sample_model
 
 F = (0.5, 0.1)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.linalg.norm(matrix, axis=0)
+
+
+def first_steps(sigma: float, lr: float, ks: tuple[int, ...]) -> list[str]:
+    """Section 0's two ratios at each step k of ``ks``."""
+    spec = _spec(sigma)
+    values = spec.values()
+    a, b = _unit(values["A"]), _unit(values["B"])
+    seen = {}
+
+    def inspect(step, opt, params):
+        seen[step] = np.concatenate([(a.T @ params["X"].detach().numpy()).ravel(),
+                                     (b.T @ params["Y"].detach().numpy()).ravel()])
+
+    torch_adam(spec, lr, max(ks) + 1, inspect=inspect)
+    lines = []
+    for k in ks:
+        traj = run_adam(spec, Adam(lr, exact_steps=0, half_step=False), t_max=k * lr)
+        assert abs(traj.t[-1] - k * lr) <= 1e-12, traj.t[-1]
+        ode = np.concatenate([traj.overlaps("X")[-1].ravel(), traj.overlaps("Y")[-1].ravel()])
+        moved = np.linalg.norm(seen[k] - seen[0])
+        lines.append(f"k = {k:2d}: torch's overlaps moved {moved / np.linalg.norm(seen[0]):.3g} "
+                     f"× |P_0|; the ODE is {np.linalg.norm(ode - seen[k]) / moved:.3g} × that "
+                     "off")
+    return lines
 
 
 def _spec(sigma: float):
@@ -45,6 +78,10 @@ def errors(sigma: float, lr: float, eps: float = 1e-8, rtol: float = 1e-8,
 
 
 def main() -> None:
+    print("0. the first steps, η = 1e-3 (ODE from t = 0, first order)")
+    for sigma in (1e-2, 1e-3, 0.1):
+        for line in first_steps(sigma, 1e-3, (1, 2, 3, 10)):
+            print(f"   σ = {sigma:g}, {line}", flush=True)
     print("1. restarted from Adam's state after k steps, η = 1e-3 (t_0.5 / t_0.1, %)")
     for sigma in (1e-2, 1e-3):
         for k in (0, 1, 2, 3, 5, 10, 20, 30):

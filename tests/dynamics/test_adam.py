@@ -221,7 +221,7 @@ def test_exact_start_removes_the_rank_3_miss():
     """Rank 3 (target singular values 1.08, 1.00, 0.86), n = 100, σ = 1e-2, η = 1e-3: the ODE
     from t = 0 missed torch.optim.Adam's t_0.1 by +19.7 % (a 'shoulder' where the learned
     modes stay rotated against the target's; measured): one Adam step moves the target-aligned
-    overlaps by ~η√n against their initial ~σ (54 % here), which an ODE cannot follow, and
+    overlaps by ~η√n against their initial ~σ (58 % here), which an ODE cannot follow, and
     the competing near-degenerate modes amplify that error. Started from K = 10 exact steps
     (and the half-step correction, the defaults) it is within 0.1 % (measured −0.0 % / −0.0 %;
     bound 1 %, the issue's is 3 %)."""
