@@ -14,7 +14,8 @@ in continuous time t (a gradient step of rate η advances t by η, README "Conve
 ``Full()``                  the gradient flow of the full parameters (never reduced).
 ``Sign(eps=1e-8, decoupled=False)``
                             Adam's small-step limit dθ/dt = −g/(|g| + ε); ``decoupled``: AdamW's.
-``Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, decoupled=False)``
+``Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, decoupled=False,
+exact_steps=None, half_step=True)``
                             Adam(W) at step η as an ODE in (θ, m, v) (:mod:`dynamics.adam`).
 
 No NumPy, SciPy or SymPy here: the CLI builds its parser from :data:`METHODS` at no cost.
@@ -197,13 +198,18 @@ class Adam(Method):
     c_i = −ln(β_i)/η, ṁ = c₁(g − m), v̇ = c₂(g ⊙ g − v),
     θ̇ = −m̂/(√v̂ + ε) − λ_d θ, m̂ = m/(1 − β₁^{t/η}), v̂ = v/(1 − β₂^{t/η}),
     g = ∇L + λ_c θ (Adam: λ_c = λ, λ_d = 0; AdamW: λ_c = 0, λ_d = λ). λ = ``weight_decay``, or
-    the spec's own λ when it is ``None``."""
+    the spec's own λ when it is ``None``. ``exact_steps``: the first K steps are Adam's exact map
+    and the ODE starts from their (θ, m, v) at t = Kη (None: K = ⌈1/(1 − β₁)⌉, 10 at β₁ = 0.9;
+    0: the ODE from t = 0); ``half_step``: the O(η) correction, the moments' clocks η/2 ahead
+    of θ's (:mod:`dynamics.adam`, "Start" and "Modified equation")."""
 
     lr: float
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float | None = None
     decoupled: bool = False
+    exact_steps: int | None = None
+    half_step: bool = True
     name: ClassVar[str] = "adam"
     reducible: ClassVar[bool] = False  # per coordinate: the full parameters (θ, m, v)
 
@@ -222,6 +228,14 @@ class Adam(Method):
             raise ValueError(f"Adam: weight_decay must be a finite number >= 0, got {lam!r}")
         if not isinstance(self.decoupled, bool):
             raise ValueError(f"Adam: decoupled must be True or False, got {self.decoupled!r}")
+        start = self.exact_steps
+        if start is None:  # the first moment's window, 1/(1 − β₁) steps (10 at β₁ = 0.9)
+            start = math.ceil(1.0 / (1.0 - self.betas[0]) - 1e-9)
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"Adam: exact_steps must be an integer >= 0, got {start!r}")
+        object.__setattr__(self, "exact_steps", start)
+        if not isinstance(self.half_step, bool):
+            raise ValueError(f"Adam: half_step must be True or False, got {self.half_step!r}")
 
     def run(self, spec: Problem, saveat: SaveAt | None, stop: Stop, s_max: float
             ) -> Trajectory:

@@ -70,6 +70,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = _float(text)
     if value <= 0:
@@ -317,7 +327,8 @@ def _method(args: argparse.Namespace) -> Method:
         return method_from_name(args.method, lr=args.lr, momentum=args.momentum,
                                 schedule=args.schedule, eps=args.eps,
                                 decoupled=True if args.decoupled else None, betas=args.betas,
-                                weight_decay=args.weight_decay)
+                                weight_decay=args.weight_decay, exact_steps=args.exact_steps,
+                                half_step=args.half_step)
     except ValueError as exc:
         from dynamics.errors import ScurveError
 
@@ -756,7 +767,7 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
         "predict", help="integrate the theory: loss curve, crossings, phases",
         description="Each method takes only its own options: flow, full (none); modified "
         "(--lr); discrete (--lr, --momentum, --schedule); sign (--eps, --decoupled); adam (--lr, "
-        "--betas, --eps, --weight-decay, --decoupled).")
+        "--betas, --eps, --weight-decay, --decoupled, --exact-steps, --[no-]half-step).")
     p.add_argument("spec", type=Path, help="problem spec file (.npz)")
     p.add_argument("--objective", default=None, metavar="LABEL",
                    help="group objective of a grouped model's spec, e.g. 'power(q=1)', "
@@ -785,6 +796,12 @@ def build_parser(sample_kind: str | None = None) -> argparse.ArgumentParser:
                    help="adam: (β₁, β₂) (default 0.9,0.999)")
     p.add_argument("--weight-decay", type=_nonneg_float, default=None,
                    help="adam: λ (default: the spec's)")
+    p.add_argument("--exact-steps", type=_nonneg_int, default=None, metavar="K",
+                   help="adam: the first K steps are Adam's exact map, the ODE after them "
+                   "(default ⌈1/(1 − β₁)⌉ = 10; 0: the ODE from t = 0)")
+    p.add_argument("--half-step", action=argparse.BooleanOptionalAction, default=None,
+                   help="adam: the ODE's O(η) correction, the moments' clocks η/2 ahead "
+                   "(default on; --no-half-step: the first-order ODE)")
     p.add_argument("--t-max", type=_positive_float, default=None,
                    help="end-time cap in t (default automatic)")
     p.add_argument("--json", action="store_true",

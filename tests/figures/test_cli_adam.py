@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dynamics.methods import Adam
 from dynamics.problems import sample_model, save
 from figures.cli import main
 
@@ -24,8 +25,24 @@ def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["state_size"] == 3 * 2 * 10  # θ, m, v of X and Y
     assert out["options"] == {"lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-8,
-                              "weight_decay": 0.01, "decoupled": True}
+                              "weight_decay": 0.01, "decoupled": True, "exact_steps": 10,
+                              "half_step": True}
     assert 0 < out["crossings"]["0.5"] < out["crossings"]["0.1"]
+
+
+def test_predict_adam_start_options_reach_the_method(spec_path, capsys):
+    """--exact-steps K and --no-half-step are the method's exact_steps and half_step (the same
+    crossings as the API with them; they differ from the defaults')."""
+    from dynamics.integrate import predict
+    from dynamics.problems import load
+
+    assert main(["predict", str(spec_path), "--method", "adam", "--lr", "1e-2",
+                 "--exact-steps", "0", "--no-half-step", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["options"]["exact_steps"], out["options"]["half_step"]) == (0, False)
+    api = predict(load(spec_path), Adam(1e-2, exact_steps=0, half_step=False)).crossing_times()
+    assert out["crossings"]["0.5"] == api[0.5]
+    assert api[0.5] != predict(load(spec_path), Adam(1e-2)).crossing_times()[0.5]
 
 
 @pytest.mark.parametrize("args, words", [
@@ -35,6 +52,8 @@ def test_predict_adam_json_reports_the_full_state(spec_path, capsys):
     (["--lr", "1e-3", "--eps", "0"], "--eps"),
     (["--lr", "1e-3", "--weight-decay", "-0.1"], "--weight-decay"),
     ([], "needs lr"),
+    (["--lr", "1e-3", "--exact-steps", "-1"], "--exact-steps"),
+    (["--lr", "1e-3", "--exact-steps", "2.5"], "--exact-steps"),
 ])
 def test_predict_adam_bad_input_is_one_line_exit_2(spec_path, capsys, args, words):
     try:

@@ -300,7 +300,8 @@ def test_betas_schedule_and_objective_axes_equal_single_runs(tmp_path: Path) -> 
         else:
             traj = predict(spec, Adam(0.02, betas=betas), t_max=1.5 * 0.02 * 60)
         assert row["final_loss"] == float(traj.loss[-1]), row
-    assert rows[0]["final_loss"] != rows[2]["final_loss"]  # the axis changed the run
+    # the axis changed the run (not final_loss: an ODE stopped at 1e-4·L_ref ends on that level)
+    assert rows[0]["t_0.5"] != rows[2]["t_0.5"]
     for row in rows2:
         schedule = schedule_from_text(row["schedule"])
         if row["source"] == "train":

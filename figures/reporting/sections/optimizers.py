@@ -61,9 +61,9 @@ ODE_SIGMAS = (1e-3, 1e-2, 0.1)  # the σ (of the grid) where the Adam ODE is put
 #: claim 8's rank-n stall against the Adam ODE (measured, not recomputed by the report)
 RANK_N_ODE = (
     "Claim 8 at rank n against the Adam ODE (n = r = k = 100, σ = 1, seed 0, η = 1e-3; "
-    "`python tests/benchmarks/adam_rank_n.py 100 1 6`, 225 s): the ODE reproduces the stall, "
-    "L/L_ref 0.2386 at t = 6 against torch.optim.Adam's 0.2387 (4.829 vs 4.854 at t = 2; t_0.5 "
-    "3.2038 vs 3.2063). The cause is v lagging: v forgets the huge early gradients only as "
+    "`python tests/benchmarks/adam_rank_n.py 100 1 6`, 146 s): the ODE reproduces the stall, "
+    "L/L_ref 0.2387 at t = 6 against torch.optim.Adam's 0.2387 (4.854 vs 4.854 at t = 2; t_0.5 "
+    "3.20632 vs 3.20631). The cause is v lagging: v forgets the huge early gradients only as "
     "e^{−t} (c₂ = −ln β₂/η ≈ 1) while |g| falls faster, so the median √v̂/|g| grows 1.5 → 429 "
     "from t = 0.25 to 5 and the per-coordinate step |m̂|/(√v̂ + ε) shrinks 0.67 → 0.0024: Adam "
     "becomes gradient descent at rate η/√v̂, not a saddle plateau.")
@@ -220,7 +220,8 @@ def _adam_ode(ctx: Context, grid: MapGrid, base: dict) -> list[Block]:
     title = f"Adam ODE (theory) over Adam η = {lr:g} (training), n = {grid.n}, σ = {sigma:g}"
     figure = ctx.figure(plot_trajectories(series, title, log_time=True), "adam-ode",
                         f"{title}, seed 0 (markers: float64 training; lines: the ODE in θ, m, "
-                        "v at β = (0.9, 0.999), t = η·step)",
+                        "v at β = (0.9, 0.999) after 10 exact Adam steps, with its half-step "
+                        "correction, t = η·step)",
                         trajectory_rows(series, log_time=True))
     finite = [e for e in errors if np.isfinite(e)]
     text = (f"Adam ODE against Adam (η = {lr:g}, seed 0) below rank {grid.n}: largest error of "
