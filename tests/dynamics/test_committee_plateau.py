@@ -1,0 +1,58 @@
+"""Issue 20's N-law: which symmetric fixed point is the plateau (K = M = 2, erf, online ODE).
+
+At η > 0 the path from a small random start first passes a fixed point where the students
+coincide (Q11 = Q12), which has a second unstable direction inside the symmetric subspace; the
+plateau proper has Q12 < Q11 and only the specialisation direction unstable. The oracle for "the
+plateau" is the ODE itself run from an exactly symmetric start (Q = σ²I, R = 0) for a long time:
+that path stays symmetric (no asymmetry to grow but rounding) and comes to rest on it."""
+
+import numpy as np
+import pytest
+
+from dynamics.models import committee as cm
+
+
+@pytest.fixture(scope="module")
+def setup():
+    spec = cm.sample(2, 2, 500, "erf", init=0.1, seed=0)
+    return spec, cm.integrate(spec, 300, "online", lr=1.0, points=600)
+
+
+def _spectrum(spec, y, lr):
+    f = cm.vector_field(spec, lr)
+    return np.sort(np.linalg.eigvals(cm._jacobian(f, y)).real)[::-1]
+
+
+def test_plateau_from_a_curve_is_where_the_symmetric_path_rests(setup):
+    spec, curve = setup
+    p = cm.plateau(spec, curve, lr=1.0)
+    sym = cm.integrate(spec, 400, "online", lr=1.0, y0=np.array([0.01, 0, 0.01, 0, 0, 0, 0.0]),
+                       points=3)
+    # by t = 400 the symmetric path is within e^{-0.0094·400} ≈ 0.02 of its end (slowest rate)
+    np.testing.assert_allclose(sym.y[-1], p.y, atol=2e-3)
+    q11, q12, q22 = p.y[:3]
+    assert q11 == pytest.approx(q22, abs=1e-10) and q12 < q11 - 0.1  # students differ
+    np.testing.assert_allclose(p.y[3:], p.y[3], atol=1e-10)  # every R_km equal
+    spectrum = _spectrum(spec, p.y, 1.0)
+    assert spectrum[0] == pytest.approx(p.rate) and spectrum[1] < 0  # one way out
+    assert np.linalg.norm(cm.vector_field(spec, 1.0)(p.y)) < 1e-9
+
+
+def test_the_coinciding_students_point_is_unstable_inside_the_symmetric_subspace(setup):
+    spec, curve = setup
+    d = cm.plateau(spec, np.array([0.35, 0.35, 0.35, 0.41, 0.41, 0.41, 0.41]), lr=1.0)
+    assert d.y[0] == pytest.approx(d.y[1], abs=1e-9)  # Q11 = Q12: w1 = w2
+    spectrum = _spectrum(spec, d.y, 1.0)
+    assert spectrum[1] > 0.01  # a second unstable direction
+    assert d.rate > cm.plateau(spec, curve, lr=1.0).rate  # faster than at the plateau
+
+
+def test_symmetrize_is_the_group_average():
+    """The Reynolds average over S_2 × S_2, written out by hand."""
+    model = cm.model_of("erf", 2, 2)
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])  # Q11 Q12 Q22 R11 R12 R21 R22
+    np.testing.assert_allclose(cm.symmetrize(model, y), [2.0, 2.0, 2.0, 5.5, 5.5, 5.5, 5.5])
+    spec = cm.sample(2, 2, 50, "erf", seed=1)
+    assert cm.is_symmetric(spec)
+    assert not cm.is_symmetric(cm.CommitteeSpec("erf", spec.Wt, np.array([1.0, 2.0]),
+                                                spec.W0, spec.v0))
