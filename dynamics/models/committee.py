@@ -69,6 +69,7 @@ __all__ = [
     "model_of",
     "plateau",
     "sample",
+    "sample_state",
     "symmetric_path_end",
     "symmetrize",
     "vector_field",
@@ -239,6 +240,28 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
     w0 = rng.normal(scale=init, size=(students, n))
     return CommitteeSpec(activation, wt, np.ones(teachers), w0, np.ones(students), noise,
                          second_layer)
+
+
+def sample_state(k: int, m: int, n: int, init: float, rng: np.random.Generator,
+                 z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Initial (Q, R) of :func:`sample`'s student (rows i.i.d. N(0, init²·I_N)) against a
+    teacher with T = I, drawn exactly without the N-dimensional rows: the rows' projections on
+    the teacher directions u_m = w*_m/√N are σz (z ~ N(0, 1), K×M, or the given ``z``), the
+    rest is a Gaussian in N − M dimensions, so
+
+        R = σ z/√N,    Q = (σ²/N)(z zᵀ + W),   W ~ Wishart_K(N − M, I)  (Bartlett).
+
+    Cost independent of N, so the online ODE can start from an exact finite-N draw at any N."""
+    if z is None:
+        z = rng.normal(size=(k, m))
+    df = n - m
+    if df < k:
+        raise CommitteeError(f"sample_state needs N - M >= K (got N = {n}, M = {m}, K = {k})")
+    # Bartlett: W = L Lᵀ, L lower triangular, L_ii² ~ χ²(df − i), L_ij ~ N(0, 1) below
+    low = np.tril(rng.normal(size=(k, k)), -1)
+    low[np.diag_indices(k)] = np.sqrt(rng.chisquare(df - np.arange(k)))
+    sigma = float(init)
+    return sigma**2 / n * (z @ z.T + low @ low.T), sigma * z / np.sqrt(n)
 
 
 # ============================================================================ the model
@@ -533,7 +556,7 @@ def symmetrize(model: CommitteeModel, y: np.ndarray) -> np.ndarray:
 
 def symmetric_path_end(spec: CommitteeSpec, y0: np.ndarray, lr: float = 0.0, batch: int = 1,
                        t_chunk: float = 200.0, t_max: float = 1e4,
-                       speed: float = 1e-7) -> np.ndarray:
+                       speed: float = 1e-6) -> np.ndarray:
     """Where the exactly symmetric path from ``symmetrize(y0)`` comes to rest: the ODE
     dy/dt = S f(S y) (S = :func:`symmetrize`, f the online ODE at η = ``lr``; the flow at 0)
     integrated in chunks of ``t_chunk`` until |dy/dt| < ``speed`` or t = ``t_max``. Projected
@@ -546,8 +569,8 @@ def symmetric_path_end(spec: CommitteeSpec, y0: np.ndarray, lr: float = 0.0, bat
 
     y = symmetrize(model, y0)
     t = 0.0
-    while t < t_max and np.linalg.norm(rhs(t, y)) >= speed:
-        sol = solve_ivp(rhs, (0, t_chunk), y, method="LSODA", rtol=1e-10, atol=1e-13)
+    while t < t_max and np.linalg.norm(rhs(t, y)) >= speed:  # Newton polishes the end
+        sol = solve_ivp(rhs, (0, t_chunk), y, method="LSODA", rtol=1e-8, atol=1e-11)
         if not sol.success:
             raise CommitteeError(f"integration failed: {sol.message}")
         y, t = sol.y[:, -1], t + t_chunk
@@ -609,15 +632,22 @@ def _jacobian(f, y, h=1e-6):
     return np.stack(cols, 1)
 
 
-def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
+def plateau(spec: CommitteeSpec, start: np.ndarray | Curve | None = None, lr: float = 0.0,
             batch: int = 1, tol: float = 1e-12) -> Plateau:
-    """Newton on dy/dt = 0 from ``start``: a state; or, for a curve, where the exactly
+    """Newton on dy/dt = 0 from ``start``: a state; or, for a curve (None: the spec's own
+    initial state), where the exactly
     symmetric path from the curve's first state comes to rest (:func:`symmetric_path_end`;
     permutation-symmetric specs, :func:`is_symmetric`) or else the curve's point of least
     |dy/dt|/ε after its first drop. Returns :class:`Plateau`. ``lr`` > 0 uses the online ODE.
     Raises :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
     model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
     f = vector_field(spec, lr, batch)
+    if start is None:
+        if not is_symmetric(spec):
+            raise CommitteeError("plateau without a start needs a permutation-symmetric spec "
+                                 "(equal a, equal v0, T with one diagonal and one off-diagonal "
+                                 "value)")
+        start = Curve(np.zeros(1), np.zeros(1), spec.initial_state()[None], "start")
     if isinstance(start, Curve) and is_symmetric(spec):
         # the plateau a random start escapes from is where the symmetric part of its path
         # comes to rest: at η > 0 the path first passes a second symmetric fixed point (the
