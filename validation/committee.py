@@ -47,8 +47,9 @@ _TORCH = {"erf": torch.erf, "tanh": torch.tanh, "exp": torch.exp, "Heaviside":
 def torch_activation(name: str):
     """(g, g′) as torch functions, lambdified from the activation's SymPy expression."""
     expr = activation(name).expr
-    g = sp.lambdify(x, expr, modules=[_TORCH])
-    dg = sp.lambdify(x, sp.diff(expr, x), modules=[_TORCH])
+    # constants such as sqrt(2/π) as floats (evalf), not recomputed at every call
+    g = sp.lambdify(x, expr.evalf(), modules=[_TORCH])
+    dg = sp.lambdify(x, sp.diff(expr, x).evalf(), modules=[_TORCH])
 
     def wrap(f):
         def out(v):
@@ -122,7 +123,7 @@ def train(spec: CommitteeSpec, lr: float, steps: int, seeds: int = 1, batch: int
             gl = g(lam)
             delta = targets[i] - (gl * v[:, None, :]).sum(-1)  # (S, B)
             coef = delta[..., None] * dg(lam) * v[:, None, :]  # (S, B, K)
-            w += (lr / (batch * sq)) * torch.bmm(coef.transpose(1, 2), xb)
+            w.baddbmm_(coef.transpose(1, 2), xb, alpha=lr / (batch * sq))
             if spec.trained:
                 v += (lr / (n * batch)) * (delta[..., None] * gl).sum(1)
             step += 1

@@ -556,7 +556,7 @@ def symmetrize(model: CommitteeModel, y: np.ndarray) -> np.ndarray:
 
 def symmetric_path_end(spec: CommitteeSpec, y0: np.ndarray, lr: float = 0.0, batch: int = 1,
                        t_chunk: float = 200.0, t_max: float = 1e4,
-                       speed: float = 1e-6) -> np.ndarray:
+                       speed: float = 1e-5) -> np.ndarray:
     """Where the exactly symmetric path from ``symmetrize(y0)`` comes to rest: the ODE
     dy/dt = S f(S y) (S = :func:`symmetrize`, f the online ODE at η = ``lr``; the flow at 0)
     integrated in chunks of ``t_chunk`` until |dy/dt| < ``speed`` or t = ``t_max``. Projected
@@ -570,7 +570,7 @@ def symmetric_path_end(spec: CommitteeSpec, y0: np.ndarray, lr: float = 0.0, bat
     y = symmetrize(model, y0)
     t = 0.0
     while t < t_max and np.linalg.norm(rhs(t, y)) >= speed:  # Newton polishes the end
-        sol = solve_ivp(rhs, (0, t_chunk), y, method="LSODA", rtol=1e-8, atol=1e-11)
+        sol = solve_ivp(rhs, (0, t_chunk), y, method="LSODA", rtol=1e-6, atol=1e-9)
         if not sol.success:
             raise CommitteeError(f"integration failed: {sol.message}")
         y, t = sol.y[:, -1], t + t_chunk
