@@ -224,9 +224,13 @@ def load(path: str | Path) -> CommitteeSpec:
 
 
 def sample(students: int, teachers: int, n: int, activation: str = "erf", init: float = 1e-3,
-           seed: int = 0, noise: float = 0.0, second_layer: str = "fixed") -> CommitteeSpec:
+           seed: int = 0, noise: float = 0.0, second_layer: str = "fixed",
+           z: np.ndarray | None = None) -> CommitteeSpec:
     """Teacher rows with w*_m·w*_m'/N = δ_mm' (T = I), a = 1; student entries i.i.d. N(0, init²),
-    v0 = 1. Needs M ≤ N."""
+    v0 = 1. Needs M ≤ N. With ``z`` (K×M) the students' projections on the teacher directions
+    u_m = w*_m/√N are set to init·z (R(0) = init·z/√N exactly) and the rest of each row is the
+    i.i.d. draw projected off the teacher span — the same law as i.i.d. rows when z ~ N(0, 1),
+    so one z can couple random starts across N."""
     if students < 1 or teachers < 1:
         raise CommitteeError(f"committee needs K >= 1 students and M >= 1 teachers (got "
                              f"K = {students}, M = {teachers})")
@@ -238,6 +242,13 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
     q, _ = np.linalg.qr(rng.normal(size=(n, teachers)))
     wt = q.T * np.sqrt(n)
     w0 = rng.normal(scale=init, size=(students, n))
+    if z is not None:
+        z = np.asarray(z, float)
+        if z.shape != (students, teachers):
+            raise CommitteeError(f"z must have shape (K, M) = ({students}, {teachers}), got "
+                                 f"{z.shape}")
+        u = q.T  # orthonormal teacher directions
+        w0 = init * z @ u + w0 - (w0 @ u.T) @ u
     return CommitteeSpec(activation, wt, np.ones(teachers), w0, np.ones(students), noise,
                          second_layer)
 

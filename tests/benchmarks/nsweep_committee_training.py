@@ -21,19 +21,10 @@ from validation.committee import train
 SIGMA, LR, T_END = 0.1, 1.0, 170.0
 
 
-def coupled_start(spec: cm.CommitteeSpec, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rows σ(Σ_m z_km u_m + (I − P) g_k), u_m = w*_m/√N, P the projector on span(u), g ~
-    N(0, I_N): i.i.d. N(0, σ²) rows whose teacher-subspace projections are σz exactly."""
-    n = spec.N
-    u = spec.Wt / np.sqrt(n)  # (M, N) orthonormal rows (T = I)
-    g = rng.normal(size=(z.shape[0], n))
-    return SIGMA * (z @ u + g - (g @ u.T) @ u)
-
-
 def escape_times(n: int, zs: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
     spec = cm.sample(2, 2, n, "erf", init=SIGMA, seed=0)
-    rng = np.random.default_rng(1000 + n + seed)
-    w0 = np.stack([coupled_start(spec, z, rng) for z in zs])
+    w0 = np.stack([cm.sample(2, 2, n, "erf", init=SIGMA, seed=1000 + n + 100 * s + seed,
+                             z=z).W0 for s, z in enumerate(zs)])
     steps = round(T_END * n / LR)
     run = train(spec, LR, steps, seeds=len(zs), every=max(1, steps // 1000), w0=w0,
                 seed=7 + n + seed)
