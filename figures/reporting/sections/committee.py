@@ -21,13 +21,16 @@ t = η·step/N. Three measurements:
   training against the ODE of each seed's own start (ReLU's I4 semi-analytic,
   :func:`dynamics.gaussian._relu_i4`).
 
-* the plateau length against N = 250…4000 (log axis) from the online ODE started from each
-  seed's own initial order parameters, its fitted slope against ln N beside 1/(2λ), and
-  against η.
+* the plateau length against N = 250…4000 and on to 1 024 000 (log axis) from the online ODE
+  started from exact draws of a random start's order parameters, coupled across N (the same
+  teacher projections z per seed), its fitted slope against ln N beside 1/(2λ) of the plateau
+  and of the point where the students coincide (the path passes it first; at η > 0 it is
+  unstable inside the symmetric subspace), and against η.
 
-Default run: fewer seeds than ``--full`` (erf 3 seeds, ReLU 2 and 1, N-sweep 6 seeds; ``--full``
-4, 4 and 2, 32). What is not here: the plateau length against N in *training* (a slow test,
-xfail: its slope is not within 20 % of 1/(2λ)).
+Default run: fewer seeds than ``--full`` (erf 3 seeds, ReLU 2 and 1, N-sweep 3 seeds; ``--full``
+4, 4 and 2, 24); the symmetric start is one more row of the erf run's batched training. What is
+not here: the plateau length against N in *training* (a slow test,
+tests/validation/test_committee_training.py, and tests/benchmarks/nsweep_committee_training.py).
 """
 
 from __future__ import annotations
