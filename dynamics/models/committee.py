@@ -679,12 +679,25 @@ def plateau(spec: CommitteeSpec, start: np.ndarray | Curve | None = None, lr: fl
         fy = f(y)
         if np.linalg.norm(fy) < tol:
             break
-        jac = _jacobian(f, y)
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN: checked just below
+            jac = _jacobian(f, y)
         if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(fy))):
             raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
         step = np.linalg.lstsq(jac, fy, rcond=None)[0]
-        y = y - step
-        if np.linalg.norm(step) < 1e-13 * (1 + np.linalg.norm(y)):
+        # a full step can leave the domain of the Gaussian integrals (a correlation of the
+        # fields beyond ±1: NaN from their arcsin/sqrt, which used to be evaluated and warned
+        # about); halve it until the vector field is defined at the trial point
+        scale = 1.0
+        while True:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                inside = np.all(np.isfinite(f(y - scale * step)))
+            if inside:
+                break
+            scale /= 2
+            if scale < 1e-6:
+                raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
+        y = y - scale * step
+        if np.linalg.norm(scale * step) < 1e-13 * (1 + np.linalg.norm(y)):
             break
     if np.linalg.norm(f(y)) > 1e-8:
         raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "

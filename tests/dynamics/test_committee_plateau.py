@@ -124,3 +124,20 @@ def test_ode_plateau_length_against_ln_n_within_20_percent_of_the_law():
     slope = np.mean(slopes)
     assert slope == pytest.approx(1 / (2 * p.rate), rel=0.2)
     assert 1 / (2 * d.rate) < slope < 1 / (2 * p.rate)
+
+
+def test_newton_stays_inside_the_domain_of_the_integrals():
+    """From the slowest point of a large-init curve (σ = 1, N = 40; a spec just off symmetric,
+    so Newton starts from the curve) a full Newton step used to leave the domain of erf's I4
+    (a correlation beyond ±1: 'invalid value encountered in arcsin', test_sweep_committee);
+    the step is now halved until the vector field is defined there."""
+    import warnings
+
+    s = cm.sample(2, 2, 40, "erf", init=1.0, seed=0)
+    spec = cm.CommitteeSpec("erf", s.Wt, np.array([1.0, 1.0 + 1e-9]), s.W0, s.v0)
+    assert not cm.is_symmetric(spec)
+    curve = cm.integrate(spec, 15, "online", lr=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        p = cm.plateau(spec, curve, lr=0.5)
+    assert np.linalg.norm(cm.vector_field(spec, 0.5)(p.y)) < 1e-9 and p.level > 0.01
