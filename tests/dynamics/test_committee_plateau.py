@@ -117,8 +117,8 @@ def test_ode_plateau_length_against_ln_n_within_20_percent_of_the_law():
         esc = []
         for n in ns:
             q, r = cm.sample_state(2, 2, n, 0.1, rng, z=z)
-            c = cm.integrate(ref, 200, "online", lr=1.0, y0=ref.model.pack(q, r, ref.v0),
-                             points=800)
+            c = cm.integrate(ref, 180, "online", lr=1.0, y0=ref.model.pack(q, r, ref.v0),
+                             points=360)
             esc.append(c.escape_time(p.level))
         slopes.append(np.polyfit(np.log(ns), esc, 1)[0])
     slope = np.mean(slopes)
