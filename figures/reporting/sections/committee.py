@@ -69,8 +69,8 @@ class Settings:
 
 FULL = Settings(2, 500, 1.0, 4, 0.1, 160.0, 4, relu=((2, 100.0, 4, 1.0), (4, 150.0, 2, 0.5)),
                 nsweep_seeds=24)
-DEFAULT = Settings(2, 500, 1.0, 3, 0.1, 160.0, 4, relu=((2, 100.0, 2, 1.0), (4, 150.0, 1, 0.5)),
-                   nsweep_seeds=3)
+DEFAULT = Settings(2, 500, 1.0, 3, 0.1, 160.0, 4, relu=((2, 100.0, 2, 1.0), (4, 110.0, 1, 0.5)),
+                   nsweep_seeds=3)  # ReLU K = M = 4 to t = 110: its second ODE plateau shown
 QUICK = Settings(2, 250, 1.0, 2, 0.1, 160.0)
 NS = (250, 500, 1000, 2000, 4000)  # N of the plateau-length-against-N panel (acceptance)
 NS_WIDE = (16_000, 64_000, 256_000, 1_024_000)  # the same panel, ODE only, further out
