@@ -47,8 +47,9 @@ _TORCH = {"erf": torch.erf, "tanh": torch.tanh, "exp": torch.exp, "Heaviside":
 def torch_activation(name: str):
     """(g, g′) as torch functions, lambdified from the activation's SymPy expression."""
     expr = activation(name).expr
-    g = sp.lambdify(x, expr, modules=[_TORCH])
-    dg = sp.lambdify(x, sp.diff(expr, x), modules=[_TORCH])
+    # constants such as sqrt(2/π) as floats (evalf), not recomputed at every call
+    g = sp.lambdify(x, expr.evalf(), modules=[_TORCH])
+    dg = sp.lambdify(x, sp.diff(expr, x).evalf(), modules=[_TORCH])
 
     def wrap(f):
         def out(v):
@@ -108,21 +109,24 @@ def train(spec: CommitteeSpec, lr: float, steps: int, seeds: int = 1, batch: int
 
     log(0)
     step = 0
+    wk = w.transpose(1, 2)  # (S, N, K) view of w: λ = x·wk, updated in place through it
+    vk = v[:, None, :]  # (S, 1, K) view of v
     while step < steps:
         m = min(chunk, steps - step)
-        xs = torch.randn(m, seeds, batch, n, generator=gen, dtype=dtype, device=device)
+        # x/√N once per chunk: λ = (x/√N)·w and Δw = (η/B) coef·x/√N use the same scaled x
+        xs = torch.randn(m, seeds, batch, n, generator=gen, dtype=dtype, device=device) / sq
         noise = (spec.noise * torch.randn(m, seeds, batch, generator=gen, dtype=dtype,
                                           device=device)) if spec.noise else None
-        targets = g(xs @ wt.T / sq) @ a  # (m, S, B)
+        targets = g(xs @ wt.T) @ a  # (m, S, B)
         if noise is not None:
             targets = targets + noise
         for i in range(m):
             xb = xs[i]  # (S, B, N)
-            lam = torch.bmm(xb, w.transpose(1, 2)) / sq  # (S, B, K)
+            lam = torch.bmm(xb, wk)  # (S, B, K)
             gl = g(lam)
-            delta = targets[i] - (gl * v[:, None, :]).sum(-1)  # (S, B)
-            coef = delta[..., None] * dg(lam) * v[:, None, :]  # (S, B, K)
-            w += (lr / (batch * sq)) * torch.bmm(coef.transpose(1, 2), xb)
+            delta = targets[i] - (gl * vk).sum(-1)  # (S, B)
+            coef = delta[..., None] * dg(lam) * vk  # (S, B, K)
+            wk.baddbmm_(xb.transpose(1, 2), coef, alpha=lr / batch)
             if spec.trained:
                 v += (lr / (n * batch)) * (delta[..., None] * gl).sum(1)
             step += 1

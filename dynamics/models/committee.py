@@ -29,9 +29,17 @@ limit, in t = η·step/N (Saad & Solla's α = step/N = t/η),
 
 p, q over the K + M fields with c = (−v, a); dR/dt and dv/dt are the flow's.
 
-**Plateau** (:func:`plateau`): Newton on the reduced vector field from a point of the plateau
-finds the symmetric fixed point y*; λ is the largest real eigenvalue of its Jacobian; a start at
-asymmetry δ₀ leaves it at t_esc ≈ t₀ + (1/λ) ln(1/δ₀); with δ₀ ∝ N^{−1/2}, t_esc ≈ (1/2λ) ln N.
+**Plateau** (:func:`plateau`): Newton on the reduced vector field from where the exactly
+permutation-symmetric path comes to rest finds the symmetric fixed point y*; λ is the largest
+real eigenvalue of its Jacobian; a start at asymmetry δ₀ leaves it at
+t_esc ≈ t₀ + (1/λ) ln(1/δ₀); with δ₀ ∝ N^{−1/2}, t_esc ≈ (1/2λ) ln N for large N. At η > 0 the
+path first passes a second symmetric fixed point where the students coincide (Q_kl = Q_kk),
+unstable inside the symmetric subspace too; it is not the plateau the escape leaves from, but
+while the path drifts away from it the asymmetry grows faster than at y*, so at moderate N the
+slope against ln N lies between 1/(2λ) there and 1/(2λ) at y* (README, issue 20). How far the
+path gets from that point before the escape depends on the init: from σ = 0.1 it is a quarter
+of the way to y* by t = 50; from σ = 10⁻³ it arrives within ~10⁻⁶ of it and, at η = 0.5, 1,
+escapes from there long before drifting to y* (Newton from the curve's state then finds it).
 """
 
 from __future__ import annotations
@@ -59,10 +67,15 @@ __all__ = [
     "epsilon",
     "gram_flow",
     "integrate",
+    "is_symmetric",
     "load",
     "model_of",
     "plateau",
     "sample",
+    "sample_state",
+    "symmetric_path_end",
+    "symmetrize",
+    "vector_field",
 ]
 
 KIND = "committee"
@@ -214,9 +227,13 @@ def load(path: str | Path) -> CommitteeSpec:
 
 
 def sample(students: int, teachers: int, n: int, activation: str = "erf", init: float = 1e-3,
-           seed: int = 0, noise: float = 0.0, second_layer: str = "fixed") -> CommitteeSpec:
+           seed: int = 0, noise: float = 0.0, second_layer: str = "fixed",
+           z: np.ndarray | None = None) -> CommitteeSpec:
     """Teacher rows with w*_m·w*_m'/N = δ_mm' (T = I), a = 1; student entries i.i.d. N(0, init²),
-    v0 = 1. Needs M ≤ N."""
+    v0 = 1. Needs M ≤ N. With ``z`` (K×M) the students' projections on the teacher directions
+    u_m = w*_m/√N are set to init·z (R(0) = init·z/√N exactly) and the rest of each row is the
+    i.i.d. draw projected off the teacher span — the same law as i.i.d. rows when z ~ N(0, 1),
+    so one z can couple random starts across N."""
     if students < 1 or teachers < 1:
         raise CommitteeError(f"committee needs K >= 1 students and M >= 1 teachers (got "
                              f"K = {students}, M = {teachers})")
@@ -228,8 +245,37 @@ def sample(students: int, teachers: int, n: int, activation: str = "erf", init: 
     q, _ = np.linalg.qr(rng.normal(size=(n, teachers)))
     wt = q.T * np.sqrt(n)
     w0 = rng.normal(scale=init, size=(students, n))
+    if z is not None:
+        z = np.asarray(z, float)
+        if z.shape != (students, teachers):
+            raise CommitteeError(f"z must have shape (K, M) = ({students}, {teachers}), got "
+                                 f"{z.shape}")
+        u = q.T  # orthonormal teacher directions
+        w0 = init * z @ u + w0 - (w0 @ u.T) @ u
     return CommitteeSpec(activation, wt, np.ones(teachers), w0, np.ones(students), noise,
                          second_layer)
+
+
+def sample_state(k: int, m: int, n: int, init: float, rng: np.random.Generator,
+                 z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Initial (Q, R) of :func:`sample`'s student (rows i.i.d. N(0, init²·I_N)) against a
+    teacher with T = I, drawn exactly without the N-dimensional rows: the rows' projections on
+    the teacher directions u_m = w*_m/√N are σz (z ~ N(0, 1), K×M, or the given ``z``), the
+    rest is a Gaussian in N − M dimensions, so
+
+        R = σ z/√N,    Q = (σ²/N)(z zᵀ + W),   W ~ Wishart_K(N − M, I)  (Bartlett).
+
+    Cost independent of N, so the online ODE can start from an exact finite-N draw at any N."""
+    if z is None:
+        z = rng.normal(size=(k, m))
+    df = n - m
+    if df < k:
+        raise CommitteeError(f"sample_state needs N - M >= K (got N = {n}, M = {m}, K = {k})")
+    # Bartlett: W = L Lᵀ, L lower triangular, L_ii² ~ χ²(df − i), L_ij ~ N(0, 1) below
+    low = np.tril(rng.normal(size=(k, k)), -1)
+    low[np.diag_indices(k)] = np.sqrt(rng.chisquare(df - np.arange(k)))
+    sigma = float(init)
+    return sigma**2 / n * (z @ z.T + low @ low.T), sigma * z / np.sqrt(n)
 
 
 # ============================================================================ the model
@@ -483,6 +529,68 @@ class Curve:
         return None if math.isnan(t) else t
 
 
+def vector_field(spec: CommitteeSpec, lr: float = 0.0, batch: int = 1):
+    """dy/dt as a function of the state: the reduced flow, plus (η/B)·(online term) when
+    ``lr`` = η > 0 (module docstring); per unit t = η·step/N."""
+    model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
+    scale = lr / batch
+
+    def f(y: np.ndarray) -> np.ndarray:
+        out = model.flow(y, tt, a, v)
+        if scale:
+            out = out + scale * model.online_term(y, tt, a, v, spec.noise)
+        return out
+
+    return f
+
+
+def is_symmetric(spec: CommitteeSpec) -> bool:
+    """Whether the reduced dynamics commute with every permutation of the students and of the
+    teachers: all a_m equal, all v_k equal, T with one diagonal and one off-diagonal value."""
+    t, m = spec.T, spec.M
+    off = t[~np.eye(m, dtype=bool)]
+    scale = max(float(np.max(np.abs(t))), 1e-300)
+    return bool(np.ptp(spec.a) <= 1e-12 * np.max(np.abs(spec.a))
+                and np.ptp(spec.v0) <= 1e-12 * max(np.max(np.abs(spec.v0)), 1e-300)
+                and np.ptp(np.diag(t)) <= 1e-12 * scale
+                and (off.size == 0 or np.ptp(off) <= 1e-12 * scale))
+
+
+def symmetrize(model: CommitteeModel, y: np.ndarray) -> np.ndarray:
+    """The average of the state over all permutations of the students and of the teachers
+    (the projection onto the permutation-symmetric subspace): Q's diagonal to its mean, its
+    off-diagonal to theirs, every R_km to the mean of R, every v_k to the mean of v."""
+    q, r, v = model.unpack(np.asarray(y, float), np.zeros(model.K))
+    k = model.K
+    off = q[~np.eye(k, dtype=bool)]
+    qs = np.full((k, k), off.mean() if off.size else 0.0)
+    np.fill_diagonal(qs, np.diag(q).mean())
+    return model.pack(qs, np.full_like(r, r.mean()), np.full_like(v, v.mean()))
+
+
+def symmetric_path_end(spec: CommitteeSpec, y0: np.ndarray, lr: float = 0.0, batch: int = 1,
+                       t_chunk: float = 200.0, t_max: float = 1e4,
+                       speed: float = 1e-5) -> np.ndarray:
+    """Where the exactly symmetric path from ``symmetrize(y0)`` comes to rest: the ODE
+    dy/dt = S f(S y) (S = :func:`symmetrize`, f the online ODE at η = ``lr``; the flow at 0)
+    integrated in chunks of ``t_chunk`` until |dy/dt| < ``speed`` or t = ``t_max``. Projected
+    at every evaluation, the path cannot leave the subspace through rounding."""
+    model = spec.model
+    f = vector_field(spec, lr, batch)
+
+    def rhs(_, y):
+        return symmetrize(model, f(symmetrize(model, y)))
+
+    y = symmetrize(model, y0)
+    t = 0.0
+    while t < t_max and np.linalg.norm(rhs(t, y)) >= speed:  # Newton polishes the end
+        sol = solve_ivp(rhs, (0, t_chunk), y, method="LSODA", rtol=1e-6, atol=1e-9)
+        if not sol.success:
+            raise CommitteeError(f"integration failed: {sol.message}")
+        y, t = sol.y[:, -1], t + t_chunk
+    return y
+
+
 def integrate(spec: CommitteeSpec, t_end: float, method: str = "flow", lr: float = 0.0,
               batch: int = 1, y0: np.ndarray | None = None, points: int = 400,
               rtol: float = 1e-9, times: np.ndarray | None = None) -> Curve:
@@ -496,13 +604,10 @@ def integrate(spec: CommitteeSpec, t_end: float, method: str = "flow", lr: float
     if batch < 1:
         raise CommitteeError(f"--batch must be >= 1, got {batch}")
     model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
-    scale = lr / batch if method == "online" else 0.0
+    field = vector_field(spec, lr if method == "online" else 0.0, batch)
 
     def rhs(_, y):
-        out = model.flow(y, tt, a, v)
-        if scale:
-            out = out + scale * model.online_term(y, tt, a, v, spec.noise)
-        return out
+        return field(y)
 
     y0 = spec.initial_state() if y0 is None else np.asarray(y0, float)
     ts = np.linspace(0, t_end, points) if times is None else np.asarray(times, float)
@@ -541,41 +646,76 @@ def _jacobian(f, y, h=1e-6):
     return np.stack(cols, 1)
 
 
-def plateau(spec: CommitteeSpec, start: np.ndarray | Curve, lr: float = 0.0,
+def _newton(f, y: np.ndarray, tol: float) -> np.ndarray:
+    """Newton on f(y) = 0 from ``y`` (least-squares steps, halved while they would leave the
+    domain of the Gaussian integrals); raises :class:`CommitteeError` when it fails."""
+    y = np.asarray(y, float).copy()
+    for _ in range(50):
+        fy = f(y)
+        if np.linalg.norm(fy) < tol:
+            break
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN: checked just below
+            jac = _jacobian(f, y)
+        if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(fy))):
+            raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
+        step = np.linalg.lstsq(jac, fy, rcond=None)[0]
+        # a full step can leave the domain of the Gaussian integrals (a correlation of the
+        # fields beyond ±1: NaN from their arcsin/sqrt, which used to be evaluated and warned
+        # about); halve it until the vector field is defined at the trial point
+        scale = 1.0
+        while not _defined(f, y - scale * step):
+            scale /= 2
+            if scale < 1e-6:
+                raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
+        y = y - scale * step
+        if np.linalg.norm(scale * step) < 1e-13 * (1 + np.linalg.norm(y)):
+            break
+    if np.linalg.norm(f(y)) > 1e-8:
+        raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "
+                             f"{np.linalg.norm(f(y)):.2e})")
+    return y
+
+
+def _defined(f, y: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return bool(np.all(np.isfinite(f(y))))
+
+
+def plateau(spec: CommitteeSpec, start: np.ndarray | Curve | None = None, lr: float = 0.0,
             batch: int = 1, tol: float = 1e-12) -> Plateau:
-    """Newton on dy/dt = 0 from ``start`` (a state, or the curve's point of least |dy/dt|/ε
-    after its first drop); returns :class:`Plateau`. ``lr`` > 0 uses the online ODE. Raises
-    :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
+    """Newton on dy/dt = 0 from ``start``: a state; or, for a curve (None: the spec's own
+    initial state), where the exactly
+    symmetric path from the curve's first state comes to rest (:func:`symmetric_path_end`;
+    permutation-symmetric specs, :func:`is_symmetric`) or else the curve's point of least
+    |dy/dt|/ε after its first drop. Returns :class:`Plateau`. ``lr`` > 0 uses the online ODE.
+    Raises :class:`CommitteeError` when Newton fails or lands on the global minimum (ε = 0)."""
     model, tt, a, v = spec.model, spec.T, spec.a, spec.v0
-    scale = lr / batch
-
-    def f(y):
-        out = model.flow(y, tt, a, v)
-        return out + scale * model.online_term(y, tt, a, v, spec.noise) if scale else out
-
-    if isinstance(start, Curve):
+    f = vector_field(spec, lr, batch)
+    if start is None:
+        if not is_symmetric(spec):
+            raise CommitteeError("plateau without a start needs a permutation-symmetric spec "
+                                 "(equal a, equal v0, T with one diagonal and one off-diagonal "
+                                 "value)")
+        start = Curve(np.zeros(1), np.zeros(1), spec.initial_state()[None], "start")
+    if isinstance(start, Curve) and is_symmetric(spec):
+        # the plateau a random start escapes from is where the symmetric part of its path
+        # comes to rest: at η > 0 the path first passes a second symmetric fixed point (the
+        # students coincide, Q_kl = Q_kk), unstable *inside* the symmetric subspace, which
+        # Newton from the curve's slowest point can land on although the path has left it
+        # (tests/benchmarks/committee_fixed_points.py: λ 0.0748 there against 0.0591 at the
+        # plateau, η = 1, σ = 0.1). From a tiny init (σ = 10⁻³) the path arrives so close to
+        # that point (~10⁻⁶) that it rests there for t ~ 10³ and escapes from it: then it is
+        # the plateau, and the speed criterion of symmetric_path_end stops there too.
+        y = _newton(f, symmetric_path_end(spec, start.y[0], lr, batch), tol)
+    elif isinstance(start, Curve):
         speed = np.array([np.linalg.norm(f(y)) for y in start.y])
         first = int(np.argmax(start.loss < 0.9 * start.loss[0])) or 1
         # slowest relative to its loss: on a plateau |dy/dt| → 0 at ε* > 0, whereas the final
         # approach to ε = 0 has |dy/dt| ∝ ε
         ratio = speed[first:] / np.maximum(start.loss[first:], 1e-300)
-        y = start.y[first + int(np.argmin(ratio))].copy()
+        y = _newton(f, start.y[first + int(np.argmin(ratio))], tol)
     else:
-        y = np.asarray(start, float).copy()
-    for _ in range(50):
-        fy = f(y)
-        if np.linalg.norm(fy) < tol:
-            break
-        jac = _jacobian(f, y)
-        if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(fy))):
-            raise CommitteeError("Newton left the domain of ε (a correlation beyond ±1)")
-        step = np.linalg.lstsq(jac, fy, rcond=None)[0]
-        y = y - step
-        if np.linalg.norm(step) < 1e-13 * (1 + np.linalg.norm(y)):
-            break
-    if np.linalg.norm(f(y)) > 1e-8:
-        raise CommitteeError(f"Newton did not converge to a fixed point (|dy/dt| = "
-                             f"{np.linalg.norm(f(y)):.2e})")
+        y = _newton(f, start, tol)
     level = model.loss(y, tt, a, v)
     if not level > 1e-10 * max(spec.l_ref, 1e-300):
         raise CommitteeError("no plateau: Newton found the minimum ε = 0, not a saddle")
