@@ -650,6 +650,7 @@ def plan(
     dtype: str = "float64",
     record: bool = False,
     where: Callable[[dict[str, Any], int], bool] | None = None,
+    train_record: str = "all",
 ) -> Plan:
     """The cells of a sweep as jobs, not run (:func:`sweep` runs them): several plans' jobs
     can run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves
@@ -671,6 +672,12 @@ def plan(
             histories, the thinned trajectory); not a column of ``results.csv``.
         where: if given, only the cells for which ``where(axis values, seed)`` is true run
             (a map that adds seeds beside its boundary, a corner left out).
+        train_record: the training steps whose order parameters are measured
+            (:class:`validation.training.TrainConfig`'s ``record``): ``all`` (default) or
+            ``log`` (log-spaced steps: a long or wide run's order parameters at every step
+            would not fit in memory). The loss is kept at every step either way (crossing
+            times and phases come from it); the compact curve and a recording row's
+            alignment and norm histories are at the recorded steps.
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
@@ -705,6 +712,8 @@ def plan(
             raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(known)})")
     if train is not None and train not in OPTIMIZERS:
         raise SweepError(f"--train: unknown optimizer {train!r} (known: {', '.join(OPTIMIZERS)})")
+    if train_record not in ("all", "log"):
+        raise SweepError(f"train_record: expected all or log, got {train_record!r}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     sampler = _sampler_defaults(problem, dims)
     base: dict[str, Any] = {"lr": None, "momentum": 0.0, "eps": 1e-8,
@@ -740,7 +749,8 @@ def plan(
                 "seed": seed, "theories": list(theories),
                 "model_file": None if model_file is None else str(Path(model_file).resolve()),
                 "model_digest": digest,
-                **({"record": _record_version()} if record else {})}))
+                **({"record": _record_version()} if record else {}),
+                **({"train_record": train_record} if train_record != "all" else {})}))
             labels.append((point, seed))
     sources = (*theories, *(["train"] if train is not None else []))
     return Plan(jobs, labels, names, sources, record)
