@@ -134,6 +134,7 @@ def _same(a: object, b: object) -> bool:
     return a == b or (a != a and b != b)  # NaN == NaN
 
 
+@pytest.mark.filterwarnings("ignore:seed .* diverged:RuntimeWarning")
 @pytest.mark.parametrize(("optimizer", "lr", "t_max", "options"), [
     ("sgd", 0.05, 3.0, {}),
     ("sgd", 0.9, 3.0, {}),  # diverges at σ = 1: the flag is the trainer's

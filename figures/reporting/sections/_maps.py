@@ -1,14 +1,15 @@
 """Shared by the sections' claim maps: the σ axes, the map figure and its thumbnail, and the
 grid of float64 full-batch runs (SGD, Adam, AdamW) that sections n-100, scaling and
-optimizers judge their claims on (one batched job per rank, shared through the cache).
+optimizers judge their claims on.
 
-The theory maps run through the one grid runner, :func:`figures.sweep.sweep`
-(:meth:`figures.reporting.blocks.Context.sweep`). ADAPTER, not yet a sweep:
-:func:`optimizer_runs` (and the sections' other :func:`._runs.train_job` grids: cross-entropy,
-depth's and scaling's training) train every σ × seed of a rank in ONE batched job, which the
-sweep (one job per cell × seed) cannot express yet; moving them would need a batched cell in
-the sweep (cells that differ only in init and seed trained together, the trainer's record
-``log``), without which the report's cost would grow."""
+Every grid runs through the one grid runner, :func:`figures.sweep.sweep`
+(:meth:`figures.reporting.blocks.Context.sweep`): the theory maps as theory cells, the
+training grids (:func:`optimizer_runs`, and cross-entropy's) as training cells, whose cells
+that differ only in σ and seed train as ONE batch (one batched trainer call per rank, as
+before) and are cached one by one; the sections' other training runs (depth's, scaling's,
+the overlays) are sweep cells too (:func:`._runs.train_cell`). Each grid writes its table in
+the sweep's format (``results.csv``'s) to ``data/``, and :mod:`figures.claims` judges the
+rows' run summaries (:func:`figures.claims.grid_runs`)."""
 
 from __future__ import annotations
 
