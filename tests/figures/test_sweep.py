@@ -67,6 +67,7 @@ def test_grid_grammar_errors(text: str, words: str) -> None:
     (["--grid", "lr=0.1,0.2", "--plot", "t_0.7", "--x", "lr", "--y", "lr"],
      "unknown measurement 't_0.7'"),
     (["--theory", "flw"], "unknown method 'flw'"),
+    (["--batch", "0"], "--batch: must be >= 1, got 0"),
 ])
 def test_cli_errors_are_one_line(extra: list[str], words: str, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
