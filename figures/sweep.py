@@ -484,6 +484,11 @@ def run_cells(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if trained:
         _train_cells([configs[i] for i in trained], [specs[i] for i in trained],
                      [outs[i] for i in trained])
+    for config, out in zip(configs, outs, strict=True):
+        if config.get("record"):  # the summary holds the (thinned) curve: not stored twice
+            for measured in out.values():
+                if "run" in measured:
+                    measured.pop("curve", None)
     return outs
 
 
@@ -631,7 +636,8 @@ class Plan:
                 if self.record:
                     row["run"] = measured["run"]
                 if curves is not None:
-                    curves[len(rows)] = measured["curve"]
+                    curves[len(rows)] = measured.get("curve") or _compact(
+                        measured["run"]["trajectory"].t, measured["run"]["trajectory"].loss)
                 rows.append(row)
         return rows
 
