@@ -68,7 +68,8 @@ Job = tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]
 
 _PACKAGES = ("dynamics", "validation")
 _TRAJECTORY_FIELDS = tuple(f.name for f in dataclasses.fields(Trajectory))
-_IN_FLIGHT: dict[tuple[int, str], Future[Any]] = {}  # (executor id, cache key) -> its future
+_IN_FLIGHT: dict[tuple[int, str], tuple[Future[Any], int | None]] = {}
+"""(executor id, cache key) -> its future and its place in a batch's results (None: alone)."""
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
