@@ -162,14 +162,16 @@ def test_table_equals_single_predict_and_train_runs(grid: list[str], tmp_path: P
                                                        rel=1e-12, abs=1e-300)
 
 
-def test_batched_training_cells_equal_one_job_per_cell(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batched_training_cells_equal_one_job_per_cell(dtype: str, tmp_path: Path) -> None:
     """Cells that differ only in init and seed train as one batch; the table is bit for bit
-    the one of one job per cell (``batch=1``), every column but the seconds."""
+    the one of one job per cell (``batch=1``), every column but the seconds (on the CPU, in
+    either training precision)."""
     from figures.sweep import batch_key, plan
 
     grid = ["init=0.03,0.3", "lr=0.1,0.2"]
     options = dict(dims=DIMS, model_file=MODEL, seeds=2, theories=("flow",), train="sgd",
-                   steps=STEPS)
+                   steps=STEPS, dtype=dtype)
     keys = [batch_key(config) for _, config in plan("symmetric", grid, **options).jobs]
     assert len(set(keys)) == 2 and keys.count(keys[0]) == 4  # a batch per lr: 2 inits × 2 seeds
     tables = []
