@@ -50,7 +50,9 @@ holds ``run``, the report's full summary of its curve, :func:`figures.reporting.
 not written to ``results.csv``) and :mod:`figures.claims` judges the rows
 (:func:`figures.claims.grid_runs`). :func:`plan` builds a sweep's cell jobs without running
 them (:meth:`Plan.rows` makes the table), so several grids (a section's curves and maps) run
-in one :func:`figures.sweeps.run_jobs` call.
+in one :func:`figures.sweeps.run_jobs` call. The report's training grids (the SGD/Adam/AdamW
+rank × σ × seed grid, cross-entropy's) and its other training runs are training cells with
+``train_record="log"`` (order parameters at log-spaced steps), their σ × seed cells batched.
 """
 
 from __future__ import annotations
