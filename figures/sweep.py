@@ -15,6 +15,10 @@ plateau levels in units of L_ref (the loss at the initial point, ``spec.l_ref``)
 Cells run through the shared job runner :func:`figures.sweeps.run_jobs` (a local process pool
 or a Dask ``distributed`` executor) and are cached per cell under ``cache_dir``, keyed by
 everything that determines them (the cell's configuration, the model file's bytes, the code).
+Training cells that differ only in the seed and the init scale ``init`` (:data:`BATCHED`) are
+trained as ONE batch (:func:`run_cells`; the trainer advances specs of one shape together, bit
+for bit as alone in float64 on the CPU) and split back into one cached result per cell
+(:func:`figures.sweeps.batched`): a rerun recomputes only the missing cells, batched again.
 
 Grid grammar (a contract): ``NAME=V1,V2,...`` or ``NAME=LO..HI:COUNT[:log]``.
 
@@ -46,7 +50,9 @@ holds ``run``, the report's full summary of its curve, :func:`figures.reporting.
 not written to ``results.csv``) and :mod:`figures.claims` judges the rows
 (:func:`figures.claims.grid_runs`). :func:`plan` builds a sweep's cell jobs without running
 them (:meth:`Plan.rows` makes the table), so several grids (a section's curves and maps) run
-in one :func:`figures.sweeps.run_jobs` call.
+in one :func:`figures.sweeps.run_jobs` call. The report's training grids (the SGD/Adam/AdamW
+rank × σ × seed grid, cross-entropy's) and its other training runs are training cells with
+``train_record="log"`` (order parameters at log-spaced steps), their σ × seed cells batched.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -65,7 +72,7 @@ from typing import Any
 import numpy as np
 
 from dynamics.errors import UsageError
-from figures.sweeps import CacheStats, Job, run_jobs
+from figures.sweeps import CacheStats, Job, batched, run_jobs
 
 __all__ = [
     "COLUMNS",
@@ -305,13 +312,14 @@ def _own_cells(problem: str) -> Any:
     return None if name is None else importlib.import_module(name)
 
 
-def sample_cell(config: dict[str, Any]) -> Any:
+def sample_cell(config: dict[str, Any], load: bool = True) -> Any:
     """The spec of one cell: what ``scurve sample`` samples with the cell's arguments and
-    seed (the same function, :func:`dynamics.registry.sample`)."""
+    seed (the same function, :func:`dynamics.registry.sample`); ``load``: (re)load the cell's
+    model file first (a batch loads it once, so that its specs share one model)."""
     from dynamics import registry
     from dynamics.model import load_file
 
-    if config.get("model_file"):
+    if config.get("model_file") and load:
         load_file(config["model_file"])
     return registry.sample(config["problem"], config["sample"], seed=config["seed"],
                            dims=config.get("dims"))
@@ -392,16 +400,19 @@ def _analysed(recorded: dict[str, Any], traj: Any) -> dict[str, Any] | None:
 
 def _recorder(config: dict[str, Any]) -> Any:
     """``(spec, traj, theory) -> {"run": the report's summary of traj}`` for a cell of a
-    recording sweep (:func:`figures.reporting.jobs.summarize`, with a theory's mechanistic
-    phases), ``-> {}`` otherwise."""
+    recording sweep (:func:`figures.reporting.jobs.summarize`: a theory's of its samples, with
+    its mechanistic phases; a training run's of its every-step loss, the exact crossing record
+    :meth:`dynamics.trajectory.Trajectory.curve`, as the report's training jobs keep it),
+    ``-> {}`` otherwise."""
     if not config.get("record"):
         return lambda spec, traj, theory=True: {}
     from figures.reporting.jobs import _mechanistic, summarize
 
     def record(spec: Any, traj: Any, theory: bool = True) -> dict[str, Any]:
+        if not theory:
+            return {"run": summarize(traj, *traj.curve())}
         run = summarize(traj)
-        if theory:  # and the mechanistic phases of a theory curve, as job_predict keeps
-            run["mechanistic"] = _mechanistic(spec, traj)
+        run["mechanistic"] = _mechanistic(spec, traj)  # as job_predict keeps
         return {"run": run}
 
     return record
@@ -415,68 +426,106 @@ def _record_version() -> str:
     return hashlib.sha256(Path(jobs.__file__).read_bytes()).hexdigest()
 
 
-def run_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """One cell × seed: every theory and (optionally) training; the measurements per source.
+#: the cell settings a batch of training cells may differ in: the trainer trains specs of one
+#: shape at once (:func:`validation.training.train`), so the seed and the init scale
+BATCHED = ("seed", "init")
 
-    Returns ``{source: measurements}`` (see the module docstring for the measurements).
-    """
+
+def batch_key(config: dict[str, Any]) -> str | None:
+    """The batch a cell's training may join (:func:`figures.sweeps.batched`): cells equal in
+    everything but :data:`BATCHED` train as one batch; None (alone) for a theory-only cell and
+    for a family that runs its own cells."""
+    if not config["run"]["train"] or (not config.get("dims") and _own_cells(config["problem"])):
+        return None
+    rest = {k: v for k, v in config.items() if k not in BATCHED}
+    rest["sample"] = {k: v for k, v in config["sample"].items() if k not in BATCHED}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def run_cells(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells of one batch (:func:`batch_key`): each cell's theories, then the training of all
+    of them as one batch (:func:`validation.training.train` of their specs at once; float64
+    on the CPU gives each spec bit for bit the run it has alone, tested); the measurements per
+    source of each cell, as :func:`run_cell` (training ``seconds``: the batch's wall time
+    shared equally)."""
     import warnings
 
     from dynamics.integrate import predict
+    from dynamics.model import load_file
 
-    spec = sample_cell(config)
-    run = config["run"]
-    if run.get("objective"):
-        spec = spec.with_objective(run["objective"])
-    out: dict[str, Any] = {}
-    own = None if config.get("dims") else _own_cells(config["problem"])
-    if own is not None:  # a family that runs its own cells (committee machines)
-        started = time.perf_counter()
-        trajs = own.sweep_cell(spec, config["theories"], run)
-        seconds = (time.perf_counter() - started) / len(trajs)
-        out = {k: {**_measure(v), "seconds": seconds} for k, v in trajs.items()}
-        if run["train"]:
-            from validation.comparison import judge
-        for name in config["theories"] if run["train"] else ():
-            verdict, errors, _ = judge(
-                {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}, out["train"]["t_end"],
-                {f: out[name][f"t_{f:g}"] for f in FRACTIONS}, out[name]["t_end"],
-                own.SWEEP_THEORIES[name], name)
-            out[name].update({"verdict": verdict, **{f"rel_err_{f:g}": e
-                                                     for f, e in errors.items()}})
-        return out
-    # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own end)
-    # (unless the cell sets its own horizon ``t_max``)
-    t_max = run.get("t_max") or (1.5 * run["lr"] * run["steps"] if run["train"] else None)
-    record = _recorder(config)
-    for name in config["theories"]:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traj = predict(spec, _method(name, run), t_max=t_max)
-        recorded = record(spec, traj)
-        out[name] = {**_measure(traj, _analysed(recorded, traj)), **recorded,
-                     "seconds": time.perf_counter() - started}
-    if run["train"]:
-        import torch
+    if configs[0].get("model_file"):  # once: the batch's specs share one model
+        load_file(configs[0]["model_file"])
+    outs: list[dict[str, Any]] = []
+    specs = []
+    for config in configs:
+        spec = sample_cell(config, load=False)
+        run = config["run"]
+        if run.get("objective"):
+            spec = spec.with_objective(run["objective"])
+        specs.append(spec)
+        own = None if config.get("dims") else _own_cells(config["problem"])
+        if own is not None:  # a family that runs its own cells (committee machines)
+            outs.append(_own_cell(own, spec, config))
+            continue
+        # with training, the theories run to 1.5 × its horizon t = η·steps (not to their own
+        # end) (unless the cell sets its own horizon ``t_max``)
+        t_max = run.get("t_max") or (1.5 * run["lr"] * run["steps"] if run["train"] else None)
+        record = _recorder(config)
+        out: dict[str, Any] = {}
+        for name in config["theories"]:
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traj = predict(spec, _method(name, run), t_max=t_max)
+            recorded = record(spec, traj)
+            out[name] = {**_measure(traj, _analysed(recorded, traj)), **recorded,
+                         "seconds": time.perf_counter() - started}
+        outs.append(out)
+    trained = [i for i, c in enumerate(configs)
+               if c["run"]["train"] and (c.get("dims") or not _own_cells(c["problem"]))]
+    if trained:
+        _train_cells([configs[i] for i in trained], [specs[i] for i in trained],
+                     [outs[i] for i in trained])
+    for config, out in zip(configs, outs, strict=True):
+        if config.get("record"):  # the summary holds the (thinned) curve: not stored twice
+            for measured in out.values():
+                if "run" in measured:
+                    measured.pop("curve", None)
+    return outs
 
-        from validation.comparison import judge, tolerance  # imports torch: only to train
-        from validation.training import TrainConfig, train
 
-        torch.set_num_threads(1)
-        started = time.perf_counter()
-        train_config = TrainConfig(optimizer=run["optimizer"], lr=run["lr"],
-                                   steps=run["steps"], momentum=run["momentum"],
-                                   eps=run["eps"], betas=_betas(run),
-                                   schedule=_schedule(run), dtype=run["dtype"],
-                                   device="cpu", record="all")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = train(spec, train_config)
-        experiment = result.trajectories[0]
-        out["train"] = {**_measure(experiment), **record(spec, experiment, False),
-                        "seconds": time.perf_counter() - started,
-                        "diverged": bool(result.diverged)}
+def _train_cells(configs: list[dict[str, Any]], specs: list[Any],
+                 outs: list[dict[str, Any]]) -> None:
+    """Train ``specs`` (one batch: ``configs`` equal but for :data:`BATCHED`) at once and add
+    each cell's ``train`` measurements and its theories' verdicts to ``outs``."""
+    import warnings
+
+    import torch
+
+    from validation.comparison import judge, tolerance  # imports torch: only to train
+    from validation.training import TrainConfig, train
+
+    torch.set_num_threads(1)
+    run = configs[0]["run"]
+    started = time.perf_counter()
+    train_config = TrainConfig(optimizer=run["optimizer"], lr=run["lr"], steps=run["steps"],
+                               momentum=run["momentum"], eps=run["eps"], betas=_betas(run),
+                               schedule=_schedule(run), dtype=run["dtype"], device="cpu",
+                               record=configs[0].get("train_record", "all"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = train(specs, train_config)
+    seconds = (time.perf_counter() - started) / len(specs)
+    diverged = {int(d[0]) for d in result.diverged}
+    for i, (config, spec, out) in enumerate(zip(configs, specs, outs, strict=True)):
+        experiment = result.trajectories[i]
+        recorded = _recorder(config)(spec, experiment, False)
+        if recorded:
+            recorded["run"]["diverged"] = i in diverged
+        phases = recorded["run"]["phases"] if recorded and np.isfinite(
+            experiment.curve()[1]).all() else None  # the summary analysed the same curve
+        out["train"] = {**_measure(experiment, phases), **recorded, "seconds": seconds,
+                        "diverged": i in diverged}
         exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}
         for name in config["theories"]:
             th_cross = {f: out[name][f"t_{f:g}"] for f in FRACTIONS}
@@ -484,7 +533,36 @@ def run_cell(config: dict[str, Any]) -> dict[str, Any]:
                                        out[name]["t_end"], tolerance(name, run["dtype"]), name)
             out[name]["verdict"] = verdict
             out[name].update({f"rel_err_{f:g}": e for f, e in errors.items()})
+
+
+def _own_cell(own: Any, spec: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """One cell of a family that runs its own cells (registry hook ``sweep``)."""
+    run = config["run"]
+    started = time.perf_counter()
+    trajs = own.sweep_cell(spec, config["theories"], run)
+    seconds = (time.perf_counter() - started) / len(trajs)
+    out = {k: {**_measure(v), "seconds": seconds} for k, v in trajs.items()}
+    if run["train"]:
+        from validation.comparison import judge
+    for name in config["theories"] if run["train"] else ():
+        verdict, errors, _ = judge(
+            {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}, out["train"]["t_end"],
+            {f: out[name][f"t_{f:g}"] for f in FRACTIONS}, out[name]["t_end"],
+            own.SWEEP_THEORIES[name], name)
+        out[name].update({"verdict": verdict, **{f"rel_err_{f:g}": e
+                                                 for f, e in errors.items()}})
     return out
+
+
+@batched(run_cells, batch_key)
+def run_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """One cell × seed: every theory and (optionally) training; the measurements per source.
+    The batch of one cell (:func:`run_cells`): cells that differ only in :data:`BATCHED` are
+    run as one batch by :func:`figures.sweeps.run_jobs`, with the same results.
+
+    Returns ``{source: measurements}`` (see the module docstring for the measurements).
+    """
+    return run_cells([config])[0]
 
 
 def _cell_options(axes: Sequence[Axis], point: tuple[Any, ...], base: dict[str, Any],
@@ -507,6 +585,7 @@ def sweep(
     progress: bool | Any = False,
     stats: CacheStats | None = None,
     curves: dict[int, dict[str, np.ndarray]] | None = None,
+    batch: int | None = None,
     **cells: Any,
 ) -> list[dict[str, Any]]:
     """Map ``problem`` over ``grid``: one row per cell × seed × source (module docstring).
@@ -517,6 +596,9 @@ def sweep(
         progress: a bar on stderr with cells done/left and an ETA (or an open ``tqdm`` bar
             that counts the cells, as :func:`figures.sweeps.run_jobs`).
         curves: if given, filled with the compact curve (``t``, ``loss``) of each row index.
+        batch: at most this many cells trained as one batch (cells that differ only in the
+            seed and ``init``, :func:`batch_key`; None: all of them; 1: one job per cell);
+            the table is the same whatever it is.
         cells: the cells' settings, :func:`plan`'s keywords (``dims``, ``model_file``,
             ``seeds``, ``theories``, ``train``, ``steps``, ``defaults``, ``dtype``,
             ``record``, ``where``).
@@ -527,7 +609,7 @@ def sweep(
     planned = plan(problem, grid, **cells)
     label = "sweep cells" if progress is True else None if progress is False else progress
     results = run_jobs(planned.jobs, executor=executor, cache_dir=cache_dir,
-                       progress_label=label, stats=stats)
+                       progress_label=label, stats=stats, max_batch=batch)
     return planned.rows(results, curves)
 
 
@@ -556,7 +638,8 @@ class Plan:
                 if self.record:
                     row["run"] = measured["run"]
                 if curves is not None:
-                    curves[len(rows)] = measured["curve"]
+                    curves[len(rows)] = measured.get("curve") or _compact(
+                        measured["run"]["trajectory"].t, measured["run"]["trajectory"].loss)
                 rows.append(row)
         return rows
 
@@ -575,6 +658,7 @@ def plan(
     dtype: str = "float64",
     record: bool = False,
     where: Callable[[dict[str, Any], int], bool] | None = None,
+    train_record: str = "all",
 ) -> Plan:
     """The cells of a sweep as jobs, not run (:func:`sweep` runs them): several plans' jobs
     can run in one :func:`figures.sweeps.run_jobs` call (a report section's maps and curves
@@ -596,6 +680,12 @@ def plan(
             histories, the thinned trajectory); not a column of ``results.csv``.
         where: if given, only the cells for which ``where(axis values, seed)`` is true run
             (a map that adds seeds beside its boundary, a corner left out).
+        train_record: the training steps whose order parameters are measured
+            (:class:`validation.training.TrainConfig`'s ``record``): ``all`` (default) or
+            ``log`` (log-spaced steps: a long or wide run's order parameters at every step
+            would not fit in memory). The loss is kept at every step either way (crossing
+            times and phases come from it); the compact curve and a recording row's
+            alignment and norm histories are at the recorded steps.
 
     Raises:
         SweepError: an axis that is not a parameter, a bad range or seed list.
@@ -630,6 +720,8 @@ def plan(
             raise SweepError(f"--theory: unknown method {name!r} (known: {', '.join(known)})")
     if train is not None and train not in OPTIMIZERS:
         raise SweepError(f"--train: unknown optimizer {train!r} (known: {', '.join(OPTIMIZERS)})")
+    if train_record not in ("all", "log"):
+        raise SweepError(f"train_record: expected all or log, got {train_record!r}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     sampler = _sampler_defaults(problem, dims)
     base: dict[str, Any] = {"lr": None, "momentum": 0.0, "eps": 1e-8,
@@ -665,7 +757,8 @@ def plan(
                 "seed": seed, "theories": list(theories),
                 "model_file": None if model_file is None else str(Path(model_file).resolve()),
                 "model_digest": digest,
-                **({"record": _record_version()} if record else {})}))
+                **({"record": _record_version()} if record else {}),
+                **({"train_record": train_record} if train_record != "all" else {})}))
             labels.append((point, seed))
     sources = (*theories, *(["train"] if train is not None else []))
     return Plan(jobs, labels, names, sources, record)

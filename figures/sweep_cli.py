@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction, model_help: str) -> None:
                    help="local worker processes (default: min(2, CPUs))")
     p.add_argument("--cache", type=Path, default=None,
                    help="cell cache folder (default OUT/cache)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="train at most N cells as one batch (cells that differ only in init "
+                   "and seed train together; default: all of them; 1: one job per cell; "
+                   "the table is the same)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="training precision (default float64)")
     for name, kind in (("n", int), ("rank", int), ("init", float), ("lr", float),
@@ -107,6 +111,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         defaults[axis.name] = axis.values[0]
     if args.steps < 1:
         raise UsageError(f"--steps: must be >= 1, got {args.steps}")
+    if args.batch is not None and args.batch < 1:
+        raise UsageError(f"--batch: must be >= 1, got {args.batch}")
     client = executor = None
     if args.scheduler:
         try:
@@ -131,7 +137,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                      theories=[t.strip() for t in args.theory.split(",") if t.strip()],
                      train=args.train, steps=args.steps, defaults=defaults, dtype=args.dtype,
                      executor=executor, cache_dir=args.cache or args.out / "cache",
-                     progress=True, curves=curves)
+                     progress=True, curves=curves, batch=args.batch)
     except JobError as exc:
         print(f"scurve sweep: a cell failed: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1

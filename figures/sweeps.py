@@ -16,6 +16,15 @@ submitted once and shared.
 
 The executor is any :class:`concurrent.futures.Executor`: a local process pool by default,
 a thread pool, or a Dask cluster's ``distributed.Client(address).get_executor()``.
+
+*Batched jobs.* A job function may declare that several of its jobs compute faster together
+(:func:`batched`: the trainer trains many seeds and initialisations in one tensor). Its
+``batch_key(config)`` names the group a job may join (None: it runs alone); the jobs of one
+call that miss the cache and share a key are submitted as ONE task,
+``batch_fn([config, ...]) -> [result, ...]`` (at most ``max_batch`` jobs each), and its results
+are split back: each job is still cached under its own key, the key it has when run alone, as
+soon as its task ends. A batch function must return what the job function returns for each
+config (tested bit for bit where it is used), so batching changes cost, never a result.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ __all__ = [
     "CacheStats",
     "Job",
     "JobError",
+    "batched",
     "cache_key",
     "default_executor",
     "load_result",
@@ -58,7 +68,8 @@ Job = tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]
 
 _PACKAGES = ("dynamics", "validation")
 _TRAJECTORY_FIELDS = tuple(f.name for f in dataclasses.fields(Trajectory))
-_IN_FLIGHT: dict[tuple[int, str], Future[Any]] = {}  # (executor id, cache key) -> its future
+_IN_FLIGHT: dict[tuple[int, str], tuple[Future[Any], int | None]] = {}
+"""(executor id, cache key) -> its future and its place in a batch's results (None: alone)."""
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
@@ -129,6 +140,32 @@ def peak_rss_mb() -> float:
     except ImportError:  # not on this platform
         return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed_batch(fn: Callable[[list[dict[str, Any]]], list[Any]],
+                 configs: list[dict[str, Any]]) -> tuple[list[Any], float, float | None]:
+    """``fn(configs)`` (a batch of jobs), the CPU seconds it took in this process and the peak
+    memory it set (as :func:`_timed`)."""
+    before = peak_rss_mb()
+    started = time.process_time()
+    values = fn(configs)
+    seconds = time.process_time() - started
+    if len(values) != len(configs):
+        raise ValueError(f"batch returned {len(values)} results for {len(configs)} jobs")
+    after = peak_rss_mb()
+    return values, seconds, (after if after > before else None)
+
+
+def batched(batch_fn: Callable[[list[dict[str, Any]]], list[Any]],
+            batch_key: Callable[[dict[str, Any]], str | None]
+            ) -> Callable[[Callable[[dict[str, Any]], Any]], Callable[[dict[str, Any]], Any]]:
+    """Decorator: the jobs of the decorated function whose ``batch_key(config)`` is equal (not
+    None) may run as one task ``batch_fn(configs)`` (module docstring, "Batched jobs").
+    ``batch_fn`` and ``batch_key`` must be top-level (picklable) functions."""
+    def mark(fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        fn.batch = (batch_fn, batch_key)  # type: ignore[attr-defined]
+        return fn
+    return mark
 
 
 def default_executor(workers: int | None = None) -> Executor:
@@ -274,6 +311,7 @@ def run_jobs(
     cache_dir: str | Path | None = None,
     progress_label: str | tqdm | None = None,
     stats: CacheStats | None = None,
+    max_batch: int | None = None,
 ) -> list[Any]:
     """Results of ``fn(config)`` for every job, in order; cached jobs are not rerun.
 
@@ -284,7 +322,10 @@ def run_jobs(
         cache_dir: folder of the cache (``None``: no caching).
         progress_label: label of a new progress bar on stderr, or an open ``tqdm`` bar whose
             total is extended by these jobs (one bar over several calls); ``None``: no bar.
-        stats: if given, its hit and miss counts are increased.
+        stats: if given, its hit and miss counts are increased (one miss per job, a batch's
+            CPU seconds shared equally among its jobs).
+        max_batch: at most this many jobs in one batched task (None: a whole group; 1: no
+            batching); module docstring, "Batched jobs".
 
     Raises:
         JobError: after every other job has finished and been cached, if a job raised.
@@ -316,42 +357,74 @@ def run_jobs(
         pool = default_executor(min(len(todo), os.cpu_count() or 1)) if own else executor
         owned: list[tuple[int, str]] = []  # in-flight registry entries this call created
         try:
-            futures: dict[Future[Any], list[int]] = {}
+            # a future's result: one job's value (position None) or a batch's list of values
+            futures: dict[Future[Any], list[tuple[int, int | None]]] = {}
             mine: set[Future[Any]] = set()  # submitted by this call (it caches their results)
-            local: dict[str, Future[Any]] = {}  # the same job twice in this call: run once
+            local: dict[str, tuple[Future[Any], int | None]] = {}  # a job twice: run once
+            groups: dict[tuple[str, str], list[int]] = {}  # batchable jobs by (function, key)
+            again: list[int] = []  # a batchable job asked for twice in this call
+
+            def place(i: int, held: tuple[Future[Any], int | None], new: bool) -> None:
+                local[keys[i]] = held
+                futures.setdefault(held[0], []).append((i, held[1]))
+                if new:
+                    mine.add(held[0])
+                    if not own:
+                        _IN_FLIGHT[(id(pool), keys[i])] = held
+                        owned.append((id(pool), keys[i]))
+
             with _IN_FLIGHT_LOCK:
                 for i in todo:
                     # a job already running for another caller on the same executor (another
                     # report section) is shared, not submitted twice
-                    entry = (id(pool), keys[i])
-                    future = local.get(keys[i]) or (None if own else _IN_FLIGHT.get(entry))
-                    if future is None:
-                        future = pool.submit(_timed, jobs[i][0], jobs[i][1])
-                        mine.add(future)
-                        if not own:
-                            _IN_FLIGHT[entry] = future
-                            owned.append(entry)
-                    local[keys[i]] = future
-                    futures.setdefault(future, []).append(i)
+                    held = local.get(keys[i]) or \
+                        (None if own else _IN_FLIGHT.get((id(pool), keys[i])))
+                    fn, config = jobs[i]
+                    batch = getattr(fn, "batch", None)
+                    group = None if held is not None or batch is None or max_batch == 1 \
+                        else batch[1](config)
+                    if group is not None:
+                        members = groups.setdefault((_function_name(fn), group), [])
+                        seen = any(keys[j] == keys[i] for j in members)
+                        (again if seen else members).append(i)
+                    elif held is not None:
+                        place(i, held, False)
+                    else:
+                        place(i, (pool.submit(_timed, fn, config), None), True)
+                for members in groups.values():
+                    size = max_batch or len(members)
+                    batch_fn = jobs[members[0]][0].batch[0]  # type: ignore[attr-defined]
+                    for start in range(0, len(members), size):
+                        chunk = members[start:start + size]
+                        future = pool.submit(_timed_batch, batch_fn, [jobs[i][1] for i in chunk])
+                        for pos, i in enumerate(chunk):
+                            place(i, (future, pos), True)
+                for i in again:
+                    place(i, local[keys[i]], False)
             for future in as_completed(futures):
-                indices = futures[future]
-                fn, config = jobs[indices[0]]
+                placed = futures[future]
+                fn, config = jobs[placed[0][0]]
                 try:
                     value, seconds, peak = future.result()
                 except Exception as exc:  # reported once the other jobs have finished
                     failure = failure or JobError(f"{_function_name(fn)}({config}): {exc!r}")
-                    bar.update(len(indices))
+                    bar.update(len(placed))
                     continue
-                for i in indices:
-                    results[i] = value
-                if future in mine:
-                    if paths[indices[0]] is not None:
-                        save_result(paths[indices[0]], value, config)
-                    stats.count(hits=len(indices) - 1, computed=_function_name(fn),
-                                seconds=seconds, peak_mb=peak)
-                else:  # computed by another caller, which caches it
-                    stats.count(hits=len(indices))
-                bar.update(len(indices))
+                saved: set[str] = set()
+                for i, pos in placed:
+                    results[i] = value if pos is None else value[pos]
+                    if future not in mine:  # computed by another caller, which caches it
+                        stats.count(hits=1)
+                    elif keys[i] in saved:  # the same job twice in this call
+                        stats.count(hits=1)
+                    else:
+                        saved.add(keys[i])
+                        if paths[i] is not None:
+                            save_result(paths[i], results[i], jobs[i][1])
+                        share = len({keys[j] for j, _ in placed})
+                        stats.count(computed=_function_name(jobs[i][0]), seconds=seconds / share,
+                                    peak_mb=peak)
+                bar.update(len(placed))
         finally:
             with _IN_FLIGHT_LOCK:
                 for entry in owned:

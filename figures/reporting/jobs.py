@@ -38,7 +38,6 @@ __all__ = [
     "job_predict",
     "job_predict_aligned",
     "job_task",
-    "job_train",
     "make_spec",
     "summarize",
 ]
@@ -220,29 +219,6 @@ def _schedule(text: str | None) -> Schedule | None:
     """A job config's ``"schedule"`` (``NAME:KEY=VALUE,...`` text, JSON-friendly, see
     :func:`dynamics.schedules.schedule_from_text`) -> the schedule; None stays None."""
     return None if text is None else schedule_from_text(text)
-
-
-def _with_schedule(train: dict[str, Any]) -> dict[str, Any]:
-    """``config["train"]`` with a text ``"schedule"`` parsed (:func:`_schedule`)."""
-    if isinstance(train.get("schedule"), str):
-        return {**train, "schedule": _schedule(train["schedule"])}
-    return train
-
-
-def job_train(config: dict[str, Any]) -> dict[str, Any]:
-    """Train every spec of ``config["specs"]`` (spec dicts of one shape) at once, with
-    ``TrainConfig(**config["train"])`` (a text ``"schedule"`` parsed; t = η·step, with a
-    schedule t_k = Σ_{j<k} η_j): ``{"runs": [summarize per spec, from its
-    every-step loss], "diverged": [index of each spec that diverged], "seconds"}``."""
-    from validation.training import TrainConfig, train
-
-    specs = [make_spec(spec) for spec in config["specs"]]
-    settings = TrainConfig(**_with_schedule(config["train"]))
-    result = train(specs, settings)
-    runs = [summarize(traj, t, loss)  # t: schedules.times, t_k = Σ_{j<k} η_j
-            for traj, loss, t in zip(result.trajectories, result.loss, result.t, strict=True)]
-    return {"runs": runs, "diverged": sorted({int(d[0]) for d in result.diverged}),
-            "seconds": result.seconds}
 
 
 def job_task(config: dict[str, Any]) -> dict[str, Any]:

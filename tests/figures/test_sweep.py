@@ -67,6 +67,7 @@ def test_grid_grammar_errors(text: str, words: str) -> None:
     (["--grid", "lr=0.1,0.2", "--plot", "t_0.7", "--x", "lr", "--y", "lr"],
      "unknown measurement 't_0.7'"),
     (["--theory", "flw"], "unknown method 'flw'"),
+    (["--batch", "0"], "--batch: must be >= 1, got 0"),
 ])
 def test_cli_errors_are_one_line(extra: list[str], words: str, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,6 +160,28 @@ def test_table_equals_single_predict_and_train_runs(grid: list[str], tmp_path: P
         if t_train is not None and row["t_0.5"] is not None:
             assert row["rel_err_0.5"] == pytest.approx(abs(row["t_0.5"] - t_train) / t_train,
                                                        rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batched_training_cells_equal_one_job_per_cell(dtype: str, tmp_path: Path) -> None:
+    """Cells that differ only in init and seed train as one batch; the table is bit for bit
+    the one of one job per cell (``batch=1``), every column but the seconds (on the CPU, in
+    either training precision)."""
+    from figures.sweep import batch_key, plan
+
+    grid = ["init=0.03,0.3", "lr=0.1,0.2"]
+    options = dict(dims=DIMS, model_file=MODEL, seeds=2, theories=("flow",), train="sgd",
+                   steps=STEPS, dtype=dtype)
+    keys = [batch_key(config) for _, config in plan("symmetric", grid, **options).jobs]
+    assert len(set(keys)) == 2 and keys.count(keys[0]) == 4  # a batch per lr: 2 inits × 2 seeds
+    tables = []
+    for batch in (None, 1):
+        with ThreadPoolExecutor(1) as pool:
+            rows = sweep("symmetric", grid, executor=pool, cache_dir=tmp_path / str(batch),
+                         batch=batch, **options)
+        tables.append([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
+    assert len(tables[0]) == 16 and tables[0] == tables[1]
+    assert all(r["t_0.5"] is not None for r in tables[0])  # every curve crossed: not vacuous
 
 
 def test_cli_writes_table_heatmap_and_index(tmp_path: Path) -> None:

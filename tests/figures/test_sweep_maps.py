@@ -114,3 +114,64 @@ def test_report_specs_are_drawn_by_the_command_lines_sampler() -> None:
     assert by_d.keys() == by_n.keys() == cli.keys()
     assert all(np.array_equal(by_d[k], by_n[k]) and np.array_equal(by_n[k], cli[k])
                for k in by_d)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal to the bit: dicts, lists, numbers, None, arrays and trajectories."""
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
+                                          for f in dataclasses.fields(a))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b, equal_nan=True)
+    return a == b or (a != a and b != b)  # NaN == NaN
+
+
+@pytest.mark.filterwarnings("ignore:seed .* diverged:RuntimeWarning")
+@pytest.mark.parametrize(("optimizer", "lr", "t_max", "options"), [
+    ("sgd", 0.05, 3.0, {}),
+    ("sgd", 0.9, 3.0, {}),  # diverges at σ = 1: the flag is the trainer's
+    ("adamw", 0.01, 0.5, {"weight_decay": 0.1}),
+])
+def test_optimizer_runs_are_the_batched_trainers_runs(optimizer: str, lr: float, t_max: float,
+                                                      options: dict, tmp_path: Path) -> None:
+    """The report's training grid (``_maps.optimizer_runs``, now sweep cells, a batch per rank)
+    holds, per rank × σ × seed, exactly the summary of the runs of ONE call of the trainer on
+    the rank's σ × seed specs (:func:`validation.training.train`, float64, CPU; the summary of
+    the every-step loss), and the trainer's divergence flags."""
+    import math
+
+    from dynamics import registry
+    from figures.reporting.jobs import summarize
+    from figures.reporting.sections import _maps, optimizers
+    from validation.training import TrainConfig, train
+
+    grid = _maps.MapGrid((0.01, 1.0), (1, 4), (0, 1))
+    with ThreadPoolExecutor(1) as pool:
+        ctx = _context(tmp_path, optimizers.SECTION, None, pool)
+        runs = _maps.optimizer_runs(ctx, grid, optimizer, lr, t_max, **options)
+    assert sorted(runs) == sorted((r, s, k) for r in grid.ranks for s in grid.sigmas
+                                  for k in grid.seeds)
+    diverged = 0
+    for rank in grid.ranks:
+        keys = [(rank, s, k) for s in grid.sigmas for k in grid.seeds]
+        specs = [registry.sample("factorization", {"n": grid.n, "rank": r, "init": s}, seed=k)
+                 for r, s, k in keys]
+        result = train(specs, TrainConfig(optimizer=optimizer, lr=lr,
+                                          steps=math.ceil(t_max / lr), dtype="float64",
+                                          device="cpu", **options))
+        flags = {int(d[0]) for d in result.diverged}
+        diverged += len(flags)
+        for i, key in enumerate(keys):
+            expected = summarize(result.trajectories[i], result.t[i], result.loss[i])
+            got = dict(runs[key])
+            assert got.pop("diverged") == (i in flags), key
+            assert _same(got, expected), key
+    assert (diverged > 0) == (lr > 0.5)  # the divergent case diverges, the others do not

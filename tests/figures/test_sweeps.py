@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 from dynamics.trajectory import Trajectory
-from figures.sweeps import CacheStats, JobError, cache_key, load_result, run_jobs, save_result
+from figures.sweeps import (
+    CacheStats,
+    JobError,
+    batched,
+    cache_key,
+    load_result,
+    run_jobs,
+    save_result,
+)
 
 
 def _power(config: dict) -> dict:
@@ -173,3 +181,68 @@ def test_a_run_killed_midway_keeps_every_finished_job(tmp_path):
     stats = json.loads(again.stdout.strip().splitlines()[-1])
     assert (stats["hits"], stats["misses"]) == (1, 1)  # only the unfinished job is redone
     assert not list(cache.glob(".tmp-*"))
+
+
+# ----------------------------------------------------------------------- batched jobs
+_BATCHES: list[list[int]] = []
+
+
+def _square_batch(configs: list[dict]) -> list[dict]:
+    """The batch of :func:`_square`: every config at once (records the batch it ran)."""
+    _BATCHES.append([c["x"] for c in configs])
+    if configs[0]["shift"] == 1:  # slow: still running when a second caller asks for it
+        time.sleep(0.3)
+    return [{"y": c["x"] ** 2 + c["shift"]} for c in configs]
+
+
+def _square_key(config: dict) -> str | None:
+    return None if config.get("alone") else f"shift={config['shift']}"
+
+
+@batched(_square_batch, _square_key)
+def _square(config: dict) -> dict:
+    """A batchable job: x² + shift (its jobs with one shift run as one batch)."""
+    return {"y": config["x"] ** 2 + config["shift"]}
+
+
+def test_batched_jobs_run_as_one_task_and_are_cached_one_by_one(tmp_path):
+    _BATCHES.clear()
+    jobs = [(_square, {"x": x, "shift": s}) for s in (0, 10) for x in range(3)]
+    jobs += [(_square, {"x": 5, "shift": 0, "alone": True}), jobs[0]]  # alone; asked twice
+    expected = [{"y": c["x"] ** 2 + c["shift"]} for _, c in jobs]  # computed here
+    stats = CacheStats()
+    with ThreadPoolExecutor(2) as pool:
+        assert run_jobs(jobs, pool, tmp_path, stats=stats) == expected
+    assert sorted(_BATCHES) == [[0, 1, 2], [0, 1, 2]]  # one task per shift; x = 5 alone
+    assert (stats.hits, stats.misses) == (1, 7)  # one miss per distinct job
+    assert len(list(tmp_path.glob("*.npz"))) == 7  # a cache file per job, under its own key
+    for fn, config in jobs:
+        assert load_result(tmp_path / f"{cache_key(fn, config)}.npz") == _square(config)
+    # a rerun with one more cell computes only that one, in a batch of one
+    _BATCHES.clear()
+    more = [*jobs, (_square, {"x": 7, "shift": 10})]
+    with ThreadPoolExecutor(2) as pool:
+        assert run_jobs(more, pool, tmp_path, stats=(stats := CacheStats()))[-1] == {"y": 59}
+    assert _BATCHES == [[7]] and (stats.hits, stats.misses) == (8, 1)
+
+
+def test_max_batch_splits_a_group_and_one_turns_batching_off(tmp_path):
+    jobs = [(_square, {"x": x, "shift": 0}) for x in range(5)]
+    for size, batches in ((2, [[0, 1], [2, 3], [4]]), (1, [])):
+        _BATCHES.clear()
+        with ThreadPoolExecutor(1) as pool:
+            assert run_jobs(jobs, pool, tmp_path / str(size), max_batch=size) == \
+                [{"y": x * x} for x in range(5)]
+        assert sorted(_BATCHES) == batches
+
+
+def test_a_batched_job_running_for_one_caller_is_shared_with_another(tmp_path):
+    _BATCHES.clear()
+    jobs = [(_square, {"x": x, "shift": 1}) for x in range(4)]
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(2) as callers:
+        stats = [CacheStats(), CacheStats()]
+        futures = [callers.submit(run_jobs, jobs, pool, tmp_path, None, st) for st in stats]
+        results = [f.result() for f in futures]
+    assert all(r == [{"y": x * x + 1} for x in range(4)] for r in results)
+    assert sum(len(b) for b in _BATCHES) == 4  # each job computed once for both callers
+    assert sum(st.misses for st in stats) == 4 and sum(st.hits for st in stats) == 4

@@ -1,14 +1,15 @@
 """Shared by the sections' claim maps: the σ axes, the map figure and its thumbnail, and the
 grid of float64 full-batch runs (SGD, Adam, AdamW) that sections n-100, scaling and
-optimizers judge their claims on (one batched job per rank, shared through the cache).
+optimizers judge their claims on.
 
-The theory maps run through the one grid runner, :func:`figures.sweep.sweep`
-(:meth:`figures.reporting.blocks.Context.sweep`). ADAPTER, not yet a sweep:
-:func:`optimizer_runs` (and the sections' other :func:`._runs.train_job` grids: cross-entropy,
-depth's and scaling's training) train every σ × seed of a rank in ONE batched job, which the
-sweep (one job per cell × seed) cannot express yet; moving them would need a batched cell in
-the sweep (cells that differ only in init and seed trained together, the trainer's record
-``log``), without which the report's cost would grow."""
+Every grid runs through the one grid runner, :func:`figures.sweep.sweep`
+(:meth:`figures.reporting.blocks.Context.sweep`): the theory maps as theory cells, the
+training grids (:func:`optimizer_runs`, and cross-entropy's) as training cells, whose cells
+that differ only in σ and seed train as ONE batch (one batched trainer call per rank, as
+before) and are cached one by one; the sections' other training runs (depth's, scaling's,
+the overlays) are sweep cells too (:func:`._runs.train_cell`). Each grid writes its table in
+the sweep's format (``results.csv``'s) to ``data/``, and :mod:`figures.claims` judges the
+rows' run summaries (:func:`figures.claims.grid_runs`)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import plots
-from ...claims import ClaimMap
+from ...claims import ClaimMap, grid_runs
+from ...sweep import Axis as SweepAxis
 from ..blocks import Context, FigureBlock
-from ._runs import train_job
 
 __all__ = ["FULL_GRID", "FULL_SIGMAS", "QUICK_GRID", "QUICK_SIGMAS", "SGD_LR", "SGD_T",
            "SIGMA_LABEL", "MapGrid", "count", "map_figure", "optimizer_runs", "sgd_runs"]
@@ -75,22 +76,24 @@ FULL_GRID = MapGrid(FULL_SIGMAS, (1, 2, 10, 100), (0, 1, 2))
 QUICK_GRID = MapGrid(QUICK_SIGMAS, (1, 2, 5, 30), (0,))
 
 Runs = dict[tuple[int, float, int], dict[str, Any]]
-"""Runs keyed (rank, σ, seed), each a summary with ``"diverged"`` (bool) added."""
+"""Runs keyed (rank, σ, seed): each the run summary of a sweep row
+(:func:`figures.reporting.jobs.summarize`) with ``"diverged"`` (bool)."""
 
 
 def optimizer_runs(ctx: Context, grid: MapGrid, optimizer: str, lr: float, t_max: float,
                    ranks: Sequence[int] | None = None, **options: Any) -> Runs:
     """The grid's runs of ``optimizer`` at rate ``lr`` to t = ``t_max`` (at ``ranks``, default
-    all), one batched job per rank; ``options``: more ``TrainConfig`` fields."""
-    keys = [[(r, s, seed) for s in grid.sigmas for seed in grid.seeds]
-            for r in ranks or grid.ranks]
-    results = ctx.run([train_job([grid.spec(*key) for key in group], lr, math.ceil(t_max / lr),
-                                 optimizer, **options) for group in keys])
-    out = {}
-    for group, result in zip(keys, results, strict=True):
-        for i, key in enumerate(group):
-            out[key] = {**result["runs"][i], "diverged": i in result["diverged"]}
-    return out
+    all): one sweep (:meth:`Context.sweep`, table ``data/NN-slug-runs-...csv``) of training
+    cells rank × σ × seed, float64 full batch on the CPU, order parameters at log-spaced steps;
+    the σ × seed cells of a rank train as one batch (:func:`figures.sweep.run_cells`).
+    ``options``: sampler options of every cell (``weight_decay``: AdamW's decoupled λ)."""
+    axes = [SweepAxis("rank", tuple(ranks or grid.ranks)), SweepAxis("init", grid.sigmas)]
+    name = "-".join(["runs", optimizer, f"lr{lr:g}", *(f"{k}{v:g}" for k, v in options.items()),
+                     *([f"r{'-'.join(map(str, ranks))}"] if ranks else [])])
+    rows = ctx.sweep(name, "factorization", axes, seeds=list(grid.seeds), theories=(),
+                     train=optimizer, steps=math.ceil(t_max / lr), train_record="log",
+                     defaults={"n": grid.n, "lr": lr, **options})
+    return grid_runs(rows, ("rank", "init", "seed"), "train")  # type: ignore[return-value]
 
 
 def sgd_runs(ctx: Context, grid: MapGrid) -> Runs:

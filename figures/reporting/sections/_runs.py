@@ -11,24 +11,37 @@ from ... import plots
 from ...claims import crossing
 from ...plots import Series
 from ...sweep import Plan, plan
-from ...sweeps import Job
 from ..blocks import Context, FigureBlock, TableBlock, fmt
-from ..jobs import job_train
 
 __all__ = ["describe", "flow_cell", "flows", "overlay", "overlay_figure", "overlay_table",
-           "run_row", "runs_figure", "train_job"]
+           "run_row", "runs_figure", "train_cell", "trains"]
 
 MAX_TRAIN_STEPS = 200_000
 
 
-def train_job(specs: Sequence[dict[str, Any]], lr: float, steps: int, optimizer: str = "sgd",
-              **options: Any) -> Job:
-    """The job training ``specs`` (spec dicts of one shape) at once: float64, full batch, on
-    the CPU, ``steps`` steps of rate ``lr`` (t = lr·steps); ``options``: more ``TrainConfig``
-    fields (``weight_decay`` …)."""
-    return (job_train, {"specs": list(specs), "train": {
-        "optimizer": optimizer, "lr": lr, "steps": steps, "dtype": "float64", "device": "cpu",
-        **options}})
+def train_cell(spec: dict[str, Any], lr: float, steps: int, seeds: Sequence[int] | None = None,
+               optimizer: str = "sgd") -> Plan:
+    """The training of spec dict ``spec`` (``{"kind", **sampler options, "seed"}``) at rate
+    ``lr`` for ``steps`` steps (t = lr·steps), at ``seeds`` (default: the spec's seed), as
+    sweep cells (:func:`figures.sweep.plan`, one per seed): float64, full batch, on the CPU,
+    order parameters at log-spaced steps. The cells of one :func:`trains` call that differ
+    only in seed and init train as one batch."""
+    options = dict(spec)
+    kind, seed = options.pop("kind"), options.pop("seed", 0)
+    return plan(kind, [], seeds=[seed] if seeds is None else list(seeds), theories=(),
+                train=optimizer, steps=steps, record=True, train_record="log",
+                defaults=options | {"lr": lr})
+
+
+def trains(ctx: Context, cells: Sequence[Plan]) -> list[list[dict[str, Any]]]:
+    """The run summaries of each training plan (:func:`train_cell`; one per seed, each with
+    ``"diverged"``), all run at once in the section's pool (batched by the sweep)."""
+    results = ctx.run([job for cell in cells for job in cell.jobs])
+    out, at = [], 0
+    for cell in cells:
+        out.append([row["run"] for row in cell.rows(results[at:at + len(cell.jobs)])])
+        at += len(cell.jobs)
+    return out
 
 
 def flow_cell(spec: dict[str, Any], t_max: float | None) -> Plan:
@@ -111,10 +124,10 @@ def overlay(ctx: Context, settings: list[dict[str, Any]]
     time (capped at :data:`MAX_TRAIN_STEPS` steps).
     """
     theory = _flow_runs(ctx, [flow_cell(s["spec"], s["t_max"]) for s in settings])
-    jobs = [train_job([s["spec"]], s["lr"], int(min(MAX_TRAIN_STEPS,
+    cells = [train_cell(s["spec"], s["lr"], int(min(MAX_TRAIN_STEPS,
                                                     math.ceil(th["t_end"] / s["lr"]))))
-            for s, th in zip(settings, theory, strict=True)]
-    return theory, [r["runs"][0] for r in ctx.run(jobs)]
+             for s, th in zip(settings, theory, strict=True)]
+    return theory, [runs[0] for runs in trains(ctx, cells)]
 
 
 def overlay_figure(ctx: Context, name: str, title: str, settings: list[dict[str, Any]],

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ...claims import Axis, ClaimMap, ce_checks, cells, judge, legend
+from ...claims import Axis, ClaimMap, ce_checks, cells, grid_runs, judge, legend
+from ...sweep import Axis as SweepAxis
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ._maps import SIGMA_LABEL, count, map_figure
-from ._runs import run_row, runs_figure, train_job
+from ._runs import run_row, runs_figure
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -44,20 +45,35 @@ def lr_of(n: int, c: float) -> float:
     return (n / 30) ** 2 / 4 / max(c, 1.0) ** 2
 
 
-def _spec(n: int, c: float, rank: int, sigma: float) -> dict[str, Any]:
-    # target entries of std ≈ c: typical singular value c·n/√r
-    return {"kind": "factorization", "n": n, "rank": rank, "init": sigma, "seed": 0,
-            "scale": c * n / math.sqrt(rank), "loss": "ce"}
+def _scale(n: int, c: float, rank: int) -> float:
+    """The target's scale at entry scale c: entries of std ≈ c, typical singular value c·n/√r."""
+    return c * n / math.sqrt(rank)
+
+
+def _runs(ctx: Context, s: Settings) -> dict[tuple[float, int, float], tuple[Any, bool]]:
+    """The grid's runs keyed (c, rank, σ): (run summary, diverged). One sweep (table
+    ``data/08-cross-entropy-runs.csv``) over rank × target scale × η × σ, of the points
+    whose scale and η are those of an entry scale c (``where``); the σ of a (c, rank) train
+    as one batch."""
+    n, ranks, scales, sigmas = s.n, s.ranks, s.scales, s.sigmas
+    points = {(_scale(n, c, r), r): c for c in scales for r in ranks}
+    axes = [SweepAxis("rank", ranks), SweepAxis("scale", tuple(sorted({x for x, _ in points}))),
+            SweepAxis("lr", tuple(sorted({lr_of(n, c) for c in scales}))),
+            SweepAxis("init", sigmas)]
+    rows = ctx.sweep("runs", "factorization", axes, seeds=[0], theories=(), train="sgd",
+                     steps=s.steps, train_record="log", defaults={"n": n, "loss": "ce"},
+                     where=lambda v, _: (v["scale"], v["rank"]) in points
+                     and lr_of(n, points[(v["scale"], v["rank"])]) == v["lr"])
+    runs = grid_runs(rows, ("scale", "rank", "init"), "train")
+    return {(c, r, sigma): (runs[(_scale(n, c, r), r, sigma)],
+                            runs[(_scale(n, c, r), r, sigma)]["diverged"])
+            for c in scales for r in ranks for sigma in sigmas}
 
 
 def build(ctx: Context) -> SectionResult:
     s: Settings = ctx.settings
     n, ranks, scales, sigmas = s.n, s.ranks, s.scales, s.sigmas
-    keys = [(c, r) for c in scales for r in ranks]
-    results = ctx.run([train_job([_spec(n, c, r, sigma) for sigma in sigmas], lr_of(n, c),
-                                 s.steps) for c, r in keys])
-    got = {(c, r, sigma): (res["runs"][i], i in res["diverged"])
-           for (c, r), res in zip(keys, results, strict=True) for i, sigma in enumerate(sigmas)}
+    got = _runs(ctx, s)
     blocks: list[Block] = [TextBlock(
         "L = KL(softmax(vec C) ‖ softmax(vec XYᵀ)). No closure and no cheap exact theory, so "
         f"training: float64 full-batch SGD, {s.steps} steps, η = (n/30)²/(4·max(c, 1)²). Target "

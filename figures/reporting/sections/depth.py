@@ -26,10 +26,10 @@ from ... import plots
 from ...claims import crossing, fit_slope, grid_runs
 from ...plots import ScalingPanel, ScalingSet, Series
 from ...sweep import Axis as GridAxis
-from ...sweeps import Job
+from ...sweep import Plan
 from ..blocks import Block, Context, Section, SectionResult, TextBlock
 from ..jobs import job_balanced, make_spec
-from ._runs import flows, train_job
+from ._runs import flows, train_cell, trains
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -72,18 +72,18 @@ def _geomean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(finite)))) if len(finite) == len(values) else math.nan
 
 
-def _train_job(spec: dict[str, Any], seeds: list[int], lr: float, t_end: float) -> Job:
-    steps = int(min(MAX_STEPS, math.ceil(t_end / lr)))
-    return train_job([{**spec, "seed": k} for k in seeds], lr, steps)
+def _train_cell(spec: dict[str, Any], seeds: list[int], lr: float, t_end: float) -> Plan:
+    """SGD training of ``spec`` at ``seeds`` to t = ``t_end`` (at most :data:`MAX_STEPS`
+    steps) as sweep cells, the seeds one batch."""
+    return train_cell(spec, lr, int(min(MAX_STEPS, math.ceil(t_end / lr))), seeds)
 
 
 def _curves(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
     """Figure 1: D = 2, 3, 4 from σ = :data:`CURVE_SIGMA`, theory over training."""
     specs = [_spec(depth, CURVE_SIGMA, 0) for depth in DEPTHS]
     theory = flows(ctx, specs, None)
-    results = ctx.run([_train_job(spec, [0], CURVE_LR, th["t_end"])
-                       for spec, th in zip(specs, theory, strict=True)])
-    trained = [r["runs"][0] for r in results]
+    trained = [runs[0] for runs in trains(ctx, [_train_cell(spec, [0], CURVE_LR, th["t_end"])
+                                                for spec, th in zip(specs, theory, strict=True)])]
     blocks: list[Block] = []
     series = []
     for i, (depth, th, tr) in enumerate(zip(DEPTHS, theory, trained, strict=True)):
@@ -124,11 +124,11 @@ def _sweep(ctx: Context) -> tuple[list[Block], dict[str, Any]]:
                      where=lambda v, _: v["init"] in grid[v["depth"]])
     runs = grid_runs(rows, ("depth", "init", "seed"))
     flow = {p: [crossing(runs[(*p, seed)]) for seed in seeds] for p in points}
-    jobs = [_train_job(_spec(*p, 0), seeds, SWEEP_LR,
-                       SWEEP_MARGIN * max(t for t in flow[p] if np.isfinite(t)))
-            for p in points]
-    trained = {p: [crossing(run) for run in result["runs"]]
-               for p, result in zip(points, ctx.run(jobs), strict=True)}
+    cells = [_train_cell(_spec(*p, 0), seeds, SWEEP_LR,
+                         SWEEP_MARGIN * max(t for t in flow[p] if np.isfinite(t)))
+             for p in points]
+    trained = {p: [crossing(run) for run in runs]
+               for p, runs in zip(points, trains(ctx, cells), strict=True)}
     panels, rows, table = [], [], []
     for depth in DEPTHS:
         sigmas = np.array(grid[depth])

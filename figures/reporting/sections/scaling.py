@@ -16,6 +16,7 @@ import numpy as np
 from ... import plots
 from ...claims import Axis, ClaimMap, cells, crossing, earlier, judge
 from ...plots import ScalingPanel, ScalingSet
+from ...sweep import Plan
 from ..blocks import Block, Context, Section, SectionResult, fmt
 from ..jobs import make_spec
 from ._maps import (
@@ -28,7 +29,7 @@ from ._maps import (
     map_figure,
     sgd_runs,
 )
-from ._runs import train_job
+from ._runs import train_cell, trains
 
 __all__ = ["FULL", "QUICK", "SECTION", "Settings"]
 
@@ -100,14 +101,15 @@ def _sweeps(s: Settings) -> list[Sweep]:
     ]
 
 
-def _jobs(sweeps: list[Sweep], seeds: list[int]) -> list[Any]:
-    jobs = []
+def _cells(sweeps: list[Sweep], seeds: list[int]) -> list[Plan]:
+    """The SGD training of every sweep point at ``seeds`` (sweep cells; a point's seeds train
+    as one batch; a point that is another sweep's, the same cells, runs once)."""
+    cells = []
     for sweep in sweeps:
         for _, spec, eta, s_eff in sweep.points:
             budget = (math.log(2 / spec["init"] ** 2) + 8) / s_eff  # in t
-            jobs.append(train_job([{**spec, "seed": k} for k in seeds], eta,
-                                  math.ceil(budget / eta)))
-    return jobs
+            cells.append(train_cell(spec, eta, math.ceil(budget / eta), seeds))
+    return cells
 
 
 def _gd_rate(s: float, lr: float) -> float:
@@ -188,13 +190,13 @@ def build(ctx: Context) -> SectionResult:
     s: Settings = ctx.settings
     seeds = list(range(s.seeds))
     sweeps = _sweeps(s)
-    results = iter(ctx.run(_jobs(sweeps, seeds)))
+    results = iter(trains(ctx, _cells(sweeps, seeds)))
     sets: dict[str, ScalingSet] = {}
     rows = []
     for sweep in sweeps:
         stats = []
         for x, _, _, _ in sweep.points:
-            times = np.array([crossing(run) for run in next(results)["runs"]])
+            times = np.array([crossing(run) for run in next(results)])
             stats.append((x, np.nanmean(times), np.nanstd(times, ddof=1), np.isnan(times).sum()))
         x, mean, sd, missing = (np.array(v, dtype=float) for v in zip(*stats, strict=True))
         lines = _closed_forms(sweep.law, x, [[{**spec, "seed": k} for k in seeds]
