@@ -35,6 +35,7 @@ import inspect
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -134,12 +135,22 @@ def _timed(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]
 
 
 def peak_rss_mb() -> float:
-    """This process' peak resident set size in MB (``ru_maxrss``: KiB on Linux)."""
+    """This process' peak resident set size in MB: ``VmHWM`` of ``/proc/self/status`` (its own
+    address space's high-water mark; ``ru_maxrss`` would carry the spawning parent's peak
+    across ``execve``), else ``ru_maxrss`` (bytes on macOS, KiB elsewhere), else 0."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # not on this platform
         return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    unit = 2**20 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
 
 
 def _timed_batch(fn: Callable[[list[dict[str, Any]]], list[Any]],

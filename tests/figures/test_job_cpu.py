@@ -55,6 +55,9 @@ def test_the_job_that_raises_a_workers_peak_memory_owns_it(tmp_path):
     under its function, ≥ 300 MB); a job after it in the same worker that allocates little
     records none."""
     stats = CacheStats()
+    # this (parent) process peaks above the job's 300 MB first: a spawned worker's peak must
+    # be its own, not the parent's carried across execve (ru_maxrss would be)
+    assert hold({"mb": 600}) == 1.0
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         run_jobs([(hold, {"mb": 300})], pool, tmp_path, None, stats)
         run_jobs([(spin, {"cpu": 0.02})], pool, tmp_path, None, stats)
