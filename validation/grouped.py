@@ -50,6 +50,9 @@ from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.metrics import silhouette_score
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective, objective
@@ -288,6 +291,74 @@ def _forward_mode_scores(
     return torch.stack(columns, dim=1)
 
 
+class _LinearUses(TorchFunctionMode):
+    """Records, during one forward pass, every use of the chosen parameters (``{id: name}``)
+    that is linear in the parameter with a per-example factor (see :func:`_linear_scores`):
+
+    * ``linear``: ``F.linear(a, W, b)`` (``nn.Linear``), W and/or b chosen;
+    * ``matmul``: ``a @ P`` (``torch.matmul``), P chosen, ``a`` with the batch first;
+    * ``add``: ``z + P[index]`` or ``z + P`` (index: slices and ints only), broadcast over the
+      batch dimension of ``z``.
+
+    Any other operation that takes a chosen parameter (or a recorded slice of one) marks the
+    pass ``unsupported``. ``calls``: (kind, names, input, output), the output kept for δ."""
+
+    _MATMUL = ("matmul", "__matmul__")  # torch.matmul, Tensor.matmul, @
+    _ADD = ("add", "__add__", "__radd__")  # torch.add, Tensor.add, +
+
+    def __init__(self, chosen: dict[int, str]) -> None:
+        super().__init__()
+        self.chosen = chosen
+        self.views: dict[int, tuple[str, Any, Tensor]] = {}  # id(slice) -> (name, index, it)
+        self.calls: list[tuple[str, Any, Tensor | None, Tensor]] = []
+        self.unsupported = False
+
+    def _name(self, value: Any) -> str | None:
+        return self.chosen.get(id(value)) if isinstance(value, Tensor) else None
+
+    def _slice(self, value: Any) -> tuple[str, Any] | None:
+        if not isinstance(value, Tensor):
+            return None
+        if id(value) in self.chosen:
+            return self.chosen[id(value)], ()
+        view = self.views.get(id(value))
+        return None if view is None or view[2] is not value else (view[0], view[1])
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        flat = tree_flatten((args, kwargs))[0]
+        used = [v for v in flat if self._slice(v) is not None]
+        name = getattr(func, "__name__", "")
+        if not used or (name == "__get__" and not isinstance(out, Tensor)):  # shape, dtype …
+            return out
+        if func is F.linear and not kwargs and len(args) >= 2 and self._slice(args[0]) is None:
+            weight = self._name(args[1])
+            bias = self._name(args[2]) if len(args) > 2 else None
+            if len(used) == (weight is not None) + (bias is not None):
+                self.calls.append(("linear", (weight, bias), args[0], out))
+                return out
+        elif (name in self._MATMUL and not kwargs and len(args) == 2 and used == [args[1]]
+              and self._name(args[1]) is not None and args[1].dim() == 2):
+            self.calls.append(("matmul", self._name(args[1]), args[0], out))
+            return out
+        elif name == "__getitem__" and used == [args[0]] and self._name(args[0]):
+            index = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if all(isinstance(i, (slice, int)) for i in index):
+                self.views[id(out)] = (self._name(args[0]), index, out)
+                return out
+        elif name in self._ADD and not kwargs and len(args) == 2 and len(used) == 1:
+            part = self._slice(used[0])
+            other = args[1] if used[0] is args[0] else args[0]
+            if (part is not None and isinstance(other, Tensor) and other.dim() == out.dim()
+                    and used[0].dim() < out.dim()):
+                self.calls.append(("add", part, None, out))
+                return out
+        self.unsupported = True
+        return out
+
+
 def _linear_scores(
     model: nn.Module,
     per_example_loss: PerExampleLoss,
@@ -296,61 +367,71 @@ def _linear_scores(
     directions: Tensor,
     names: Sequence[str],
 ) -> Tensor | None:
-    """:func:`centroid_scores` from the factors of the per-example gradients of linear layers,
-    or None when a chosen parameter is not the weight or bias of an ``nn.Linear``.
+    """:func:`centroid_scores` from the factors of the per-example gradients of parameters
+    used linearly (:class:`_LinearUses`), or None when a chosen parameter is used otherwise.
 
-    A linear layer z = W a + b applied to example n (at positions t, a sequence or a single
-    one) has ∇_W ℓ_n = Σ_t δ_nt a_ntᵀ and ∇_b ℓ_n = Σ_t δ_nt, with δ_nt = ∂ℓ_n/∂z_nt (one
-    backward pass of Σ_n ℓ_n, the examples being independent). So with the direction's block
-    C_k (of W) and c_k (of b): s_nk = Σ_layers Σ_t δ_ntᵀ (C_k a_nt + c_k), one matmul per
-    layer for all K directions and no per-example gradient formed. A layer applied several
-    times in the forward pass adds one such term per call.
+    With δ_nt = ∂ℓ_n/∂z_nt at the output z of a use (one backward pass of Σ_n ℓ_n, the examples
+    being independent) and C_k the direction's block of the parameter:
+
+    * ``nn.Linear`` z = W a + b: ∇_W ℓ_n = Σ_t δ_nt a_ntᵀ, ∇_b ℓ_n = Σ_t δ_nt, so
+      s_nk += Σ_t δ_ntᵀ (C_k a_nt + c_k);
+    * a matmul z = a P (P: in × out): ∇_P ℓ_n = Σ_t a_nt δ_ntᵀ, s_nk += Σ_t δ_ntᵀ (C_kᵀ a_nt);
+    * an addend z = y + P[index] broadcast over the batch: ∇_{P[index]} ℓ_n = δ_n summed over
+      the broadcast dimensions, s_nk += Σ δ_n ⊙ C_k[index];
+
+    at positions t (a sequence, or a single one): one matmul per use for all K directions,
+    no per-example gradient formed. A parameter used several times adds one term per use.
     """
-    modules = dict(model.named_modules())
-    blocks: dict[str, dict[str, tuple[int, int]]] = {}
+    params = dict(model.named_parameters())
+    offsets: dict[str, tuple[int, int]] = {}
     offset = 0
     for name in names:
-        owner, _, kind = name.rpartition(".")
-        module = modules.get(owner)
-        if type(module) is not nn.Linear or kind not in ("weight", "bias"):
-            return None
-        size = getattr(module, kind).numel()
-        blocks.setdefault(owner, {})[kind] = (offset, offset + size)
-        offset += size
-    calls: list[tuple[str, Tensor, Tensor]] = []
-
-    def hook(owner: str) -> Callable[..., None]:
-        def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-            calls.append((owner, args[0], output))
-        return record
-
-    handles = [modules[owner].register_forward_hook(hook(owner)) for owner in blocks]
-    try:
-        with torch.enable_grad():
-            losses = per_example_loss(model(inputs), targets)
-    finally:
-        for handle in handles:
-            handle.remove()
+        offsets[name] = (offset, offset + params[name].numel())
+        offset += params[name].numel()
+    recorder = _LinearUses({id(params[name]): name for name in names})
+    with torch.enable_grad(), recorder:
+        losses = per_example_loss(model(inputs), targets)
     n = inputs.shape[0]
-    if not calls or not all(z.requires_grad and a.shape[0] == n for _, a, z in calls):
+    calls = recorder.calls
+    if recorder.unsupported or not calls or not all(
+            z.requires_grad and z.shape[0] == n and (a is None or a.shape[0] == n)
+            for _, _, a, z in calls):
         return None
-    deltas = torch.autograd.grad(losses.sum(), [z for _, _, z in calls])
+    deltas = torch.autograd.grad(losses.sum(), [z for _, _, _, z in calls])
     directions = directions.to(deltas[0].dtype)
     k = directions.shape[0]
+
+    def block(name: str) -> Tensor:  # C_k of a parameter, (K, *shape)
+        start, end = offsets[name]
+        return directions[:, start:end].reshape(k, *params[name].shape)
+
     scores = torch.zeros(n, k, dtype=deltas[0].dtype)
-    for (owner, a, _), delta in zip(calls, deltas, strict=True):
-        module = modules[owner]
-        a = a.detach().reshape(n, -1, module.in_features)
-        delta = delta.reshape(n, -1, module.out_features)
-        if "weight" in blocks[owner]:
-            start, end = blocks[owner]["weight"]
-            block = directions[:, start:end].reshape(k * module.out_features, module.in_features)
-            rows = a.reshape(-1, module.in_features).contiguous()  # one GEMM over n and t
-            projected = (rows @ block.T).reshape(n, a.shape[1], k, module.out_features)
+    for (kind, which, a, _), delta in zip(calls, deltas, strict=True):
+        if kind == "add":
+            name, index = which
+            part = block(name)[(slice(None), *index)]
+            part = part.reshape(k, *[1] * (delta.dim() - part.dim()), *part.shape[1:])
+            part = torch.broadcast_to(part, (k, *delta.shape[1:]))
+            scores += delta.reshape(n, -1) @ part.reshape(k, -1).T
+            continue
+        a = a.detach().reshape(n, -1, a.shape[-1])
+        rows = a.reshape(-1, a.shape[-1]).contiguous()  # one GEMM over n and t
+        if kind == "matmul":
+            out_features = delta.shape[-1]
+            delta = delta.reshape(n, -1, out_features)
+            c = block(which).permute(1, 0, 2).reshape(a.shape[-1], k * out_features)
+            projected = (rows @ c).reshape(n, a.shape[1], k, out_features)
             scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
-        if "bias" in blocks[owner]:
-            start, end = blocks[owner]["bias"]
-            scores += delta.sum(dim=1) @ directions[:, start:end].T
+            continue
+        weight, bias = which
+        out_features = delta.shape[-1]
+        delta = delta.reshape(n, -1, out_features)
+        if weight is not None:
+            c = block(weight).reshape(k * out_features, a.shape[-1])
+            projected = (rows @ c.T).reshape(n, a.shape[1], k, out_features)
+            scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
+        if bias is not None:
+            scores += delta.sum(dim=1) @ block(bias).T
     return scores.detach()
 
 
