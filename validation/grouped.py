@@ -32,6 +32,8 @@ chosen by the eigengap of the normalised Laplacian (:func:`eigengap_k`) or the s
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fnmatch
 import functools
 import math
@@ -652,15 +654,33 @@ def _status_kib(field_name: str) -> int | None:
     return None
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class _PeakMemory:
     """Peak resident memory added inside the block, in bytes: VmHWM after − VmRSS before, with
     the high-water mark reset on entry (``echo 5 > /proc/self/clear_refs``, Linux ≥ 4.0).
-    ``bytes`` is None where that is unavailable. Memory the allocator already held is not
-    counted again, so this is the growth of the process, a lower bound on the working set."""
+    ``bytes`` is None where that is unavailable.
+
+    On entry the C allocator first returns its free memory to the system (glibc
+    ``malloc_trim(0)``): without it, a process that freed memory earlier (a worker that ran
+    other jobs) serves the block's allocations from pages it already holds, its resident size
+    does not grow, and the peak read 0 (or anything between 0 and the true value) for the same
+    work. Pages still held by live objects are not counted, so this is the memory the block
+    needs beyond what is in use on entry."""
 
     bytes: int | None = None
 
     def __enter__(self) -> _PeakMemory:
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
         try:
             with open("/proc/self/clear_refs", "w") as refs:
                 refs.write("5")
