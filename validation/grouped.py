@@ -54,7 +54,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from dynamics.errors import UsageError
 from dynamics.groups import ELL, SUM, WEIGHT, GroupObjective, objective
@@ -311,16 +310,12 @@ class _LinearUses(TorchFunctionMode):
     def __init__(self, chosen: dict[int, str]) -> None:
         super().__init__()
         self.chosen = chosen
-        self.views: dict[int, tuple[str, Any, Tensor]] = {}  # id(slice) -> (name, index, it)
+        self.views: dict[int, tuple[str, tuple, Tensor]] = {}  # id(slice) -> (name, index, it)
         self.calls: list[tuple[str, Any, Tensor | None, Tensor]] = []
         self.unsupported = False
 
-    def _name(self, value: Any) -> str | None:
-        return self.chosen.get(id(value)) if isinstance(value, Tensor) else None
-
-    def _slice(self, value: Any) -> tuple[str, Any] | None:
-        if not isinstance(value, Tensor):
-            return None
+    def _part(self, value: Any) -> tuple[str, tuple] | None:
+        """(name, index) of a chosen parameter (index ()) or of a recorded slice of one."""
         if id(value) in self.chosen:
             return self.chosen[id(value)], ()
         view = self.views.get(id(value))
@@ -330,32 +325,34 @@ class _LinearUses(TorchFunctionMode):
                            kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        flat = tree_flatten((args, kwargs))[0]
-        used = [v for v in flat if self._slice(v) is not None]
+        operands = [v for value in (*args, *kwargs.values())
+                    for v in (value if isinstance(value, (list, tuple)) else (value,))]
+        used = [v for v in operands if self._part(v) is not None]
         name = getattr(func, "__name__", "")
         if not used or (name == "__get__" and not isinstance(out, Tensor)):  # shape, dtype …
             return out
-        if func is F.linear and not kwargs and len(args) >= 2 and self._slice(args[0]) is None:
-            weight = self._name(args[1])
-            bias = self._name(args[2]) if len(args) > 2 else None
-            if len(used) == (weight is not None) + (bias is not None):
+        whole = [self.chosen.get(id(v)) for v in args]  # parameter names of the arguments
+        if func is F.linear and not kwargs and len(args) >= 2 and whole[0] is None:
+            weight, bias = whole[1], whole[2] if len(args) > 2 else None
+            if all(v is args[1] or (len(args) > 2 and v is args[2]) for v in used) and all(
+                    self._part(v) is None or self.chosen.get(id(v)) for v in args[1:3]):
                 self.calls.append(("linear", (weight, bias), args[0], out))
                 return out
-        elif (name in self._MATMUL and not kwargs and len(args) == 2 and used == [args[1]]
-              and self._name(args[1]) is not None and args[1].dim() == 2):
-            self.calls.append(("matmul", self._name(args[1]), args[0], out))
+        elif (name in self._MATMUL and not kwargs and len(args) == 2 and len(used) == 1
+              and used[0] is args[1] and whole[1] is not None and args[1].dim() == 2):
+            self.calls.append(("matmul", whole[1], args[0], out))
             return out
-        elif name == "__getitem__" and used == [args[0]] and self._name(args[0]):
+        elif (name == "__getitem__" and len(used) == 1 and used[0] is args[0]
+              and whole[0] is not None):
             index = args[1] if isinstance(args[1], tuple) else (args[1],)
             if all(isinstance(i, (slice, int)) for i in index):
-                self.views[id(out)] = (self._name(args[0]), index, out)
+                self.views[id(out)] = (whole[0], index, out)
                 return out
         elif name in self._ADD and not kwargs and len(args) == 2 and len(used) == 1:
-            part = self._slice(used[0])
             other = args[1] if used[0] is args[0] else args[0]
-            if (part is not None and isinstance(other, Tensor) and other.dim() == out.dim()
+            if (isinstance(other, Tensor) and other is not used[0] and other.dim() == out.dim()
                     and used[0].dim() < out.dim()):
-                self.calls.append(("add", part, None, out))
+                self.calls.append(("add", self._part(used[0]), None, out))
                 return out
         self.unsupported = True
         return out
