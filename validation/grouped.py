@@ -135,7 +135,9 @@ class LossMethod:
         """Called by the training loop before the loss of ``batch`` at ``step``; no-op here.
 
         Methods that find groups return ``labels`` (N,) and, at a re-clustering, ``clustering``
-        (a :class:`Clustering`)."""
+        (a :class:`Clustering`); where their scores came from a forward pass of the model on
+        the whole batch, ``losses``: its per-example losses ℓ_n with their graph, which the
+        training loop uses instead of a second forward pass (the same numbers)."""
         return {}
 
     def __call__(self, losses: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Diagnostics]:
@@ -243,24 +245,31 @@ def centroid_scores(
     directions: Tensor,
     params: Sequence[str] | None = None,
     factored: bool = True,
+    losses: list[Tensor] | None = None,
 ) -> Tensor:
     """s_nk = ∇_θ ℓ_n · c_k for each direction c_k (rows of ``directions``, (K, M) over the
     flattened ``params`` in model order), (N, K), without forming per-example gradients.
 
-    When every chosen parameter is the weight or bias of an ``nn.Linear``: one forward and one
-    backward pass, from the factors δ aᵀ of the gradients (:func:`_linear_scores`); else each
-    column is one forward-mode derivative (``torch.func.jvp``) of the per-example losses along
-    c_k (:func:`_forward_mode_scores`): K forward passes instead of N backward ones.
-    argmax_k |s_nk| equals argmax_k |ĝ_n·c_k| (the norm ‖∇ℓ_n‖ is common to the row).
-    ``factored=False``: always forward-mode (the two routes agree to rounding, ~1e-7 relative
-    in float32; a method that trains on the scores' values can amplify that difference).
+    When every chosen parameter is used linearly (``nn.Linear`` layers, matmuls, sliced
+    addends: :class:`_LinearUses`): one forward and one backward pass, from the factors δ aᵀ
+    of the gradients (:func:`_linear_scores`); else each column is one forward-mode derivative
+    (``torch.func.jvp``) of the per-example losses along c_k (:func:`_forward_mode_scores`):
+    K forward passes instead of N backward ones. argmax_k |s_nk| equals argmax_k |ĝ_n·c_k|
+    (the norm ‖∇ℓ_n‖ is common to the row). ``factored=False``: always forward-mode (the two
+    routes agree to rounding, ~1e-7 relative in float32, both against a float64 oracle).
+    ``losses``: a list to which the factored route appends the batch's per-example losses ℓ_n
+    (N,) with their autograd graph, so that a training step on the same batch can reuse that
+    forward pass (the same operations: the same numbers).
     """
     named = {name: p.detach() for name, p in model.named_parameters()}
     names = list(params if params is not None else named)
     if factored:
-        scores = _linear_scores(model, per_example_loss, inputs, targets, directions, names)
-        if scores is not None:
-            return scores
+        found = _factored_scores(model, per_example_loss, inputs, targets, directions, names,
+                                 keep_graph=losses is not None)
+        if found is not None:
+            if losses is not None:
+                losses.append(found[1])
+            return found[0]
     return _forward_mode_scores(model, per_example_loss, inputs, targets, directions, names)
 
 
@@ -366,8 +375,23 @@ def _linear_scores(
     directions: Tensor,
     names: Sequence[str],
 ) -> Tensor | None:
-    """:func:`centroid_scores` from the factors of the per-example gradients of parameters
-    used linearly (:class:`_LinearUses`), or None when a chosen parameter is used otherwise.
+    """The scores of :func:`_factored_scores` alone (None where it does not apply)."""
+    found = _factored_scores(model, per_example_loss, inputs, targets, directions, names)
+    return None if found is None else found[0]
+
+
+def _factored_scores(
+    model: nn.Module,
+    per_example_loss: PerExampleLoss,
+    inputs: Tensor,
+    targets: Tensor,
+    directions: Tensor,
+    names: Sequence[str],
+    keep_graph: bool = False,
+) -> tuple[Tensor, Tensor] | None:
+    """(scores, per-example losses): :func:`centroid_scores` from the factors of the
+    per-example gradients of parameters used linearly (:class:`_LinearUses`), or None when a
+    chosen parameter is used otherwise.
 
     With δ_nt = ∂ℓ_n/∂z_nt at the output z of a use (one backward pass of Σ_n ℓ_n, the examples
     being independent) and C_k the direction's block of the parameter:
@@ -380,6 +404,8 @@ def _linear_scores(
 
     at positions t (a sequence, or a single one): one matmul per use for all K directions,
     no per-example gradient formed. A parameter used several times adds one term per use.
+    The losses ℓ_n (N,) of the forward pass are returned too, with their autograd graph kept
+    when ``keep_graph`` (for a training step to reuse), else detached.
     """
     params = dict(model.named_parameters())
     offsets: dict[str, tuple[int, int]] = {}
@@ -396,7 +422,8 @@ def _linear_scores(
             z.requires_grad and z.shape[0] == n and (a is None or a.shape[0] == n)
             for _, _, a, z in calls):
         return None
-    deltas = torch.autograd.grad(losses.sum(), [z for _, _, _, z in calls])
+    deltas = torch.autograd.grad(losses.sum(), [z for _, _, _, z in calls],
+                                 retain_graph=keep_graph)
     directions = directions.to(deltas[0].dtype)
     k = directions.shape[0]
 
@@ -431,7 +458,7 @@ def _linear_scores(
             scores += (projected * delta.unsqueeze(2)).sum(dim=(1, 3))
         if bias is not None:
             scores += delta.sum(dim=1) @ block(bias).T
-    return scores.detach()
+    return scores.detach(), losses if keep_graph else losses.detach()
 
 
 def flatten_grads(grads: dict[str, Tensor]) -> Tensor:
@@ -804,11 +831,12 @@ class GradientClusterer:
         )  # fmt: skip
 
     def scores(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               centroids: Tensor, factored: bool = True) -> Tensor:
+               centroids: Tensor, factored: bool = True,
+               losses: list[Tensor] | None = None) -> Tensor:
         """∇ℓ_n·c_k for the batch (N, K) (:func:`centroid_scores`; ``factored=False``: by
-        forward-mode derivatives only)."""
+        forward-mode derivatives only; ``losses``: receives the forward pass's ℓ_n)."""
         return centroid_scores(model, self.per_example_loss, inputs, targets, centroids,
-                               self.parameter_names(model), factored)
+                               self.parameter_names(model), factored, losses)
 
 
 class ClusterGroupedLoss(LossMethod):
@@ -841,17 +869,20 @@ class ClusterGroupedLoss(LossMethod):
         self.used = np.zeros(0, dtype=np.int64)
         self.labels: Tensor | None = None
 
-    def _assign(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> np.ndarray:
+    def _assign(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                losses: list[Tensor] | None = None) -> np.ndarray:
         """Ids (among the used ones) of the nearest centroids of the examples."""
-        scores = self.clusterer.scores(model, inputs, targets, self.centroids[self.used])
+        scores = self.clusterer.scores(model, inputs, targets, self.centroids[self.used],
+                                       losses=losses)
         nearest = assign_to_centroids(scores, self.clusterer.sign_invariant).numpy()
         return self.used[nearest]
 
     def update(self, model: nn.Module, batch: tuple[Tensor, Tensor], step: int) -> Diagnostics:
         inputs, targets = batch
         if step % self.recluster_every != 0 and self.centroids is not None:
-            self.labels = torch.as_tensor(self._assign(model, inputs, targets))
-            return {"labels": self.labels.numpy()}
+            losses: list[Tensor] = []
+            self.labels = torch.as_tensor(self._assign(model, inputs, targets, losses))
+            return {"labels": self.labels.numpy(), **({"losses": losses[0]} if losses else {})}
         found = self.clusterer.cluster(model, inputs, targets)
         clustered = len(found.labels)
         capacity = self.loss.num_groups
@@ -937,7 +968,11 @@ class SVDGroupedLoss(LossMethod):
         else:
             # the factored route where the model allows it: its components are as accurate
             # as forward mode's (both ~1e-7 relative to a float64 oracle in float32, parity)
-            components = self.gradients.scores(model, *batch, self.directions.T).double()
+            losses: list[Tensor] = []
+            components = self.gradients.scores(model, *batch, self.directions.T,
+                                               losses=losses).double()
+            if losses:
+                info["losses"] = losses[0]
         squared = components**2
         squared = squared / squared.sum(dim=1, keepdim=True).clamp(min=1e-300) / len(squared)
         energy = squared.sum(dim=0)

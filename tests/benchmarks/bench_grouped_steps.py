@@ -4,7 +4,8 @@ with the centroid scores by the factored route and by forward mode, in the same 
 On the report's two tasks (:data:`validation.tasks.TASKS`, reduced configurations: parity
 N = 512, M = 11 266; skills N = 64, M = 33 792 without the token embeddings), from the same
 initialisation and batches, one torch thread: each step is the loop of
-:func:`validation.tasks.train_task` (``method.update``, the loss, backward, an Adam step).
+:func:`validation.tasks.train_task` (``method.update``, the loss on the update's forward pass
+where it made one, backward, an Adam step).
 Steps at a re-clustering (every 200 / 100 in the report) are not timed: this is the cost
 between them. The forward-mode route is the one the factored route replaced
 (``GradientClusterer.scores(..., factored=False)``); both routes' labels are compared on
@@ -14,9 +15,10 @@ best of ``--repeats`` blocks of ``--steps`` steps. Run as
     python tests/benchmarks/bench_grouped_steps.py [--steps 20] [--repeats 3]
 
 Measured (2-core shared CPU under load, 1 thread, ``--steps 20 --repeats 3``; ratios to the
-mean step of the same run, 1.66 ms parity, 7.93 ms skills): parity cluster 6.72x (forward
-mode) -> 2.81x (factored), svd 6.36x -> 3.00x; skills cluster 6.59x -> 2.72x, svd 6.56x ->
-2.71x; the same labels on every example of every step.
+mean step of the same run, 1.62 ms parity, 8.22 ms skills): parity cluster 7.09x (forward
+mode) -> 2.95x (factored), svd 6.53x -> 2.53x; skills cluster 6.74x -> 2.19x, svd 6.88x ->
+2.23x; the same labels on every example of every step. (Before the training step reused the
+scoring forward pass: skills 2.72x, parity 2.81-3.00x.)
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def _forward_mode(clusterer: GradientClusterer) -> None:
     """Make ``clusterer.scores`` take the forward-mode route (the route before the factors)."""
     scores = clusterer.scores
 
-    def forward_mode(model, inputs, targets, centroids, factored=True):
-        return scores(model, inputs, targets, centroids, factored=False)
+    def forward_mode(model, inputs, targets, centroids, factored=True, losses=None):
+        return scores(model, inputs, targets, centroids, factored=False, losses=losses)
 
     clusterer.scores = forward_mode  # type: ignore[method-assign]
 
@@ -69,7 +71,10 @@ def time_steps(task_name: str, method: str, route: str, steps: int, repeats: int
             if step == 1:
                 start = time.process_time()
             info = loss_method.update(model, (inputs.float(), targets), step)
-            loss, _ = loss_method(task.per_example_loss(model(inputs.float()), targets), groups)
+            losses = info.get("losses")  # as train_task: the scoring forward pass, reused
+            if losses is None:
+                losses = task.per_example_loss(model(inputs.float()), targets)
+            loss, _ = loss_method(losses, groups)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
