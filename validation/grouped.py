@@ -847,10 +847,12 @@ class ClusterGroupedLoss(LossMethod):
     the k unit centroids c_k; the new clusters are renamed to agree best with the previous
     centroids' assignment of the same examples (:func:`match_labels`), so groups keep their
     identity. In between, each example joins the centroid with the largest |∇ℓ_n·c_k| (plain
-    argmax without sign invariance), computed by k forward-mode derivatives
-    (:func:`centroid_scores`), not per-example gradients. Examples beyond the clustered
-    ``examples`` are assigned the same way at a re-clustering. ``update`` returns ``labels``
-    (N,) and, at a re-clustering, ``clustering``.
+    argmax without sign invariance), computed from the factors of the gradients (one forward
+    and one backward pass) or k forward-mode derivatives (:func:`centroid_scores`), not
+    per-example gradients. Examples beyond the clustered ``examples`` are assigned the same
+    way at a re-clustering. ``update`` returns ``labels`` (N,), at a re-clustering
+    ``clustering``, and between re-clusterings (factored route) ``losses``, the batch's ℓ_n
+    from the scoring forward pass for the training step to reuse.
     """
 
     name = "cluster"
@@ -923,7 +925,7 @@ class SVDGroupedLoss(LossMethod):
     weights would cancel their losses. For orthogonal modes with group fractions p_g this gives
     L = Σ_g p_g ℓ_g², i.e. ∇L = Σ_g 2 p_g ℓ_g ∇ℓ_g. The components ∇ℓ_n·w_i come from the
     per-example gradients at a recomputation and from :func:`centroid_scores` in between
-    (the factors of linear layers, else K forward-mode derivatives), so only the
+    (the factors of linear uses, else K forward-mode derivatives), so only the
     recomputations pay for per-example gradients. ``params``/``exclude``: as
     :class:`GradientClusterer`. ``update`` returns ``labels`` = argmax_i a_i(n)² and, at a
     recomputation, ``clustering`` (k = K, the time and memory of the gradients and the SVD).
