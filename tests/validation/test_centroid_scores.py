@@ -73,3 +73,73 @@ def test_a_non_linear_parameter_takes_the_forward_mode_route() -> None:
                                loop_scores(model, x, y, names, directions),
                                rtol=1e-10, atol=1e-12)
     assert all(p.grad is None for p in model.parameters())
+
+
+class RawParameters(nn.Module):
+    """Parameters used by matmul and as a sliced addend (like the skills transformer's
+    attention weights and positions), plus one used non-linearly when ``squash``."""
+
+    def __init__(self, squash: bool) -> None:
+        super().__init__()
+        self.position = nn.Parameter(torch.randn(5, 4))
+        self.weight = nn.Parameter(torch.randn(4, 3))
+        self.gate = nn.Parameter(torch.randn(3))
+        self.squash = squash
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (N, T ≤ 5, 4)
+        z = x + self.position[: x.shape[1]]
+        h = torch.tanh(z @ self.weight) @ torch.ones(3, 3, dtype=x.dtype)
+        h = h + self.gate
+        h = torch.tanh(h @ torch.ones(3, 4, dtype=x.dtype)) @ self.weight  # weight used twice
+        if self.squash:  # a transposed parameter and a gate: not linear uses
+            h = h * torch.sigmoid(self.gate) + torch.tanh(x @ self.weight.T.T)
+        return h.sum(dim=(1, 2))
+
+
+@pytest.mark.parametrize("names", [["position", "weight", "gate"], ["weight"], ["position"]])
+def test_matmul_and_sliced_addend_scores_equal_a_loop_of_backward_calls(names: list[str]) -> None:
+    torch.manual_seed(2)
+    model = RawParameters(squash=False).double()
+    x = torch.randn(6, 3, 4, dtype=torch.float64)
+    y = torch.randn(6, dtype=torch.float64)
+    size = sum(dict(model.named_parameters())[name].numel() for name in names)
+    directions = torch.randn(4, size, dtype=torch.float64)
+    expected = loop_scores(model, x, y, names, directions)
+    torch.testing.assert_close(_linear_scores(model, squared, x, y, directions, names),
+                               expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_parameter_used_non_linearly_takes_the_forward_mode_route() -> None:
+    torch.manual_seed(3)
+    model = RawParameters(squash=True).double()
+    x = torch.randn(4, 2, 4, dtype=torch.float64)
+    y = torch.randn(4, dtype=torch.float64)
+    names = ["weight", "gate"]
+    directions = torch.randn(2, 15, dtype=torch.float64)
+    assert _linear_scores(model, squared, x, y, directions, names) is None
+    assert _linear_scores(model, squared, x, y, directions[:, :12], ["weight"]) is None  # .T
+    torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
+                               loop_scores(model, x, y, names, directions),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_skills_transformer_takes_the_factored_route() -> None:
+    from validation.tasks import make_task
+
+    task = make_task("skills", 0, quick=True)
+    model = task.make_model(torch.Generator().manual_seed(0)).double()
+    inputs, targets, _ = task.batch(torch.Generator().manual_seed(1))
+    inputs, targets = inputs[:6].double(), targets[:6]
+    names = ["position", "qkv.0", "proj.1"]
+    size = sum(dict(model.named_parameters())[name].numel() for name in names)
+    directions = torch.randn(3, size, dtype=torch.float64)
+    params = dict(model.named_parameters())
+    rows = []
+    for n in range(len(inputs)):  # oracle: one backward per example
+        loss = task.per_example_loss(model(inputs[n : n + 1]), targets[n : n + 1]).sum()
+        grads = torch.autograd.grad(loss, [params[name] for name in names])
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    expected = torch.stack(rows) @ directions.T
+    torch.testing.assert_close(_linear_scores(model, task.per_example_loss, inputs, targets,
+                                              directions, names),
+                               expected, rtol=1e-10, atol=1e-12)

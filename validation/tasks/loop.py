@@ -170,7 +170,10 @@ def _train(
                                                   task.num_groups))
         begin = time.perf_counter()
         info = loss_method.update(model, (inputs, targets), step)
-        loss, _ = loss_method(task.per_example_loss(model(inputs), targets), groups)
+        losses = info.get("losses")  # the update's forward pass on this batch, if it made one
+        if losses is None:
+            losses = task.per_example_loss(model(inputs), targets)
+        loss, _ = loss_method(losses, groups)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
