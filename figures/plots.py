@@ -20,6 +20,7 @@ Drawing and saving hold one lock, so report sections may run in threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import threading
@@ -47,6 +48,7 @@ __all__ = [
     "ScalingPanel",
     "ScalingSet",
     "Series",
+    "drawing",
     "plot_family",
     "plot_groups",
     "plot_maps",
@@ -156,6 +158,15 @@ def save_png(fig: Figure, path: str | Path) -> Path:
                                                 dither=Image.Dither.NONE)
     palette.save(path, optimize=True)
     return path
+
+
+@contextlib.contextmanager
+def drawing() -> Iterator[None]:
+    """Hold the drawing lock, in the report's style (:data:`RC`): what a report section that
+    builds its own matplotlib figure wraps around it (report sections run in threads, and
+    matplotlib's text layout — mathtext tick labels on a log axis — is not thread-safe)."""
+    with _DRAWING, plt.rc_context(RC):
+        yield
 
 
 def _styled(fn: Callable[P, Figure]) -> Callable[P, Figure]:
