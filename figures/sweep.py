@@ -31,6 +31,11 @@ Table columns of ``results.csv`` (one row per cell × seed × source), in order:
 * ``plateaus`` (count), ``plateau_levels`` (in L_ref, ``;``-separated), ``plateau_lengths``
   (in t), ``drop_times`` (steepest point, t), ``drop_widths`` (t), ``tail`` (``exponential``,
   ``power`` or empty);
+* grouped models only (empty otherwise), the emergence of the capability groups
+  (:func:`validation.emergence.summarize_run`, group g emerged once ℓ_g ≤ ½ℓ_g of the zero
+  model): ``emergence_spread`` = t_last/t_first of the groups' half-drop times (1: together),
+  ``emergence_width`` = median over groups of (t_90 − t_10)/t_half of each group's own drop,
+  ``groups_emerged`` = the share of groups that emerged;
 * ``rel_err_0.5``, ``rel_err_0.1``, ``rel_err_0.01``, ``verdict``: a theory against training
   (empty for ``train`` rows and theory-only sweeps);
 * ``seconds``: wall time of this source in its cell (the only column that depends on the
@@ -103,10 +108,12 @@ _GUESS = {"init": "float", "weight_decay": "float", "scale": "float", "noise": "
           "loss": "text", "activation": "text", "second_layer": "text", **RUN_TYPES}
 MEASUREMENTS = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "t_end", "l_ref", "plateaus",
                 "plateau_levels", "plateau_lengths", "drop_times", "drop_widths", "tail",
+                "emergence_spread", "emergence_width", "groups_emerged",
                 "rel_err_0.5", "rel_err_0.1", "rel_err_0.01", "verdict", "seconds")
 #: the measurements a heatmap can show (numbers; a list column shows its first entry)
 PLOTTABLE = ("t_0.5", "t_0.1", "t_0.01", "final_loss", "plateaus", "plateau_levels",
-             "plateau_lengths", "drop_times", "drop_widths", "rel_err_0.5", "rel_err_0.1",
+             "plateau_lengths", "drop_times", "drop_widths", "emergence_spread",
+             "emergence_width", "groups_emerged", "rel_err_0.5", "rel_err_0.1",
              "rel_err_0.01", "seconds")
 COLUMNS = ("seed", "source", *MEASUREMENTS)
 CURVE_POINTS = 200
@@ -363,10 +370,10 @@ def _compact(t: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
     return {"t": np.asarray(t)[idx], "loss": np.asarray(loss)[idx]}
 
 
-def _measure(traj: Any, phases: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The measurements of one curve (:mod:`dynamics.phases`); ``phases``: the curve's phases
-    (:meth:`dynamics.phases.Phases.to_dict`) when already analysed (a recording cell's
-    summary), else they are analysed here."""
+def _measure(traj: Any, spec: Any, phases: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The measurements of one curve (:mod:`dynamics.phases`) of ``spec``; ``phases``: the
+    curve's phases (:meth:`dynamics.phases.Phases.to_dict`) when already analysed (a
+    recording cell's summary), else they are analysed here."""
     cross = traj.crossing_times(FRACTIONS)
     out: dict[str, Any] = {f"t_{f:g}": cross[f] for f in FRACTIONS}
     out.update(final_loss=float(traj.loss[-1]), t_end=float(traj.t[-1]),
@@ -384,8 +391,29 @@ def _measure(traj: Any, phases: dict[str, Any] | None = None) -> dict[str, Any]:
             drop_times=[d["time"] for d in phases["drops"]],
             drop_widths=[d["width"] for d in phases["drops"]],
             tail=None if phases["tail"] is None else phases["tail"]["kind"])
+    emergence = _emergence(traj, spec)
+    if emergence is not None:
+        out["emergence"] = emergence
+        out.update({column: emergence[key] if np.isfinite(emergence[key]) else None
+                    for column, key in (("emergence_spread", "spread"),
+                                        ("emergence_width", "width"),
+                                        ("groups_emerged", "emerged"))})
     out["curve"] = _compact(traj.t, traj.loss)
     return out
+
+
+def _emergence(traj: Any, spec: Any) -> dict[str, float] | None:
+    """The groups' emergence of a grouped model's curve (:func:`validation.emergence.
+    summarize_run`, threshold ½ℓ_g of the zero model, ``spec.reference_losses``); None for a
+    curve without group losses."""
+    if getattr(traj, "group_loss", None) is None:
+        return None
+    from validation.emergence import summarize_run
+
+    finite = np.isfinite(traj.group_loss).all(axis=1)
+    summary = summarize_run(traj.t[finite], traj.group_loss[finite],
+                            np.asarray(spec.reference_losses) / 2)
+    return summary
 
 
 def _analysed(recorded: dict[str, Any], traj: Any) -> dict[str, Any] | None:
@@ -478,7 +506,7 @@ def run_cells(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 warnings.simplefilter("ignore")
                 traj = predict(spec, _method(name, run), t_max=t_max)
             recorded = record(spec, traj)
-            out[name] = {**_measure(traj, _analysed(recorded, traj)), **recorded,
+            out[name] = {**_measure(traj, spec, _analysed(recorded, traj)), **recorded,
                          "seconds": time.perf_counter() - started}
         outs.append(out)
     trained = [i for i, c in enumerate(configs)
@@ -524,7 +552,7 @@ def _train_cells(configs: list[dict[str, Any]], specs: list[Any],
             recorded["run"]["diverged"] = i in diverged
         phases = recorded["run"]["phases"] if recorded and np.isfinite(
             experiment.curve()[1]).all() else None  # the summary analysed the same curve
-        out["train"] = {**_measure(experiment, phases), **recorded, "seconds": seconds,
+        out["train"] = {**_measure(experiment, spec, phases), **recorded, "seconds": seconds,
                         "diverged": i in diverged}
         exp_cross = {f: out["train"][f"t_{f:g}"] for f in FRACTIONS}
         for name in config["theories"]:
@@ -541,7 +569,7 @@ def _own_cell(own: Any, spec: Any, config: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     trajs = own.sweep_cell(spec, config["theories"], run)
     seconds = (time.perf_counter() - started) / len(trajs)
-    out = {k: {**_measure(v), "seconds": seconds} for k, v in trajs.items()}
+    out = {k: {**_measure(v, spec), "seconds": seconds} for k, v in trajs.items()}
     if run["train"]:
         from validation.comparison import judge
     for name in config["theories"] if run["train"] else ():
@@ -635,8 +663,10 @@ class Plan:
                 row = dict(zip(self.names, point, strict=True))
                 row.update(seed=seed, source=source)
                 row.update({k: measured.get(k) for k in MEASUREMENTS})
-                if self.record:
+                if self.record:  # the report's summary (with a grouped model's emergence)
                     row["run"] = measured["run"]
+                    if "emergence" in measured:
+                        row["run"] = {**row["run"], "emergence": measured["emergence"]}
                 if curves is not None:
                     curves[len(rows)] = measured.get("curve") or _compact(
                         measured["run"]["trajectory"].t, measured["run"]["trajectory"].loss)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..registry import Entry, Option, register
 
-__all__ = ["ENTRY", "build", "sample_modes"]
+__all__ = ["ENTRY", "build", "family", "sample_modes"]
 
 DESCRIPTION = ("capability modes: ½tr(R D Rᵀ), R = XYᵀB − AS (A, B n x G orthonormal; S, D "
                "diagonal G x G: scales s_g, group weights)")
@@ -90,21 +90,56 @@ def _floats(text: str | Sequence[float]) -> list[float]:
     return list(text)
 
 
-def _sample_cli(scales: Any, frequencies: Any = None, **options: Any) -> Any:
-    """:func:`sample_modes` from the command line (equal frequencies by default)."""
-    s = _floats(scales)
-    p = _floats(frequencies) if frequencies is not None else [1.0] * len(s)
+def family(groups: int, spread: float = 1.0, zipf: float = 0.0) -> tuple[Any, Any]:
+    """The scales and frequencies of a family of G = ``groups`` modes: s_g geometric from
+    ``spread`` (g = 1) down to 1 (g = G), s_g = spread^((G − g)/(G − 1)); p_g ∝ g^−α, α =
+    ``zipf`` (:func:`dynamics.groups.zipf_frequencies`); mode 1 the largest and most frequent
+    for spread > 1, α > 0."""
+    import numpy as np
+
+    from ..groups import zipf_frequencies
+
+    return np.geomspace(spread, 1.0, groups), zipf_frequencies(groups, zipf)
+
+
+def _sample_cli(scales: Any = None, frequencies: Any = None, groups: int | None = None,
+                spread: float | None = None, zipf: float | None = None,
+                **options: Any) -> Any:
+    """:func:`sample_modes` from the command line: the scales from ``--scales`` or from
+    ``--groups`` and ``--spread`` (:func:`family`); the frequencies from ``--frequencies``, from
+    ``--zipf`` or equal."""
+    from ..errors import UsageError
+    from ..groups import zipf_frequencies
+
+    if (scales is None) == (groups is None):
+        raise UsageError("sample modes needs --scales S1,... or --groups G (not both)")
+    if spread is not None and groups is None:
+        raise UsageError("sample modes: --spread needs --groups (with --scales, give the scales)")
+    if frequencies is not None and zipf is not None:
+        raise UsageError("sample modes: give --frequencies or --zipf, not both")
+    if groups is not None:
+        s, p = family(groups, 1.0 if spread is None else spread, zipf or 0.0)
+    else:
+        s = _floats(scales)
+        p = zipf_frequencies(len(s), zipf) if zipf is not None else [1.0] * len(s)
+    if frequencies is not None:
+        p = _floats(frequencies)
     return sample_modes(s, p, **options)
 
 
 ENTRY = register(Entry(
     "modes", build, _sample_cli,
     options=(
-        Option("scales", "floats", None, "modes: comma-separated mode scales s_g",
-               required=True, metavar="S1,..."),
+        Option("scales", "floats", None, "modes: comma-separated mode scales s_g (or --groups)",
+               metavar="S1,..."),
         Option("frequencies", "floats", None,
                "modes: comma-separated example frequencies p_g (default: equal)",
                metavar="P1,..."),
+        Option("groups", "posint", None, "modes: G modes with scales from --spread (instead "
+               "of --scales)"),
+        Option("spread", "posfloat", None, "modes: with --groups, scales s_g geometric from "
+               "SPREAD (g = 1) down to 1 (default 1: equal)"),
+        Option("zipf", "float", None, "modes: frequencies p_g ∝ g^-ZIPF (default: equal)"),
         Option("n", "posint", 20, "dimension n (default 20)"),
         Option("hidden", "posint", 20, "modes: hidden width k (default 20)"),
         Option("init", "nonneg", 1e-3, "init std σ per coordinate (default 1e-3)"),

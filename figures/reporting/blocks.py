@@ -189,17 +189,25 @@ class Context:
 
     def sweep(self, name: str, problem: str, grid: Sequence[Any], **options: Any
               ) -> list[dict[str, Any]]:
-        """A claim map's grid run by :func:`figures.sweep.sweep` (the one grid runner, its
-        cells cached with the report's jobs, on the report's executor and progress bar):
-        one table row per cell × seed × source, each with ``run``, the report's summary of
-        its curve (``record=True``). The table is written in the sweep's format
-        (``results.csv``'s, :func:`figures.sweep.write_table`) to ``data/NN-slug-NAME.csv``.
-        ``grid``: :class:`figures.sweep.Axis` values; ``options``: :func:`figures.sweep.sweep`'s."""
-        from ..sweep import sweep, write_table
+        """A claim map's grid run by the one grid runner (:func:`figures.sweep.plan`, its
+        cells cached with the report's jobs, on the report's executor and progress bar): one
+        table row per cell × seed × source, each with ``run``, the report's summary of its
+        curve (``record=True``), written as :meth:`table_of` writes it. ``grid``:
+        :class:`figures.sweep.Axis` values; ``options``: :func:`figures.sweep.plan`'s."""
+        from ..sweep import plan
 
-        rows = sweep(problem, grid, executor=self.executor, cache_dir=self.cache_dir,
-                     progress=self.bar, stats=self.stats, record=True, **options)
-        write_table(rows, self.out / "data" / f"{self.name(name)}.csv", [a.name for a in grid])
+        planned = plan(problem, grid, record=True, **options)
+        return self.table_of(name, planned, self.run(planned.jobs))
+
+    def table_of(self, name: str, planned: Any, results: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of a sweep ``planned`` (:func:`figures.sweep.plan` with ``record=True``)
+        whose jobs gave ``results`` (run with others in one :meth:`run`), written in the
+        sweep's format (``results.csv``'s, :func:`figures.sweep.write_table`) to
+        ``data/NN-slug-NAME.csv``."""
+        from ..sweep import write_table
+
+        rows = planned.rows(results)
+        write_table(rows, self.out / "data" / f"{self.name(name)}.csv", planned.names)
         return rows
 
     @property

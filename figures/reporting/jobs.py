@@ -31,7 +31,6 @@ __all__ = [
     "REFERENCE_EVERY",
     "job_balanced",
     "job_equations",
-    "job_modes_theory",
     "job_power_law",
     "job_power_theory",
     "job_power_train",
@@ -261,29 +260,6 @@ def job_equations(config: dict[str, Any]) -> dict[str, Any]:
     return {title: getattr(symbolic, call)(**kwargs).latex()
             for title, call, kwargs in config["derivations"]}
 
-
-
-def job_modes_theory(config: dict[str, Any]) -> dict[str, Any]:
-    """Emergence summaries (:func:`validation.emergence.summarize_run`) of group objectives
-    predicted on a modes task: ``{"alpha", "ratio", "groups", "seed", "lr", "steps",
-    "objectives"}`` — G modes with p_g ∝ g^−α and s_g geometric from ``ratio`` down to 1 (mode
-    1 the largest and most frequent), :func:`dynamics.problems.sample_modes` from ``seed``
-    (σ = 10⁻³), each objective (a label such as ``grouped``, ``power(q=1)``) integrated by
-    :func:`validation.tasks.predict_task` (the derived flow) to t = ``lr``·``steps``."""
-    from dynamics.groups import zipf_frequencies
-    from dynamics.problems import sample_modes
-    from validation.emergence import summarize_run
-    from validation.tasks import SpecTask, predict_task
-
-    g = config["groups"]
-    spec = sample_modes(np.geomspace(config["ratio"], 1.0, g),
-                        zipf_frequencies(g, config["alpha"]), seed=config["seed"])
-    task = SpecTask("modes", spec, config["seed"])
-    out = {}
-    for label in config["objectives"]:
-        r = predict_task(task, label, steps=config["steps"], lr=config["lr"])
-        out[label] = summarize_run(r.time, r.group_loss, r.threshold)
-    return out
 
 
 def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ section shows the per-group curves, the emergence metrics over seeds, and the gr
 through training — clusters of per-example gradients computed on the side of the mean-loss run
 (training unchanged) and the cluster/svd methods' own re-clusterings — against each group's
 emergence, with their cost. Claim 11 is also judged on the derived theory of the modes tasks
-over frequency × scale spreads (:func:`job_modes_theory`, cheap). The claims' rules live in
+over frequency × scale spreads (a sweep of the ``modes`` family, cheap). The claims' rules live in
 :mod:`figures.claims`.
 """
 
@@ -33,6 +33,7 @@ from ...claims import (
     cells,
     counted_cell,
     gradient_group_checks,
+    grid_runs,
     grouped_checks,
     judge,
     plateau_share,
@@ -40,8 +41,10 @@ from ...claims import (
     seed_cell,
     simultaneous,
 )
+from ...sweep import Axis as GridAxis
+from ...sweep import Plan, plan
 from ..blocks import Block, Context, Section, SectionResult, TextBlock, fmt
-from ..jobs import job_modes_theory, job_task
+from ..jobs import job_task
 from ._maps import count, map_figure
 
 __all__ = ["DEFAULT", "FULL", "FULL_TASKS", "JUDGED", "QUICK", "SECTION", "Settings"]
@@ -182,22 +185,27 @@ def _windows(summary: Mapping[str, Any]) -> np.ndarray:
     return np.stack([plateau, plateau + np.array(summary["drop"], dtype=float)], axis=1)
 
 
-def _theory_jobs(st: Settings) -> list[tuple[Any, dict[str, Any]]]:
-    """Claim 11's theory: mean and grouped loss on 5-mode tasks over α × s₁/s₅."""
-    return [(job_modes_theory, {"alpha": a, "ratio": r, **THEORY,
-                                "objectives": ["mean", "grouped"]})
-            for a in st.alphas for r in st.ratios]
+def _theory_plan(st: Settings) -> Plan:
+    """Claim 11's theory as a sweep of the ``modes`` family: mean and grouped loss (the
+    ``objective`` axis) over frequency exponents α (``zipf``) × scale spreads s₁/s₅
+    (``spread``) of :data:`THEORY`'s G modes, the derived flow to t = η·steps."""
+    return plan("modes", [GridAxis("zipf", st.alphas), GridAxis("spread", st.ratios),
+                          GridAxis("objective", ("mean", "grouped"))],
+                seeds=[THEORY["seed"]], theories=["flow"], record=True,
+                defaults={"groups": THEORY["groups"], "lr": THEORY["lr"],
+                          "t_max": THEORY["lr"] * THEORY["steps"]})
 
 
-def _theory_map(st: Settings, results: Sequence[Mapping[str, Any]]) -> ClaimMap:
-    """Claim 11 on the derived flow (results of :func:`_theory_jobs`, in their order)."""
-    keys = [(a, r) for a in st.alphas for r in st.ratios]
+def _theory_map(st: Settings, rows: Sequence[Mapping[str, Any]]) -> ClaimMap:
+    """Claim 11 on the derived flow (the rows of :func:`_theory_plan`'s sweep)."""
+    runs = grid_runs(rows, ("zipf", "spread", "objective"))
     grid = {}
-    for key, res in zip(keys, results, strict=True):
-        # modes that already emerge together under the mean loss (spread < 1.05) leave
-        # nothing to equalise: not applicable
-        grid[key] = None if simultaneous(res["mean"]) else grouped_checks(res["mean"],
-                                                                          res["grouped"])
+    for a in st.alphas:
+        for r in st.ratios:
+            mean, grouped = (runs[(a, r, o)]["emergence"] for o in ("mean", "grouped"))
+            # modes that already emerge together under the mean loss (spread < 1.05) leave
+            # nothing to equalise: not applicable
+            grid[(a, r)] = None if simultaneous(mean) else grouped_checks(mean, grouped)
 
     def cell(a: float, r: float) -> tuple[float, str]:
         checks = grid[(a, r)]
@@ -238,10 +246,10 @@ def build(ctx: Context) -> SectionResult:
             if "mean" in cheap and _probe_options(name, task) is not None:
                 keys.append((task, name, st.seeds[0]))
                 configs.append(_config(st, task, "mean", st.seeds[0], probe=name))
-    theory = _theory_jobs(st)
-    results = ctx.run([(job_task, c) for c in configs] + theory)  # one pool, all at once
+    theory = _theory_plan(st)
+    results = ctx.run([(job_task, c) for c in configs] + theory.jobs)  # one pool, all at once
     runs = dict(zip(keys, results[:len(configs)], strict=True))
-    map_t = _theory_map(st, results[len(configs):])
+    map_t = _theory_map(st, ctx.table_of("claim11-theory", theory, results[len(configs):]))
 
     def seeds_of(method: str) -> tuple[int, ...]:
         return st.gradient_seeds if method in GRADIENT_METHODS else st.seeds
