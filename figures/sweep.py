@@ -831,7 +831,7 @@ def write_outputs(
         np.savez_compressed(path, **{f"{k}_{part}": v[part] for k, v in curves.items()
                                      for part in ("t", "loss")})
         written.append(path)
-    images = [heatmap(rows, m, x, y, out / f"{m}_{x}_{y}.png") for m, x, y in plots]
+    images = [heatmap(rows, m, x, y, out / f"{m}_{x}_{y}.png", axes) for m, x, y in plots]
     written.extend(images)
     page = out / "index.html"
     body = "".join(f'<figure><img src="{html.escape(p.name)}"><figcaption>'
@@ -851,52 +851,78 @@ def _numeric(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def heatmap(rows: list[dict[str, Any]], measurement: str, x: str, y: str, path: Path) -> Path:
+def heatmap_panels(rows: list[dict[str, Any]], measurement: str, x: str, y: str,
+                   axes: Sequence[str] = ()) -> tuple[list[Any], list[Any],
+                                                      list[tuple[str, np.ndarray]]]:
+    """The panels of :func:`heatmap`: the x and y values and, per source and per combination
+    of the other grid ``axes``' values, its title and the (len(y), len(x)) grid of the median
+    over seeds of ``measurement`` (NaN: no finite value)."""
+    sources = [s for s in dict.fromkeys(r["source"] for r in rows)  # those with a value
+               if any(r["source"] == s and r.get(measurement) not in (None, [])
+                      for r in rows)] or ["train"]
+    others = [a for a in axes if a not in (x, y)]
+    combos = list(dict.fromkeys(tuple(r[a] for a in others) for r in rows)) or [()]
+    xs = sorted({r[x] for r in rows})
+    ys = sorted({r[y] for r in rows})
+    panels = []
+    for combo in combos:
+        fixed = dict(zip(others, combo, strict=True))
+        for source in sources:
+            grid = np.full((len(ys), len(xs)), np.nan)
+            for i, yv in enumerate(ys):
+                for j, xv in enumerate(xs):
+                    values = [_numeric(r.get(measurement)) for r in rows
+                              if r["source"] == source and r[x] == xv and r[y] == yv
+                              and all(r[a] == v for a, v in fixed.items())]
+                    finite = [v for v in values if math.isfinite(v)]
+                    if finite:
+                        grid[i, j] = float(np.median(finite))
+            title = ", ".join([source, *(f"{a}={_tick(v)}" for a, v in fixed.items())])
+            panels.append((title, grid))
+    return xs, ys, panels
+
+
+def _tick(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def heatmap(rows: list[dict[str, Any]], measurement: str, x: str, y: str, path: Path,
+            axes: Sequence[str] = ()) -> Path:
     """PNG: the median over seeds of ``measurement`` on the (x, y) grid, one panel per
-    source (a list measurement shows its first entry; blank: not reached)."""
+    source and per combination of the other grid ``axes``' values (a list measurement shows
+    its first entry; blank: not reached)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sources = [s for s in dict.fromkeys(r["source"] for r in rows)  # those with a value
-               if any(r["source"] == s and r.get(measurement) not in (None, [])
-                      for r in rows)] or ["train"]
-    xs = sorted({r[x] for r in rows})
-    ys = sorted({r[y] for r in rows})
-    fig, panels = plt.subplots(1, len(sources), figsize=(3.6 * len(sources) + 0.8, 3.4),
+    xs, ys, found = heatmap_panels(rows, measurement, x, y, axes)
+    columns = min(len(found), 4)
+    lines = math.ceil(len(found) / columns)
+    fig, panels = plt.subplots(lines, columns, figsize=(3.6 * columns + 0.8, 3.4 * lines),
                                squeeze=False, constrained_layout=True)
-    grids = []
-    for source in sources:
-        grid = np.full((len(ys), len(xs)), np.nan)
-        for i, yv in enumerate(ys):
-            for j, xv in enumerate(xs):
-                values = [_numeric(r.get(measurement)) for r in rows
-                          if r["source"] == source and r[x] == xv and r[y] == yv]
-                finite = [v for v in values if math.isfinite(v)]
-                if finite:
-                    grid[i, j] = float(np.median(finite))
-        grids.append(grid)
+    for ax in panels.flat[len(found):]:
+        ax.set_visible(False)
+    grids = [grid for _, grid in found]
     finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     image = None
-    for ax, source, grid in zip(panels[0], sources, grids, strict=True):
+    for ax, (title, grid) in zip(panels.flat, found, strict=False):
         image = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=vmax,
                           cmap="viridis")
-        ax.set_xticks(range(len(xs)), [f"{v:.3g}" if isinstance(v, float) else str(v)
-                                       for v in xs], rotation=45)
-        ax.set_yticks(range(len(ys)), [f"{v:.3g}" if isinstance(v, float) else str(v)
-                                       for v in ys])
+        ax.set_xticks(range(len(xs)), [_tick(v) for v in xs], rotation=45)
+        ax.set_yticks(range(len(ys)), [_tick(v) for v in ys])
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        ax.set_title(source)
+        ax.set_title(title, fontsize=9)
         for i in range(len(ys)):
             for j in range(len(xs)):
                 if math.isfinite(grid[i, j]):
                     ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7,
                             color="w")
     if image is not None:
-        fig.colorbar(image, ax=panels[0].tolist(), label=f"{measurement} (median over seeds)")
+        fig.colorbar(image, ax=panels.ravel().tolist(),
+                     label=f"{measurement} (median over seeds)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -104,3 +104,19 @@ def test_grouped_rows_carry_the_groups_emergence(tmp_path: Path) -> None:
                       cache_dir=tmp_path / "v")
     assert all(plain[0][k] is None for k in ("emergence_spread", "emergence_width",
                                              "groups_emerged"))
+
+
+def test_a_heatmap_keeps_the_other_axes_apart() -> None:
+    """A third grid axis gets its own panels: its values are not pooled into the median."""
+    from figures.sweep import heatmap_panels
+
+    rows = [{"a": a, "b": b, "objective": o, "seed": k, "source": "flow",
+             "t_0.5": 100 * (o == "grouped") + 10 * a + b + k}
+            for a in (1, 2) for b in (1, 2, 3) for o in ("mean", "grouped") for k in (0, 1, 2)]
+    xs, ys, panels = heatmap_panels(rows, "t_0.5", "a", "b", ["a", "b", "objective"])
+    assert xs == [1, 2] and ys == [1, 2, 3]
+    assert [title for title, _ in panels] == ["flow, objective=mean", "flow, objective=grouped"]
+    for (_, grid), extra in zip(panels, (0, 100), strict=True):
+        # median over seeds 0, 1, 2 adds 1
+        expected = np.array([[extra + 10 * a + b + 1 for a in (1, 2)] for b in (1, 2, 3)])
+        np.testing.assert_array_equal(grid, expected)
