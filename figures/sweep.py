@@ -546,7 +546,9 @@ def _train_cells(configs: list[dict[str, Any]], specs: list[Any],
     seconds = (time.perf_counter() - started) / len(specs)
     diverged = {int(d[0]) for d in result.diverged}
     for i, (config, spec, out) in enumerate(zip(configs, specs, outs, strict=True)):
-        experiment = result.trajectories[i]
+        # taken out of the result: each trajectory (and the cosines its summary caches, as
+        # large as its order parameters) is freed once measured, not kept for the batch
+        experiment, result.trajectories[i] = result.trajectories[i], None
         recorded = _recorder(config)(spec, experiment, False)
         if recorded:
             recorded["run"]["diverged"] = i in diverged

@@ -120,3 +120,38 @@ def test_plateau_length_against_ln_n_in_training():
     print("slope training", slope, "±", slope_se, "ODE", ode_slope, "±", ode_se, "1/(2λ)",
           1 / (2 * p.rate))
     assert abs(slope - ode_slope) < 3 * np.hypot(slope_se, ode_se)
+
+
+def _nlaw_escape_times(n: int, seeds: int) -> np.ndarray:
+    """One N of :mod:`committee_nlaw` (a process of the pool below)."""
+    import torch as th
+    from committee_nlaw import escape_times, plateau, starts
+
+    th.set_num_threads(1)
+    return escape_times(n, starts(seeds), plateau().level)
+
+
+@pytest.mark.slow
+def test_plateau_length_slope_at_192_seeds():
+    """Issue 20's literal criterion: over N = 250…4000 in training, the fitted slope of the
+    plateau length against ln N within 20 % of 1/(2λ) (λ: the escape eigenvalue of the
+    symmetric plateau, computed by Newton on the reduced ODE, not from these runs).
+
+    192 seeds with coupled starts (:mod:`committee_nlaw`); the slope is the mean of the seeds'
+    own fitted slopes, its s.e. from their spread. About 75 CPU-minutes (N = 4000 alone about
+    50), the N values in 2 processes. Not a ≥ 10×-margin test: the slope's statistical error
+    (s.e. ≈ 0.7, measured) is what limits it, and the ±20 % band (±1.7) is ≈ 2.3 s.e.; the
+    seeds are fixed, so the run is deterministic on a given machine. Measured (this run,
+    2026-12-05): see the README's committee section."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from committee_nlaw import NS, plateau, slope
+
+    seeds = 192
+    with ProcessPoolExecutor(2) as pool:
+        times = np.array(list(pool.map(_nlaw_escape_times, NS[::-1], [seeds] * len(NS))))[::-1]
+    mean, se, kept = slope(NS, times)
+    law = 1 / (2 * plateau().rate)
+    print(f"slope {mean:.3f} ± {se:.3f} over {kept} seeds; 1/(2λ) = {law:.3f}")
+    assert kept >= 0.9 * seeds  # nearly every seed escaped at every N
+    assert abs(mean / law - 1) < 0.2, (mean, se, law)
