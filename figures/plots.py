@@ -187,19 +187,31 @@ def _figure(columns: int, rows: int = 1, legend: Sequence[Line2D | Patch] = (),
     Fixed margins instead of ``tight_layout``/``bbox_inches="tight"``: every figure is drawn
     once, when it is saved.
     """
-    legend_rows = -(-len(legend) // LEGEND_COLUMNS)
-    top, bottom = (0.55 if title else 0.3), 0.55 + 0.24 * legend_rows
     width = PANEL_SIZE[0] * columns
+    ncol = legend_columns(legend, width)
+    legend_rows = -(-len(legend) // ncol)
+    top, bottom = (0.55 if title else 0.3), 0.55 + 0.24 * legend_rows
     height = PANEL_SIZE[1] * rows + top + bottom
     fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=bottom / height,
+    # right margin: half of the last x tick label hangs past the axes
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.3 / width, bottom=bottom / height,
                         top=1 - top / height, wspace=0.32, hspace=0.55)
     if legend:
-        fig.legend(handles=list(legend), loc="lower center", ncol=LEGEND_COLUMNS,
+        fig.legend(handles=list(legend), loc="lower center", ncol=ncol,
                    frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=RC["axes.titlesize"] + 1, y=1 - 0.12 / height, va="top")
     return fig, axes
+
+
+def legend_columns(handles: Sequence[Line2D | Patch], width: float) -> int:
+    """Columns of a figure legend that fit ``width`` inches: at most :data:`LEGEND_COLUMNS`,
+    each as wide as the longest label (≈ 0.55 em per character at the legend's font size) plus
+    the handle and the gaps (≈ 0.75 in)."""
+    labels = [str(h.get_label()) for h in handles] or [""]
+    em = RC["legend.fontsize"] / 72  # inches
+    entry = 0.75 + 0.55 * em * max(len(label) for label in labels)
+    return max(1, min(LEGEND_COLUMNS, len(labels), int(width // entry)))
 
 
 def _alignment(cosines: np.ndarray) -> np.ndarray:

@@ -149,3 +149,25 @@ def test_claim_maps_draw_one_heatmap_per_map_and_a_thumbnail(tmp_path):
     thumb = plot_maps(maps, thumbnail=True)
     assert all(not ax.get_xticks().size and not ax.texts for ax in thumb.axes)
     assert save_thumbnail(thumb, tmp_path / "thumb.png").stat().st_size < 5000
+
+
+def test_a_figure_legend_and_the_last_tick_label_stay_on_the_canvas():
+    """The grouped section's figure (2 panels wide, five long group names and the marker's
+    label): matplotlib's own layout of the legend and of every tick label lies inside the
+    figure (it overflowed on both sides with a fixed 5 legend columns)."""
+    t = np.linspace(0, 8000, 50)
+    names = [f"task {g} (p = {p:.2f})" for g, p in zip(range(1, 6), (0.44, 0.22, 0.15, 0.11,
+                                                                        0.09), strict=True)]
+    fig = plot_groups([(m, t, np.exp(-np.outer(t / 8000, np.arange(1, 6))))
+                       for m in ("mean", "grouped", "cluster", "svd")], names,
+                      marks=[np.array([1000.0, 2000, 3000, 4000, 5000])] * 4)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    right = fig.bbox.x1
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert legend.x0 >= 0 and legend.x1 <= right, (legend, right)
+    for ax in fig.axes:
+        for label in ax.get_xticklabels():
+            if label.get_visible() and label.get_text():
+                box = label.get_window_extent(renderer)
+                assert box.x0 >= 0 and box.x1 <= right, (label.get_text(), box, right)
