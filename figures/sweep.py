@@ -792,6 +792,13 @@ def plan(
                 **({"record": _record_version()} if record else {}),
                 **({"train_record": train_record} if train_record != "all" else {})}))
             labels.append((point, seed))
+    if jobs:  # a sampler's own rule (modes: --scales or --groups) fails here, not in a cell
+        from dynamics.errors import ScurveError
+
+        try:
+            sample_cell(jobs[0][1], load=False)
+        except ScurveError as exc:
+            raise SweepError(f"sweep {problem}: {str(exc).splitlines()[0]}") from None
     sources = (*theories, *(["train"] if train is not None else []))
     return Plan(jobs, labels, names, sources, record)
 

@@ -120,3 +120,16 @@ def test_a_heatmap_keeps_the_other_axes_apart() -> None:
         # median over seeds 0, 1, 2 adds 1
         expected = np.array([[extra + 10 * a + b + 1 for a in (1, 2)] for b in (1, 2, 3)])
         np.testing.assert_array_equal(grid, expected)
+
+
+def test_a_sampler_rule_fails_before_any_cell_runs(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """modes needs --scales or --groups: the sweep says so in one line, exit 2, no cell run."""
+    from figures.sweep import SweepError
+
+    with pytest.raises(SweepError, match="needs --scales S1,... or --groups G"):
+        sweep("modes", ["zipf=0,1"], cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    code = main(["sweep", "modes", "--grid", "zipf=0,1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--groups" in err, err
