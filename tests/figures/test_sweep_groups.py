@@ -127,7 +127,7 @@ def test_a_sampler_rule_fails_before_any_cell_runs(tmp_path: Path,
     """modes needs --scales or --groups: the sweep says so in one line, exit 2, no cell run."""
     from figures.sweep import SweepError
 
-    with pytest.raises(SweepError, match="needs --scales S1,... or --groups G"):
+    with pytest.raises(SweepError, match=r"needs --scales S1,\.\.\. or --groups G"):
         sweep("modes", ["zipf=0,1"], cache_dir=tmp_path / "c")
     assert not (tmp_path / "c").exists()
     code = main(["sweep", "modes", "--grid", "zipf=0,1", "--out", str(tmp_path / "o")])
