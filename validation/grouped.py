@@ -252,7 +252,7 @@ def centroid_scores(
 
     When every chosen parameter is used linearly (``nn.Linear`` layers, matmuls, sliced
     addends: :class:`_LinearUses`): one forward and one backward pass, from the factors δ aᵀ
-    of the gradients (:func:`_linear_scores`); else each column is one forward-mode derivative
+    of the gradients (:func:`_factored_scores`); else each column is one forward-mode derivative
     (``torch.func.jvp``) of the per-example losses along c_k (:func:`_forward_mode_scores`):
     K forward passes instead of N backward ones. argmax_k |s_nk| equals argmax_k |ĝ_n·c_k|
     (the norm ‖∇ℓ_n‖ is common to the row). ``factored=False``: always forward-mode (the two
@@ -303,7 +303,7 @@ def _forward_mode_scores(
 
 class _LinearUses(TorchFunctionMode):
     """Records, during one forward pass, every use of the chosen parameters (``{id: name}``)
-    that is linear in the parameter with a per-example factor (see :func:`_linear_scores`):
+    that is linear in the parameter with a per-example factor (see :func:`_factored_scores`):
 
     * ``linear``: ``F.linear(a, W, b)`` (``nn.Linear``), W and/or b chosen;
     * ``matmul``: ``a @ P`` (``torch.matmul``), P chosen, ``a`` with the batch first;
@@ -365,19 +365,6 @@ class _LinearUses(TorchFunctionMode):
                 return out
         self.unsupported = True
         return out
-
-
-def _linear_scores(
-    model: nn.Module,
-    per_example_loss: PerExampleLoss,
-    inputs: Tensor,
-    targets: Tensor,
-    directions: Tensor,
-    names: Sequence[str],
-) -> Tensor | None:
-    """The scores of :func:`_factored_scores` alone (None where it does not apply)."""
-    found = _factored_scores(model, per_example_loss, inputs, targets, directions, names)
-    return None if found is None else found[0]
 
 
 def _factored_scores(

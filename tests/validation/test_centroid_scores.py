@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from validation.grouped import _forward_mode_scores, _linear_scores, centroid_scores
+from validation.grouped import _factored_scores, _forward_mode_scores, centroid_scores
 
 
 class Shared(nn.Module):
@@ -28,6 +28,12 @@ class Shared(nn.Module):
 
 def squared(outputs: Tensor, targets: Tensor) -> Tensor:
     return 0.5 * (outputs - targets) ** 2
+
+
+def _scores(*args: object) -> Tensor | None:
+    """The scores of the factored route alone (None where it does not apply)."""
+    found = _factored_scores(*args)  # type: ignore[arg-type]
+    return None if found is None else found[0]
 
 
 def loop_scores(model: nn.Module, x: Tensor, y: Tensor, names: list[str],
@@ -55,7 +61,7 @@ def test_scores_equal_a_loop_of_backward_calls(norm: bool, names: list[str]) -> 
     expected = loop_scores(model, x, y, names, directions)
     torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(_linear_scores(model, squared, x, y, directions, names),
+    torch.testing.assert_close(_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(_forward_mode_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
@@ -68,7 +74,7 @@ def test_a_non_linear_parameter_takes_the_forward_mode_route() -> None:
     y = torch.randn(5, dtype=torch.float64)
     names = ["norm.weight", "inner.weight"]
     directions = torch.randn(2, 4 + 16, dtype=torch.float64)
-    assert _linear_scores(model, squared, x, y, directions, names) is None
+    assert _scores(model, squared, x, y, directions, names) is None
     torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
                                loop_scores(model, x, y, names, directions),
                                rtol=1e-10, atol=1e-12)
@@ -105,7 +111,7 @@ def test_matmul_and_sliced_addend_scores_equal_a_loop_of_backward_calls(names: l
     size = sum(dict(model.named_parameters())[name].numel() for name in names)
     directions = torch.randn(4, size, dtype=torch.float64)
     expected = loop_scores(model, x, y, names, directions)
-    torch.testing.assert_close(_linear_scores(model, squared, x, y, directions, names),
+    torch.testing.assert_close(_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
 
 
@@ -116,8 +122,8 @@ def test_a_parameter_used_non_linearly_takes_the_forward_mode_route() -> None:
     y = torch.randn(4, dtype=torch.float64)
     names = ["weight", "gate"]
     directions = torch.randn(2, 15, dtype=torch.float64)
-    assert _linear_scores(model, squared, x, y, directions, names) is None
-    assert _linear_scores(model, squared, x, y, directions[:, :12], ["weight"]) is None  # .T
+    assert _scores(model, squared, x, y, directions, names) is None
+    assert _scores(model, squared, x, y, directions[:, :12], ["weight"]) is None  # .T
     torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
                                loop_scores(model, x, y, names, directions),
                                rtol=1e-10, atol=1e-12)
@@ -140,6 +146,6 @@ def test_skills_transformer_takes_the_factored_route() -> None:
         grads = torch.autograd.grad(loss, [params[name] for name in names])
         rows.append(torch.cat([g.reshape(-1) for g in grads]))
     expected = torch.stack(rows) @ directions.T
-    torch.testing.assert_close(_linear_scores(model, task.per_example_loss, inputs, targets,
+    torch.testing.assert_close(_scores(model, task.per_example_loss, inputs, targets,
                                               directions, names),
                                expected, rtol=1e-10, atol=1e-12)
