@@ -5,7 +5,8 @@ slopes against ln N beside 1/(2λ) of the plateau. The slow test
 criterion on the same runs.
 
 Run: ``PYTHONPATH=. OMP_NUM_THREADS=1 python tests/benchmarks/nsweep_committee_training.py
-[SEEDS] [N ...]`` (192 seeds, N = 250…4000: about 75 CPU-minutes, N = 4000 alone about 50)."""
+[SEEDS] [N ...]`` (192 seeds, N = 250…4000: about 2 CPU-hours, N = 4000 alone 90 minutes;
+measured slope 7.97 ± 0.48 against 1/(2λ) = 8.45)."""
 
 import sys
 import time
