@@ -48,17 +48,24 @@ def loop_scores(model: nn.Module, x: Tensor, y: Tensor, names: list[str],
     return torch.stack(rows) @ directions.T
 
 
+def random_case(model: nn.Module, names: list[str], examples: int, tokens: int,
+                directions: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Inputs (examples, tokens, 4), targets, random directions over ``names`` and the scores
+    of :func:`loop_scores` (the oracle), all float64."""
+    x = torch.randn(examples, tokens, 4, dtype=torch.float64)
+    y = torch.randn(examples, dtype=torch.float64)
+    size = sum(dict(model.named_parameters())[name].numel() for name in names)
+    d = torch.randn(directions, size, dtype=torch.float64)
+    return x, y, d, loop_scores(model, x, y, names, d)
+
+
 @pytest.mark.parametrize("norm", [False, True])
 @pytest.mark.parametrize("names", [["inner.weight", "inner.bias", "out.weight"],
                                    ["out.bias", "inner.weight"]])
 def test_scores_equal_a_loop_of_backward_calls(norm: bool, names: list[str]) -> None:
     torch.manual_seed(0)
     model = Shared(norm).double()
-    x = torch.randn(7, 3, 4, dtype=torch.float64)
-    y = torch.randn(7, dtype=torch.float64)
-    size = sum(dict(model.named_parameters())[name].numel() for name in names)
-    directions = torch.randn(3, size, dtype=torch.float64)
-    expected = loop_scores(model, x, y, names, directions)
+    x, y, directions, expected = random_case(model, names, 7, 3, 3)
     torch.testing.assert_close(centroid_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(_scores(model, squared, x, y, directions, names),
@@ -106,11 +113,7 @@ class RawParameters(nn.Module):
 def test_matmul_and_sliced_addend_scores_equal_a_loop_of_backward_calls(names: list[str]) -> None:
     torch.manual_seed(2)
     model = RawParameters(squash=False).double()
-    x = torch.randn(6, 3, 4, dtype=torch.float64)
-    y = torch.randn(6, dtype=torch.float64)
-    size = sum(dict(model.named_parameters())[name].numel() for name in names)
-    directions = torch.randn(4, size, dtype=torch.float64)
-    expected = loop_scores(model, x, y, names, directions)
+    x, y, directions, expected = random_case(model, names, 6, 3, 4)
     torch.testing.assert_close(_scores(model, squared, x, y, directions, names),
                                expected, rtol=1e-10, atol=1e-12)
 
