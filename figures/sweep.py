@@ -411,9 +411,8 @@ def _emergence(traj: Any, spec: Any) -> dict[str, float] | None:
     from validation.emergence import summarize_run
 
     finite = np.isfinite(traj.group_loss).all(axis=1)
-    summary = summarize_run(traj.t[finite], traj.group_loss[finite],
-                            np.asarray(spec.reference_losses) / 2)
-    return summary
+    return summarize_run(traj.t[finite], traj.group_loss[finite],
+                         np.asarray(spec.reference_losses) / 2)
 
 
 def _analysed(recorded: dict[str, Any], traj: Any) -> dict[str, Any] | None:

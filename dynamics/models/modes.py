@@ -117,13 +117,11 @@ def _sample_cli(scales: Any = None, frequencies: Any = None, groups: int | None 
         raise UsageError("sample modes: --spread needs --groups (with --scales, give the scales)")
     if frequencies is not None and zipf is not None:
         raise UsageError("sample modes: give --frequencies or --zipf, not both")
-    if groups is not None:
-        s, p = family(groups, 1.0 if spread is None else spread, zipf or 0.0)
-    else:
-        s = _floats(scales)
-        p = zipf_frequencies(len(s), zipf) if zipf is not None else [1.0] * len(s)
+    s = _floats(scales) if groups is None else family(groups, spread or 1.0)[0]
     if frequencies is not None:
         p = _floats(frequencies)
+    else:
+        p = zipf_frequencies(len(s), zipf or 0.0)  # equal without --zipf
     return sample_modes(s, p, **options)
 
 

@@ -261,7 +261,6 @@ def job_equations(config: dict[str, Any]) -> dict[str, Any]:
             for title, call, kwargs in config["derivations"]}
 
 
-
 def job_predict_aligned(config: dict[str, Any]) -> dict[str, Any]:
     """Gradient flow from a balanced start aligned with the target: ``{"spec", "fraction",
     "t_max"}``; X0 = c·A, Y0 = c·B with c = √fraction, so each mode starts at w_i = fraction·s_i

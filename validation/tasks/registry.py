@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from dynamics.groups import objective, zipf_frequencies
+from dynamics.groups import objective
+from dynamics.models.modes import family
 from dynamics.problems import sample_modes
 from validation.grouped import (
     ClusterGroupedLoss,
@@ -71,15 +70,13 @@ class _Setting:
 
 
 def _modes(seed: int = 0, groups: int = 5, alpha: float = 1.0, **kwargs: Any) -> SpecTask:
-    return SpecTask("modes", sample_modes(np.ones(groups), zipf_frequencies(groups, alpha),
-                                          seed=seed, **kwargs), seed)
+    return SpecTask("modes", sample_modes(*family(groups, zipf=alpha), seed=seed, **kwargs),
+                    seed)
 
 
-def _modes_scale(
-    seed: int = 0, groups: int = 5, smallest: float = 1.0, largest: float = 2.0, **kwargs: Any
-) -> SpecTask:
-    scales = np.geomspace(largest, smallest, groups)
-    return SpecTask("modes-scale", sample_modes(scales, np.full(groups, 1 / groups), seed=seed,
+def _modes_scale(seed: int = 0, groups: int = 5, spread: float = 2.0, **kwargs: Any
+                 ) -> SpecTask:
+    return SpecTask("modes-scale", sample_modes(*family(groups, spread=spread), seed=seed,
                                                 **kwargs), seed)
 
 
