@@ -929,7 +929,7 @@ def heatmap(rows: list[dict[str, Any]], measurement: str, x: str, y: str, path: 
                     ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7,
                             color="w")
     if image is not None:
-        fig.colorbar(image, ax=panels.ravel().tolist(),
+        fig.colorbar(image, ax=[ax for ax in panels.flat if ax.get_visible()],
                      label=f"{measurement} (median over seeds)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
